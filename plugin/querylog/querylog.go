@@ -1,0 +1,158 @@
+// Package querylog records every DNS response into a SQLite database, through a bounded
+// buffer and an adaptive batch writer, without blocking the DNS path.
+package querylog
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/coredns/coredns/request"
+
+	"github.com/miekg/dns"
+)
+
+var log = clog.NewWithPlugin("querylog")
+
+// sink receives entries; the writer is the real one, tests use fakes.
+type sink interface {
+	log(entry)
+	ready() bool
+}
+
+// QueryLog is the plugin handler.
+type QueryLog struct {
+	Next plugin.Handler
+	opts options
+	sink sink // set in OnStartup, before any query is served
+}
+
+// Name implements plugin.Handler.
+func (q *QueryLog) Name() string { return "querylog" }
+
+// Ready implements the ready plugin's Readiness: ready once the database is open for writing.
+func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
+
+// ServeDNS implements plugin.Handler. The reply goes to the client first; the entry is queued
+// afterwards and never waits (unless on_full block).
+func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	rc, err := plugin.NextOrFailure(q.Name(), q.Next, ctx, rec, r)
+	if q.sink == nil {
+		return rc, err
+	}
+	if !rec.written {
+		if plugin.ClientWrite(rc) {
+			return rc, err // nothing was sent to the client (an acl drop, for example)
+		}
+		rec.recordSynthesized(w, r, rc)
+	}
+	q.sink.log(newEntry(metrics.WithServer(ctx), w, r, rec, start))
+	return rc, err
+}
+
+func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, start time.Time) entry {
+	e := entry{
+		start:    start.UnixNano(),
+		server:   server,
+		client:   clientAddr(w.RemoteAddr()),
+		duration: int64(time.Since(start)),
+		size:     rec.size,
+		rcode:    rec.rcode,
+		answers:  rec.answers,
+	}
+	p, plain := transport(server)
+	if plain {
+		if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+			p = protoTCP
+		}
+	}
+	e.proto = p
+	if len(r.Question) > 0 {
+		q := r.Question[0]
+		e.qname = strings.ToLower(q.Name)
+		e.qtype, e.qclass = q.Qtype, q.Qclass
+	}
+	if opt := r.IsEdns0(); opt != nil {
+		e.do = opt.Do()
+	}
+	return e
+}
+
+// clientAddr converts the remote address without going through text where possible.
+func clientAddr(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case nil:
+		return netip.Addr{}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	addr, _ := netip.ParseAddr(a.String())
+	return addr.Unmap()
+}
+
+// recorder wraps the ResponseWriter to capture what was sent. It forwards the PluginTracker
+// signal so coredns_dns_responses_total{plugin} keeps naming the plugin that answered.
+type recorder struct {
+	dns.ResponseWriter
+	written bool
+	rcode   uint16
+	answers uint16
+	size    uint32
+	plugin  string
+}
+
+func (r *recorder) WriteMsg(m *dns.Msg) error {
+	err := r.ResponseWriter.WriteMsg(m)
+	// Measured after the write: the server's ScrubWriter below has by then added the OPT
+	// record and truncated m in place, so this is the size that went on the wire.
+	r.written = true
+	r.rcode = uint16(m.Rcode)
+	r.answers = uint16(min(len(m.Answer), 0xffff))
+	r.size += uint32(m.Len()) // a sum: AXFR writes several messages
+	return err
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	if err == nil && len(b) >= 12 {
+		r.written = true
+		r.rcode = uint16(b[3] & 0x0f)
+		r.answers = uint16(b[6])<<8 | uint16(b[7])
+		r.size += uint32(n)
+	}
+	return n, err
+}
+
+// SetPlugin implements plugin.PluginTracker.
+func (r *recorder) SetPlugin(name string) {
+	r.plugin = name
+	if t, ok := r.ResponseWriter.(plugin.PluginTracker); ok {
+		t.SetPlugin(name)
+	}
+}
+
+// GetPlugin implements plugin.PluginTracker.
+func (r *recorder) GetPlugin() string { return r.plugin }
+
+// recordSynthesized records the error reply the server itself sends when the chain returns an
+// rcode without writing (see dnsserver's errorFunc).
+func (r *recorder) recordSynthesized(w dns.ResponseWriter, req *dns.Msg, rc int) {
+	m := new(dns.Msg)
+	m.SetRcode(req, rc)
+	state := request.Request{W: w, Req: req}
+	state.SizeAndDo(m)
+	r.rcode = uint16(rc)
+	r.size = uint32(m.Len())
+}

@@ -1,0 +1,337 @@
+package querylog
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+)
+
+func init() { plugin.Register("querylog", setup) }
+
+// options is one querylog directive, validated.
+type options struct {
+	path            string
+	bufferSize      int
+	batchSize       int
+	flushInterval   time.Duration
+	adaptive        bool
+	minInterval     time.Duration
+	maxInterval     time.Duration
+	watermark       int           // percent of bufferSize
+	blockFor        time.Duration // 0: drop when full
+	shutdownTimeout time.Duration
+}
+
+const (
+	defaultPath     = "querylog.db"
+	minBufferSize   = 10000
+	maxBufferSize   = 200000
+	maxBatchSize    = 50000
+	maxBlock        = 5 * time.Second
+	maxDuration     = time.Hour
+	maxShutdownWait = 10 * time.Minute
+)
+
+func defaults() options {
+	return options{
+		path:            defaultPath,
+		bufferSize:      50000,
+		batchSize:       2000,
+		flushInterval:   time.Second,
+		adaptive:        true,
+		minInterval:     100 * time.Millisecond,
+		maxInterval:     5 * time.Second,
+		watermark:       80,
+		shutdownTimeout: 5 * time.Second,
+	}
+}
+
+func setup(c *caddy.Controller) error {
+	o, err := parse(c)
+	if err != nil {
+		return plugin.Error("querylog", err)
+	}
+	q := &QueryLog{opts: o}
+	if err := generationOf(c).add(q); err != nil {
+		return plugin.Error("querylog", err)
+	}
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		q.Next = next
+		return q
+	})
+	return nil
+}
+
+// parse reads one server block's querylog directive and checks that its database can be used,
+// without creating or changing anything.
+func parse(c *caddy.Controller) (options, error) {
+	o := defaults()
+	seen := false
+	for c.Next() {
+		if seen {
+			return o, plugin.ErrOnce
+		}
+		seen = true
+		args := c.RemainingArgs()
+		switch len(args) {
+		case 0:
+		case 1:
+			o.path = args[0]
+		default:
+			return o, c.Errf("querylog takes at most one PATH, got %q", strings.Join(args, " "))
+		}
+		for c.NextBlock() {
+			if err := parseOption(c, &o); err != nil {
+				return o, err
+			}
+		}
+	}
+	if o.adaptive && (o.flushInterval < o.minInterval || o.flushInterval > o.maxInterval) {
+		return o, c.Errf("flush_interval %s must lie within the adaptive bounds %s..%s", o.flushInterval, o.minInterval, o.maxInterval)
+	}
+	if o.batchSize > o.bufferSize {
+		return o, c.Errf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize)
+	}
+	if err := resolvePath(c, &o); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func parseOption(c *caddy.Controller, o *options) error {
+	name := c.Val()
+	args := c.RemainingArgs()
+	want := func(n int) error {
+		if len(args) != n {
+			return c.Errf("%s needs %d argument(s), got %d: %q", name, n, len(args), strings.Join(args, " "))
+		}
+		return nil
+	}
+	var err error
+	switch name {
+	case "buffer_size":
+		if err = want(1); err == nil {
+			o.bufferSize, err = intIn(c, name, args[0], minBufferSize, maxBufferSize)
+		}
+	case "batch_size":
+		if err = want(1); err == nil {
+			o.batchSize, err = intIn(c, name, args[0], 1, maxBatchSize)
+		}
+	case "flush_interval":
+		if err = want(1); err == nil {
+			o.flushInterval, err = durationIn(c, name, args[0], maxDuration)
+		}
+	case "adaptive":
+		if len(args) == 1 && args[0] == "off" {
+			o.adaptive = false
+			return nil
+		}
+		if len(args) != 2 {
+			return c.Errf("adaptive needs MIN MAX or off, got %q", strings.Join(args, " "))
+		}
+		o.adaptive = true
+		if o.minInterval, err = durationIn(c, name, args[0], maxDuration); err != nil {
+			return err
+		}
+		if o.maxInterval, err = durationIn(c, name, args[1], maxDuration); err != nil {
+			return err
+		}
+		if o.minInterval > o.maxInterval {
+			return c.Errf("adaptive MIN %s is greater than MAX %s", args[0], args[1])
+		}
+	case "watermark":
+		if err = want(1); err == nil {
+			o.watermark, err = intIn(c, name, strings.TrimSuffix(args[0], "%"), 1, 99)
+		}
+	case "on_full":
+		switch {
+		case len(args) == 1 && args[0] == "drop":
+			o.blockFor = 0
+		case len(args) == 2 && args[0] == "block":
+			o.blockFor, err = durationIn(c, "on_full block", args[1], maxBlock)
+		default:
+			return c.Errf("on_full needs drop or block DURATION, got %q", strings.Join(args, " "))
+		}
+	case "shutdown_timeout":
+		if err = want(1); err == nil {
+			o.shutdownTimeout, err = durationIn(c, name, args[0], maxShutdownWait)
+		}
+	default:
+		return c.Errf("unknown property %q", name)
+	}
+	return err
+}
+
+func intIn(c *caddy.Controller, name, v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, c.Errf("%s: invalid value %q: must be an integer from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func durationIn(c *caddy.Controller, name, v string, hi time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > hi {
+		return 0, c.Errf("%s: invalid duration %q: must be positive and at most %s", name, v, hi)
+	}
+	return d, nil
+}
+
+// resolvePath makes PATH absolute (relative to the root directive's folder, as the file plugin
+// does) and checks that the folder, and the file if it exists, can be written and that an
+// existing file is a querylog database.
+func resolvePath(c *caddy.Controller, o *options) error {
+	if strings.ContainsAny(o.path, "?#") {
+		return c.Errf("querylog PATH %q must not contain '?' or '#'", o.path)
+	}
+	p := o.path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dnsserver.GetConfig(c).Root, p)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return c.Errf("querylog PATH %q: %v", o.path, err)
+	}
+	o.path = abs
+	dir := filepath.Dir(abs)
+	if err := syscall.Access(dir, 0x2|0x1); err != nil { // W_OK|X_OK: files can be created there
+		return c.Errf("querylog PATH %q: folder %s is not writable: %v", abs, dir, err)
+	}
+	if err := syscall.Access(abs, 0x2); err != nil && err != syscall.ENOENT {
+		return c.Errf("querylog PATH %q is not writable: %v", abs, err)
+	}
+	registryMu.Lock()
+	live := lookup(abs) != nil
+	registryMu.Unlock()
+	if !live {
+		if err := checkDatabase(abs); err != nil {
+			return c.Err(err.Error())
+		}
+	}
+	return nil
+}
+
+// generation is the querylog state of one CoreDNS instance (one load of the Corefile): its
+// handlers, which acquire their writers when the instance starts and release them when it
+// stops. During a reload two generations are live; the new one acquires before the old one
+// releases, so writers are handed over with their buffers.
+type generation struct {
+	handlers   []*QueryLog
+	restarting atomic.Bool
+	started    bool // guarded by registryMu
+	stopped    bool // guarded by registryMu
+}
+
+type generationKey struct{}
+
+var started []*generation // generations whose handlers hold writers; guarded by registryMu
+
+func generationOf(c *caddy.Controller) *generation {
+	if g, ok := c.Get(generationKey{}).(*generation); ok {
+		return g
+	}
+	g := &generation{}
+	c.Set(generationKey{}, g)
+	c.OnStartup(g.start)
+	c.OnRestart(func() error { g.restarting.Store(true); return nil })
+	c.OnRestartFailed(func() error { g.restarting.Store(false); reapOrphans(); return nil })
+	// On reload the old instance's servers have stopped when OnShutdown runs, so it releases
+	// there. On SIGTERM/SIGINT DNS is still served until after OnFinalShutdown (health's
+	// lameduck runs in its own, earlier in the directive order), so the final drain waits for it.
+	c.OnShutdown(func() error {
+		if g.restarting.Load() {
+			g.stop(false)
+		}
+		return nil
+	})
+	c.OnFinalShutdown(func() error { g.stop(true); return nil })
+	return g
+}
+
+// add registers a handler. Two server blocks of one Corefile naming the same database must
+// configure it identically, since they share one buffer and one writer.
+func (g *generation) add(q *QueryLog) error {
+	for _, other := range g.handlers {
+		if other.opts.path == q.opts.path && other.opts != q.opts {
+			return fmt.Errorf("server blocks logging to %s must use identical querylog options", q.opts.path)
+		}
+	}
+	g.handlers = append(g.handlers, q)
+	return nil
+}
+
+func (g *generation) start() error {
+	var acquired []*writer
+	for _, q := range g.handlers {
+		w, err := acquire(q.opts)
+		if err != nil {
+			for _, w := range acquired {
+				w.release(false)
+			}
+			return plugin.Error("querylog", err)
+		}
+		acquired = append(acquired, w)
+		q.sink = w
+	}
+	registryMu.Lock()
+	g.started = true
+	started = append(started, g)
+	registryMu.Unlock()
+	return nil
+}
+
+// stop releases the generation's writers, once.
+func (g *generation) stop(final bool) {
+	registryMu.Lock()
+	if !g.started || g.stopped {
+		registryMu.Unlock()
+		return
+	}
+	g.stopped = true
+	for i, s := range started {
+		if s == g {
+			started = append(started[:i], started[i+1:]...)
+			break
+		}
+	}
+	registryMu.Unlock()
+	for _, q := range g.handlers {
+		if w, ok := q.sink.(*writer); ok {
+			w.release(final)
+		}
+	}
+}
+
+// reapOrphans stops generations whose instance failed to start after their OnStartup ran:
+// Caddy drops such an instance without calling any shutdown callback.
+func reapOrphans() {
+	live := map[*generation]bool{}
+	for _, inst := range caddy.Instances() {
+		inst.StorageMu.RLock()
+		if g, ok := inst.Storage[generationKey{}].(*generation); ok {
+			live[g] = true
+		}
+		inst.StorageMu.RUnlock()
+	}
+	registryMu.Lock()
+	var orphans []*generation
+	for _, g := range started {
+		if !live[g] {
+			orphans = append(orphans, g)
+		}
+	}
+	registryMu.Unlock()
+	for _, g := range orphans {
+		log.Infof("Releasing the databases of an instance that failed to start")
+		g.stop(false)
+	}
+}

@@ -1,0 +1,295 @@
+package querylog
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/miekg/dns"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+const (
+	// applicationID marks a file as a querylog database ("QLOG"); any other non-empty SQLite
+	// file is refused rather than modified.
+	applicationID = 0x514C4F47
+	// schemaVersion is PRAGMA user_version after migrate; bump it and add a step to migrations
+	// when the schema changes.
+	schemaVersion = 1
+	// busyTimeoutMS bounds how long one write waits for another process's lock before the
+	// batch fails and is retried with backoff by the flusher.
+	busyTimeoutMS = 1000
+	// rowsPerInsert is the number of rows bound by one multi-row INSERT (12 columns each, far
+	// below SQLite's 32766 parameter limit).
+	rowsPerInsert = 64
+)
+
+const insertColumns = `INSERT INTO queries (ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do") VALUES `
+
+// migrations[i] takes a database from user_version i to i+1.
+var migrations = []string{
+	`CREATE TABLE queries (
+		ts          INTEGER NOT NULL, -- Unix time in milliseconds when the query arrived
+		server      TEXT    NOT NULL, -- listener, e.g. dns://:53
+		client_ip   TEXT    NOT NULL,
+		proto       TEXT    NOT NULL, -- udp, tcp, dot, doh, doh3, doq, grpc
+		qname       TEXT    NOT NULL, -- lower-cased, presentation format with \DDD escapes
+		qtype       INTEGER NOT NULL,
+		qclass      INTEGER NOT NULL,
+		rcode       INTEGER NOT NULL,
+		size        INTEGER NOT NULL, -- response bytes
+		answers     INTEGER NOT NULL,
+		duration_us INTEGER NOT NULL,
+		"do"        INTEGER NOT NULL  -- DNSSEC OK bit of the query
+	);
+	-- ts only grows, so this index appends at its right edge and costs little on insert; it
+	-- serves every time-window question and retention. See README for measured alternatives.
+	CREATE INDEX queries_ts ON queries (ts);
+	CREATE TABLE qtype_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
+	CREATE TABLE rcode_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
+	CREATE VIEW queries_readable AS
+	SELECT strftime('%Y-%m-%dT%H:%M:%fZ', q.ts / 1000.0, 'unixepoch') AS time,
+	       q.server, q.client_ip, q.proto, q.qname,
+	       coalesce(t.name, 'TYPE' || q.qtype) AS qtype,
+	       CASE q.qclass WHEN 1 THEN 'IN' WHEN 3 THEN 'CH' WHEN 4 THEN 'HS' WHEN 254 THEN 'NONE'
+	                     WHEN 255 THEN 'ANY' ELSE 'CLASS' || q.qclass END AS qclass,
+	       coalesce(r.name, 'RCODE' || q.rcode) AS rcode,
+	       q.size, q.answers, q.duration_us, q."do"
+	FROM queries q
+	LEFT JOIN qtype_names t ON t.code = q.qtype
+	LEFT JOIN rcode_names r ON r.code = q.rcode;`,
+}
+
+// store is the SQLite side of one database file: a single connection, used by one goroutine
+// at a time (the flusher, or a tail write after shutdown, serialized by the writer).
+type store struct {
+	path  string
+	db    *sql.DB
+	stmts map[int]*sql.Stmt // multi-row INSERTs by row count
+	args  []any
+}
+
+// checkDatabase verifies, without modifying anything, that path is absent, empty, or a
+// querylog database this build can migrate. It names the file in every error.
+func checkDatabase(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("database %s is not a regular file", path)
+	}
+	if fi.Size() == 0 {
+		return nil
+	}
+	db, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return fmt.Errorf("database %s: %w", path, err)
+	}
+	defer db.Close()
+	_, err = identify(db, path)
+	return err
+}
+
+// identify returns the schema version of a querylog database, 0 for a blank one, or an error
+// for anything else.
+func identify(db interface {
+	QueryRow(query string, args ...any) *sql.Row
+}, path string) (int, error) {
+	var appID, version, objects int
+	err := db.QueryRow(`SELECT (SELECT application_id FROM pragma_application_id),
+		(SELECT user_version FROM pragma_user_version),
+		(SELECT count(*) FROM sqlite_schema)`).Scan(&appID, &version, &objects)
+	if err != nil {
+		return 0, fmt.Errorf("database %s is not a readable SQLite database: %w", path, err)
+	}
+	switch {
+	case appID == 0 && objects == 0:
+		return 0, nil
+	case appID != applicationID:
+		return 0, fmt.Errorf("database %s is not a querylog database (application_id %d, %d schema objects); refusing to modify it", path, appID, objects)
+	case version > schemaVersion:
+		return 0, fmt.Errorf("database %s has schema version %d, newer than this build supports (%d)", path, version, schemaVersion)
+	}
+	return version, nil
+}
+
+// dsn builds the modernc.org/sqlite connection string. The pragmas are applied to every
+// connection the pool opens, so a reconnect keeps them.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
+	if readOnly {
+		q.Add("mode", "ro")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(NORMAL)")
+		// Truncate the WAL back to 64 MiB after a checkpoint so a long reader cannot leave
+		// it large for ever.
+		q.Add("_pragma", "journal_size_limit(67108864)")
+		q.Add("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// openStore opens (creating with mode 0640) and migrates the database at path.
+func openStore(path string) (*store, error) {
+	if err := checkDatabase(path); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	f.Close()
+
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	s := &store{path: path, db: db, stmts: map[int]*sql.Stmt{}}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *store) migrate() error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("database %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	version, err := identify(tx, s.path)
+	if err != nil {
+		return err
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			return fmt.Errorf("database %s: migrating to schema %d: %w", s.path, v+1, err)
+		}
+	}
+	if version == 0 {
+		if err := fillNames(tx); err != nil {
+			return fmt.Errorf("database %s: %w", s.path, err)
+		}
+	}
+	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA application_id = %d; PRAGMA user_version = %d`, applicationID, schemaVersion)); err != nil {
+		return fmt.Errorf("database %s: %w", s.path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("database %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// fillNames stores miekg/dns's type and rcode names for the queries_readable view.
+func fillNames(tx *sql.Tx) error {
+	for code, name := range dns.TypeToString {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO qtype_names VALUES (?, ?)`, code, name); err != nil {
+			return err
+		}
+	}
+	for code, name := range dns.RcodeToString {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO rcode_names VALUES (?, ?)`, code, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write commits the entries of all segments in one transaction, or nothing.
+func (s *store) write(segments ...[]entry) error {
+	// Prepare first: with a single connection, preparing inside the transaction would wait
+	// for a second one.
+	for _, seg := range segments {
+		for _, n := range []int{min(len(seg), rowsPerInsert), len(seg) % rowsPerInsert} {
+			if _, err := s.stmt(n); n > 0 && err != nil {
+				return err
+			}
+		}
+	}
+	tx, err := s.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, seg := range segments {
+		for len(seg) > 0 {
+			n := min(len(seg), rowsPerInsert)
+			if err := s.insert(tx, seg[:n]); err != nil {
+				return err
+			}
+			seg = seg[n:]
+		}
+	}
+	return tx.Commit()
+}
+
+func (s *store) insert(tx *sql.Tx, rows []entry) error {
+	stmt, err := s.stmt(len(rows))
+	if err != nil {
+		return err
+	}
+	args := s.args[:0]
+	for i := range rows {
+		e := &rows[i]
+		args = append(args,
+			e.start/1e6, e.server, e.client.String(), e.proto.String(), e.qname,
+			int64(e.qtype), int64(e.qclass), int64(e.rcode), int64(e.size), int64(e.answers),
+			e.duration/1e3, e.do)
+	}
+	s.args = args
+	_, err = tx.Stmt(stmt).Exec(args...)
+	clear(args) // drop references to strings until the next batch
+	return err
+}
+
+// stmt returns the prepared INSERT for n rows.
+func (s *store) stmt(n int) (*sql.Stmt, error) {
+	if st, ok := s.stmts[n]; ok || n == 0 {
+		return st, nil
+	}
+	var b strings.Builder
+	b.WriteString(insertColumns)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	st, err := s.db.Prepare(b.String())
+	if err != nil {
+		return nil, err
+	}
+	s.stmts[n] = st
+	return st, nil
+}
+
+// size is the bytes the database occupies on disk, WAL included.
+func (s *store) size() int64 {
+	var total int64
+	for _, suffix := range []string{"", "-wal"} {
+		if fi, err := os.Stat(s.path + suffix); err == nil {
+			total += fi.Size()
+		}
+	}
+	return total
+}
+
+func (s *store) close() error {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	return s.db.Close()
+}

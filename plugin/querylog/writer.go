@@ -1,0 +1,217 @@
+package querylog
+
+import (
+	"os"
+	"sync"
+	"time"
+)
+
+// A writer owns everything behind one database file: the buffer, the SQLite store and the
+// flusher goroutine. There is at most one per file per process. Server blocks naming the same
+// file share it, and during a reload the new instance acquires it before the old one releases
+// it, so the buffer, with everything in it, simply changes hands (the dynupdate pattern).
+type writer struct {
+	path string
+	buf  *buffer
+
+	optsMu sync.Mutex
+	opts   options // the newest acquirer's
+
+	storeMu sync.Mutex // serializes the flusher's batches with tail writes after close
+	store   *store     // nil once closed
+
+	stop   chan struct{} // closed to make the flusher drain and exit
+	done   chan struct{} // closed by the flusher when it has exited
+	closed chan struct{} // closed when the writer has fully shut down
+
+	refs    int  // guarded by registryMu
+	closing bool // guarded by registryMu
+
+	gaugeMu   sync.Mutex
+	interval  time.Duration
+	lastFlush float64 // Unix seconds
+	dbSize    int64
+	diskLow   bool
+}
+
+var (
+	registryMu sync.Mutex
+	writers    = map[string]*writer{} // live writers by absolute path
+	retired    []*writer              // closed writers, kept for their counters
+)
+
+// tailGrace is how long a writer closed by a final shutdown keeps its database open for
+// replies still being written: CoreDNS stops its servers after the shutdown callbacks and
+// waits up to 5s for in-flight queries.
+const tailGrace = 6 * time.Second
+
+// acquire returns the writer for o.path, opening the database and starting the flusher if this
+// is the first user. A later user's options replace the current ones.
+func acquire(o options) (*writer, error) {
+	for {
+		registryMu.Lock()
+		w := lookup(o.path)
+		if w == nil {
+			break
+		}
+		if w.closing {
+			// The last user is draining it; wait and open it afresh rather than fight over
+			// the write lock with a second connection.
+			registryMu.Unlock()
+			<-w.closed
+			continue
+		}
+		w.refs++
+		registryMu.Unlock()
+		w.configure(o)
+		return w, nil
+	}
+	defer registryMu.Unlock()
+	st, err := openStore(o.path)
+	if err != nil {
+		return nil, err
+	}
+	w := &writer{
+		path:   o.path,
+		buf:    newBuffer(o),
+		opts:   o,
+		store:  st,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
+		refs:   1,
+	}
+	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
+	writers[o.path] = w
+	go w.run()
+	return w, nil
+}
+
+// lookup finds the live writer for path, by name or as the same file under another name.
+// Called with registryMu held.
+func lookup(path string) *writer {
+	if w, ok := writers[path]; ok {
+		return w
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	for p, w := range writers {
+		if other, err := os.Stat(p); err == nil && os.SameFile(fi, other) {
+			return w
+		}
+	}
+	return nil
+}
+
+func (w *writer) configure(o options) {
+	w.optsMu.Lock()
+	w.opts = o
+	w.optsMu.Unlock()
+	w.buf.configure(o)
+}
+
+func (w *writer) options() options {
+	w.optsMu.Lock()
+	defer w.optsMu.Unlock()
+	return w.opts
+}
+
+// release drops one reference. The last one drains the buffer into SQLite (bounded by
+// shutdown_timeout) and closes the database. With keepTail, used when the process is about to
+// exit, replies still being answered after the drain are written one by one until tailGrace
+// has passed, so that nothing answered before exit is missing.
+func (w *writer) release(keepTail bool) {
+	registryMu.Lock()
+	w.refs--
+	if w.refs > 0 {
+		registryMu.Unlock()
+		return
+	}
+	w.closing = true
+	registryMu.Unlock()
+
+	w.buf.close()
+	close(w.stop)
+	<-w.done
+	w.buf.release()
+
+	registryMu.Lock()
+	delete(writers, w.path)
+	retired = append(retired, w)
+	registryMu.Unlock()
+
+	if keepTail {
+		time.AfterFunc(tailGrace, w.closeStore)
+	} else {
+		w.closeStore()
+	}
+	close(w.closed)
+}
+
+func (w *writer) closeStore() {
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	if w.store == nil {
+		return
+	}
+	if err := w.store.close(); err != nil {
+		log.Errorf("Closing database %s: %v", w.path, err)
+	}
+	w.store = nil
+}
+
+// log hands one entry to the buffer. After the buffer has closed, the entry is written
+// directly if the database is still open, else counted as a shutdown drop.
+func (w *writer) log(e entry) {
+	res, crossed := w.buf.enqueue(e)
+	switch res {
+	case accepted:
+		if crossed {
+			size, capacity := w.buf.fill()
+			log.Warningf("Buffer for %s is above its watermark: %d of %d entries", w.path, size, capacity)
+		}
+	case rejectedClosed:
+		w.storeMu.Lock()
+		ok := w.store != nil && w.store.write([]entry{e}) == nil
+		w.storeMu.Unlock()
+		w.buf.account(e.server, ok, reasonShutdown)
+	}
+}
+
+// ready reports whether the database is open for writing.
+func (w *writer) ready() bool {
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	return w.store != nil
+}
+
+type gauges struct {
+	interval  time.Duration
+	lastFlush float64
+	dbSize    int64
+	diskLow   bool
+}
+
+func (w *writer) gauges() gauges {
+	w.gaugeMu.Lock()
+	defer w.gaugeMu.Unlock()
+	return gauges{w.interval, w.lastFlush, w.dbSize, w.diskLow}
+}
+
+func (w *writer) setGauges(f func()) {
+	w.gaugeMu.Lock()
+	f()
+	w.gaugeMu.Unlock()
+}
+
+// writersForMetrics returns the live writers and every writer (live and retired).
+func writersForMetrics() (live, all []*writer) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	for _, w := range writers {
+		live = append(live, w)
+	}
+	return live, append(append([]*writer(nil), live...), retired...)
+}
