@@ -14,6 +14,7 @@ type entry struct {
 	server   string
 	qname    string
 	client   netip.Addr
+	hashKey  *[32]byte // non-nil: store a keyed hash of client instead (anonymize hash)
 	duration int64 // nanoseconds until the reply was written
 	size     uint32
 	qtype    uint16

@@ -32,6 +32,9 @@ func (w *writer) run() {
 	defer timer.Stop()
 	report := time.NewTicker(logEvery)
 	defer report.Stop()
+	maintenance := time.NewTicker(maintenanceEvery)
+	defer maintenance.Stop()
+	f.maintain()
 
 	retry := false
 	for {
@@ -43,6 +46,9 @@ func (w *writer) run() {
 				return
 			case <-report.C:
 				f.reportDrops()
+				continue
+			case <-maintenance.C:
+				f.maintain()
 				continue
 			case <-w.buf.notify:
 			case <-timer.C:
@@ -110,6 +116,10 @@ func (f *flusher) flushBatch(n int) error {
 	first, second := w.buf.peek(n)
 	count := len(first) + len(second)
 	if count == 0 {
+		return nil
+	}
+	if f.diskLow() {
+		w.buf.remove(count, false, reasonDiskLow)
 		return nil
 	}
 	start := time.Now()

@@ -3,6 +3,7 @@
 package querylog
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/coredns/coredns/request"
 
 	"github.com/miekg/dns"
+	ot "github.com/opentracing/opentracing-go"
 )
 
 var log = clog.NewWithPlugin("querylog")
@@ -27,9 +29,10 @@ type sink interface {
 
 // QueryLog is the plugin handler.
 type QueryLog struct {
-	Next plugin.Handler
-	opts options
-	sink sink // set in OnStartup, before any query is served
+	Next   plugin.Handler
+	opts   options
+	filter filter
+	sink   sink // set in OnStartup, before any query is served
 }
 
 // Name implements plugin.Handler.
@@ -43,7 +46,16 @@ func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
 func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
-	rc, err := plugin.NextOrFailure(q.Name(), q.Next, ctx, rec, r)
+	var rc int
+	var err error
+	if q.Next == nil || ot.SpanFromContext(ctx) != nil {
+		rc, err = plugin.NextOrFailure(q.Name(), q.Next, ctx, rec, r)
+	} else {
+		// What NextOrFailure does without tracing, minus its writer wrapper: the recorder
+		// itself tells a PluginTracker below which plugin answered.
+		rec.next = q.Next.Name()
+		rc, err = q.Next.ServeDNS(ctx, rec, r)
+	}
 	if q.sink == nil {
 		return rc, err
 	}
@@ -53,15 +65,22 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		}
 		rec.recordSynthesized(w, r, rc)
 	}
-	q.sink.log(newEntry(metrics.WithServer(ctx), w, r, rec, start))
+	e := newEntry(metrics.WithServer(ctx), w, r, rec, start)
+	if q.filter.ignored(e.qname, e.client) {
+		ignoredTotal.WithLabelValues(e.server).Inc()
+		return rc, err
+	}
+	q.filter.anonymize(&e)
+	q.sink.log(e)
 	return rc, err
 }
 
 func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, start time.Time) entry {
+	remote := w.RemoteAddr()
 	e := entry{
 		start:    start.UnixNano(),
 		server:   server,
-		client:   clientAddr(w.RemoteAddr()),
+		client:   clientAddr(remote),
 		duration: int64(time.Since(start)),
 		size:     rec.size,
 		rcode:    rec.rcode,
@@ -69,7 +88,7 @@ func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, st
 	}
 	p, plain := transport(server)
 	if plain {
-		if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+		if _, tcp := remote.(*net.TCPAddr); tcp {
 			p = protoTCP
 		}
 	}
@@ -102,18 +121,33 @@ func clientAddr(a net.Addr) netip.Addr {
 	return addr.Unmap()
 }
 
-// recorder wraps the ResponseWriter to capture what was sent. It forwards the PluginTracker
-// signal so coredns_dns_responses_total{plugin} keeps naming the plugin that answered.
+// recorder wraps the ResponseWriter to capture what was sent. Like CoreDNS's own writer
+// wrapper it keeps coredns_dns_responses_total{plugin} right: it tells a PluginTracker below
+// which plugin wrote the reply (the next plugin, or a more precise name reported from further
+// down the chain).
 type recorder struct {
 	dns.ResponseWriter
 	written bool
 	rcode   uint16
 	answers uint16
 	size    uint32
-	plugin  string
+	next    string // name of the next plugin; empty when NextOrFailure wrapped it
+	plugin  string // name reported through SetPlugin from below
+}
+
+// track passes the answering plugin's name to a tracker below, as plugin.NextOrFailure's
+// wrapper would have.
+func (r *recorder) track() {
+	if r.next == "" {
+		return
+	}
+	if t, ok := r.ResponseWriter.(plugin.PluginTracker); ok {
+		t.SetPlugin(cmp.Or(r.plugin, r.next))
+	}
 }
 
 func (r *recorder) WriteMsg(m *dns.Msg) error {
+	r.track()
 	err := r.ResponseWriter.WriteMsg(m)
 	// Measured after the write: the server's ScrubWriter below has by then added the OPT
 	// record and truncated m in place, so this is the size that went on the wire.
@@ -125,6 +159,7 @@ func (r *recorder) WriteMsg(m *dns.Msg) error {
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
+	r.track()
 	n, err := r.ResponseWriter.Write(b)
 	if err == nil && len(b) >= 12 {
 		r.written = true

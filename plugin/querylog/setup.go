@@ -3,7 +3,6 @@ package querylog
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -28,6 +27,10 @@ type options struct {
 	watermark       int           // percent of bufferSize
 	blockFor        time.Duration // 0: drop when full
 	shutdownTimeout time.Duration
+	retention       time.Duration // 0 keeps everything
+	maxSize         int64         // bytes; 0: no cap
+	minFreeBytes    int64         // free space the filesystem must keep, or
+	minFreePercent  float64       // the same as a share of the filesystem
 }
 
 const (
@@ -51,15 +54,17 @@ func defaults() options {
 		maxInterval:     5 * time.Second,
 		watermark:       80,
 		shutdownTimeout: 5 * time.Second,
+		retention:       7 * 24 * time.Hour,
+		minFreeBytes:    100_000_000,
 	}
 }
 
 func setup(c *caddy.Controller) error {
-	o, err := parse(c)
+	o, f, err := parse(c)
 	if err != nil {
 		return plugin.Error("querylog", err)
 	}
-	q := &QueryLog{opts: o}
+	q := &QueryLog{opts: o, filter: f}
 	if err := generationOf(c).add(q); err != nil {
 		return plugin.Error("querylog", err)
 	}
@@ -72,12 +77,24 @@ func setup(c *caddy.Controller) error {
 
 // parse reads one server block's querylog directive and checks that its database can be used,
 // without creating or changing anything.
-func parse(c *caddy.Controller) (options, error) {
+func parse(c *caddy.Controller) (options, filter, error) {
+	o, f, err := parseBlock(c)
+	if err != nil {
+		return o, f, err
+	}
+	if f.hash && f.keyFile == "" {
+		f.keyFile = o.path + ".key"
+	}
+	return o, f, nil
+}
+
+func parseBlock(c *caddy.Controller) (options, filter, error) {
 	o := defaults()
+	f := filter{}
 	seen := false
 	for c.Next() {
 		if seen {
-			return o, plugin.ErrOnce
+			return o, f, plugin.ErrOnce
 		}
 		seen = true
 		args := c.RemainingArgs()
@@ -86,27 +103,36 @@ func parse(c *caddy.Controller) (options, error) {
 		case 1:
 			o.path = args[0]
 		default:
-			return o, c.Errf("querylog takes at most one PATH, got %q", strings.Join(args, " "))
+			return o, f, c.Errf("querylog takes at most one PATH, got %q", strings.Join(args, " "))
 		}
 		for c.NextBlock() {
-			if err := parseOption(c, &o); err != nil {
-				return o, err
+			if err := parseOption(c, &o, &f); err != nil {
+				return o, f, err
 			}
 		}
 	}
 	if o.adaptive && (o.flushInterval < o.minInterval || o.flushInterval > o.maxInterval) {
-		return o, c.Errf("flush_interval %s must lie within the adaptive bounds %s..%s", o.flushInterval, o.minInterval, o.maxInterval)
+		return o, f, c.Errf("flush_interval %s must lie within the adaptive bounds %s..%s", o.flushInterval, o.minInterval, o.maxInterval)
 	}
 	if o.batchSize > o.bufferSize {
-		return o, c.Errf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize)
+		return o, f, c.Errf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize)
 	}
-	if err := resolvePath(c, &o); err != nil {
-		return o, err
+	var err error
+	if o.path, err = resolvePath(c, "querylog PATH", o.path); err != nil {
+		return o, f, err
 	}
-	return o, nil
+	if err := checkPath(c, o.path); err != nil {
+		return o, f, err
+	}
+	if f.keyFile != "" {
+		if f.keyFile, err = resolvePath(c, "anonymize hash KEYFILE", f.keyFile); err != nil {
+			return o, f, err
+		}
+	}
+	return o, f, nil
 }
 
-func parseOption(c *caddy.Controller, o *options) error {
+func parseOption(c *caddy.Controller, o *options, f *filter) error {
 	name := c.Val()
 	args := c.RemainingArgs()
 	want := func(n int) error {
@@ -164,44 +190,61 @@ func parseOption(c *caddy.Controller, o *options) error {
 		if err = want(1); err == nil {
 			o.shutdownTimeout, err = durationIn(c, name, args[0], maxShutdownWait)
 		}
+	case "retention":
+		if err = want(1); err == nil {
+			o.retention, err = parseRetention(c, args[0])
+		}
+	case "max_size":
+		if err = want(1); err == nil {
+			o.maxSize, err = parseSize(c, name, args[0], 1<<20)
+		}
+	case "min_free":
+		if err = want(1); err == nil {
+			o.minFreeBytes, o.minFreePercent, err = parseMinFree(c, args[0])
+		}
+	case "anonymize":
+		return parseAnonymize(c, f, args)
+	case "ignore":
+		if len(args) == 0 {
+			return c.Errf("ignore needs at least one NAME")
+		}
+		f.ignoreNames = append(f.ignoreNames, plugin.OriginsFromArgsOrServerBlock(args, nil)...)
+	case "ignore_clients":
+		if len(args) == 0 {
+			return c.Errf("ignore_clients needs at least one CIDR")
+		}
+		for _, a := range args {
+			p, err := parsePrefix(a)
+			if err != nil {
+				return c.Errf("ignore_clients: invalid CIDR %q", a)
+			}
+			f.ignoreClients = append(f.ignoreClients, p)
+		}
 	default:
 		return c.Errf("unknown property %q", name)
 	}
 	return err
 }
 
-func intIn(c *caddy.Controller, name, v string, lo, hi int) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, c.Errf("%s: invalid value %q: must be an integer from %d to %d", name, v, lo, hi)
+// resolvePath makes a path absolute, relative to the root directive's folder as the file
+// plugin does.
+func resolvePath(c *caddy.Controller, what, path string) (string, error) {
+	if strings.ContainsAny(path, "?#") {
+		return "", c.Errf("%s %q must not contain '?' or '#'", what, path)
 	}
-	return n, nil
-}
-
-func durationIn(c *caddy.Controller, name, v string, hi time.Duration) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 || d > hi {
-		return 0, c.Errf("%s: invalid duration %q: must be positive and at most %s", name, v, hi)
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dnsserver.GetConfig(c).Root, path)
 	}
-	return d, nil
-}
-
-// resolvePath makes PATH absolute (relative to the root directive's folder, as the file plugin
-// does) and checks that the folder, and the file if it exists, can be written and that an
-// existing file is a querylog database.
-func resolvePath(c *caddy.Controller, o *options) error {
-	if strings.ContainsAny(o.path, "?#") {
-		return c.Errf("querylog PATH %q must not contain '?' or '#'", o.path)
-	}
-	p := o.path
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dnsserver.GetConfig(c).Root, p)
-	}
-	abs, err := filepath.Abs(p)
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return c.Errf("querylog PATH %q: %v", o.path, err)
+		return "", c.Errf("%s %q: %v", what, path, err)
 	}
-	o.path = abs
+	return abs, nil
+}
+
+// checkPath checks that the database's folder, and the file if it exists, can be written and
+// that an existing file is a querylog database.
+func checkPath(c *caddy.Controller, abs string) error {
 	dir := filepath.Dir(abs)
 	if err := syscall.Access(dir, 0x2|0x1); err != nil { // W_OK|X_OK: files can be created there
 		return c.Errf("querylog PATH %q: folder %s is not writable: %v", abs, dir, err)
@@ -272,7 +315,7 @@ func (g *generation) add(q *QueryLog) error {
 func (g *generation) start() error {
 	var acquired []*writer
 	for _, q := range g.handlers {
-		w, err := acquire(q.opts)
+		w, err := q.start()
 		if err != nil {
 			for _, w := range acquired {
 				w.release(false)
@@ -280,13 +323,29 @@ func (g *generation) start() error {
 			return plugin.Error("querylog", err)
 		}
 		acquired = append(acquired, w)
-		q.sink = w
 	}
 	registryMu.Lock()
 	g.started = true
 	started = append(started, g)
 	registryMu.Unlock()
 	return nil
+}
+
+// start loads the handler's hash key, if any, and acquires its writer.
+func (q *QueryLog) start() (*writer, error) {
+	if q.filter.hash {
+		key, err := loadKey(q.filter.keyFile)
+		if err != nil {
+			return nil, err
+		}
+		q.filter.key = key
+	}
+	w, err := acquire(q.opts)
+	if err != nil {
+		return nil, err
+	}
+	q.sink = w
+	return w, nil
 }
 
 // stop releases the generation's writers, once.

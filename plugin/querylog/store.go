@@ -157,6 +157,12 @@ func openStore(path string) (*store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	s := &store{path: path, db: db, stmts: map[int]*sql.Stmt{}}
+	// Takes effect only on a database without tables, i.e. one we are about to create: lets
+	// max_size give freed pages back to the filesystem (PRAGMA incremental_vacuum).
+	if _, err := db.Exec(`PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, err
@@ -245,7 +251,7 @@ func (s *store) insert(tx *sql.Tx, rows []entry) error {
 	for i := range rows {
 		e := &rows[i]
 		args = append(args,
-			e.start/1e6, e.server, e.client.String(), e.proto.String(), e.qname,
+			e.start/1e6, e.server, clientText(e), e.proto.String(), e.qname,
 			int64(e.qtype), int64(e.qclass), int64(e.rcode), int64(e.size), int64(e.answers),
 			e.duration/1e3, e.do)
 	}
@@ -274,6 +280,41 @@ func (s *store) stmt(n int) (*sql.Stmt, error) {
 	}
 	s.stmts[n] = st
 	return st, nil
+}
+
+// pruneOlder deletes up to limit of the oldest rows whose ts is before cutoff (Unix ms).
+func (s *store) pruneOlder(cutoff int64, limit int) (int64, error) {
+	return s.exec(`DELETE FROM queries WHERE rowid IN (SELECT rowid FROM queries WHERE ts < ? ORDER BY ts LIMIT ?)`, cutoff, limit)
+}
+
+// pruneOldest deletes up to limit of the oldest rows.
+func (s *store) pruneOldest(limit int) (int64, error) {
+	return s.exec(`DELETE FROM queries WHERE rowid IN (SELECT rowid FROM queries ORDER BY rowid LIMIT ?)`, limit)
+}
+
+func (s *store) exec(query string, args ...any) (int64, error) {
+	res, err := s.db.Exec(query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// usedBytes is the size of the pages in use, free pages excluded.
+func (s *store) usedBytes() (int64, error) {
+	var pages, free, pageSize int64
+	err := s.db.QueryRow(`SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count),
+		(SELECT page_size FROM pragma_page_size)`).Scan(&pages, &free, &pageSize)
+	return (pages - free) * pageSize, err
+}
+
+// vacuum returns free pages to the filesystem; the file shrinks at the next checkpoint.
+func (s *store) vacuum() error {
+	if _, err := s.db.Exec(`PRAGMA incremental_vacuum`); err != nil {
+		return err
+	}
+	_, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	return err
 }
 
 // size is the bytes the database occupies on disk, WAL included.

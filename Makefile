@@ -1,0 +1,29 @@
+# querylog: build, run and test the custom CoreDNS.
+GO ?= go
+
+.PHONY: run build test vet unit rules bench-short
+
+# Build the custom CoreDNS and serve Corefile.example on 127.0.0.1:1053 (Ctrl-C to stop).
+run: build
+	./coredns -conf Corefile.example
+
+build:
+	$(GO) build -o coredns ./cmd/coredns
+
+# The whole test suite: what .ci/run runs.
+test: vet unit rules bench-short
+
+vet:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed" && exit 1)
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+rules:
+	promtool check rules deploy/prometheus/querylog.rules.yml
+	promtool test rules deploy/prometheus/querylog.rules.test.yml
+
+# A few seconds of dnsperf load against the real build; fails unless rows = completed, no drops.
+bench-short:
+	$(GO) run ./bench/loadtest -scenario rate -short

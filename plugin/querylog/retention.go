@@ -1,0 +1,96 @@
+package querylog
+
+import (
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+var (
+	// maintenanceEvery is how often retention and the size cap are enforced (a variable so
+	// tests can shorten it).
+	maintenanceEvery = 10 * time.Second
+	// pruneChunk is the number of rows deleted per transaction: small enough that a flush
+	// waiting behind it is delayed by a few milliseconds at most (see BenchmarkPrune).
+	pruneChunk = 2000
+)
+
+// maintain deletes rows older than retention and, above max_size, the oldest rows until the
+// database is back under 90% of it, then returns the freed pages to the filesystem. Between
+// chunks it lets due flushes go first.
+func (f *flusher) maintain() {
+	o := f.w.options()
+	if o.retention > 0 {
+		cutoff := time.Now().Add(-o.retention).UnixMilli()
+		f.prune(func(s *store) (int64, error) { return s.pruneOlder(cutoff, pruneChunk) }, func() bool { return false })
+	}
+	if o.maxSize > 0 {
+		over := func() bool {
+			f.w.storeMu.Lock()
+			used, err := f.w.store.usedBytes()
+			f.w.storeMu.Unlock()
+			return err == nil && used > o.maxSize*9/10
+		}
+		if f.w.store.size() > o.maxSize || over() {
+			f.prune(func(s *store) (int64, error) { return s.pruneOldest(pruneChunk) }, func() bool { return !over() })
+			f.w.storeMu.Lock()
+			err := f.w.store.vacuum()
+			f.w.storeMu.Unlock()
+			if err != nil {
+				log.Warningf("Returning free pages of %s to the filesystem: %v", f.w.path, err)
+			}
+		}
+	}
+	size := f.w.store.size()
+	f.w.setGauges(func() { f.w.dbSize = size })
+}
+
+// prune runs del chunk by chunk until it deletes less than a chunk or done says so.
+func (f *flusher) prune(del func(*store) (int64, error), done func() bool) {
+	for !done() {
+		if size, _ := f.w.buf.fill(); size >= f.w.options().batchSize {
+			if f.flushWaiting(false) != nil {
+				return // the database is failing; retry at the next maintenance
+			}
+		}
+		f.w.storeMu.Lock()
+		n, err := del(f.w.store)
+		f.w.storeMu.Unlock()
+		if err != nil {
+			if ok, suppressed := f.errLog.allow(time.Now()); ok {
+				log.Errorf("Pruning %s failed (%d similar errors suppressed): %v", f.w.path, suppressed, err)
+			}
+			return
+		}
+		prunedTotal.WithLabelValues(f.w.path).Add(float64(n))
+		if n < int64(pruneChunk) {
+			return
+		}
+	}
+}
+
+// diskLow reports whether the filesystem holding the database has less free space than
+// min_free, and exports and logs the transitions.
+func (f *flusher) diskLow() bool {
+	o := f.w.options()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(f.w.path), &st); err != nil {
+		return false // cannot tell: let the write itself fail or succeed
+	}
+	free := int64(st.Bavail) * st.Bsize
+	need := o.minFreeBytes
+	if o.minFreePercent > 0 {
+		need = int64(float64(st.Blocks) * float64(st.Bsize) * o.minFreePercent / 100)
+	}
+	low := free < need
+	was := f.w.gauges().diskLow
+	if low != was {
+		f.w.setGauges(func() { f.w.diskLow = low })
+		if low {
+			log.Errorf("Filesystem of %s has %d bytes free, below min_free %d: dropping entries (disk_low) until space is freed", f.w.path, free, need)
+		} else {
+			log.Infof("Filesystem of %s has %d bytes free again: writing resumed", f.w.path, free)
+		}
+	}
+	return low
+}
