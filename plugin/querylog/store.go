@@ -51,7 +51,7 @@ var migrations = []string{
 	CREATE TABLE qtype_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
 	CREATE TABLE rcode_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
 	CREATE VIEW queries_readable AS
-	SELECT strftime('%Y-%m-%dT%H:%M:%fZ', q.ts / 1000.0, 'unixepoch') AS time,
+	SELECT q.ts, strftime('%Y-%m-%dT%H:%M:%fZ', q.ts / 1000.0, 'unixepoch') AS time,
 	       q.server, q.client_ip, q.proto, q.qname,
 	       coalesce(t.name, 'TYPE' || q.qtype) AS qtype,
 	       CASE q.qclass WHEN 1 THEN 'IN' WHEN 3 THEN 'CH' WHEN 4 THEN 'HS' WHEN 254 THEN 'NONE'
@@ -128,6 +128,9 @@ func dsn(path string, readOnly bool) string {
 	if readOnly {
 		q.Add("mode", "ro")
 	} else {
+		// First, before WAL mode writes the header: takes effect only on a database we are
+		// about to create, and lets max_size give freed pages back (incremental_vacuum).
+		q.Add("_pragma", "auto_vacuum(INCREMENTAL)")
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(NORMAL)")
 		// Truncate the WAL back to 64 MiB after a checkpoint so a long reader cannot leave
@@ -157,12 +160,6 @@ func openStore(path string) (*store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	s := &store{path: path, db: db, stmts: map[int]*sql.Stmt{}}
-	// Takes effect only on a database without tables, i.e. one we are about to create: lets
-	// max_size give freed pages back to the filesystem (PRAGMA incremental_vacuum).
-	if _, err := db.Exec(`PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, err
