@@ -43,6 +43,20 @@ func benchEntries(n int) []entry {
 	return out
 }
 
+// benchStore opens a store with its checkpointer running, as a writer has them.
+func benchStore(b *testing.B, name string) (*store, *checkpointer) {
+	path := filepath.Join(b.TempDir(), name)
+	s, err := openStore(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ckpt, err := startCheckpointer(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, ckpt
+}
+
 // BenchmarkStoreWrite measures the writer's ingest through the real store: rows/s per batch
 // size, with the shipped schema (ts index only) and with extra random-key indexes for contrast.
 //
@@ -56,11 +70,9 @@ func BenchmarkStoreWrite(b *testing.B) {
 				continue
 			}
 			b.Run(name, func(b *testing.B) {
-				s, err := openStore(filepath.Join(b.TempDir(), "bench.db"))
-				if err != nil {
-					b.Fatal(err)
-				}
+				s, ckpt := benchStore(b, "bench.db")
 				defer s.close()
+				defer ckpt.close()
 				if extra != "" {
 					if _, err := s.db.Exec(fmt.Sprintf("CREATE INDEX extra ON queries(%s)", extra)); err != nil {
 						b.Fatal(err)
@@ -190,5 +202,54 @@ func BenchmarkBufferMemory(b *testing.B) {
 		b.ReportMetric(held/(1<<20), "MiB/50k")
 		runtime.KeepAlive(buf)
 		entries = benchEntries(capacity)
+	}
+}
+
+// BenchmarkPrune deletes a million expired rows the way retention does and reports the longest
+// single chunk: the most a flush can be delayed while pruning runs.
+//
+//	go test -run '^$' -bench Prune -benchtime 1x ./plugin/querylog/
+func BenchmarkPrune(b *testing.B) {
+	const rows = 1_000_000
+	entries := benchEntries(100_000)
+	old := time.Now().Add(-30 * 24 * time.Hour).UnixNano()
+	for _, chunk := range []int{500, 1000, 2000} {
+		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) { benchPrune(b, chunk, rows, entries, old) })
+	}
+}
+
+func benchPrune(b *testing.B, chunk, rows int, entries []entry, old int64) {
+	for b.Loop() {
+		b.StopTimer()
+		s, ckpt := benchStore(b, "prune.db")
+		for i := 0; i < rows; i += len(entries) {
+			for j := range entries {
+				entries[j].start = old + int64(i+j)*1e6
+			}
+			if err := s.write(entries); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		var worst, total time.Duration
+		chunks := 0
+		cutoff := time.Now().Add(-7 * 24 * time.Hour).UnixMilli()
+		for {
+			start := time.Now()
+			n, err := s.pruneOlder(cutoff, chunk)
+			took := time.Since(start)
+			if err != nil {
+				b.Fatal(err)
+			}
+			worst, total, chunks = max(worst, took), total+took, chunks+1
+			if n < int64(chunk) {
+				break
+			}
+		}
+		b.ReportMetric(float64(worst.Microseconds())/1000, "worst-chunk-ms")
+		b.ReportMetric(float64(total.Microseconds())/1000/float64(chunks), "mean-chunk-ms")
+		b.ReportMetric(float64(total.Milliseconds()), "total-ms")
+		ckpt.close()
+		s.close()
 	}
 }

@@ -15,7 +15,7 @@ type entry struct {
 	qname    string
 	client   netip.Addr
 	hashKey  *[32]byte // non-nil: store a keyed hash of client instead (anonymize hash)
-	duration int64 // nanoseconds until the reply was written
+	duration int64     // nanoseconds until the reply was written
 	size     uint32
 	qtype    uint16
 	qclass   uint16

@@ -304,12 +304,18 @@ func generationOf(c *caddy.Controller) *generation {
 // configure it identically, since they share one buffer and one writer.
 func (g *generation) add(q *QueryLog) error {
 	for _, other := range g.handlers {
-		if other.opts.path == q.opts.path && other.opts != q.opts {
+		if sameFile(other.opts.path, q.opts.path) && !sameOptions(other.opts, q.opts) {
 			return fmt.Errorf("server blocks logging to %s must use identical querylog options", q.opts.path)
 		}
 	}
 	g.handlers = append(g.handlers, q)
 	return nil
+}
+
+// sameOptions compares options but for the spelling of the path.
+func sameOptions(a, b options) bool {
+	a.path = b.path
+	return a == b
 }
 
 func (g *generation) start() error {

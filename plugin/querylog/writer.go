@@ -19,6 +19,7 @@ type writer struct {
 
 	storeMu sync.Mutex // serializes the flusher's batches with tail writes after close
 	store   *store     // nil once closed
+	ckpt    *checkpointer
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -71,7 +72,13 @@ func acquire(o options) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	ckpt, err := startCheckpointer(o.path)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
 	w := &writer{
+		ckpt:   ckpt,
 		path:   o.path,
 		buf:    newBuffer(o),
 		opts:   o,
@@ -93,16 +100,26 @@ func lookup(path string) *writer {
 	if w, ok := writers[path]; ok {
 		return w
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil
-	}
 	for p, w := range writers {
-		if other, err := os.Stat(p); err == nil && os.SameFile(fi, other) {
+		if sameFile(path, p) {
 			return w
 		}
 	}
 	return nil
+}
+
+// sameFile reports whether two paths name the same file: equal, or aliases (symlinks, hard
+// links) of one existing file.
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 func (w *writer) configure(o options) {
@@ -156,6 +173,7 @@ func (w *writer) closeStore() {
 	if w.store == nil {
 		return
 	}
+	w.ckpt.close()
 	if err := w.store.close(); err != nil {
 		log.Errorf("Closing database %s: %v", w.path, err)
 	}

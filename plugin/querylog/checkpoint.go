@@ -1,0 +1,59 @@
+package querylog
+
+import (
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// checkpointEvery is how often the WAL is copied back into the database by the checkpointer.
+var checkpointEvery = time.Second
+
+// checkpointer copies the WAL into the database from its own connection, so that the cost of
+// a checkpoint (tens of milliseconds for a few MB) is not paid inside a flush, as SQLite's
+// automatic checkpoint on commit would. A PASSIVE checkpoint never blocks the writer. The
+// writer connection keeps a far-off automatic checkpoint as a backstop.
+type checkpointer struct {
+	db   *sql.DB
+	path string
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startCheckpointer(path string) (*checkpointer, error) {
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	c := &checkpointer{db: db, path: path, stop: make(chan struct{}), done: make(chan struct{})}
+	go c.run()
+	return c, nil
+}
+
+func (c *checkpointer) run() {
+	defer close(c.done)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	errLog := limiter{every: logEvery}
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		var busy, frames, copied int
+		err := c.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+		if err != nil {
+			if ok, suppressed := errLog.allow(time.Now()); ok {
+				log.Warningf("Checkpointing %s (%d similar warnings suppressed): %v", c.path, suppressed, err)
+			}
+		}
+	}
+}
+
+func (c *checkpointer) close() {
+	close(c.stop)
+	<-c.done
+	c.db.Close()
+}
