@@ -65,6 +65,7 @@ func (w *writer) run() {
 		}
 		f.backoff = firstBackoff
 		if all {
+			f.flushed = time.Now()
 			timer.Reset(f.nextInterval())
 		}
 	}
@@ -89,6 +90,7 @@ func (f *flusher) wait(d time.Duration, report <-chan time.Time) (stopped bool) 
 // flusher is the state of the flusher goroutine; only it touches these fields.
 type flusher struct {
 	w        *writer
+	flushed  time.Time // when the flusher last emptied the buffer on its interval
 	backoff  time.Duration
 	failures int // consecutive failures of the current batch
 	slowLog  limiter

@@ -48,9 +48,15 @@ func (f *flusher) maintain() {
 // prune runs del chunk by chunk until it deletes less than a chunk or done says so.
 func (f *flusher) prune(del func(*store) (int64, error), done func() bool) {
 	for !done() {
-		if size, _ := f.w.buf.fill(); size >= f.w.options().batchSize {
-			if f.flushWaiting(false) != nil {
+		// Entries must not wait longer for pruning than they would have anyway.
+		size, _ := f.w.buf.fill()
+		due := time.Since(f.flushed) >= f.w.gauges().interval
+		if size >= f.w.options().batchSize || (size > 0 && due) {
+			if f.flushWaiting(due) != nil {
 				return // the database is failing; retry at the next maintenance
+			}
+			if due {
+				f.flushed = time.Now()
 			}
 		}
 		f.w.storeMu.Lock()

@@ -82,14 +82,14 @@ func TestRetentionDeletesOldRows(t *testing.T) {
 	}
 }
 
-// TestMaxSizeShrinksFile writes far more than max_size and checks that the database file is
-// brought back under the cap and actually shrinks, logging its size over time.
+// TestMaxSizeShrinksFile grows a database without a cap, then sets max_size below its size:
+// the file must shrink under the cap and stay there while writing goes on. It logs the file
+// size over time.
 func TestMaxSizeShrinksFile(t *testing.T) {
 	rtFast(t)
 	path := filepath.Join(t.TempDir(), "m.db")
 	o := rtOpts(path)
 	o.retention = 0
-	o.maxSize = 1 << 20
 	w, err := acquire(o)
 	if err != nil {
 		t.Fatal(err)
@@ -103,23 +103,37 @@ func TestMaxSizeShrinksFile(t *testing.T) {
 		}
 		return fi.Size()
 	}
-	var peak int64
-	for round := range 12 {
-		for _, e := range rtEntries(4000, time.Now()) {
+	write := func(n int) {
+		for _, e := range rtEntries(n, time.Now()) {
 			w.log(e)
 		}
 		rtWait(t, "buffer flushed", func() bool { size, _ := w.buf.fill(); return size == 0 })
+	}
+	for range 8 {
+		write(4000)
+	}
+	// Let the checkpointer move the WAL into the file.
+	rtWait(t, "checkpoint", func() bool { return fileSize() > 2<<20 })
+	grown := fileSize()
+	t.Logf("without a cap: file %d bytes, %d rows", grown, rtCount(t, path))
+
+	o.maxSize = 1 << 20
+	w.configure(o)
+	rtWait(t, "file under max_size", func() bool { return fileSize() <= o.maxSize })
+	t.Logf("max_size %d: file shrank to %d bytes, %d rows", o.maxSize, fileSize(), rtCount(t, path))
+
+	var peak int64
+	for round := range 6 {
+		write(4000)
 		peak = max(peak, fileSize())
-		t.Logf("round %2d: file %7d bytes, %d rows", round, fileSize(), rtCount(t, path))
+		t.Logf("writing on, round %d: file %d bytes, %d rows", round, fileSize(), rtCount(t, path))
 	}
-	rtWait(t, "file under max_size", func() bool {
-		size := fileSize()
-		return size <= o.maxSize
-	})
-	t.Logf("peak %d bytes, settled at %d bytes (max_size %d), %d rows kept", peak, fileSize(), o.maxSize, rtCount(t, path))
-	if peak <= o.maxSize {
-		t.Errorf("file never exceeded max_size (peak %d): test wrote too little to show shrinking", peak)
+	// The cap is enforced every maintenance pass; between passes the file may briefly hold
+	// one more round of rows, never a second cap's worth.
+	if peak > 2*o.maxSize {
+		t.Errorf("file reached %d bytes with max_size %d", peak, o.maxSize)
 	}
+	rtWait(t, "file back under max_size", func() bool { return fileSize() <= o.maxSize })
 	if n := rtCount(t, path); n == 0 {
 		t.Errorf("all rows deleted; want the newest kept")
 	}
