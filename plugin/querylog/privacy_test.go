@@ -18,7 +18,7 @@ import (
 
 type pvSink struct{ got []entry }
 
-func (s *pvSink) log(e entry)  { s.got = append(s.got, e) }
+func (s *pvSink) log(e entry) { s.got = append(s.got, e) }
 func (s *pvSink) ready() bool { return true }
 
 // pvServe sends one query for name from client through a handler with filter f.
