@@ -28,6 +28,9 @@ type writer struct {
 	refs    int  // guarded by registryMu
 	closing bool // guarded by registryMu
 
+	warnMu  sync.Mutex
+	warnLog limiter // watermark warnings: once per crossing, and at most once per logEvery
+
 	gaugeMu   sync.Mutex
 	interval  time.Duration
 	lastFlush float64 // Unix seconds
@@ -78,15 +81,16 @@ func acquire(o options) (*writer, error) {
 		return nil, err
 	}
 	w := &writer{
-		ckpt:   ckpt,
-		path:   o.path,
-		buf:    newBuffer(o),
-		opts:   o,
-		store:  st,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		closed: make(chan struct{}),
-		refs:   1,
+		ckpt:    ckpt,
+		path:    o.path,
+		buf:     newBuffer(o),
+		opts:    o,
+		store:   st,
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		closed:  make(chan struct{}),
+		refs:    1,
+		warnLog: limiter{every: logEvery},
 	}
 	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
 	writers[o.path] = w
@@ -187,14 +191,23 @@ func (w *writer) log(e entry) {
 	switch res {
 	case accepted:
 		if crossed {
-			size, capacity := w.buf.fill()
-			log.Warningf("Buffer for %s is above its watermark: %d of %d entries", w.path, size, capacity)
+			w.warnWatermark()
 		}
 	case rejectedClosed:
 		w.storeMu.Lock()
 		ok := w.store != nil && w.store.write([]entry{e}) == nil
 		w.storeMu.Unlock()
 		w.buf.account(e.server, ok, reasonShutdown)
+	}
+}
+
+func (w *writer) warnWatermark() {
+	w.warnMu.Lock()
+	ok, suppressed := w.warnLog.allow(time.Now())
+	w.warnMu.Unlock()
+	if ok {
+		size, capacity := w.buf.fill()
+		log.Warningf("Buffer for %s is above its watermark: %d of %d entries (%d earlier crossings not reported)", w.path, size, capacity, suppressed)
 	}
 }
 
