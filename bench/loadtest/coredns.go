@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+const (
+	// startTimeout bounds how long CoreDNS may take to become ready.
+	startTimeout = 30 * time.Second
+	// stopTimeout bounds how long CoreDNS may take to exit after SIGTERM (querylog drains for
+	// at most shutdown_timeout, 5 s by default) before it is killed.
+	stopTimeout = 60 * time.Second
+)
+
+// ports reserves n distinct free ports on 127.0.0.1, each free for both TCP and UDP.
+func ports(n int) ([]int, error) {
+	var out []int
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100 {
+			return nil, errors.New("no free ports on 127.0.0.1")
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, l)
+		p := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		closers = append(closers, u)
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// corefile returns the Corefile of one run. The variants differ in the logging line only.
+func corefile(c *config, variant, db string, dnsPort, metricsPort, readyPort, pprofPort int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, ".:%d {\n    bind 127.0.0.1\n", dnsPort)
+	fmt.Fprintf(&b, "    prometheus 127.0.0.1:%d\n", metricsPort)
+	fmt.Fprintf(&b, "    ready 127.0.0.1:%d\n", readyPort)
+	if pprofPort > 0 {
+		fmt.Fprintf(&b, "    pprof 127.0.0.1:%d\n", pprofPort)
+	}
+	switch variant {
+	case "none":
+		b.WriteString("    # no query logging\n")
+	case "log":
+		b.WriteString("    log\n")
+	case "querylog":
+		opts := strings.FieldsFunc(c.qlOptions, func(r rune) bool { return r == ';' || r == '\n' })
+		if len(opts) == 0 {
+			fmt.Fprintf(&b, "    querylog %s\n", db)
+		} else {
+			fmt.Fprintf(&b, "    querylog %s {\n", db)
+			for _, o := range opts {
+				if o = strings.TrimSpace(o); o != "" {
+					fmt.Fprintf(&b, "        %s\n", o)
+				}
+			}
+			b.WriteString("    }\n")
+		}
+	}
+	if c.cache {
+		b.WriteString("    cache 30\n")
+	}
+	// template checks its templates in order: the NXDOMAIN subzone first.
+	fmt.Fprintf(&b, `    template ANY ANY %[1]s {
+        rcode NXDOMAIN
+    }
+    template IN A %[2]s {
+        answer "{{ .Name }} 60 IN A 192.0.2.1"
+    }
+    template IN AAAA %[2]s {
+        answer "{{ .Name }} 60 IN AAAA 2001:db8::1"
+    }
+    template IN HTTPS %[2]s {
+        answer "{{ .Name }} 60 IN HTTPS 1 . alpn=h2,h3"
+    }
+    template IN MX %[2]s {
+        answer "{{ .Name }} 300 IN MX 10 mx.%[2]s"
+    }
+    template IN TXT %[2]s {
+        answer "{{ .Name }} 300 IN TXT \"v=spf1 -all\""
+    }
+    template IN PTR 10.in-addr.arpa. {
+        answer "{{ .Name }} 300 IN PTR host.%[2]s"
+    }
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
+`, nxZone, zone)
+	return b.String()
+}
+
+// waitReady polls the ready plugin (which waits for querylog's database) and the metrics
+// endpoint, without sending any DNS query that would end up in the log.
+func waitReady(ctx context.Context, readyURL, metricsURL string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(startTimeout)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		ok := true
+		for _, u := range []string{readyURL, metricsURL} {
+			resp, err := client.Get(u)
+			if err != nil {
+				ok = false
+				break
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("CoreDNS exited during startup")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("CoreDNS not ready within %s", startTimeout)
+		}
+	}
+}
+
+func fetch(ctx context.Context, url, path string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// tail returns the last n lines of a file, for error messages.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "CoreDNS output (last lines):\n  " + strings.Join(lines, "\n  ")
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+)
+
+type summary struct {
+	Variant       string  `json:"variant"`
+	Runs          int     `json:"runs"`
+	MedianQPS     float64 `json:"median_qps"`
+	MedianCPUPerQ float64 `json:"median_cpu_us_per_query"`
+	MedianCPU     float64 `json:"median_cpu_seconds_load"`
+	MedianLatency float64 `json:"median_latency_avg_s"`
+	MedianPeakRSS float64 `json:"median_peak_rss_bytes"`
+	MedianLost    float64 `json:"median_queries_lost"`
+	QPSRatio      float64 `json:"qps_ratio_to_none,omitempty"`
+	CPUPerQRatio  float64 `json:"cpu_per_query_ratio_to_none,omitempty"`
+	LatencyRatio  float64 `json:"latency_ratio_to_none,omitempty"`
+	PeakRSSRatio  float64 `json:"peak_rss_ratio_to_none,omitempty"`
+	// Medians of the ratios within each pair (this variant's run / the none run of the same
+	// round): less sensitive to load on the machine drifting between rounds.
+	PairedQPSRatio     float64    `json:"paired_qps_ratio_median,omitempty"`
+	PairedCPUPerQRatio float64    `json:"paired_cpu_per_query_ratio_median,omitempty"`
+	QPSRange           [2]float64 `json:"-"`
+	CPUPerQRange       [2]float64 `json:"-"`
+	QPSRangeJSON       string     `json:"qps_min_max"`
+	CPUPerQRangeJS     string     `json:"cpu_us_per_query_min_max"`
+}
+
+type report struct {
+	Scenario    string       `json:"scenario"`
+	Short       bool         `json:"short,omitempty"`
+	Date        time.Time    `json:"date"`
+	Host        string       `json:"host"`
+	Cores       int          `json:"cores"` // runtime.NumCPU of the harness: dnsperf and CoreDNS share them
+	GOMAXPROCS  int          `json:"coredns_gomaxprocs"`
+	GoVersion   string       `json:"go_version"`
+	TargetQPS   int          `json:"target_qps"` // 0: unthrottled
+	Duration    string       `json:"duration"`
+	Clients     int          `json:"dnsperf_clients"`
+	Threads     int          `json:"dnsperf_threads"`
+	Outstanding int          `json:"dnsperf_outstanding"`
+	EDNS        bool         `json:"edns"`
+	Cache       bool         `json:"cache"`
+	Pairs       int          `json:"pairs,omitempty"`
+	QLOptions   string       `json:"querylog_options,omitempty"`
+	Source      *provenance  `json:"source,omitempty"`
+	Queries     queryStats   `json:"query_file"`
+	Runs        []*runResult `json:"runs"`
+	Summary     []summary    `json:"summary,omitempty"`
+	Pass        bool         `json:"pass"`
+	Problems    []string     `json:"problems,omitempty"`
+}
+
+func newReport(c *config) *report {
+	host, _ := os.Hostname()
+	rep := &report{
+		Scenario: c.scenario, Short: c.short, Date: time.Now().UTC().Truncate(time.Second), Host: host,
+		Cores: runtime.NumCPU(), GOMAXPROCS: c.gomaxprocs, GoVersion: runtime.Version(),
+		TargetQPS: c.qps, Duration: secs(c.duration), Clients: c.clients, Threads: c.threads,
+		Outstanding: c.outstanding, EDNS: c.edns, Cache: c.cache, QLOptions: c.qlOptions,
+	}
+	if c.scenario == "compare" {
+		rep.Pairs = c.pairs
+	}
+	return rep
+}
+
+func (rep *report) finish() {
+	rep.Problems = nil
+	for _, r := range rep.Runs {
+		for _, p := range r.Problems {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("run %d (%s): %s", r.Index, r.Variant, p))
+		}
+	}
+	want := 1
+	if rep.Scenario == "compare" {
+		want = 3 * rep.Pairs
+		rep.Summary = nil
+		var none *summary
+		for _, v := range []string{"none", "querylog", "log"} {
+			var qps, cpq, cpu, lat, rss, lost []float64
+			for _, r := range rep.Runs {
+				if r.Variant != v || r.DNSPerf == nil {
+					continue
+				}
+				qps = append(qps, r.DNSPerf.QPS)
+				cpq = append(cpq, r.CPUPerQueryUS)
+				cpu = append(cpu, r.CPUSecondsLoad)
+				lat = append(lat, r.DNSPerf.LatencyAvg)
+				rss = append(rss, float64(r.PeakRSSBytes))
+				lost = append(lost, float64(r.DNSPerf.Lost))
+			}
+			if len(qps) == 0 {
+				continue
+			}
+			s := summary{Variant: v, Runs: len(qps), MedianQPS: round(median(qps), 1), MedianCPUPerQ: round(median(cpq), 2),
+				MedianCPU: round(median(cpu), 3), MedianLatency: round(median(lat), 6), MedianPeakRSS: median(rss),
+				MedianLost: median(lost),
+				QPSRange:   [2]float64{slices.Min(qps), slices.Max(qps)}, CPUPerQRange: [2]float64{slices.Min(cpq), slices.Max(cpq)}}
+			s.QPSRangeJSON = fmt.Sprintf("%.0f..%.0f", s.QPSRange[0], s.QPSRange[1])
+			s.CPUPerQRangeJS = fmt.Sprintf("%.2f..%.2f", s.CPUPerQRange[0], s.CPUPerQRange[1])
+			if v == "none" {
+				none = &s
+			} else if none != nil {
+				s.QPSRatio = ratio(s.MedianQPS, none.MedianQPS)
+				s.CPUPerQRatio = ratio(s.MedianCPUPerQ, none.MedianCPUPerQ)
+				s.LatencyRatio = ratio(s.MedianLatency, none.MedianLatency)
+				s.PeakRSSRatio = ratio(s.MedianPeakRSS, none.MedianPeakRSS)
+				var pq, pc []float64
+				for _, r := range rep.Runs {
+					if r.Variant != v || r.DNSPerf == nil {
+						continue
+					}
+					for _, n := range rep.Runs {
+						if n.Variant == "none" && n.DNSPerf != nil && (n.Index-1)/3 == (r.Index-1)/3 {
+							pq = append(pq, ratio(r.DNSPerf.QPS, n.DNSPerf.QPS))
+							pc = append(pc, ratio(r.CPUPerQueryUS, n.CPUPerQueryUS))
+						}
+					}
+				}
+				if len(pq) > 0 {
+					s.PairedQPSRatio, s.PairedCPUPerQRatio = round(median(pq), 3), round(median(pc), 3)
+				}
+			}
+			rep.Summary = append(rep.Summary, s)
+		}
+	}
+	if len(rep.Runs) < want {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("only %d of %d runs completed", len(rep.Runs), want))
+	}
+	rep.Pass = len(rep.Problems) == 0
+}
+
+func (rep *report) autoName() string {
+	var d string
+	switch rep.Scenario {
+	case "rate":
+		d = fmt.Sprintf("rate-%s-%s", kilo(rep.TargetQPS), rep.Duration)
+	case "max":
+		d = "max-" + rep.Duration
+	case "compare":
+		d = fmt.Sprintf("compare-%dx%s", rep.Pairs, rep.Duration)
+	}
+	if rep.Cache {
+		d += "-cache"
+	}
+	if rep.GOMAXPROCS != 1 {
+		d += fmt.Sprintf("-gomaxprocs%d", rep.GOMAXPROCS)
+	}
+	return fmt.Sprintf("%s-%s-%dcpu.json", rep.Date.Format("2006-01-02"), d, rep.Cores)
+}
+
+// secs formats a duration in seconds ("600s", not "10m0s"), as in the result file names.
+func secs(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+}
+
+func kilo(n int) string {
+	if n%1000 == 0 {
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return strconv.Itoa(n)
+}
+
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// run builds CoreDNS, writes the query file and runs the scenario.
+func run(ctx context.Context, c *config) (*report, error) {
+	tmp, err := os.MkdirTemp("", "querylog-loadtest-")
+	if err != nil {
+		return nil, err
+	}
+	if c.keep {
+		fmt.Fprintf(os.Stderr, "keeping %s\n", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+
+	rep := newReport(c)
+	bin := c.corednsBin
+	if bin == "" {
+		bin = filepath.Join(tmp, "coredns")
+		fmt.Fprintf(os.Stderr, "building ./cmd/coredns ...\n")
+		before := sourceOf(c.repo)
+		if err := build(ctx, c.repo, bin); err != nil {
+			return nil, err
+		}
+		rep.Source = sourceOf(c.repo)
+		if before.SHA256 != rep.Source.SHA256 {
+			rep.Source.Note = "the sources changed while CoreDNS was being built: the binary may match neither state"
+		}
+	} else {
+		rep.Source = &provenance{Note: "prebuilt binary given with -coredns: " + bin}
+	}
+	if _, err := os.Stat("/usr/bin/dnsperf"); err != nil {
+		return nil, errors.New("/usr/bin/dnsperf not found: apt-get install -y dnsperf")
+	}
+	qfile := filepath.Join(tmp, "queries.txt")
+	qs, err := writeQueryFile(qfile, c.seed, c.names, c.lines)
+	if err != nil {
+		return nil, err
+	}
+	rep.Queries = qs
+
+	var variants []string
+	switch c.scenario {
+	case "rate", "max":
+		variants = []string{"querylog"}
+	case "compare":
+		for range c.pairs {
+			variants = append(variants, "none", "querylog", "log")
+		}
+	}
+	for i, v := range variants {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		dir := filepath.Join(tmp, fmt.Sprintf("run%d-%s", i+1, v))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(os.Stderr, "run %d/%d: %s, %s, %s ...\n", i+1, len(variants), v, loadDesc(c), secs(c.duration))
+		r, err := runOnce(ctx, c, bin, qfile, dir, v)
+		if r == nil {
+			r = &runResult{Variant: v, GOMAXPROCS: c.gomaxprocs}
+		}
+		r.Index = i + 1
+		rep.Runs = append(rep.Runs, r)
+		if err != nil {
+			r.Problems = append(r.Problems, "aborted: "+strings.SplitN(err.Error(), "\n", 2)[0])
+			r.Pass = false
+			rep.finish()
+			return rep, fmt.Errorf("run %d (%s): %w", i+1, v, err)
+		}
+	}
+	rep.finish()
+	return rep, nil
+}
+
+func loadDesc(c *config) string {
+	if c.qps > 0 {
+		return fmt.Sprintf("%d QPS", c.qps)
+	}
+	return "unthrottled"
+}
+
+// runOnce starts a fresh CoreDNS with a fresh database, loads it with dnsperf while scraping its
+// metrics, stops it with SIGTERM and collects the results.
+func runOnce(ctx context.Context, c *config, bin, qfile, dir, variant string) (*runResult, error) {
+	p, err := ports(4)
+	if err != nil {
+		return nil, err
+	}
+	dnsPort, metricsPort, readyPort, pprofPort := p[0], p[1], p[2], p[3]
+	if c.cpuProfile == "" {
+		pprofPort = 0
+	}
+	db := filepath.Join(dir, "querylog.db")
+	cf := corefile(c, variant, db, dnsPort, metricsPort, readyPort, pprofPort)
+	cfPath := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(cfPath, []byte(cf), 0o644); err != nil {
+		return nil, err
+	}
+	r := &runResult{Variant: variant, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
+
+	// CoreDNS, with stdout and stderr (and so the log plugin's output) in a file.
+	outPath := filepath.Join(dir, "coredns.out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd := exec.Command(bin, "-conf", cfPath)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(c.gomaxprocs))
+	cmd.Stdout, cmd.Stderr = out, out
+	exited, _, err := startLocked(cmd)
+	if err != nil {
+		return nil, err
+	}
+	alive := true
+	defer func() {
+		if alive {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	pid := cmd.Process.Pid
+
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", readyPort), metricsURL, exited); err != nil {
+		return r, fmt.Errorf("%w\n%s", err, tail(outPath, 20))
+	}
+	cpu0, _ := procCPU(pid)
+
+	// Scrape every second while dnsperf runs.
+	sc := &scraper{url: metricsURL}
+	scrapeCtx, stopScrape := context.WithCancel(ctx)
+	loadStart := time.Now()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sc.loop(scrapeCtx, loadStart) }()
+
+	var profErr error
+	if pprofPort > 0 {
+		secs := int(min(c.duration-2*time.Second, 60*time.Second).Seconds())
+		if secs >= 1 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Second) // skip the ramp-up
+				profErr = fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", pprofPort, secs), c.cpuProfile, time.Duration(secs+30)*time.Second)
+			}()
+		}
+	}
+
+	dp, dnsperfErr := runDNSPerf(ctx, c, dnsPort, qfile)
+	r.LoadSeconds = time.Since(loadStart).Seconds()
+	stopScrape()
+	wg.Wait()
+	r.DNSPerf = dp
+	select {
+	case <-exited:
+		alive = false
+		r.scanLog(outPath)
+		return r, fmt.Errorf("CoreDNS exited during the load (%s)\n%s", cmd.ProcessState, tail(outPath, 20))
+	default:
+	}
+	if profErr != nil {
+		fmt.Fprintf(os.Stderr, "cpu profile: %v\n", profErr)
+	} else if pprofPort > 0 {
+		r.CPUProfile = c.cpuProfile
+	}
+
+	// Just before SIGTERM: CPU, memory and a last scrape.
+	cpu1, cpuErr := procCPU(pid)
+	if cpuErr == nil {
+		r.CPUSecondsLoad = round(cpu1-cpu0, 3)
+		r.CPUSecondsTotal = round(cpu1, 3)
+	}
+	r.PeakRSSBytes, r.RSSBytes, _ = procMem(pid)
+	final, scrapeErr := scrapeOnce(ctx, metricsURL, time.Since(loadStart).Seconds())
+	r.Series = sc.series()
+	if scrapeErr == nil {
+		r.Series = append(r.Series, final.point())
+		r.setMetrics(final, sc.maxPeak())
+	}
+
+	// Stop, and wait for the drain.
+	stopStart := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		alive = false
+	case <-time.After(stopTimeout):
+		cmd.Process.Kill()
+		<-exited
+		alive = false
+		return r, fmt.Errorf("CoreDNS did not exit within %s of SIGTERM; killed", stopTimeout)
+	}
+	r.ShutdownSeconds = round(time.Since(stopStart).Seconds(), 3)
+	if st := cmd.ProcessState; st != nil && !st.Success() {
+		r.Problems = append(r.Problems, fmt.Sprintf("CoreDNS exited with %s", st))
+	}
+	r.scanLog(outPath)
+
+	if variant == "querylog" {
+		if err := r.countRows(db); err != nil {
+			return r, err
+		}
+	}
+	r.judge()
+
+	switch {
+	case dnsperfErr != nil:
+		return r, fmt.Errorf("dnsperf: %w\n%s", dnsperfErr, tail(outPath, 20))
+	case cpuErr != nil:
+		return r, fmt.Errorf("reading /proc/%d/stat: %w", pid, cpuErr)
+	case scrapeErr != nil:
+		return r, fmt.Errorf("final metrics scrape: %w", scrapeErr)
+	}
+	return r, nil
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func (rep *report) text() string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	title := rep.Scenario
+	if rep.Short {
+		title += " (short)"
+	}
+	p("")
+	p("querylog load test: scenario %s, %s", title, rep.Date.Format(time.RFC3339))
+	load := "unthrottled"
+	if rep.TargetQPS > 0 {
+		load = fmt.Sprintf("target %d QPS", rep.TargetQPS)
+	}
+	p("machine:  %d cores (runtime.NumCPU), shared by dnsperf and CoreDNS; CoreDNS GOMAXPROCS=%d; %s", rep.Cores, rep.GOMAXPROCS, rep.GoVersion)
+	p("load:     %s for %s per run; dnsperf -c %d -T %d -q %d%s; cache %s",
+		load, rep.Duration, rep.Clients, rep.Threads, rep.Outstanding, map[bool]string{true: " -e", false: ""}[rep.EDNS], onOff(rep.Cache))
+	q := rep.Queries
+	p("queries:  %d lines, %d distinct names (top 10 = %.1f%% of lines), %.1f%% NXDOMAIN, seed %d; %s",
+		q.Lines, q.DistinctNames, 100*q.Top10Share, 100*q.NXDOMAINShare, q.Seed, typeMix(q.ByType, q.Lines))
+	if src := rep.Source; src != nil {
+		if src.Commit != "" || src.SHA256 != "" {
+			p("source:   commit %.12s, %d uncommitted file(s) under plugin/ cmd/, sources sha256 %.12s", src.Commit, len(src.Dirty), src.SHA256)
+		}
+		if src.Note != "" {
+			p("source:   %s", src.Note)
+		}
+	}
+	if rep.QLOptions != "" {
+		p("querylog: %s", rep.QLOptions)
+	}
+	for _, r := range rep.Runs {
+		r.text(&b, rep.Scenario == "compare")
+	}
+	if len(rep.Summary) > 0 {
+		p("")
+		p("compare: medians over %d pair(s) (GOMAXPROCS=%d, %d cores shared with dnsperf; noisy machine: ratios matter more than absolutes)", rep.Pairs, rep.GOMAXPROCS, rep.Cores)
+		p("  %-9s %8s %13s %11s %9s %10s %12s %11s %13s  %s", "variant", "QPS", "CPU µs/query", "latency ms", "RSS MiB",
+			"QPS ×none", "CPU/q ×none", "paired QPS", "paired CPU/q", "QPS min..max")
+		for _, s := range rep.Summary {
+			qr, cr, pq, pc := "", "", "", ""
+			if s.Variant != "none" {
+				qr, cr = fmt.Sprintf("%.3f", s.QPSRatio), fmt.Sprintf("%.3f", s.CPUPerQRatio)
+				pq, pc = fmt.Sprintf("%.3f", s.PairedQPSRatio), fmt.Sprintf("%.3f", s.PairedCPUPerQRatio)
+			}
+			p("  %-9s %8.0f %13.2f %11.3f %9.1f %10s %12s %11s %13s  %s", s.Variant, s.MedianQPS, s.MedianCPUPerQ, 1000*s.MedianLatency,
+				s.MedianPeakRSS/(1<<20), qr, cr, pq, pc, s.QPSRangeJSON)
+		}
+		p("  ×none: ratio of the medians; paired: median of the per-round ratios to that round's none run")
+	}
+	p("")
+	if rep.Pass {
+		p("result: PASS")
+	} else {
+		p("result: FAIL")
+		for _, pr := range rep.Problems {
+			p("  - %s", pr)
+		}
+	}
+	return b.String()
+}
+
+func (r *runResult) text(b *strings.Builder, compact bool) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format+"\n", a...) }
+	p("")
+	p("run %d: %s (GOMAXPROCS=%d, observed %.0f)", r.Index, r.Variant, r.GOMAXPROCS, r.GOMAXPROCSSeen)
+	if d := r.DNSPerf; d != nil {
+		p("  dnsperf:   QPS achieved %.0f; sent %d, completed %d, lost %d (%.3f%%); latency avg %.3f ms, max %.1f ms; %s",
+			d.QPS, d.Sent, d.Completed, d.Lost, pct(float64(d.Lost), float64(d.Sent)), 1000*d.LatencyAvg, 1000*d.LatencyMax, rcodes(d.Rcodes))
+	}
+	if r.Rows != nil {
+		rc := "n/a"
+		if r.RowsMinusCompl != nil {
+			rc = strconv.FormatInt(*r.RowsMinusCompl, 10)
+			if *r.RowsMinusCompl == 0 {
+				rc += " (OK)"
+			} else {
+				rc += " (MUST BE 0)"
+			}
+		}
+		re := ""
+		if r.RowsMinusEnq != nil {
+			re = fmt.Sprintf("; rows − enqueued_total = %d", *r.RowsMinusEnq)
+		}
+		p("  rows:      %d written; rows − completed = %s%s", *r.Rows, rc, re)
+	}
+	if r.LogLines != nil && r.DNSPerf != nil {
+		p("  log:       %d query lines on stdout; lines − completed = %d", *r.LogLines, *r.LogLines-r.DNSPerf.Completed)
+	}
+	if q := r.Querylog; q != nil {
+		p("  drops:     %s (at SIGTERM: enqueued %.0f, written %.0f, buffered %.0f, flush errors %.0f, ignored %.0f)",
+			drops(q.Dropped), q.Enqueued, q.Written, q.BufferedAtStop, q.FlushErrors, q.Ignored)
+		p("  buffer:    peak %.0f of %.0f (%.2f%% of capacity)", q.BufferPeak, q.BufferCapacity, q.BufferPeakPct)
+		if q.Flushes > 0 {
+			mx := fmt.Sprintf("≤ %s (upper bound of the highest non-empty bucket, an estimate)", ms(q.FlushMaxUpperBound))
+			if q.FlushMaxAbove {
+				mx = fmt.Sprintf("> %s (in the +Inf bucket)", ms(q.FlushMaxUpperBound))
+			}
+			p("  flushes:   %.0f before SIGTERM, mean %.0f rows/batch (largest ≤ %.0f); flusher busy %.2f%% of load time",
+				q.Flushes, q.MeanBatch, q.BatchMaxUpperBound, q.FlushBusyPct)
+			p("  flush time: p50 %s, p99 %s, max %s", ms(q.FlushP50), ms(q.FlushP99), mx)
+		} else {
+			p("  flushes:   none before SIGTERM (everything was written by the shutdown drain)")
+		}
+	}
+	perQ := ""
+	if r.CPUPerQueryUS > 0 {
+		perQ = fmt.Sprintf(" = %.2f µs/query", r.CPUPerQueryUS)
+	}
+	p("  CoreDNS:   CPU %.2f s during load%s (%.2f s since start, GOMAXPROCS=%d); peak RSS %.1f MiB; shutdown %.2f s",
+		r.CPUSecondsLoad, perQ, r.CPUSecondsTotal, r.GOMAXPROCS, float64(r.PeakRSSBytes)/(1<<20), r.ShutdownSeconds)
+	if d := r.DNSPerf; d != nil && !compact {
+		p("  dnsperf:   CPU %.2f s", d.CPUSeconds)
+	}
+	if r.Rows != nil {
+		p("  database:  %d bytes after checkpoint (%d with WAL at exit), %.1f bytes/row", r.DBBytes, r.DBBytesAtExit, r.BytesPerRow)
+	}
+	if r.CPUProfile != "" {
+		p("  profile:   %s (go tool pprof -top %s)", r.CPUProfile, r.CPUProfile)
+	}
+	for _, w := range r.LogWarnings[:min(len(r.LogWarnings), 5)] {
+		p("  coredns:   %s", w)
+	}
+	for _, pr := range r.Problems {
+		p("  PROBLEM:   %s", pr)
+	}
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func typeMix(m map[string]int, total int) string {
+	type kv struct {
+		k string
+		v int
+	}
+	var kvs []kv
+	for k, v := range m {
+		kvs = append(kvs, kv{k, v})
+	}
+	sort.Slice(kvs, func(i, j int) bool { return kvs[i].v > kvs[j].v })
+	var parts []string
+	for _, e := range kvs {
+		parts = append(parts, fmt.Sprintf("%s %.1f%%", e.k, 100*float64(e.v)/float64(total)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func rcodes(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func drops(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none reported"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ms(s float64) string {
+	if math.IsNaN(s) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f ms", 1000*s)
+}
