@@ -133,6 +133,7 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "auto_vacuum(INCREMENTAL)")
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Add("_pragma", "temp_store(MEMORY)")
 		// The checkpointer does this off the write path; this is only a backstop (64 MiB).
 		q.Add("_pragma", "wal_autocheckpoint(16384)")
 		// Truncate the WAL back to 64 MiB after a checkpoint so a long reader cannot leave
