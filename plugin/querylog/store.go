@@ -126,7 +126,11 @@ func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
 	if readOnly {
+		// immutable: no locks, and no -wal/-shm files left beside a file that may not be
+		// ours. It ignores a WAL; migrate checks again, through the WAL, before changing
+		// anything.
 		q.Add("mode", "ro")
+		q.Add("immutable", "1")
 	} else {
 		// First, before WAL mode writes the header: takes effect only on a database we are
 		// about to create, and lets max_size give freed pages back (incremental_vacuum).
