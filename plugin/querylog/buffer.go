@@ -191,10 +191,11 @@ func (b *buffer) peek(n int) (first, second []entry) {
 func (b *buffer) remove(n int, written bool, r reason) {
 	first, second := b.peek(n)
 	perServer := tally(first, second)
-	clear(first) // release the qname strings
-	clear(second)
 
 	b.mu.Lock()
+	// Release the qname strings. Under mu, since a growing configure copies these slots.
+	clear(first)
+	clear(second)
 	for _, t := range perServer {
 		c := b.countsFor(t.server)
 		if written {

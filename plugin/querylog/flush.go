@@ -27,7 +27,7 @@ const (
 // On stop it drains the buffer, bounded by shutdown_timeout.
 func (w *writer) run() {
 	defer close(w.done)
-	f := flusher{w: w, backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery}}
+	f := flusher{w: w, flushed: time.Now(), backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery}}
 	timer := time.NewTimer(f.nextInterval())
 	defer timer.Stop()
 	report := time.NewTicker(logEvery)
@@ -39,6 +39,7 @@ func (w *writer) run() {
 	retry := false
 	for {
 		all := retry
+		var next time.Duration
 		if !retry {
 			select {
 			case <-w.stop:
@@ -55,6 +56,10 @@ func (w *writer) run() {
 				all = true
 			}
 		}
+		if all {
+			// Chosen from the fill that built up over the last interval, before it is written.
+			next = f.nextInterval()
+		}
 		if retry = f.flushWaiting(all) != nil; retry {
 			if stopped := f.wait(f.backoff, report.C); stopped {
 				f.drain()
@@ -66,7 +71,7 @@ func (w *writer) run() {
 		f.backoff = firstBackoff
 		if all {
 			f.flushed = time.Now()
-			timer.Reset(f.nextInterval())
+			timer.Reset(next)
 		}
 	}
 }

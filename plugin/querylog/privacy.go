@@ -95,6 +95,9 @@ func trimSpace(b []byte) []byte {
 // clientText is the client_ip column: the address, or with a hash key "anon-" and 16 hex
 // digits of HMAC-SHA256(key, address), the same for the same client under the same key.
 func clientText(e *entry) string {
+	if !e.client.IsValid() {
+		return "" // the transport gave no address
+	}
 	if e.hashKey == nil {
 		return e.client.String()
 	}

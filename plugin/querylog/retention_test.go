@@ -75,7 +75,7 @@ func TestRetentionDeletesOldRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.release(false)
+	defer w.release(w.options(), false)
 	rtWait(t, "old rows pruned", func() bool { return rtCount(t, path) == 300 })
 	if got := testutil.ToFloat64(prunedTotal.WithLabelValues(path)); got != 5000 {
 		t.Errorf("pruned_total = %v, want 5000", got)
@@ -94,7 +94,7 @@ func TestMaxSizeShrinksFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.release(false)
+	defer w.release(w.options(), false)
 
 	fileSize := func() int64 {
 		fi, err := os.Stat(path)
@@ -152,7 +152,7 @@ func TestDiskLowGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.release(false)
+	defer w.release(w.options(), false)
 	for _, e := range rtEntries(100, time.Now()) {
 		w.log(e)
 	}

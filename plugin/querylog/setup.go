@@ -2,6 +2,7 @@ package querylog
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -176,6 +177,9 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 	case "watermark":
 		if err = want(1); err == nil {
 			o.watermark, err = intIn(c, name, strings.TrimSuffix(args[0], "%"), 1, 99)
+			if err != nil {
+				err = c.Errf("watermark: invalid value %q: must be a percentage from 1 to 99", args[0])
+			}
 		}
 	case "on_full":
 		switch {
@@ -246,9 +250,13 @@ func resolvePath(c *caddy.Controller, what, path string) (string, error) {
 // that an existing file is a querylog database.
 func checkPath(c *caddy.Controller, abs string) error {
 	dir := filepath.Dir(abs)
-	if err := syscall.Access(dir, 0x2|0x1); err != nil { // W_OK|X_OK: files can be created there
+	// Try it: access(2) says yes to root even where nothing can be created (e.g. /proc).
+	probe, err := os.CreateTemp(dir, ".querylog-check-*")
+	if err != nil {
 		return c.Errf("querylog PATH %q: folder %s is not writable: %v", abs, dir, err)
 	}
+	probe.Close()
+	os.Remove(probe.Name())
 	if err := syscall.Access(abs, 0x2); err != nil && err != syscall.ENOENT {
 		return c.Errf("querylog PATH %q is not writable: %v", abs, err)
 	}
@@ -272,6 +280,7 @@ type generation struct {
 	restarting atomic.Bool
 	started    bool // guarded by registryMu
 	stopped    bool // guarded by registryMu
+	tracked    bool // its instance was in caddy.Instances() when it started; guarded by registryMu
 }
 
 type generationKey struct{}
@@ -286,7 +295,8 @@ func generationOf(c *caddy.Controller) *generation {
 	c.Set(generationKey{}, g)
 	c.OnStartup(g.start)
 	c.OnRestart(func() error { g.restarting.Store(true); return nil })
-	c.OnRestartFailed(func() error { g.restarting.Store(false); reapOrphans(); return nil })
+	c.OnRestartFailed(func() error { g.restarting.Store(false); return nil })
+	hookRestartFailed()
 	// On reload the old instance's servers have stopped when OnShutdown runs, so it releases
 	// there. On SIGTERM/SIGINT DNS is still served until after OnFinalShutdown (health's
 	// lameduck runs in its own, earlier in the directive order), so the final drain waits for it.
@@ -298,6 +308,23 @@ func generationOf(c *caddy.Controller) *generation {
 	})
 	c.OnFinalShutdown(func() error { g.stop(true); return nil })
 	return g
+}
+
+type reapHookKey struct{}
+
+// hookRestartFailed makes every running instance reap orphans when a reload of it fails. A
+// reload that fails after the new instance's OnStartup runs only the running instance's
+// OnRestartFailed callbacks, and that instance may have no querylog of its own; setup of the
+// new instance runs in the reloading goroutine, before those callbacks are read.
+func hookRestartFailed() {
+	for _, inst := range caddy.Instances() {
+		inst.StorageMu.Lock()
+		if inst.Storage[reapHookKey{}] == nil {
+			inst.Storage[reapHookKey{}] = true
+			inst.OnRestartFailed = append(inst.OnRestartFailed, func() error { reapOrphans(); return nil })
+		}
+		inst.StorageMu.Unlock()
+	}
 }
 
 // add registers a handler. Two server blocks of one Corefile naming the same database must
@@ -319,43 +346,50 @@ func sameOptions(a, b options) bool {
 }
 
 func (g *generation) start() error {
-	var acquired []*writer
-	for _, q := range g.handlers {
-		w, err := q.start()
-		if err != nil {
-			for _, w := range acquired {
-				w.release(false)
+	// An earlier reload may have failed after its OnStartup, with no querylog in the running
+	// instance to notice: release its writers before taking ours.
+	reapOrphans()
+	for i, q := range g.handlers {
+		if err := q.start(); err != nil {
+			for _, q := range g.handlers[:i] {
+				q.sink.(*writer).release(q.opts, false)
 			}
 			return plugin.Error("querylog", err)
 		}
-		acquired = append(acquired, w)
 	}
+	tracked := liveGenerations()[g]
 	registryMu.Lock()
-	g.started = true
+	g.started, g.tracked = true, tracked
 	started = append(started, g)
 	registryMu.Unlock()
 	return nil
 }
 
 // start loads the handler's hash key, if any, and acquires its writer.
-func (q *QueryLog) start() (*writer, error) {
+func (q *QueryLog) start() error {
 	if q.filter.hash {
 		key, err := loadKey(q.filter.keyFile)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		q.filter.key = key
 	}
 	w, err := acquire(q.opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	q.sink = w
-	return w, nil
+	return nil
 }
 
-// stop releases the generation's writers, once.
+// stop releases the generation's writers, once, after those of any orphaned generation, so
+// that a final shutdown drains writers the orphans still hold.
 func (g *generation) stop(final bool) {
+	reapOrphans()
+	g.release(final)
+}
+
+func (g *generation) release(final bool) {
 	registryMu.Lock()
 	if !g.started || g.stopped {
 		registryMu.Unlock()
@@ -371,14 +405,33 @@ func (g *generation) stop(final bool) {
 	registryMu.Unlock()
 	for _, q := range g.handlers {
 		if w, ok := q.sink.(*writer); ok {
-			w.release(final)
+			w.release(q.opts, final)
 		}
 	}
 }
 
-// reapOrphans stops generations whose instance failed to start after their OnStartup ran:
-// Caddy drops such an instance without calling any shutdown callback.
+// reapOrphans releases generations whose instance failed to start after their OnStartup ran:
+// Caddy drops such an instance from its list without calling any shutdown callback. Only
+// generations whose instance was listed when they started are considered (in-process tests
+// may start generations outside Caddy's list).
 func reapOrphans() {
+	live := liveGenerations()
+	registryMu.Lock()
+	var orphans []*generation
+	for _, g := range started {
+		if g.tracked && !live[g] {
+			orphans = append(orphans, g)
+		}
+	}
+	registryMu.Unlock()
+	for _, g := range orphans {
+		log.Infof("Releasing the databases of an instance that failed to start")
+		g.release(false)
+	}
+}
+
+// liveGenerations returns the generations of the instances Caddy is running or starting.
+func liveGenerations() map[*generation]bool {
 	live := map[*generation]bool{}
 	for _, inst := range caddy.Instances() {
 		inst.StorageMu.RLock()
@@ -387,16 +440,5 @@ func reapOrphans() {
 		}
 		inst.StorageMu.RUnlock()
 	}
-	registryMu.Lock()
-	var orphans []*generation
-	for _, g := range started {
-		if !live[g] {
-			orphans = append(orphans, g)
-		}
-	}
-	registryMu.Unlock()
-	for _, g := range orphans {
-		log.Infof("Releasing the databases of an instance that failed to start")
-		g.stop(false)
-	}
+	return live
 }

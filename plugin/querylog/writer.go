@@ -25,8 +25,9 @@ type writer struct {
 	done   chan struct{} // closed by the flusher when it has exited
 	closed chan struct{} // closed when the writer has fully shut down
 
-	refs    int  // guarded by registryMu
-	closing bool // guarded by registryMu
+	refs    int       // guarded by registryMu
+	holders []options // each reference's options, oldest first; guarded by registryMu
+	closing bool      // guarded by registryMu
 
 	warnMu  sync.Mutex
 	warnLog limiter // watermark warnings: once per crossing, and at most once per logEvery
@@ -66,6 +67,7 @@ func acquire(o options) (*writer, error) {
 			continue
 		}
 		w.refs++
+		w.holders = append(w.holders, o)
 		registryMu.Unlock()
 		w.configure(o)
 		return w, nil
@@ -90,6 +92,7 @@ func acquire(o options) (*writer, error) {
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		refs:    1,
+		holders: []options{o},
 		warnLog: limiter{every: logEvery},
 	}
 	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
@@ -139,15 +142,25 @@ func (w *writer) options() options {
 	return w.opts
 }
 
-// release drops one reference. The last one drains the buffer into SQLite (bounded by
+// release drops the reference taken with options o. If others remain, the newest remaining
+// holder's options apply again (a failed reload leaves the running instance's). The last one drains the buffer into SQLite (bounded by
 // shutdown_timeout) and closes the database. With keepTail, used when the process is about to
 // exit, replies still being answered after the drain are written one by one until tailGrace
 // has passed, so that nothing answered before exit is missing.
-func (w *writer) release(keepTail bool) {
+func (w *writer) release(o options, keepTail bool) {
 	registryMu.Lock()
 	w.refs--
+	i := len(w.holders) - 1
+	for i > 0 && !sameOptions(w.holders[i], o) {
+		i--
+	}
+	if i >= 0 {
+		w.holders = append(w.holders[:i], w.holders[i+1:]...)
+	}
 	if w.refs > 0 {
+		latest := w.holders[len(w.holders)-1]
 		registryMu.Unlock()
+		w.configure(latest)
 		return
 	}
 	w.closing = true

@@ -1,0 +1,741 @@
+package querylog
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// utBufOpts is a small buffer configuration; buffer tests bypass parse's limits.
+func utBufOpts(size, batch, watermark int, block time.Duration) options {
+	return options{bufferSize: size, batchSize: batch, watermark: watermark, blockFor: block}
+}
+
+// utEntry is entry number i of server; the number is kept in start and in qname.
+func utEntry(server string, i int) entry {
+	return entry{start: int64(i), server: server, qname: strconv.Itoa(i) + ".example."}
+}
+
+// utSeqs returns the numbers of the oldest n entries, and checks that the two segments hold
+// exactly those.
+func utSeqs(t *testing.T, b *buffer, n int) []int64 {
+	t.Helper()
+	first, second := b.peek(n)
+	var out []int64
+	for _, seg := range [][]entry{first, second} {
+		for _, e := range seg {
+			if e.qname != strconv.FormatInt(e.start, 10)+".example." {
+				t.Fatalf("entry %d has qname %q: slot content mixed up", e.start, e.qname)
+			}
+			out = append(out, e.start)
+		}
+	}
+	return out
+}
+
+// utTotals sums a snapshot over servers.
+type utTotals struct {
+	enqueued, written uint64
+	dropped           [numReasons]uint64
+	size, peak        int
+}
+
+func utTotalsOf(b *buffer) utTotals {
+	s := b.snapshot()
+	t := utTotals{size: s.size, peak: s.peak}
+	for _, c := range s.stats {
+		t.enqueued += c.enqueued
+		t.written += c.written
+		for r, n := range c.dropped {
+			t.dropped[r] += n
+		}
+	}
+	return t
+}
+
+func (t utTotals) droppedAll() uint64 {
+	var n uint64
+	for _, d := range t.dropped {
+		n += d
+	}
+	return n
+}
+
+// utCheckBalance asserts enqueued = written + dropped + buffered.
+func utCheckBalance(t *testing.T, b *buffer, step string) utTotals {
+	t.Helper()
+	tot := utTotalsOf(b)
+	if tot.enqueued != tot.written+tot.droppedAll()+uint64(tot.size) {
+		t.Fatalf("%s: enqueued %d != written %d + dropped %d + buffered %d", step, tot.enqueued, tot.written, tot.droppedAll(), tot.size)
+	}
+	return tot
+}
+
+func TestBufferOverflow(t *testing.T) {
+	b := newBuffer(utBufOpts(4, 4, 80, 0))
+	type step struct {
+		enqueue int // entries to offer
+		remove  int // then entries to remove as written
+		// expected after the step
+		accepted, full int // results of this step's enqueues
+		size           int
+		dropped        uint64 // buffer_full in total
+		written        uint64
+	}
+	next := 0
+	for i, s := range []step{
+		{enqueue: 3, accepted: 3, size: 3},
+		{enqueue: 1, accepted: 1, size: 4},
+		{enqueue: 2, full: 2, size: 4, dropped: 2},
+		{remove: 1, size: 3, dropped: 2, written: 1},
+		{enqueue: 3, accepted: 1, full: 2, size: 4, dropped: 4, written: 1},
+		{remove: 4, size: 0, dropped: 4, written: 5},
+		{enqueue: 5, accepted: 4, full: 1, size: 4, dropped: 5, written: 5},
+		{remove: 2, enqueue: 1, accepted: 1, size: 3, dropped: 5, written: 7},
+	} {
+		var acc, full int
+		if s.remove > 0 {
+			b.remove(s.remove, true, 0)
+		}
+		for range s.enqueue {
+			switch res, _ := b.enqueue(utEntry("dns://:53", next)); res {
+			case accepted:
+				acc++
+			case droppedFull:
+				full++
+			default:
+				t.Fatalf("step %d: enqueue returned %v", i, res)
+			}
+			next++
+			utCheckBalance(t, b, fmt.Sprintf("step %d after an enqueue", i))
+		}
+		tot := utCheckBalance(t, b, fmt.Sprintf("step %d", i))
+		if acc != s.accepted || full != s.full {
+			t.Errorf("step %d: accepted %d, dropped %d; want %d, %d", i, acc, full, s.accepted, s.full)
+		}
+		if tot.size != s.size || tot.dropped[reasonBufferFull] != s.dropped || tot.written != s.written {
+			t.Errorf("step %d: size %d, buffer_full %d, written %d; want %d, %d, %d", i, tot.size, tot.dropped[reasonBufferFull], tot.written, s.size, s.dropped, s.written)
+		}
+		for r := range numReasons {
+			if r != reasonBufferFull && tot.dropped[r] != 0 {
+				t.Errorf("step %d: %d drops counted as %s", i, tot.dropped[r], reasonNames[r])
+			}
+		}
+	}
+	if n := b.takeDropWindow(); n != 5 {
+		t.Errorf("drop window = %d, want 5", n)
+	}
+	if n := b.takeDropWindow(); n != 0 {
+		t.Errorf("drop window after taking it = %d, want 0", n)
+	}
+	// Dropped entries never displace accepted ones.
+	if got := fmt.Sprint(utSeqs(t, b, 10)); got != "[11 12 14]" {
+		t.Errorf("buffer holds %s, want [11 12 14]", got)
+	}
+}
+
+func TestBufferWatermarkHysteresis(t *testing.T) {
+	// 20 entries, watermark 50%: warns at 10, re-arms only below 5.
+	b := newBuffer(utBufOpts(20, 20, 50, 0))
+	next := 0
+	tests := []struct {
+		op        string
+		n         int
+		crossings int // warnings given during this step
+		size      int
+	}{
+		{"enqueue", 9, 0, 9},
+		{"enqueue", 1, 1, 10}, // reaches the watermark
+		{"enqueue", 5, 0, 15}, // stays above: no repeat
+		{"remove", 7, 0, 8},   // below the watermark, not below half of it
+		{"enqueue", 4, 0, 12}, // not re-armed: no warning
+		{"remove", 7, 0, 5},   // exactly half: still not re-armed
+		{"enqueue", 5, 0, 10},
+		{"remove", 6, 0, 4}, // below half: re-armed
+		{"enqueue", 5, 0, 9},
+		{"enqueue", 1, 1, 10}, // second crossing
+		{"enqueue", 10, 0, 20},
+		{"enqueue", 3, 0, 20}, // full: drops never warn
+		{"remove", 20, 0, 0},
+		{"enqueue", 20, 1, 20},
+	}
+	for i, tc := range tests {
+		crossings := 0
+		switch tc.op {
+		case "enqueue":
+			for range tc.n {
+				if _, crossed := b.enqueue(utEntry("s", next)); crossed {
+					crossings++
+				}
+				next++
+			}
+		case "remove":
+			b.remove(tc.n, true, 0)
+		}
+		size, _ := b.fill()
+		if crossings != tc.crossings || size != tc.size {
+			t.Errorf("step %d (%s %d): %d warnings, size %d; want %d, %d", i, tc.op, tc.n, crossings, size, tc.crossings, tc.size)
+		}
+	}
+}
+
+func TestBufferWatermarkRounding(t *testing.T) {
+	for _, tc := range []struct {
+		size, percent, want int
+	}{
+		{10000, 80, 8000},
+		{10000, 1, 100},
+		{10000, 99, 9900},
+		{3, 50, 1},   // 1.5 rounds down
+		{1, 10, 1},   // never 0
+		{20, 99, 19}, // never above the capacity
+	} {
+		b := newBuffer(utBufOpts(tc.size, 1, tc.percent, 0))
+		crossedAt := -1
+		for i := range tc.size {
+			if _, crossed := b.enqueue(utEntry("s", i)); crossed {
+				crossedAt = i + 1
+				break
+			}
+		}
+		if crossedAt != tc.want {
+			t.Errorf("buffer %d, watermark %d%%: warned at %d entries, want %d", tc.size, tc.percent, crossedAt, tc.want)
+		}
+	}
+}
+
+func TestBufferPeak(t *testing.T) {
+	b := newBuffer(utBufOpts(10, 10, 80, 0))
+	next := 0
+	enq := func(n int) {
+		for range n {
+			b.enqueue(utEntry("s", next))
+			next++
+		}
+	}
+	for i, tc := range []struct {
+		enqueue, remove, peak int
+	}{
+		{enqueue: 5, peak: 5},
+		{remove: 3, peak: 5},
+		{enqueue: 2, peak: 5},
+		{enqueue: 3, peak: 7},
+		{remove: 7, peak: 7},
+		{enqueue: 15, peak: 10}, // drops do not count
+		{remove: 10, peak: 10},
+	} {
+		enq(tc.enqueue)
+		if tc.remove > 0 {
+			b.remove(tc.remove, true, 0)
+		}
+		if s := b.snapshot(); s.peak != tc.peak {
+			t.Errorf("step %d: peak %d, want %d", i, s.peak, tc.peak)
+		}
+	}
+}
+
+// The ring is used in place: after enough rounds every position has been the head, and the
+// oldest entries come back in order across the wrap.
+func TestBufferFIFOWrap(t *testing.T) {
+	for _, tc := range []struct {
+		capacity, add, take int
+		wraps               bool
+	}{
+		{5, 3, 2, true},
+		{5, 4, 4, true},
+		{7, 5, 3, true},
+		{8, 8, 8, false},
+		{8, 1, 1, false},
+	} {
+		t.Run(fmt.Sprintf("cap%d_add%d_take%d", tc.capacity, tc.add, tc.take), func(t *testing.T) {
+			b := newBuffer(utBufOpts(tc.capacity, tc.capacity, 80, 0))
+			produced, consumed := 0, 0
+			wrapped := false
+			for round := 0; round < 6*tc.capacity; round++ {
+				for range tc.add {
+					if res, _ := b.enqueue(utEntry("s", produced)); res == accepted {
+						produced++
+					}
+				}
+				size, _ := b.fill()
+				first, second := b.peek(size)
+				if len(second) > 0 {
+					wrapped = true
+				}
+				seqs := utSeqs(t, b, size)
+				for i, s := range seqs {
+					if s != int64(consumed+i) {
+						t.Fatalf("round %d: buffer holds %v, want %d.. in order", round, seqs, consumed)
+					}
+				}
+				if len(first)+len(second) != produced-consumed {
+					t.Fatalf("round %d: %d entries buffered, want %d", round, len(first)+len(second), produced-consumed)
+				}
+				n := min(tc.take, size)
+				b.remove(n, true, 0)
+				consumed += n
+			}
+			if wrapped != tc.wraps {
+				t.Errorf("ring wrapped around: %v, want %v", wrapped, tc.wraps)
+			}
+			tot := utCheckBalance(t, b, "end")
+			if tot.written != uint64(consumed) {
+				t.Errorf("written %d, want %d", tot.written, consumed)
+			}
+		})
+	}
+}
+
+func TestBufferRemoveReasons(t *testing.T) {
+	b := newBuffer(utBufOpts(100, 100, 80, 0))
+	for i := range 30 {
+		server := "dns://:53"
+		if i%3 == 0 {
+			server = "tls://:853"
+		}
+		b.enqueue(utEntry(server, i))
+	}
+	b.remove(6, true, 0)                  // 0..5: two tls, four dns
+	b.remove(6, false, reasonWriteFailed) // 6..11
+	b.remove(3, false, reasonDiskLow)     // 12..14
+	b.remove(6, false, reasonShutdown)    // 15..20
+	if got := fmt.Sprint(utSeqs(t, b, 100)); got != "[21 22 23 24 25 26 27 28 29]" {
+		t.Errorf("left in the buffer: %s", got)
+	}
+	want := map[string]counts{
+		"dns://:53":  {enqueued: 20, written: 4, dropped: [numReasons]uint64{reasonWriteFailed: 4, reasonDiskLow: 2, reasonShutdown: 4}},
+		"tls://:853": {enqueued: 10, written: 2, dropped: [numReasons]uint64{reasonWriteFailed: 2, reasonDiskLow: 1, reasonShutdown: 2}},
+	}
+	s := b.snapshot()
+	if len(s.stats) != len(want) {
+		t.Fatalf("stats for %d servers, want %d: %+v", len(s.stats), len(want), s.stats)
+	}
+	for _, c := range s.stats {
+		w := want[c.server]
+		w.server = c.server
+		if c != w {
+			t.Errorf("counts %+v, want %+v", c, w)
+		}
+	}
+	utCheckBalance(t, b, "end")
+	// Shutdown drops are reported once by the drain, not by the periodic summary.
+	if n := b.takeDropWindow(); n != 9 {
+		t.Errorf("drop window = %d, want 9 (write_failed and disk_low, not shutdown)", n)
+	}
+	// Removed slots no longer reference the entries' strings.
+	for i := range b.ring {
+		j := (i - b.head + len(b.ring)) % len(b.ring)
+		if j >= b.size && b.ring[i].qname != "" {
+			t.Errorf("free slot %d still holds %q", i, b.ring[i].qname)
+		}
+	}
+}
+
+func TestBufferNotifyAtBatch(t *testing.T) {
+	b := newBuffer(utBufOpts(10, 3, 80, 0))
+	pending := func() bool {
+		select {
+		case <-b.notify:
+			return true
+		default:
+			return false
+		}
+	}
+	for i := range 2 {
+		b.enqueue(utEntry("s", i))
+	}
+	if pending() {
+		t.Fatal("flusher woken before batch_size entries waited")
+	}
+	b.enqueue(utEntry("s", 2))
+	if !pending() {
+		t.Fatal("flusher not woken at batch_size entries")
+	}
+	b.enqueue(utEntry("s", 3))
+	if pending() {
+		t.Fatal("flusher woken again above batch_size")
+	}
+}
+
+func TestBufferBlockGetsRoom(t *testing.T) {
+	b := newBuffer(utBufOpts(2, 2, 80, 3*time.Second))
+	b.enqueue(utEntry("s", 0))
+	b.enqueue(utEntry("s", 1))
+	done := make(chan enqueueResult, 1)
+	start := time.Now()
+	go func() {
+		res, _ := b.enqueue(utEntry("s", 2))
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		t.Fatalf("enqueue into a full buffer returned %v at once, want it to wait", res)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.remove(1, true, 0)
+	select {
+	case res := <-done:
+		if res != accepted {
+			t.Fatalf("enqueue returned %v after room was made, want accepted", res)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("enqueue still blocked after room was made")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("enqueue waited %s", d)
+	}
+	if got := fmt.Sprint(utSeqs(t, b, 10)); got != "[1 2]" {
+		t.Errorf("buffer holds %s, want [1 2]", got)
+	}
+	tot := utCheckBalance(t, b, "end")
+	if tot.droppedAll() != 0 {
+		t.Errorf("dropped %v", tot.dropped)
+	}
+}
+
+func TestBufferBlockTimesOut(t *testing.T) {
+	const block = 60 * time.Millisecond
+	b := newBuffer(utBufOpts(2, 2, 80, block))
+	b.enqueue(utEntry("s", 0))
+	b.enqueue(utEntry("s", 1))
+	start := time.Now()
+	res, _ := b.enqueue(utEntry("s", 2))
+	took := time.Since(start)
+	if res != droppedFull {
+		t.Fatalf("enqueue = %v, want droppedFull", res)
+	}
+	if took < block || took > block+2*time.Second {
+		t.Errorf("enqueue gave up after %s, want about %s", took, block)
+	}
+	tot := utCheckBalance(t, b, "end")
+	if tot.dropped[reasonBufferFull] != 1 {
+		t.Errorf("buffer_full drops = %d, want 1", tot.dropped[reasonBufferFull])
+	}
+}
+
+// Room for one: of two blocked producers one gets it, the other keeps waiting and then drops.
+func TestBufferBlockRoomForOne(t *testing.T) {
+	const block = 400 * time.Millisecond
+	b := newBuffer(utBufOpts(2, 2, 80, block))
+	b.enqueue(utEntry("s", 0))
+	b.enqueue(utEntry("s", 1))
+	results := make(chan enqueueResult, 2)
+	for i := range 2 {
+		go func() {
+			res, _ := b.enqueue(utEntry("s", 2+i))
+			results <- res
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	b.remove(1, true, 0)
+	got := map[enqueueResult]int{}
+	for range 2 {
+		select {
+		case res := <-results:
+			got[res]++
+		case <-time.After(3 * time.Second):
+			t.Fatal("a producer stayed blocked past the block time")
+		}
+	}
+	if got[accepted] != 1 || got[droppedFull] != 1 {
+		t.Errorf("results %v, want one accepted and one dropped", got)
+	}
+	utCheckBalance(t, b, "end")
+}
+
+func TestBufferClose(t *testing.T) {
+	for _, block := range []time.Duration{0, 5 * time.Second} {
+		t.Run(fmt.Sprintf("block=%s", block), func(t *testing.T) {
+			b := newBuffer(utBufOpts(2, 2, 80, block))
+			b.enqueue(utEntry("s", 0))
+			b.enqueue(utEntry("s", 1))
+			const producers = 3
+			results := make(chan enqueueResult, producers)
+			if block > 0 {
+				for i := range producers {
+					go func() {
+						res, _ := b.enqueue(utEntry("s", 10+i))
+						results <- res
+					}()
+				}
+				time.Sleep(50 * time.Millisecond) // let them block
+			}
+			start := time.Now()
+			b.close()
+			if block > 0 {
+				for range producers {
+					select {
+					case res := <-results:
+						if res != rejectedClosed {
+							t.Errorf("blocked producer got %v, want rejectedClosed", res)
+						}
+					case <-time.After(2 * time.Second):
+						t.Fatal("close did not wake a blocked producer")
+					}
+				}
+				if d := time.Since(start); d > time.Second {
+					t.Errorf("producers woke %s after close", d)
+				}
+			}
+			if res, _ := b.enqueue(utEntry("s", 99)); res != rejectedClosed {
+				t.Errorf("enqueue after close = %v, want rejectedClosed", res)
+			}
+			// Rejected entries are not counted by the buffer; the caller accounts for them.
+			tot := utCheckBalance(t, b, "after close")
+			if tot.enqueued != 2 || tot.size != 2 {
+				t.Errorf("enqueued %d, size %d; want 2, 2", tot.enqueued, tot.size)
+			}
+			b.account("s", false, reasonShutdown)
+			b.account("s", true, 0)
+			tot = utCheckBalance(t, b, "after account")
+			if tot.enqueued != 4 || tot.written != 1 || tot.dropped[reasonShutdown] != 1 {
+				t.Errorf("after account: %+v", tot)
+			}
+			// The flusher still drains what was accepted.
+			if got := fmt.Sprint(utSeqs(t, b, 10)); got != "[0 1]" {
+				t.Errorf("buffer holds %s", got)
+			}
+			b.remove(2, true, 0)
+			b.release()
+			if b.ring != nil {
+				t.Error("release kept the ring of an empty closed buffer")
+			}
+		})
+	}
+}
+
+// release keeps a ring that still holds entries.
+func TestBufferReleaseKeepsEntries(t *testing.T) {
+	b := newBuffer(utBufOpts(4, 4, 80, 0))
+	b.enqueue(utEntry("s", 0))
+	b.close()
+	b.release()
+	if got := fmt.Sprint(utSeqs(t, b, 4)); got != "[0]" {
+		t.Errorf("after release the buffer holds %s, want [0]", got)
+	}
+}
+
+func TestBufferConfigure(t *testing.T) {
+	tests := []struct {
+		name      string
+		capacity  int
+		fill      int // entries offered first
+		take      int // then removed
+		refill    int // then offered again (wraps the ring)
+		newSize   int
+		wantHeld  int // buffered after configure
+		thenAdd   int // offered after configure
+		wantAdded int // of which accepted
+	}{
+		{name: "grow empty", capacity: 4, newSize: 8, thenAdd: 10, wantAdded: 8},
+		{name: "grow, not wrapped", capacity: 4, fill: 3, take: 1, newSize: 8, wantHeld: 2, thenAdd: 10, wantAdded: 6},
+		{name: "grow, wrapped", capacity: 4, fill: 4, take: 3, refill: 3, newSize: 8, wantHeld: 4, thenAdd: 10, wantAdded: 4},
+		{name: "grow, full and wrapped", capacity: 5, fill: 5, take: 2, refill: 2, newSize: 6, wantHeld: 5, thenAdd: 3, wantAdded: 1},
+		{name: "same size", capacity: 4, fill: 4, take: 2, refill: 2, newSize: 4, wantHeld: 4, thenAdd: 1, wantAdded: 0},
+		{name: "shrink below fill keeps entries", capacity: 8, fill: 8, take: 3, refill: 1, newSize: 3, wantHeld: 6, thenAdd: 2, wantAdded: 0},
+		{name: "shrink above fill", capacity: 8, fill: 6, take: 4, refill: 3, newSize: 6, wantHeld: 5, thenAdd: 3, wantAdded: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuffer(utBufOpts(tc.capacity, 1, 80, 0))
+			next := 0
+			offer := func(n int) int {
+				acc := 0
+				for range n {
+					if res, _ := b.enqueue(utEntry("s", next)); res == accepted {
+						acc++
+					}
+					next++
+				}
+				return acc
+			}
+			offer(tc.fill)
+			b.remove(tc.take, true, 0)
+			offer(tc.refill)
+			before := utSeqs(t, b, tc.capacity)
+
+			b.configure(utBufOpts(tc.newSize, 1, 80, 0))
+			after := utSeqs(t, b, tc.capacity)
+			if fmt.Sprint(after) != fmt.Sprint(before) || len(after) != tc.wantHeld {
+				t.Fatalf("configure changed the content: %v -> %v, want %d entries kept", before, after, tc.wantHeld)
+			}
+			if _, capacity := b.fill(); capacity != tc.newSize {
+				t.Errorf("capacity %d, want %d", capacity, tc.newSize)
+			}
+			if got := offer(tc.thenAdd); got != tc.wantAdded {
+				t.Errorf("after configure %d of %d entries accepted, want %d", got, tc.thenAdd, tc.wantAdded)
+			}
+			// Order is kept across the configure and the new entries, through draining.
+			var all []int64
+			for i := 0; ; i++ {
+				size, _ := b.fill()
+				if size == 0 {
+					break
+				}
+				n := min(size, 2)
+				all = append(all, utSeqs(t, b, n)...)
+				b.remove(n, true, 0)
+				if i < 5 {
+					offer(1)
+				}
+			}
+			for i := 1; i < len(all); i++ {
+				if all[i] <= all[i-1] {
+					t.Fatalf("entries out of order after configure: %v", all)
+				}
+			}
+			utCheckBalance(t, b, "end")
+		})
+	}
+}
+
+// TestBufferConcurrent runs many producers against one consumer that behaves like the flusher
+// (peek, read without the lock, remove) and checks the accounting exactly, per server.
+func TestBufferConcurrent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		block time.Duration
+	}{
+		{"drop", 0},
+		{"block", 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const producers, perProducer, batch = 8, 2000, 16
+			b := newBuffer(utBufOpts(64, batch, 80, tc.block))
+			var wg sync.WaitGroup
+			acceptedBy := make([]int, producers)
+			for p := range producers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					server := fmt.Sprintf("p%d", p)
+					for i := range perProducer {
+						if res, _ := b.enqueue(utEntry(server, i)); res == accepted {
+							acceptedBy[p]++
+						}
+					}
+				}()
+			}
+			producersDone := make(chan struct{})
+			go func() { wg.Wait(); close(producersDone) }()
+
+			last := map[string]int64{}
+			seen := map[string]uint64{}
+			written := map[string]uint64{}
+			failed := map[string]uint64{}
+			done := false
+			for round := 0; ; round++ {
+				select {
+				case <-producersDone:
+					done = true
+				default:
+				}
+				first, second := b.peek(batch)
+				n := len(first) + len(second)
+				if n == 0 {
+					if done {
+						break
+					}
+					time.Sleep(10 * time.Microsecond)
+					continue
+				}
+				ok := round%5 != 0
+				for _, seg := range [][]entry{first, second} {
+					for _, e := range seg {
+						if prev, had := last[e.server]; had && e.start <= prev {
+							t.Fatalf("%s: entry %d after %d", e.server, e.start, prev)
+						}
+						last[e.server] = e.start
+						seen[e.server]++
+						if ok {
+							written[e.server]++
+						} else {
+							failed[e.server]++
+						}
+					}
+				}
+				b.remove(n, ok, reasonWriteFailed)
+				if round%7 == 0 {
+					utCheckBalance(t, b, fmt.Sprintf("round %d", round))
+				}
+			}
+			tot := utCheckBalance(t, b, "end")
+			if tot.size != 0 {
+				t.Fatalf("%d entries left", tot.size)
+			}
+			s := b.snapshot()
+			if len(s.stats) != producers {
+				t.Fatalf("stats for %d servers, want %d", len(s.stats), producers)
+			}
+			for _, c := range s.stats {
+				var p int
+				fmt.Sscanf(c.server, "p%d", &p)
+				full := uint64(perProducer - acceptedBy[p])
+				want := counts{server: c.server, enqueued: perProducer, written: written[c.server]}
+				want.dropped[reasonWriteFailed] = failed[c.server]
+				want.dropped[reasonBufferFull] = full
+				if c != want {
+					t.Errorf("%s: counts %+v, want %+v", c.server, c, want)
+				}
+				if seen[c.server] != uint64(acceptedBy[p]) {
+					t.Errorf("%s: consumer saw %d entries, %d were accepted", c.server, seen[c.server], acceptedBy[p])
+				}
+			}
+			if tot.peak > 64 {
+				t.Errorf("peak %d above the capacity", tot.peak)
+			}
+		})
+	}
+}
+
+// TestBufferConfigureWhileConsuming grows the ring (as a reload with a larger buffer_size does)
+// while a producer and the consumer run: the consumer's remove and the ring copy must not race.
+func TestBufferConfigureWhileConsuming(t *testing.T) {
+	const rounds = 800
+	b := newBuffer(utBufOpts(16, 4, 80, 0))
+	stop := make(chan struct{})
+	consumerDone := make(chan struct{})
+	var consumed, produced uint64
+	go func() {
+		defer close(consumerDone)
+		last := int64(-1)
+		next := 0
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for range 4 {
+				if res, _ := b.enqueue(utEntry("s", next)); res == accepted {
+					next++
+					produced++
+				}
+			}
+			first, second := b.peek(4)
+			for _, seg := range [][]entry{first, second} {
+				for _, e := range seg {
+					if e.server == "" || e.start != last+1 {
+						t.Errorf("read entry %d (server %q) after %d", e.start, e.server, last)
+						return
+					}
+					last = e.start
+				}
+			}
+			n := len(first) + len(second)
+			b.remove(n, true, 0)
+			consumed += uint64(n)
+		}
+	}()
+	for size := 17; size < 17+rounds; size++ {
+		b.configure(utBufOpts(size, 4, 80, 0))
+	}
+	close(stop)
+	<-consumerDone
+	tot := utCheckBalance(t, b, "end")
+	if tot.written != consumed || tot.enqueued != produced {
+		t.Errorf("written %d (consumed %d), enqueued %d (produced %d)", tot.written, consumed, tot.enqueued, produced)
+	}
+}

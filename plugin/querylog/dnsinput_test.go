@@ -1,0 +1,407 @@
+package querylog
+
+// Unusual DNS input against an in-process CoreDNS with a real SQLite file: each query that
+// reaches the plugin chain is logged faithfully (name, type, class, rcode, the bytes and answers
+// that went on the wire, DO, transport); queries the server answers itself are documented here.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/coredns/coredns/plugin/chaos" // lets non-IN classes through to the plugins
+	"github.com/miekg/dns"
+)
+
+// ftDNSCorefile answers big.example.org with 40 A records (too many for 512 bytes), every
+// other A under example.org with one, and everything else, of any class and type, NXDOMAIN.
+func ftDNSCorefile(db string, chaos bool) string {
+	var big strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&big, "        answer \"{{ .Name }} 60 IN A 192.0.2.%d\"\n", i)
+	}
+	c := ""
+	if chaos {
+		c = "chaos CoreDNS-test ftest@example.org"
+	}
+	return fmt.Sprintf(`.:0 {
+    bind 127.0.0.1
+    querylog %s {
+        flush_interval 200ms
+    }
+    %s
+    template IN A big.example.org {
+%s        fallthrough
+    }
+    template IN A example.org {
+        answer "{{ .Name }} 60 IN A 192.0.2.1"
+        fallthrough
+    }
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
+`, db, c, big.String())
+}
+
+// ftRawUDP sends one datagram and returns the reply datagram.
+func ftRawUDP(t *testing.T, addr string, wire []byte) ([]byte, error) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(wire); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// ftQuery is one query sent and what came back.
+type ftQuery struct {
+	what  string
+	req   *dns.Msg
+	proto string
+	reply []byte // the reply's bytes on the wire (without TCP's length prefix)
+}
+
+// ftWant is the row a query must have produced.
+func (q ftQuery) want(t *testing.T) ftRow {
+	t.Helper()
+	// The name as the server sees it: unpacked from the wire, in presentation format.
+	wire, err := q.req.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := new(dns.Msg)
+	if err := seen.Unpack(wire); err != nil {
+		t.Fatal(err)
+	}
+	reply := new(dns.Msg)
+	if err := reply.Unpack(q.reply); err != nil {
+		t.Fatalf("%s: unpacking the reply: %v", q.what, err)
+	}
+	qq := seen.Question[0]
+	do := false
+	if opt := seen.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	return ftRow{server: "", client: "127.0.0.1", proto: q.proto, qname: strings.ToLower(qq.Name),
+		qtype: int64(qq.Qtype), qclass: int64(qq.Qclass), rcode: int64(reply.Rcode), size: int64(len(q.reply)),
+		answers: int64(len(reply.Answer)), do: do}
+}
+
+// ftRowFor reads the one row for qname.
+func ftRowFor(t *testing.T, db, qname string) (ftRow, int) {
+	t.Helper()
+	rows, err := openDB(t, db).Query(`SELECT client_ip, proto, qname, qtype, qclass, rcode, size, answers, "do"
+		FROM queries WHERE qname = ?`, qname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var r ftRow
+	n := 0
+	for rows.Next() {
+		n++
+		if err := rows.Scan(&r.client, &r.proto, &r.qname, &r.qtype, &r.qclass, &r.rcode, &r.size, &r.answers, &r.do); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, n
+}
+
+func ftMsg(name string, qtype, qclass uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Question[0].Qclass = qclass
+	return m
+}
+
+// ftMaxName is a 255-octet name (the maximum) whose labels hold every byte value.
+func ftMaxName(tag byte) string {
+	var b strings.Builder
+	for l, n := range []int{63, 63, 63, 61} {
+		for i := range n {
+			c := byte((l*63 + i) * 7 % 256)
+			if i == 0 {
+				c = tag
+			}
+			switch {
+			case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-':
+				b.WriteByte(c)
+			default:
+				fmt.Fprintf(&b, `\%03d`, c)
+			}
+		}
+		b.WriteByte('.')
+	}
+	return b.String()
+}
+
+// TestDNSInputLoggedFaithfully sends unusual but valid queries over UDP and TCP and checks
+// each one's row field by field against the request and the reply bytes the client received.
+func TestDNSInputLoggedFaithfully(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "q.db")
+	inst := startCoreDNS(t, ftDNSCorefile(db, true))
+	udp, tcp := udpAddr(inst, 0), tcpAddr(inst, 0)
+
+	var queries []ftQuery
+	add := func(what string, m *dns.Msg) { queries = append(queries, ftQuery{what: what, req: m}) }
+	add("plain", ftMsg("plain.example.org.", dns.TypeA, dns.ClassINET))
+	add("mixed case", ftMsg("MiXeD.CaSe.Example.ORG.", dns.TypeA, dns.ClassINET))
+	add("binary bytes", ftMsg(`\000\001\127\128\255.bin.example.net.`, dns.TypeA, dns.ClassINET))
+	add("escaped dot, space, quote, backslash", ftMsg(`a\.b\ c\"d\\e\;f\(g\)h\@i.example.net.`, dns.TypeTXT, dns.ClassINET))
+	add("maximum length, binary", ftMsg(ftMaxName('m'), dns.TypeA, dns.ClassINET))
+	add("maximum length label", ftMsg(strings.Repeat("z", 63)+".example.net.", dns.TypeA, dns.ClassINET))
+	add("root", ftMsg(".", dns.TypeNS, dns.ClassINET))
+	for _, qt := range []uint16{0, 65280, 65535, 4000, dns.TypeANY, dns.TypeHTTPS, dns.TypeSVCB} {
+		add(fmt.Sprintf("type %d", qt), ftMsg(fmt.Sprintf("type%d.example.net.", qt), qt, dns.ClassINET))
+	}
+	for _, qc := range []uint16{dns.ClassCHAOS, dns.ClassHESIOD, dns.ClassNONE, dns.ClassANY, 1000, 65535} {
+		add(fmt.Sprintf("class %d", qc), ftMsg(fmt.Sprintf("class%d.example.net.", qc), dns.TypeA, qc))
+	}
+	add("chaos version.bind", ftMsg("version.bind.", dns.TypeTXT, dns.ClassCHAOS))
+	for _, size := range []uint16{0, 1, 511, 512, 513, 1232, 4096, 65535} {
+		for _, do := range []bool{false, true} {
+			m := ftMsg(fmt.Sprintf("edns%d-%v.example.org.", size, do), dns.TypeA, dns.ClassINET)
+			m.SetEdns0(size, do)
+			add(fmt.Sprintf("EDNS %d DO %v", size, do), m)
+			b := ftMsg(fmt.Sprintf("big-edns%d-%v.big.example.org.", size, do), dns.TypeA, dns.ClassINET)
+			b.SetEdns0(size, do)
+			add(fmt.Sprintf("big reply, EDNS %d DO %v", size, do), b)
+		}
+	}
+	add("truncated reply", ftMsg("trunc.big.example.org.", dns.TypeA, dns.ClassINET))
+
+	// Over UDP, each query and its reply datagram.
+	n := len(queries)
+	for i := range n {
+		q := &queries[i]
+		q.proto = "udp"
+		wire, err := q.req.Pack()
+		if err != nil {
+			t.Fatalf("%s: %v", q.what, err)
+		}
+		if q.reply, err = ftRawUDP(t, udp, wire); err != nil {
+			t.Fatalf("%s over UDP: %v", q.what, err)
+		}
+	}
+	// Over TCP, every query again under another name, all pipelined on one connection before
+	// any reply is read.
+	conn, err := net.Dial("tcp", tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	for i := range n {
+		m := queries[i].req.Copy()
+		m.Id = dns.Id()
+		if m.Question[0].Name == "." || m.Question[0].Name == "version.bind." {
+			continue
+		}
+		if m.Question[0].Name == ftMaxName('m') {
+			m.Question[0].Name = ftMaxName('t')
+		} else {
+			m.Question[0].Name = "tcp." + m.Question[0].Name
+		}
+		wire, err := m.Pack()
+		if err != nil {
+			t.Fatalf("%s: %v", queries[i].what, err)
+		}
+		if _, err := conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(wire)))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(wire); err != nil {
+			t.Fatal(err)
+		}
+		queries = append(queries, ftQuery{what: "TCP " + queries[i].what, req: m, proto: "tcp"})
+	}
+	byID := map[uint16]*ftQuery{}
+	for i := n; i < len(queries); i++ {
+		byID[queries[i].req.Id] = &queries[i]
+	}
+	for range len(queries) - n {
+		var l [2]byte
+		if _, err := io.ReadFull(conn, l[:]); err != nil {
+			t.Fatalf("reading pipelined replies: %v", err)
+		}
+		b := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(conn, b); err != nil {
+			t.Fatal(err)
+		}
+		q := byID[binary.BigEndian.Uint16(b)]
+		if q == nil {
+			t.Fatalf("reply with unknown id")
+		}
+		q.reply = b
+	}
+	stopCoreDNS(t, inst)
+
+	truncated := 0
+	for _, q := range queries {
+		want := q.want(t)
+		got, rows := ftRowFor(t, db, want.qname)
+		if rows != 1 {
+			t.Errorf("%s: %d rows for %q, want 1", q.what, rows, want.qname)
+			continue
+		}
+		if got != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", q.what, got, want)
+		}
+		if r := new(dns.Msg); r.Unpack(q.reply) == nil && r.Truncated {
+			truncated++
+		}
+	}
+	t.Logf("%d queries (%d over UDP, %d pipelined over TCP), %d replies truncated", len(queries), n, len(queries)-n, truncated)
+	if truncated == 0 {
+		t.Errorf("no reply was truncated; the test wants some")
+	}
+	if rows := countRows(t, db, ""); rows != int64(len(queries)) {
+		t.Errorf("%d rows, want %d", rows, len(queries))
+	}
+	ftCheckAccounting(t, db, int64(len(queries)), 0)
+}
+
+// TestDNSInputAnsweredByServer sends queries that CoreDNS's server (or miekg/dns below it)
+// answers itself, before any plugin runs: they get a reply but no row, and querylog counts
+// nothing for them. Documented: no question or several questions (FORMERR from miekg/dns),
+// EDNS version 1 (BADVERS), a non-IN class when no plugin enables other classes (REFUSED), an
+// unknown opcode (NOTIMP). A message with the QR bit set is ignored without a reply.
+func TestDNSInputAnsweredByServer(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "q.db")
+	inst := startCoreDNS(t, ftDNSCorefile(db, false))
+	udp := udpAddr(inst, 0)
+
+	noQuestion := new(dns.Msg)
+	noQuestion.Id = dns.Id()
+	two := ftMsg("one.example.org.", dns.TypeA, dns.ClassINET)
+	two.Question = append(two.Question, dns.Question{Name: "two.example.org.", Qtype: dns.TypeA, Qclass: dns.ClassINET})
+	badvers := ftMsg("badvers.example.org.", dns.TypeA, dns.ClassINET)
+	badvers.SetEdns0(1232, false)
+	badvers.Extra[0].(*dns.OPT).SetVersion(1)
+	chaos := ftMsg("chaos.example.org.", dns.TypeTXT, dns.ClassCHAOS)
+	status := ftMsg("status.example.org.", dns.TypeA, dns.ClassINET)
+	status.Opcode = dns.OpcodeStatus
+	response := ftMsg("response.example.org.", dns.TypeA, dns.ClassINET)
+	response.Response = true
+
+	cases := []struct {
+		what  string
+		m     *dns.Msg
+		rcode int // -1: no reply
+	}{
+		{"no question", noQuestion, dns.RcodeFormatError},
+		{"two questions", two, dns.RcodeFormatError},
+		{"EDNS version 1", badvers, dns.RcodeBadVers},
+		{"CH class without chaos", chaos, dns.RcodeRefused},
+		{"opcode STATUS", status, dns.RcodeNotImplemented},
+		{"QR bit set", response, -1},
+	}
+	for _, c := range cases {
+		wire, err := c.m.Pack()
+		if err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		reply, err := ftRawUDP(t, udp, wire)
+		if c.rcode < 0 {
+			if err == nil {
+				t.Errorf("%s: got a reply", c.what)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(reply); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		if r.Rcode != c.rcode {
+			t.Errorf("%s: rcode %s, want %s", c.what, dns.RcodeToString[r.Rcode], dns.RcodeToString[c.rcode])
+		}
+	}
+	// A normal query still works and is the only row.
+	if r, err := dns.Exchange(ftMsg("normal.example.org.", dns.TypeA, dns.ClassINET), udp); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("normal query: %v %v", r, err)
+	}
+	stopCoreDNS(t, inst)
+	if n := countRows(t, db, ""); n != 1 {
+		t.Errorf("%d rows, want only the normal query's", n)
+	}
+	ftCheckAccounting(t, db, 1, 0)
+}
+
+// TestDNSInputSQLInjection logs names built to break SQL quoting and reads them back: each row
+// holds the name exactly as the server saw it (presentation format, lower case), the name's
+// wire form is unchanged by the trip, and the schema is intact.
+func TestDNSInputSQLInjection(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "q.db")
+	inst := startCoreDNS(t, ftDNSCorefile(db, false))
+	names := []string{
+		`a'); DROP TABLE queries;--.example.`,
+		`x' OR '1'='1.example.`,
+		`"; DELETE FROM queries; --.example.`,
+		`robert'); DROP TABLE students;--.example.`,
+		`'.example.`, `''.example.`, `\\'.example.`, `%.example.`, `_.example.`, `*.example.`,
+		`$1.example.`, `?.example.`, `:name.example.`, `@p.example.`, "\\000'\\255.example.",
+		`x'||(SELECT name FROM sqlite_master)||'.example.`,
+		`1;ATTACH DATABASE '/tmp/pwn.db' AS pwn;--.example.`,
+	}
+	c := &dns.Client{Timeout: 2 * time.Second}
+	var sent []*dns.Msg
+	for _, n := range names {
+		m := ftMsg(n, dns.TypeA, dns.ClassINET)
+		if _, _, err := c.Exchange(m, udpAddr(inst, 0)); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		sent = append(sent, m)
+	}
+	stopCoreDNS(t, inst)
+
+	schema := ftSQLite(t, db, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name")
+	fresh := filepath.Join(t.TempDir(), "fresh.db")
+	st, err := openStore(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	if want := ftSQLite(t, fresh, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name"); schema != want {
+		t.Errorf("schema changed:\n%s\nwant\n%s", schema, want)
+	}
+	for _, m := range sent {
+		q := ftQuery{what: m.Question[0].Name, req: m}
+		wire, _ := m.Pack()
+		seen := new(dns.Msg)
+		seen.Unpack(wire)
+		want := strings.ToLower(seen.Question[0].Name)
+		if _, rows := ftRowFor(t, db, want); rows != 1 {
+			t.Errorf("%s: %d rows for %q", q.what, rows, want)
+			continue
+		}
+		// The stored text turns back into the same wire name (up to case).
+		buf := make([]byte, 256)
+		n1, err1 := dns.PackDomainName(want, buf, 0, nil, false)
+		orig := make([]byte, 256)
+		n2, err2 := dns.PackDomainName(m.Question[0].Name, orig, 0, nil, false)
+		if err1 != nil || err2 != nil || !strings.EqualFold(string(buf[:n1]), string(orig[:n2])) {
+			t.Errorf("%s: stored %q does not pack to the name sent (%v, %v)", q.what, want, err1, err2)
+		}
+	}
+	if n := countRows(t, db, ""); n != int64(len(names)) {
+		t.Errorf("%d rows, want %d", n, len(names))
+	}
+}

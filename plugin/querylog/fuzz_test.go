@@ -1,0 +1,232 @@
+package querylog
+
+// Fuzz targets: the Corefile parser, and entry construction through SQLite and back.
+//
+//	go test -run '^$' -fuzz FuzzParse -fuzztime 60s ./plugin/querylog/
+//	go test -run '^$' -fuzz FuzzEntry -fuzztime 60s ./plugin/querylog/
+//
+// Without -fuzz, `go test` runs the seeds below (and any saved in testdata/fuzz/).
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/miekg/dns"
+)
+
+// ftOptionNames are the words an error message may name instead of "querylog".
+var ftOptionNames = []string{"buffer_size", "batch_size", "flush_interval", "adaptive", "watermark",
+	"on_full", "shutdown_timeout", "retention", "max_size", "min_free", "anonymize", "ignore",
+	"ignore_clients", "unknown property", "PATH"}
+
+// FuzzParse feeds arbitrary text after the directive name to the Corefile parser: it must never
+// panic, and every error must say what it is about: "querylog" or an option name. Errors about
+// an existing file at PATH may instead name that file (setup prefixes every parse error with
+// "plugin/querylog: "), and plugin.ErrOnce is CoreDNS's shared sentinel, prefixed the same way.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"", "q.db", "q.db extra", "{\n}", "q.db {\n buffer_size 10000\n}",
+		"{\n buffer_size 9999\n}", "{\n buffer_size 200001\n}", "{\n buffer_size x\n}", "{\n buffer_size\n}",
+		"{\n batch_size 0\n}", "{\n buffer_size 10000\n batch_size 20000\n}",
+		"{\n flush_interval 0s\n}", "{\n flush_interval 2h\n}", "{\n flush_interval 10s\n}",
+		"{\n adaptive\n}", "{\n adaptive off\n flush_interval 1h\n}", "{\n adaptive 5s 1s\n}", "{\n adaptive 1s\n}",
+		"{\n watermark 100%\n}", "{\n watermark 0\n}", "{\n on_full block\n}", "{\n on_full block 6s\n}",
+		"{\n on_full drop\n}", "{\n on_full wait 1s\n}", "{\n shutdown_timeout -1s\n}",
+		"{\n retention 30d\n}", "{\n retention 1s\n}", "{\n retention 999999999999d\n}", "{\n max_size 1KB\n}",
+		"{\n max_size 1EB\n}", "{\n min_free 100%\n}", "{\n min_free -1\n}", "{\n anonymize 33\n}",
+		"{\n anonymize hash a b\n}", "{\n anonymize 24 129\n}", "{\n ignore\n}", "{\n ignore_clients 300.1.1.1/8\n}",
+		"{\n bogus 1\n}", "{\n{\n}", "{", "}", "{\n buffer_size 10000", "q?.db", "q#.db", "/", ".", "/proc/self",
+		"/nonexistent-dir/q.db", "q.db\nquerylog other.db", "\"\"", "{\n \"\" \n}", "{\n buffer_size 1e4\n}",
+		"{\n flush_interval 9223372036854775807ns\n}", "{\n max_size 18446744073709551615\n}",
+	} {
+		f.Add(s)
+	}
+	root := f.TempDir()
+	f.Fuzz(func(t *testing.T, input string) {
+		c := caddy.NewTestController("dns", "querylog "+input)
+		dnsserver.GetConfig(c).Root = root
+		_, _, err := parse(c)
+		if err == nil {
+			return
+		}
+		msg := err.Error()
+		if errors.Is(err, plugin.ErrOnce) || strings.Contains(msg, "querylog") {
+			return
+		}
+		for _, name := range ftOptionNames {
+			if strings.Contains(msg, name) {
+				return
+			}
+		}
+		if strings.Contains(msg, "database ") {
+			return // about the file at PATH, which it names
+		}
+		t.Errorf("error for %q names neither querylog nor an option: %s", input, msg)
+	})
+}
+
+// ftFakeWriter is a ResponseWriter that records nothing and has a given remote address.
+type ftFakeWriter struct{ remote net.Addr }
+
+func (w *ftFakeWriter) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53}
+}
+func (w *ftFakeWriter) RemoteAddr() net.Addr        { return w.remote }
+func (w *ftFakeWriter) WriteMsg(m *dns.Msg) error   { _, err := m.Pack(); return err }
+func (w *ftFakeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *ftFakeWriter) Close() error                { return nil }
+func (w *ftFakeWriter) TsigStatus() error           { return nil }
+func (w *ftFakeWriter) TsigTimersOnly(bool)         {}
+func (w *ftFakeWriter) Hijack()                     {}
+
+// ftRow is one queries row as read back.
+type ftRow struct {
+	ts                                       int64
+	server, client, proto, qname             string
+	qtype, qclass, rcode, size, answers, dur int64
+	do                                       bool
+}
+
+func ftRowOf(e entry) ftRow {
+	return ftRow{e.start / 1e6, e.server, e.client.String(), e.proto.String(), e.qname,
+		int64(e.qtype), int64(e.qclass), int64(e.rcode), int64(e.size), int64(e.answers), e.duration / 1e3, e.do}
+}
+
+// ftSeedMsgs are request messages for FuzzEntry's seeds.
+func ftSeedMsgs() [][]byte {
+	var out [][]byte
+	add := func(m *dns.Msg) {
+		if b, err := m.Pack(); err == nil {
+			out = append(out, b)
+		}
+	}
+	q := func(name string, qtype, qclass uint16) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		m.Question[0].Qclass = qclass
+		return m
+	}
+	add(q("example.org.", dns.TypeA, dns.ClassINET))
+	add(q(`a'); DROP TABLE queries;--.example.`, dns.TypeA, dns.ClassINET))
+	add(q(`"; DELETE FROM queries; --.example.`, dns.TypeTXT, dns.ClassINET))
+	add(q(`\000\001\255\.\\.MiXeD.example.`, 65280, 1000))
+	add(q(strings.Repeat(`\255`, 63)+"."+strings.Repeat(`\000`, 63)+"."+strings.Repeat("a", 63)+"."+strings.Repeat("b", 61)+".", dns.TypeANY, dns.ClassANY))
+	add(q(".", dns.TypeNS, dns.ClassCHAOS))
+	e := q("edns.example.", dns.TypeAAAA, dns.ClassINET)
+	e.SetEdns0(1, true)
+	add(e)
+	e = q("edns.example.", dns.TypeAAAA, dns.ClassINET)
+	e.SetEdns0(65535, false)
+	e.Rcode = 0xfff
+	add(e)
+	add(new(dns.Msg)) // no question
+	m := q("one.example.", dns.TypeA, dns.ClassINET)
+	m.Question = append(m.Question, dns.Question{Name: "two.example.", Qtype: dns.TypeMX, Qclass: dns.ClassINET})
+	add(m)
+	m = q("answers.example.", dns.TypeA, dns.ClassINET)
+	for i := range 20 {
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "answers.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, byte(i))})
+	}
+	add(m)
+	return out
+}
+
+// FuzzEntry builds an entry the way ServeDNS does, from an arbitrary wire message (as request
+// and reply, or with a synthesized error reply), client address, server name and times. It
+// must not panic; the entry must describe the message; and every value must come back out of
+// SQLite unchanged.
+func FuzzEntry(f *testing.F) {
+	servers := []string{"dns://:53", "dns://127.0.0.1:1053", "tls://:853", "https://[::1]:443", "quic://:853",
+		"grpc://:443", "https3://:443", "", "no-scheme", `dns://'); DROP TABLE queries;--`, "\x00\xff\xfe", "dns://\u00e9t\u00e9:53"}
+	clients := [][]byte{{192, 0, 2, 1}, {0, 0, 0, 0}, netip.MustParseAddr("2001:db8::1").AsSlice(),
+		netip.MustParseAddr("::ffff:192.0.2.9").AsSlice(), {255, 255, 255, 255}, nil}
+	for i, msg := range ftSeedMsgs() {
+		f.Add(msg, servers[i%len(servers)], clients[i%len(clients)], uint16(i*1000), i%2 == 0, i%3 != 0, uint16(i*7), time.Now().UnixNano(), int64(i)*1e6)
+	}
+	f.Add([]byte{}, "", []byte{}, uint16(0), false, false, uint16(0), int64(0), int64(0))
+	f.Add(ftSeedMsgs()[0], "dns://:53", []byte{10, 0, 0, 1}, uint16(53), false, true, uint16(0), int64(-1), int64(-1))
+	f.Add(ftSeedMsgs()[0], "dns://:53", []byte{10, 0, 0, 1}, uint16(53), true, false, uint16(4095), int64(1<<62), int64(1<<62))
+
+	st, err := openStore(filepath.Join(f.TempDir(), "fuzz.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.close() })
+
+	f.Fuzz(func(t *testing.T, wire []byte, server string, ip []byte, port uint16, tcp, write bool, rc uint16, startNs, tookNs int64) {
+		r := new(dns.Msg)
+		if err := r.Unpack(wire); err != nil {
+			return // miekg/dns drops what it cannot unpack before any plugin sees it
+		}
+		addr, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			addr = netip.IPv4Unspecified()
+		}
+		w := &ftFakeWriter{remote: &net.UDPAddr{IP: addr.AsSlice(), Port: int(port)}}
+		if tcp {
+			w.remote = &net.TCPAddr{IP: addr.AsSlice(), Port: int(port)}
+		}
+		rec := &recorder{ResponseWriter: w}
+		if write {
+			rec.WriteMsg(r)
+		} else {
+			rec.recordSynthesized(w, r, int(rc))
+		}
+		e := newEntry(server, w, r, rec, time.Unix(0, startNs))
+		e.duration = tookNs // newEntry measures it from start; any value must be stored faithfully
+
+		// The entry describes the message.
+		if e.client != addr.Unmap() {
+			t.Errorf("client %v, want %v", e.client, addr.Unmap())
+		}
+		if len(r.Question) > 0 {
+			q := r.Question[0]
+			if e.qname != strings.ToLower(q.Name) || e.qtype != q.Qtype || e.qclass != q.Qclass {
+				t.Errorf("question %q %d %d, entry %q %d %d", q.Name, q.Qtype, q.Qclass, e.qname, e.qtype, e.qclass)
+			}
+		} else if e.qname != "" || e.qtype != 0 || e.qclass != 0 {
+			t.Errorf("no question, but the entry has %q %d %d", e.qname, e.qtype, e.qclass)
+		}
+		if opt := r.IsEdns0(); e.do != (opt != nil && opt.Do()) {
+			t.Errorf("do = %v, OPT %v", e.do, opt)
+		}
+		if write && (e.rcode != uint16(r.Rcode) || int(e.answers) != min(len(r.Answer), 0xffff) || int(e.size) != r.Len()) {
+			t.Errorf("reply rcode %d answers %d size %d, entry %d %d %d", r.Rcode, len(r.Answer), r.Len(), e.rcode, e.answers, e.size)
+		}
+		if !write && e.rcode != rc {
+			t.Errorf("synthesized rcode %d, entry %d", rc, e.rcode)
+		}
+		wantProto := "udp"
+		if p, plain := transport(server); !plain {
+			wantProto = p.String()
+		} else if tcp {
+			wantProto = "tcp"
+		}
+		if e.proto.String() != wantProto {
+			t.Errorf("proto %s for %q tcp=%v, want %s", e.proto, server, tcp, wantProto)
+		}
+
+		// It round-trips through SQLite.
+		if err := st.write([]entry{e}); err != nil {
+			t.Fatalf("writing %+v: %v", e, err)
+		}
+		var got ftRow
+		err := st.db.QueryRow(`SELECT ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do"
+			FROM queries ORDER BY rowid DESC LIMIT 1`).Scan(&got.ts, &got.server, &got.client, &got.proto, &got.qname,
+			&got.qtype, &got.qclass, &got.rcode, &got.size, &got.answers, &got.dur, &got.do)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ftRowOf(e); got != want {
+			t.Errorf("read back\n%+v\nwant\n%+v", got, want)
+		}
+	})
+}

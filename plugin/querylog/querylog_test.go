@@ -1,0 +1,544 @@
+package querylog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+
+	"github.com/miekg/dns"
+	ot "github.com/opentracing/opentracing-go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// utSink is a fake sink that keeps the entries it is given.
+type utSink struct {
+	mu       sync.Mutex
+	entries  []entry
+	notReady bool
+	onLog    func(entry) // called for every entry, if set
+}
+
+func (s *utSink) log(e entry) {
+	if s.onLog != nil {
+		s.onLog(e)
+	}
+	s.mu.Lock()
+	s.entries = append(s.entries, e)
+	s.mu.Unlock()
+}
+
+func (s *utSink) ready() bool { return !s.notReady }
+
+func (s *utSink) got() []entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]entry(nil), s.entries...)
+}
+
+// utNamed is a handler with a name, as a real plugin has.
+type utNamed struct {
+	name string
+	fn   test.HandlerFunc
+}
+
+func (h utNamed) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return h.fn(ctx, w, r)
+}
+func (h utNamed) Name() string { return h.name }
+
+// utAnswer returns a handler that replies with rcode and n A records and keeps the reply.
+func utAnswer(rcode, n int, sent **dns.Msg) test.HandlerFunc {
+	return func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		m := new(dns.Msg)
+		m.SetRcode(r, rcode)
+		for i := range n {
+			m.Answer = append(m.Answer, test.A(fmt.Sprintf("%s 60 IN A 198.51.%d.%d", r.Question[0].Name, i/250, i%250+1)))
+		}
+		if sent != nil {
+			*sent = m
+		}
+		return rcode, w.WriteMsg(m)
+	}
+}
+
+func utQuery(name string, qtype, qclass uint16, do bool) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Question[0].Qclass = qclass
+	if do {
+		m.SetEdns0(1232, true)
+	}
+	return m
+}
+
+func utServerCtx(addr string) context.Context {
+	if addr == "" {
+		return context.Background()
+	}
+	return context.WithValue(context.Background(), dnsserver.Key{}, &dnsserver.Server{Addr: addr})
+}
+
+// utServe runs one query through a querylog handler in front of next and returns the single
+// entry logged, checking its timing fields and then clearing them.
+func utServe(t *testing.T, ctx context.Context, w dns.ResponseWriter, r *dns.Msg, next plugin.Handler) (entry, int, error) {
+	t.Helper()
+	s := &utSink{}
+	q := &QueryLog{Next: next, sink: s}
+	before := time.Now()
+	rc, err := q.ServeDNS(ctx, w, r)
+	after := time.Now()
+	got := s.got()
+	if len(got) != 1 {
+		t.Fatalf("logged %d entries, want 1", len(got))
+	}
+	e := got[0]
+	if e.start < before.UnixNano() || e.start > after.UnixNano() {
+		t.Errorf("start %d outside the call [%d, %d]", e.start, before.UnixNano(), after.UnixNano())
+	}
+	if e.duration < 0 || e.duration > int64(after.Sub(before)) {
+		t.Errorf("duration %d outside [0, %d]", e.duration, after.Sub(before))
+	}
+	e.start, e.duration = 0, 0
+	return e, rc, err
+}
+
+func TestServeDNSReply(t *testing.T) {
+	tests := []struct {
+		name    string
+		w       dns.ResponseWriter
+		server  string
+		qname   string
+		qtype   uint16
+		qclass  uint16
+		do      bool
+		edns    bool // EDNS without DO
+		rcode   int
+		answers int
+		// expected
+		wantQname  string
+		wantClient string
+		wantProto  proto
+	}{
+		{name: "udp", w: &test.ResponseWriter{}, qname: "WwW.Example.ORG.", qtype: dns.TypeA, qclass: dns.ClassINET, answers: 2,
+			wantQname: "www.example.org.", wantClient: "10.240.0.1", wantProto: protoUDP},
+		{name: "tcp", w: &test.ResponseWriter{TCP: true}, qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET, answers: 1,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoTCP},
+		{name: "ipv6 udp", w: &test.ResponseWriter6{}, qname: "example.org.", qtype: dns.TypeAAAA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "fe80::42:ff:feca:4c65", wantProto: protoUDP},
+		{name: "ipv6 tcp", w: &test.ResponseWriter6{ResponseWriter: test.ResponseWriter{TCP: true}}, qname: "example.org.", qtype: dns.TypeAAAA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "fe80::42:ff:feca:4c65", wantProto: protoTCP},
+		{name: "IPv4-mapped client", w: &test.ResponseWriter{RemoteIP: "::ffff:192.0.2.7"}, qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "192.0.2.7", wantProto: protoUDP},
+		{name: "DO bit, NXDOMAIN", w: &test.ResponseWriter{}, qname: "Nope.Example.ORG.", qtype: dns.TypeMX, qclass: dns.ClassINET, do: true, rcode: dns.RcodeNameError,
+			wantQname: "nope.example.org.", wantClient: "10.240.0.1", wantProto: protoUDP},
+		{name: "EDNS without DO", w: &test.ResponseWriter{}, qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET, edns: true, answers: 1,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoUDP},
+		{name: "chaos class", w: &test.ResponseWriter{}, qname: "version.bind.", qtype: dns.TypeTXT, qclass: dns.ClassCHAOS, rcode: dns.RcodeRefused,
+			wantQname: "version.bind.", wantClient: "10.240.0.1", wantProto: protoUDP},
+		{name: "escaped name keeps its escapes", w: &test.ResponseWriter{}, qname: `MiXeD\000\.Case.Example.`, qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: `mixed\000\.case.example.`, wantClient: "10.240.0.1", wantProto: protoUDP},
+		{name: "many answers", w: &test.ResponseWriter{}, qname: "many.example.", qtype: dns.TypeA, qclass: dns.ClassINET, answers: 300,
+			wantQname: "many.example.", wantClient: "10.240.0.1", wantProto: protoUDP},
+		{name: "dns:// server, udp", w: &test.ResponseWriter{}, server: "dns://.:53", qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoUDP},
+		{name: "dns:// server, tcp", w: &test.ResponseWriter{TCP: true}, server: "dns://.:53", qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoTCP},
+		{name: "tls:// server", w: &test.ResponseWriter{TCP: true}, server: "tls://.:853", qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoDoT},
+		{name: "https:// server", w: &test.ResponseWriter{TCP: true}, server: "https://.:443", qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoDoH},
+		{name: "https3:// server", w: &test.ResponseWriter{}, server: "https3://.:443", qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoDoH3},
+		{name: "quic:// server", w: &test.ResponseWriter{}, server: "quic://.:853", qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoDoQ},
+		{name: "grpc:// server", w: &test.ResponseWriter{TCP: true}, server: "grpc://.:443", qname: "example.org.", qtype: dns.TypeA, qclass: dns.ClassINET,
+			wantQname: "example.org.", wantClient: "10.240.0.1", wantProto: protoGRPC},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			client := dnstest.NewRecorder(tc.w)
+			var sent *dns.Msg
+			r := utQuery(tc.qname, tc.qtype, tc.qclass, tc.do)
+			if tc.edns {
+				r.SetEdns0(4096, false)
+			}
+			got, rc, err := utServe(t, utServerCtx(tc.server), client, r, test.HandlerFunc(utAnswer(tc.rcode, tc.answers, &sent)))
+			if rc != tc.rcode || err != nil {
+				t.Errorf("ServeDNS = %d, %v; want %d, nil", rc, err, tc.rcode)
+			}
+			if client.Msg != sent || client.Rcode != tc.rcode {
+				t.Errorf("the reply did not reach the client")
+			}
+			want := entry{
+				server:  tc.server,
+				qname:   tc.wantQname,
+				client:  netip.MustParseAddr(tc.wantClient),
+				size:    uint32(sent.Len()),
+				qtype:   tc.qtype,
+				qclass:  tc.qclass,
+				rcode:   uint16(tc.rcode),
+				answers: uint16(tc.answers),
+				proto:   tc.wantProto,
+				do:      tc.do,
+			}
+			if got != want {
+				t.Errorf("entry\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// The reply goes to the client before the entry is handed to the sink.
+func TestServeDNSReplyFirst(t *testing.T) {
+	client := dnstest.NewRecorder(&test.ResponseWriter{})
+	replied := false
+	s := &utSink{onLog: func(entry) { replied = client.Msg != nil }}
+	q := &QueryLog{Next: test.HandlerFunc(utAnswer(dns.RcodeSuccess, 1, nil)), sink: s}
+	q.ServeDNS(context.Background(), client, utQuery("example.org.", dns.TypeA, dns.ClassINET, false))
+	if len(s.got()) != 1 || !replied {
+		t.Errorf("entries %d, reply sent before logging: %v", len(s.got()), replied)
+	}
+}
+
+// A plugin that writes the packed reply with Write instead of WriteMsg.
+func TestServeDNSWriteBytes(t *testing.T) {
+	var packed []byte
+	next := test.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeNameError)
+		for i := range 3 {
+			m.Answer = append(m.Answer, test.A(fmt.Sprintf("example.org. 60 IN A 192.0.2.%d", i+1)))
+		}
+		var err error
+		if packed, err = m.Pack(); err != nil {
+			return dns.RcodeServerFailure, err
+		}
+		_, err = w.Write(packed)
+		return dns.RcodeNameError, err
+	})
+	got, _, _ := utServe(t, context.Background(), dnstest.NewRecorder(&test.ResponseWriter{TCP: true}),
+		utQuery("example.org.", dns.TypeA, dns.ClassINET, false), next)
+	if got.rcode != dns.RcodeNameError || got.answers != 3 || got.size != uint32(len(packed)) || got.proto != protoTCP {
+		t.Errorf("entry %+v, want rcode 3, 3 answers, size %d, tcp", got, len(packed))
+	}
+}
+
+// Several messages for one query (a zone transfer): sizes add up, the last one's rcode and
+// answer count are kept.
+func TestServeDNSSeveralMessages(t *testing.T) {
+	var sizes []int
+	next := test.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		for _, n := range []int{5, 2} {
+			m := new(dns.Msg)
+			m.SetReply(r)
+			for i := range n {
+				m.Answer = append(m.Answer, test.A(fmt.Sprintf("example.org. 60 IN A 192.0.2.%d", i+1)))
+			}
+			if err := w.WriteMsg(m); err != nil {
+				return dns.RcodeServerFailure, err
+			}
+			sizes = append(sizes, m.Len())
+		}
+		return dns.RcodeSuccess, nil
+	})
+	got, _, _ := utServe(t, context.Background(), dnstest.NewRecorder(&test.ResponseWriter{TCP: true}),
+		utQuery("example.org.", dns.TypeAXFR, dns.ClassINET, false), next)
+	if got.size != uint32(sizes[0]+sizes[1]) || got.answers != 2 || got.rcode != 0 {
+		t.Errorf("entry %+v, want size %d, 2 answers", got, sizes[0]+sizes[1])
+	}
+}
+
+// utErrorReply is the reply dnsserver's errorFunc writes when the chain returns rc without
+// writing.
+func utErrorReply(r *dns.Msg, rc int) *dns.Msg {
+	answer := new(dns.Msg)
+	answer.SetRcode(r, rc)
+	if o := r.IsEdns0(); o != nil {
+		opt := new(dns.OPT)
+		opt.Hdr.Name = "."
+		opt.Hdr.Rrtype = dns.TypeOPT
+		opt.SetUDPSize(o.UDPSize())
+		opt.SetDo(o.Do())
+		answer.Extra = append(answer.Extra, opt)
+	}
+	return answer
+}
+
+func TestServeDNSSynthesized(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		rc  int
+		err error
+		do  bool
+	}{
+		{dns.RcodeServerFailure, nil, false},
+		{dns.RcodeServerFailure, nil, true},
+		{dns.RcodeServerFailure, boom, false},
+		{dns.RcodeRefused, nil, false},
+		{dns.RcodeRefused, nil, true},
+		{dns.RcodeFormatError, nil, false},
+		{dns.RcodeNotImplemented, boom, true},
+	} {
+		t.Run(fmt.Sprintf("%s,err=%v,do=%v", dns.RcodeToString[tc.rc], tc.err, tc.do), func(t *testing.T) {
+			client := dnstest.NewRecorder(&test.ResponseWriter{})
+			r := utQuery("Fail.Example.ORG.", dns.TypeA, dns.ClassINET, tc.do)
+			want := utErrorReply(r.Copy(), tc.rc)
+			got, rc, err := utServe(t, context.Background(), client, r, test.NextHandler(tc.rc, tc.err))
+			if rc != tc.rc || !errors.Is(err, tc.err) {
+				t.Errorf("ServeDNS = %d, %v; want %d, %v passed through", rc, err, tc.rc, tc.err)
+			}
+			if got.rcode != uint16(tc.rc) || got.answers != 0 || got.size != uint32(want.Len()) || got.do != tc.do || got.qname != "fail.example.org." {
+				t.Errorf("entry %+v, want rcode %d, size %d, do %v", got, tc.rc, want.Len(), tc.do)
+			}
+			if client.Msg != nil {
+				t.Errorf("querylog wrote the error reply itself; the server does")
+			}
+		})
+	}
+}
+
+// Without a next plugin NextOrFailure answers SERVFAIL, which the server then writes.
+func TestServeDNSNoNext(t *testing.T) {
+	got, rc, err := utServe(t, context.Background(), &test.ResponseWriter{}, utQuery("example.org.", dns.TypeA, dns.ClassINET, false), nil)
+	if rc != dns.RcodeServerFailure || err == nil || got.rcode != dns.RcodeServerFailure {
+		t.Errorf("ServeDNS = %d, %v, entry rcode %d; want SERVFAIL with an error, logged", rc, err, got.rcode)
+	}
+}
+
+// When the chain returns an rcode that means "already answered" without writing anything (an
+// acl drop), the client got nothing and nothing is logged.
+func TestServeDNSNothingWritten(t *testing.T) {
+	for _, tc := range []struct {
+		rc  int
+		err error
+	}{
+		{dns.RcodeSuccess, nil},
+		{dns.RcodeSuccess, errors.New("dropped")},
+		{dns.RcodeNameError, nil},
+		{dns.RcodeYXDomain, nil},
+	} {
+		s := &utSink{}
+		q := &QueryLog{Next: test.NextHandler(tc.rc, tc.err), sink: s}
+		rc, err := q.ServeDNS(context.Background(), dnstest.NewRecorder(&test.ResponseWriter{}), utQuery("example.org.", dns.TypeA, dns.ClassINET, false))
+		if rc != tc.rc || err != tc.err {
+			t.Errorf("rc %d: ServeDNS = %d, %v", tc.rc, rc, err)
+		}
+		if n := len(s.got()); n != 0 {
+			t.Errorf("rc %d without a write: %d entries logged, want none", tc.rc, n)
+		}
+	}
+}
+
+// A reply written although the plugin returns SERVFAIL (test.ErrorHandler) is logged once, as
+// written.
+func TestServeDNSWrittenServfail(t *testing.T) {
+	client := dnstest.NewRecorder(&test.ResponseWriter{})
+	got, rc, _ := utServe(t, context.Background(), client, utQuery("example.org.", dns.TypeA, dns.ClassINET, false), test.ErrorHandler())
+	if rc != dns.RcodeServerFailure || got.rcode != dns.RcodeServerFailure || got.size != uint32(client.Len) {
+		t.Errorf("entry %+v, rc %d; want SERVFAIL of %d bytes", got, rc, client.Len)
+	}
+}
+
+func TestServeDNSPluginTracker(t *testing.T) {
+	inner := utNamed{"inner", utAnswer(dns.RcodeSuccess, 1, nil)}
+	tests := []struct {
+		name    string
+		tracing bool
+		next    plugin.Handler
+		want    string
+	}{
+		{"next plugin writes", false, utNamed{"myplugin", utAnswer(dns.RcodeSuccess, 1, nil)}, "myplugin"},
+		{"next plugin writes, tracing on", true, utNamed{"myplugin", utAnswer(dns.RcodeSuccess, 1, nil)}, "myplugin"},
+		{"a plugin further down writes", false, utNamed{"myplugin", func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			return plugin.NextOrFailure("myplugin", inner, ctx, w, r)
+		}}, "inner"},
+		{"a plugin writes with Write", false, utNamed{"rawplugin", func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			m := new(dns.Msg)
+			m.SetReply(r)
+			b, _ := m.Pack()
+			_, err := w.Write(b)
+			return 0, err
+		}}, "rawplugin"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tracker := metrics.NewRecorder(&test.ResponseWriter{})
+			s := &utSink{}
+			q := &QueryLog{Next: tc.next, sink: s}
+			ctx := context.Background()
+			if tc.tracing {
+				ctx = ot.ContextWithSpan(ctx, ot.NoopTracer{}.StartSpan("test"))
+			}
+			q.ServeDNS(ctx, tracker, utQuery("example.org.", dns.TypeA, dns.ClassINET, false))
+			if tracker.Plugin != tc.want {
+				t.Errorf("the tracker below querylog was told %q, want %q", tracker.Plugin, tc.want)
+			}
+			if len(s.got()) != 1 {
+				t.Errorf("%d entries logged", len(s.got()))
+			}
+		})
+	}
+}
+
+func TestRecorderSetPlugin(t *testing.T) {
+	tracker := metrics.NewRecorder(&test.ResponseWriter{})
+	r := &recorder{ResponseWriter: tracker}
+	var _ plugin.PluginTracker = r
+	r.SetPlugin("cache")
+	if r.GetPlugin() != "cache" || tracker.GetPlugin() != "cache" {
+		t.Errorf("recorder %q, tracker below %q; want cache", r.GetPlugin(), tracker.GetPlugin())
+	}
+	// Nothing below to tell: no panic.
+	plain := &recorder{ResponseWriter: &test.ResponseWriter{}}
+	plain.SetPlugin("cache")
+	if plain.GetPlugin() != "cache" {
+		t.Errorf("GetPlugin = %q", plain.GetPlugin())
+	}
+	if err := plain.WriteMsg(new(dns.Msg)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestServeDNSNilSink(t *testing.T) {
+	for _, next := range []plugin.Handler{
+		test.HandlerFunc(utAnswer(dns.RcodeSuccess, 1, nil)),
+		test.NextHandler(dns.RcodeServerFailure, nil),
+		test.NextHandler(dns.RcodeSuccess, nil),
+		nil,
+	} {
+		q := &QueryLog{Next: next}
+		client := dnstest.NewRecorder(&test.ResponseWriter{})
+		rc, _ := q.ServeDNS(context.Background(), client, utQuery("example.org.", dns.TypeA, dns.ClassINET, true))
+		if next != nil {
+			if want, _ := next.ServeDNS(context.Background(), &test.ResponseWriter{}, utQuery("example.org.", dns.TypeA, dns.ClassINET, true)); rc != want {
+				t.Errorf("rc %d, want %d", rc, want)
+			}
+		}
+		if q.Ready() {
+			t.Error("ready without a sink")
+		}
+	}
+}
+
+// A query without a question (FORMERR material) is logged without crashing.
+func TestServeDNSNoQuestion(t *testing.T) {
+	r := new(dns.Msg)
+	r.Id = 7
+	got, _, _ := utServe(t, context.Background(), &test.ResponseWriter{}, r, test.NextHandler(dns.RcodeFormatError, nil))
+	if got.qname != "" || got.rcode != dns.RcodeFormatError {
+		t.Errorf("entry %+v", got)
+	}
+}
+
+func TestReady(t *testing.T) {
+	for _, tc := range []struct {
+		sink sink
+		want bool
+	}{
+		{nil, false},
+		{&utSink{notReady: true}, false},
+		{&utSink{}, true},
+	} {
+		q := &QueryLog{sink: tc.sink}
+		if got := q.Ready(); got != tc.want {
+			t.Errorf("Ready with %#v = %v, want %v", tc.sink, got, tc.want)
+		}
+	}
+	if (&QueryLog{}).Name() != "querylog" {
+		t.Error("Name")
+	}
+}
+
+func TestTransport(t *testing.T) {
+	for _, tc := range []struct {
+		server string
+		want   proto
+		plain  bool
+	}{
+		{"", protoUDP, true},
+		{"dns://.:53", protoUDP, true},
+		{"dns://example.org.:1053", protoUDP, true},
+		{"tls://.:853", protoDoT, false},
+		{"https://.:443", protoDoH, false},
+		{"https3://.:443", protoDoH3, false},
+		{"quic://.:853", protoDoQ, false},
+		{"grpc://.:443", protoGRPC, false},
+		{"unknown://.:1", protoUDP, true},
+		{".:53", protoUDP, true},
+	} {
+		p, plain := transport(tc.server)
+		if p != tc.want || plain != tc.plain {
+			t.Errorf("transport(%q) = %s, %v; want %s, %v", tc.server, p, plain, tc.want, tc.plain)
+		}
+	}
+	for p, name := range []string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc"} {
+		if got := proto(p).String(); got != name {
+			t.Errorf("proto(%d) = %q, want %q", p, got, name)
+		}
+	}
+}
+
+// The per-server-block filter: ignored names and clients are not logged but counted;
+// anonymize truncates the client address.
+func TestServeDNSFilter(t *testing.T) {
+	key := &[32]byte{1}
+	tests := []struct {
+		name       string
+		f          filter
+		w          dns.ResponseWriter
+		qname      string
+		logged     bool
+		wantClient string
+		wantKey    *[32]byte
+	}{
+		{"no filter", filter{}, &test.ResponseWriter{}, "a.example.org.", true, "10.240.0.1", nil},
+		{"ignored name", filter{ignoreNames: plugin.Zones{"example.org."}}, &test.ResponseWriter{}, "A.Example.ORG.", false, "", nil},
+		{"ignored zone apex", filter{ignoreNames: plugin.Zones{"example.org."}}, &test.ResponseWriter{}, "example.org.", false, "", nil},
+		{"other name", filter{ignoreNames: plugin.Zones{"example.org."}}, &test.ResponseWriter{}, "example.net.", true, "10.240.0.1", nil},
+		{"ignored client", filter{ignoreClients: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, &test.ResponseWriter{}, "example.org.", false, "", nil},
+		{"other client", filter{ignoreClients: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")}}, &test.ResponseWriter{}, "example.org.", true, "10.240.0.1", nil},
+		{"anonymize v4", filter{anonV4: 24, anonV6: 56}, &test.ResponseWriter{}, "example.org.", true, "10.240.0.0", nil},
+		{"anonymize v6", filter{anonV4: 24, anonV6: 56}, &test.ResponseWriter6{}, "example.org.", true, "fe80::", nil},
+		{"anonymize v4 /16", filter{anonV4: 16, anonV6: 48}, &test.ResponseWriter{}, "example.org.", true, "10.240.0.0", nil},
+		{"hash", filter{hash: true, key: key}, &test.ResponseWriter{}, "example.org.", true, "10.240.0.1", key},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			server := "dns://.:5301"
+			ignored := ignoredTotal.WithLabelValues(server)
+			before := testutil.ToFloat64(ignored)
+			s := &utSink{}
+			q := &QueryLog{Next: test.HandlerFunc(utAnswer(dns.RcodeSuccess, 1, nil)), sink: s, filter: tc.f}
+			q.ServeDNS(utServerCtx(server), tc.w, utQuery(tc.qname, dns.TypeA, dns.ClassINET, false))
+			got := s.got()
+			if !tc.logged {
+				if len(got) != 0 {
+					t.Fatalf("logged %d entries, want none", len(got))
+				}
+				if d := testutil.ToFloat64(ignored) - before; d != 1 {
+					t.Errorf("ignored_total rose by %v, want 1", d)
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("logged %d entries, want 1", len(got))
+			}
+			if got[0].client != netip.MustParseAddr(tc.wantClient) || got[0].hashKey != tc.wantKey {
+				t.Errorf("client %s, key %p; want %s, %p", got[0].client, got[0].hashKey, tc.wantClient, tc.wantKey)
+			}
+			if d := testutil.ToFloat64(ignored) - before; d != 0 {
+				t.Errorf("ignored_total rose by %v for a logged query", d)
+			}
+		})
+	}
+}

@@ -1,0 +1,535 @@
+package querylog
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+func utOpenStore(t *testing.T, path string) *store {
+	t.Helper()
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatalf("openStore(%s): %v", path, err)
+	}
+	t.Cleanup(func() { s.close() })
+	return s
+}
+
+// utSchema lists the database's schema objects as "type name".
+func utSchema(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT type || ' ' || name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func utPragma(t *testing.T, db *sql.DB, name string) int64 {
+	t.Helper()
+	var v int64
+	if err := db.QueryRow("PRAGMA " + name).Scan(&v); err != nil {
+		t.Fatalf("PRAGMA %s: %v", name, err)
+	}
+	return v
+}
+
+func utCheckSchema(t *testing.T, s *store) {
+	t.Helper()
+	want := []string{
+		"index queries_ts",
+		"table qtype_names",
+		"table queries",
+		"table rcode_names",
+		"view queries_readable",
+	}
+	if got := utSchema(t, s.db); !slices.Equal(got, want) {
+		t.Errorf("schema = %q, want %q", got, want)
+	}
+	if v := utPragma(t, s.db, "user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
+	}
+	if v := utPragma(t, s.db, "application_id"); v != applicationID {
+		t.Errorf("application_id = %#x, want %#x", v, applicationID)
+	}
+	var mode string
+	if err := s.db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
+	}
+	var n int
+	if err := s.db.QueryRow("SELECT count(*) FROM qtype_names").Scan(&n); err != nil || n != len(dns.TypeToString) {
+		t.Errorf("qtype_names has %d rows (%v), want %d", n, err, len(dns.TypeToString))
+	}
+	if err := s.db.QueryRow("SELECT count(*) FROM rcode_names").Scan(&n); err != nil || n != len(dns.RcodeToString) {
+		t.Errorf("rcode_names has %d rows (%v), want %d", n, err, len(dns.RcodeToString))
+	}
+	var plan string
+	rows, err := s.db.Query("EXPLAIN QUERY PLAN SELECT count(*) FROM queries WHERE ts > 5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		rows.Scan(&id, &parent, &notused, &detail)
+		plan += detail + ";"
+	}
+	rows.Close()
+	if !strings.Contains(plan, "queries_ts") {
+		t.Errorf("a time-window query does not use the ts index: %s", plan)
+	}
+}
+
+func TestStoreFreshFile(t *testing.T) {
+	path := utTempDB(t)
+	s := utOpenStore(t, path)
+	utCheckSchema(t, s)
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o640 {
+		t.Errorf("database mode %v, want 0640", m)
+	}
+	if err := s.write([]entry{{server: "dns://:53", qname: "a.example.", client: netip.MustParseAddr("192.0.2.1")}}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err = os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatalf("no WAL after a write: %v", err)
+	}
+	if m := fi.Mode().Perm(); m != 0o640 {
+		t.Errorf("WAL mode %v, want 0640", m)
+	}
+	if s.size() < fi.Size() {
+		t.Errorf("size() = %d, less than the WAL alone (%d)", s.size(), fi.Size())
+	}
+}
+
+func TestStoreEmptyFile(t *testing.T) {
+	path := utTempDB(t)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := utOpenStore(t, path)
+	utCheckSchema(t, s)
+}
+
+// A valid SQLite file with nothing in it (application_id 0, no schema) is adopted.
+func TestStoreBlankSQLiteFile(t *testing.T) {
+	path := utTempDB(t)
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE x (a); DROP TABLE x`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("blank database not created: %v", err)
+	}
+	s := utOpenStore(t, path)
+	utCheckSchema(t, s)
+}
+
+// Reopening keeps the rows and does not migrate again.
+func TestStoreReopen(t *testing.T) {
+	path := utTempDB(t)
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.write([]entry{{qname: "a.example."}, {qname: "b.example."}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	s = utOpenStore(t, path)
+	utCheckSchema(t, s)
+	var n int
+	if err := s.db.QueryRow("SELECT count(*) FROM queries").Scan(&n); err != nil || n != 2 {
+		t.Errorf("rows after reopening = %d (%v), want 2", n, err)
+	}
+}
+
+func TestStoreRefusesForeignFiles(t *testing.T) {
+	tests := []struct {
+		name   string
+		create func(t *testing.T, path string)
+		want   string
+	}{
+		{"text file", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte("hello, I am not a database\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a readable SQLite database"},
+		{"binary junk", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 2048), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a readable SQLite database"},
+		{"another application's database", utCreateOtherDB, "not a querylog database"},
+		{"another application's database in WAL mode", func(t *testing.T, path string) {
+			utCreateOtherDB(t, path)
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec("PRAGMA journal_mode = WAL"); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a querylog database"},
+		{"empty schema, foreign application_id", func(t *testing.T, path string) {
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec("PRAGMA application_id = 1234; CREATE TABLE x (a); DROP TABLE x"); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a querylog database"},
+		{"querylog database from a newer build", func(t *testing.T, path string) {
+			utCreateQuerylogDB(t, path, schemaVersion+1)
+		}, fmt.Sprintf("schema version %d", schemaVersion+1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "q.db")
+			tc.create(t, path)
+			before := utDirState(t, dir)
+			original, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			for name, open := range map[string]func(string) error{
+				"checkDatabase": checkDatabase,
+				"openStore": func(p string) error {
+					s, err := openStore(p)
+					if err == nil {
+						s.close()
+					}
+					return err
+				},
+			} {
+				err := open(path)
+				if err == nil {
+					t.Fatalf("%s accepted the file", name)
+				}
+				if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("%s: error %q, want it to name %s and say %q", name, err, path, tc.want)
+				}
+				if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, original) {
+					t.Errorf("%s changed the refused file (%v)", name, err)
+				}
+				// Nothing else may appear either: a read-only open of a WAL database leaves
+				// -wal and -shm files behind unless told otherwise.
+				if after := utDirState(t, dir); after != before {
+					t.Errorf("%s left the folder changed:\nbefore %s\nafter  %s", name, before, after)
+				}
+			}
+		})
+	}
+}
+
+// utDirState describes every file in dir with its mode and content hash.
+func utDirState(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s %v %d %08x; ", e.Name(), fi.Mode(), len(data), utChecksum(data))
+	}
+	return b.String()
+}
+
+func utChecksum(b []byte) uint32 {
+	var h uint32 = 2166136261
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return h
+}
+
+// utRow is one row of the queries table.
+type utRow struct {
+	ts                                      int64
+	server, client, proto, qname            string
+	qtype, qclass, rcode, size, answers, us int64
+	do                                      bool
+}
+
+func utReadRows(t *testing.T, db *sql.DB) []utRow {
+	t.Helper()
+	rows, err := db.Query(`SELECT ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do"
+		FROM queries ORDER BY rowid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []utRow
+	for rows.Next() {
+		var r utRow
+		if err := rows.Scan(&r.ts, &r.server, &r.client, &r.proto, &r.qname, &r.qtype, &r.qclass, &r.rcode, &r.size, &r.answers, &r.us, &r.do); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// utLongName is a name of 255 octets on the wire.
+func utLongName() string {
+	l63 := strings.Repeat("a", 63)
+	name := l63 + "." + l63 + "." + l63 + "." + strings.Repeat("b", 61) + "."
+	return name
+}
+
+// utLongEscapedName is a 255-octet name whose octets are all escaped: 1000 characters of text.
+func utLongEscapedName() string {
+	l := strings.Repeat(`\255`, 63)
+	return l + "." + l + "." + l + "." + strings.Repeat(`\000`, 61) + "."
+}
+
+func TestStoreRoundTrip(t *testing.T) {
+	for _, name := range []string{utLongName(), utLongEscapedName()} {
+		buf := make([]byte, 512)
+		if n, err := dns.PackDomainName(name, buf, 0, nil, false); err != nil || n != 255 {
+			t.Fatalf("test name is %d octets on the wire (%v), want 255", n, err)
+		}
+	}
+	const ts = 1700000000123456789 // ns
+	tests := []struct {
+		name string
+		e    entry
+		want utRow // ts, server, client, proto, qname, qtype, qclass, rcode, size, answers, duration_us, do
+	}{
+		{"udp, escaped bytes", entry{start: ts, server: "dns://.:53", qname: `a\000b\.c.example.`, client: netip.MustParseAddr("10.240.0.1"),
+			duration: 1234567, size: 512, qtype: dns.TypeA, qclass: dns.ClassINET, rcode: dns.RcodeSuccess, answers: 1, proto: protoUDP},
+			utRow{1700000000123, "dns://.:53", "10.240.0.1", "udp", `a\000b\.c.example.`, 1, 1, 0, 512, 1, 1234, false}},
+		{"tcp, SQL in the name", entry{start: ts + 1e6, server: "dns://.:53", qname: `a'); DROP TABLE queries;--.example.`, client: netip.MustParseAddr("192.0.2.200"),
+			duration: 999, size: 40, qtype: dns.TypeTXT, qclass: dns.ClassCHAOS, rcode: dns.RcodeNameError, proto: protoTCP, do: true},
+			utRow{1700000000124, "dns://.:53", "192.0.2.200", "tcp", `a'); DROP TABLE queries;--.example.`, 16, 3, 3, 40, 0, 0, true}},
+		{"dot, 255-octet name, IPv6", entry{start: ts, server: "tls://.:853", qname: utLongName(), client: netip.MustParseAddr("2001:db8::53"),
+			duration: 1000, size: 1232, qtype: dns.TypeAAAA, qclass: 1, answers: 2, proto: protoDoT, do: true},
+			utRow{1700000000123, "tls://.:853", "2001:db8::53", "dot", utLongName(), 28, 1, 0, 1232, 2, 1, true}},
+		{"doh, 255-octet escaped name, link-local with zone", entry{start: ts, server: "https://.:443", qname: utLongEscapedName(), client: netip.MustParseAddr("fe80::1%eth0"),
+			size: 100, qtype: dns.TypeHTTPS, qclass: 1, proto: protoDoH},
+			utRow{1700000000123, "https://.:443", "fe80::1%eth0", "doh", utLongEscapedName(), 65, 1, 0, 100, 0, 0, false}},
+		{"doh3, quotes and spaces", entry{start: ts, server: "https3://.:443", qname: `sp\032ace"quote.example.`, client: netip.MustParseAddr("::1"),
+			qtype: dns.TypeMX, qclass: 1, proto: protoDoH3},
+			utRow{1700000000123, "https3://.:443", "::1", "doh3", `sp\032ace"quote.example.`, 15, 1, 0, 0, 0, 0, false}},
+		{"doq, root name", entry{start: ts, server: "quic://.:853", qname: ".", client: netip.MustParseAddr("192.0.2.1"),
+			qtype: dns.TypeNS, qclass: 1, proto: protoDoQ},
+			utRow{1700000000123, "quic://.:853", "192.0.2.1", "doq", ".", 2, 1, 0, 0, 0, 0, false}},
+		{"grpc, largest values", entry{start: math.MaxInt64, server: "grpc://.:443", qname: "big.example.", client: netip.MustParseAddr("255.255.255.255"),
+			duration: math.MaxInt64, size: math.MaxUint32, qtype: math.MaxUint16, qclass: math.MaxUint16, rcode: 4095, answers: math.MaxUint16, proto: protoGRPC, do: true},
+			utRow{int64(math.MaxInt64) / 1e6, "grpc://.:443", "255.255.255.255", "grpc", "big.example.", 65535, 65535, 4095, math.MaxUint32, 65535, int64(math.MaxInt64) / 1e3, true}},
+		{"zero values", entry{client: netip.MustParseAddr("0.0.0.0")},
+			utRow{0, "", "0.0.0.0", "udp", "", 0, 0, 0, 0, 0, 0, false}},
+	}
+
+	s := utOpenStore(t, utTempDB(t))
+	var all []entry
+	for _, tc := range tests {
+		all = append(all, tc.e)
+	}
+	if err := s.write(all[:3], all[3:]); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := utReadRows(t, s.db)
+	if len(got) != len(tests) {
+		t.Fatalf("read %d rows, want %d", len(got), len(tests))
+	}
+	for i, tc := range tests {
+		if got[i] != tc.want {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got[i], tc.want)
+		}
+	}
+}
+
+// Many rows, split over two segments (a wrapped ring) and several multi-row INSERTs, arrive
+// complete and in order.
+func TestStoreWriteSegments(t *testing.T) {
+	s := utOpenStore(t, utTempDB(t))
+	for _, split := range [][2]int{{0, 0}, {1, 0}, {0, 1}, {64, 0}, {63, 2}, {70, 30}, {200, 129}, {1, 300}} {
+		var first, second []entry
+		for i := range split[0] + split[1] {
+			e := entry{start: int64(i) * 1e6, qname: fmt.Sprintf("n%d.example.", i), server: fmt.Sprint(split)}
+			if i < split[0] {
+				first = append(first, e)
+			} else {
+				second = append(second, e)
+			}
+		}
+		if err := s.write(first, second); err != nil {
+			t.Fatalf("write %v: %v", split, err)
+		}
+		rows, err := s.db.Query(`SELECT qname, ts FROM queries WHERE server = ? ORDER BY rowid`, fmt.Sprint(split))
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := 0
+		for rows.Next() {
+			var q string
+			var ts int64
+			rows.Scan(&q, &ts)
+			if q != fmt.Sprintf("n%d.example.", i) || ts != int64(i) {
+				t.Errorf("split %v: row %d is %s/%d", split, i, q, ts)
+			}
+			i++
+		}
+		rows.Close()
+		if i != split[0]+split[1] {
+			t.Errorf("split %v: %d rows, want %d", split, i, split[0]+split[1])
+		}
+	}
+}
+
+// A batch is one transaction: when it fails, nothing of it is stored.
+func TestStoreWriteAtomic(t *testing.T) {
+	s := utOpenStore(t, utTempDB(t))
+	if _, err := s.db.Exec(`CREATE TRIGGER no_bad BEFORE INSERT ON queries WHEN NEW.qname = 'bad.' BEGIN SELECT RAISE(ABORT, 'bad row'); END`); err != nil {
+		t.Fatal(err)
+	}
+	var batch []entry
+	for i := range 100 {
+		batch = append(batch, entry{qname: fmt.Sprintf("n%d.", i)})
+	}
+	batch[90].qname = "bad."
+	if err := s.write(batch[:50], batch[50:]); err == nil {
+		t.Fatal("write succeeded despite a failing row")
+	}
+	var n int
+	if err := s.db.QueryRow("SELECT count(*) FROM queries").Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d rows stored from a failed batch (%v)", n, err)
+	}
+	batch[90].qname = "good."
+	if err := s.write(batch[:50], batch[50:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRow("SELECT count(*) FROM queries").Scan(&n); err != nil || n != 100 {
+		t.Errorf("%d rows after the retry, want 100 (%v)", n, err)
+	}
+}
+
+func TestStoreReadableView(t *testing.T) {
+	s := utOpenStore(t, utTempDB(t))
+	tests := []struct {
+		qtype, qclass, rcode uint16
+		qtypeName            string
+		qclassName           string
+		rcodeName            string
+	}{
+		{1, 1, 0, "A", "IN", "NOERROR"},
+		{28, 1, 3, "AAAA", "IN", "NXDOMAIN"},
+		{65, 1, 2, "HTTPS", "IN", "SERVFAIL"},
+		{64, 1, 5, "SVCB", "IN", "REFUSED"},
+		{16, 3, 0, "TXT", "CH", "NOERROR"},
+		{255, 4, 4, "ANY", "HS", "NOTIMP"},
+		{252, 254, 9, "AXFR", "NONE", "NOTAUTH"},
+		{6, 255, 1, "SOA", "ANY", "FORMERR"},
+		{65280, 2, 23, "TYPE65280", "CLASS2", "BADCOOKIE"},
+		{12345, 65535, 4095, "TYPE12345", "CLASS65535", "RCODE4095"},
+	}
+	var batch []entry
+	for i, tc := range tests {
+		batch = append(batch, entry{start: (1700000000123 + int64(i)*1000) * 1e6, server: "dns://.:53", qname: "x.example.",
+			client: netip.MustParseAddr("192.0.2.1"), qtype: tc.qtype, qclass: tc.qclass, rcode: tc.rcode, proto: protoTCP,
+			size: 99, answers: 3, duration: 5000, do: true})
+	}
+	if err := s.write(batch); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.db.Query(`SELECT time, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do"
+		FROM queries_readable ORDER BY time`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var tm, server, client, proto, qname, qtype, qclass, rcode string
+		var size, answers, us, do int
+		if err := rows.Scan(&tm, &server, &client, &proto, &qname, &qtype, &qclass, &rcode, &size, &answers, &us, &do); err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(tests) {
+			break
+		}
+		tc := tests[i]
+		if want := fmt.Sprintf("2023-11-14T22:13:%02d.123Z", 20+i); tm != want {
+			t.Errorf("row %d: time %q, want %q", i, tm, want)
+		}
+		if qtype != tc.qtypeName || qclass != tc.qclassName || rcode != tc.rcodeName {
+			t.Errorf("qtype %d, class %d, rcode %d shown as %s %s %s; want %s %s %s", tc.qtype, tc.qclass, tc.rcode,
+				qtype, qclass, rcode, tc.qtypeName, tc.qclassName, tc.rcodeName)
+		}
+		if server != "dns://.:53" || client != "192.0.2.1" || proto != "tcp" || qname != "x.example." || size != 99 || answers != 3 || us != 5 || do != 1 {
+			t.Errorf("row %d: other columns %v", i, []any{server, client, proto, qname, size, answers, us, do})
+		}
+	}
+	if i != len(tests) {
+		t.Errorf("view has %d rows, want %d", i, len(tests))
+	}
+}
+
+func TestStoreCheckDatabaseAbsentOrEmpty(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkDatabase(filepath.Join(dir, "absent.db")); err != nil {
+		t.Errorf("absent file: %v", err)
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDatabase(empty); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+	if err := checkDatabase(dir); err == nil || !strings.Contains(err.Error(), dir) {
+		t.Errorf("folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "absent.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("checkDatabase created the absent file")
+	}
+}
