@@ -81,8 +81,13 @@ func (bufferCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 	live, all := writersForMetrics()
+	// One snapshot per buffer, used for its gauges and its counters alike.
+	snaps := make(map[*writer]snapshot, len(all))
+	for _, w := range all {
+		snaps[w] = w.buf.snapshot()
+	}
 	for _, w := range live {
-		s := w.buf.snapshot()
+		s := snaps[w]
 		g := w.gauges()
 		ch <- prometheus.MustNewConstMetric(descBufferSize, prometheus.GaugeValue, float64(s.size), w.path)
 		ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(s.capacity), w.path)
@@ -99,7 +104,7 @@ func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 	sums := map[key]*counts{}
 	var order []key
 	for _, w := range all {
-		for _, c := range w.buf.snapshot().stats {
+		for _, c := range snaps[w].stats {
 			k := key{c.server, w.path}
 			t, ok := sums[k]
 			if !ok {
