@@ -48,7 +48,7 @@ func defaults() options {
 	return options{
 		path:            defaultPath,
 		bufferSize:      50000,
-		batchSize:       2000,
+		batchSize:       1000,
 		flushInterval:   time.Second,
 		adaptive:        true,
 		minInterval:     100 * time.Millisecond,
