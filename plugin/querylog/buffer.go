@@ -243,16 +243,18 @@ func tally(segs ...[]entry) []serverTally {
 	return out
 }
 
-// account records the fate of an entry that never entered the ring (written or dropped by the
-// caller after the buffer closed).
-func (b *buffer) account(server string, written bool, r reason) {
+// account records the fate of entries that never entered the ring (written or dropped by the
+// tail after the buffer closed).
+func (b *buffer) account(es []entry, written bool, r reason) {
 	b.mu.Lock()
-	c := b.countsFor(server)
-	c.enqueued++
-	if written {
-		c.written++
-	} else {
-		c.dropped[r]++
+	for i := range es {
+		c := b.countsFor(es[i].server)
+		c.enqueued++
+		if written {
+			c.written++
+		} else {
+			c.dropped[r]++
+		}
 	}
 	b.mu.Unlock()
 }

@@ -487,8 +487,8 @@ func TestBufferClose(t *testing.T) {
 			if tot.enqueued != 2 || tot.size != 2 {
 				t.Errorf("enqueued %d, size %d; want 2, 2", tot.enqueued, tot.size)
 			}
-			b.account("s", false, reasonShutdown)
-			b.account("s", true, 0)
+			b.account([]entry{{server: "s"}}, false, reasonShutdown)
+			b.account([]entry{{server: "s"}}, true, 0)
 			tot = utCheckBalance(t, b, "after account")
 			if tot.enqueued != 4 || tot.written != 1 || tot.dropped[reasonShutdown] != 1 {
 				t.Errorf("after account: %+v", tot)

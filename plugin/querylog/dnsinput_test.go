@@ -106,7 +106,7 @@ func (q ftQuery) want(t *testing.T) ftRow {
 // ftRowFor reads the one row for qname.
 func ftRowFor(t *testing.T, db, qname string) (ftRow, int) {
 	t.Helper()
-	rows, err := openDB(t, db).Query(`SELECT client_ip, proto, qname, qtype, qclass, rcode, size, answers, "do"
+	rows, err := ftOpenDB(t, db).Query(`SELECT client_ip, proto, qname, qtype, qclass, rcode, size, answers, "do"
 		FROM queries WHERE qname = ?`, qname)
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +270,7 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 	if truncated == 0 {
 		t.Errorf("no reply was truncated; the test wants some")
 	}
-	if rows := countRows(t, db, ""); rows != int64(len(queries)) {
+	if rows := ftCountRows(t, db, ""); rows != int64(len(queries)) {
 		t.Errorf("%d rows, want %d", rows, len(queries))
 	}
 	ftCheckAccounting(t, db, int64(len(queries)), 0)
@@ -339,7 +339,7 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 		t.Fatalf("normal query: %v %v", r, err)
 	}
 	stopCoreDNS(t, inst)
-	if n := countRows(t, db, ""); n != 1 {
+	if n := ftCountRows(t, db, ""); n != 1 {
 		t.Errorf("%d rows, want only the normal query's", n)
 	}
 	ftCheckAccounting(t, db, 1, 0)
@@ -401,7 +401,7 @@ func TestDNSInputSQLInjection(t *testing.T) {
 			t.Errorf("%s: stored %q does not pack to the name sent (%v, %v)", q.what, want, err1, err2)
 		}
 	}
-	if n := countRows(t, db, ""); n != int64(len(names)) {
+	if n := ftCountRows(t, db, ""); n != int64(len(names)) {
 		t.Errorf("%d rows, want %d", n, len(names))
 	}
 }

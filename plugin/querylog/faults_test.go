@@ -210,7 +210,7 @@ func TestFaultDiskFull(t *testing.T) {
 		answered, failed = append(answered, a...), append(failed, f...)
 	}
 	ftCheckLogged(t, answered, failed, db)
-	ftCheckAccounting(t, db, countRows(t, db, ""), 0)
+	ftCheckAccounting(t, db, ftCountRows(t, db, ""), 0)
 	if out := ftSQLite(t, db, "PRAGMA integrity_check"); out != "ok" {
 		t.Errorf("integrity_check: %s", out)
 	}
@@ -253,8 +253,8 @@ func TestFaultDiskLow(t *testing.T) {
 	a3, f3 := after.results()
 	ftCheckLogged(t, append(a1, a3...), append(f1, f3...), db) // the dropped ones aside
 	a2, _ := low.results()
-	rows := countRows(t, db, "")
-	if lowRows := countRows(t, db, "WHERE qname LIKE 'b-%'"); float64(len(a2)) != float64(lowRows)+dropped {
+	rows := ftCountRows(t, db, "")
+	if lowRows := ftCountRows(t, db, "WHERE qname LIKE 'b-%'"); float64(len(a2)) != float64(lowRows)+dropped {
 		t.Errorf("below min_free: %d answered, %d rows + %v dropped", len(a2), lowRows, dropped)
 	}
 	ftCheckAccounting(t, db, rows, dropped)
@@ -337,7 +337,7 @@ func TestFaultUnwritable(t *testing.T) {
 	a1, f1 := warm.results()
 	a2, f2 := locked.results()
 	ftCheckLogged(t, append(a1, a2...), append(f1, f2...), db)
-	ftCheckAccounting(t, db, countRows(t, db, ""), 0)
+	ftCheckAccounting(t, db, ftCountRows(t, db, ""), 0)
 	if out := ftSQLite(t, db, "PRAGMA integrity_check"); out != "ok" {
 		t.Errorf("integrity_check: %s", out)
 	}
@@ -419,7 +419,7 @@ func TestFaultLongReader(t *testing.T) {
 	if names != injected {
 		t.Errorf("%d bulk rows, want %d", names, injected)
 	}
-	ftCheckAccounting(t, db, countRows(t, db, ""), 0)
+	ftCheckAccounting(t, db, ftCountRows(t, db, ""), 0)
 }
 
 // ftCheckLoggedExcept is ftCheckLogged for the DNS queries (under example.org) in db, where

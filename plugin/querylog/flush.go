@@ -194,6 +194,7 @@ func (f *flusher) drain() {
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 	if size, _ := w.buf.fill(); size > 0 {
+		w.tail.fail() // the database is failing: do not make late replies wait for it either
 		w.buf.remove(size, false, reasonShutdown)
 		log.Errorf("Shutdown timeout: dropped %d entries that could not be written to %s", size, w.path)
 	}

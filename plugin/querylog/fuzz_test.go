@@ -44,13 +44,19 @@ func FuzzParse(f *testing.F) {
 		"{\n max_size 1EB\n}", "{\n min_free 100%\n}", "{\n min_free -1\n}", "{\n anonymize 33\n}",
 		"{\n anonymize hash a b\n}", "{\n anonymize 24 129\n}", "{\n ignore\n}", "{\n ignore_clients 300.1.1.1/8\n}",
 		"{\n bogus 1\n}", "{\n{\n}", "{", "}", "{\n buffer_size 10000", "q?.db", "q#.db", "/", ".", "/proc/self",
-		"/nonexistent-dir/q.db", "q.db\nquerylog other.db", "\"\"", "{\n \"\" \n}", "{\n buffer_size 1e4\n}",
+		"nonexistent-dir/q.db", "q.db\nquerylog other.db", "\"\"", "{\n \"\" \n}", "{\n buffer_size 1e4\n}",
 		"{\n flush_interval 9223372036854775807ns\n}", "{\n max_size 18446744073709551615\n}",
 	} {
 		f.Add(s)
 	}
 	root := f.TempDir()
 	f.Fuzz(func(t *testing.T, input string) {
+		// parse probes the database's folder by creating a file there: keep it in root.
+		for _, tok := range strings.Fields(input) {
+			if strings.HasPrefix(strings.Trim(tok, `"`), "/") || strings.Contains(tok, "..") {
+				return
+			}
+		}
 		c := caddy.NewTestController("dns", "querylog "+input)
 		dnsserver.GetConfig(c).Root = root
 		_, _, err := parse(c)

@@ -20,6 +20,7 @@ type writer struct {
 	storeMu sync.Mutex // serializes the flusher's batches with tail writes after close
 	store   *store     // nil once closed
 	ckpt    *checkpointer
+	tail    tail // entries answered after the buffer closed
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -197,8 +198,8 @@ func (w *writer) closeStore() {
 	w.store = nil
 }
 
-// log hands one entry to the buffer. After the buffer has closed, the entry is written
-// directly if the database is still open, else counted as a shutdown drop.
+// log hands one entry to the buffer. After the buffer has closed, the entry is written by the
+// tail if the database is still open and healthy, else counted as a shutdown drop.
 func (w *writer) log(e entry) {
 	res, crossed := w.buf.enqueue(e)
 	switch res {
@@ -207,10 +208,7 @@ func (w *writer) log(e entry) {
 			w.warnWatermark()
 		}
 	case rejectedClosed:
-		w.storeMu.Lock()
-		ok := w.store != nil && w.store.write([]entry{e}) == nil
-		w.storeMu.Unlock()
-		w.buf.account(e.server, ok, reasonShutdown)
+		w.tail.write(w, e)
 	}
 }
 
