@@ -118,6 +118,11 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 	if o.batchSize > o.bufferSize {
 		return o, f, c.Errf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize)
 	}
+	if o.batchSize > o.bufferSize/2 {
+		// Accepted (a test may want a buffer that fills without flushing), but under load the
+		// buffer then has less room than one batch while a batch is written, and drops.
+		log.Warningf("batch_size %d is more than half of buffer_size %d: under load, entries may be dropped while a batch is written", o.batchSize, o.bufferSize)
+	}
 	var err error
 	if o.path, err = resolvePath(c, "querylog PATH", o.path); err != nil {
 		return o, f, err
