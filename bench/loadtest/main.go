@@ -60,7 +60,7 @@ func realMain() int {
 	var c config
 	flag.StringVar(&c.scenario, "scenario", "rate", "rate (fixed QPS), max (unthrottled) or compare (no logging / querylog / log)")
 	flag.BoolVar(&c.short, "short", false, "short run for CI: 5 s (and 2000 QPS for rate)")
-	flag.IntVar(&c.qps, "qps", 0, "target QPS for -scenario rate (default 10000; 2000 with -short)")
+	flag.IntVar(&c.qps, "qps", 0, "target QPS for -scenario rate (default 10000; 2000 with -short); with compare, runs every variant at this rate instead of unthrottled (to compare CPU)")
 	flag.DurationVar(&c.duration, "duration", 0, "load duration per run (default: rate 600s, max 60s, compare 20s; 5s with -short)")
 	flag.IntVar(&c.clients, "clients", 10, "dnsperf -c: simulated clients (source ports)")
 	flag.IntVar(&c.threads, "threads", 1, "dnsperf -T: dnsperf threads")
@@ -141,7 +141,7 @@ func (c *config) fill() error {
 			c.qps = 2000
 		}
 	}
-	if c.scenario != "rate" {
+	if c.scenario == "max" {
 		c.qps = 0 // unthrottled
 	}
 	if c.duration < time.Second || c.duration > 24*time.Hour {
