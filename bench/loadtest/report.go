@@ -147,7 +147,11 @@ func (rep *report) autoName() string {
 	case "max":
 		d = "max-" + rep.Duration
 	case "compare":
-		d = fmt.Sprintf("compare-%dx%s", rep.Pairs, rep.Duration)
+		d = "compare-"
+		if rep.TargetQPS > 0 {
+			d += kilo(rep.TargetQPS) + "-"
+		}
+		d += fmt.Sprintf("%dx%s", rep.Pairs, rep.Duration)
 	}
 	if rep.Cache {
 		d += "-cache"
