@@ -280,7 +280,7 @@ func ftWriter(path string) (*writer, int) {
 	if w == nil {
 		return nil, 0
 	}
-	return w, w.refs
+	return w, len(w.holders)
 }
 
 // ftFDs counts this process's open file descriptors on files whose path starts with prefix.

@@ -26,8 +26,7 @@ type writer struct {
 	done   chan struct{} // closed by the flusher when it has exited
 	closed chan struct{} // closed when the writer has fully shut down
 
-	refs    int       // guarded by registryMu
-	holders []options // each reference's options, oldest first; guarded by registryMu
+	holders []options // one per reference, its options, oldest first; guarded by registryMu
 	closing bool      // guarded by registryMu
 
 	warnMu  sync.Mutex
@@ -67,7 +66,6 @@ func acquire(o options) (*writer, error) {
 			<-w.closed
 			continue
 		}
-		w.refs++
 		w.holders = append(w.holders, o)
 		registryMu.Unlock()
 		w.configure(o)
@@ -92,7 +90,6 @@ func acquire(o options) (*writer, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
-		refs:    1,
 		holders: []options{o},
 		warnLog: limiter{every: logEvery},
 	}
@@ -146,19 +143,16 @@ func (w *writer) options() options {
 // release drops the reference taken with options o. If others remain, the newest remaining
 // holder's options apply again (a failed reload leaves the running instance's). The last one drains the buffer into SQLite (bounded by
 // shutdown_timeout) and closes the database. With keepTail, used when the process is about to
-// exit, replies still being answered after the drain are written one by one until tailGrace
+// exit, replies still being answered after the drain are written by the tail until tailGrace
 // has passed, so that nothing answered before exit is missing.
 func (w *writer) release(o options, keepTail bool) {
 	registryMu.Lock()
-	w.refs--
 	i := len(w.holders) - 1
 	for i > 0 && !sameOptions(w.holders[i], o) {
 		i--
 	}
-	if i >= 0 {
-		w.holders = append(w.holders[:i], w.holders[i+1:]...)
-	}
-	if w.refs > 0 {
+	w.holders = append(w.holders[:i], w.holders[i+1:]...)
+	if len(w.holders) > 0 {
 		latest := w.holders[len(w.holders)-1]
 		registryMu.Unlock()
 		w.configure(latest)
