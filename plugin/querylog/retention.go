@@ -10,10 +10,10 @@ var (
 	// maintenanceEvery is how often retention and the size cap are enforced (a variable so
 	// tests can shorten it).
 	maintenanceEvery = 10 * time.Second
-	// pruneChunk is the number of rows deleted per transaction: about 0.9 ms each on average
-	// (BenchmarkPrune), so a flush waiting behind one is rarely delayed. Chunks of 2000 took
-	// 3.6-4.3 ms in the same run, at the same total time.
-	pruneChunk = 500
+	// pruneChunk is the number of rows deleted per transaction: 3.6-4.3 ms each on average
+	// (BenchmarkPrune), so a flush waiting behind one is delayed by a few milliseconds. Chunks
+	// of 500 (0.85 ms) let max_size fall behind a steady insert load (TestMaxSizeShrinksFile).
+	pruneChunk = 2000
 )
 
 // maintain deletes rows older than retention and, above max_size, the oldest rows until the
