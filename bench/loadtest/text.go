@@ -160,31 +160,25 @@ func typeMix(m map[string]int, total int) string {
 	return strings.Join(parts, ", ")
 }
 
-func rcodes(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
+func rcodes(m map[string]int) string { return joinSorted(m, "%s %d") }
 
 func drops(m map[string]float64) string {
+	if len(m) == 0 {
+		return "none reported"
+	}
+	return joinSorted(m, "%s %.0f")
+}
+
+// joinSorted formats each key and value of m with format, in key order.
+func joinSorted[V any](m map[string]V, format string) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var parts []string
+	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
-	}
-	if len(parts) == 0 {
-		return "none reported"
+		parts = append(parts, fmt.Sprintf(format, k, m[k]))
 	}
 	return strings.Join(parts, ", ")
 }
