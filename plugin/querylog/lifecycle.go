@@ -1,0 +1,175 @@
+package querylog
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin"
+)
+
+// generation is the querylog state of one CoreDNS instance (one load of the Corefile): its
+// handlers, which acquire their writers when the instance starts and release them when it
+// stops. During a reload two generations are live; the new one acquires before the old one
+// releases, so writers are handed over with their buffers.
+type generation struct {
+	handlers   []*QueryLog
+	restarting atomic.Bool
+	started    bool // guarded by registryMu
+	stopped    bool // guarded by registryMu
+	tracked    bool // its instance was in caddy.Instances() when it started; guarded by registryMu
+}
+
+type generationKey struct{}
+
+var started []*generation // generations whose handlers hold writers; guarded by registryMu
+
+func generationOf(c *caddy.Controller) *generation {
+	if g, ok := c.Get(generationKey{}).(*generation); ok {
+		return g
+	}
+	g := &generation{}
+	c.Set(generationKey{}, g)
+	c.OnStartup(g.start)
+	c.OnRestart(func() error { g.restarting.Store(true); return nil })
+	c.OnRestartFailed(func() error { g.restarting.Store(false); return nil })
+	hookRestartFailed()
+	// On reload the old instance's servers have stopped when OnShutdown runs, so it releases
+	// there. On SIGTERM/SIGINT DNS is still served until after OnFinalShutdown (health's
+	// lameduck runs in its own, earlier in the directive order), so the final drain waits for it.
+	c.OnShutdown(func() error {
+		if g.restarting.Load() {
+			g.stop(false)
+		}
+		return nil
+	})
+	c.OnFinalShutdown(func() error { g.stop(true); return nil })
+	return g
+}
+
+type reapHookKey struct{}
+
+// hookRestartFailed makes every running instance reap orphans when a reload of it fails. A
+// reload that fails after the new instance's OnStartup runs only the running instance's
+// OnRestartFailed callbacks, and that instance may have no querylog of its own; setup of the
+// new instance runs in the reloading goroutine, before those callbacks are read.
+func hookRestartFailed() {
+	for _, inst := range caddy.Instances() {
+		inst.StorageMu.Lock()
+		if inst.Storage[reapHookKey{}] == nil {
+			inst.Storage[reapHookKey{}] = true
+			inst.OnRestartFailed = append(inst.OnRestartFailed, func() error { reapOrphans(); return nil })
+		}
+		inst.StorageMu.Unlock()
+	}
+}
+
+// add registers a handler. Two server blocks of one Corefile naming the same database must
+// configure it identically, since they share one buffer and one writer.
+func (g *generation) add(q *QueryLog) error {
+	for _, other := range g.handlers {
+		if sameFile(other.opts.path, q.opts.path) && !sameOptions(other.opts, q.opts) {
+			return fmt.Errorf("server blocks logging to %s must use identical querylog options", q.opts.path)
+		}
+	}
+	g.handlers = append(g.handlers, q)
+	return nil
+}
+
+func (g *generation) start() error {
+	// An earlier reload may have failed after its OnStartup, with no querylog in the running
+	// instance to notice: release its writers before taking ours.
+	reapOrphans()
+	for i, q := range g.handlers {
+		if err := q.start(); err != nil {
+			for _, q := range g.handlers[:i] {
+				q.sink.(*writer).release(q.opts, false)
+			}
+			return plugin.Error("querylog", err)
+		}
+	}
+	tracked := liveGenerations()[g]
+	registryMu.Lock()
+	g.started, g.tracked = true, tracked
+	started = append(started, g)
+	registryMu.Unlock()
+	return nil
+}
+
+// start loads the handler's hash key, if any, and acquires its writer.
+func (q *QueryLog) start() error {
+	if q.filter.hash {
+		key, err := loadKey(q.filter.keyFile)
+		if err != nil {
+			return err
+		}
+		q.filter.key = key
+	}
+	w, err := acquire(q.opts)
+	if err != nil {
+		return err
+	}
+	q.sink = w
+	return nil
+}
+
+// stop releases the generation's writers, once, after those of any orphaned generation, so
+// that a final shutdown drains writers the orphans still hold.
+func (g *generation) stop(final bool) {
+	reapOrphans()
+	g.release(final)
+}
+
+func (g *generation) release(final bool) {
+	registryMu.Lock()
+	if !g.started || g.stopped {
+		registryMu.Unlock()
+		return
+	}
+	g.stopped = true
+	for i, s := range started {
+		if s == g {
+			started = append(started[:i], started[i+1:]...)
+			break
+		}
+	}
+	registryMu.Unlock()
+	for _, q := range g.handlers {
+		if w, ok := q.sink.(*writer); ok {
+			w.release(q.opts, final)
+		}
+	}
+}
+
+// reapOrphans releases generations whose instance failed to start after their OnStartup ran:
+// Caddy drops such an instance from its list without calling any shutdown callback. Only
+// generations whose instance was listed when they started are considered (in-process tests
+// may start generations outside Caddy's list).
+func reapOrphans() {
+	live := liveGenerations()
+	registryMu.Lock()
+	var orphans []*generation
+	for _, g := range started {
+		if g.tracked && !live[g] {
+			orphans = append(orphans, g)
+		}
+	}
+	registryMu.Unlock()
+	for _, g := range orphans {
+		log.Infof("Releasing the databases of an instance that failed to start")
+		g.release(false)
+	}
+}
+
+// liveGenerations returns the generations of the instances Caddy is running or starting.
+func liveGenerations() map[*generation]bool {
+	live := map[*generation]bool{}
+	for _, inst := range caddy.Instances() {
+		inst.StorageMu.RLock()
+		if g, ok := inst.Storage[generationKey{}].(*generation); ok {
+			live[g] = true
+		}
+		inst.StorageMu.RUnlock()
+	}
+	return live
+}

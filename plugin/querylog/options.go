@@ -1,0 +1,330 @@
+package querylog
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin"
+	"github.com/dustin/go-humanize"
+)
+
+// options is one querylog directive, validated.
+type options struct {
+	path            string
+	bufferSize      int
+	batchSize       int
+	flushInterval   time.Duration
+	adaptive        bool
+	minInterval     time.Duration
+	maxInterval     time.Duration
+	watermark       int           // percent of bufferSize
+	blockFor        time.Duration // 0: drop when full
+	shutdownTimeout time.Duration
+	retention       time.Duration // 0 keeps everything
+	maxSize         int64         // bytes; 0: no cap
+	minFreeBytes    int64         // free space the filesystem must keep, or
+	minFreePercent  float64       // the same as a share of the filesystem
+}
+
+const (
+	defaultPath     = "querylog.db"
+	minBufferSize   = 10000
+	maxBufferSize   = 200000
+	maxBatchSize    = 50000
+	maxBlock        = 5 * time.Second
+	maxDuration     = time.Hour
+	maxShutdownWait = 10 * time.Minute
+)
+
+func defaults() options {
+	return options{
+		path:            defaultPath,
+		bufferSize:      50000,
+		batchSize:       1000,
+		flushInterval:   time.Second,
+		adaptive:        true,
+		minInterval:     100 * time.Millisecond,
+		maxInterval:     5 * time.Second,
+		watermark:       80,
+		shutdownTimeout: 5 * time.Second,
+		retention:       7 * 24 * time.Hour,
+		minFreeBytes:    100_000_000,
+	}
+}
+
+// sameOptions compares options but for the spelling of the path.
+func sameOptions(a, b options) bool {
+	a.path = b.path
+	return a == b
+}
+
+// parse reads one server block's querylog directive and checks that its database can be used
+// (checkPath: it creates and removes a probe file beside the database, and changes nothing
+// else). The database is opened in OnStartup.
+func parse(c *caddy.Controller) (options, filter, error) {
+	o, f, err := parseBlock(c)
+	if err != nil {
+		return o, f, err
+	}
+	if f.hash && f.keyFile == "" {
+		f.keyFile = o.path + ".key"
+	}
+	return o, f, nil
+}
+
+func parseBlock(c *caddy.Controller) (options, filter, error) {
+	o := defaults()
+	f := filter{}
+	seen := false
+	for c.Next() {
+		if seen {
+			return o, f, plugin.ErrOnce
+		}
+		seen = true
+		args := c.RemainingArgs()
+		switch len(args) {
+		case 0:
+		case 1:
+			o.path = args[0]
+		default:
+			return o, f, c.Errf("querylog takes at most one PATH, got %q", strings.Join(args, " "))
+		}
+		for c.NextBlock() {
+			if err := parseOption(c, &o, &f); err != nil {
+				return o, f, err
+			}
+		}
+	}
+	if o.adaptive && (o.flushInterval < o.minInterval || o.flushInterval > o.maxInterval) {
+		return o, f, c.Errf("flush_interval %s must lie within the adaptive bounds %s..%s", o.flushInterval, o.minInterval, o.maxInterval)
+	}
+	if o.batchSize > o.bufferSize {
+		return o, f, c.Errf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize)
+	}
+	if o.batchSize > o.bufferSize/2 {
+		// Accepted (a test may want a buffer that fills without flushing), but under load the
+		// buffer then has less room than one batch while a batch is written, and drops.
+		log.Warningf("batch_size %d is more than half of buffer_size %d: under load, entries may be dropped while a batch is written", o.batchSize, o.bufferSize)
+	}
+	var err error
+	if o.path, err = resolvePath(c, "querylog PATH", o.path); err != nil {
+		return o, f, err
+	}
+	if err := checkPath(c, o.path); err != nil {
+		return o, f, err
+	}
+	if f.keyFile != "" {
+		if f.keyFile, err = resolvePath(c, "anonymize hash KEYFILE", f.keyFile); err != nil {
+			return o, f, err
+		}
+	}
+	return o, f, nil
+}
+
+func parseOption(c *caddy.Controller, o *options, f *filter) error {
+	name := c.Val()
+	args := c.RemainingArgs()
+	want := func(n int) error {
+		if len(args) != n {
+			return c.Errf("%s needs %d argument(s), got %d: %q", name, n, len(args), strings.Join(args, " "))
+		}
+		return nil
+	}
+	var err error
+	switch name {
+	case "buffer_size":
+		if err = want(1); err == nil {
+			o.bufferSize, err = intIn(c, name, args[0], minBufferSize, maxBufferSize)
+		}
+	case "batch_size":
+		if err = want(1); err == nil {
+			o.batchSize, err = intIn(c, name, args[0], 1, maxBatchSize)
+		}
+	case "flush_interval":
+		if err = want(1); err == nil {
+			o.flushInterval, err = durationIn(c, name, args[0], maxDuration)
+		}
+	case "adaptive":
+		if len(args) == 1 && args[0] == "off" {
+			o.adaptive = false
+			return nil
+		}
+		if len(args) != 2 {
+			return c.Errf("adaptive needs MIN MAX or off, got %q", strings.Join(args, " "))
+		}
+		o.adaptive = true
+		if o.minInterval, err = durationIn(c, name, args[0], maxDuration); err != nil {
+			return err
+		}
+		if o.maxInterval, err = durationIn(c, name, args[1], maxDuration); err != nil {
+			return err
+		}
+		if o.minInterval > o.maxInterval {
+			return c.Errf("adaptive MIN %s is greater than MAX %s", args[0], args[1])
+		}
+	case "watermark":
+		if err = want(1); err == nil {
+			o.watermark, err = intIn(c, name, strings.TrimSuffix(args[0], "%"), 1, 99)
+			if err != nil {
+				err = c.Errf("watermark: invalid value %q: must be a percentage from 1 to 99", args[0])
+			}
+		}
+	case "on_full":
+		switch {
+		case len(args) == 1 && args[0] == "drop":
+			o.blockFor = 0
+		case len(args) == 2 && args[0] == "block":
+			o.blockFor, err = durationIn(c, "on_full block", args[1], maxBlock)
+		default:
+			return c.Errf("on_full needs drop or block DURATION, got %q", strings.Join(args, " "))
+		}
+	case "shutdown_timeout":
+		if err = want(1); err == nil {
+			o.shutdownTimeout, err = durationIn(c, name, args[0], maxShutdownWait)
+		}
+	case "retention":
+		if err = want(1); err == nil {
+			o.retention, err = parseRetention(c, args[0])
+		}
+	case "max_size":
+		if err = want(1); err == nil {
+			o.maxSize, err = parseSize(c, name, args[0], 1<<20)
+		}
+	case "min_free":
+		if err = want(1); err == nil {
+			o.minFreeBytes, o.minFreePercent, err = parseMinFree(c, args[0])
+		}
+	case "anonymize":
+		return parseAnonymize(c, f, args)
+	case "ignore":
+		if len(args) == 0 {
+			return c.Errf("ignore needs at least one NAME")
+		}
+		f.ignoreNames = append(f.ignoreNames, plugin.OriginsFromArgsOrServerBlock(args, nil)...)
+	case "ignore_clients":
+		if len(args) == 0 {
+			return c.Errf("ignore_clients needs at least one CIDR")
+		}
+		for _, a := range args {
+			p, err := parsePrefix(a)
+			if err != nil {
+				return c.Errf("ignore_clients: invalid CIDR %q", a)
+			}
+			f.ignoreClients = append(f.ignoreClients, p)
+		}
+	default:
+		return c.Errf("unknown property %q", name)
+	}
+	return err
+}
+
+// Value parsers for the Corefile options; each error names the option and the value.
+
+func intIn(c *caddy.Controller, name, v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, c.Errf("%s: invalid value %q: must be an integer from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func durationIn(c *caddy.Controller, name, v string, hi time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > hi {
+		return 0, c.Errf("%s: invalid duration %q: must be positive and at most %s", name, v, hi)
+	}
+	return d, nil
+}
+
+// parseRetention accepts Go durations, whole days ("30d") and 0 (keep everything).
+func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
+	if v == "0" {
+		return 0, nil
+	}
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		d = time.Duration(n) * 24 * time.Hour
+		if n > 100*365 {
+			err = strconv.ErrRange
+		}
+	} else {
+		d, err = time.ParseDuration(v)
+	}
+	if err != nil || d < time.Minute {
+		return 0, c.Errf("retention: invalid value %q: must be 0, a duration of at least 1m, or days such as 30d", v)
+	}
+	return d, nil
+}
+
+// parseSize accepts byte counts with units: 500MB (10^6), 2GiB (2^30), 1048576.
+func parseSize(c *caddy.Controller, name, v string, lo uint64) (int64, error) {
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n < lo || n > 1<<50 {
+		return 0, c.Errf("%s: invalid size %q: must be at least %s, e.g. 500MB or 2GiB", name, v, humanize.IBytes(lo))
+	}
+	return int64(n), nil
+}
+
+// parseMinFree accepts a size (100MB) or a share of the filesystem (1%); 0 turns the guard off.
+func parseMinFree(c *caddy.Controller, v string) (bytes int64, percent float64, err error) {
+	if v == "0" {
+		return 0, 0, nil
+	}
+	if p, ok := strings.CutSuffix(v, "%"); ok {
+		percent, err = strconv.ParseFloat(p, 64)
+		if err != nil || percent <= 0 || percent >= 100 {
+			return 0, 0, c.Errf("min_free: invalid value %q: a percentage must lie between 0 and 100", v)
+		}
+		return 0, percent, nil
+	}
+	bytes, err = parseSize(c, "min_free", v, 1)
+	return bytes, 0, err
+}
+
+// parseAnonymize reads `anonymize [V4BITS [V6BITS]]` or `anonymize hash [KEYFILE]`.
+func parseAnonymize(c *caddy.Controller, f *filter, args []string) error {
+	if len(args) > 0 && args[0] == "hash" {
+		if len(args) > 2 {
+			return c.Errf("anonymize hash takes at most one KEYFILE, got %q", strings.Join(args[1:], " "))
+		}
+		f.hash = true
+		if len(args) == 2 {
+			f.keyFile = args[1]
+		}
+		return nil
+	}
+	if len(args) > 2 {
+		return c.Errf("anonymize takes at most V4BITS V6BITS, got %q", strings.Join(args, " "))
+	}
+	f.anonV4, f.anonV6 = 24, 56
+	var err error
+	if len(args) > 0 {
+		if f.anonV4, err = intIn(c, "anonymize V4BITS", args[0], 1, 32); err != nil {
+			return err
+		}
+	}
+	if len(args) > 1 {
+		if f.anonV6, err = intIn(c, "anonymize V6BITS", args[1], 1, 128); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(v string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
