@@ -2,6 +2,7 @@ package querylog
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/coredns/caddy"
@@ -15,14 +16,19 @@ import (
 type generation struct {
 	handlers   []*QueryLog
 	restarting atomic.Bool
-	started    bool // guarded by registryMu
-	stopped    bool // guarded by registryMu
-	tracked    bool // its instance was in caddy.Instances() when it started; guarded by registryMu
+	started    bool // guarded by generationsMu
+	stopped    bool // guarded by generationsMu
+	tracked    bool // its instance was in caddy.Instances() when it started; guarded by generationsMu
 }
 
 type generationKey struct{}
 
-var started []*generation // generations whose handlers hold writers; guarded by registryMu
+// generationsMu guards the generations' state. It is never held while a writer is acquired or
+// released: those take the writer registry's own lock (writer.go).
+var (
+	generationsMu sync.Mutex
+	running       []*generation // generations whose handlers hold writers
+)
 
 func generationOf(c *caddy.Controller) *generation {
 	if g, ok := c.Get(generationKey{}).(*generation); ok {
@@ -49,10 +55,15 @@ func generationOf(c *caddy.Controller) *generation {
 
 type reapHookKey struct{}
 
-// hookRestartFailed makes every running instance reap orphans when a reload of it fails. A
-// reload that fails after the new instance's OnStartup runs only the running instance's
-// OnRestartFailed callbacks, and that instance may have no querylog of its own; setup of the
-// new instance runs in the reloading goroutine, before those callbacks are read.
+// hookRestartFailed adds, once per instance, a reapOrphans callback to the OnRestartFailed of
+// every instance Caddy lists. It exists because of how a reload fails after the new instance's
+// OnStartup has run (a port in use, say): Caddy drops the new instance without calling any of
+// its callbacks and runs only the *running* instance's OnRestartFailed, and the running
+// instance may have no querylog (the reload adds it), so no querylog callback would run and
+// the new generation would keep its writers, and their databases, open for ever. The append is
+// seen: setup of the new instance runs in the reloading goroutine, and Caddy reads the running
+// instance's OnRestartFailed afterwards. TestLifecycleReloadFailsAfterStartupWithoutQuerylog
+// covers it.
 func hookRestartFailed() {
 	for _, inst := range caddy.Instances() {
 		inst.StorageMu.Lock()
@@ -83,16 +94,16 @@ func (g *generation) start() error {
 	for i, q := range g.handlers {
 		if err := q.start(); err != nil {
 			for _, q := range g.handlers[:i] {
-				q.sink.(*writer).release(q.opts, false)
+				q.writer.release(q.opts, false)
 			}
 			return plugin.Error("querylog", err)
 		}
 	}
 	tracked := liveGenerations()[g]
-	registryMu.Lock()
+	generationsMu.Lock()
 	g.started, g.tracked = true, tracked
-	started = append(started, g)
-	registryMu.Unlock()
+	running = append(running, g)
+	generationsMu.Unlock()
 	return nil
 }
 
@@ -109,7 +120,7 @@ func (q *QueryLog) start() error {
 	if err != nil {
 		return err
 	}
-	q.sink = w
+	q.writer, q.sink = w, w
 	return nil
 }
 
@@ -121,22 +132,22 @@ func (g *generation) stop(final bool) {
 }
 
 func (g *generation) release(final bool) {
-	registryMu.Lock()
+	generationsMu.Lock()
 	if !g.started || g.stopped {
-		registryMu.Unlock()
+		generationsMu.Unlock()
 		return
 	}
 	g.stopped = true
-	for i, s := range started {
-		if s == g {
-			started = append(started[:i], started[i+1:]...)
+	for i, r := range running {
+		if r == g {
+			running = append(running[:i], running[i+1:]...)
 			break
 		}
 	}
-	registryMu.Unlock()
+	generationsMu.Unlock()
 	for _, q := range g.handlers {
-		if w, ok := q.sink.(*writer); ok {
-			w.release(q.opts, final)
+		if q.writer != nil {
+			q.writer.release(q.opts, final)
 		}
 	}
 }
@@ -147,14 +158,14 @@ func (g *generation) release(final bool) {
 // may start generations outside Caddy's list).
 func reapOrphans() {
 	live := liveGenerations()
-	registryMu.Lock()
+	generationsMu.Lock()
 	var orphans []*generation
-	for _, g := range started {
+	for _, g := range running {
 		if g.tracked && !live[g] {
 			orphans = append(orphans, g)
 		}
 	}
-	registryMu.Unlock()
+	generationsMu.Unlock()
 	for _, g := range orphans {
 		log.Infof("Releasing the databases of an instance that failed to start")
 		g.release(false)

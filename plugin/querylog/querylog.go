@@ -32,7 +32,8 @@ type QueryLog struct {
 	Next   plugin.Handler
 	opts   options
 	filter filter
-	sink   sink // set in OnStartup, before any query is served
+	sink   sink    // set in OnStartup, before any query is served
+	writer *writer // the writer behind sink, which the generation releases (lifecycle.go)
 }
 
 // Name implements plugin.Handler.

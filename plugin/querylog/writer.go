@@ -39,6 +39,7 @@ type writer struct {
 	diskLow   bool
 }
 
+// The writer registry, under its own lock.
 var (
 	registryMu sync.Mutex
 	writers    = map[string]*writer{} // live writers by absolute path
