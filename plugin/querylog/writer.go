@@ -51,28 +51,23 @@ var (
 // waits up to 5s for in-flight queries.
 const tailGrace = 6 * time.Second
 
+// openMu serializes opening databases. Until a new file exists, an alias of it (a symlink to
+// it) cannot be recognized, so two opens of any paths might be of one file; opening them one
+// after the other lets the second find the first. registryMu is not held meanwhile: scrapes,
+// lookups and releases never wait for SQLite to open and migrate.
+var openMu sync.Mutex
+
 // acquire returns the writer for o.path, opening the database and starting the flusher if this
 // is the first user. A later user's options replace the current ones.
 func acquire(o options) (*writer, error) {
-	for {
-		registryMu.Lock()
-		w := lookup(o.path)
-		if w == nil {
-			break
-		}
-		if w.closing {
-			// The last user is draining it; wait and open it afresh rather than fight over
-			// the write lock with a second connection.
-			registryMu.Unlock()
-			<-w.closed
-			continue
-		}
-		w.holders = append(w.holders, o)
-		registryMu.Unlock()
-		w.configure(o)
+	if w := join(o); w != nil {
 		return w, nil
 	}
-	defer registryMu.Unlock()
+	openMu.Lock()
+	defer openMu.Unlock()
+	if w := join(o); w != nil { // opened while this waited for openMu
+		return w, nil
+	}
 	st, err := openStore(o.path)
 	if err != nil {
 		return nil, err
@@ -95,9 +90,34 @@ func acquire(o options) (*writer, error) {
 		warnLog: limiter{every: logEvery},
 	}
 	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
+	registryMu.Lock()
 	writers[o.path] = w
+	registryMu.Unlock()
 	go w.run()
 	return w, nil
+}
+
+// join adds a reference with options o to the live writer for o.path, if there is one.
+func join(o options) *writer {
+	for {
+		registryMu.Lock()
+		w := lookup(o.path)
+		if w == nil {
+			registryMu.Unlock()
+			return nil
+		}
+		if w.closing {
+			// The last user is draining it; wait and open it afresh rather than fight over
+			// the write lock with a second connection.
+			registryMu.Unlock()
+			<-w.closed
+			continue
+		}
+		w.holders = append(w.holders, o)
+		registryMu.Unlock()
+		w.configure(o)
+		return w
+	}
 }
 
 // lookup finds the live writer for path, by name or as the same file under another name.
