@@ -1,6 +1,8 @@
 package querylog
 
 import (
+	"fmt"
+
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,9 +11,35 @@ import (
 
 const subsystem = "querylog"
 
+// registered registers querylog's collectors with Prometheus's default registry, which the
+// prometheus plugin serves, and keeps them so that MetricNames lists what is registered. New
+// collectors go through it: promauto.With(registered), or newDesc for bufferCollector.
+var registered = &collectors{Registerer: prometheus.DefaultRegisterer}
+
+type collectors struct {
+	prometheus.Registerer
+	list []prometheus.Collector
+}
+
+func (r *collectors) Register(c prometheus.Collector) error {
+	if err := r.Registerer.Register(c); err != nil {
+		return err
+	}
+	r.list = append(r.list, c)
+	return nil
+}
+
+func (r *collectors) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
 // Collectors updated directly by the flusher and the handler.
 var (
-	flushDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	flushDuration = promauto.With(registered).NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "batch_flush_duration_seconds",
@@ -19,7 +47,7 @@ var (
 		Buckets:   prometheus.ExponentialBuckets(0.001, 2, 11), // 1ms .. 1.024s
 	}, []string{"db"})
 
-	flushSize = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	flushSize = promauto.With(registered).NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "batch_flush_size",
@@ -27,21 +55,21 @@ var (
 		Buckets:   prometheus.ExponentialBuckets(1, 4, 9), // 1 .. 65536
 	}, []string{"db"})
 
-	flushErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+	flushErrors = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "flush_errors_total",
 		Help:      "Counter of failed batch writes; a failed batch stays buffered and is retried.",
 	}, []string{"db"})
 
-	prunedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	prunedTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "pruned_total",
 		Help:      "Counter of rows deleted by retention or the size cap.",
 	}, []string{"db"})
 
-	ignoredTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	ignoredTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "ignored_total",
@@ -64,17 +92,21 @@ var (
 	descDiskLow    = newDesc("disk_low", "1 while writing is paused because the filesystem is low on space.", "db")
 )
 
+// bufferDescs is every Desc made by newDesc; bufferCollector describes them all.
+var bufferDescs []*prometheus.Desc
+
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(prometheus.BuildFQName(plugin.Namespace, subsystem, name), help, labels, nil)
+	d := prometheus.NewDesc(prometheus.BuildFQName(plugin.Namespace, subsystem, name), help, labels, nil)
+	bufferDescs = append(bufferDescs, d)
+	return d
 }
 
-func init() { prometheus.MustRegister(bufferCollector{}) }
+func init() { registered.MustRegister(bufferCollector{}) }
 
 type bufferCollector struct{}
 
 func (bufferCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBufferSize, descCapacity, descPeak, descEnqueued,
-		descWritten, descDropped, descInterval, descDBSize, descLastFlush, descDiskLow} {
+	for _, d := range bufferDescs {
 		ch <- d
 	}
 }
@@ -136,15 +168,24 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// MetricNames lists the full names of every metric querylog exports; deploy/ checks its alert
-// rules and dashboard against it.
+// MetricNames lists the full names of every metric querylog exports, from the Describe of every
+// collector it registers; deploy/ checks its alert rules and dashboard against it.
 func MetricNames() []string {
-	names := []string{}
-	for _, n := range []string{"buffer_size", "buffer_capacity", "buffer_peak_size", "enqueued_total",
-		"written_total", "dropped_total", "flush_errors_total", "flush_interval_seconds",
-		"batch_flush_duration_seconds", "batch_flush_size", "db_size_bytes", "pruned_total",
-		"last_flush_timestamp_seconds", "disk_low", "ignored_total"} {
-		names = append(names, prometheus.BuildFQName(plugin.Namespace, subsystem, n))
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range registered.list {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var names []string
+	for d := range ch {
+		// Desc keeps its name unexported; its String starts with it.
+		var name string
+		if _, err := fmt.Sscanf(d.String(), "Desc{fqName: %q", &name); err != nil {
+			panic(fmt.Sprintf("no metric name in %s: %v", d, err))
+		}
+		names = append(names, name)
 	}
 	return names
 }
