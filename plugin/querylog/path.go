@@ -4,10 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
+	"golang.org/x/sys/unix"
 )
 
 // resolvePath makes a path absolute, relative to the root directive's folder as the file
@@ -39,7 +39,7 @@ func checkPath(c *caddy.Controller, abs string) error {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	if err := syscall.Access(abs, 0x2); err != nil && err != syscall.ENOENT {
+	if err := unix.Access(abs, unix.W_OK); err != nil && err != unix.ENOENT {
 		return c.Errf("querylog PATH %q is not writable: %v", abs, err)
 	}
 	registryMu.Lock()

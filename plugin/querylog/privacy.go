@@ -1,6 +1,7 @@
 package querylog
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -77,19 +78,12 @@ func loadKey(path string) (*[32]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("anonymize key %s: %w", path, err)
 	}
-	raw, err := hex.DecodeString(string(trimSpace(b)))
+	raw, err := hex.DecodeString(string(bytes.TrimSpace(b)))
 	if err != nil || len(raw) < 16 {
 		return nil, fmt.Errorf("anonymize key %s must hold at least 16 bytes as hex", path)
 	}
 	k := sha256.Sum256(raw) // any length of key material becomes 32 bytes
 	return &k, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // clientText is the client_ip column: the address, or with a hash key "anon-" and 16 hex

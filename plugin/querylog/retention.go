@@ -2,8 +2,9 @@ package querylog
 
 import (
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -80,8 +81,8 @@ func (f *flusher) prune(del func(*store) (int64, error), done func() bool) {
 // min_free, and exports and logs the transitions.
 func (f *flusher) diskLow() bool {
 	o := f.w.options()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(f.w.path), &st); err != nil {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(f.w.path), &st); err != nil {
 		return false // cannot tell: let the write itself fail or succeed
 	}
 	free := int64(st.Bavail) * st.Bsize
