@@ -3,6 +3,8 @@ package querylog
 import (
 	"net/netip"
 	"strings"
+
+	coretransport "github.com/coredns/coredns/plugin/pkg/transport"
 )
 
 // entry is one logged response. It is stored by value in the buffer's ring, so it holds no
@@ -36,30 +38,32 @@ const (
 	protoDoH3
 	protoDoQ
 	protoGRPC
+	protoUnix
 )
 
-var protoNames = [...]string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc"}
+var protoNames = [...]string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc", "unix"}
 
 func (p proto) String() string { return protoNames[p] }
 
-// transport maps a server address such as "tls://:853" to the transport it serves. Plain
-// "dns://" listeners serve both UDP and TCP, so the caller decides those from the connection.
+// transport maps a server address such as "tls://:853" to the transport it serves, by CoreDNS's
+// scheme names. Plain "dns://" listeners serve both UDP and TCP, so for those, and for an
+// address without a known scheme, the caller decides from the connection. CoreDNS v1.15.0
+// names unix:// but has no unix listener yet; should one appear, it is not logged as udp.
 func transport(server string) (p proto, plain bool) {
-	scheme, _, ok := strings.Cut(server, "://")
-	if !ok {
-		return protoUDP, true
-	}
+	scheme, _, _ := strings.Cut(server, "://")
 	switch scheme {
-	case "tls":
+	case coretransport.TLS:
 		return protoDoT, false
-	case "https":
+	case coretransport.HTTPS:
 		return protoDoH, false
-	case "https3":
+	case coretransport.HTTPS3:
 		return protoDoH3, false
-	case "quic":
+	case coretransport.QUIC:
 		return protoDoQ, false
-	case "grpc":
+	case coretransport.GRPC:
 		return protoGRPC, false
+	case coretransport.UNIX:
+		return protoUnix, false
 	}
 	return protoUDP, true
 }

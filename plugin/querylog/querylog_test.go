@@ -473,6 +473,7 @@ func TestTransport(t *testing.T) {
 		{"https3://.:443", protoDoH3, false},
 		{"quic://.:853", protoDoQ, false},
 		{"grpc://.:443", protoGRPC, false},
+		{"unix:///run/coredns.sock", protoUnix, false},
 		{"unknown://.:1", protoUDP, true},
 		{".:53", protoUDP, true},
 	} {
@@ -481,7 +482,7 @@ func TestTransport(t *testing.T) {
 			t.Errorf("transport(%q) = %s, %v; want %s, %v", tc.server, p, plain, tc.want, tc.plain)
 		}
 	}
-	for p, name := range []string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc"} {
+	for p, name := range []string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc", "unix"} {
 		if got := proto(p).String(); got != name {
 			t.Errorf("proto(%d) = %q, want %q", p, got, name)
 		}

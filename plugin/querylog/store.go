@@ -35,7 +35,7 @@ var migrations = []string{
 		ts          INTEGER NOT NULL, -- Unix time in milliseconds when the query arrived
 		server      TEXT    NOT NULL, -- listener, e.g. dns://:53
 		client_ip   TEXT    NOT NULL,
-		proto       TEXT    NOT NULL, -- udp, tcp, dot, doh, doh3, doq, grpc
+		proto       TEXT    NOT NULL, -- udp, tcp, dot, doh, doh3, doq, grpc, unix
 		qname       TEXT    NOT NULL, -- lower-cased, presentation format with \DDD escapes
 		qtype       INTEGER NOT NULL,
 		qclass      INTEGER NOT NULL,
