@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
 
 	"github.com/miekg/dns"
+	ot "github.com/opentracing/opentracing-go"
 )
 
 // benchEntries makes n realistic entries: a Zipf-like popular head of names and clients.
@@ -147,6 +149,46 @@ func BenchmarkServeDNS(b *testing.B) {
 			plugin.NextOrFailure("log", next, ctx, rrw, req)
 		}
 	})
+}
+
+// BenchmarkNextCall isolates how ServeDNS calls the next plugin, with the same recorder and the
+// prometheus plugin's recorder (a PluginTracker, as in production) beneath it: through
+// plugin.NextOrFailure, which wraps the recorder once more, or directly as ServeDNS does when
+// there is no tracing span.
+//
+//	go test -run '^$' -bench NextCall -benchmem -count 6 ./plugin/querylog/
+func BenchmarkNextCall(b *testing.B) {
+	req := new(dns.Msg)
+	req.SetQuestion("example.org.", dns.TypeA)
+	reply := new(dns.Msg).SetReply(req)
+	reply.Answer = []dns.RR{test.A("example.org. 60 IN A 192.0.2.1")}
+	next := test.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		return dns.RcodeSuccess, w.WriteMsg(reply)
+	})
+	ctx := context.Background()
+	w := metrics.NewRecorder(newBenchWriter())
+
+	b.Run("NextOrFailure", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := &recorder{ResponseWriter: w}
+			plugin.NextOrFailure("querylog", next, ctx, rec, req)
+		}
+	})
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := &recorder{ResponseWriter: w}
+			if ot.SpanFromContext(ctx) != nil {
+				b.Fatal("unexpected span")
+			}
+			rec.next = next.Name()
+			next.ServeDNS(ctx, rec, req)
+		}
+	})
+	if w.Plugin != "handlerfunc" {
+		b.Fatalf("tracker below saw plugin %q, want handlerfunc", w.Plugin)
+	}
 }
 
 // benchWriter returns fixed addresses, as miekg/dns's writers do (test.ResponseWriter parses

@@ -52,8 +52,9 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	if q.Next == nil || ot.SpanFromContext(ctx) != nil {
 		rc, err = plugin.NextOrFailure(q.Name(), q.Next, ctx, rec, r)
 	} else {
-		// What NextOrFailure does without tracing, minus its writer wrapper: the recorder
-		// itself tells a PluginTracker below which plugin answered.
+		// What NextOrFailure does without tracing, minus its writer wrapper: the recorder tells
+		// a PluginTracker below who answered, keeping a name reported from further down, which
+		// the wrapper would overwrite. BenchmarkNextCall -count 6: 1 alloc (32 B), ~37 ns less.
 		rec.next = q.Next.Name()
 		rc, err = q.Next.ServeDNS(ctx, rec, r)
 	}
