@@ -18,8 +18,8 @@ import (
 	"github.com/coredns/coredns/plugin"
 )
 
-// utController returns a test controller for input whose root folder is root.
-func utController(input, root string) *caddy.Controller {
+// controller returns a test controller for input whose root folder is root.
+func controller(input, root string) *caddy.Controller {
 	c := caddy.NewTestController("dns", input)
 	dnsserver.GetConfig(c).Root = root
 	return c
@@ -36,7 +36,7 @@ func TestParseGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	existing := filepath.Join(dir, "existing.db")
-	utCreateQuerylogDB(t, existing, 0)
+	createQuerylogDB(t, existing, 0)
 
 	with := func(f func(o *options)) options {
 		o := defaults()
@@ -122,7 +122,7 @@ func TestParseGood(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := parse(utController(tc.input, dir))
+			got, _, err := parse(controller(tc.input, dir))
 			if err != nil {
 				t.Fatalf("parse(%q): unexpected error: %v", tc.input, err)
 			}
@@ -164,7 +164,7 @@ func TestParseFilter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, got, err := parse(utController(tc.input, dir))
+			_, got, err := parse(controller(tc.input, dir))
 			if err != nil {
 				t.Fatalf("parse(%q): %v", tc.input, err)
 			}
@@ -303,8 +303,8 @@ func TestParseBad(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := parse(utController(tc.input, dir))
-			utWantErr(t, tc.input, err, tc.want...)
+			_, _, err := parse(controller(tc.input, dir))
+			wantErr(t, tc.input, err, tc.want...)
 		})
 	}
 	entries, err := os.ReadDir(dir)
@@ -320,7 +320,7 @@ func TestParseTwice(t *testing.T) {
 		"querylog a.db\nquerylog b.db",
 		"querylog {\n buffer_size 10000\n}\nquerylog",
 	} {
-		_, _, err := parse(utController(input, dir))
+		_, _, err := parse(controller(input, dir))
 		if !errors.Is(err, plugin.ErrOnce) {
 			t.Errorf("parse(%q) = %v, want plugin.ErrOnce", input, err)
 		}
@@ -337,9 +337,9 @@ func TestParseBadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := filepath.Join(dir, "other.db")
-	utCreateOtherDB(t, other)
+	createOtherDB(t, other, false)
 	future := filepath.Join(dir, "future.db")
-	utCreateQuerylogDB(t, future, schemaVersion+1)
+	createQuerylogDB(t, future, schemaVersion+1)
 	folder := filepath.Join(dir, "folder.db")
 	if err := os.Mkdir(folder, 0o755); err != nil {
 		t.Fatal(err)
@@ -361,7 +361,7 @@ func TestParseBadFile(t *testing.T) {
 		{name: "folder under /proc", input: "querylog /proc/querylog.db", want: []string{"/proc/querylog.db"}},
 		{name: "folder under /proc/sys", input: "querylog /proc/sys/querylog.db", want: []string{"/proc/sys/querylog.db"}},
 		{name: "folder mode 0500", input: "querylog ro/q.db", want: []string{filepath.Join(readOnly, "q.db")},
-			skip: utSkipIfRoot("root may create files in a 0500 folder")},
+			skip: skipIfRoot("root may create files in a 0500 folder")},
 		{name: "text file", input: "querylog notes.txt", want: []string{text}},
 		{name: "text file, absolute", input: "querylog " + text, want: []string{text}},
 		{name: "another application's SQLite database", input: "querylog other.db", want: []string{other, "not a querylog database"}},
@@ -374,8 +374,8 @@ func TestParseBadFile(t *testing.T) {
 			if tc.skip != "" {
 				t.Skip(tc.skip)
 			}
-			_, _, err := parse(utController(tc.input, dir))
-			utWantErr(t, tc.input, err, tc.want...)
+			_, _, err := parse(controller(tc.input, dir))
+			wantErr(t, tc.input, err, tc.want...)
 		})
 	}
 
@@ -397,14 +397,14 @@ func TestParseReadOnlyFolderAsRoot(t *testing.T) {
 	if err := os.Mkdir(ro, 0o500); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := parse(utController("querylog q.db", ro)); err != nil {
+	if _, _, err := parse(controller("querylog q.db", ro)); err != nil {
 		t.Errorf("parse: %v", err)
 	}
 }
 
 func TestSetupWrapsErrors(t *testing.T) {
-	err := setup(utController("querylog {\n buffer_size 5\n}", t.TempDir()))
-	utWantErr(t, "buffer_size 5", err, "plugin/querylog", "buffer_size", `"5"`)
+	err := setup(controller("querylog {\n buffer_size 5\n}", t.TempDir()))
+	wantErr(t, "buffer_size 5", err, "plugin/querylog", "buffer_size", `"5"`)
 }
 
 // Two server blocks of one Corefile (one generation) that name the same database must use
@@ -412,7 +412,7 @@ func TestSetupWrapsErrors(t *testing.T) {
 func TestSetupSameFileTwoBlocks(t *testing.T) {
 	dir := t.TempDir()
 	q := filepath.Join(dir, "q.db")
-	utCreateQuerylogDB(t, q, 0)
+	createQuerylogDB(t, q, 0)
 	if err := os.Symlink(q, filepath.Join(dir, "link.db")); err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestSetupSameFileTwoBlocks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c1 := utController(tc.first, dir)
+			c1 := controller(tc.first, dir)
 			if err := setup(c1); err != nil {
 				t.Fatalf("first block: %v", err)
 			}
@@ -498,7 +498,7 @@ func TestGenerationAdd(t *testing.T) {
 	}
 }
 
-func utWantErr(t *testing.T, input string, err error, want ...string) {
+func wantErr(t *testing.T, input string, err error, want ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("parse(%q): no error, want one containing %q", input, want)
@@ -510,16 +510,16 @@ func utWantErr(t *testing.T, input string, err error, want ...string) {
 	}
 }
 
-func utSkipIfRoot(why string) string {
+func skipIfRoot(why string) string {
 	if os.Geteuid() == 0 {
 		return "running as root: " + why
 	}
 	return ""
 }
 
-// utCreateQuerylogDB creates a querylog database at path; a version above 0 is then written
+// createQuerylogDB creates a querylog database at path; a version above 0 is then written
 // into PRAGMA user_version.
-func utCreateQuerylogDB(t *testing.T, path string, version int) {
+func createQuerylogDB(t *testing.T, path string, version int) {
 	t.Helper()
 	s, err := openStore(path)
 	if err != nil {
@@ -541,15 +541,19 @@ func utCreateQuerylogDB(t *testing.T, path string, version int) {
 	}
 }
 
-// utCreateOtherDB creates an SQLite database of some other application.
-func utCreateOtherDB(t *testing.T, path string) {
+// createOtherDB creates an SQLite database of some other application, in WAL mode if wal.
+func createOtherDB(t *testing.T, path string, wal bool) {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts (name) VALUES ('alice')`); err != nil {
+	pragma := ""
+	if wal {
+		pragma = "PRAGMA journal_mode = WAL; "
+	}
+	if _, err := db.Exec(pragma + `CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts (name) VALUES ('alice'), ('bob')`); err != nil {
 		t.Fatal(err)
 	}
 }
