@@ -1,14 +1,10 @@
 package querylog
 
 import (
-	"net/netip"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/core/dnsserver"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/querylog/querylog/internal/testutil"
@@ -157,81 +153,5 @@ func TestDiskLowGuard(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "writing resumed", func() bool { return testutil.CountRows(t, path, "") == 100 })
 	if w.gauges().diskLow {
 		t.Error("disk_low gauge still set after space came back")
-	}
-}
-
-func TestParseOperatingOptions(t *testing.T) {
-	dir := t.TempDir()
-	good := []struct {
-		in    string
-		check func(options, filter) bool
-	}{
-		{`querylog`, func(o options, f filter) bool {
-			return o.retention == 7*24*time.Hour && o.maxSize == 0 && o.minFreeBytes == 100_000_000 && f.anonV4 == 0 && !f.hash
-		}},
-		{`querylog { retention 30d }`, func(o options, _ filter) bool { return o.retention == 30*24*time.Hour }},
-		{`querylog { retention 36h }`, func(o options, _ filter) bool { return o.retention == 36*time.Hour }},
-		{`querylog { retention 0 }`, func(o options, _ filter) bool { return o.retention == 0 }},
-		{`querylog { max_size 500MB }`, func(o options, _ filter) bool { return o.maxSize == 500_000_000 }},
-		{`querylog { max_size 2GiB }`, func(o options, _ filter) bool { return o.maxSize == 2<<30 }},
-		{`querylog { min_free 1% }`, func(o options, _ filter) bool { return o.minFreePercent == 1 }},
-		{`querylog { min_free 0 }`, func(o options, _ filter) bool { return o.minFreeBytes == 0 && o.minFreePercent == 0 }},
-		{`querylog { anonymize }`, func(_ options, f filter) bool { return f.anonV4 == 24 && f.anonV6 == 56 }},
-		{`querylog { anonymize 16 }`, func(_ options, f filter) bool { return f.anonV4 == 16 && f.anonV6 == 56 }},
-		{`querylog { anonymize 16 48 }`, func(_ options, f filter) bool { return f.anonV4 == 16 && f.anonV6 == 48 }},
-		{`querylog q.db { anonymize hash }`, func(o options, f filter) bool { return f.hash && f.keyFile == o.path+".key" }},
-		{`querylog { anonymize hash my.key }`, func(_ options, f filter) bool { return f.hash && f.keyFile == filepath.Join(dir, "my.key") }},
-		{`querylog { ignore Example.ORG health.example.net }`, func(_ options, f filter) bool {
-			return len(f.ignoreNames) == 2 && f.ignoreNames[0] == "example.org."
-		}},
-		{`querylog { ignore_clients 10.0.0.0/8 192.0.2.7 2001:db8::/32 }`, func(_ options, f filter) bool {
-			return len(f.ignoreClients) == 3 && f.ignoreClients[1] == netip.MustParsePrefix("192.0.2.7/32")
-		}},
-	}
-	// Corefile blocks need their braces on lines of their own.
-	block := strings.NewReplacer("{ ", "{\n", " }", "\n}")
-	for _, tc := range good {
-		c := caddy.NewTestController("dns", block.Replace(tc.in))
-		dnsserver.GetConfig(c).Root = dir
-		o, f, err := parse(c)
-		if err != nil {
-			t.Errorf("%q: unexpected error %v", tc.in, err)
-			continue
-		}
-		if !tc.check(o, f) {
-			t.Errorf("%q: parsed %+v %+v", tc.in, o, f)
-		}
-	}
-
-	bad := []struct{ in, want string }{
-		{`querylog { retention }`, "retention"},
-		{`querylog { retention -1d }`, `"-1d"`},
-		{`querylog { retention 30s }`, `"30s"`},
-		{`querylog { retention soon }`, `"soon"`},
-		{`querylog { retention 7d 8d }`, "retention"},
-		{`querylog { max_size 10 }`, `"10"`},
-		{`querylog { max_size lots }`, `"lots"`},
-		{`querylog { min_free 150% }`, `"150%"`},
-		{`querylog { min_free -5MB }`, `"-5MB"`},
-		{`querylog { anonymize 33 }`, `"33"`},
-		{`querylog { anonymize 0 }`, `"0"`},
-		{`querylog { anonymize 24 129 }`, `"129"`},
-		{`querylog { anonymize 24 56 12 }`, "anonymize"},
-		{`querylog { anonymize hash a b }`, "anonymize hash"},
-		{`querylog { ignore }`, "ignore"},
-		{`querylog { ignore_clients }`, "ignore_clients"},
-		{`querylog { ignore_clients 10.0.0.0/33 }`, `"10.0.0.0/33"`},
-	}
-	for _, tc := range bad {
-		c := caddy.NewTestController("dns", block.Replace(tc.in))
-		dnsserver.GetConfig(c).Root = dir
-		_, _, err := parse(c)
-		if err == nil {
-			t.Errorf("%q: no error", tc.in)
-			continue
-		}
-		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %q does not mention %s", tc.in, err, tc.want)
-		}
 	}
 }

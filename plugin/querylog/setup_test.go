@@ -87,11 +87,13 @@ func TestParseGood(t *testing.T) {
 		{"shutdown_timeout max", "querylog {\n shutdown_timeout 10m\n}", with(func(o *options) { o.shutdownTimeout = 10 * time.Minute })},
 		{"retention in days", "querylog {\n retention 30d\n}", with(func(o *options) { o.retention = 30 * 24 * time.Hour })},
 		{"retention duration", "querylog {\n retention 90m\n}", with(func(o *options) { o.retention = 90 * time.Minute })},
+		{"retention in hours, as the README shows", "querylog {\n retention 36h\n}", with(func(o *options) { o.retention = 36 * time.Hour })},
 		{"retention off", "querylog {\n retention 0\n}", with(func(o *options) { o.retention = 0 })},
 		{"max_size", "querylog {\n max_size 500MB\n}", with(func(o *options) { o.maxSize = 500_000_000 })},
 		{"max_size binary", "querylog {\n max_size 2GiB\n}", with(func(o *options) { o.maxSize = 2 << 30 })},
 		{"min_free size", "querylog {\n min_free 1GB\n}", with(func(o *options) { o.minFreeBytes = 1_000_000_000 })},
 		{"min_free percent", "querylog {\n min_free 5%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 5 })},
+		{"min_free 1%, as the README shows", "querylog {\n min_free 1%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 1 })},
 		{"min_free off", "querylog {\n min_free 0\n}", with(func(o *options) { o.minFreeBytes = 0 })},
 		{"every option", `querylog sub/all.db {
 			buffer_size 100000
@@ -139,6 +141,10 @@ func TestParseGood(t *testing.T) {
 	}
 	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
 		t.Errorf("parse changed the empty file: %v %v", fi, err)
+	}
+	// The defaults the README documents for operating options.
+	if d := defaults(); d.retention != 7*24*time.Hour || d.maxSize != 0 || d.minFreeBytes != 100_000_000 {
+		t.Errorf("defaults: retention %s, max_size %d, min_free %d; want 7d, none, 100MB", d.retention, d.maxSize, d.minFreeBytes)
 	}
 }
 
@@ -290,11 +296,12 @@ func TestParseBad(t *testing.T) {
 		{"min_free 0%", block("min_free 0%"), []string{"min_free", "0%"}},
 		{"min_free 100%", block("min_free 100%"), []string{"min_free", "100%"}},
 		{"min_free not a size", block("min_free some"), []string{"min_free", "some"}},
+		{"min_free negative", block("min_free -5MB"), []string{"min_free", "-5MB"}},
 		{"anonymize V4BITS too large", block("anonymize 33"), []string{"anonymize", "33"}},
 		{"anonymize V4BITS zero", block("anonymize 0"), []string{"anonymize", `"0"`}},
 		{"anonymize V6BITS too large", block("anonymize 24 129"), []string{"anonymize", "129"}},
 		{"anonymize three args", block("anonymize 24 56 8"), []string{"anonymize", "24 56 8"}},
-		{"anonymize hash two KEYFILEs", block("anonymize hash a.key b.key"), []string{"anonymize", "a.key b.key"}},
+		{"anonymize hash two KEYFILEs", block("anonymize hash a.key b.key"), []string{"anonymize hash", "a.key b.key"}},
 		{"anonymize hash KEYFILE with ?", block("anonymize hash a?.key"), []string{"anonymize", "a?.key"}},
 		{"ignore missing", block("ignore"), []string{"ignore", "NAME"}},
 		{"ignore_clients missing", block("ignore_clients"), []string{"ignore_clients", "CIDR"}},
