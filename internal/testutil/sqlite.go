@@ -25,6 +25,20 @@ func OpenRO(t testing.TB, path string) *sql.DB {
 	return db
 }
 
+// Exec runs stmts on the database at path (created if absent) through a connection of its own,
+// waiting up to 5s for locks, and closes it.
+func Exec(t testing.TB, path, stmts string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(stmts); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
 // CountRows counts the rows of the queries table at path, with an optional WHERE clause.
 func CountRows(t testing.TB, path, where string, args ...any) int64 {
 	t.Helper()

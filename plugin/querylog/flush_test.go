@@ -268,14 +268,7 @@ func TestFlushPermanentErrorDrops(t *testing.T) {
 	errs := flushErrors.WithLabelValues(o.path)
 	before := promtest.ToFloat64(errs)
 
-	db, err := sql.Open("sqlite", "file:"+o.path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("DROP TABLE queries"); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Exec(t, o.path, "DROP TABLE queries")
 	logN(w, "dns://:53", 0, 5)
 	testutil.WaitFor(t, 5*time.Second, "the batch to be dropped as write_failed", func() bool {
 		return totalsOf(w.buf).dropped[reasonWriteFailed] == 5
@@ -374,11 +367,7 @@ func TestFlushTransient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rw.Close()
-	ro, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ro.Close()
+	ro := testutil.OpenRO(t, path)
 	unlock := testutil.Lock(t, path)
 	nobusy, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
 	if err != nil {

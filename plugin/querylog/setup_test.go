@@ -1,7 +1,6 @@
 package querylog
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,6 +15,8 @@ import (
 	"github.com/coredns/caddy/caddyfile"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 // controller returns a test controller for input whose root folder is root.
@@ -535,32 +536,17 @@ func createQuerylogDB(t *testing.T, path string, version int) {
 	if err := s.close(); err != nil {
 		t.Fatal(err)
 	}
-	if version == 0 {
-		return
-	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
-		t.Fatal(err)
+	if version > 0 {
+		testutil.Exec(t, path, fmt.Sprintf("PRAGMA user_version = %d", version))
 	}
 }
 
 // createOtherDB creates an SQLite database of some other application, in WAL mode if wal.
 func createOtherDB(t *testing.T, path string, wal bool) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	pragma := ""
 	if wal {
 		pragma = "PRAGMA journal_mode = WAL; "
 	}
-	if _, err := db.Exec(pragma + `CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts (name) VALUES ('alice'), ('bob')`); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Exec(t, path, pragma+`CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts (name) VALUES ('alice'), ('bob')`)
 }

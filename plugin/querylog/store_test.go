@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 // testStore opens the store at path for the rest of the test.
@@ -28,23 +30,15 @@ func testStore(t *testing.T, path string) *store {
 	return s
 }
 
-// schema lists the database's schema objects as "type name".
+// schema lists the database's schema objects as "type name", in order.
 func schema(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	rows, err := db.Query(`SELECT type || ' ' || name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY 1`)
-	if err != nil {
+	var list string
+	if err := db.QueryRow(`SELECT group_concat(type || ' ' || name, ',' ORDER BY type, name)
+		FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'`).Scan(&list); err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+	return strings.Split(list, ",")
 }
 
 func pragma(t *testing.T, db *sql.DB, name string) int64 {
@@ -141,14 +135,7 @@ func TestStoreEmptyFile(t *testing.T) {
 // A valid SQLite file with nothing in it (application_id 0, no schema) is adopted.
 func TestStoreBlankSQLiteFile(t *testing.T) {
 	path := tempDB(t)
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`CREATE TABLE x (a); DROP TABLE x`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	testutil.Exec(t, path, `CREATE TABLE x (a); DROP TABLE x`)
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		t.Fatalf("blank database not created: %v", err)
 	}
@@ -196,14 +183,7 @@ func TestStoreRefusesForeignFiles(t *testing.T) {
 		{"another application's database", func(t *testing.T, path string) { createOtherDB(t, path, false) }, "not a querylog database"},
 		{"another application's database in WAL mode", func(t *testing.T, path string) { createOtherDB(t, path, true) }, "not a querylog database"},
 		{"empty schema, foreign application_id", func(t *testing.T, path string) {
-			db, err := sql.Open("sqlite", path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if _, err := db.Exec("PRAGMA application_id = 1234; CREATE TABLE x (a); DROP TABLE x"); err != nil {
-				t.Fatal(err)
-			}
+			testutil.Exec(t, path, "PRAGMA application_id = 1234; CREATE TABLE x (a); DROP TABLE x")
 		}, "not a querylog database"},
 		{"querylog database from a newer build", func(t *testing.T, path string) {
 			createQuerylogDB(t, path, schemaVersion+1)
