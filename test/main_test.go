@@ -81,8 +81,8 @@ func (s *server) config(opts, extra, ip string) string {
 `, s.port, s.mport, extra, s.db, opts, ip)
 }
 
-// newServer prepares a folder, ports and a Corefile; start runs it.
-func newServer(t *testing.T, opts, extra string) *server {
+// startServer prepares a folder, ports and a Corefile, and starts coredns on them.
+func startServer(t *testing.T, opts, extra string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	ports := testutil.Ports(t, 2)
@@ -90,6 +90,7 @@ func newServer(t *testing.T, opts, extra string) *server {
 		port: ports[0], mport: ports[1]}
 	s.dns = fmt.Sprintf("127.0.0.1:%d", s.port)
 	s.write(s.config(opts, extra, "192.0.2.1"))
+	s.start()
 	return s
 }
 

@@ -14,8 +14,7 @@ import (
 // before the process exited is a row, and nothing is dropped.
 func TestSIGTERMUnderLoad(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, "flush_interval 200ms", "")
-	s.start()
+	s := startServer(t, "flush_interval 200ms", "")
 	udp := testutil.StartLoad(t, "udp", s.dns, "u", 3, 1<<30, 0)
 	tcp := testutil.StartLoad(t, "tcp", s.dns, "t", 1, 1<<30, 0)
 	udp.WaitAnswers(t, 2000)
@@ -36,8 +35,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 // 1h), with the load still running: the final drain writes everything.
 func TestSIGTERMFullBuffer(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, "buffer_size 10000\n        batch_size 10000\n        adaptive off\n        flush_interval 1h", "")
-	s.start()
+	s := startServer(t, "buffer_size 10000\n        batch_size 10000\n        adaptive off\n        flush_interval 1h", "")
 	fill := testutil.StartLoad(t, "udp", s.dns, "f", 4, 2000, 0)
 	fill.Wait()
 	m := s.mustScrape()
@@ -93,8 +91,7 @@ func finishReloads(t *testing.T, s *server, conns func() int, loads ...*testutil
 func TestReloadSIGUSR1(t *testing.T) {
 	t.Parallel()
 	opts := "flush_interval 200ms"
-	s := newServer(t, opts, "")
-	s.start()
+	s := startServer(t, opts, "")
 	conns := s.watchConns()
 	udp := testutil.StartLoad(t, "udp", s.dns, "u", 3, 1<<30, 0)
 	tcp := testutil.StartLoad(t, "tcp", s.dns, "t", 1, 1<<30, 0)
@@ -127,8 +124,7 @@ func TestReloadSIGUSR1(t *testing.T) {
 func TestReloadPlugin(t *testing.T) {
 	t.Parallel()
 	opts := "flush_interval 200ms"
-	s := newServer(t, opts, "reload 2s 1s")
-	s.start()
+	s := startServer(t, opts, "reload 2s 1s")
 	conns := s.watchConns()
 	udp := testutil.StartLoad(t, "udp", s.dns, "u", 2, 1<<30, time.Millisecond)
 	tcp := testutil.StartLoad(t, "tcp", s.dns, "t", 1, 1<<30, time.Millisecond)
@@ -153,8 +149,7 @@ func TestKill9(t *testing.T) {
 	t.Parallel()
 	testutil.NeedSQLite3(t)
 	opts := "buffer_size 10000\n        batch_size 3000\n        adaptive off\n        flush_interval 1h"
-	s := newServer(t, opts, "")
-	s.start()
+	s := startServer(t, opts, "")
 	const workers = 4
 	l := testutil.StartLoad(t, "udp", s.dns, "k", workers, 1<<30, 0)
 	// Kill at a moment the buffer holds a good part of a batch.
@@ -242,8 +237,7 @@ var writeFailedRE = regexp.MustCompile(`(?m)^\[ERROR\] plugin/querylog: Writing 
 // and once the lock is released every buffered entry is written.
 func TestLockedDatabase(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, "flush_interval 200ms\n        adaptive 100ms 500ms", "")
-	s.start()
+	s := startServer(t, "flush_interval 200ms\n        adaptive 100ms 500ms", "")
 	l := testutil.StartLoad(t, "udp", s.dns, "l", 3, 1<<30, time.Millisecond)
 	l.WaitAnswers(t, 300)
 	s.waitMetric("a first write", 10*time.Second, func(m testutil.Metrics) bool { return m.Get(s.db, "written_total") > 0 })
@@ -289,8 +283,7 @@ func TestLockedDatabase(t *testing.T) {
 // Every answered query is a row or a counted drop.
 func TestOutageDrops(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, "buffer_size 10000\n        batch_size 1000\n        flush_interval 200ms\n        adaptive 100ms 500ms", "")
-	s.start()
+	s := startServer(t, "buffer_size 10000\n        batch_size 1000\n        flush_interval 200ms\n        adaptive 100ms 500ms", "")
 	warm := testutil.StartLoad(t, "udp", s.dns, "w", 2, 100, 0)
 	warm.Wait()
 	s.waitMetric("the first writes", 10*time.Second, func(m testutil.Metrics) bool { return m.Get(s.db, "buffer_size") == 0 })

@@ -5,12 +5,23 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 )
 
+// given holds every port FreePorts has returned in this process. CoreDNS listens with
+// SO_REUSEPORT, so two servers handed the same port (free when each asked, before either bound
+// it) both start, share its queries, and each test loses rows to the other.
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{}
+)
+
 // FreePorts returns n distinct loopback ports, each free for both TCP and UDP at the time of
-// the call. They are held until all are found, so none is returned twice.
+// the call and never returned before in this process.
 func FreePorts(n int) ([]int, error) {
+	givenMu.Lock()
+	defer givenMu.Unlock()
 	var ports []int
 	var held []io.Closer
 	defer func() {
@@ -28,12 +39,18 @@ func FreePorts(n int) ([]int, error) {
 		}
 		held = append(held, l)
 		port := l.Addr().(*net.TCPAddr).Port
+		if given[port] {
+			continue
+		}
 		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
 			continue
 		}
 		held = append(held, u)
 		ports = append(ports, port)
+	}
+	for _, p := range ports {
+		given[p] = true
 	}
 	return ports, nil
 }
