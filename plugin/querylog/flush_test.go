@@ -300,10 +300,7 @@ func TestFlushDrainOnRelease(t *testing.T) {
 	if tot.written != 2499 || tot.size != 0 || tot.droppedAll() != 0 {
 		t.Errorf("after release: %+v", tot)
 	}
-	registryMu.Lock()
-	live := lookup(o.path)
-	registryMu.Unlock()
-	if live != nil {
+	if live, _ := liveWriter(o.path); live != nil {
 		t.Error("the released writer is still registered")
 	}
 	if w.ready() {

@@ -1,6 +1,8 @@
 package querylog
 
-// The tests' only reads of the writer registry's internals, kept in one place.
+import "github.com/coredns/caddy"
+
+// The tests' reads of the writer registry and the reload generations, kept in one place.
 
 // liveWriter returns the live writer for path and its number of references.
 func liveWriter(path string) (*writer, int) {
@@ -12,6 +14,9 @@ func liveWriter(path string) (*writer, int) {
 	}
 	return w, len(w.holders)
 }
+
+// handlersOf is the number of querylog handlers in the generation (Corefile load) of c.
+func handlersOf(c *caddy.Controller) int { return len(generationOf(c).handlers) }
 
 // held reports whether w is still the live writer for its path and not draining to close.
 func held(w *writer) bool {

@@ -456,8 +456,8 @@ func TestSetupSameFileTwoBlocks(t *testing.T) {
 				if err != nil {
 					t.Fatalf("second block: %v", err)
 				}
-				if g := generationOf(&c2); len(g.handlers) != 2 {
-					t.Errorf("generation has %d handlers, want 2", len(g.handlers))
+				if n := handlersOf(&c2); n != 2 {
+					t.Errorf("generation has %d handlers, want 2", n)
 				}
 				return
 			}
