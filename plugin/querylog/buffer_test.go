@@ -8,19 +8,19 @@ import (
 	"time"
 )
 
-// utBufOpts is a small buffer configuration; buffer tests bypass parse's limits.
-func utBufOpts(size, batch, watermark int, block time.Duration) options {
+// bufOpts is a small buffer configuration; buffer tests bypass parse's limits.
+func bufOpts(size, batch, watermark int, block time.Duration) options {
 	return options{bufferSize: size, batchSize: batch, watermark: watermark, blockFor: block}
 }
 
-// utEntry is entry number i of server; the number is kept in start and in qname.
-func utEntry(server string, i int) entry {
+// seqEntry is entry number i of server; the number is kept in start and in qname.
+func seqEntry(server string, i int) entry {
 	return entry{start: int64(i), server: server, qname: strconv.Itoa(i) + ".example."}
 }
 
-// utSeqs returns the numbers of the oldest n entries, and checks that the two segments hold
+// seqs returns the numbers of the oldest n entries, and checks that the two segments hold
 // exactly those.
-func utSeqs(t *testing.T, b *buffer, n int) []int64 {
+func seqs(t *testing.T, b *buffer, n int) []int64 {
 	t.Helper()
 	first, second := b.peek(n)
 	var out []int64
@@ -35,16 +35,16 @@ func utSeqs(t *testing.T, b *buffer, n int) []int64 {
 	return out
 }
 
-// utTotals sums a snapshot over servers.
-type utTotals struct {
+// totals sums a snapshot over servers.
+type totals struct {
 	enqueued, written uint64
 	dropped           [numReasons]uint64
 	size, peak        int
 }
 
-func utTotalsOf(b *buffer) utTotals {
+func totalsOf(b *buffer) totals {
 	s := b.snapshot()
-	t := utTotals{size: s.size, peak: s.peak}
+	t := totals{size: s.size, peak: s.peak}
 	for _, c := range s.stats {
 		t.enqueued += c.enqueued
 		t.written += c.written
@@ -55,7 +55,7 @@ func utTotalsOf(b *buffer) utTotals {
 	return t
 }
 
-func (t utTotals) droppedAll() uint64 {
+func (t totals) droppedAll() uint64 {
 	var n uint64
 	for _, d := range t.dropped {
 		n += d
@@ -63,10 +63,10 @@ func (t utTotals) droppedAll() uint64 {
 	return n
 }
 
-// utCheckBalance asserts enqueued = written + dropped + buffered.
-func utCheckBalance(t *testing.T, b *buffer, step string) utTotals {
+// checkBalance asserts enqueued = written + dropped + buffered.
+func checkBalance(t *testing.T, b *buffer, step string) totals {
 	t.Helper()
-	tot := utTotalsOf(b)
+	tot := totalsOf(b)
 	if tot.enqueued != tot.written+tot.droppedAll()+uint64(tot.size) {
 		t.Fatalf("%s: enqueued %d != written %d + dropped %d + buffered %d", step, tot.enqueued, tot.written, tot.droppedAll(), tot.size)
 	}
@@ -74,7 +74,7 @@ func utCheckBalance(t *testing.T, b *buffer, step string) utTotals {
 }
 
 func TestBufferOverflow(t *testing.T) {
-	b := newBuffer(utBufOpts(4, 4, 80, 0))
+	b := newBuffer(bufOpts(4, 4, 80, 0))
 	type step struct {
 		enqueue int // entries to offer
 		remove  int // then entries to remove as written
@@ -100,7 +100,7 @@ func TestBufferOverflow(t *testing.T) {
 			b.remove(s.remove, true, 0)
 		}
 		for range s.enqueue {
-			switch res, _ := b.enqueue(utEntry("dns://:53", next)); res {
+			switch res, _ := b.enqueue(seqEntry("dns://:53", next)); res {
 			case accepted:
 				acc++
 			case droppedFull:
@@ -109,9 +109,9 @@ func TestBufferOverflow(t *testing.T) {
 				t.Fatalf("step %d: enqueue returned %v", i, res)
 			}
 			next++
-			utCheckBalance(t, b, fmt.Sprintf("step %d after an enqueue", i))
+			checkBalance(t, b, fmt.Sprintf("step %d after an enqueue", i))
 		}
-		tot := utCheckBalance(t, b, fmt.Sprintf("step %d", i))
+		tot := checkBalance(t, b, fmt.Sprintf("step %d", i))
 		if acc != s.accepted || full != s.full {
 			t.Errorf("step %d: accepted %d, dropped %d; want %d, %d", i, acc, full, s.accepted, s.full)
 		}
@@ -131,14 +131,14 @@ func TestBufferOverflow(t *testing.T) {
 		t.Errorf("drop window after taking it = %d, want 0", n)
 	}
 	// Dropped entries never displace accepted ones.
-	if got := fmt.Sprint(utSeqs(t, b, 10)); got != "[11 12 14]" {
+	if got := fmt.Sprint(seqs(t, b, 10)); got != "[11 12 14]" {
 		t.Errorf("buffer holds %s, want [11 12 14]", got)
 	}
 }
 
 func TestBufferWatermarkHysteresis(t *testing.T) {
 	// 20 entries, watermark 50%: warns at 10, re-arms only below 5.
-	b := newBuffer(utBufOpts(20, 20, 50, 0))
+	b := newBuffer(bufOpts(20, 20, 50, 0))
 	next := 0
 	tests := []struct {
 		op        string
@@ -166,7 +166,7 @@ func TestBufferWatermarkHysteresis(t *testing.T) {
 		switch tc.op {
 		case "enqueue":
 			for range tc.n {
-				if _, crossed := b.enqueue(utEntry("s", next)); crossed {
+				if _, crossed := b.enqueue(seqEntry("s", next)); crossed {
 					crossings++
 				}
 				next++
@@ -192,10 +192,10 @@ func TestBufferWatermarkRounding(t *testing.T) {
 		{1, 10, 1},   // never 0
 		{20, 99, 19}, // never above the capacity
 	} {
-		b := newBuffer(utBufOpts(tc.size, 1, tc.percent, 0))
+		b := newBuffer(bufOpts(tc.size, 1, tc.percent, 0))
 		crossedAt := -1
 		for i := range tc.size {
-			if _, crossed := b.enqueue(utEntry("s", i)); crossed {
+			if _, crossed := b.enqueue(seqEntry("s", i)); crossed {
 				crossedAt = i + 1
 				break
 			}
@@ -207,11 +207,11 @@ func TestBufferWatermarkRounding(t *testing.T) {
 }
 
 func TestBufferPeak(t *testing.T) {
-	b := newBuffer(utBufOpts(10, 10, 80, 0))
+	b := newBuffer(bufOpts(10, 10, 80, 0))
 	next := 0
 	enq := func(n int) {
 		for range n {
-			b.enqueue(utEntry("s", next))
+			b.enqueue(seqEntry("s", next))
 			next++
 		}
 	}
@@ -250,12 +250,12 @@ func TestBufferFIFOWrap(t *testing.T) {
 		{8, 1, 1, false},
 	} {
 		t.Run(fmt.Sprintf("cap%d_add%d_take%d", tc.capacity, tc.add, tc.take), func(t *testing.T) {
-			b := newBuffer(utBufOpts(tc.capacity, tc.capacity, 80, 0))
+			b := newBuffer(bufOpts(tc.capacity, tc.capacity, 80, 0))
 			produced, consumed := 0, 0
 			wrapped := false
 			for round := 0; round < 6*tc.capacity; round++ {
 				for range tc.add {
-					if res, _ := b.enqueue(utEntry("s", produced)); res == accepted {
+					if res, _ := b.enqueue(seqEntry("s", produced)); res == accepted {
 						produced++
 					}
 				}
@@ -264,7 +264,7 @@ func TestBufferFIFOWrap(t *testing.T) {
 				if len(second) > 0 {
 					wrapped = true
 				}
-				seqs := utSeqs(t, b, size)
+				seqs := seqs(t, b, size)
 				for i, s := range seqs {
 					if s != int64(consumed+i) {
 						t.Fatalf("round %d: buffer holds %v, want %d.. in order", round, seqs, consumed)
@@ -280,7 +280,7 @@ func TestBufferFIFOWrap(t *testing.T) {
 			if wrapped != tc.wraps {
 				t.Errorf("ring wrapped around: %v, want %v", wrapped, tc.wraps)
 			}
-			tot := utCheckBalance(t, b, "end")
+			tot := checkBalance(t, b, "end")
 			if tot.written != uint64(consumed) {
 				t.Errorf("written %d, want %d", tot.written, consumed)
 			}
@@ -289,19 +289,19 @@ func TestBufferFIFOWrap(t *testing.T) {
 }
 
 func TestBufferRemoveReasons(t *testing.T) {
-	b := newBuffer(utBufOpts(100, 100, 80, 0))
+	b := newBuffer(bufOpts(100, 100, 80, 0))
 	for i := range 30 {
 		server := "dns://:53"
 		if i%3 == 0 {
 			server = "tls://:853"
 		}
-		b.enqueue(utEntry(server, i))
+		b.enqueue(seqEntry(server, i))
 	}
 	b.remove(6, true, 0)                  // 0..5: two tls, four dns
 	b.remove(6, false, reasonWriteFailed) // 6..11
 	b.remove(3, false, reasonDiskLow)     // 12..14
 	b.remove(6, false, reasonShutdown)    // 15..20
-	if got := fmt.Sprint(utSeqs(t, b, 100)); got != "[21 22 23 24 25 26 27 28 29]" {
+	if got := fmt.Sprint(seqs(t, b, 100)); got != "[21 22 23 24 25 26 27 28 29]" {
 		t.Errorf("left in the buffer: %s", got)
 	}
 	want := map[string]counts{
@@ -319,7 +319,7 @@ func TestBufferRemoveReasons(t *testing.T) {
 			t.Errorf("counts %+v, want %+v", c, w)
 		}
 	}
-	utCheckBalance(t, b, "end")
+	checkBalance(t, b, "end")
 	// Shutdown drops are reported once by the drain, not by the periodic summary.
 	if n := b.takeDropWindow(); n != 9 {
 		t.Errorf("drop window = %d, want 9 (write_failed and disk_low, not shutdown)", n)
@@ -334,7 +334,7 @@ func TestBufferRemoveReasons(t *testing.T) {
 }
 
 func TestBufferNotifyAtBatch(t *testing.T) {
-	b := newBuffer(utBufOpts(10, 3, 80, 0))
+	b := newBuffer(bufOpts(10, 3, 80, 0))
 	pending := func() bool {
 		select {
 		case <-b.notify:
@@ -344,29 +344,29 @@ func TestBufferNotifyAtBatch(t *testing.T) {
 		}
 	}
 	for i := range 2 {
-		b.enqueue(utEntry("s", i))
+		b.enqueue(seqEntry("s", i))
 	}
 	if pending() {
 		t.Fatal("flusher woken before batch_size entries waited")
 	}
-	b.enqueue(utEntry("s", 2))
+	b.enqueue(seqEntry("s", 2))
 	if !pending() {
 		t.Fatal("flusher not woken at batch_size entries")
 	}
-	b.enqueue(utEntry("s", 3))
+	b.enqueue(seqEntry("s", 3))
 	if pending() {
 		t.Fatal("flusher woken again above batch_size")
 	}
 }
 
 func TestBufferBlockGetsRoom(t *testing.T) {
-	b := newBuffer(utBufOpts(2, 2, 80, 3*time.Second))
-	b.enqueue(utEntry("s", 0))
-	b.enqueue(utEntry("s", 1))
+	b := newBuffer(bufOpts(2, 2, 80, 3*time.Second))
+	b.enqueue(seqEntry("s", 0))
+	b.enqueue(seqEntry("s", 1))
 	done := make(chan enqueueResult, 1)
 	start := time.Now()
 	go func() {
-		res, _ := b.enqueue(utEntry("s", 2))
+		res, _ := b.enqueue(seqEntry("s", 2))
 		done <- res
 	}()
 	select {
@@ -386,10 +386,10 @@ func TestBufferBlockGetsRoom(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("enqueue waited %s", d)
 	}
-	if got := fmt.Sprint(utSeqs(t, b, 10)); got != "[1 2]" {
+	if got := fmt.Sprint(seqs(t, b, 10)); got != "[1 2]" {
 		t.Errorf("buffer holds %s, want [1 2]", got)
 	}
-	tot := utCheckBalance(t, b, "end")
+	tot := checkBalance(t, b, "end")
 	if tot.droppedAll() != 0 {
 		t.Errorf("dropped %v", tot.dropped)
 	}
@@ -397,11 +397,11 @@ func TestBufferBlockGetsRoom(t *testing.T) {
 
 func TestBufferBlockTimesOut(t *testing.T) {
 	const block = 60 * time.Millisecond
-	b := newBuffer(utBufOpts(2, 2, 80, block))
-	b.enqueue(utEntry("s", 0))
-	b.enqueue(utEntry("s", 1))
+	b := newBuffer(bufOpts(2, 2, 80, block))
+	b.enqueue(seqEntry("s", 0))
+	b.enqueue(seqEntry("s", 1))
 	start := time.Now()
-	res, _ := b.enqueue(utEntry("s", 2))
+	res, _ := b.enqueue(seqEntry("s", 2))
 	took := time.Since(start)
 	if res != droppedFull {
 		t.Fatalf("enqueue = %v, want droppedFull", res)
@@ -409,7 +409,7 @@ func TestBufferBlockTimesOut(t *testing.T) {
 	if took < block || took > block+2*time.Second {
 		t.Errorf("enqueue gave up after %s, want about %s", took, block)
 	}
-	tot := utCheckBalance(t, b, "end")
+	tot := checkBalance(t, b, "end")
 	if tot.dropped[reasonBufferFull] != 1 {
 		t.Errorf("buffer_full drops = %d, want 1", tot.dropped[reasonBufferFull])
 	}
@@ -418,13 +418,13 @@ func TestBufferBlockTimesOut(t *testing.T) {
 // Room for one: of two blocked producers one gets it, the other keeps waiting and then drops.
 func TestBufferBlockRoomForOne(t *testing.T) {
 	const block = 400 * time.Millisecond
-	b := newBuffer(utBufOpts(2, 2, 80, block))
-	b.enqueue(utEntry("s", 0))
-	b.enqueue(utEntry("s", 1))
+	b := newBuffer(bufOpts(2, 2, 80, block))
+	b.enqueue(seqEntry("s", 0))
+	b.enqueue(seqEntry("s", 1))
 	results := make(chan enqueueResult, 2)
 	for i := range 2 {
 		go func() {
-			res, _ := b.enqueue(utEntry("s", 2+i))
+			res, _ := b.enqueue(seqEntry("s", 2+i))
 			results <- res
 		}()
 	}
@@ -442,21 +442,21 @@ func TestBufferBlockRoomForOne(t *testing.T) {
 	if got[accepted] != 1 || got[droppedFull] != 1 {
 		t.Errorf("results %v, want one accepted and one dropped", got)
 	}
-	utCheckBalance(t, b, "end")
+	checkBalance(t, b, "end")
 }
 
 func TestBufferClose(t *testing.T) {
 	for _, block := range []time.Duration{0, 5 * time.Second} {
 		t.Run(fmt.Sprintf("block=%s", block), func(t *testing.T) {
-			b := newBuffer(utBufOpts(2, 2, 80, block))
-			b.enqueue(utEntry("s", 0))
-			b.enqueue(utEntry("s", 1))
+			b := newBuffer(bufOpts(2, 2, 80, block))
+			b.enqueue(seqEntry("s", 0))
+			b.enqueue(seqEntry("s", 1))
 			const producers = 3
 			results := make(chan enqueueResult, producers)
 			if block > 0 {
 				for i := range producers {
 					go func() {
-						res, _ := b.enqueue(utEntry("s", 10+i))
+						res, _ := b.enqueue(seqEntry("s", 10+i))
 						results <- res
 					}()
 				}
@@ -479,22 +479,22 @@ func TestBufferClose(t *testing.T) {
 					t.Errorf("producers woke %s after close", d)
 				}
 			}
-			if res, _ := b.enqueue(utEntry("s", 99)); res != rejectedClosed {
+			if res, _ := b.enqueue(seqEntry("s", 99)); res != rejectedClosed {
 				t.Errorf("enqueue after close = %v, want rejectedClosed", res)
 			}
 			// Rejected entries are not counted by the buffer; the caller accounts for them.
-			tot := utCheckBalance(t, b, "after close")
+			tot := checkBalance(t, b, "after close")
 			if tot.enqueued != 2 || tot.size != 2 {
 				t.Errorf("enqueued %d, size %d; want 2, 2", tot.enqueued, tot.size)
 			}
 			b.account([]entry{{server: "s"}}, false, reasonShutdown)
 			b.account([]entry{{server: "s"}}, true, 0)
-			tot = utCheckBalance(t, b, "after account")
+			tot = checkBalance(t, b, "after account")
 			if tot.enqueued != 4 || tot.written != 1 || tot.dropped[reasonShutdown] != 1 {
 				t.Errorf("after account: %+v", tot)
 			}
 			// The flusher still drains what was accepted.
-			if got := fmt.Sprint(utSeqs(t, b, 10)); got != "[0 1]" {
+			if got := fmt.Sprint(seqs(t, b, 10)); got != "[0 1]" {
 				t.Errorf("buffer holds %s", got)
 			}
 			b.remove(2, true, 0)
@@ -508,11 +508,11 @@ func TestBufferClose(t *testing.T) {
 
 // release keeps a ring that still holds entries.
 func TestBufferReleaseKeepsEntries(t *testing.T) {
-	b := newBuffer(utBufOpts(4, 4, 80, 0))
-	b.enqueue(utEntry("s", 0))
+	b := newBuffer(bufOpts(4, 4, 80, 0))
+	b.enqueue(seqEntry("s", 0))
 	b.close()
 	b.release()
-	if got := fmt.Sprint(utSeqs(t, b, 4)); got != "[0]" {
+	if got := fmt.Sprint(seqs(t, b, 4)); got != "[0]" {
 		t.Errorf("after release the buffer holds %s, want [0]", got)
 	}
 }
@@ -539,12 +539,12 @@ func TestBufferConfigure(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBuffer(utBufOpts(tc.capacity, 1, 80, 0))
+			b := newBuffer(bufOpts(tc.capacity, 1, 80, 0))
 			next := 0
 			offer := func(n int) int {
 				acc := 0
 				for range n {
-					if res, _ := b.enqueue(utEntry("s", next)); res == accepted {
+					if res, _ := b.enqueue(seqEntry("s", next)); res == accepted {
 						acc++
 					}
 					next++
@@ -554,10 +554,10 @@ func TestBufferConfigure(t *testing.T) {
 			offer(tc.fill)
 			b.remove(tc.take, true, 0)
 			offer(tc.refill)
-			before := utSeqs(t, b, tc.capacity)
+			before := seqs(t, b, tc.capacity)
 
-			b.configure(utBufOpts(tc.newSize, 1, 80, 0))
-			after := utSeqs(t, b, tc.capacity)
+			b.configure(bufOpts(tc.newSize, 1, 80, 0))
+			after := seqs(t, b, tc.capacity)
 			if fmt.Sprint(after) != fmt.Sprint(before) || len(after) != tc.wantHeld {
 				t.Fatalf("configure changed the content: %v -> %v, want %d entries kept", before, after, tc.wantHeld)
 			}
@@ -575,7 +575,7 @@ func TestBufferConfigure(t *testing.T) {
 					break
 				}
 				n := min(size, 2)
-				all = append(all, utSeqs(t, b, n)...)
+				all = append(all, seqs(t, b, n)...)
 				b.remove(n, true, 0)
 				if i < 5 {
 					offer(1)
@@ -586,7 +586,7 @@ func TestBufferConfigure(t *testing.T) {
 					t.Fatalf("entries out of order after configure: %v", all)
 				}
 			}
-			utCheckBalance(t, b, "end")
+			checkBalance(t, b, "end")
 		})
 	}
 }
@@ -603,7 +603,7 @@ func TestBufferConcurrent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const producers, perProducer, batch = 8, 2000, 16
-			b := newBuffer(utBufOpts(64, batch, 80, tc.block))
+			b := newBuffer(bufOpts(64, batch, 80, tc.block))
 			var wg sync.WaitGroup
 			acceptedBy := make([]int, producers)
 			for p := range producers {
@@ -612,7 +612,7 @@ func TestBufferConcurrent(t *testing.T) {
 					defer wg.Done()
 					server := fmt.Sprintf("p%d", p)
 					for i := range perProducer {
-						if res, _ := b.enqueue(utEntry(server, i)); res == accepted {
+						if res, _ := b.enqueue(seqEntry(server, i)); res == accepted {
 							acceptedBy[p]++
 						}
 					}
@@ -658,10 +658,10 @@ func TestBufferConcurrent(t *testing.T) {
 				}
 				b.remove(n, ok, reasonWriteFailed)
 				if round%7 == 0 {
-					utCheckBalance(t, b, fmt.Sprintf("round %d", round))
+					checkBalance(t, b, fmt.Sprintf("round %d", round))
 				}
 			}
-			tot := utCheckBalance(t, b, "end")
+			tot := checkBalance(t, b, "end")
 			if tot.size != 0 {
 				t.Fatalf("%d entries left", tot.size)
 			}
@@ -694,7 +694,7 @@ func TestBufferConcurrent(t *testing.T) {
 // while a producer and the consumer run: the consumer's remove and the ring copy must not race.
 func TestBufferConfigureWhileConsuming(t *testing.T) {
 	const rounds = 800
-	b := newBuffer(utBufOpts(16, 4, 80, 0))
+	b := newBuffer(bufOpts(16, 4, 80, 0))
 	stop := make(chan struct{})
 	consumerDone := make(chan struct{})
 	var consumed, produced uint64
@@ -709,7 +709,7 @@ func TestBufferConfigureWhileConsuming(t *testing.T) {
 			default:
 			}
 			for range 4 {
-				if res, _ := b.enqueue(utEntry("s", next)); res == accepted {
+				if res, _ := b.enqueue(seqEntry("s", next)); res == accepted {
 					next++
 					produced++
 				}
@@ -730,11 +730,11 @@ func TestBufferConfigureWhileConsuming(t *testing.T) {
 		}
 	}()
 	for size := 17; size < 17+rounds; size++ {
-		b.configure(utBufOpts(size, 4, 80, 0))
+		b.configure(bufOpts(size, 4, 80, 0))
 	}
 	close(stop)
 	<-consumerDone
-	tot := utCheckBalance(t, b, "end")
+	tot := checkBalance(t, b, "end")
 	if tot.written != consumed || tot.enqueued != produced {
 		t.Errorf("written %d (consumed %d), enqueued %d (produced %d)", tot.written, consumed, tot.enqueued, produced)
 	}

@@ -16,11 +16,13 @@ import (
 
 	_ "github.com/coredns/coredns/plugin/chaos" // lets non-IN classes through to the plugins
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
-// ftDNSCorefile answers big.example.org with 40 A records (too many for 512 bytes), every
+// dnsCorefile answers big.example.org with 40 A records (too many for 512 bytes), every
 // other A under example.org with one, and everything else, of any class and type, NXDOMAIN.
-func ftDNSCorefile(db string, chaos bool) string {
+func dnsCorefile(db string, chaos bool) string {
 	var big strings.Builder
 	for i := range 40 {
 		fmt.Fprintf(&big, "        answer \"{{ .Name }} 60 IN A 192.0.2.%d\"\n", i)
@@ -49,8 +51,8 @@ func ftDNSCorefile(db string, chaos bool) string {
 `, db, c, big.String())
 }
 
-// ftRawUDP sends one datagram and returns the reply datagram.
-func ftRawUDP(t *testing.T, addr string, wire []byte) ([]byte, error) {
+// rawUDP sends one datagram and returns the reply datagram.
+func rawUDP(t *testing.T, addr string, wire []byte) ([]byte, error) {
 	t.Helper()
 	c, err := net.Dial("udp", addr)
 	if err != nil {
@@ -69,16 +71,17 @@ func ftRawUDP(t *testing.T, addr string, wire []byte) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// ftQuery is one query sent and what came back.
-type ftQuery struct {
+// sentQuery is one query sent and what came back.
+type sentQuery struct {
 	what  string
 	req   *dns.Msg
 	proto string
 	reply []byte // the reply's bytes on the wire (without TCP's length prefix)
 }
 
-// ftWant is the row a query must have produced.
-func (q ftQuery) want(t *testing.T) ftRow {
+// want is the row a query must have produced, less what the client cannot know (time, server
+// and duration).
+func (q sentQuery) want(t *testing.T) queryRow {
 	t.Helper()
 	// The name as the server sees it: unpacked from the wire, in presentation format.
 	wire, err := q.req.Pack()
@@ -98,40 +101,26 @@ func (q ftQuery) want(t *testing.T) ftRow {
 	if opt := seen.IsEdns0(); opt != nil {
 		do = opt.Do()
 	}
-	return ftRow{server: "", client: "127.0.0.1", proto: q.proto, qname: strings.ToLower(qq.Name),
+	return queryRow{client: "127.0.0.1", proto: q.proto, qname: strings.ToLower(qq.Name),
 		qtype: int64(qq.Qtype), qclass: int64(qq.Qclass), rcode: int64(reply.Rcode), size: int64(len(q.reply)),
 		answers: int64(len(reply.Answer)), do: do}
 }
 
-// ftRowFor reads the one row for qname.
-func ftRowFor(t *testing.T, db, qname string) (ftRow, int) {
+// rowFor reads the rows for qname: their number, and the first without time, server and
+// duration.
+func rowFor(t *testing.T, db, qname string) (queryRow, int) {
 	t.Helper()
-	rows, err := ftOpenDB(t, db).Query(`SELECT client_ip, proto, qname, qtype, qclass, rcode, size, answers, "do"
-		FROM queries WHERE qname = ?`, qname)
-	if err != nil {
-		t.Fatal(err)
+	rows := readRows(t, testutil.OpenRO(t, db), "WHERE qname = ?", qname)
+	if len(rows) == 0 {
+		return queryRow{}, 0
 	}
-	defer rows.Close()
-	var r ftRow
-	n := 0
-	for rows.Next() {
-		n++
-		if err := rows.Scan(&r.client, &r.proto, &r.qname, &r.qtype, &r.qclass, &r.rcode, &r.size, &r.answers, &r.do); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return r, n
+	r := rows[0]
+	r.ts, r.server, r.us = 0, "", 0
+	return r, len(rows)
 }
 
-func ftMsg(name string, qtype, qclass uint16) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.Question[0].Qclass = qclass
-	return m
-}
-
-// ftMaxName is a 255-octet name (the maximum) whose labels hold every byte value.
-func ftMaxName(tag byte) string {
+// maxName is a 255-octet name (the maximum) whose labels hold every byte value.
+func maxName(tag byte) string {
 	var b strings.Builder
 	for l, n := range []int{63, 63, 63, 61} {
 		for i := range n {
@@ -155,36 +144,36 @@ func ftMaxName(tag byte) string {
 // each one's row field by field against the request and the reply bytes the client received.
 func TestDNSInputLoggedFaithfully(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "q.db")
-	inst := startCoreDNS(t, ftDNSCorefile(db, true))
+	inst := startCoreDNS(t, dnsCorefile(db, true))
 	udp, tcp := udpAddr(inst, 0), tcpAddr(inst, 0)
 
-	var queries []ftQuery
-	add := func(what string, m *dns.Msg) { queries = append(queries, ftQuery{what: what, req: m}) }
-	add("plain", ftMsg("plain.example.org.", dns.TypeA, dns.ClassINET))
-	add("mixed case", ftMsg("MiXeD.CaSe.Example.ORG.", dns.TypeA, dns.ClassINET))
-	add("binary bytes", ftMsg(`\000\001\127\128\255.bin.example.net.`, dns.TypeA, dns.ClassINET))
-	add("escaped dot, space, quote, backslash", ftMsg(`a\.b\ c\"d\\e\;f\(g\)h\@i.example.net.`, dns.TypeTXT, dns.ClassINET))
-	add("maximum length, binary", ftMsg(ftMaxName('m'), dns.TypeA, dns.ClassINET))
-	add("maximum length label", ftMsg(strings.Repeat("z", 63)+".example.net.", dns.TypeA, dns.ClassINET))
-	add("root", ftMsg(".", dns.TypeNS, dns.ClassINET))
+	var queries []sentQuery
+	add := func(what string, m *dns.Msg) { queries = append(queries, sentQuery{what: what, req: m}) }
+	add("plain", query("plain.example.org.", dns.TypeA, dns.ClassINET))
+	add("mixed case", query("MiXeD.CaSe.Example.ORG.", dns.TypeA, dns.ClassINET))
+	add("binary bytes", query(`\000\001\127\128\255.bin.example.net.`, dns.TypeA, dns.ClassINET))
+	add("escaped dot, space, quote, backslash", query(`a\.b\ c\"d\\e\;f\(g\)h\@i.example.net.`, dns.TypeTXT, dns.ClassINET))
+	add("maximum length, binary", query(maxName('m'), dns.TypeA, dns.ClassINET))
+	add("maximum length label", query(strings.Repeat("z", 63)+".example.net.", dns.TypeA, dns.ClassINET))
+	add("root", query(".", dns.TypeNS, dns.ClassINET))
 	for _, qt := range []uint16{0, 65280, 65535, 4000, dns.TypeANY, dns.TypeHTTPS, dns.TypeSVCB} {
-		add(fmt.Sprintf("type %d", qt), ftMsg(fmt.Sprintf("type%d.example.net.", qt), qt, dns.ClassINET))
+		add(fmt.Sprintf("type %d", qt), query(fmt.Sprintf("type%d.example.net.", qt), qt, dns.ClassINET))
 	}
 	for _, qc := range []uint16{dns.ClassCHAOS, dns.ClassHESIOD, dns.ClassNONE, dns.ClassANY, 1000, 65535} {
-		add(fmt.Sprintf("class %d", qc), ftMsg(fmt.Sprintf("class%d.example.net.", qc), dns.TypeA, qc))
+		add(fmt.Sprintf("class %d", qc), query(fmt.Sprintf("class%d.example.net.", qc), dns.TypeA, qc))
 	}
-	add("chaos version.bind", ftMsg("version.bind.", dns.TypeTXT, dns.ClassCHAOS))
+	add("chaos version.bind", query("version.bind.", dns.TypeTXT, dns.ClassCHAOS))
 	for _, size := range []uint16{0, 1, 511, 512, 513, 1232, 4096, 65535} {
 		for _, do := range []bool{false, true} {
-			m := ftMsg(fmt.Sprintf("edns%d-%v.example.org.", size, do), dns.TypeA, dns.ClassINET)
+			m := query(fmt.Sprintf("edns%d-%v.example.org.", size, do), dns.TypeA, dns.ClassINET)
 			m.SetEdns0(size, do)
 			add(fmt.Sprintf("EDNS %d DO %v", size, do), m)
-			b := ftMsg(fmt.Sprintf("big-edns%d-%v.big.example.org.", size, do), dns.TypeA, dns.ClassINET)
+			b := query(fmt.Sprintf("big-edns%d-%v.big.example.org.", size, do), dns.TypeA, dns.ClassINET)
 			b.SetEdns0(size, do)
 			add(fmt.Sprintf("big reply, EDNS %d DO %v", size, do), b)
 		}
 	}
-	add("truncated reply", ftMsg("trunc.big.example.org.", dns.TypeA, dns.ClassINET))
+	add("truncated reply", query("trunc.big.example.org.", dns.TypeA, dns.ClassINET))
 
 	// Over UDP, each query and its reply datagram.
 	n := len(queries)
@@ -195,7 +184,7 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", q.what, err)
 		}
-		if q.reply, err = ftRawUDP(t, udp, wire); err != nil {
+		if q.reply, err = rawUDP(t, udp, wire); err != nil {
 			t.Fatalf("%s over UDP: %v", q.what, err)
 		}
 	}
@@ -213,8 +202,8 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 		if m.Question[0].Name == "." || m.Question[0].Name == "version.bind." {
 			continue
 		}
-		if m.Question[0].Name == ftMaxName('m') {
-			m.Question[0].Name = ftMaxName('t')
+		if m.Question[0].Name == maxName('m') {
+			m.Question[0].Name = maxName('t')
 		} else {
 			m.Question[0].Name = "tcp." + m.Question[0].Name
 		}
@@ -228,9 +217,9 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 		if _, err := conn.Write(wire); err != nil {
 			t.Fatal(err)
 		}
-		queries = append(queries, ftQuery{what: "TCP " + queries[i].what, req: m, proto: "tcp"})
+		queries = append(queries, sentQuery{what: "TCP " + queries[i].what, req: m, proto: "tcp"})
 	}
-	byID := map[uint16]*ftQuery{}
+	byID := map[uint16]*sentQuery{}
 	for i := n; i < len(queries); i++ {
 		byID[queries[i].req.Id] = &queries[i]
 	}
@@ -254,7 +243,7 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 	truncated := 0
 	for _, q := range queries {
 		want := q.want(t)
-		got, rows := ftRowFor(t, db, want.qname)
+		got, rows := rowFor(t, db, want.qname)
 		if rows != 1 {
 			t.Errorf("%s: %d rows for %q, want 1", q.what, rows, want.qname)
 			continue
@@ -270,10 +259,10 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 	if truncated == 0 {
 		t.Errorf("no reply was truncated; the test wants some")
 	}
-	if rows := ftCountRows(t, db, ""); rows != int64(len(queries)) {
+	if rows := testutil.CountRows(t, db, ""); rows != int64(len(queries)) {
 		t.Errorf("%d rows, want %d", rows, len(queries))
 	}
-	ftCheckAccounting(t, db, int64(len(queries)), 0)
+	checkAccounting(t, db, int64(len(queries)), 0)
 }
 
 // TestDNSInputAnsweredByServer sends queries that CoreDNS's server (or miekg/dns below it)
@@ -283,20 +272,20 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 // unknown opcode (NOTIMP). A message with the QR bit set is ignored without a reply.
 func TestDNSInputAnsweredByServer(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "q.db")
-	inst := startCoreDNS(t, ftDNSCorefile(db, false))
+	inst := startCoreDNS(t, dnsCorefile(db, false))
 	udp := udpAddr(inst, 0)
 
 	noQuestion := new(dns.Msg)
 	noQuestion.Id = dns.Id()
-	two := ftMsg("one.example.org.", dns.TypeA, dns.ClassINET)
+	two := query("one.example.org.", dns.TypeA, dns.ClassINET)
 	two.Question = append(two.Question, dns.Question{Name: "two.example.org.", Qtype: dns.TypeA, Qclass: dns.ClassINET})
-	badvers := ftMsg("badvers.example.org.", dns.TypeA, dns.ClassINET)
+	badvers := query("badvers.example.org.", dns.TypeA, dns.ClassINET)
 	badvers.SetEdns0(1232, false)
 	badvers.Extra[0].(*dns.OPT).SetVersion(1)
-	chaos := ftMsg("chaos.example.org.", dns.TypeTXT, dns.ClassCHAOS)
-	status := ftMsg("status.example.org.", dns.TypeA, dns.ClassINET)
+	chaos := query("chaos.example.org.", dns.TypeTXT, dns.ClassCHAOS)
+	status := query("status.example.org.", dns.TypeA, dns.ClassINET)
 	status.Opcode = dns.OpcodeStatus
-	response := ftMsg("response.example.org.", dns.TypeA, dns.ClassINET)
+	response := query("response.example.org.", dns.TypeA, dns.ClassINET)
 	response.Response = true
 
 	cases := []struct {
@@ -316,7 +305,7 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.what, err)
 		}
-		reply, err := ftRawUDP(t, udp, wire)
+		reply, err := rawUDP(t, udp, wire)
 		if c.rcode < 0 {
 			if err == nil {
 				t.Errorf("%s: got a reply", c.what)
@@ -335,14 +324,14 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 		}
 	}
 	// A normal query still works and is the only row.
-	if r, err := dns.Exchange(ftMsg("normal.example.org.", dns.TypeA, dns.ClassINET), udp); err != nil || r.Rcode != dns.RcodeSuccess {
+	if r, err := dns.Exchange(query("normal.example.org.", dns.TypeA, dns.ClassINET), udp); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("normal query: %v %v", r, err)
 	}
 	stopCoreDNS(t, inst)
-	if n := ftCountRows(t, db, ""); n != 1 {
+	if n := testutil.CountRows(t, db, ""); n != 1 {
 		t.Errorf("%d rows, want only the normal query's", n)
 	}
-	ftCheckAccounting(t, db, 1, 0)
+	checkAccounting(t, db, 1, 0)
 }
 
 // TestDNSInputSQLInjection logs names built to break SQL quoting and reads them back: each row
@@ -350,7 +339,7 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 // wire form is unchanged by the trip, and the schema is intact.
 func TestDNSInputSQLInjection(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "q.db")
-	inst := startCoreDNS(t, ftDNSCorefile(db, false))
+	inst := startCoreDNS(t, dnsCorefile(db, false))
 	names := []string{
 		`a'); DROP TABLE queries;--.example.`,
 		`x' OR '1'='1.example.`,
@@ -364,7 +353,7 @@ func TestDNSInputSQLInjection(t *testing.T) {
 	c := &dns.Client{Timeout: 2 * time.Second}
 	var sent []*dns.Msg
 	for _, n := range names {
-		m := ftMsg(n, dns.TypeA, dns.ClassINET)
+		m := query(n, dns.TypeA, dns.ClassINET)
 		if _, _, err := c.Exchange(m, udpAddr(inst, 0)); err != nil {
 			t.Fatalf("%s: %v", n, err)
 		}
@@ -372,23 +361,23 @@ func TestDNSInputSQLInjection(t *testing.T) {
 	}
 	stopCoreDNS(t, inst)
 
-	schema := ftSQLite(t, db, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name")
+	schema := testutil.SQLite3(t, db, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name")
 	fresh := filepath.Join(t.TempDir(), "fresh.db")
 	st, err := openStore(fresh)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.close()
-	if want := ftSQLite(t, fresh, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name"); schema != want {
+	if want := testutil.SQLite3(t, fresh, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name"); schema != want {
 		t.Errorf("schema changed:\n%s\nwant\n%s", schema, want)
 	}
 	for _, m := range sent {
-		q := ftQuery{what: m.Question[0].Name, req: m}
+		q := sentQuery{what: m.Question[0].Name, req: m}
 		wire, _ := m.Pack()
 		seen := new(dns.Msg)
 		seen.Unpack(wire)
 		want := strings.ToLower(seen.Question[0].Name)
-		if _, rows := ftRowFor(t, db, want); rows != 1 {
+		if _, rows := rowFor(t, db, want); rows != 1 {
 			t.Errorf("%s: %d rows for %q", q.what, rows, want)
 			continue
 		}
@@ -401,7 +390,7 @@ func TestDNSInputSQLInjection(t *testing.T) {
 			t.Errorf("%s: stored %q does not pack to the name sent (%v, %v)", q.what, want, err1, err2)
 		}
 	}
-	if n := ftCountRows(t, db, ""); n != int64(len(names)) {
+	if n := testutil.CountRows(t, db, ""); n != int64(len(names)) {
 		t.Errorf("%d rows, want %d", n, len(names))
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 const e2eBlock = `
@@ -27,8 +29,11 @@ func TestEndToEnd(t *testing.T) {
 %s
 }`, db, e2eBlock))
 
-	udp := load(t, "udp", udpAddr(inst, 0), "example.org.", 2000, 8)
-	tcp := load(t, "tcp", tcpAddr(inst, 0), "example.org.", 1000, 4)
+	udpLoad := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "u", 8, 250, 0)
+	tcpLoad := testutil.StartLoad(t, "tcp", tcpAddr(inst, 0), "t", 4, 250, 0)
+	udpLoad.Wait()
+	tcpLoad.Wait()
+	udp, tcp := int64(udpLoad.Count()), int64(tcpLoad.Count())
 
 	// A few with odd names, other types, DO, and an NXDOMAIN.
 	c := new(dns.Client)
@@ -45,15 +50,15 @@ func TestEndToEnd(t *testing.T) {
 	if udp != 2000 || tcp != 1000 {
 		t.Errorf("answered %d UDP and %d TCP queries, want 2000 and 1000", udp, tcp)
 	}
-	if n := countRows(t, db, ""); n != total {
+	if n := testutil.CountRows(t, db, ""); n != total {
 		t.Errorf("rows = %d, want %d (one per answered query)", n, total)
 	}
-	if n := countRows(t, db, "WHERE proto = 'tcp'"); n != tcp {
+	if n := testutil.CountRows(t, db, "WHERE proto = 'tcp'"); n != tcp {
 		t.Errorf("tcp rows = %d, want %d", n, tcp)
 	}
 	var qname, client, proto, server string
 	var qtype, qclass, rcode, size, answers, do int
-	err = openDB(t, db).QueryRow(`SELECT qname, client_ip, proto, server, qtype, qclass, rcode, size, answers, "do"
+	err = testutil.OpenRO(t, db).QueryRow(`SELECT qname, client_ip, proto, server, qtype, qclass, rcode, size, answers, "do"
 		FROM queries WHERE rcode = 3`).Scan(&qname, &client, &proto, &server, &qtype, &qclass, &rcode, &size, &answers, &do)
 	if err != nil {
 		t.Fatal(err)
@@ -64,8 +69,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("NXDOMAIN row = %v, want %v", got, want)
 	}
 
-	a := accountFor(t, db)
-	if a.enqueued != float64(total) || a.written != float64(total) || a.dropped != 0 || a.buffered != 0 {
+	a := testutil.Gather(t).Account(db)
+	if a.Enqueued != float64(total) || a.Written != float64(total) || a.Dropped != 0 || a.Buffered != 0 {
 		t.Errorf("metrics: %+v, want enqueued = written = %d, nothing dropped or buffered", a, total)
 	}
 }

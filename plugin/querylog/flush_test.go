@@ -1,7 +1,6 @@
 package querylog
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -10,12 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
-// utWriterOpts is a writer configuration for flusher tests: no timer flush unless a test sets
+// writerOpts is a writer configuration for flusher tests: no timer flush unless a test sets
 // one, no retention, size cap or disk guard.
-func utWriterOpts(path string) options {
+func writerOpts(path string) options {
 	return options{
 		path:            path,
 		bufferSize:      1000,
@@ -29,31 +30,28 @@ func utWriterOpts(path string) options {
 	}
 }
 
-func utTempDB(t *testing.T) string {
+func tempDB(t *testing.T) string {
 	t.Helper()
 	return filepath.Join(t.TempDir(), "q.db")
 }
 
-// utAcquire acquires a writer and releases it at the end of the test unless the test did.
-func utAcquire(t *testing.T, o options) *writer {
+// testWriter acquires a writer and releases it at the end of the test unless the test did.
+func testWriter(t *testing.T, o options) *writer {
 	t.Helper()
 	w, err := acquire(o)
 	if err != nil {
 		t.Fatalf("acquire(%s): %v", o.path, err)
 	}
 	t.Cleanup(func() {
-		registryMu.Lock()
-		live := writers[o.path] == w && !w.closing
-		registryMu.Unlock()
-		if live {
+		if held(w) {
 			w.release(w.options(), false)
 		}
 	})
 	return w
 }
 
-// utLog hands entries from..from+n-1 of server to w.
-func utLog(w *writer, server string, from, n int) {
+// logN hands entries from..from+n-1 of server to w.
+func logN(w *writer, server string, from, n int) {
 	for i := from; i < from+n; i++ {
 		w.log(entry{
 			start:  time.Now().UnixNano(),
@@ -66,123 +64,64 @@ func utLog(w *writer, server string, from, n int) {
 	}
 }
 
-// utWaitFor polls cond until it holds or timeout passes.
-func utWaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// utRowCount counts the rows of a database through a connection of its own.
-func utRowCount(t *testing.T, path, where string) int {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM queries " + where).Scan(&n); err != nil {
-		t.Fatalf("counting rows of %s: %v", path, err)
-	}
-	return n
-}
-
-// utLock holds the database's write lock from a second connection until the returned
-// function is called.
-func utLock(t *testing.T, path string) (unlock func()) {
-	t.Helper()
-	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatalf("locking %s: %v", path, err)
-	}
-	done := false
-	unlock = func() {
-		if done {
-			return
-		}
-		done = true
-		if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-			t.Errorf("unlocking %s: %v", path, err)
-		}
-		conn.Close()
-		db.Close()
-	}
-	t.Cleanup(unlock)
-	return unlock
-}
-
 func TestFlushBatchSizeTrigger(t *testing.T) {
-	o := utWriterOpts(utTempDB(t))
+	o := writerOpts(tempDB(t))
 	o.batchSize = 10
-	w := utAcquire(t, o)
+	w := testWriter(t, o)
 
-	utLog(w, "dns://:53", 0, 10)
-	utWaitFor(t, 3*time.Second, "a batch of 10 to be written long before the 1h interval", func() bool {
-		return utTotalsOf(w.buf).written == 10
+	logN(w, "dns://:53", 0, 10)
+	testutil.WaitFor(t, 3*time.Second, "a batch of 10 to be written long before the 1h interval", func() bool {
+		return totalsOf(w.buf).written == 10
 	})
-	if n := utRowCount(t, o.path, ""); n != 10 {
+	if n := testutil.CountRows(t, o.path, ""); n != 10 {
 		t.Errorf("rows = %d, want 10", n)
 	}
 
 	// Fewer than a batch wait for the interval.
-	utLog(w, "dns://:53", 10, 9)
+	logN(w, "dns://:53", 10, 9)
 	time.Sleep(100 * time.Millisecond)
-	if tot := utTotalsOf(w.buf); tot.written != 10 || tot.size != 9 {
+	if tot := totalsOf(w.buf); tot.written != 10 || tot.size != 9 {
 		t.Fatalf("9 entries: written %d, buffered %d; want 10, 9", tot.written, tot.size)
 	}
-	utLog(w, "dns://:53", 19, 1)
-	utWaitFor(t, 3*time.Second, "the second batch", func() bool { return utTotalsOf(w.buf).written == 20 })
+	logN(w, "dns://:53", 19, 1)
+	testutil.WaitFor(t, 3*time.Second, "the second batch", func() bool { return totalsOf(w.buf).written == 20 })
 
 	// 25 at once: whole batches go, the rest waits.
-	utLog(w, "dns://:53", 20, 25)
-	utWaitFor(t, 3*time.Second, "two more batches", func() bool {
-		tot := utTotalsOf(w.buf)
+	logN(w, "dns://:53", 20, 25)
+	testutil.WaitFor(t, 3*time.Second, "two more batches", func() bool {
+		tot := totalsOf(w.buf)
 		return tot.written == 40 && tot.size == 5
 	})
-	if n := utRowCount(t, o.path, ""); n != 40 {
+	if n := testutil.CountRows(t, o.path, ""); n != 40 {
 		t.Errorf("rows = %d, want 40", n)
 	}
 	w.release(w.options(), false)
-	if n := utRowCount(t, o.path, ""); n != 45 {
+	if n := testutil.CountRows(t, o.path, ""); n != 45 {
 		t.Errorf("rows after release = %d, want 45", n)
 	}
 }
 
 func TestFlushIntervalTrigger(t *testing.T) {
 	const interval = 150 * time.Millisecond
-	o := utWriterOpts(utTempDB(t))
+	o := writerOpts(tempDB(t))
 	o.batchSize = 100
 	o.flushInterval = interval
 	start := time.Now()
-	w := utAcquire(t, o)
-	utLog(w, "dns://:53", 0, 5)
-	utWaitFor(t, 3*time.Second, "5 entries to be written after the interval", func() bool {
-		return utTotalsOf(w.buf).written == 5
+	w := testWriter(t, o)
+	logN(w, "dns://:53", 0, 5)
+	testutil.WaitFor(t, 3*time.Second, "5 entries to be written after the interval", func() bool {
+		return totalsOf(w.buf).written == 5
 	})
 	if took := time.Since(start); took < interval {
 		t.Errorf("5 entries (batch_size 100) written after %s, before the %s interval", took, interval)
 	}
-	if n := utRowCount(t, o.path, ""); n != 5 {
+	if n := testutil.CountRows(t, o.path, ""); n != 5 {
 		t.Errorf("rows = %d, want 5", n)
 	}
 	// And again at the next interval.
-	utLog(w, "dns://:53", 5, 3)
-	utWaitFor(t, 3*time.Second, "the next interval's entries", func() bool {
-		return utTotalsOf(w.buf).written == 8
+	logN(w, "dns://:53", 5, 3)
+	testutil.WaitFor(t, 3*time.Second, "the next interval's entries", func() bool {
+		return totalsOf(w.buf).written == 8
 	})
 	if g := w.gauges(); g.lastFlush == 0 || g.interval != interval {
 		t.Errorf("gauges after flushes: %+v", g)
@@ -221,7 +160,7 @@ func TestFlushNextInterval(t *testing.T) {
 				adaptive: tc.adaptive, minInterval: lo, maxInterval: hi}
 			w := &writer{buf: newBuffer(o), opts: o}
 			for i := range tc.fill {
-				w.buf.enqueue(utEntry("s", i))
+				w.buf.enqueue(seqEntry("s", i))
 			}
 			f := &flusher{w: w}
 			if got := f.nextInterval(); got != tc.want {
@@ -253,20 +192,20 @@ func TestFlushAdaptiveFollowsLoad(t *testing.T) {
 		{5, hi},
 	} {
 		t.Run(fmt.Sprintf("fill=%d", tc.fill), func(t *testing.T) {
-			o := utWriterOpts(utTempDB(t))
+			o := writerOpts(tempDB(t))
 			o.bufferSize, o.batchSize = 100, 100
 			o.adaptive, o.minInterval, o.flushInterval, o.maxInterval = true, lo, base, hi
-			w := utAcquire(t, o)
+			w := testWriter(t, o)
 			// Once the flusher has taken this wake-up it has chosen its first interval (from
 			// the empty buffer: MAX) and waits in its loop.
 			w.buf.notify <- struct{}{}
-			utWaitFor(t, 5*time.Second, "the flusher to start", func() bool { return len(w.buf.notify) == 0 })
+			testutil.WaitFor(t, 5*time.Second, "the flusher to start", func() bool { return len(w.buf.notify) == 0 })
 			if g := w.gauges().interval; g != hi {
 				t.Fatalf("first interval %s, want MAX %s", g, hi)
 			}
-			utLog(w, "dns://:53", 0, tc.fill)
-			utWaitFor(t, 5*time.Second, "the first interval's flush", func() bool {
-				return utTotalsOf(w.buf).written == uint64(tc.fill)
+			logN(w, "dns://:53", 0, tc.fill)
+			testutil.WaitFor(t, 5*time.Second, "the first interval's flush", func() bool {
+				return totalsOf(w.buf).written == uint64(tc.fill)
 			})
 			// The next interval is set right after the flush; it lasts at least MIN.
 			deadline := time.Now().Add(lo / 2)
@@ -285,37 +224,37 @@ func TestFlushAdaptiveFollowsLoad(t *testing.T) {
 // write lock past the 1s busy timeout): the batch stays buffered, is retried, and once the
 // lock goes every entry is written exactly once.
 func TestFlushRetryKeepsBatch(t *testing.T) {
-	o := utWriterOpts(utTempDB(t))
+	o := writerOpts(tempDB(t))
 	o.batchSize = 5
 	o.flushInterval = 50 * time.Millisecond
-	w := utAcquire(t, o)
+	w := testWriter(t, o)
 	errs := flushErrors.WithLabelValues(o.path)
-	before := testutil.ToFloat64(errs)
+	before := promtest.ToFloat64(errs)
 
-	unlock := utLock(t, o.path)
-	utLog(w, "dns://:53", 0, 5)
-	utWaitFor(t, 5*time.Second, "a failed flush", func() bool { return testutil.ToFloat64(errs) > before })
-	if tot := utTotalsOf(w.buf); tot.written != 0 || tot.size != 5 || tot.droppedAll() != 0 {
+	unlock := testutil.Lock(t, o.path)
+	logN(w, "dns://:53", 0, 5)
+	testutil.WaitFor(t, 5*time.Second, "a failed flush", func() bool { return promtest.ToFloat64(errs) > before })
+	if tot := totalsOf(w.buf); tot.written != 0 || tot.size != 5 || tot.droppedAll() != 0 {
 		t.Fatalf("after a failed flush: written %d, buffered %d, dropped %d; want 0, 5, 0", tot.written, tot.size, tot.droppedAll())
 	}
 	// The buffer keeps absorbing entries meanwhile.
-	utLog(w, "dns://:53", 5, 3)
-	if tot := utTotalsOf(w.buf); tot.size != 8 {
+	logN(w, "dns://:53", 5, 3)
+	if tot := totalsOf(w.buf); tot.size != 8 {
 		t.Fatalf("buffered %d, want 8", tot.size)
 	}
 	unlock()
 
-	utWaitFor(t, 5*time.Second, "the retry to write everything", func() bool {
-		tot := utTotalsOf(w.buf)
+	testutil.WaitFor(t, 5*time.Second, "the retry to write everything", func() bool {
+		tot := totalsOf(w.buf)
 		return tot.written == 8 && tot.size == 0
 	})
-	if n := utRowCount(t, o.path, ""); n != 8 {
+	if n := testutil.CountRows(t, o.path, ""); n != 8 {
 		t.Errorf("rows = %d, want 8", n)
 	}
-	if n := utRowCount(t, o.path, "WHERE qname IN (SELECT qname FROM queries GROUP BY qname HAVING count(*) > 1)"); n != 0 {
+	if n := testutil.CountRows(t, o.path, "WHERE qname IN (SELECT qname FROM queries GROUP BY qname HAVING count(*) > 1)"); n != 0 {
 		t.Errorf("%d rows written more than once", n)
 	}
-	if tot := utTotalsOf(w.buf); tot.droppedAll() != 0 || tot.enqueued != 8 {
+	if tot := totalsOf(w.buf); tot.droppedAll() != 0 || tot.enqueued != 8 {
 		t.Errorf("accounting %+v", tot)
 	}
 }
@@ -323,63 +262,53 @@ func TestFlushRetryKeepsBatch(t *testing.T) {
 // TestFlushPermanentErrorDrops: a batch that fails with a non-transient error is tried
 // permanentAttempts times and then dropped as write_failed, so it cannot block the buffer.
 func TestFlushPermanentErrorDrops(t *testing.T) {
-	o := utWriterOpts(utTempDB(t))
+	o := writerOpts(tempDB(t))
 	o.batchSize = 5
-	w := utAcquire(t, o)
+	w := testWriter(t, o)
 	errs := flushErrors.WithLabelValues(o.path)
-	before := testutil.ToFloat64(errs)
+	before := promtest.ToFloat64(errs)
 
-	db, err := sql.Open("sqlite", "file:"+o.path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("DROP TABLE queries"); err != nil {
-		t.Fatal(err)
-	}
-	utLog(w, "dns://:53", 0, 5)
-	utWaitFor(t, 5*time.Second, "the batch to be dropped as write_failed", func() bool {
-		return utTotalsOf(w.buf).dropped[reasonWriteFailed] == 5
+	testutil.Exec(t, o.path, "DROP TABLE queries")
+	logN(w, "dns://:53", 0, 5)
+	testutil.WaitFor(t, 5*time.Second, "the batch to be dropped as write_failed", func() bool {
+		return totalsOf(w.buf).dropped[reasonWriteFailed] == 5
 	})
-	if n := testutil.ToFloat64(errs) - before; n != permanentAttempts {
+	if n := promtest.ToFloat64(errs) - before; n != permanentAttempts {
 		t.Errorf("flush errors = %v, want %d attempts", n, permanentAttempts)
 	}
-	tot := utCheckBalance(t, w.buf, "after the drop")
+	tot := checkBalance(t, w.buf, "after the drop")
 	if tot.written != 0 || tot.size != 0 {
 		t.Errorf("written %d, buffered %d", tot.written, tot.size)
 	}
 }
 
 func TestFlushDrainOnRelease(t *testing.T) {
-	o := utWriterOpts(utTempDB(t))
+	o := writerOpts(tempDB(t))
 	o.bufferSize, o.batchSize = 5000, 1000
-	w := utAcquire(t, o)
-	utLog(w, "dns://:53", 0, 1500)
-	utLog(w, "tls://:853", 1500, 999)
+	w := testWriter(t, o)
+	logN(w, "dns://:53", 0, 1500)
+	logN(w, "tls://:853", 1500, 999)
 	w.release(w.options(), false)
 
-	if n := utRowCount(t, o.path, ""); n != 2499 {
+	if n := testutil.CountRows(t, o.path, ""); n != 2499 {
 		t.Errorf("rows = %d, want 2499", n)
 	}
-	if n := utRowCount(t, o.path, "WHERE server = 'tls://:853'"); n != 999 {
+	if n := testutil.CountRows(t, o.path, "WHERE server = 'tls://:853'"); n != 999 {
 		t.Errorf("tls rows = %d, want 999", n)
 	}
-	tot := utCheckBalance(t, w.buf, "after release")
+	tot := checkBalance(t, w.buf, "after release")
 	if tot.written != 2499 || tot.size != 0 || tot.droppedAll() != 0 {
 		t.Errorf("after release: %+v", tot)
 	}
-	registryMu.Lock()
-	live := lookup(o.path)
-	registryMu.Unlock()
-	if live != nil {
+	if live, _ := liveWriter(o.path); live != nil {
 		t.Error("the released writer is still registered")
 	}
 	if w.ready() {
 		t.Error("released writer still ready")
 	}
 	// An entry arriving after the database closed is counted as a shutdown drop.
-	utLog(w, "dns://:53", 5000, 1)
-	tot = utCheckBalance(t, w.buf, "after a late entry")
+	logN(w, "dns://:53", 5000, 1)
+	tot = checkBalance(t, w.buf, "after a late entry")
 	if tot.dropped[reasonShutdown] != 1 || tot.enqueued != 2500 {
 		t.Errorf("late entry: %+v", tot)
 	}
@@ -388,12 +317,12 @@ func TestFlushDrainOnRelease(t *testing.T) {
 // TestFlushShutdownTimeout: when the drain cannot write within shutdown_timeout, what is left
 // is counted as dropped with reason shutdown and release returns.
 func TestFlushShutdownTimeout(t *testing.T) {
-	o := utWriterOpts(utTempDB(t))
+	o := writerOpts(tempDB(t))
 	o.batchSize = 100
 	o.shutdownTimeout = 200 * time.Millisecond
-	w := utAcquire(t, o)
-	unlock := utLock(t, o.path)
-	utLog(w, "dns://:53", 0, 7)
+	w := testWriter(t, o)
+	unlock := testutil.Lock(t, o.path)
+	logN(w, "dns://:53", 0, 7)
 
 	start := time.Now()
 	released := make(chan struct{})
@@ -417,11 +346,11 @@ func TestFlushShutdownTimeout(t *testing.T) {
 	if took < o.shutdownTimeout {
 		t.Errorf("drain gave up after %s, before shutdown_timeout %s", took, o.shutdownTimeout)
 	}
-	tot := utCheckBalance(t, w.buf, "after release")
+	tot := checkBalance(t, w.buf, "after release")
 	if tot.dropped[reasonShutdown] != 7 || tot.written != 0 || tot.size != 0 {
 		t.Errorf("after the shutdown timeout: %+v, want 7 shutdown drops", tot)
 	}
-	if n := utRowCount(t, o.path, ""); n != 0 {
+	if n := testutil.CountRows(t, o.path, ""); n != 0 {
 		t.Errorf("rows = %d, want 0", n)
 	}
 }
@@ -429,18 +358,14 @@ func TestFlushShutdownTimeout(t *testing.T) {
 func TestFlushTransient(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "t.db")
-	utCreateQuerylogDB(t, path, 0)
+	createQuerylogDB(t, path, 0)
 	rw, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rw.Close()
-	ro, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ro.Close()
-	unlock := utLock(t, path)
+	ro := testutil.OpenRO(t, path)
+	unlock := testutil.Lock(t, path)
 	nobusy, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
 	if err != nil {
 		t.Fatal(err)

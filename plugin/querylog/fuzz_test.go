@@ -22,8 +22,8 @@ import (
 	"github.com/miekg/dns"
 )
 
-// ftOptionNames are the words an error message may name instead of "querylog".
-var ftOptionNames = []string{"buffer_size", "batch_size", "flush_interval", "adaptive", "watermark",
+// optionNames are the words an error message may name instead of "querylog".
+var optionNames = []string{"buffer_size", "batch_size", "flush_interval", "adaptive", "watermark",
 	"on_full", "shutdown_timeout", "retention", "max_size", "min_free", "anonymize", "ignore",
 	"ignore_clients", "unknown property", "PATH"}
 
@@ -67,7 +67,7 @@ func FuzzParse(f *testing.F) {
 		if errors.Is(err, plugin.ErrOnce) || strings.Contains(msg, "querylog") {
 			return
 		}
-		for _, name := range ftOptionNames {
+		for _, name := range optionNames {
 			if strings.Contains(msg, name) {
 				return
 			}
@@ -79,65 +79,46 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// ftFakeWriter is a ResponseWriter that records nothing and has a given remote address.
-type ftFakeWriter struct{ remote net.Addr }
+// fakeWriter is a ResponseWriter that records nothing and has a given remote address.
+type fakeWriter struct{ remote net.Addr }
 
-func (w *ftFakeWriter) LocalAddr() net.Addr {
+func (w *fakeWriter) LocalAddr() net.Addr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53}
 }
-func (w *ftFakeWriter) RemoteAddr() net.Addr        { return w.remote }
-func (w *ftFakeWriter) WriteMsg(m *dns.Msg) error   { _, err := m.Pack(); return err }
-func (w *ftFakeWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *ftFakeWriter) Close() error                { return nil }
-func (w *ftFakeWriter) TsigStatus() error           { return nil }
-func (w *ftFakeWriter) TsigTimersOnly(bool)         {}
-func (w *ftFakeWriter) Hijack()                     {}
+func (w *fakeWriter) RemoteAddr() net.Addr        { return w.remote }
+func (w *fakeWriter) WriteMsg(m *dns.Msg) error   { _, err := m.Pack(); return err }
+func (w *fakeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *fakeWriter) Close() error                { return nil }
+func (w *fakeWriter) TsigStatus() error           { return nil }
+func (w *fakeWriter) TsigTimersOnly(bool)         {}
+func (w *fakeWriter) Hijack()                     {}
 
-// ftRow is one queries row as read back.
-type ftRow struct {
-	ts                                       int64
-	server, client, proto, qname             string
-	qtype, qclass, rcode, size, answers, dur int64
-	do                                       bool
-}
-
-func ftRowOf(e entry) ftRow {
-	return ftRow{e.start / 1e6, e.server, e.client.String(), e.proto.String(), e.qname,
-		int64(e.qtype), int64(e.qclass), int64(e.rcode), int64(e.size), int64(e.answers), e.duration / 1e3, e.do}
-}
-
-// ftSeedMsgs are request messages for FuzzEntry's seeds.
-func ftSeedMsgs() [][]byte {
+// seedMsgs are request messages for FuzzEntry's seeds.
+func seedMsgs() [][]byte {
 	var out [][]byte
 	add := func(m *dns.Msg) {
 		if b, err := m.Pack(); err == nil {
 			out = append(out, b)
 		}
 	}
-	q := func(name string, qtype, qclass uint16) *dns.Msg {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		m.Question[0].Qclass = qclass
-		return m
-	}
-	add(q("example.org.", dns.TypeA, dns.ClassINET))
-	add(q(`a'); DROP TABLE queries;--.example.`, dns.TypeA, dns.ClassINET))
-	add(q(`"; DELETE FROM queries; --.example.`, dns.TypeTXT, dns.ClassINET))
-	add(q(`\000\001\255\.\\.MiXeD.example.`, 65280, 1000))
-	add(q(strings.Repeat(`\255`, 63)+"."+strings.Repeat(`\000`, 63)+"."+strings.Repeat("a", 63)+"."+strings.Repeat("b", 61)+".", dns.TypeANY, dns.ClassANY))
-	add(q(".", dns.TypeNS, dns.ClassCHAOS))
-	e := q("edns.example.", dns.TypeAAAA, dns.ClassINET)
+	add(query("example.org.", dns.TypeA, dns.ClassINET))
+	add(query(`a'); DROP TABLE queries;--.example.`, dns.TypeA, dns.ClassINET))
+	add(query(`"; DELETE FROM queries; --.example.`, dns.TypeTXT, dns.ClassINET))
+	add(query(`\000\001\255\.\\.MiXeD.example.`, 65280, 1000))
+	add(query(strings.Repeat(`\255`, 63)+"."+strings.Repeat(`\000`, 63)+"."+strings.Repeat("a", 63)+"."+strings.Repeat("b", 61)+".", dns.TypeANY, dns.ClassANY))
+	add(query(".", dns.TypeNS, dns.ClassCHAOS))
+	e := query("edns.example.", dns.TypeAAAA, dns.ClassINET)
 	e.SetEdns0(1, true)
 	add(e)
-	e = q("edns.example.", dns.TypeAAAA, dns.ClassINET)
+	e = query("edns.example.", dns.TypeAAAA, dns.ClassINET)
 	e.SetEdns0(65535, false)
 	e.Rcode = 0xfff
 	add(e)
 	add(new(dns.Msg)) // no question
-	m := q("one.example.", dns.TypeA, dns.ClassINET)
+	m := query("one.example.", dns.TypeA, dns.ClassINET)
 	m.Question = append(m.Question, dns.Question{Name: "two.example.", Qtype: dns.TypeMX, Qclass: dns.ClassINET})
 	add(m)
-	m = q("answers.example.", dns.TypeA, dns.ClassINET)
+	m = query("answers.example.", dns.TypeA, dns.ClassINET)
 	for i := range 20 {
 		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "answers.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, byte(i))})
 	}
@@ -154,12 +135,12 @@ func FuzzEntry(f *testing.F) {
 		"grpc://:443", "https3://:443", "", "no-scheme", `dns://'); DROP TABLE queries;--`, "\x00\xff\xfe", "dns://\u00e9t\u00e9:53"}
 	clients := [][]byte{{192, 0, 2, 1}, {0, 0, 0, 0}, netip.MustParseAddr("2001:db8::1").AsSlice(),
 		netip.MustParseAddr("::ffff:192.0.2.9").AsSlice(), {255, 255, 255, 255}, nil}
-	for i, msg := range ftSeedMsgs() {
+	for i, msg := range seedMsgs() {
 		f.Add(msg, servers[i%len(servers)], clients[i%len(clients)], uint16(i*1000), i%2 == 0, i%3 != 0, uint16(i*7), time.Now().UnixNano(), int64(i)*1e6)
 	}
 	f.Add([]byte{}, "", []byte{}, uint16(0), false, false, uint16(0), int64(0), int64(0))
-	f.Add(ftSeedMsgs()[0], "dns://:53", []byte{10, 0, 0, 1}, uint16(53), false, true, uint16(0), int64(-1), int64(-1))
-	f.Add(ftSeedMsgs()[0], "dns://:53", []byte{10, 0, 0, 1}, uint16(53), true, false, uint16(4095), int64(1<<62), int64(1<<62))
+	f.Add(seedMsgs()[0], "dns://:53", []byte{10, 0, 0, 1}, uint16(53), false, true, uint16(0), int64(-1), int64(-1))
+	f.Add(seedMsgs()[0], "dns://:53", []byte{10, 0, 0, 1}, uint16(53), true, false, uint16(4095), int64(1<<62), int64(1<<62))
 
 	st, err := openStore(filepath.Join(f.TempDir(), "fuzz.db"))
 	if err != nil {
@@ -176,7 +157,7 @@ func FuzzEntry(f *testing.F) {
 		if !ok {
 			addr = netip.IPv4Unspecified()
 		}
-		w := &ftFakeWriter{remote: &net.UDPAddr{IP: addr.AsSlice(), Port: int(port)}}
+		w := &fakeWriter{remote: &net.UDPAddr{IP: addr.AsSlice(), Port: int(port)}}
 		if tcp {
 			w.remote = &net.TCPAddr{IP: addr.AsSlice(), Port: int(port)}
 		}
@@ -224,14 +205,8 @@ func FuzzEntry(f *testing.F) {
 		if err := st.write([]entry{e}); err != nil {
 			t.Fatalf("writing %+v: %v", e, err)
 		}
-		var got ftRow
-		err := st.db.QueryRow(`SELECT ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do"
-			FROM queries ORDER BY rowid DESC LIMIT 1`).Scan(&got.ts, &got.server, &got.client, &got.proto, &got.qname,
-			&got.qtype, &got.qclass, &got.rcode, &got.size, &got.answers, &got.dur, &got.do)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := ftRowOf(e); got != want {
+		got := readRows(t, st.db, "ORDER BY rowid DESC LIMIT 1")[0]
+		if want := rowOf(e); got != want {
 			t.Errorf("read back\n%+v\nwant\n%+v", got, want)
 		}
 	})

@@ -13,30 +13,20 @@ import (
 	"github.com/coredns/coredns/plugin/test"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-type pvSink struct{ got []entry }
-
-func (s *pvSink) log(e entry) { s.got = append(s.got, e) }
-func (s *pvSink) ready() bool { return true }
-
-// pvServe sends one query for name from client through a handler with filter f.
-func pvServe(t *testing.T, f filter, name, client string) []entry {
+// serveFrom sends one query for name from client through a handler with filter f and returns
+// what it logged.
+func serveFrom(t *testing.T, f filter, name, client string) []entry {
 	t.Helper()
-	sink := &pvSink{}
-	q := &QueryLog{filter: f, sink: sink, Next: test.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		return dns.RcodeSuccess, w.WriteMsg(m)
-	})}
+	sink := &memSink{}
+	q := &QueryLog{filter: f, sink: sink, Next: replyWith(dns.RcodeSuccess, 0, nil)}
 	w := &test.ResponseWriter{RemoteIP: client}
-	r := new(dns.Msg)
-	r.SetQuestion(name, dns.TypeA)
-	if _, err := q.ServeDNS(context.Background(), dnstest.NewRecorder(w), r); err != nil {
+	if _, err := q.ServeDNS(context.Background(), dnstest.NewRecorder(w), query(name, dns.TypeA, dns.ClassINET)); err != nil {
 		t.Fatal(err)
 	}
-	return sink.got
+	return sink.got()
 }
 
 func TestAnonymizeTruncates(t *testing.T) {
@@ -45,7 +35,7 @@ func TestAnonymizeTruncates(t *testing.T) {
 		{"192.0.2.77", "192.0.2.0"},
 		{"2001:db8:1234:5678:9abc::1", "2001:db8:1234:5600::"},
 	} {
-		got := pvServe(t, f, "example.org.", tc.client)
+		got := serveFrom(t, f, "example.org.", tc.client)
 		if len(got) != 1 {
 			t.Fatalf("%s: %d entries, want 1", tc.client, len(got))
 		}
@@ -76,7 +66,7 @@ func TestAnonymizeHashIsKeyedAndStable(t *testing.T) {
 		t.Fatal("reloading the key file gave a different key")
 	}
 	text := func(k *[32]byte, client string) string {
-		got := pvServe(t, filter{hash: true, key: k}, "example.org.", client)
+		got := serveFrom(t, filter{hash: true, key: k}, "example.org.", client)
 		return clientText(&got[0])
 	}
 	a1, a2, b := text(key, "192.0.2.1"), text(again, "192.0.2.1"), text(key, "192.0.2.2")
@@ -107,7 +97,7 @@ func TestIgnoreNamesAndClients(t *testing.T) {
 		ignoreNames:   plugin.OriginsFromArgsOrServerBlock([]string{"health.example.org"}, nil),
 		ignoreClients: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 	}
-	before := testutil.ToFloat64(ignoredTotal.WithLabelValues(""))
+	before := promtest.ToFloat64(ignoredTotal.WithLabelValues(""))
 	for _, tc := range []struct {
 		name, client string
 		logged       bool
@@ -118,12 +108,12 @@ func TestIgnoreNamesAndClients(t *testing.T) {
 		{"example.org.", "10.1.2.3", false},
 		{"example.org.", "11.1.2.3", true},
 	} {
-		got := pvServe(t, f, tc.name, tc.client)
+		got := serveFrom(t, f, tc.name, tc.client)
 		if (len(got) == 1) != tc.logged {
 			t.Errorf("%s from %s: logged %v, want %v", tc.name, tc.client, len(got) == 1, tc.logged)
 		}
 	}
-	if got := testutil.ToFloat64(ignoredTotal.WithLabelValues("")) - before; got != 3 {
+	if got := promtest.ToFloat64(ignoredTotal.WithLabelValues("")) - before; got != 3 {
 		t.Errorf("ignored_total rose by %v, want 3", got)
 	}
 }

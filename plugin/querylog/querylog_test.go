@@ -17,18 +17,18 @@ import (
 
 	"github.com/miekg/dns"
 	ot "github.com/opentracing/opentracing-go"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// utSink is a fake sink that keeps the entries it is given.
-type utSink struct {
+// memSink is a fake sink that keeps the entries it is given.
+type memSink struct {
 	mu       sync.Mutex
 	entries  []entry
 	notReady bool
 	onLog    func(entry) // called for every entry, if set
 }
 
-func (s *utSink) log(e entry) {
+func (s *memSink) log(e entry) {
 	if s.onLog != nil {
 		s.onLog(e)
 	}
@@ -37,27 +37,27 @@ func (s *utSink) log(e entry) {
 	s.mu.Unlock()
 }
 
-func (s *utSink) ready() bool { return !s.notReady }
+func (s *memSink) ready() bool { return !s.notReady }
 
-func (s *utSink) got() []entry {
+func (s *memSink) got() []entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]entry(nil), s.entries...)
 }
 
-// utNamed is a handler with a name, as a real plugin has.
-type utNamed struct {
+// named is a handler with a name, as a real plugin has.
+type named struct {
 	name string
 	fn   test.HandlerFunc
 }
 
-func (h utNamed) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+func (h named) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	return h.fn(ctx, w, r)
 }
-func (h utNamed) Name() string { return h.name }
+func (h named) Name() string { return h.name }
 
-// utAnswer returns a handler that replies with rcode and n A records and keeps the reply.
-func utAnswer(rcode, n int, sent **dns.Msg) test.HandlerFunc {
+// replyWith returns a handler that replies with rcode and n A records and keeps the reply.
+func replyWith(rcode, n int, sent **dns.Msg) test.HandlerFunc {
 	return func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 		m := new(dns.Msg)
 		m.SetRcode(r, rcode)
@@ -71,28 +71,32 @@ func utAnswer(rcode, n int, sent **dns.Msg) test.HandlerFunc {
 	}
 }
 
-func utQuery(name string, qtype, qclass uint16, do bool) *dns.Msg {
+// query is a query with one question.
+func query(name string, qtype, qclass uint16) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.Question[0].Qclass = qclass
-	if do {
-		m.SetEdns0(1232, true)
-	}
 	return m
 }
 
-func utServerCtx(addr string) context.Context {
+// withDO sets the DNSSEC OK bit on m.
+func withDO(m *dns.Msg) *dns.Msg {
+	m.SetEdns0(1232, true)
+	return m
+}
+
+func serverCtx(addr string) context.Context {
 	if addr == "" {
 		return context.Background()
 	}
 	return context.WithValue(context.Background(), dnsserver.Key{}, &dnsserver.Server{Addr: addr})
 }
 
-// utServe runs one query through a querylog handler in front of next and returns the single
+// serve runs one query through a querylog handler in front of next and returns the single
 // entry logged, checking its timing fields and then clearing them.
-func utServe(t *testing.T, ctx context.Context, w dns.ResponseWriter, r *dns.Msg, next plugin.Handler) (entry, int, error) {
+func serve(t *testing.T, ctx context.Context, w dns.ResponseWriter, r *dns.Msg, next plugin.Handler) (entry, int, error) {
 	t.Helper()
-	s := &utSink{}
+	s := &memSink{}
 	q := &QueryLog{Next: next, sink: s}
 	before := time.Now()
 	rc, err := q.ServeDNS(ctx, w, r)
@@ -168,11 +172,14 @@ func TestServeDNSReply(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			client := dnstest.NewRecorder(tc.w)
 			var sent *dns.Msg
-			r := utQuery(tc.qname, tc.qtype, tc.qclass, tc.do)
+			r := query(tc.qname, tc.qtype, tc.qclass)
+			if tc.do {
+				withDO(r)
+			}
 			if tc.edns {
 				r.SetEdns0(4096, false)
 			}
-			got, rc, err := utServe(t, utServerCtx(tc.server), client, r, test.HandlerFunc(utAnswer(tc.rcode, tc.answers, &sent)))
+			got, rc, err := serve(t, serverCtx(tc.server), client, r, replyWith(tc.rcode, tc.answers, &sent))
 			if rc != tc.rcode || err != nil {
 				t.Errorf("ServeDNS = %d, %v; want %d, nil", rc, err, tc.rcode)
 			}
@@ -202,9 +209,9 @@ func TestServeDNSReply(t *testing.T) {
 func TestServeDNSReplyFirst(t *testing.T) {
 	client := dnstest.NewRecorder(&test.ResponseWriter{})
 	replied := false
-	s := &utSink{onLog: func(entry) { replied = client.Msg != nil }}
-	q := &QueryLog{Next: test.HandlerFunc(utAnswer(dns.RcodeSuccess, 1, nil)), sink: s}
-	q.ServeDNS(context.Background(), client, utQuery("example.org.", dns.TypeA, dns.ClassINET, false))
+	s := &memSink{onLog: func(entry) { replied = client.Msg != nil }}
+	q := &QueryLog{Next: replyWith(dns.RcodeSuccess, 1, nil), sink: s}
+	q.ServeDNS(context.Background(), client, query("example.org.", dns.TypeA, dns.ClassINET))
 	if len(s.got()) != 1 || !replied {
 		t.Errorf("entries %d, reply sent before logging: %v", len(s.got()), replied)
 	}
@@ -226,8 +233,8 @@ func TestServeDNSWriteBytes(t *testing.T) {
 		_, err = w.Write(packed)
 		return dns.RcodeNameError, err
 	})
-	got, _, _ := utServe(t, context.Background(), dnstest.NewRecorder(&test.ResponseWriter{TCP: true}),
-		utQuery("example.org.", dns.TypeA, dns.ClassINET, false), next)
+	got, _, _ := serve(t, context.Background(), dnstest.NewRecorder(&test.ResponseWriter{TCP: true}),
+		query("example.org.", dns.TypeA, dns.ClassINET), next)
 	if got.rcode != dns.RcodeNameError || got.answers != 3 || got.size != uint32(len(packed)) || got.proto != protoTCP {
 		t.Errorf("entry %+v, want rcode 3, 3 answers, size %d, tcp", got, len(packed))
 	}
@@ -251,27 +258,27 @@ func TestServeDNSSeveralMessages(t *testing.T) {
 		}
 		return dns.RcodeSuccess, nil
 	})
-	got, _, _ := utServe(t, context.Background(), dnstest.NewRecorder(&test.ResponseWriter{TCP: true}),
-		utQuery("example.org.", dns.TypeAXFR, dns.ClassINET, false), next)
+	got, _, _ := serve(t, context.Background(), dnstest.NewRecorder(&test.ResponseWriter{TCP: true}),
+		query("example.org.", dns.TypeAXFR, dns.ClassINET), next)
 	if got.size != uint32(sizes[0]+sizes[1]) || got.answers != 2 || got.rcode != 0 {
 		t.Errorf("entry %+v, want size %d, 2 answers", got, sizes[0]+sizes[1])
 	}
 }
 
-// utErrorReply is the reply dnsserver's errorFunc writes when the chain returns rc without
+// errorReply is the reply dnsserver's errorFunc writes when the chain returns rc without
 // writing.
-func utErrorReply(r *dns.Msg, rc int) *dns.Msg {
-	answer := new(dns.Msg)
-	answer.SetRcode(r, rc)
+func errorReply(r *dns.Msg, rc int) *dns.Msg {
+	reply := new(dns.Msg)
+	reply.SetRcode(r, rc)
 	if o := r.IsEdns0(); o != nil {
 		opt := new(dns.OPT)
 		opt.Hdr.Name = "."
 		opt.Hdr.Rrtype = dns.TypeOPT
 		opt.SetUDPSize(o.UDPSize())
 		opt.SetDo(o.Do())
-		answer.Extra = append(answer.Extra, opt)
+		reply.Extra = append(reply.Extra, opt)
 	}
-	return answer
+	return reply
 }
 
 func TestServeDNSSynthesized(t *testing.T) {
@@ -291,9 +298,12 @@ func TestServeDNSSynthesized(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%s,err=%v,do=%v", dns.RcodeToString[tc.rc], tc.err, tc.do), func(t *testing.T) {
 			client := dnstest.NewRecorder(&test.ResponseWriter{})
-			r := utQuery("Fail.Example.ORG.", dns.TypeA, dns.ClassINET, tc.do)
-			want := utErrorReply(r.Copy(), tc.rc)
-			got, rc, err := utServe(t, context.Background(), client, r, test.NextHandler(tc.rc, tc.err))
+			r := query("Fail.Example.ORG.", dns.TypeA, dns.ClassINET)
+			if tc.do {
+				withDO(r)
+			}
+			want := errorReply(r.Copy(), tc.rc)
+			got, rc, err := serve(t, context.Background(), client, r, test.NextHandler(tc.rc, tc.err))
 			if rc != tc.rc || !errors.Is(err, tc.err) {
 				t.Errorf("ServeDNS = %d, %v; want %d, %v passed through", rc, err, tc.rc, tc.err)
 			}
@@ -309,7 +319,7 @@ func TestServeDNSSynthesized(t *testing.T) {
 
 // Without a next plugin NextOrFailure answers SERVFAIL, which the server then writes.
 func TestServeDNSNoNext(t *testing.T) {
-	got, rc, err := utServe(t, context.Background(), &test.ResponseWriter{}, utQuery("example.org.", dns.TypeA, dns.ClassINET, false), nil)
+	got, rc, err := serve(t, context.Background(), &test.ResponseWriter{}, query("example.org.", dns.TypeA, dns.ClassINET), nil)
 	if rc != dns.RcodeServerFailure || err == nil || got.rcode != dns.RcodeServerFailure {
 		t.Errorf("ServeDNS = %d, %v, entry rcode %d; want SERVFAIL with an error, logged", rc, err, got.rcode)
 	}
@@ -327,9 +337,9 @@ func TestServeDNSNothingWritten(t *testing.T) {
 		{dns.RcodeNameError, nil},
 		{dns.RcodeYXDomain, nil},
 	} {
-		s := &utSink{}
+		s := &memSink{}
 		q := &QueryLog{Next: test.NextHandler(tc.rc, tc.err), sink: s}
-		rc, err := q.ServeDNS(context.Background(), dnstest.NewRecorder(&test.ResponseWriter{}), utQuery("example.org.", dns.TypeA, dns.ClassINET, false))
+		rc, err := q.ServeDNS(context.Background(), dnstest.NewRecorder(&test.ResponseWriter{}), query("example.org.", dns.TypeA, dns.ClassINET))
 		if rc != tc.rc || err != tc.err {
 			t.Errorf("rc %d: ServeDNS = %d, %v", tc.rc, rc, err)
 		}
@@ -343,26 +353,26 @@ func TestServeDNSNothingWritten(t *testing.T) {
 // written.
 func TestServeDNSWrittenServfail(t *testing.T) {
 	client := dnstest.NewRecorder(&test.ResponseWriter{})
-	got, rc, _ := utServe(t, context.Background(), client, utQuery("example.org.", dns.TypeA, dns.ClassINET, false), test.ErrorHandler())
+	got, rc, _ := serve(t, context.Background(), client, query("example.org.", dns.TypeA, dns.ClassINET), test.ErrorHandler())
 	if rc != dns.RcodeServerFailure || got.rcode != dns.RcodeServerFailure || got.size != uint32(client.Len) {
 		t.Errorf("entry %+v, rc %d; want SERVFAIL of %d bytes", got, rc, client.Len)
 	}
 }
 
 func TestServeDNSPluginTracker(t *testing.T) {
-	inner := utNamed{"inner", utAnswer(dns.RcodeSuccess, 1, nil)}
+	inner := named{"inner", replyWith(dns.RcodeSuccess, 1, nil)}
 	tests := []struct {
 		name    string
 		tracing bool
 		next    plugin.Handler
 		want    string
 	}{
-		{"next plugin writes", false, utNamed{"myplugin", utAnswer(dns.RcodeSuccess, 1, nil)}, "myplugin"},
-		{"next plugin writes, tracing on", true, utNamed{"myplugin", utAnswer(dns.RcodeSuccess, 1, nil)}, "myplugin"},
-		{"a plugin further down writes", false, utNamed{"myplugin", func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		{"next plugin writes", false, named{"myplugin", replyWith(dns.RcodeSuccess, 1, nil)}, "myplugin"},
+		{"next plugin writes, tracing on", true, named{"myplugin", replyWith(dns.RcodeSuccess, 1, nil)}, "myplugin"},
+		{"a plugin further down writes", false, named{"myplugin", func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			return plugin.NextOrFailure("myplugin", inner, ctx, w, r)
 		}}, "inner"},
-		{"a plugin writes with Write", false, utNamed{"rawplugin", func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		{"a plugin writes with Write", false, named{"rawplugin", func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			m := new(dns.Msg)
 			m.SetReply(r)
 			b, _ := m.Pack()
@@ -373,13 +383,13 @@ func TestServeDNSPluginTracker(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tracker := metrics.NewRecorder(&test.ResponseWriter{})
-			s := &utSink{}
+			s := &memSink{}
 			q := &QueryLog{Next: tc.next, sink: s}
 			ctx := context.Background()
 			if tc.tracing {
 				ctx = ot.ContextWithSpan(ctx, ot.NoopTracer{}.StartSpan("test"))
 			}
-			q.ServeDNS(ctx, tracker, utQuery("example.org.", dns.TypeA, dns.ClassINET, false))
+			q.ServeDNS(ctx, tracker, query("example.org.", dns.TypeA, dns.ClassINET))
 			if tracker.Plugin != tc.want {
 				t.Errorf("the tracker below querylog was told %q, want %q", tracker.Plugin, tc.want)
 			}
@@ -411,16 +421,16 @@ func TestRecorderSetPlugin(t *testing.T) {
 
 func TestServeDNSNilSink(t *testing.T) {
 	for _, next := range []plugin.Handler{
-		test.HandlerFunc(utAnswer(dns.RcodeSuccess, 1, nil)),
+		replyWith(dns.RcodeSuccess, 1, nil),
 		test.NextHandler(dns.RcodeServerFailure, nil),
 		test.NextHandler(dns.RcodeSuccess, nil),
 		nil,
 	} {
 		q := &QueryLog{Next: next}
 		client := dnstest.NewRecorder(&test.ResponseWriter{})
-		rc, _ := q.ServeDNS(context.Background(), client, utQuery("example.org.", dns.TypeA, dns.ClassINET, true))
+		rc, _ := q.ServeDNS(context.Background(), client, withDO(query("example.org.", dns.TypeA, dns.ClassINET)))
 		if next != nil {
-			if want, _ := next.ServeDNS(context.Background(), &test.ResponseWriter{}, utQuery("example.org.", dns.TypeA, dns.ClassINET, true)); rc != want {
+			if want, _ := next.ServeDNS(context.Background(), &test.ResponseWriter{}, withDO(query("example.org.", dns.TypeA, dns.ClassINET))); rc != want {
 				t.Errorf("rc %d, want %d", rc, want)
 			}
 		}
@@ -434,7 +444,7 @@ func TestServeDNSNilSink(t *testing.T) {
 func TestServeDNSNoQuestion(t *testing.T) {
 	r := new(dns.Msg)
 	r.Id = 7
-	got, _, _ := utServe(t, context.Background(), &test.ResponseWriter{}, r, test.NextHandler(dns.RcodeFormatError, nil))
+	got, _, _ := serve(t, context.Background(), &test.ResponseWriter{}, r, test.NextHandler(dns.RcodeFormatError, nil))
 	if got.qname != "" || got.rcode != dns.RcodeFormatError {
 		t.Errorf("entry %+v", got)
 	}
@@ -446,8 +456,8 @@ func TestReady(t *testing.T) {
 		want bool
 	}{
 		{nil, false},
-		{&utSink{notReady: true}, false},
-		{&utSink{}, true},
+		{&memSink{notReady: true}, false},
+		{&memSink{}, true},
 	} {
 		q := &QueryLog{sink: tc.sink}
 		if got := q.Ready(); got != tc.want {
@@ -517,16 +527,16 @@ func TestServeDNSFilter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			server := "dns://.:5301"
 			ignored := ignoredTotal.WithLabelValues(server)
-			before := testutil.ToFloat64(ignored)
-			s := &utSink{}
-			q := &QueryLog{Next: test.HandlerFunc(utAnswer(dns.RcodeSuccess, 1, nil)), sink: s, filter: tc.f}
-			q.ServeDNS(utServerCtx(server), tc.w, utQuery(tc.qname, dns.TypeA, dns.ClassINET, false))
+			before := promtest.ToFloat64(ignored)
+			s := &memSink{}
+			q := &QueryLog{Next: replyWith(dns.RcodeSuccess, 1, nil), sink: s, filter: tc.f}
+			q.ServeDNS(serverCtx(server), tc.w, query(tc.qname, dns.TypeA, dns.ClassINET))
 			got := s.got()
 			if !tc.logged {
 				if len(got) != 0 {
 					t.Fatalf("logged %d entries, want none", len(got))
 				}
-				if d := testutil.ToFloat64(ignored) - before; d != 1 {
+				if d := promtest.ToFloat64(ignored) - before; d != 1 {
 					t.Errorf("ignored_total rose by %v, want 1", d)
 				}
 				return
@@ -537,7 +547,7 @@ func TestServeDNSFilter(t *testing.T) {
 			if got[0].client != netip.MustParseAddr(tc.wantClient) || got[0].hashKey != tc.wantKey {
 				t.Errorf("client %s, key %p; want %s, %p", got[0].client, got[0].hashKey, tc.wantClient, tc.wantKey)
 			}
-			if d := testutil.ToFloat64(ignored) - before; d != 0 {
+			if d := promtest.ToFloat64(ignored) - before; d != 0 {
 				t.Errorf("ignored_total rose by %v for a logged query", d)
 			}
 		})

@@ -1,10 +1,8 @@
 package querylog
 
 import (
-	"database/sql"
 	"fmt"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,9 +17,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/root"
 	_ "github.com/coredns/coredns/plugin/template"
 
-	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 // In-process CoreDNS for end-to-end tests, as CoreDNS's own test/server.go does.
@@ -58,88 +54,119 @@ func stopCoreDNS(t *testing.T, inst *caddy.Instance) {
 	inst.Stop()
 }
 
+// restart reloads inst with corefile as SIGUSR1 does.
+func restart(t *testing.T, inst *caddy.Instance, corefile string) *caddy.Instance {
+	t.Helper()
+	next, err := inst.Restart(corefileInput(corefile))
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if next == nil { // Restart recovers a panic and returns nothing
+		t.Fatalf("reload returned no instance and no error: it panicked (see the [PANIC] log line)")
+	}
+	return next
+}
+
 func udpAddr(inst *caddy.Instance, k int) string { return inst.Servers()[k].LocalAddr().String() }
 func tcpAddr(inst *caddy.Instance, k int) string { return inst.Servers()[k].Addr().String() }
 
-// load sends n queries for name%d.suffix over network to addr from workers goroutines and
-// returns how many were answered.
-func load(t *testing.T, network, addr, suffix string, n, workers int) int64 {
-	t.Helper()
-	var answered atomic.Int64
-	var wg sync.WaitGroup
-	per := n / workers
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &dns.Client{Net: network, Timeout: 2 * time.Second}
-			for i := range per {
-				m := new(dns.Msg)
-				m.SetQuestion(fmt.Sprintf("name%d-%d.%s", w, i, suffix), dns.TypeA)
-				if r, _, err := c.Exchange(m, addr); err == nil && r != nil {
-					answered.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return answered.Load()
+// corefile is one server block on a random loopback port answering A queries under
+// example.org, logging to db with the given querylog block options.
+func corefile(db, opts string) string { return serverBlock(".:0", db, opts, "192.0.2.1") }
+
+// serverBlock is a server block for key answering A queries under example.org with ip.
+func serverBlock(key, db, opts, ip string) string {
+	return fmt.Sprintf(`%s {
+    bind 127.0.0.1
+    querylog %s {
+%s
+    }
+    template IN A example.org {
+        answer "{{ .Name }} 60 IN A %s"
+    }
+}
+`, key, db, opts, ip)
 }
 
-func openDB(t *testing.T, path string) *sql.DB {
+// warmUp sends 2×n queries to inst's first server and waits until they are written to db.
+func warmUp(t *testing.T, inst *caddy.Instance, db string, n int) *testutil.Load {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	l := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "a", 2, n, 0)
+	l.Wait()
+	testutil.WaitFor(t, 10*time.Second, "the first queries to be written", func() bool { return bufferEmpty(t, db) })
+	return l
 }
 
-func countRows(t *testing.T, path, where string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := openDB(t, path).QueryRow("SELECT count(*) FROM queries "+where, args...).Scan(&n); err != nil {
-		t.Fatalf("counting rows in %s: %v", path, err)
-	}
-	return n
+// bufferEmpty reports whether db's buffer holds no entries: all it was handed is written or
+// dropped.
+func bufferEmpty(t *testing.T, db string) bool {
+	return testutil.Gather(t).Get(db, "buffer_size") == 0
 }
 
-// account sums querylog's counters for one database across servers.
-type accountTotals struct{ enqueued, written, buffered, dropped float64 }
-
-func accountFor(t *testing.T, db string) accountTotals {
+// checkAccounting checks querylog's counters for db once everything is flushed:
+// enqueued = written + dropped, written = rows, and dropped as expected.
+func checkAccounting(t *testing.T, db string, rows int64, wantDropped float64) {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
+	a := testutil.Gather(t).Account(db)
+	if a.Enqueued != a.Written+a.Dropped+a.Buffered {
+		t.Errorf("accounting for %s: enqueued %v != written %v + dropped %v + buffered %v", db, a.Enqueued, a.Written, a.Dropped, a.Buffered)
 	}
-	var a accountTotals
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			if label(m, "db") != db {
-				continue
-			}
-			switch f.GetName() {
-			case "coredns_querylog_enqueued_total":
-				a.enqueued += m.GetCounter().GetValue()
-			case "coredns_querylog_written_total":
-				a.written += m.GetCounter().GetValue()
-			case "coredns_querylog_dropped_total":
-				a.dropped += m.GetCounter().GetValue()
-			case "coredns_querylog_buffer_size":
-				a.buffered += m.GetGauge().GetValue()
-			}
+	if a.Written != float64(rows) || a.Dropped != wantDropped || a.Buffered != 0 {
+		t.Errorf("accounting for %s: %+v, want written = %d rows, dropped = %v, nothing buffered", db, a, rows, wantDropped)
+	}
+}
+
+// checkLoggedExcept is testutil.CheckLogged for the DNS queries (under example.org) in db,
+// where the other rows are entries handed straight to the writer, named *<suffix>: it returns
+// their number and fails on duplicates or rows that are neither.
+func checkLoggedExcept(t *testing.T, answered, failed []string, db, suffix string) int {
+	t.Helper()
+	all := testutil.Names(t, db)
+	want := map[string]bool{}
+	for _, n := range answered {
+		want[n] = true
+		if all[n] != 1 {
+			t.Errorf("answered %s: %d rows", n, all[n])
 		}
 	}
-	return a
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
+	for _, n := range failed {
+		want[n] = true
+	}
+	other := 0
+	for n, c := range all {
+		switch {
+		case strings.HasSuffix(n, ".example.org."):
+			if !want[n] || c != 1 {
+				t.Errorf("row %s (x%d) is no query of this test", n, c)
+			}
+		case strings.HasSuffix(n, suffix):
+			if c != 1 {
+				t.Errorf("%s logged %d times", n, c)
+			}
+			other++
+		default:
+			t.Errorf("unexpected row %s (x%d)", n, c)
 		}
 	}
-	return ""
+	return other
+}
+
+// goroutines returns the number of goroutines and how many of them are querylog flushers
+// and checkpointers, or database/sql connection openers (one per open *sql.DB).
+func goroutines() (total, flushers, sqlDBs int) {
+	total, n := testutil.Goroutines("querylog.(*writer).run(", "querylog.(*checkpointer).run(", "database/sql.(*DB).connectionOpener(")
+	return total, n[0] + n[1], n[2]
+}
+
+// settledGoroutines waits until the goroutine counts are at most the given ones (goroutines
+// of a stopped server or a closed database take a moment to exit) and fails otherwise.
+func settledGoroutines(t *testing.T, what string, total, flushers, sqlDBs int) {
+	t.Helper()
+	var gt, gf, gs int
+	if !testutil.Poll(5*time.Second, 20*time.Millisecond, func() bool {
+		gt, gf, gs = goroutines()
+		return gt <= total && gf <= flushers && gs <= sqlDBs
+	}) {
+		t.Errorf("%s: goroutines %d (flushers %d, sql.DBs %d), before %d (%d, %d)", what, gt, gf, gs, total, flushers, sqlDBs)
+	}
 }

@@ -1,7 +1,6 @@
 package querylog
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,10 +15,12 @@ import (
 	"github.com/coredns/caddy/caddyfile"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
-// utController returns a test controller for input whose root folder is root.
-func utController(input, root string) *caddy.Controller {
+// controller returns a test controller for input whose root folder is root.
+func controller(input, root string) *caddy.Controller {
 	c := caddy.NewTestController("dns", input)
 	dnsserver.GetConfig(c).Root = root
 	return c
@@ -36,7 +37,7 @@ func TestParseGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	existing := filepath.Join(dir, "existing.db")
-	utCreateQuerylogDB(t, existing, 0)
+	createQuerylogDB(t, existing, 0)
 
 	with := func(f func(o *options)) options {
 		o := defaults()
@@ -87,11 +88,13 @@ func TestParseGood(t *testing.T) {
 		{"shutdown_timeout max", "querylog {\n shutdown_timeout 10m\n}", with(func(o *options) { o.shutdownTimeout = 10 * time.Minute })},
 		{"retention in days", "querylog {\n retention 30d\n}", with(func(o *options) { o.retention = 30 * 24 * time.Hour })},
 		{"retention duration", "querylog {\n retention 90m\n}", with(func(o *options) { o.retention = 90 * time.Minute })},
+		{"retention in hours, as the README shows", "querylog {\n retention 36h\n}", with(func(o *options) { o.retention = 36 * time.Hour })},
 		{"retention off", "querylog {\n retention 0\n}", with(func(o *options) { o.retention = 0 })},
 		{"max_size", "querylog {\n max_size 500MB\n}", with(func(o *options) { o.maxSize = 500_000_000 })},
 		{"max_size binary", "querylog {\n max_size 2GiB\n}", with(func(o *options) { o.maxSize = 2 << 30 })},
 		{"min_free size", "querylog {\n min_free 1GB\n}", with(func(o *options) { o.minFreeBytes = 1_000_000_000 })},
 		{"min_free percent", "querylog {\n min_free 5%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 5 })},
+		{"min_free 1%, as the README shows", "querylog {\n min_free 1%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 1 })},
 		{"min_free off", "querylog {\n min_free 0\n}", with(func(o *options) { o.minFreeBytes = 0 })},
 		{"every option", `querylog sub/all.db {
 			buffer_size 100000
@@ -122,7 +125,7 @@ func TestParseGood(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := parse(utController(tc.input, dir))
+			got, _, err := parse(controller(tc.input, dir))
 			if err != nil {
 				t.Fatalf("parse(%q): unexpected error: %v", tc.input, err)
 			}
@@ -139,6 +142,10 @@ func TestParseGood(t *testing.T) {
 	}
 	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
 		t.Errorf("parse changed the empty file: %v %v", fi, err)
+	}
+	// The defaults the README documents for operating options.
+	if d := defaults(); d.retention != 7*24*time.Hour || d.maxSize != 0 || d.minFreeBytes != 100_000_000 {
+		t.Errorf("defaults: retention %s, max_size %d, min_free %d; want 7d, none, 100MB", d.retention, d.maxSize, d.minFreeBytes)
 	}
 }
 
@@ -164,7 +171,7 @@ func TestParseFilter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, got, err := parse(utController(tc.input, dir))
+			_, got, err := parse(controller(tc.input, dir))
 			if err != nil {
 				t.Fatalf("parse(%q): %v", tc.input, err)
 			}
@@ -290,11 +297,12 @@ func TestParseBad(t *testing.T) {
 		{"min_free 0%", block("min_free 0%"), []string{"min_free", "0%"}},
 		{"min_free 100%", block("min_free 100%"), []string{"min_free", "100%"}},
 		{"min_free not a size", block("min_free some"), []string{"min_free", "some"}},
+		{"min_free negative", block("min_free -5MB"), []string{"min_free", "-5MB"}},
 		{"anonymize V4BITS too large", block("anonymize 33"), []string{"anonymize", "33"}},
 		{"anonymize V4BITS zero", block("anonymize 0"), []string{"anonymize", `"0"`}},
 		{"anonymize V6BITS too large", block("anonymize 24 129"), []string{"anonymize", "129"}},
 		{"anonymize three args", block("anonymize 24 56 8"), []string{"anonymize", "24 56 8"}},
-		{"anonymize hash two KEYFILEs", block("anonymize hash a.key b.key"), []string{"anonymize", "a.key b.key"}},
+		{"anonymize hash two KEYFILEs", block("anonymize hash a.key b.key"), []string{"anonymize hash", "a.key b.key"}},
 		{"anonymize hash KEYFILE with ?", block("anonymize hash a?.key"), []string{"anonymize", "a?.key"}},
 		{"ignore missing", block("ignore"), []string{"ignore", "NAME"}},
 		{"ignore_clients missing", block("ignore_clients"), []string{"ignore_clients", "CIDR"}},
@@ -303,8 +311,8 @@ func TestParseBad(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := parse(utController(tc.input, dir))
-			utWantErr(t, tc.input, err, tc.want...)
+			_, _, err := parse(controller(tc.input, dir))
+			wantErr(t, tc.input, err, tc.want...)
 		})
 	}
 	entries, err := os.ReadDir(dir)
@@ -320,7 +328,7 @@ func TestParseTwice(t *testing.T) {
 		"querylog a.db\nquerylog b.db",
 		"querylog {\n buffer_size 10000\n}\nquerylog",
 	} {
-		_, _, err := parse(utController(input, dir))
+		_, _, err := parse(controller(input, dir))
 		if !errors.Is(err, plugin.ErrOnce) {
 			t.Errorf("parse(%q) = %v, want plugin.ErrOnce", input, err)
 		}
@@ -337,9 +345,9 @@ func TestParseBadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := filepath.Join(dir, "other.db")
-	utCreateOtherDB(t, other)
+	createOtherDB(t, other, false)
 	future := filepath.Join(dir, "future.db")
-	utCreateQuerylogDB(t, future, schemaVersion+1)
+	createQuerylogDB(t, future, schemaVersion+1)
 	folder := filepath.Join(dir, "folder.db")
 	if err := os.Mkdir(folder, 0o755); err != nil {
 		t.Fatal(err)
@@ -361,7 +369,7 @@ func TestParseBadFile(t *testing.T) {
 		{name: "folder under /proc", input: "querylog /proc/querylog.db", want: []string{"/proc/querylog.db"}},
 		{name: "folder under /proc/sys", input: "querylog /proc/sys/querylog.db", want: []string{"/proc/sys/querylog.db"}},
 		{name: "folder mode 0500", input: "querylog ro/q.db", want: []string{filepath.Join(readOnly, "q.db")},
-			skip: utSkipIfRoot("root may create files in a 0500 folder")},
+			skip: skipIfRoot("root may create files in a 0500 folder")},
 		{name: "text file", input: "querylog notes.txt", want: []string{text}},
 		{name: "text file, absolute", input: "querylog " + text, want: []string{text}},
 		{name: "another application's SQLite database", input: "querylog other.db", want: []string{other, "not a querylog database"}},
@@ -374,8 +382,8 @@ func TestParseBadFile(t *testing.T) {
 			if tc.skip != "" {
 				t.Skip(tc.skip)
 			}
-			_, _, err := parse(utController(tc.input, dir))
-			utWantErr(t, tc.input, err, tc.want...)
+			_, _, err := parse(controller(tc.input, dir))
+			wantErr(t, tc.input, err, tc.want...)
 		})
 	}
 
@@ -397,14 +405,14 @@ func TestParseReadOnlyFolderAsRoot(t *testing.T) {
 	if err := os.Mkdir(ro, 0o500); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := parse(utController("querylog q.db", ro)); err != nil {
+	if _, _, err := parse(controller("querylog q.db", ro)); err != nil {
 		t.Errorf("parse: %v", err)
 	}
 }
 
 func TestSetupWrapsErrors(t *testing.T) {
-	err := setup(utController("querylog {\n buffer_size 5\n}", t.TempDir()))
-	utWantErr(t, "buffer_size 5", err, "plugin/querylog", "buffer_size", `"5"`)
+	err := setup(controller("querylog {\n buffer_size 5\n}", t.TempDir()))
+	wantErr(t, "buffer_size 5", err, "plugin/querylog", "buffer_size", `"5"`)
 }
 
 // Two server blocks of one Corefile (one generation) that name the same database must use
@@ -412,7 +420,7 @@ func TestSetupWrapsErrors(t *testing.T) {
 func TestSetupSameFileTwoBlocks(t *testing.T) {
 	dir := t.TempDir()
 	q := filepath.Join(dir, "q.db")
-	utCreateQuerylogDB(t, q, 0)
+	createQuerylogDB(t, q, 0)
 	if err := os.Symlink(q, filepath.Join(dir, "link.db")); err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +442,7 @@ func TestSetupSameFileTwoBlocks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c1 := utController(tc.first, dir)
+			c1 := controller(tc.first, dir)
 			if err := setup(c1); err != nil {
 				t.Fatalf("first block: %v", err)
 			}
@@ -448,8 +456,8 @@ func TestSetupSameFileTwoBlocks(t *testing.T) {
 				if err != nil {
 					t.Fatalf("second block: %v", err)
 				}
-				if g := generationOf(&c2); len(g.handlers) != 2 {
-					t.Errorf("generation has %d handlers, want 2", len(g.handlers))
+				if n := handlersOf(&c2); n != 2 {
+					t.Errorf("generation has %d handlers, want 2", n)
 				}
 				return
 			}
@@ -498,7 +506,7 @@ func TestGenerationAdd(t *testing.T) {
 	}
 }
 
-func utWantErr(t *testing.T, input string, err error, want ...string) {
+func wantErr(t *testing.T, input string, err error, want ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("parse(%q): no error, want one containing %q", input, want)
@@ -510,16 +518,16 @@ func utWantErr(t *testing.T, input string, err error, want ...string) {
 	}
 }
 
-func utSkipIfRoot(why string) string {
+func skipIfRoot(why string) string {
 	if os.Geteuid() == 0 {
 		return "running as root: " + why
 	}
 	return ""
 }
 
-// utCreateQuerylogDB creates a querylog database at path; a version above 0 is then written
+// createQuerylogDB creates a querylog database at path; a version above 0 is then written
 // into PRAGMA user_version.
-func utCreateQuerylogDB(t *testing.T, path string, version int) {
+func createQuerylogDB(t *testing.T, path string, version int) {
 	t.Helper()
 	s, err := openStore(path)
 	if err != nil {
@@ -528,28 +536,17 @@ func utCreateQuerylogDB(t *testing.T, path string, version int) {
 	if err := s.close(); err != nil {
 		t.Fatal(err)
 	}
-	if version == 0 {
-		return
-	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
-		t.Fatal(err)
+	if version > 0 {
+		testutil.Exec(t, path, fmt.Sprintf("PRAGMA user_version = %d", version))
 	}
 }
 
-// utCreateOtherDB creates an SQLite database of some other application.
-func utCreateOtherDB(t *testing.T, path string) {
+// createOtherDB creates an SQLite database of some other application, in WAL mode if wal.
+func createOtherDB(t *testing.T, path string, wal bool) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
+	pragma := ""
+	if wal {
+		pragma = "PRAGMA journal_mode = WAL; "
 	}
-	defer db.Close()
-	if _, err := db.Exec(`CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts (name) VALUES ('alice')`); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Exec(t, path, pragma+`CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts (name) VALUES ('alice'), ('bob')`)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"net/netip"
 	"os"
@@ -14,9 +15,12 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
-func utOpenStore(t *testing.T, path string) *store {
+// testStore opens the store at path for the rest of the test.
+func testStore(t *testing.T, path string) *store {
 	t.Helper()
 	s, err := openStore(path)
 	if err != nil {
@@ -26,26 +30,18 @@ func utOpenStore(t *testing.T, path string) *store {
 	return s
 }
 
-// utSchema lists the database's schema objects as "type name".
-func utSchema(t *testing.T, db *sql.DB) []string {
+// schema lists the database's schema objects as "type name", in order.
+func schema(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	rows, err := db.Query(`SELECT type || ' ' || name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY 1`)
-	if err != nil {
+	var list string
+	if err := db.QueryRow(`SELECT group_concat(type || ' ' || name, ',' ORDER BY type, name)
+		FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'`).Scan(&list); err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+	return strings.Split(list, ",")
 }
 
-func utPragma(t *testing.T, db *sql.DB, name string) int64 {
+func pragma(t *testing.T, db *sql.DB, name string) int64 {
 	t.Helper()
 	var v int64
 	if err := db.QueryRow("PRAGMA " + name).Scan(&v); err != nil {
@@ -54,7 +50,7 @@ func utPragma(t *testing.T, db *sql.DB, name string) int64 {
 	return v
 }
 
-func utCheckSchema(t *testing.T, s *store) {
+func checkSchema(t *testing.T, s *store) {
 	t.Helper()
 	want := []string{
 		"index queries_ts",
@@ -63,13 +59,13 @@ func utCheckSchema(t *testing.T, s *store) {
 		"table rcode_names",
 		"view queries_readable",
 	}
-	if got := utSchema(t, s.db); !slices.Equal(got, want) {
+	if got := schema(t, s.db); !slices.Equal(got, want) {
 		t.Errorf("schema = %q, want %q", got, want)
 	}
-	if v := utPragma(t, s.db, "user_version"); v != schemaVersion {
+	if v := pragma(t, s.db, "user_version"); v != schemaVersion {
 		t.Errorf("user_version = %d, want %d", v, schemaVersion)
 	}
-	if v := utPragma(t, s.db, "application_id"); v != applicationID {
+	if v := pragma(t, s.db, "application_id"); v != applicationID {
 		t.Errorf("application_id = %#x, want %#x", v, applicationID)
 	}
 	var mode string
@@ -101,9 +97,9 @@ func utCheckSchema(t *testing.T, s *store) {
 }
 
 func TestStoreFreshFile(t *testing.T) {
-	path := utTempDB(t)
-	s := utOpenStore(t, path)
-	utCheckSchema(t, s)
+	path := tempDB(t)
+	s := testStore(t, path)
+	checkSchema(t, s)
 
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -128,35 +124,28 @@ func TestStoreFreshFile(t *testing.T) {
 }
 
 func TestStoreEmptyFile(t *testing.T) {
-	path := utTempDB(t)
+	path := tempDB(t)
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := utOpenStore(t, path)
-	utCheckSchema(t, s)
+	s := testStore(t, path)
+	checkSchema(t, s)
 }
 
 // A valid SQLite file with nothing in it (application_id 0, no schema) is adopted.
 func TestStoreBlankSQLiteFile(t *testing.T) {
-	path := utTempDB(t)
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`CREATE TABLE x (a); DROP TABLE x`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	path := tempDB(t)
+	testutil.Exec(t, path, `CREATE TABLE x (a); DROP TABLE x`)
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		t.Fatalf("blank database not created: %v", err)
 	}
-	s := utOpenStore(t, path)
-	utCheckSchema(t, s)
+	s := testStore(t, path)
+	checkSchema(t, s)
 }
 
 // Reopening keeps the rows and does not migrate again.
 func TestStoreReopen(t *testing.T) {
-	path := utTempDB(t)
+	path := tempDB(t)
 	s, err := openStore(path)
 	if err != nil {
 		t.Fatal(err)
@@ -167,8 +156,8 @@ func TestStoreReopen(t *testing.T) {
 	if err := s.close(); err != nil {
 		t.Fatal(err)
 	}
-	s = utOpenStore(t, path)
-	utCheckSchema(t, s)
+	s = testStore(t, path)
+	checkSchema(t, s)
 	var n int
 	if err := s.db.QueryRow("SELECT count(*) FROM queries").Scan(&n); err != nil || n != 2 {
 		t.Errorf("rows after reopening = %d (%v), want 2", n, err)
@@ -191,30 +180,13 @@ func TestStoreRefusesForeignFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "not a readable SQLite database"},
-		{"another application's database", utCreateOtherDB, "not a querylog database"},
-		{"another application's database in WAL mode", func(t *testing.T, path string) {
-			utCreateOtherDB(t, path)
-			db, err := sql.Open("sqlite", path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if _, err := db.Exec("PRAGMA journal_mode = WAL"); err != nil {
-				t.Fatal(err)
-			}
-		}, "not a querylog database"},
+		{"another application's database", func(t *testing.T, path string) { createOtherDB(t, path, false) }, "not a querylog database"},
+		{"another application's database in WAL mode", func(t *testing.T, path string) { createOtherDB(t, path, true) }, "not a querylog database"},
 		{"empty schema, foreign application_id", func(t *testing.T, path string) {
-			db, err := sql.Open("sqlite", path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if _, err := db.Exec("PRAGMA application_id = 1234; CREATE TABLE x (a); DROP TABLE x"); err != nil {
-				t.Fatal(err)
-			}
+			testutil.Exec(t, path, "PRAGMA application_id = 1234; CREATE TABLE x (a); DROP TABLE x")
 		}, "not a querylog database"},
 		{"querylog database from a newer build", func(t *testing.T, path string) {
-			utCreateQuerylogDB(t, path, schemaVersion+1)
+			createQuerylogDB(t, path, schemaVersion+1)
 		}, fmt.Sprintf("schema version %d", schemaVersion+1)},
 	}
 	for _, tc := range tests {
@@ -222,7 +194,7 @@ func TestStoreRefusesForeignFiles(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "q.db")
 			tc.create(t, path)
-			before := utDirState(t, dir)
+			before := dirState(t, dir)
 			original, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -250,7 +222,7 @@ func TestStoreRefusesForeignFiles(t *testing.T) {
 				}
 				// Nothing else may appear either: a read-only open of a WAL database leaves
 				// -wal and -shm files behind unless told otherwise.
-				if after := utDirState(t, dir); after != before {
+				if after := dirState(t, dir); after != before {
 					t.Errorf("%s left the folder changed:\nbefore %s\nafter  %s", name, before, after)
 				}
 			}
@@ -258,8 +230,8 @@ func TestStoreRefusesForeignFiles(t *testing.T) {
 	}
 }
 
-// utDirState describes every file in dir with its mode and content hash.
-func utDirState(t *testing.T, dir string) string {
+// dirState describes every file in dir with its mode and content hash.
+func dirState(t *testing.T, dir string) string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -275,38 +247,39 @@ func utDirState(t *testing.T, dir string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "%s %v %d %08x; ", e.Name(), fi.Mode(), len(data), utChecksum(data))
+		h := fnv.New32a()
+		h.Write(data)
+		fmt.Fprintf(&b, "%s %v %d %08x; ", e.Name(), fi.Mode(), len(data), h.Sum32())
 	}
 	return b.String()
 }
 
-func utChecksum(b []byte) uint32 {
-	var h uint32 = 2166136261
-	for _, c := range b {
-		h = (h ^ uint32(c)) * 16777619
-	}
-	return h
-}
-
-// utRow is one row of the queries table.
-type utRow struct {
+// queryRow is one row of the queries table.
+type queryRow struct {
 	ts                                      int64
 	server, client, proto, qname            string
 	qtype, qclass, rcode, size, answers, us int64
 	do                                      bool
 }
 
-func utReadRows(t *testing.T, db *sql.DB) []utRow {
+// rowOf is the row e must be stored as.
+func rowOf(e entry) queryRow {
+	return queryRow{e.start / 1e6, e.server, e.client.String(), e.proto.String(), e.qname,
+		int64(e.qtype), int64(e.qclass), int64(e.rcode), int64(e.size), int64(e.answers), e.duration / 1e3, e.do}
+}
+
+// readRows reads the rows of the queries table that clause (WHERE, ORDER BY, LIMIT) selects.
+func readRows(t *testing.T, db *sql.DB, clause string, args ...any) []queryRow {
 	t.Helper()
 	rows, err := db.Query(`SELECT ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do"
-		FROM queries ORDER BY rowid`)
+		FROM queries `+clause, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var out []utRow
+	var out []queryRow
 	for rows.Next() {
-		var r utRow
+		var r queryRow
 		if err := rows.Scan(&r.ts, &r.server, &r.client, &r.proto, &r.qname, &r.qtype, &r.qclass, &r.rcode, &r.size, &r.answers, &r.us, &r.do); err != nil {
 			t.Fatal(err)
 		}
@@ -318,21 +291,21 @@ func utReadRows(t *testing.T, db *sql.DB) []utRow {
 	return out
 }
 
-// utLongName is a name of 255 octets on the wire.
-func utLongName() string {
+// longName is a name of 255 octets on the wire.
+func longName() string {
 	l63 := strings.Repeat("a", 63)
 	name := l63 + "." + l63 + "." + l63 + "." + strings.Repeat("b", 61) + "."
 	return name
 }
 
-// utLongEscapedName is a 255-octet name whose octets are all escaped: 1000 characters of text.
-func utLongEscapedName() string {
+// longEscapedName is a 255-octet name whose octets are all escaped: 1000 characters of text.
+func longEscapedName() string {
 	l := strings.Repeat(`\255`, 63)
 	return l + "." + l + "." + l + "." + strings.Repeat(`\000`, 61) + "."
 }
 
 func TestStoreRoundTrip(t *testing.T) {
-	for _, name := range []string{utLongName(), utLongEscapedName()} {
+	for _, name := range []string{longName(), longEscapedName()} {
 		buf := make([]byte, 512)
 		if n, err := dns.PackDomainName(name, buf, 0, nil, false); err != nil || n != 255 {
 			t.Fatalf("test name is %d octets on the wire (%v), want 255", n, err)
@@ -342,34 +315,34 @@ func TestStoreRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
 		e    entry
-		want utRow // ts, server, client, proto, qname, qtype, qclass, rcode, size, answers, duration_us, do
+		want queryRow // ts, server, client, proto, qname, qtype, qclass, rcode, size, answers, duration_us, do
 	}{
 		{"udp, escaped bytes", entry{start: ts, server: "dns://.:53", qname: `a\000b\.c.example.`, client: netip.MustParseAddr("10.240.0.1"),
 			duration: 1234567, size: 512, qtype: dns.TypeA, qclass: dns.ClassINET, rcode: dns.RcodeSuccess, answers: 1, proto: protoUDP},
-			utRow{1700000000123, "dns://.:53", "10.240.0.1", "udp", `a\000b\.c.example.`, 1, 1, 0, 512, 1, 1234, false}},
+			queryRow{1700000000123, "dns://.:53", "10.240.0.1", "udp", `a\000b\.c.example.`, 1, 1, 0, 512, 1, 1234, false}},
 		{"tcp, SQL in the name", entry{start: ts + 1e6, server: "dns://.:53", qname: `a'); DROP TABLE queries;--.example.`, client: netip.MustParseAddr("192.0.2.200"),
 			duration: 999, size: 40, qtype: dns.TypeTXT, qclass: dns.ClassCHAOS, rcode: dns.RcodeNameError, proto: protoTCP, do: true},
-			utRow{1700000000124, "dns://.:53", "192.0.2.200", "tcp", `a'); DROP TABLE queries;--.example.`, 16, 3, 3, 40, 0, 0, true}},
-		{"dot, 255-octet name, IPv6", entry{start: ts, server: "tls://.:853", qname: utLongName(), client: netip.MustParseAddr("2001:db8::53"),
+			queryRow{1700000000124, "dns://.:53", "192.0.2.200", "tcp", `a'); DROP TABLE queries;--.example.`, 16, 3, 3, 40, 0, 0, true}},
+		{"dot, 255-octet name, IPv6", entry{start: ts, server: "tls://.:853", qname: longName(), client: netip.MustParseAddr("2001:db8::53"),
 			duration: 1000, size: 1232, qtype: dns.TypeAAAA, qclass: 1, answers: 2, proto: protoDoT, do: true},
-			utRow{1700000000123, "tls://.:853", "2001:db8::53", "dot", utLongName(), 28, 1, 0, 1232, 2, 1, true}},
-		{"doh, 255-octet escaped name, link-local with zone", entry{start: ts, server: "https://.:443", qname: utLongEscapedName(), client: netip.MustParseAddr("fe80::1%eth0"),
+			queryRow{1700000000123, "tls://.:853", "2001:db8::53", "dot", longName(), 28, 1, 0, 1232, 2, 1, true}},
+		{"doh, 255-octet escaped name, link-local with zone", entry{start: ts, server: "https://.:443", qname: longEscapedName(), client: netip.MustParseAddr("fe80::1%eth0"),
 			size: 100, qtype: dns.TypeHTTPS, qclass: 1, proto: protoDoH},
-			utRow{1700000000123, "https://.:443", "fe80::1%eth0", "doh", utLongEscapedName(), 65, 1, 0, 100, 0, 0, false}},
+			queryRow{1700000000123, "https://.:443", "fe80::1%eth0", "doh", longEscapedName(), 65, 1, 0, 100, 0, 0, false}},
 		{"doh3, quotes and spaces", entry{start: ts, server: "https3://.:443", qname: `sp\032ace"quote.example.`, client: netip.MustParseAddr("::1"),
 			qtype: dns.TypeMX, qclass: 1, proto: protoDoH3},
-			utRow{1700000000123, "https3://.:443", "::1", "doh3", `sp\032ace"quote.example.`, 15, 1, 0, 0, 0, 0, false}},
+			queryRow{1700000000123, "https3://.:443", "::1", "doh3", `sp\032ace"quote.example.`, 15, 1, 0, 0, 0, 0, false}},
 		{"doq, root name", entry{start: ts, server: "quic://.:853", qname: ".", client: netip.MustParseAddr("192.0.2.1"),
 			qtype: dns.TypeNS, qclass: 1, proto: protoDoQ},
-			utRow{1700000000123, "quic://.:853", "192.0.2.1", "doq", ".", 2, 1, 0, 0, 0, 0, false}},
+			queryRow{1700000000123, "quic://.:853", "192.0.2.1", "doq", ".", 2, 1, 0, 0, 0, 0, false}},
 		{"grpc, largest values", entry{start: math.MaxInt64, server: "grpc://.:443", qname: "big.example.", client: netip.MustParseAddr("255.255.255.255"),
 			duration: math.MaxInt64, size: math.MaxUint32, qtype: math.MaxUint16, qclass: math.MaxUint16, rcode: 4095, answers: math.MaxUint16, proto: protoGRPC, do: true},
-			utRow{int64(math.MaxInt64) / 1e6, "grpc://.:443", "255.255.255.255", "grpc", "big.example.", 65535, 65535, 4095, math.MaxUint32, 65535, int64(math.MaxInt64) / 1e3, true}},
+			queryRow{int64(math.MaxInt64) / 1e6, "grpc://.:443", "255.255.255.255", "grpc", "big.example.", 65535, 65535, 4095, math.MaxUint32, 65535, int64(math.MaxInt64) / 1e3, true}},
 		{"zero values", entry{client: netip.MustParseAddr("0.0.0.0")},
-			utRow{0, "", "0.0.0.0", "udp", "", 0, 0, 0, 0, 0, 0, false}},
+			queryRow{0, "", "0.0.0.0", "udp", "", 0, 0, 0, 0, 0, 0, false}},
 	}
 
-	s := utOpenStore(t, utTempDB(t))
+	s := testStore(t, tempDB(t))
 	var all []entry
 	for _, tc := range tests {
 		all = append(all, tc.e)
@@ -377,7 +350,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.write(all[:3], all[3:]); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	got := utReadRows(t, s.db)
+	got := readRows(t, s.db, "ORDER BY rowid")
 	if len(got) != len(tests) {
 		t.Fatalf("read %d rows, want %d", len(got), len(tests))
 	}
@@ -391,7 +364,7 @@ func TestStoreRoundTrip(t *testing.T) {
 // Many rows, split over two segments (a wrapped ring) and several multi-row INSERTs, arrive
 // complete and in order.
 func TestStoreWriteSegments(t *testing.T) {
-	s := utOpenStore(t, utTempDB(t))
+	s := testStore(t, tempDB(t))
 	for _, split := range [][2]int{{0, 0}, {1, 0}, {0, 1}, {64, 0}, {63, 2}, {70, 30}, {200, 129}, {1, 300}} {
 		var first, second []entry
 		for i := range split[0] + split[1] {
@@ -428,7 +401,7 @@ func TestStoreWriteSegments(t *testing.T) {
 
 // A batch is one transaction: when it fails, nothing of it is stored.
 func TestStoreWriteAtomic(t *testing.T) {
-	s := utOpenStore(t, utTempDB(t))
+	s := testStore(t, tempDB(t))
 	if _, err := s.db.Exec(`CREATE TRIGGER no_bad BEFORE INSERT ON queries WHEN NEW.qname = 'bad.' BEGIN SELECT RAISE(ABORT, 'bad row'); END`); err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +427,7 @@ func TestStoreWriteAtomic(t *testing.T) {
 }
 
 func TestStoreReadableView(t *testing.T) {
-	s := utOpenStore(t, utTempDB(t))
+	s := testStore(t, tempDB(t))
 	tests := []struct {
 		qtype, qclass, rcode uint16
 		qtypeName            string

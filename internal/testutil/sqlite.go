@@ -1,0 +1,201 @@
+package testutil
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // the driver querylog writes with
+)
+
+// OpenRO opens the database at path read-only for the rest of the test. It waits up to 5s for
+// locks: a checkpoint or the writer's WAL reset can make a reader wait a moment.
+func OpenRO(t testing.TB, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Exec runs stmts on the database at path (created if absent) through a connection of its own,
+// waiting up to 5s for locks, and closes it.
+func Exec(t testing.TB, path, stmts string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(stmts); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// CountRows counts the rows of the queries table at path, with an optional WHERE clause.
+func CountRows(t testing.TB, path, where string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := OpenRO(t, path).QueryRow("SELECT count(*) FROM queries "+where, args...).Scan(&n); err != nil {
+		t.Fatalf("counting rows in %s: %v", path, err)
+	}
+	return n
+}
+
+// Names reads the qname of every row at path, with its number of rows.
+func Names(t testing.TB, path string) map[string]int {
+	t.Helper()
+	rows, err := OpenRO(t, path).Query("SELECT qname FROM queries")
+	if err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	defer rows.Close()
+	names := map[string]int{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names[n]++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// Lock takes the write lock of the database at path (BEGIN EXCLUSIVE, waiting up to 10s for
+// it) on a connection of its own, and holds it until unlock is called or the test ends.
+func Lock(t testing.TB, path string) (unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatalf("locking %s: %v", path, err)
+	}
+	done := false
+	unlock = func() {
+		if done {
+			return
+		}
+		done = true
+		if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+			t.Errorf("unlocking %s: %v", path, err)
+		}
+		conn.Close()
+		db.Close()
+	}
+	t.Cleanup(unlock)
+	return unlock
+}
+
+// NeedSQLite3 skips the test when the sqlite3 command-line tool is missing.
+func NeedSQLite3(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Skip("sqlite3 command-line tool not installed (apt-get install sqlite3)")
+	}
+}
+
+// SQLite3 runs sql on the database at path with the sqlite3 command-line tool, another SQLite
+// than the one querylog is built with, and returns its output.
+func SQLite3(t testing.TB, path, sql string) string {
+	t.Helper()
+	NeedSQLite3(t)
+	out, err := exec.Command("sqlite3", path, sql).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 %s %q: %v: %s", path, sql, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// CLI is an interactive sqlite3 session on a pipe: another process that can hold a transaction
+// open.
+type CLI struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines chan string
+}
+
+// StartCLI starts sqlite3 on the database at path; it is killed at the end of the test.
+func StartCLI(t testing.TB, path string) *CLI {
+	t.Helper()
+	NeedSQLite3(t)
+	cmd := exec.Command("sqlite3", path)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &CLI{cmd: cmd, in: in, lines: make(chan string, 100)}
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			c.lines <- s.Text()
+		}
+		close(c.lines)
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return c
+}
+
+// Run sends sql and waits for the output line marker, which sql must print; it returns the
+// lines before it.
+func (c *CLI) Run(t testing.TB, sql, marker string) []string {
+	t.Helper()
+	if _, err := io.WriteString(c.in, sql+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("sqlite3 exited; output %q", out)
+			}
+			if l == marker {
+				return out
+			}
+			out = append(out, l)
+		case <-timeout:
+			t.Fatalf("sqlite3: no %q after %q; output %q", marker, sql, out)
+		}
+	}
+}
+
+// Quit ends the session and waits for the process.
+func (c *CLI) Quit(t testing.TB) {
+	t.Helper()
+	io.WriteString(c.in, ".quit\n")
+	c.in.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		t.Fatal("sqlite3 did not exit")
+	}
+}
