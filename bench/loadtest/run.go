@@ -31,16 +31,11 @@ func run(ctx context.Context, c *config) (*report, error) {
 	if bin == "" {
 		bin = filepath.Join(tmp, "coredns")
 		fmt.Fprintf(os.Stderr, "building ./cmd/coredns ...\n")
-		before := sourceOf(c.repo)
-		if err := build(ctx, c.repo, bin); err != nil {
+		if rep.Source, err = build(ctx, c.repo, bin); err != nil {
 			return nil, err
 		}
-		rep.Source = sourceOf(c.repo)
-		if before.SHA256 != rep.Source.SHA256 {
-			rep.Source.Note = "the sources changed while CoreDNS was being built: the binary may match neither state"
-		}
 	} else {
-		rep.Source = &provenance{Note: "prebuilt binary given with -coredns: " + bin}
+		rep.Source = prebuilt(bin)
 	}
 	if _, err := os.Stat("/usr/bin/dnsperf"); err != nil {
 		return nil, errors.New("/usr/bin/dnsperf not found: apt-get install -y dnsperf")

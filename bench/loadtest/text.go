@@ -30,7 +30,18 @@ func (rep *report) text() string {
 		q.Lines, q.DistinctNames, 100*q.Top10Share, 100*q.NXDOMAINShare, q.Seed, typeMix(q.ByType, q.Lines))
 	if src := rep.Source; src != nil {
 		if src.Commit != "" || src.SHA256 != "" {
-			p("source:   commit %.12s, %d uncommitted file(s) under plugin/ cmd/, sources sha256 %.12s", src.Commit, len(src.Dirty), src.SHA256)
+			line := fmt.Sprintf("commit %.12s", src.Commit)
+			if src.CommitFrom != "" {
+				line += " (from " + src.CommitFrom
+				if src.Modified != nil && *src.Modified {
+					line += ", checkout modified"
+				}
+				line += ")"
+			}
+			if src.SHA256 != "" {
+				line += fmt.Sprintf(", %d uncommitted file(s) under plugin/ cmd/, sources sha256 %.12s", len(src.Dirty), src.SHA256)
+			}
+			p("source:   %s", line)
 		}
 		if src.Note != "" {
 			p("source:   %s", src.Note)
