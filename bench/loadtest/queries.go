@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"sort"
+	"slices"
 )
 
 type queryStats struct {
@@ -91,11 +93,7 @@ func writeQueryFile(path string, seed uint64, names, lines int) (queryStats, err
 	}
 	st.DistinctNames = len(seen)
 	st.NXDOMAINShare = round(float64(nx)/float64(lines), 4)
-	counts := make([]int, 0, len(seen))
-	for _, n := range seen {
-		counts = append(counts, n)
-	}
-	sort.Sort(sort.Reverse(sort.IntSlice(counts)))
+	counts := slices.SortedFunc(maps.Values(seen), func(a, b int) int { return cmp.Compare(b, a) })
 	top := 0
 	for _, n := range counts[:min(10, len(counts))] {
 		top += n

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"database/sql"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -192,11 +193,7 @@ func (r *runResult) judge() {
 }
 
 func nonZero(m map[string]float64) map[string]float64 {
-	out := map[string]float64{}
-	for k, v := range m {
-		if v != 0 {
-			out[k] = v
-		}
-	}
+	out := maps.Clone(m)
+	maps.DeleteFunc(out, func(_ string, v float64) bool { return v == 0 })
 	return out
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"io"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -56,17 +60,19 @@ func (rep *report) text() string {
 	if len(rep.Summary) > 0 {
 		p("")
 		p("compare: medians over %d pair(s) (GOMAXPROCS=%d, %d cores shared with dnsperf; noisy machine: ratios matter more than absolutes)", rep.Pairs, rep.GOMAXPROCS, rep.Cores)
-		p("  %-9s %8s %13s %11s %9s %10s %12s %11s %13s  %s", "variant", "QPS", "CPU µs/query", "latency ms", "RSS MiB",
-			"QPS ×none", "CPU/q ×none", "paired QPS", "paired CPU/q", "QPS min..max")
+		// Every cell ends with a tab, so that all are right-aligned; the empty first one indents.
+		table := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(table, "\tvariant\tQPS\tCPU µs/query\tlatency ms\tRSS MiB\tQPS ×none\tCPU/q ×none\tpaired QPS\tpaired CPU/q\tQPS min..max\t")
 		for _, s := range rep.Summary {
 			qr, cr, pq, pc := "", "", "", ""
 			if s.Variant != "none" {
 				qr, cr = fmt.Sprintf("%.3f", s.QPSRatio), fmt.Sprintf("%.3f", s.CPUPerQRatio)
 				pq, pc = fmt.Sprintf("%.3f", s.PairedQPSRatio), fmt.Sprintf("%.3f", s.PairedCPUPerQRatio)
 			}
-			p("  %-9s %8.0f %13.2f %11.3f %9.1f %10s %12s %11s %13s  %s", s.Variant, s.MedianQPS, s.MedianCPUPerQ, 1000*s.MedianLatency,
+			fmt.Fprintf(table, "\t%s\t%.0f\t%.2f\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", s.Variant, s.MedianQPS, s.MedianCPUPerQ, 1000*s.MedianLatency,
 				s.MedianPeakRSS/(1<<20), qr, cr, pq, pc, s.QPSRangeJSON)
 		}
+		table.Flush()
 		p("  ×none: ratio of the medians; paired: median of the per-round ratios to that round's none run")
 	}
 	p("")
@@ -81,8 +87,8 @@ func (rep *report) text() string {
 	return b.String()
 }
 
-func (r *runResult) text(b *strings.Builder, compact bool) {
-	p := func(format string, a ...any) { fmt.Fprintf(b, format+"\n", a...) }
+func (r *runResult) text(w io.Writer, compact bool) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	p("")
 	p("run %d: %s (GOMAXPROCS=%d, observed %.0f)", r.Index, r.Variant, r.GOMAXPROCS, r.GOMAXPROCSSeen)
 	if d := r.DNSPerf; d != nil {
@@ -154,19 +160,14 @@ func onOff(b bool) string {
 	return "off"
 }
 
+// typeMix lists the query types from the most to the least frequent.
 func typeMix(m map[string]int, total int) string {
-	type kv struct {
-		k string
-		v int
-	}
-	var kvs []kv
-	for k, v := range m {
-		kvs = append(kvs, kv{k, v})
-	}
-	sort.Slice(kvs, func(i, j int) bool { return kvs[i].v > kvs[j].v })
-	var parts []string
-	for _, e := range kvs {
-		parts = append(parts, fmt.Sprintf("%s %.1f%%", e.k, 100*float64(e.v)/float64(total)))
+	types := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b))
+	})
+	parts := make([]string, 0, len(types))
+	for _, k := range types {
+		parts = append(parts, fmt.Sprintf("%s %.1f%%", k, 100*float64(m[k])/float64(total)))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -182,13 +183,8 @@ func drops(m map[string]float64) string {
 
 // joinSorted formats each key and value of m with format, in key order.
 func joinSorted[V any](m map[string]V, format string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf(format, k, m[k]))
 	}
 	return strings.Join(parts, ", ")
