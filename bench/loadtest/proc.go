@@ -8,32 +8,43 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// startLocked starts cmd with Pdeathsig SIGKILL, so that it never outlives the harness, from a
-// goroutine locked to its OS thread that lives until the process has been waited for: the
-// kernel sends Pdeathsig when the creating thread ends, not the process (go.dev/issue/27505),
-// and Go may end threads. done is closed once Wait has returned, and *waitErr is its error.
-func startLocked(cmd *exec.Cmd) (done <-chan struct{}, waitErr *error, err error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
+// startLocked starts cmds with Pdeathsig SIGKILL, so that none outlives the harness, from a
+// goroutine locked to its OS thread that lives until all have been waited for: the kernel
+// sends Pdeathsig when the creating thread ends, not the process (go.dev/issue/27505), and Go
+// may end threads. done is closed once every Wait has returned; errs[i] is cmds[i]'s error.
+// If one fails to start, those already started are killed.
+func startLocked(cmds ...*exec.Cmd) (done <-chan struct{}, errs []error, err error) {
+	for _, cmd := range cmds {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	started := make(chan error, 1)
 	ch := make(chan struct{})
-	var werr error
+	errs = make([]error, len(cmds))
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
+		for i, cmd := range cmds {
+			if err := cmd.Start(); err != nil {
+				for _, c := range cmds[:i] {
+					c.Process.Kill()
+					c.Wait()
+				}
+				started <- err
+				return
+			}
 		}
 		started <- nil
-		werr = cmd.Wait()
+		for i, cmd := range cmds {
+			errs[i] = cmd.Wait()
+		}
 		close(ch)
 	}()
 	if err := <-started; err != nil {
 		return nil, nil, err
 	}
-	return ch, &werr, nil
+	return ch, errs, nil
 }
 
 // procCPU returns utime+stime of a process in seconds.

@@ -27,11 +27,33 @@ func (rep *report) text() string {
 		load = fmt.Sprintf("target %d QPS", rep.TargetQPS)
 	}
 	p("machine:  %d cores (runtime.NumCPU), shared by dnsperf and CoreDNS; CoreDNS GOMAXPROCS=%d; %s", rep.Cores, rep.GOMAXPROCS, rep.GoVersion)
-	p("load:     %s for %s per run; dnsperf -c %d -T %d -q %d%s; cache %s",
-		load, rep.Duration, rep.Clients, rep.Threads, rep.Outstanding, map[bool]string{true: " -e", false: ""}[rep.EDNS], onOff(rep.Cache))
+	edns := map[bool]string{true: " -e", false: ""}[rep.EDNS]
+	if k := rep.ClientAddrs; k > 1 {
+		p("load:     %s for %s per run; %d dnsperf processes at once, each -c %d -T %d -q %d%s and 1/%d of the rate; cache %s",
+			load, rep.Duration, k, ceilDiv(rep.Clients, k), rep.Threads, ceilDiv(rep.Outstanding, k), edns, k, onOff(rep.Cache))
+	} else {
+		p("load:     %s for %s per run; dnsperf -c %d -T %d -q %d%s; cache %s",
+			load, rep.Duration, rep.Clients, rep.Threads, rep.Outstanding, edns, onOff(rep.Cache))
+	}
 	q := rep.Queries
-	p("queries:  %d lines, %d distinct names (top 10 = %.1f%% of lines), %.1f%% NXDOMAIN, seed %d; %s",
-		q.Lines, q.DistinctNames, 100*q.Top10Share, 100*q.NXDOMAINShare, q.Seed, typeMix(q.ByType, q.Lines))
+	if mix := cmp.Or(rep.Mix, mixDefault); rep.ClientAddrs > 1 {
+		p("mix:      %s: %d client addresses (%s–%s, one dnsperf process each)", mix, rep.ClientAddrs, clientAddr(0), clientAddr(rep.ClientAddrs-1))
+	} else {
+		p("mix:      %s: 1 client address (127.0.0.1)", mix)
+	}
+	files := ""
+	if q.Files > 1 {
+		files = fmt.Sprintf(" in %d files", q.Files)
+	}
+	pool := ""
+	if q.NamePool > 0 && rep.Mix != "" {
+		pool = fmt.Sprintf(" from a pool of %d", q.NamePool)
+	}
+	p("queries:  %d lines%s, %d distinct names%s (top 10 = %.1f%% of lines), %.1f%% NXDOMAIN, seed %d; %s",
+		q.Lines, files, q.DistinctNames, pool, 100*q.Top10Share, 100*q.NXDOMAINShare, q.Seed, typeMix(q.ByType, q.Lines))
+	if rep.Mix != "" {
+		p("queries:  written in %.2f s, before CoreDNS starts (not part of the load)", q.WriteSeconds)
+	}
 	if src := rep.Source; src != nil {
 		if src.Commit != "" || src.SHA256 != "" {
 			line := fmt.Sprintf("commit %.12s", src.Commit)
@@ -110,6 +132,19 @@ func (r *runResult) text(w io.Writer, compact bool) {
 			re = fmt.Sprintf("; rows − enqueued_total = %d", *r.RowsMinusEnq)
 		}
 		p("  rows:      %d written; rows − completed = %s%s", *r.Rows, rc, re)
+	}
+	if r.DBClientAddrs != nil || r.NamesRepeated != nil {
+		var parts []string
+		switch {
+		case r.DBClientAddrs != nil && r.DBDistinctNames != nil:
+			parts = append(parts, fmt.Sprintf("%d distinct names and %d client address(es) in the rows", *r.DBDistinctNames, *r.DBClientAddrs))
+		case r.DBClientAddrs != nil:
+			parts = append(parts, fmt.Sprintf("%d client address(es) in the rows", *r.DBClientAddrs))
+		}
+		if r.NamesRepeated != nil {
+			parts = append(parts, fmt.Sprintf("%.2f%% of the queries sent repeated a name (dnsperf starts its file over after the last line)", 100**r.NamesRepeated))
+		}
+		p("  mix:       %s", strings.Join(parts, "; "))
 	}
 	if r.LogLines != nil && r.DNSPerf != nil {
 		p("  log:       %d query lines on stdout; lines − completed = %d", *r.LogLines, *r.LogLines-r.DNSPerf.Completed)
