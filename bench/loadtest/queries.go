@@ -115,7 +115,7 @@ func writeQueries(c *config, dir string) ([]string, queryStats, error) {
 		st.DistinctNames = c.lines
 		st.Top10Share = round(float64(min(10, c.lines))/float64(c.lines), 4)
 	}
-	st.WriteSeconds = round(time.Since(start).Seconds(), 2)
+	st.WriteSeconds = round(time.Since(start).Seconds(), 3)
 	return paths, st, nil
 }
 

@@ -52,7 +52,7 @@ func (rep *report) text() string {
 	p("queries:  %d lines%s, %d distinct names%s (top 10 = %.1f%% of lines), %.1f%% NXDOMAIN, seed %d; %s",
 		q.Lines, files, q.DistinctNames, pool, 100*q.Top10Share, 100*q.NXDOMAINShare, q.Seed, typeMix(q.ByType, q.Lines))
 	if rep.Mix != "" {
-		p("queries:  written in %.2f s, before CoreDNS starts (not part of the load)", q.WriteSeconds)
+		p("queries:  written in %.3f s, before CoreDNS starts (not part of the load)", q.WriteSeconds)
 	}
 	if src := rep.Source; src != nil {
 		if src.Commit != "" || src.SHA256 != "" {
