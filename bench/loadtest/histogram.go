@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"math"
 	"slices"
-	"strconv"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 type bucket struct {
@@ -23,27 +25,23 @@ func (b bucket) MarshalJSON() ([]byte, error) {
 	}{le, b.Count})
 }
 
-func addBucket(bs []bucket, m sample) []bucket {
-	le, err := strconv.ParseFloat(m.labels["le"], 64)
-	if err != nil {
-		return bs
-	}
-	for i := range bs {
-		if bs[i].LE == le {
-			bs[i].Count += m.value
-			return bs
+// addBuckets adds the cumulative buckets of h to bs, which may already hold those of other
+// label sets, with the +Inf bucket (the sample count) last.
+func addBuckets(bs []bucket, h *dto.Histogram) []bucket {
+	add := func(le, n float64) {
+		i, found := slices.BinarySearchFunc(bs, le, func(b bucket, le float64) int { return cmp.Compare(b.LE, le) })
+		if found {
+			bs[i].Count += n
+		} else {
+			bs = slices.Insert(bs, i, bucket{le, n})
 		}
 	}
-	bs = append(bs, bucket{le, m.value})
-	slices.SortFunc(bs, func(a, b bucket) int {
-		switch {
-		case a.LE < b.LE:
-			return -1
-		case a.LE > b.LE:
-			return 1
+	for _, b := range h.GetBucket() {
+		if !math.IsInf(b.GetUpperBound(), 1) { // the text format lists +Inf, the protobuf one does not
+			add(b.GetUpperBound(), float64(b.GetCumulativeCount())+b.GetCumulativeCountFloat())
 		}
-		return 0
-	})
+	}
+	add(math.Inf(1), float64(h.GetSampleCount())+h.GetSampleCountFloat())
 	return bs
 }
 

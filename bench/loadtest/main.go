@@ -8,9 +8,12 @@
 //	go run ./bench/loadtest -scenario rate                   # 10000 QPS for 600 s
 //	go run ./bench/loadtest -scenario max -duration 30s      # unthrottled
 //	go run ./bench/loadtest -scenario compare -pairs 3       # none / querylog / log, 20 s each
+//	go run ./bench/loadtest -scenario rate -mix skewed       # 20,000 names, 32 client addresses
+//	go run ./bench/loadtest -scenario rate -mix unique -qps 2000 -duration 5s   # every name new
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -42,6 +45,8 @@ type config struct {
 	cache       bool
 	pairs       int
 	jsonPath    string
+	mix         string
+	clientAddrs int
 	seed        uint64
 	names       int
 	lines       int
@@ -62,17 +67,19 @@ func realMain() int {
 	flag.BoolVar(&c.short, "short", false, "short run for CI: 5 s (and 2000 QPS for rate)")
 	flag.IntVar(&c.qps, "qps", 0, "target QPS for -scenario rate (default 10000; 2000 with -short); with compare, runs every variant at this rate instead of unthrottled (to compare CPU)")
 	flag.DurationVar(&c.duration, "duration", 0, "load duration per run (default: rate 600s, max 60s, compare 20s; 5s with -short)")
-	flag.IntVar(&c.clients, "clients", 10, "dnsperf -c: simulated clients (source ports)")
+	flag.IntVar(&c.clients, "clients", 10, "dnsperf -c: simulated clients (source ports), split between the processes of -client-addrs")
 	flag.IntVar(&c.threads, "threads", 1, "dnsperf -T: dnsperf threads")
-	flag.IntVar(&c.outstanding, "outstanding", 100, "dnsperf -q: maximum queries outstanding")
+	flag.IntVar(&c.outstanding, "outstanding", 100, "dnsperf -q: maximum queries outstanding, split between the processes of -client-addrs")
 	flag.BoolVar(&c.edns, "edns", true, "dnsperf -e: send EDNS0, as most clients do")
 	flag.IntVar(&c.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS for CoreDNS")
 	flag.BoolVar(&c.cache, "cache", false, "put the cache plugin in front of template")
 	flag.IntVar(&c.pairs, "pairs", 3, "compare: rounds of none/querylog/log runs")
 	flag.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file; \"auto\" names it bench/results/<date>-<scenario>-...-<N>cpu.json")
+	flag.StringVar(&c.mix, "mix", mixDefault, "query mix: default (Zipf over 50,000 names, ~5% NXDOMAIN, one client address), skewed (Zipf over 20,000 names, ~10% NXDOMAIN, many client addresses) or unique (every name new, NXDOMAIN)")
+	flag.IntVar(&c.clientAddrs, "client-addrs", 0, "client addresses: one dnsperf process from each of 127.0.1.1, 127.0.1.2, ... (default: 32 for -mix skewed, else 1, which sends from 127.0.0.1)")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the query file")
-	flag.IntVar(&c.names, "names", 50000, "distinct names in the popular-to-long-tail pool")
-	flag.IntVar(&c.lines, "lines", 200000, "lines in the dnsperf query file (dnsperf loops over it)")
+	flag.IntVar(&c.names, "names", 0, "names in the pool that default and skewed draw from (default 50000 and 20000)")
+	flag.IntVar(&c.lines, "lines", 0, "lines in the dnsperf query files, split between them; dnsperf loops over each (default 200000; unique: 1.1 × rate × duration, at most 10,000,000)")
 	flag.StringVar(&c.qlOptions, "querylog-options", "", "extra querylog block options, ';'-separated, e.g. \"buffer_size 100000; batch_size 5000\"")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "rate/max: add the pprof plugin and save a CoreDNS CPU profile of the load to this file")
 	flag.StringVar(&c.corednsBin, "coredns", "", "use this CoreDNS binary instead of building ./cmd/coredns")
@@ -150,8 +157,30 @@ func (c *config) fill() error {
 	if c.qps < 0 || c.clients < 1 || c.threads < 1 || c.outstanding < 1 || c.gomaxprocs < 1 || c.pairs < 1 {
 		return errors.New("-qps must be >= 0; -clients, -threads, -outstanding, -gomaxprocs and -pairs >= 1")
 	}
+	switch c.mix {
+	case mixDefault, mixUnique:
+		c.clientAddrs = cmp.Or(c.clientAddrs, 1)
+		c.names = cmp.Or(c.names, 50000)
+	case mixSkewed:
+		c.clientAddrs = cmp.Or(c.clientAddrs, 32)
+		c.names = cmp.Or(c.names, 20000)
+	default:
+		return fmt.Errorf("unknown -mix %q (default, skewed or unique)", c.mix)
+	}
+	if c.lines == 0 {
+		c.lines = 200000
+		if c.mix == mixUnique {
+			c.lines = uniqueLines(c.qps, c.duration)
+		}
+	}
 	if c.names < 100 || c.lines < 1000 {
 		return errors.New("-names must be >= 100 and -lines >= 1000")
+	}
+	if c.clientAddrs < 1 || c.clientAddrs > maxClientAddrs || c.lines < c.clientAddrs {
+		return fmt.Errorf("-client-addrs must be between 1 and %d, and at most -lines", maxClientAddrs)
+	}
+	if c.qps > 0 && c.qps < c.clientAddrs {
+		return errors.New("-qps must be at least -client-addrs: every dnsperf process sends at 1 QPS or more")
 	}
 	if c.cpuProfile != "" && c.scenario == "compare" {
 		return errors.New("-cpuprofile is for rate and max runs (the compare Corefiles must differ in one line only)")

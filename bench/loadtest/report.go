@@ -49,6 +49,8 @@ type report struct {
 	Outstanding int          `json:"dnsperf_outstanding"`
 	EDNS        bool         `json:"edns"`
 	Cache       bool         `json:"cache"`
+	Mix         string       `json:"mix"`              // absent in reports from before -mix: default
+	ClientAddrs int          `json:"client_addresses"` // dnsperf processes, each from its own address
 	Pairs       int          `json:"pairs,omitempty"`
 	QLOptions   string       `json:"querylog_options,omitempty"`
 	Source      *provenance  `json:"source,omitempty"`
@@ -65,7 +67,7 @@ func newReport(c *config) *report {
 		Scenario: c.scenario, Short: c.short, Date: time.Now().UTC().Truncate(time.Second), Host: host,
 		Cores: runtime.NumCPU(), GOMAXPROCS: c.gomaxprocs, GoVersion: runtime.Version(),
 		TargetQPS: c.qps, Duration: secs(c.duration), Clients: c.clients, Threads: c.threads,
-		Outstanding: c.outstanding, EDNS: c.edns, Cache: c.cache, QLOptions: c.qlOptions,
+		Outstanding: c.outstanding, EDNS: c.edns, Cache: c.cache, Mix: c.mix, ClientAddrs: c.clientAddrs, QLOptions: c.qlOptions,
 	}
 	if c.scenario == "compare" {
 		rep.Pairs = c.pairs
@@ -152,6 +154,9 @@ func (rep *report) autoName() string {
 			d += kilo(rep.TargetQPS) + "-"
 		}
 		d += fmt.Sprintf("%dx%s", rep.Pairs, rep.Duration)
+	}
+	if rep.Mix != "" && rep.Mix != mixDefault {
+		d += "-" + rep.Mix
 	}
 	if rep.Cache {
 		d += "-cache"

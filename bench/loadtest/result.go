@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"database/sql"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -45,7 +46,10 @@ type runResult struct {
 	Rows            *int64           `json:"rows,omitempty"`
 	RowsMinusCompl  *int64           `json:"rows_minus_completed,omitempty"`
 	RowsMinusEnq    *int64           `json:"rows_minus_enqueued,omitempty"`
-	LogLines        *int64           `json:"log_lines,omitempty"` // log variant: query lines in stdout
+	DBClientAddrs   *int64           `json:"db_client_addresses,omitempty"`  // distinct client_ip in the rows
+	DBDistinctNames *int64           `json:"db_distinct_names,omitempty"`    // distinct qname in the rows (not counted for the unique mix)
+	NamesRepeated   *float64         `json:"names_repeated_share,omitempty"` // unique mix: share of the queries sent after dnsperf wrapped around its file
+	LogLines        *int64           `json:"log_lines,omitempty"`            // log variant: query lines in stdout
 	Querylog        *querylogMetrics `json:"querylog,omitempty"`
 	CPUSecondsLoad  float64          `json:"coredns_cpu_seconds_load"`
 	CPUSecondsTotal float64          `json:"coredns_cpu_seconds_total"`
@@ -112,7 +116,7 @@ func (r *runResult) scanLog(path string) {
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
-		case strings.HasPrefix(line, "[INFO] 127.0.0.1:"):
+		case strings.HasPrefix(line, "[INFO] 127."): // a query line: every client is on 127.0.0.0/8
 			lines++
 		case strings.HasPrefix(line, "[WARNING]"), strings.HasPrefix(line, "[ERROR]"), strings.HasPrefix(line, "panic"):
 			if len(r.LogWarnings) < 50 {
@@ -125,8 +129,9 @@ func (r *runResult) scanLog(path string) {
 	}
 }
 
-// countRows counts the rows querylog wrote and measures the database.
-func (r *runResult) countRows(path string) error {
+// countRows counts the rows querylog wrote, their client addresses and, if countNames, their
+// names, and measures the database.
+func (r *runResult) countRows(path string, countNames bool) error {
 	for _, suffix := range []string{"", "-wal"} {
 		if fi, err := os.Stat(path + suffix); err == nil {
 			r.DBBytesAtExit += fi.Size()
@@ -136,8 +141,13 @@ func (r *runResult) countRows(path string) error {
 	if err != nil {
 		return err
 	}
-	var n int64
-	err = db.QueryRow(`SELECT count(*) FROM queries`).Scan(&n)
+	var n, clients, names int64
+	if countNames {
+		err = db.QueryRow(`SELECT count(*), count(DISTINCT client_ip), count(DISTINCT qname) FROM queries`).Scan(&n, &clients, &names)
+		r.DBDistinctNames = &names
+	} else {
+		err = db.QueryRow(`SELECT count(*), count(DISTINCT client_ip) FROM queries`).Scan(&n, &clients)
+	}
 	if err == nil {
 		_, err = db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 	}
@@ -147,7 +157,7 @@ func (r *runResult) countRows(path string) error {
 	if err != nil {
 		return fmt.Errorf("counting rows in %s: %w", path, err)
 	}
-	r.Rows = &n
+	r.Rows, r.DBClientAddrs = &n, &clients
 	if fi, err := os.Stat(path); err == nil {
 		r.DBBytes = fi.Size()
 	}
@@ -155,6 +165,22 @@ func (r *runResult) countRows(path string) error {
 		r.BytesPerRow = round(float64(r.DBBytes)/float64(n), 1)
 	}
 	return nil
+}
+
+// repeatedNames sets the share of the queries that repeated a name of the unique mix: dnsperf
+// reads its file in order and starts over at the end, so a process that sent more queries
+// than its file has lines repeated the excess.
+func (r *runResult) repeatedNames(linesPerFile []int) {
+	d := r.DNSPerf
+	if d == nil || d.Sent == 0 || len(d.SentBy) != len(linesPerFile) {
+		return
+	}
+	var repeated int64
+	for i, sent := range d.SentBy {
+		repeated += max(0, sent-int64(linesPerFile[i]))
+	}
+	share := round(float64(repeated)/float64(d.Sent), 4)
+	r.NamesRepeated = &share
 }
 
 // judge computes the derived figures and decides pass/fail: for querylog, every reply dnsperf
@@ -192,11 +218,7 @@ func (r *runResult) judge() {
 }
 
 func nonZero(m map[string]float64) map[string]float64 {
-	out := map[string]float64{}
-	for k, v := range m {
-		if v != 0 {
-			out[k] = v
-		}
-	}
+	out := maps.Clone(m)
+	maps.DeleteFunc(out, func(_ string, v float64) bool { return v == 0 })
 	return out
 }

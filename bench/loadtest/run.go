@@ -31,22 +31,18 @@ func run(ctx context.Context, c *config) (*report, error) {
 	if bin == "" {
 		bin = filepath.Join(tmp, "coredns")
 		fmt.Fprintf(os.Stderr, "building ./cmd/coredns ...\n")
-		before := sourceOf(c.repo)
-		if err := build(ctx, c.repo, bin); err != nil {
+		if rep.Source, err = build(ctx, c.repo, bin); err != nil {
 			return nil, err
 		}
-		rep.Source = sourceOf(c.repo)
-		if before.SHA256 != rep.Source.SHA256 {
-			rep.Source.Note = "the sources changed while CoreDNS was being built: the binary may match neither state"
-		}
 	} else {
-		rep.Source = &provenance{Note: "prebuilt binary given with -coredns: " + bin}
+		rep.Source = prebuilt(bin)
 	}
 	if _, err := os.Stat("/usr/bin/dnsperf"); err != nil {
 		return nil, errors.New("/usr/bin/dnsperf not found: apt-get install -y dnsperf")
 	}
-	qfile := filepath.Join(tmp, "queries.txt")
-	qs, err := writeQueryFile(qfile, c.seed, c.names, c.lines)
+	// Written before any CoreDNS starts, so the timed load never includes it.
+	fmt.Fprintf(os.Stderr, "writing %d query lines (mix %s) in %d file(s) ...\n", c.lines, c.mix, c.clientAddrs)
+	qfiles, qs, err := writeQueries(c, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +66,7 @@ func run(ctx context.Context, c *config) (*report, error) {
 			return rep, err
 		}
 		fmt.Fprintf(os.Stderr, "run %d/%d: %s, %s, %s ...\n", i+1, len(variants), v, loadDesc(c), secs(c.duration))
-		r, err := runOnce(ctx, c, bin, qfile, dir, v)
+		r, err := runOnce(ctx, c, bin, qfiles, qs.LinesPerFile, dir, v)
 		if r == nil {
 			r = &runResult{Variant: v, GOMAXPROCS: c.gomaxprocs}
 		}
@@ -96,7 +92,7 @@ func loadDesc(c *config) string {
 
 // runOnce starts a fresh CoreDNS with a fresh database, loads it with dnsperf while scraping its
 // metrics, stops it with SIGTERM and collects the results.
-func runOnce(ctx context.Context, c *config, bin, qfile, dir, variant string) (*runResult, error) {
+func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir, variant string) (*runResult, error) {
 	p, err := ports(4)
 	if err != nil {
 		return nil, err
@@ -164,11 +160,14 @@ func runOnce(ctx context.Context, c *config, bin, qfile, dir, variant string) (*
 		}
 	}
 
-	dp, dnsperfErr := runDNSPerf(ctx, c, dnsPort, qfile)
+	dp, dnsperfErr := runDNSPerf(ctx, c, dnsPort, qfiles)
 	r.LoadSeconds = time.Since(loadStart).Seconds()
 	stopScrape()
 	wg.Wait()
 	r.DNSPerf = dp
+	if c.mix == mixUnique {
+		r.repeatedNames(linesPerFile)
+	}
 	select {
 	case <-exited:
 		alive = false
@@ -215,7 +214,9 @@ func runOnce(ctx context.Context, c *config, bin, qfile, dir, variant string) (*
 	r.scanLog(outPath)
 
 	if variant == "querylog" {
-		if err := r.countRows(db); err != nil {
+		// Counting distinct names takes about a minute for 6 million different ones; the
+		// unique mix's are known from how many queries repeated a name.
+		if err := r.countRows(db, c.mix != mixUnique); err != nil {
 			return r, err
 		}
 	}

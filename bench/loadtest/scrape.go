@@ -2,85 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
-
-type sample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-// parseProm parses the Prometheus text exposition format (what CoreDNS serves without
-// content negotiation).
-func parseProm(text string) []sample {
-	var out []sample
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		s := sample{labels: map[string]string{}}
-		i := strings.IndexAny(line, "{ ")
-		if i < 0 {
-			continue
-		}
-		s.name = line[:i]
-		rest := line[i:]
-		if rest[0] == '{' {
-			rest = rest[1:]
-			for {
-				rest = strings.TrimLeft(rest, ", ")
-				if strings.HasPrefix(rest, "}") {
-					rest = rest[1:]
-					break
-				}
-				eq := strings.IndexByte(rest, '=')
-				if eq < 0 || eq+1 >= len(rest) || rest[eq+1] != '"' {
-					rest = ""
-					break
-				}
-				key := rest[:eq]
-				rest = rest[eq+2:]
-				var val strings.Builder
-				j := 0
-				for ; j < len(rest) && rest[j] != '"'; j++ {
-					if rest[j] == '\\' && j+1 < len(rest) {
-						j++
-						if rest[j] == 'n' {
-							val.WriteByte('\n')
-							continue
-						}
-					}
-					val.WriteByte(rest[j])
-				}
-				s.labels[key] = val.String()
-				if j >= len(rest) {
-					rest = ""
-					break
-				}
-				rest = rest[j+1:]
-			}
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
-		s.value = v
-		out = append(out, s)
-	}
-	return out
-}
 
 // scrape is the part of one /metrics scrape the report uses.
 type scrape struct {
@@ -103,45 +34,68 @@ type scrape struct {
 	hasQuerylog    bool
 }
 
-func newScrape(t float64, samples []sample) *scrape {
+// newScrape sums each series the report uses over its label sets (several servers or
+// databases would each have their own).
+func newScrape(t float64, families []*dto.MetricFamily) *scrape {
 	s := &scrape{t: t, dropped: map[string]float64{}}
 	const p = "coredns_querylog_"
-	for _, m := range samples {
-		switch m.name {
-		case p + "buffer_size":
-			s.bufferSize += m.value
-			s.hasQuerylog = true
-		case p + "buffer_capacity":
-			s.bufferCapacity += m.value
-		case p + "buffer_peak_size":
-			s.bufferPeak += m.value
-		case p + "enqueued_total":
-			s.enqueued += m.value
-		case p + "written_total":
-			s.written += m.value
-		case p + "dropped_total":
-			s.dropped[m.labels["reason"]] += m.value
-		case p + "ignored_total":
-			s.ignored += m.value
-		case p + "flush_errors_total":
-			s.flushErrors += m.value
-		case p + "batch_flush_duration_seconds_bucket":
-			s.flushDur = addBucket(s.flushDur, m)
-		case p + "batch_flush_duration_seconds_sum":
-			s.flushDurSum += m.value
-		case p + "batch_flush_size_bucket":
-			s.flushSize = addBucket(s.flushSize, m)
-		case p + "batch_flush_size_sum":
-			s.flushSizeSum += m.value
-		case "coredns_dns_requests_total":
-			s.requests += m.value
-		case "process_cpu_seconds_total":
-			s.cpu = m.value
-		case "go_sched_gomaxprocs_threads":
-			s.gomaxprocs = m.value
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			v := value(m)
+			switch f.GetName() {
+			case p + "buffer_size":
+				s.bufferSize += v
+				s.hasQuerylog = true
+			case p + "buffer_capacity":
+				s.bufferCapacity += v
+			case p + "buffer_peak_size":
+				s.bufferPeak += v
+			case p + "enqueued_total":
+				s.enqueued += v
+			case p + "written_total":
+				s.written += v
+			case p + "dropped_total":
+				s.dropped[label(m, "reason")] += v
+			case p + "ignored_total":
+				s.ignored += v
+			case p + "flush_errors_total":
+				s.flushErrors += v
+			case p + "batch_flush_duration_seconds":
+				s.flushDur = addBuckets(s.flushDur, m.GetHistogram())
+				s.flushDurSum += m.GetHistogram().GetSampleSum()
+			case p + "batch_flush_size":
+				s.flushSize = addBuckets(s.flushSize, m.GetHistogram())
+				s.flushSizeSum += m.GetHistogram().GetSampleSum()
+			case "coredns_dns_requests_total":
+				s.requests += v
+			case "process_cpu_seconds_total":
+				s.cpu = v
+			case "go_sched_gomaxprocs_threads":
+				s.gomaxprocs = v
+			}
 		}
 	}
 	return s
+}
+
+// value is the value of a counter, gauge or untyped sample.
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	}
+	return m.GetUntyped().GetValue()
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 func (s *scrape) droppedTotal() float64 {
@@ -186,14 +140,21 @@ func scrapeOnce(ctx context.Context, url string, t float64) (*scrape, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	return newScrape(t, parseProm(string(b))), nil
+	var families []*dto.MetricFamily
+	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
+	for {
+		f := &dto.MetricFamily{}
+		if err := dec.Decode(f); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", url, err)
+		}
+		families = append(families, f)
+	}
+	return newScrape(t, families), nil
 }
 
 type scraper struct {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"io"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -23,14 +27,47 @@ func (rep *report) text() string {
 		load = fmt.Sprintf("target %d QPS", rep.TargetQPS)
 	}
 	p("machine:  %d cores (runtime.NumCPU), shared by dnsperf and CoreDNS; CoreDNS GOMAXPROCS=%d; %s", rep.Cores, rep.GOMAXPROCS, rep.GoVersion)
-	p("load:     %s for %s per run; dnsperf -c %d -T %d -q %d%s; cache %s",
-		load, rep.Duration, rep.Clients, rep.Threads, rep.Outstanding, map[bool]string{true: " -e", false: ""}[rep.EDNS], onOff(rep.Cache))
+	edns := map[bool]string{true: " -e", false: ""}[rep.EDNS]
+	if k := rep.ClientAddrs; k > 1 {
+		p("load:     %s for %s per run; %d dnsperf processes at once, each -c %d -T %d -q %d%s and 1/%d of the rate; cache %s",
+			load, rep.Duration, k, ceilDiv(rep.Clients, k), rep.Threads, ceilDiv(rep.Outstanding, k), edns, k, onOff(rep.Cache))
+	} else {
+		p("load:     %s for %s per run; dnsperf -c %d -T %d -q %d%s; cache %s",
+			load, rep.Duration, rep.Clients, rep.Threads, rep.Outstanding, edns, onOff(rep.Cache))
+	}
 	q := rep.Queries
-	p("queries:  %d lines, %d distinct names (top 10 = %.1f%% of lines), %.1f%% NXDOMAIN, seed %d; %s",
-		q.Lines, q.DistinctNames, 100*q.Top10Share, 100*q.NXDOMAINShare, q.Seed, typeMix(q.ByType, q.Lines))
+	if mix := cmp.Or(rep.Mix, mixDefault); rep.ClientAddrs > 1 {
+		p("mix:      %s: %d client addresses (%s–%s, one dnsperf process each)", mix, rep.ClientAddrs, clientAddr(0), clientAddr(rep.ClientAddrs-1))
+	} else {
+		p("mix:      %s: 1 client address (127.0.0.1)", mix)
+	}
+	files := ""
+	if q.Files > 1 {
+		files = fmt.Sprintf(" in %d files", q.Files)
+	}
+	pool := ""
+	if q.NamePool > 0 && rep.Mix != "" {
+		pool = fmt.Sprintf(" from a pool of %d", q.NamePool)
+	}
+	p("queries:  %d lines%s, %d distinct names%s (top 10 = %.1f%% of lines), %.1f%% NXDOMAIN, seed %d; %s",
+		q.Lines, files, q.DistinctNames, pool, 100*q.Top10Share, 100*q.NXDOMAINShare, q.Seed, typeMix(q.ByType, q.Lines))
+	if rep.Mix != "" {
+		p("queries:  written in %.3f s, before CoreDNS starts (not part of the load)", q.WriteSeconds)
+	}
 	if src := rep.Source; src != nil {
 		if src.Commit != "" || src.SHA256 != "" {
-			p("source:   commit %.12s, %d uncommitted file(s) under plugin/ cmd/, sources sha256 %.12s", src.Commit, len(src.Dirty), src.SHA256)
+			line := fmt.Sprintf("commit %.12s", src.Commit)
+			if src.CommitFrom != "" {
+				line += " (from " + src.CommitFrom
+				if src.Modified != nil && *src.Modified {
+					line += ", checkout modified"
+				}
+				line += ")"
+			}
+			if src.SHA256 != "" {
+				line += fmt.Sprintf(", %d uncommitted file(s) under plugin/ cmd/, sources sha256 %.12s", len(src.Dirty), src.SHA256)
+			}
+			p("source:   %s", line)
 		}
 		if src.Note != "" {
 			p("source:   %s", src.Note)
@@ -45,17 +82,19 @@ func (rep *report) text() string {
 	if len(rep.Summary) > 0 {
 		p("")
 		p("compare: medians over %d pair(s) (GOMAXPROCS=%d, %d cores shared with dnsperf; noisy machine: ratios matter more than absolutes)", rep.Pairs, rep.GOMAXPROCS, rep.Cores)
-		p("  %-9s %8s %13s %11s %9s %10s %12s %11s %13s  %s", "variant", "QPS", "CPU µs/query", "latency ms", "RSS MiB",
-			"QPS ×none", "CPU/q ×none", "paired QPS", "paired CPU/q", "QPS min..max")
+		// Every cell ends with a tab, so that all are right-aligned; the empty first one indents.
+		table := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(table, "\tvariant\tQPS\tCPU µs/query\tlatency ms\tRSS MiB\tQPS ×none\tCPU/q ×none\tpaired QPS\tpaired CPU/q\tQPS min..max\t")
 		for _, s := range rep.Summary {
 			qr, cr, pq, pc := "", "", "", ""
 			if s.Variant != "none" {
 				qr, cr = fmt.Sprintf("%.3f", s.QPSRatio), fmt.Sprintf("%.3f", s.CPUPerQRatio)
 				pq, pc = fmt.Sprintf("%.3f", s.PairedQPSRatio), fmt.Sprintf("%.3f", s.PairedCPUPerQRatio)
 			}
-			p("  %-9s %8.0f %13.2f %11.3f %9.1f %10s %12s %11s %13s  %s", s.Variant, s.MedianQPS, s.MedianCPUPerQ, 1000*s.MedianLatency,
+			fmt.Fprintf(table, "\t%s\t%.0f\t%.2f\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", s.Variant, s.MedianQPS, s.MedianCPUPerQ, 1000*s.MedianLatency,
 				s.MedianPeakRSS/(1<<20), qr, cr, pq, pc, s.QPSRangeJSON)
 		}
+		table.Flush()
 		p("  ×none: ratio of the medians; paired: median of the per-round ratios to that round's none run")
 	}
 	p("")
@@ -70,8 +109,8 @@ func (rep *report) text() string {
 	return b.String()
 }
 
-func (r *runResult) text(b *strings.Builder, compact bool) {
-	p := func(format string, a ...any) { fmt.Fprintf(b, format+"\n", a...) }
+func (r *runResult) text(w io.Writer, compact bool) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	p("")
 	p("run %d: %s (GOMAXPROCS=%d, observed %.0f)", r.Index, r.Variant, r.GOMAXPROCS, r.GOMAXPROCSSeen)
 	if d := r.DNSPerf; d != nil {
@@ -93,6 +132,19 @@ func (r *runResult) text(b *strings.Builder, compact bool) {
 			re = fmt.Sprintf("; rows − enqueued_total = %d", *r.RowsMinusEnq)
 		}
 		p("  rows:      %d written; rows − completed = %s%s", *r.Rows, rc, re)
+	}
+	if r.DBClientAddrs != nil || r.NamesRepeated != nil {
+		var parts []string
+		switch {
+		case r.DBClientAddrs != nil && r.DBDistinctNames != nil:
+			parts = append(parts, fmt.Sprintf("%d distinct names and %d client address(es) in the rows", *r.DBDistinctNames, *r.DBClientAddrs))
+		case r.DBClientAddrs != nil:
+			parts = append(parts, fmt.Sprintf("%d client address(es) in the rows", *r.DBClientAddrs))
+		}
+		if r.NamesRepeated != nil {
+			parts = append(parts, fmt.Sprintf("%.2f%% of the queries sent repeated a name (dnsperf starts its file over after the last line)", 100**r.NamesRepeated))
+		}
+		p("  mix:       %s", strings.Join(parts, "; "))
 	}
 	if r.LogLines != nil && r.DNSPerf != nil {
 		p("  log:       %d query lines on stdout; lines − completed = %d", *r.LogLines, *r.LogLines-r.DNSPerf.Completed)
@@ -143,19 +195,14 @@ func onOff(b bool) string {
 	return "off"
 }
 
+// typeMix lists the query types from the most to the least frequent.
 func typeMix(m map[string]int, total int) string {
-	type kv struct {
-		k string
-		v int
-	}
-	var kvs []kv
-	for k, v := range m {
-		kvs = append(kvs, kv{k, v})
-	}
-	sort.Slice(kvs, func(i, j int) bool { return kvs[i].v > kvs[j].v })
-	var parts []string
-	for _, e := range kvs {
-		parts = append(parts, fmt.Sprintf("%s %.1f%%", e.k, 100*float64(e.v)/float64(total)))
+	types := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b))
+	})
+	parts := make([]string, 0, len(types))
+	for _, k := range types {
+		parts = append(parts, fmt.Sprintf("%s %.1f%%", k, 100*float64(m[k])/float64(total)))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -171,13 +218,8 @@ func drops(m map[string]float64) string {
 
 // joinSorted formats each key and value of m with format, in key order.
 func joinSorted[V any](m map[string]V, format string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf(format, k, m[k]))
 	}
 	return strings.Join(parts, ", ")
