@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -19,35 +18,6 @@ const (
 	// at most shutdown_timeout, 5 s by default) before it is killed.
 	stopTimeout = 60 * time.Second
 )
-
-// ports reserves n distinct free ports on 127.0.0.1, each free for both TCP and UDP.
-func ports(n int) ([]int, error) {
-	var out []int
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 100 {
-			return nil, errors.New("no free ports on 127.0.0.1")
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, l)
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		closers = append(closers, u)
-		out = append(out, p)
-	}
-	return out, nil
-}
 
 // corefile returns the Corefile of one run. The variants differ in the logging line only.
 func corefile(c *config, variant, db string, dnsPort, metricsPort, readyPort, pprofPort int) string {
