@@ -21,7 +21,7 @@ var reasonNames = [numReasons]string{"buffer_full", "write_failed", "shutdown", 
 // counts is the accounting of one server (listener) on one buffer. Every entry offered is
 // enqueued; it then ends up written, dropped, or is still buffered.
 type counts struct {
-	server   string
+	server   uint8 // label number of the server (labels.go)
 	enqueued uint64
 	written  uint64
 	dropped  [numReasons]uint64
@@ -91,7 +91,7 @@ func (b *buffer) segments(n int) (first, second []entry) {
 }
 
 // countsFor returns the accounting of server, creating it. Called with mu held.
-func (b *buffer) countsFor(server string) *counts {
+func (b *buffer) countsFor(server uint8) *counts {
 	for _, c := range b.stats {
 		if c.server == server {
 			return c
@@ -221,7 +221,7 @@ func (b *buffer) remove(n int, written bool, r reason) {
 }
 
 type serverTally struct {
-	server string
+	server uint8
 	n      uint64
 }
 

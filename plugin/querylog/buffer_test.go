@@ -13,8 +13,9 @@ func bufOpts(size, batch, watermark int, block time.Duration) options {
 	return options{bufferSize: size, batchSize: batch, watermark: watermark, blockFor: block}
 }
 
-// seqEntry is entry number i of server; the number is kept in start and in qname.
-func seqEntry(server string, i int) entry {
+// seqEntry is entry number i of server (a label number); the number is kept in start and in
+// qname.
+func seqEntry(server uint8, i int) entry {
 	return entry{start: int64(i), server: server, qname: strconv.Itoa(i) + ".example."}
 }
 
@@ -100,7 +101,7 @@ func TestBufferOverflow(t *testing.T) {
 			b.remove(s.remove, true, 0)
 		}
 		for range s.enqueue {
-			switch res, _ := b.enqueue(seqEntry("dns://:53", next)); res {
+			switch res, _ := b.enqueue(seqEntry(1, next)); res {
 			case accepted:
 				acc++
 			case droppedFull:
@@ -166,7 +167,7 @@ func TestBufferWatermarkHysteresis(t *testing.T) {
 		switch tc.op {
 		case "enqueue":
 			for range tc.n {
-				if _, crossed := b.enqueue(seqEntry("s", next)); crossed {
+				if _, crossed := b.enqueue(seqEntry(1, next)); crossed {
 					crossings++
 				}
 				next++
@@ -195,7 +196,7 @@ func TestBufferWatermarkRounding(t *testing.T) {
 		b := newBuffer(bufOpts(tc.size, 1, tc.percent, 0))
 		crossedAt := -1
 		for i := range tc.size {
-			if _, crossed := b.enqueue(seqEntry("s", i)); crossed {
+			if _, crossed := b.enqueue(seqEntry(1, i)); crossed {
 				crossedAt = i + 1
 				break
 			}
@@ -211,7 +212,7 @@ func TestBufferPeak(t *testing.T) {
 	next := 0
 	enq := func(n int) {
 		for range n {
-			b.enqueue(seqEntry("s", next))
+			b.enqueue(seqEntry(1, next))
 			next++
 		}
 	}
@@ -255,7 +256,7 @@ func TestBufferFIFOWrap(t *testing.T) {
 			wrapped := false
 			for round := 0; round < 6*tc.capacity; round++ {
 				for range tc.add {
-					if res, _ := b.enqueue(seqEntry("s", produced)); res == accepted {
+					if res, _ := b.enqueue(seqEntry(1, produced)); res == accepted {
 						produced++
 					}
 				}
@@ -291,9 +292,9 @@ func TestBufferFIFOWrap(t *testing.T) {
 func TestBufferRemoveReasons(t *testing.T) {
 	b := newBuffer(bufOpts(100, 100, 80, 0))
 	for i := range 30 {
-		server := "dns://:53"
+		server := uint8(1) // dns://:53
 		if i%3 == 0 {
-			server = "tls://:853"
+			server = 2 // tls://:853
 		}
 		b.enqueue(seqEntry(server, i))
 	}
@@ -304,9 +305,9 @@ func TestBufferRemoveReasons(t *testing.T) {
 	if got := fmt.Sprint(seqs(t, b, 100)); got != "[21 22 23 24 25 26 27 28 29]" {
 		t.Errorf("left in the buffer: %s", got)
 	}
-	want := map[string]counts{
-		"dns://:53":  {enqueued: 20, written: 4, dropped: [numReasons]uint64{reasonWriteFailed: 4, reasonDiskLow: 2, reasonShutdown: 4}},
-		"tls://:853": {enqueued: 10, written: 2, dropped: [numReasons]uint64{reasonWriteFailed: 2, reasonDiskLow: 1, reasonShutdown: 2}},
+	want := map[uint8]counts{
+		1: {enqueued: 20, written: 4, dropped: [numReasons]uint64{reasonWriteFailed: 4, reasonDiskLow: 2, reasonShutdown: 4}},
+		2: {enqueued: 10, written: 2, dropped: [numReasons]uint64{reasonWriteFailed: 2, reasonDiskLow: 1, reasonShutdown: 2}},
 	}
 	s := b.snapshot()
 	if len(s.stats) != len(want) {
@@ -344,16 +345,16 @@ func TestBufferNotifyAtBatch(t *testing.T) {
 		}
 	}
 	for i := range 2 {
-		b.enqueue(seqEntry("s", i))
+		b.enqueue(seqEntry(1, i))
 	}
 	if pending() {
 		t.Fatal("flusher woken before batch_size entries waited")
 	}
-	b.enqueue(seqEntry("s", 2))
+	b.enqueue(seqEntry(1, 2))
 	if !pending() {
 		t.Fatal("flusher not woken at batch_size entries")
 	}
-	b.enqueue(seqEntry("s", 3))
+	b.enqueue(seqEntry(1, 3))
 	if pending() {
 		t.Fatal("flusher woken again above batch_size")
 	}
@@ -361,12 +362,12 @@ func TestBufferNotifyAtBatch(t *testing.T) {
 
 func TestBufferBlockGetsRoom(t *testing.T) {
 	b := newBuffer(bufOpts(2, 2, 80, 3*time.Second))
-	b.enqueue(seqEntry("s", 0))
-	b.enqueue(seqEntry("s", 1))
+	b.enqueue(seqEntry(1, 0))
+	b.enqueue(seqEntry(1, 1))
 	done := make(chan enqueueResult, 1)
 	start := time.Now()
 	go func() {
-		res, _ := b.enqueue(seqEntry("s", 2))
+		res, _ := b.enqueue(seqEntry(1, 2))
 		done <- res
 	}()
 	select {
@@ -398,10 +399,10 @@ func TestBufferBlockGetsRoom(t *testing.T) {
 func TestBufferBlockTimesOut(t *testing.T) {
 	const block = 60 * time.Millisecond
 	b := newBuffer(bufOpts(2, 2, 80, block))
-	b.enqueue(seqEntry("s", 0))
-	b.enqueue(seqEntry("s", 1))
+	b.enqueue(seqEntry(1, 0))
+	b.enqueue(seqEntry(1, 1))
 	start := time.Now()
-	res, _ := b.enqueue(seqEntry("s", 2))
+	res, _ := b.enqueue(seqEntry(1, 2))
 	took := time.Since(start)
 	if res != droppedFull {
 		t.Fatalf("enqueue = %v, want droppedFull", res)
@@ -419,12 +420,12 @@ func TestBufferBlockTimesOut(t *testing.T) {
 func TestBufferBlockRoomForOne(t *testing.T) {
 	const block = 400 * time.Millisecond
 	b := newBuffer(bufOpts(2, 2, 80, block))
-	b.enqueue(seqEntry("s", 0))
-	b.enqueue(seqEntry("s", 1))
+	b.enqueue(seqEntry(1, 0))
+	b.enqueue(seqEntry(1, 1))
 	results := make(chan enqueueResult, 2)
 	for i := range 2 {
 		go func() {
-			res, _ := b.enqueue(seqEntry("s", 2+i))
+			res, _ := b.enqueue(seqEntry(1, 2+i))
 			results <- res
 		}()
 	}
@@ -449,14 +450,14 @@ func TestBufferClose(t *testing.T) {
 	for _, block := range []time.Duration{0, 5 * time.Second} {
 		t.Run(fmt.Sprintf("block=%s", block), func(t *testing.T) {
 			b := newBuffer(bufOpts(2, 2, 80, block))
-			b.enqueue(seqEntry("s", 0))
-			b.enqueue(seqEntry("s", 1))
+			b.enqueue(seqEntry(1, 0))
+			b.enqueue(seqEntry(1, 1))
 			const producers = 3
 			results := make(chan enqueueResult, producers)
 			if block > 0 {
 				for i := range producers {
 					go func() {
-						res, _ := b.enqueue(seqEntry("s", 10+i))
+						res, _ := b.enqueue(seqEntry(1, 10+i))
 						results <- res
 					}()
 				}
@@ -479,7 +480,7 @@ func TestBufferClose(t *testing.T) {
 					t.Errorf("producers woke %s after close", d)
 				}
 			}
-			if res, _ := b.enqueue(seqEntry("s", 99)); res != rejectedClosed {
+			if res, _ := b.enqueue(seqEntry(1, 99)); res != rejectedClosed {
 				t.Errorf("enqueue after close = %v, want rejectedClosed", res)
 			}
 			// Rejected entries are not counted by the buffer; the caller accounts for them.
@@ -487,8 +488,8 @@ func TestBufferClose(t *testing.T) {
 			if tot.enqueued != 2 || tot.size != 2 {
 				t.Errorf("enqueued %d, size %d; want 2, 2", tot.enqueued, tot.size)
 			}
-			b.account([]entry{{server: "s"}}, false, reasonShutdown)
-			b.account([]entry{{server: "s"}}, true, 0)
+			b.account([]entry{{server: 1}}, false, reasonShutdown)
+			b.account([]entry{{server: 1}}, true, 0)
 			tot = checkBalance(t, b, "after account")
 			if tot.enqueued != 4 || tot.written != 1 || tot.dropped[reasonShutdown] != 1 {
 				t.Errorf("after account: %+v", tot)
@@ -509,7 +510,7 @@ func TestBufferClose(t *testing.T) {
 // release keeps a ring that still holds entries.
 func TestBufferReleaseKeepsEntries(t *testing.T) {
 	b := newBuffer(bufOpts(4, 4, 80, 0))
-	b.enqueue(seqEntry("s", 0))
+	b.enqueue(seqEntry(1, 0))
 	b.close()
 	b.release()
 	if got := fmt.Sprint(seqs(t, b, 4)); got != "[0]" {
@@ -544,7 +545,7 @@ func TestBufferConfigure(t *testing.T) {
 			offer := func(n int) int {
 				acc := 0
 				for range n {
-					if res, _ := b.enqueue(seqEntry("s", next)); res == accepted {
+					if res, _ := b.enqueue(seqEntry(1, next)); res == accepted {
 						acc++
 					}
 					next++
@@ -610,7 +611,7 @@ func TestBufferConcurrent(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					server := fmt.Sprintf("p%d", p)
+					server := uint8(p + 1)
 					for i := range perProducer {
 						if res, _ := b.enqueue(seqEntry(server, i)); res == accepted {
 							acceptedBy[p]++
@@ -621,10 +622,10 @@ func TestBufferConcurrent(t *testing.T) {
 			producersDone := make(chan struct{})
 			go func() { wg.Wait(); close(producersDone) }()
 
-			last := map[string]int64{}
-			seen := map[string]uint64{}
-			written := map[string]uint64{}
-			failed := map[string]uint64{}
+			last := map[uint8]int64{}
+			seen := map[uint8]uint64{}
+			written := map[uint8]uint64{}
+			failed := map[uint8]uint64{}
 			done := false
 			for round := 0; ; round++ {
 				select {
@@ -645,7 +646,7 @@ func TestBufferConcurrent(t *testing.T) {
 				for _, seg := range [][]entry{first, second} {
 					for _, e := range seg {
 						if prev, had := last[e.server]; had && e.start <= prev {
-							t.Fatalf("%s: entry %d after %d", e.server, e.start, prev)
+							t.Fatalf("server %d: entry %d after %d", e.server, e.start, prev)
 						}
 						last[e.server] = e.start
 						seen[e.server]++
@@ -670,17 +671,16 @@ func TestBufferConcurrent(t *testing.T) {
 				t.Fatalf("stats for %d servers, want %d", len(s.stats), producers)
 			}
 			for _, c := range s.stats {
-				var p int
-				fmt.Sscanf(c.server, "p%d", &p)
+				p := int(c.server) - 1
 				full := uint64(perProducer - acceptedBy[p])
 				want := counts{server: c.server, enqueued: perProducer, written: written[c.server]}
 				want.dropped[reasonWriteFailed] = failed[c.server]
 				want.dropped[reasonBufferFull] = full
 				if c != want {
-					t.Errorf("%s: counts %+v, want %+v", c.server, c, want)
+					t.Errorf("server %d: counts %+v, want %+v", c.server, c, want)
 				}
 				if seen[c.server] != uint64(acceptedBy[p]) {
-					t.Errorf("%s: consumer saw %d entries, %d were accepted", c.server, seen[c.server], acceptedBy[p])
+					t.Errorf("server %d: consumer saw %d entries, %d were accepted", c.server, seen[c.server], acceptedBy[p])
 				}
 			}
 			if tot.peak > 64 {
@@ -709,7 +709,7 @@ func TestBufferConfigureWhileConsuming(t *testing.T) {
 			default:
 			}
 			for range 4 {
-				if res, _ := b.enqueue(seqEntry("s", next)); res == accepted {
+				if res, _ := b.enqueue(seqEntry(1, next)); res == accepted {
 					next++
 					produced++
 				}
@@ -717,8 +717,8 @@ func TestBufferConfigureWhileConsuming(t *testing.T) {
 			first, second := b.peek(4)
 			for _, seg := range [][]entry{first, second} {
 				for _, e := range seg {
-					if e.server == "" || e.start != last+1 {
-						t.Errorf("read entry %d (server %q) after %d", e.start, e.server, last)
+					if e.server == 0 || e.start != last+1 {
+						t.Errorf("read entry %d (server %d) after %d", e.start, e.server, last)
 						return
 					}
 					last = e.start

@@ -7,25 +7,99 @@ import (
 	coretransport "github.com/coredns/coredns/plugin/pkg/transport"
 )
 
-// entry is one logged response. It is stored by value in the buffer's ring, so it holds no
-// pointers but two strings (server is shared by every entry of a listener; qname is the
-// request's own string unless it had to be lower-cased) and formats nothing: turning values into
-// text happens in the flusher, off the DNS path.
+// entry is one logged response. It is stored by value in the buffer's ring, so it is kept small
+// (72 bytes, BenchmarkBufferMemory) and holds one string, the query name, which is the request's
+// own string unless it had to be lower-cased. Text that every row repeats (server, answering
+// plugin, upstream) is a small label number (labels.go), and nothing is formatted: turning
+// values into text happens in the flusher, off the DNS path.
 type entry struct {
-	start    int64 // Unix nanoseconds when the query reached querylog
-	server   string
-	qname    string
-	client   netip.Addr
-	hashKey  *[32]byte // non-nil: store a keyed hash of client instead (anonymize hash)
-	duration int64     // nanoseconds until the reply was written
-	size     uint32
+	start    int64    // Unix nanoseconds when the query reached querylog
+	qname    string   // lower-cased, presentation format
+	client   [16]byte // the client address, IPv4 as IPv4-mapped IPv6 (see addr)
+	extra    *extra   // opt-in fields (metadata, answers); nil unless configured
+	duration uint32   // microseconds until the reply was written, saturating
+	size     uint32   // bytes sent; a sum for multi-message replies (AXFR)
 	qtype    uint16
 	qclass   uint16
-	rcode    uint16
+	rcode    uint16 // extended rcode (12 bits) when the reply had an OPT record
 	answers  uint16
-	proto    proto
-	do       bool
+	ede      uint16 // Extended DNS Error INFO-CODE + 1 of the reply; 0: none
+	upstream uint16 // label: the upstream forward used; 0: none or unknown
+	server   uint8  // label: the listener, e.g. dns://:53
+	plugin   uint8  // label: the plugin that wrote the reply; 0: unknown
+	flags    flags  // header bits of the reply and the query's DO bit
+	bits     uint8  // transport (low 3 bits) and hash key index (high 5)
 }
+
+// extra holds the opt-in fields of an entry (the metadata and answers options).
+type extra struct {
+	metadataLabels []string // the configured metadata labels (shared by a handler's entries)
+	metadata       []string // their values, in that order; "" where unset
+	answers        string   // answer data, space separated (answerData)
+}
+
+// flags are the reply's header bits and the query's DNSSEC OK bit, in the order the database
+// stores them (codec.go).
+type flags uint8
+
+const (
+	flagAA flags = 1 << iota
+	flagTC
+	flagRD
+	flagRA
+	flagAD
+	flagCD
+	flagDO
+	flagV4 // the client address is IPv4 (not stored: the address says it)
+)
+
+const (
+	bitsProto    = 0x07 // transport
+	bitsKeyShift = 3    // hash key index, 1-31; 0: no hashing
+	bitsKeyMask  = 0x1f
+)
+
+func (e *entry) proto() proto { return proto(e.bits & bitsProto) }
+
+func (e *entry) setProto(p proto) { e.bits = e.bits&^bitsProto | uint8(p)&bitsProto }
+
+// keyIndex is the index of the anonymize hash key in the writer's keys, 0 for none.
+func (e *entry) keyIndex() int { return int(e.bits>>bitsKeyShift) & bitsKeyMask }
+
+func (e *entry) setKeyIndex(i int) {
+	e.bits = e.bits&^(bitsKeyMask<<bitsKeyShift) | uint8(i&bitsKeyMask)<<bitsKeyShift
+}
+
+// addr returns the client address; the zero Addr when the transport gave none (stored as all
+// zeros, which no client can send from).
+func (e *entry) addr() netip.Addr {
+	if e.client == ([16]byte{}) && e.flags&flagV4 == 0 {
+		return netip.Addr{}
+	}
+	a := netip.AddrFrom16(e.client)
+	if e.flags&flagV4 != 0 {
+		return a.Unmap()
+	}
+	return a
+}
+
+// setAddr stores the client address without its zone, which neither matching, masking nor
+// hashing should see.
+func (e *entry) setAddr(a netip.Addr) {
+	e.flags &^= flagV4
+	if !a.IsValid() {
+		e.client = [16]byte{}
+		return
+	}
+	a = a.WithZone("").Unmap()
+	if a.Is4() {
+		e.flags |= flagV4
+	}
+	e.client = a.As16()
+}
+
+// micros converts nanoseconds to whole microseconds, saturating at the field's limit.
+func micros(ns int64) uint32 { return uint32(min(max(ns/1e3, 0), 1<<32-1)) }
 
 // proto is the transport a query arrived on.
 type proto uint8

@@ -6,7 +6,6 @@ package querylog
 import (
 	"bytes"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,8 +242,8 @@ func TestFaultLongReader(t *testing.T) {
 					return size < capacity/2
 				})
 			}
-			w.log(entry{start: time.Now().UnixNano(), server: "bulk", client: netip.MustParseAddr("192.0.2.7"),
-				qname: fmt.Sprintf("%s.%s.%s.bulk%d.example.", pad, pad, pad, injected), qtype: 1, qclass: 1})
+			w.log(entryOf(&w.labels, queryRow{ts: time.Now().UnixMilli(), server: "bulk", client: "192.0.2.7",
+				qname: fmt.Sprintf("%s.%s.%s.bulk%d.example.", pad, pad, pad, injected), qtype: 1, qclass: 1}))
 			injected++
 		}
 		testutil.WaitFor(t, 30*time.Second, "the writer to catch up", func() bool { return bufferEmpty(t, db) })
@@ -254,7 +253,7 @@ func TestFaultLongReader(t *testing.T) {
 	out := reader.Run(t, "BEGIN; SELECT count(*) FROM queries; SELECT 'reading';", "reading")
 	walStart := fileSize(db + "-wal")
 	during := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "b", 2, 500, 0)
-	bulk(12000)
+	bulk(20000)
 	during.Wait()
 	testutil.WaitFor(t, 30*time.Second, "the writer to catch up while the reader is open", func() bool { return bufferEmpty(t, db) })
 	walReader := fileSize(db + "-wal")

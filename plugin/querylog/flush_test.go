@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,14 +52,8 @@ func testWriter(t *testing.T, o options) *writer {
 // logN hands entries from..from+n-1 of server to w.
 func logN(w *writer, server string, from, n int) {
 	for i := from; i < from+n; i++ {
-		w.log(entry{
-			start:  time.Now().UnixNano(),
-			server: server,
-			qname:  fmt.Sprintf("q%d.example.", i),
-			client: netip.MustParseAddr("192.0.2.1"),
-			qtype:  1,
-			qclass: 1,
-		})
+		w.log(entryOf(&w.labels, queryRow{ts: time.Now().UnixMilli(), server: server, qname: fmt.Sprintf("q%d.example.", i),
+			client: "192.0.2.1", qtype: 1, qclass: 1}))
 	}
 }
 
@@ -160,7 +153,7 @@ func TestFlushNextInterval(t *testing.T) {
 				adaptive: tc.adaptive, minInterval: lo, maxInterval: hi}
 			w := &writer{buf: newBuffer(o), opts: o}
 			for i := range tc.fill {
-				w.buf.enqueue(seqEntry("s", i))
+				w.buf.enqueue(seqEntry(1, i))
 			}
 			f := &flusher{w: w}
 			if got := f.nextInterval(); got != tc.want {
@@ -268,7 +261,7 @@ func TestFlushPermanentErrorDrops(t *testing.T) {
 	errs := flushErrors.WithLabelValues(o.path)
 	before := promtest.ToFloat64(errs)
 
-	testutil.Exec(t, o.path, "DROP TABLE queries")
+	testutil.Exec(t, o.path, "DROP TABLE log")
 	logN(w, "dns://:53", 0, 5)
 	testutil.WaitFor(t, 5*time.Second, "the batch to be dropped as write_failed", func() bool {
 		return totalsOf(w.buf).dropped[reasonWriteFailed] == 5
@@ -371,11 +364,11 @@ func TestFlushTransient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nobusy.Close()
-	_, busy := nobusy.Exec(`DELETE FROM queries`)
+	_, busy := nobusy.Exec(`DELETE FROM log`)
 	unlock()
 	_, syntax := rw.Exec(`SELEKT 1`)
 	_, constraint := rw.Exec(`INSERT INTO qtype_names VALUES (1, NULL)`)
-	_, readOnly := ro.Exec(`DELETE FROM queries`)
+	_, readOnly := ro.Exec(`DELETE FROM log`)
 
 	tests := []struct {
 		name string

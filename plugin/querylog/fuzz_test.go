@@ -146,6 +146,7 @@ func FuzzEntry(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	st.use(&testLabels, &keyring{})
 	f.Cleanup(func() { st.close() })
 
 	f.Fuzz(func(t *testing.T, wire []byte, server string, ip []byte, port uint16, tcp, write bool, rc uint16, startNs, tookNs int64) {
@@ -168,11 +169,12 @@ func FuzzEntry(f *testing.F) {
 			rec.recordSynthesized(w, r, int(rc))
 		}
 		e := newEntry(server, w, r, rec, time.Unix(0, startNs))
-		e.duration = tookNs // newEntry measures it from start; any value must be stored faithfully
+		e.duration = micros(tookNs) // newEntry measures it from start; any value must be stored faithfully
+		e.server = uint8(testLabels.id(labelServer, server))
 
 		// The entry describes the message.
-		if e.client != addr.Unmap() {
-			t.Errorf("client %v, want %v", e.client, addr.Unmap())
+		if e.addr() != addr.Unmap() {
+			t.Errorf("client %v, want %v", e.addr(), addr.Unmap())
 		}
 		if len(r.Question) > 0 {
 			q := r.Question[0]
@@ -182,8 +184,8 @@ func FuzzEntry(f *testing.F) {
 		} else if e.qname != "" || e.qtype != 0 || e.qclass != 0 {
 			t.Errorf("no question, but the entry has %q %d %d", e.qname, e.qtype, e.qclass)
 		}
-		if opt := r.IsEdns0(); e.do != (opt != nil && opt.Do()) {
-			t.Errorf("do = %v, OPT %v", e.do, opt)
+		if opt := r.IsEdns0(); (e.flags&flagDO != 0) != (opt != nil && opt.Do()) {
+			t.Errorf("flags %b, OPT %v", e.flags, opt)
 		}
 		if write && (e.rcode != uint16(r.Rcode) || int(e.answers) != min(len(r.Answer), 0xffff) || int(e.size) != r.Len()) {
 			t.Errorf("reply rcode %d answers %d size %d, entry %d %d %d", r.Rcode, len(r.Answer), r.Len(), e.rcode, e.answers, e.size)
@@ -197,16 +199,16 @@ func FuzzEntry(f *testing.F) {
 		} else if tcp {
 			wantProto = "tcp"
 		}
-		if e.proto.String() != wantProto {
-			t.Errorf("proto %s for %q tcp=%v, want %s", e.proto, server, tcp, wantProto)
+		if e.proto().String() != wantProto {
+			t.Errorf("proto %s for %q tcp=%v, want %s", e.proto(), server, tcp, wantProto)
 		}
 
 		// It round-trips through SQLite.
 		if err := st.write([]entry{e}); err != nil {
 			t.Fatalf("writing %+v: %v", e, err)
 		}
-		got := readRows(t, st.db, "ORDER BY rowid DESC LIMIT 1")[0]
-		if want := rowOf(e); got != want {
+		got := readRows(t, st.db, "ORDER BY id DESC LIMIT 1")[0]
+		if want := rowOf(&testLabels, e); got != want {
 			t.Errorf("read back\n%+v\nwant\n%+v", got, want)
 		}
 	})

@@ -120,6 +120,10 @@ func (q *QueryLog) start() error {
 	if err != nil {
 		return err
 	}
+	if q.filter.keyIndex, err = w.keys.index(q.filter.key); err != nil {
+		w.release(q.opts, false)
+		return err
+	}
 	q.writer, q.sink = w, w
 	return nil
 }

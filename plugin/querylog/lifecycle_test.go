@@ -50,7 +50,7 @@ func TestLifecycleShutdownFullBuffer(t *testing.T) {
 	w, _ := liveWriter(db)
 	const injected = 7500
 	for i := range injected {
-		w.log(entry{start: time.Now().UnixNano(), server: "bulk", qname: fmt.Sprintf("bulk%d.example.", i), qtype: 1, qclass: 1})
+		w.log(entryOf(&w.labels, queryRow{ts: time.Now().UnixMilli(), server: "bulk", qname: fmt.Sprintf("bulk%d.example.", i), qtype: 1, qclass: 1}))
 	}
 	l := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "f", 2, 1<<30, 0)
 	l.WaitAnswers(t, 500)

@@ -75,6 +75,13 @@ var (
 		Name:      "ignored_total",
 		Help:      "Counter of responses not logged because of ignore or ignore_clients.",
 	}, []string{"server"})
+
+	dictionaryLookups = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "dictionary_lookups_total",
+		Help:      "Counter of dictionary lookups by the writer, by result: hit (a number from the cache), added (a text seen twice, added), inline (a text seen once, stored in the row).",
+	}, []string{"db", "dictionary", "result"})
 )
 
 // The buffer's accounting is exported by bufferCollector from one locked snapshot per database,
@@ -137,7 +144,7 @@ func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 	var order []key
 	for _, w := range all {
 		for _, c := range snaps[w].stats {
-			k := key{c.server, w.path}
+			k := key{w.labels.text(labelServer, uint16(c.server)), w.path}
 			t, ok := sums[k]
 			if !ok {
 				t = &counts{}

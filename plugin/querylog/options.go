@@ -2,12 +2,14 @@ package querylog
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/dustin/go-humanize"
 )
 
@@ -215,6 +217,23 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 			}
 			f.ignoreClients = append(f.ignoreClients, p)
 		}
+	case "metadata":
+		if len(args) == 0 {
+			return c.Errf("metadata needs at least one LABEL, e.g. kubernetes/client-namespace")
+		}
+		for _, a := range args {
+			if !metadata.IsLabel(a) {
+				return c.Errf("metadata: invalid label %q: must look like plugin/name", a)
+			}
+			if !slices.Contains(f.metadata, a) {
+				f.metadata = append(f.metadata, a)
+			}
+		}
+	case "answers":
+		if len(args) != 0 {
+			return c.Errf("answers takes no arguments, got %q", strings.Join(args, " "))
+		}
+		f.answers = true
 	default:
 		return c.Errf("unknown property %q", name)
 	}

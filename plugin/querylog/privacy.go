@@ -2,7 +2,6 @@ package querylog
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,8 +13,9 @@ import (
 	"github.com/coredns/coredns/plugin"
 )
 
-// filter is the per-server-block choice of what to log and how to store the client: unlike
-// options it may differ between server blocks sharing a database.
+// filter is the per-server-block choice of what to log, how to store the client and which
+// optional fields to add: unlike options it may differ between server blocks sharing a
+// database.
 type filter struct {
 	ignoreNames   plugin.Zones   // names (and their subdomains) not logged
 	ignoreClients []netip.Prefix // clients not logged
@@ -24,6 +24,9 @@ type filter struct {
 	hash          bool           // store a keyed hash instead of the address
 	keyFile       string         // the hash key; created beside the database if missing
 	key           *[32]byte      // loaded in OnStartup
+	keyIndex      int            // key's number in the writer's keyring, set in OnStartup
+	metadata      []string       // metadata labels whose values are stored (metadata option)
+	answers       bool           // store answer data (answers option)
 }
 
 // ignored reports whether a query must not be logged.
@@ -40,18 +43,19 @@ func (f *filter) ignored(qname string, client netip.Addr) bool {
 }
 
 // anonymize truncates the client address to the configured prefix. Hashing happens later, in
-// the flusher, where its cost is off the DNS path.
+// the flusher, where its cost is off the DNS path: the entry only says which key.
 func (f *filter) anonymize(e *entry) {
+	a := e.addr()
 	bits := f.anonV6
-	if e.client.Is4() {
+	if a.Is4() {
 		bits = f.anonV4
 	}
 	if bits > 0 {
-		if p, err := e.client.Prefix(bits); err == nil {
-			e.client = p.Addr()
+		if p, err := a.Prefix(bits); err == nil {
+			e.setAddr(p.Addr())
 		}
 	}
-	e.hashKey = f.key
+	e.setKeyIndex(f.keyIndex)
 }
 
 // loadKey reads the hash key, creating a random one (mode 0600) if the file does not exist.
@@ -84,19 +88,4 @@ func loadKey(path string) (*[32]byte, error) {
 	}
 	k := sha256.Sum256(raw) // any length of key material becomes 32 bytes
 	return &k, nil
-}
-
-// clientText is the client_ip column: the address, or with a hash key "anon-" and 16 hex
-// digits of HMAC-SHA256(key, address), the same for the same client under the same key.
-func clientText(e *entry) string {
-	if !e.client.IsValid() {
-		return "" // the transport gave no address
-	}
-	if e.hashKey == nil {
-		return e.client.String()
-	}
-	m := hmac.New(sha256.New, e.hashKey[:])
-	b, _ := e.client.MarshalBinary()
-	m.Write(b)
-	return "anon-" + hex.EncodeToString(m.Sum(nil)[:8])
 }

@@ -39,7 +39,7 @@ func TestAnonymizeTruncates(t *testing.T) {
 		if len(got) != 1 {
 			t.Fatalf("%s: %d entries, want 1", tc.client, len(got))
 		}
-		if s := clientText(&got[0]); s != tc.want {
+		if s := clientText(&got[0], nil); s != tc.want {
 			t.Errorf("%s stored as %s, want %s", tc.client, s, tc.want)
 		}
 	}
@@ -66,8 +66,13 @@ func TestAnonymizeHashIsKeyedAndStable(t *testing.T) {
 		t.Fatal("reloading the key file gave a different key")
 	}
 	text := func(k *[32]byte, client string) string {
-		got := serveFrom(t, filter{hash: true, key: k}, "example.org.", client)
-		return clientText(&got[0])
+		var keys keyring
+		i, err := keys.index(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := serveFrom(t, filter{hash: true, key: k, keyIndex: i}, "example.org.", client)
+		return clientText(&got[0], &keys)
 	}
 	a1, a2, b := text(key, "192.0.2.1"), text(again, "192.0.2.1"), text(key, "192.0.2.2")
 	if !strings.HasPrefix(a1, "anon-") || len(a1) != len("anon-")+16 || strings.Contains(a1, "192.0.2") {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/metrics"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/request"
@@ -25,6 +26,7 @@ var log = clog.NewWithPlugin("querylog")
 type sink interface {
 	log(entry)
 	ready() bool
+	labelTable() *labels // what the entries' label numbers refer to
 }
 
 // QueryLog is the plugin handler.
@@ -46,7 +48,7 @@ func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
 // afterwards and never waits (unless on_full block).
 func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{ResponseWriter: w, keepData: q.filter.answers}
 	var rc int
 	var err error
 	if q.Next == nil || ot.SpanFromContext(ctx) != nil {
@@ -67,41 +69,79 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		}
 		rec.recordSynthesized(w, r, rc)
 	}
-	e := newEntry(metrics.WithServer(ctx), w, r, rec, start)
-	if q.filter.ignored(e.qname, e.client) {
-		ignoredTotal.WithLabelValues(e.server).Inc()
+	server := metrics.WithServer(ctx)
+	e := newEntry(server, w, r, rec, start)
+	if q.filter.ignored(e.qname, e.addr()) {
+		ignoredTotal.WithLabelValues(server).Inc()
 		return rc, err
 	}
 	q.filter.anonymize(&e)
+	q.label(ctx, &e, server, rec)
 	q.sink.log(e)
 	return rc, err
+}
+
+// upstreamLabel is the metadata forward sets to the upstream it used (needs the metadata
+// plugin).
+const upstreamLabel = "forward/upstream"
+
+// label fills in the entry's labels and opt-in fields from the request's context and what the
+// recorder saw.
+func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *recorder) {
+	l := q.sink.labelTable()
+	e.server = uint8(l.id(labelServer, server))
+	answered := cmp.Or(rec.plugin, rec.next)
+	if f := metadata.ValueFunc(ctx, upstreamLabel); f != nil {
+		if up := f(); up != "" {
+			// Only forward sets it, and only when it was asked, so it answered (under a cache,
+			// the recorder would say cache for a miss too: only PluginTrackers pass names up).
+			e.upstream = l.id(labelUpstream, up)
+			answered = "forward"
+		}
+	}
+	e.plugin = uint8(l.id(labelPlugin, answered))
+	if len(q.filter.metadata) == 0 && !q.filter.answers {
+		return
+	}
+	x := &extra{answers: rec.answerData}
+	if len(q.filter.metadata) > 0 {
+		x.metadataLabels = q.filter.metadata
+		x.metadata = make([]string, len(q.filter.metadata))
+		for i, label := range q.filter.metadata {
+			if f := metadata.ValueFunc(ctx, label); f != nil {
+				x.metadata[i] = f()
+			}
+		}
+	}
+	e.extra = x
 }
 
 func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, start time.Time) entry {
 	remote := w.RemoteAddr()
 	e := entry{
 		start:    start.UnixNano(),
-		server:   server,
-		client:   clientAddr(remote),
-		duration: int64(time.Since(start)),
+		duration: micros(int64(time.Since(start))),
 		size:     rec.size,
 		rcode:    rec.rcode,
 		answers:  rec.answers,
+		ede:      rec.ede,
+		flags:    rec.flags,
 	}
+	e.setAddr(clientAddr(remote))
 	p, plain := transport(server)
 	if plain {
 		if _, tcp := remote.(*net.TCPAddr); tcp {
 			p = protoTCP
 		}
 	}
-	e.proto = p
+	e.setProto(p)
 	if len(r.Question) > 0 {
 		q := r.Question[0]
 		e.qname = strings.ToLower(q.Name)
 		e.qtype, e.qclass = q.Qtype, q.Qclass
 	}
-	if opt := r.IsEdns0(); opt != nil {
-		e.do = opt.Do()
+	if opt := r.IsEdns0(); opt != nil && opt.Do() {
+		e.flags |= flagDO
 	}
 	return e
 }
@@ -129,12 +169,16 @@ func clientAddr(a net.Addr) netip.Addr {
 // down the chain).
 type recorder struct {
 	dns.ResponseWriter
-	written bool
-	rcode   uint16
-	answers uint16
-	size    uint32
-	next    string // name of the next plugin; empty when NextOrFailure wrapped it
-	plugin  string // name reported through SetPlugin from below
+	written    bool
+	rcode      uint16
+	answers    uint16
+	ede        uint16 // Extended DNS Error INFO-CODE + 1; 0: none
+	flags      flags  // the reply's header bits
+	size       uint32
+	next       string // name of the next plugin; empty when NextOrFailure wrapped it
+	plugin     string // name reported through SetPlugin from below
+	keepData   bool   // record answerData (the answers option)
+	answerData string
 }
 
 // track passes the answering plugin's name to a tracker below, as plugin.NextOrFailure's
@@ -157,6 +201,11 @@ func (r *recorder) WriteMsg(m *dns.Msg) error {
 	r.rcode = uint16(m.Rcode)
 	r.answers = uint16(min(len(m.Answer), 0xffff))
 	r.size += uint32(m.Len()) // a sum: AXFR writes several messages
+	r.flags = headerFlags(m.Authoritative, m.Truncated, m.RecursionDesired, m.RecursionAvailable, m.AuthenticatedData, m.CheckingDisabled)
+	r.ede = extendedError(m)
+	if r.keepData {
+		r.answerData = answerData(m)
+	}
 	return err
 }
 
@@ -168,6 +217,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 		r.rcode = uint16(b[3] & 0x0f)
 		r.answers = uint16(b[6])<<8 | uint16(b[7])
 		r.size += uint32(n)
+		r.flags = headerFlags(b[2]&0x04 != 0, b[2]&0x02 != 0, b[2]&0x01 != 0, b[3]&0x80 != 0, b[3]&0x20 != 0, b[3]&0x10 != 0)
 	}
 	return n, err
 }
@@ -183,6 +233,56 @@ func (r *recorder) SetPlugin(name string) {
 // GetPlugin implements plugin.PluginTracker.
 func (r *recorder) GetPlugin() string { return r.plugin }
 
+// headerFlags packs a reply's header bits in the order of flags.
+func headerFlags(aa, tc, rd, ra, ad, cd bool) flags {
+	var f flags
+	for i, set := range [...]bool{aa, tc, rd, ra, ad, cd} {
+		if set {
+			f |= 1 << i
+		}
+	}
+	return f
+}
+
+// extendedError returns the first Extended DNS Error INFO-CODE of a reply, plus one; 0 if it
+// has none.
+func extendedError(m *dns.Msg) uint16 {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return 0
+	}
+	for _, o := range opt.Option {
+		if ede, ok := o.(*dns.EDNS0_EDE); ok {
+			return min(ede.InfoCode, 0xfffe) + 1
+		}
+	}
+	return 0
+}
+
+// answerData is the answers option's field: the addresses of A and AAAA records and the
+// targets of CNAME records in the answer section, space separated, in order.
+func answerData(m *dns.Msg) string {
+	var b strings.Builder
+	for _, rr := range m.Answer {
+		var s string
+		switch rr := rr.(type) {
+		case *dns.A:
+			s = rr.A.String()
+		case *dns.AAAA:
+			s = rr.AAAA.String()
+		case *dns.CNAME:
+			s = rr.Target
+		default:
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
 // recordSynthesized records the error reply the server itself sends when the chain returns an
 // rcode without writing (see dnsserver's errorFunc).
 func (r *recorder) recordSynthesized(w dns.ResponseWriter, req *dns.Msg, rc int) {
@@ -192,4 +292,5 @@ func (r *recorder) recordSynthesized(w dns.ResponseWriter, req *dns.Msg, rc int)
 	state.SizeAndDo(m)
 	r.rcode = uint16(rc)
 	r.size = uint32(m.Len())
+	r.flags = headerFlags(false, false, m.RecursionDesired, false, false, m.CheckingDisabled)
 }

@@ -43,6 +43,15 @@ func (f *flusher) maintain() {
 			}
 		}
 	}
+	// Dictionary rows no remaining row uses, a chunk per pass (they are few).
+	f.w.storeMu.Lock()
+	_, err := f.w.store.tidy(pruneChunk)
+	f.w.storeMu.Unlock()
+	if err != nil {
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			log.Errorf("Removing unused dictionary rows of %s failed (%d similar errors suppressed): %v", f.w.path, suppressed, err)
+		}
+	}
 	size := f.w.store.size()
 	f.w.setGauges(func() { f.w.dbSize = size })
 }

@@ -40,10 +40,7 @@ func entriesAt(n int, start time.Time) []entry {
 func TestRetentionDeletesOldRows(t *testing.T) {
 	fastMaintenance(t)
 	path := filepath.Join(t.TempDir(), "r.db")
-	s, err := openStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testStore(t, path)
 	if err := s.write(entriesAt(5000, time.Now().Add(-48*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +82,7 @@ func TestMaxSizeShrinksFile(t *testing.T) {
 		}
 		testutil.WaitFor(t, 10*time.Second, "buffer flushed", func() bool { size, _ := w.buf.fill(); return size == 0 })
 	}
-	for range 8 {
+	for range 20 { // about 3 MB of rows
 		write(4000)
 	}
 	// Let the checkpointer move the WAL into the file.

@@ -1,75 +1,28 @@
 package querylog
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 
-	"github.com/miekg/dns"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-const (
-	// applicationID marks a file as a querylog database ("QLOG"); any other non-empty SQLite
-	// file is refused rather than modified.
-	applicationID = 0x514C4F47
-	// schemaVersion is PRAGMA user_version after migrate; bump it and add a step to migrations
-	// when the schema changes.
-	schemaVersion = 1
-	// busyTimeoutMS bounds how long one write waits for another process's lock before the
-	// batch fails and is retried with backoff by the flusher.
-	busyTimeoutMS = 1000
-	// rowsPerInsert is the number of rows bound by one multi-row INSERT (12 columns each, far
-	// below SQLite's 32766 parameter limit).
-	rowsPerInsert = 64
-)
-
-const insertColumns = `INSERT INTO queries (ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do") VALUES `
-
-// migrations[i] takes a database from user_version i to i+1.
-var migrations = []string{
-	`CREATE TABLE queries (
-		ts          INTEGER NOT NULL, -- Unix time in milliseconds when the query arrived
-		server      TEXT    NOT NULL, -- listener, e.g. dns://:53
-		client_ip   TEXT    NOT NULL,
-		proto       TEXT    NOT NULL, -- udp, tcp, dot, doh, doh3, doq, grpc, unix
-		qname       TEXT    NOT NULL, -- lower-cased, presentation format with \DDD escapes
-		qtype       INTEGER NOT NULL,
-		qclass      INTEGER NOT NULL,
-		rcode       INTEGER NOT NULL,
-		size        INTEGER NOT NULL, -- response bytes
-		answers     INTEGER NOT NULL,
-		duration_us INTEGER NOT NULL,
-		"do"        INTEGER NOT NULL  -- DNSSEC OK bit of the query
-	);
-	-- ts only grows, so this index appends at its right edge and costs little on insert; it
-	-- serves every time-window question and retention. See README for measured alternatives.
-	CREATE INDEX queries_ts ON queries (ts);
-	CREATE TABLE qtype_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
-	CREATE TABLE rcode_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
-	CREATE VIEW queries_readable AS
-	SELECT q.ts, strftime('%Y-%m-%dT%H:%M:%fZ', q.ts / 1000.0, 'unixepoch') AS time,
-	       q.server, q.client_ip, q.proto, q.qname,
-	       coalesce(t.name, 'TYPE' || q.qtype) AS qtype,
-	       CASE q.qclass WHEN 1 THEN 'IN' WHEN 3 THEN 'CH' WHEN 4 THEN 'HS' WHEN 254 THEN 'NONE'
-	                     WHEN 255 THEN 'ANY' ELSE 'CLASS' || q.qclass END AS qclass,
-	       coalesce(r.name, 'RCODE' || q.rcode) AS rcode,
-	       q.size, q.answers, q.duration_us, q."do"
-	FROM queries q
-	LEFT JOIN qtype_names t ON t.code = q.qtype
-	LEFT JOIN rcode_names r ON r.code = q.rcode;`,
-}
+// busyTimeoutMS bounds how long one write waits for another process's lock before the batch
+// fails and is retried with backoff by the flusher.
+const busyTimeoutMS = 1000
 
 // store is the SQLite side of one database file: a single connection, used by one goroutine
 // at a time (the flusher, or a tail write after shutdown, serialized by the writer).
 type store struct {
 	path  string
 	db    *sql.DB
-	stmts map[int]*sql.Stmt // multi-row INSERTs by row count
-	args  []any
+	batch batch // the write side, batch.go
+	v1    bool  // rows of schema 1 remain in queries_v1
 }
 
 // checkDatabase verifies, without modifying anything, that path is absent, empty, or a
@@ -166,134 +119,260 @@ func openStore(path string) (*store, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
-	s := &store{path: path, db: db, stmts: map[int]*sql.Stmt{}}
+	s := &store{path: path, db: db}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
 	return s, nil
 }
 
-func (s *store) migrate() error {
-	tx, err := s.db.Begin()
-	if err != nil {
-		return fmt.Errorf("database %s: %w", s.path, err)
-	}
-	defer tx.Rollback()
-	version, err := identify(tx, s.path)
+// load reads where the log and the dictionaries end, which the next batch continues from.
+func (s *store) load() error {
+	var lastID, nextName, nextClient int64
+	err := s.db.QueryRow(`SELECT coalesce((SELECT max(id) FROM log), 0), coalesce((SELECT max(id) FROM names), 0) + 1,
+		coalesce((SELECT max(id) FROM clients), 0) + 1,
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
+		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata')`).Scan(&lastID, &nextName, &nextClient, &s.v1, &s.batch.extraCols)
 	if err != nil {
 		return err
 	}
-	for v := version; v < len(migrations); v++ {
-		if _, err := tx.Exec(migrations[v]); err != nil {
-			return fmt.Errorf("database %s: migrating to schema %d: %w", s.path, v+1, err)
-		}
-	}
-	if version == 0 {
-		if err := fillNames(tx); err != nil {
-			return fmt.Errorf("database %s: %w", s.path, err)
-		}
-	}
-	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA application_id = %d; PRAGMA user_version = %d`, applicationID, schemaVersion)); err != nil {
-		return fmt.Errorf("database %s: %w", s.path, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("database %s: %w", s.path, err)
-	}
-	return nil
+	s.batch = newBatch(nil, nil, lastID, nextName, nextClient)
+	return err
 }
 
-// fillNames stores miekg/dns's type and rcode names for the queries_readable view.
-func fillNames(tx *sql.Tx) error {
-	for code, name := range dns.TypeToString {
-		if _, err := tx.Exec(`INSERT OR REPLACE INTO qtype_names VALUES (?, ?)`, code, name); err != nil {
+// use gives the store the writer's labels and hash keys, which entries refer to by number.
+func (s *store) use(l *labels, k *keyring) { s.batch.labels, s.batch.keys = l, k }
+
+// migrate brings the database to schemaVersion. A current database is only read.
+func (s *store) migrate() error {
+	version, err := identify(s.db, s.path)
+	if err != nil || version == schemaVersion {
+		return err
+	}
+	return s.change(func(tx *sql.Tx) error {
+		version, err := identify(tx, s.path) // again, under the write lock
+		if err != nil || version == schemaVersion {
 			return err
+		}
+		for v := version; v < len(migrations); v++ {
+			if _, err := tx.Exec(migrations[v]); err != nil {
+				return fmt.Errorf("migrating to schema %d: %w", v+1, err)
+			}
+		}
+		if version == 0 {
+			if err := fillNames(tx); err != nil {
+				return err
+			}
+			// A new database has no rows of schema 1 to keep.
+			if _, err := tx.Exec(`DROP TABLE queries_v1`); err != nil {
+				return err
+			}
+		}
+		if err := createViews(tx); err != nil {
+			return err
+		}
+		_, err = tx.Exec(fmt.Sprintf(`PRAGMA application_id = %d; PRAGMA user_version = %d`, applicationID, schemaVersion))
+		return err
+	})
+}
+
+// change runs f in a write transaction; errors name the database.
+func (s *store) change(f func(tx *sql.Tx) error) error {
+	tx, err := s.db.Begin()
+	if err == nil {
+		defer tx.Rollback()
+		if err = f(tx); err == nil {
+			err = tx.Commit()
 		}
 	}
-	for code, name := range dns.RcodeToString {
-		if _, err := tx.Exec(`INSERT OR REPLACE INTO rcode_names VALUES (?, ?)`, code, name); err != nil {
-			return err
-		}
+	if err != nil {
+		return fmt.Errorf("database %s: %w", s.path, err)
 	}
 	return nil
 }
 
 // write commits the entries of all segments in one transaction, or nothing.
 func (s *store) write(segments ...[]entry) error {
-	// Prepare first: with a single connection, preparing inside the transaction would wait
-	// for a second one.
-	for _, seg := range segments {
-		for _, n := range []int{min(len(seg), rowsPerInsert), len(seg) % rowsPerInsert} {
-			if _, err := s.stmt(n); n > 0 && err != nil {
-				return err
-			}
-		}
+	if err := s.resolveLabels(segments); err != nil {
+		return err
 	}
-	tx, err := s.db.Begin()
+	if err := s.addExtraColumns(segments); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	for _, seg := range segments {
-		for len(seg) > 0 {
-			n := min(len(seg), rowsPerInsert)
-			if err := s.insert(tx, seg[:n]); err != nil {
-				return err
+	defer conn.Close()
+	before := s.batch.lookups()
+	err = conn.Raw(func(dc any) error { return s.writeRows(ctx, dc.(driver.Conn), segments) })
+	if err == nil {
+		after := s.batch.lookups()
+		for i, name := range [2]string{"names", "clients"} {
+			for j, result := range [3]string{"hit", "added", "inline"} {
+				dictionaryLookups.WithLabelValues(s.path, name, result).Add(float64(after[i][j] - before[i][j]))
 			}
-			seg = seg[n:]
 		}
 	}
-	return tx.Commit()
-}
-
-func (s *store) insert(tx *sql.Tx, rows []entry) error {
-	stmt, err := s.stmt(len(rows))
-	if err != nil {
-		return err
-	}
-	args := s.args[:0]
-	for i := range rows {
-		e := &rows[i]
-		args = append(args,
-			e.start/1e6, e.server, clientText(e), e.proto.String(), e.qname,
-			int64(e.qtype), int64(e.qclass), int64(e.rcode), int64(e.size), int64(e.answers),
-			e.duration/1e3, e.do)
-	}
-	s.args = args
-	_, err = tx.Stmt(stmt).Exec(args...)
-	clear(args) // drop references to strings until the next batch
 	return err
 }
 
-// stmt returns the prepared INSERT for n rows.
-func (s *store) stmt(n int) (*sql.Stmt, error) {
-	if st, ok := s.stmts[n]; ok || n == 0 {
-		return st, nil
-	}
-	var b strings.Builder
-	b.WriteString(insertColumns)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
+// resolveLabels finds, adding them where needed, the database's numbers of the labels the
+// entries use for the first time. Label rows are committed on their own: one nothing uses is
+// harmless, and the numbers hold whatever happens to the batch.
+func (s *store) resolveLabels(segments [][]entry) error {
+	b := &s.batch
+	for _, seg := range segments {
+		for i := range seg {
+			e := &seg[i]
+			for kind, id := range [numLabelKinds]uint16{labelServer: uint16(e.server), labelPlugin: uint16(e.plugin), labelUpstream: e.upstream} {
+				if id == 0 || (int(id) < len(b.dbLabel[kind]) && b.dbLabel[kind][id] != 0) {
+					continue
+				}
+				n, err := s.labelNumber(labelKind(kind), b.labels.text(labelKind(kind), id))
+				if err != nil {
+					return err
+				}
+				for len(b.dbLabel[kind]) <= int(id) {
+					b.dbLabel[kind] = append(b.dbLabel[kind], 0)
+				}
+				b.dbLabel[kind][id] = n
+			}
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
 	}
-	st, err := s.db.Prepare(b.String())
-	if err != nil {
-		return nil, err
-	}
-	s.stmts[n] = st
-	return st, nil
+	return nil
 }
 
-// pruneOlder deletes up to limit of the oldest rows whose ts is before cutoff (Unix ms).
+// labelNumber returns the database's number of a label, adding it if it is new; past a kind's
+// limit, the number of "(other)".
+func (s *store) labelNumber(kind labelKind, text string) (n int64, err error) {
+	limit := int64(labelLimit[kind])
+	err = s.change(func(tx *sql.Tx) error {
+		err := tx.QueryRow(`SELECT n FROM labels WHERE kind = ? AND text = ?`, kind, text).Scan(&n)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if err := tx.QueryRow(`SELECT coalesce(max(n), 0) + 1 FROM labels WHERE kind = ?`, kind).Scan(&n); err != nil {
+			return err
+		}
+		if n >= limit {
+			n = limit
+			return nil
+		}
+		_, err = tx.Exec(`INSERT INTO labels (kind, n, text) VALUES (?, ?, ?)`, kind, n, text)
+		return err
+	})
+	return n, err
+}
+
+// addExtraColumns adds the metadata and answer_data columns the first time a batch has such
+// fields, so that databases without them pay nothing for them.
+func (s *store) addExtraColumns(segments [][]entry) error {
+	if s.batch.extraCols || !hasExtra(segments) {
+		return nil
+	}
+	err := s.change(func(tx *sql.Tx) error {
+		for _, stmt := range []string{`ALTER TABLE log ADD COLUMN metadata TEXT`, `ALTER TABLE log ADD COLUMN answer_data TEXT`} {
+			if _, err := tx.Exec(stmt); err != nil {
+				return err
+			}
+		}
+		return createViews(tx)
+	})
+	s.batch.extraCols = err == nil
+	return err
+}
+
+func hasExtra(segments [][]entry) bool {
+	for _, seg := range segments {
+		for i := range seg {
+			if seg[i].extra != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pruneOlder deletes up to limit of the oldest rows that arrived before cutoff (Unix ms), rows
+// of schema 1 first. In the log table that is every row whose id says so: a row that arrived
+// before cutoff but was written much later (late) goes when its id does.
 func (s *store) pruneOlder(cutoff int64, limit int) (int64, error) {
-	return s.exec(`DELETE FROM queries WHERE rowid IN (SELECT rowid FROM queries WHERE ts < ? ORDER BY ts LIMIT ?)`, cutoff, limit)
+	if s.v1 {
+		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ? ORDER BY ts LIMIT ?)`, cutoff, limit)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ? ORDER BY id LIMIT ?)`, cutoff<<8, limit)
 }
 
-// pruneOldest deletes up to limit of the oldest rows.
+// pruneOldest deletes up to limit of the oldest rows, rows of schema 1 first.
 func (s *store) pruneOldest(limit int) (int64, error) {
-	return s.exec(`DELETE FROM queries WHERE rowid IN (SELECT rowid FROM queries ORDER BY rowid LIMIT ?)`, limit)
+	if s.v1 {
+		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 ORDER BY rowid LIMIT ?)`, limit)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ?)`, limit)
+}
+
+// tidy finishes a pruning pass: it removes dictionary rows that no remaining row can use (see
+// dict.go), up to limit per table, and the table of schema 1 once it is empty. It reports
+// whether anything is left to remove.
+func (s *store) tidy(limit int) (more bool, err error) {
+	if s.v1 {
+		var empty bool
+		if err := s.db.QueryRow(`SELECT NOT EXISTS (SELECT 1 FROM queries_v1)`).Scan(&empty); err != nil {
+			return false, err
+		}
+		if empty {
+			err := s.change(func(tx *sql.Tx) error {
+				if _, err := tx.Exec(`DROP TABLE queries_v1`); err != nil {
+					return err
+				}
+				return createViews(tx)
+			})
+			if err != nil {
+				return false, err
+			}
+			s.v1 = false
+		}
+	}
+	// The newest epoch that began at or before the oldest row: nothing older is used.
+	var logID, nameID, clientID int64
+	err = s.db.QueryRow(`SELECT log_id, name_id, client_id FROM dict_epochs
+		WHERE log_id <= coalesce((SELECT min(id) FROM log), 9223372036854775807) ORDER BY log_id DESC LIMIT 1`).Scan(&logID, &nameID, &clientID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var removed int64
+	for _, q := range []struct {
+		query string
+		arg   int64
+	}{
+		{`DELETE FROM names WHERE id IN (SELECT id FROM names WHERE id < ? ORDER BY id LIMIT ?)`, nameID},
+		{`DELETE FROM clients WHERE id IN (SELECT id FROM clients WHERE id < ? ORDER BY id LIMIT ?)`, clientID},
+		{`DELETE FROM dict_epochs WHERE log_id IN (SELECT log_id FROM dict_epochs WHERE log_id < ? ORDER BY log_id LIMIT ?)`, logID},
+	} {
+		n, err := s.exec(q.query, q.arg, limit)
+		if err != nil {
+			return false, err
+		}
+		removed += n
+		more = more || n == int64(limit)
+	}
+	return more, nil
 }
 
 func (s *store) exec(query string, args ...any) (int64, error) {
@@ -333,8 +412,9 @@ func (s *store) size() int64 {
 }
 
 func (s *store) close() error {
-	for _, st := range s.stmts {
-		st.Close()
+	if conn, err := s.db.Conn(context.Background()); err == nil {
+		conn.Raw(func(any) error { s.batch.closeStmts(); return nil })
+		conn.Close()
 	}
 	return s.db.Close()
 }

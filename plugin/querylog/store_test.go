@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ func testStore(t *testing.T, path string) *store {
 	if err != nil {
 		t.Fatalf("openStore(%s): %v", path, err)
 	}
+	s.use(&testLabels, &keyring{})
 	t.Cleanup(func() { s.close() })
 	return s
 }
@@ -53,10 +55,15 @@ func pragma(t *testing.T, db *sql.DB, name string) int64 {
 func checkSchema(t *testing.T, s *store) {
 	t.Helper()
 	want := []string{
-		"index queries_ts",
+		"table clients",
+		"table dict_epochs",
+		"table labels",
+		"table log",
+		"table names",
 		"table qtype_names",
-		"table queries",
 		"table rcode_names",
+		"table state",
+		"view queries",
 		"view queries_readable",
 	}
 	if got := schema(t, s.db); !slices.Equal(got, want) {
@@ -79,21 +86,35 @@ func checkSchema(t *testing.T, s *store) {
 	if err := s.db.QueryRow("SELECT count(*) FROM rcode_names").Scan(&n); err != nil || n != len(dns.RcodeToString) {
 		t.Errorf("rcode_names has %d rows (%v), want %d", n, err, len(dns.RcodeToString))
 	}
-	var plan string
-	rows, err := s.db.Query("EXPLAIN QUERY PLAN SELECT count(*) FROM queries WHERE ts > 5")
+	// A time window bounded by id reads only its rows, through the primary key, and looks up
+	// nothing it does not show.
+	for query, want := range map[string]string{
+		"SELECT count(*) FROM queries WHERE id >= 5 << 8 AND ts >= 5": "SEARCH l USING INTEGER PRIMARY KEY (rowid>?);",
+		"SELECT qname, count(*) FROM queries WHERE id >= 5 << 8 GROUP BY qname": "SEARCH l USING INTEGER PRIMARY KEY (rowid>?);" +
+			"USE TEMP B-TREE FOR GROUP BY;CORRELATED SCALAR SUBQUERY;SEARCH names USING INTEGER PRIMARY KEY (rowid=?);",
+	} {
+		if plan := queryPlan(t, s.db, query); plan != want {
+			t.Errorf("%s\nis planned as %s\nwant         %s", query, plan, want)
+		}
+	}
+}
+
+// queryPlan is what EXPLAIN QUERY PLAN says of query, one step after another.
+func queryPlan(t *testing.T, db *sql.DB, query string) string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN " + query)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
+	var plan string
 	for rows.Next() {
 		var id, parent, notused int
 		var detail string
 		rows.Scan(&id, &parent, &notused, &detail)
 		plan += detail + ";"
 	}
-	rows.Close()
-	if !strings.Contains(plan, "queries_ts") {
-		t.Errorf("a time-window query does not use the ts index: %s", plan)
-	}
+	return regexp.MustCompile(`SUBQUERY \d+`).ReplaceAllString(plan, "SUBQUERY")
 }
 
 func TestStoreFreshFile(t *testing.T) {
@@ -108,7 +129,7 @@ func TestStoreFreshFile(t *testing.T) {
 	if m := fi.Mode().Perm(); m != 0o640 {
 		t.Errorf("database mode %v, want 0640", m)
 	}
-	if err := s.write([]entry{{server: "dns://:53", qname: "a.example.", client: netip.MustParseAddr("192.0.2.1")}}); err != nil {
+	if err := s.write([]entry{entryOf(&testLabels, queryRow{server: "dns://:53", qname: "a.example.", client: "192.0.2.1"})}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err = os.Stat(path + "-wal")
@@ -254,7 +275,7 @@ func dirState(t *testing.T, dir string) string {
 	return b.String()
 }
 
-// queryRow is one row of the queries table.
+// queryRow is one row of the queries view, with schema 1's columns.
 type queryRow struct {
 	ts                                      int64
 	server, client, proto, qname            string
@@ -262,10 +283,40 @@ type queryRow struct {
 	do                                      bool
 }
 
-// rowOf is the row e must be stored as.
-func rowOf(e entry) queryRow {
-	return queryRow{e.start / 1e6, e.server, e.client.String(), e.proto.String(), e.qname,
-		int64(e.qtype), int64(e.qclass), int64(e.rcode), int64(e.size), int64(e.answers), e.duration / 1e3, e.do}
+// testLabels numbers the labels of entries that tests write through testStore.
+var testLabels labels
+
+// entryOf is the entry that the handler makes for a reply that must be stored as r (a
+// nanosecond start within r's millisecond, as a real one has), with l's label numbers.
+func entryOf(l *labels, r queryRow) entry {
+	e := entry{start: r.ts*1e6 + 123456, qname: r.qname, qtype: uint16(r.qtype), qclass: uint16(r.qclass),
+		rcode: uint16(r.rcode), size: uint32(r.size), answers: uint16(r.answers), duration: uint32(r.us),
+		server: uint8(l.id(labelServer, r.server))}
+	if r.do {
+		e.flags |= flagDO
+	}
+	if r.client != "" {
+		e.setAddr(netip.MustParseAddr(r.client))
+	}
+	e.setProto(protoOf(r.proto))
+	return e
+}
+
+// protoOf is the transport named p.
+func protoOf(p string) proto {
+	for i, name := range protoNames {
+		if name == p {
+			return proto(i)
+		}
+	}
+	return protoUDP
+}
+
+// rowOf is the row e must be stored as (codec.go's maxima applied), with l's label numbers.
+func rowOf(l *labels, e entry) queryRow {
+	return queryRow{e.start / 1e6, l.text(labelServer, uint16(e.server)), clientText(&e, nil), e.proto().String(), e.qname,
+		int64(e.qtype), int64(e.qclass), int64(e.rcode & 0xfff), int64(min(e.size, maxSize)), int64(min(e.answers, maxAnswers)),
+		int64(e.duration), e.flags&flagDO != 0}
 }
 
 // readRows reads the rows of the queries table that clause (WHERE, ORDER BY, LIMIT) selects.
@@ -311,35 +362,35 @@ func TestStoreRoundTrip(t *testing.T) {
 			t.Fatalf("test name is %d octets on the wire (%v), want 255", n, err)
 		}
 	}
-	const ts = 1700000000123456789 // ns
+	const ms = 1700000000123
+	row := func(r queryRow) entry { return entryOf(&testLabels, r) }
+	largest := row(queryRow{0, "grpc://.:443", "255.255.255.255", "grpc", "big.example.", 65535, 65535, 4095, 0, 0, 0, true})
+	largest.start, largest.size, largest.answers, largest.duration = math.MaxInt64, math.MaxUint32, math.MaxUint16, math.MaxUint32
+	zoned := row(queryRow{ms, "https://.:443", "", "doh", longEscapedName(), 65, 1, 0, 100, 0, 0, false})
+	zoned.setAddr(netip.MustParseAddr("fe80::1%eth0"))
 	tests := []struct {
 		name string
 		e    entry
 		want queryRow // ts, server, client, proto, qname, qtype, qclass, rcode, size, answers, duration_us, do
 	}{
-		{"udp, escaped bytes", entry{start: ts, server: "dns://.:53", qname: `a\000b\.c.example.`, client: netip.MustParseAddr("10.240.0.1"),
-			duration: 1234567, size: 512, qtype: dns.TypeA, qclass: dns.ClassINET, rcode: dns.RcodeSuccess, answers: 1, proto: protoUDP},
-			queryRow{1700000000123, "dns://.:53", "10.240.0.1", "udp", `a\000b\.c.example.`, 1, 1, 0, 512, 1, 1234, false}},
-		{"tcp, SQL in the name", entry{start: ts + 1e6, server: "dns://.:53", qname: `a'); DROP TABLE queries;--.example.`, client: netip.MustParseAddr("192.0.2.200"),
-			duration: 999, size: 40, qtype: dns.TypeTXT, qclass: dns.ClassCHAOS, rcode: dns.RcodeNameError, proto: protoTCP, do: true},
-			queryRow{1700000000124, "dns://.:53", "192.0.2.200", "tcp", `a'); DROP TABLE queries;--.example.`, 16, 3, 3, 40, 0, 0, true}},
-		{"dot, 255-octet name, IPv6", entry{start: ts, server: "tls://.:853", qname: longName(), client: netip.MustParseAddr("2001:db8::53"),
-			duration: 1000, size: 1232, qtype: dns.TypeAAAA, qclass: 1, answers: 2, proto: protoDoT, do: true},
-			queryRow{1700000000123, "tls://.:853", "2001:db8::53", "dot", longName(), 28, 1, 0, 1232, 2, 1, true}},
-		{"doh, 255-octet escaped name, link-local with zone", entry{start: ts, server: "https://.:443", qname: longEscapedName(), client: netip.MustParseAddr("fe80::1%eth0"),
-			size: 100, qtype: dns.TypeHTTPS, qclass: 1, proto: protoDoH},
-			queryRow{1700000000123, "https://.:443", "fe80::1%eth0", "doh", longEscapedName(), 65, 1, 0, 100, 0, 0, false}},
-		{"doh3, quotes and spaces", entry{start: ts, server: "https3://.:443", qname: `sp\032ace"quote.example.`, client: netip.MustParseAddr("::1"),
-			qtype: dns.TypeMX, qclass: 1, proto: protoDoH3},
-			queryRow{1700000000123, "https3://.:443", "::1", "doh3", `sp\032ace"quote.example.`, 15, 1, 0, 0, 0, 0, false}},
-		{"doq, root name", entry{start: ts, server: "quic://.:853", qname: ".", client: netip.MustParseAddr("192.0.2.1"),
-			qtype: dns.TypeNS, qclass: 1, proto: protoDoQ},
-			queryRow{1700000000123, "quic://.:853", "192.0.2.1", "doq", ".", 2, 1, 0, 0, 0, 0, false}},
-		{"grpc, largest values", entry{start: math.MaxInt64, server: "grpc://.:443", qname: "big.example.", client: netip.MustParseAddr("255.255.255.255"),
-			duration: math.MaxInt64, size: math.MaxUint32, qtype: math.MaxUint16, qclass: math.MaxUint16, rcode: 4095, answers: math.MaxUint16, proto: protoGRPC, do: true},
-			queryRow{int64(math.MaxInt64) / 1e6, "grpc://.:443", "255.255.255.255", "grpc", "big.example.", 65535, 65535, 4095, math.MaxUint32, 65535, int64(math.MaxInt64) / 1e3, true}},
-		{"zero values", entry{client: netip.MustParseAddr("0.0.0.0")},
+		{"udp, escaped bytes", row(queryRow{ms, "dns://.:53", "10.240.0.1", "udp", `a\000b\.c.example.`, 1, 1, 0, 512, 1, 1234, false}),
+			queryRow{ms, "dns://.:53", "10.240.0.1", "udp", `a\000b\.c.example.`, 1, 1, 0, 512, 1, 1234, false}},
+		{"tcp, SQL in the name", row(queryRow{ms + 1, "dns://.:53", "192.0.2.200", "tcp", `a'); DROP TABLE queries;--.example.`, 16, 3, 3, 40, 0, 0, true}),
+			queryRow{ms + 1, "dns://.:53", "192.0.2.200", "tcp", `a'); DROP TABLE queries;--.example.`, 16, 3, 3, 40, 0, 0, true}},
+		{"dot, 255-octet name, IPv6", row(queryRow{ms, "tls://.:853", "2001:db8::53", "dot", longName(), 28, 1, 0, 1232, 2, 1, true}),
+			queryRow{ms, "tls://.:853", "2001:db8::53", "dot", longName(), 28, 1, 0, 1232, 2, 1, true}},
+		{"doh, 255-octet escaped name, link-local with zone", zoned,
+			queryRow{ms, "https://.:443", "fe80::1", "doh", longEscapedName(), 65, 1, 0, 100, 0, 0, false}},
+		{"doh3, quotes and spaces", row(queryRow{ms, "https3://.:443", "::1", "doh3", `sp\032ace"quote.example.`, 15, 1, 0, 0, 0, 0, false}),
+			queryRow{ms, "https3://.:443", "::1", "doh3", `sp\032ace"quote.example.`, 15, 1, 0, 0, 0, 0, false}},
+		{"doq, root name", row(queryRow{ms, "quic://.:853", "192.0.2.1", "doq", ".", 2, 1, 0, 0, 0, 0, false}),
+			queryRow{ms, "quic://.:853", "192.0.2.1", "doq", ".", 2, 1, 0, 0, 0, 0, false}},
+		{"grpc, largest values (size, answers and duration stored as codec.go's maxima)", largest,
+			queryRow{int64(math.MaxInt64) / 1e6, "grpc://.:443", "255.255.255.255", "grpc", "big.example.", 65535, 65535, 4095, maxSize, maxAnswers, math.MaxUint32, true}},
+		{"zero values", row(queryRow{client: "0.0.0.0"}),
 			queryRow{0, "", "0.0.0.0", "udp", "", 0, 0, 0, 0, 0, 0, false}},
+		{"a number as the name (inline text is never read as a dictionary number)", row(queryRow{ms, "dns://.:53", "192.0.2.1", "udp", "1", 1, 1, 0, 0, 0, 0, false}),
+			queryRow{ms, "dns://.:53", "192.0.2.1", "udp", "1", 1, 1, 0, 0, 0, 0, false}},
 	}
 
 	s := testStore(t, tempDB(t))
@@ -347,16 +398,21 @@ func TestStoreRoundTrip(t *testing.T) {
 	for _, tc := range tests {
 		all = append(all, tc.e)
 	}
-	if err := s.write(all[:3], all[3:]); err != nil {
-		t.Fatalf("write: %v", err)
+	// Twice: the second time, every repeated name and client comes from the dictionaries.
+	for range 2 {
+		if err := s.write(all[:3], all[3:]); err != nil {
+			t.Fatalf("write: %v", err)
+		}
 	}
-	got := readRows(t, s.db, "ORDER BY rowid")
-	if len(got) != len(tests) {
-		t.Fatalf("read %d rows, want %d", len(got), len(tests))
+	got := readRows(t, s.db, "ORDER BY id")
+	if len(got) != 2*len(tests) {
+		t.Fatalf("read %d rows, want %d", len(got), 2*len(tests))
 	}
 	for i, tc := range tests {
-		if got[i] != tc.want {
-			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got[i], tc.want)
+		for _, g := range []queryRow{got[i], got[len(tests)+i]} {
+			if g != tc.want {
+				t.Errorf("%s:\n got %+v\nwant %+v", tc.name, g, tc.want)
+			}
 		}
 	}
 }
@@ -368,7 +424,7 @@ func TestStoreWriteSegments(t *testing.T) {
 	for _, split := range [][2]int{{0, 0}, {1, 0}, {0, 1}, {64, 0}, {63, 2}, {70, 30}, {200, 129}, {1, 300}} {
 		var first, second []entry
 		for i := range split[0] + split[1] {
-			e := entry{start: int64(i) * 1e6, qname: fmt.Sprintf("n%d.example.", i), server: fmt.Sprint(split)}
+			e := entryOf(&testLabels, queryRow{ts: int64(i), qname: fmt.Sprintf("n%d.example.", i), server: fmt.Sprint(split)})
 			if i < split[0] {
 				first = append(first, e)
 			} else {
@@ -378,7 +434,7 @@ func TestStoreWriteSegments(t *testing.T) {
 		if err := s.write(first, second); err != nil {
 			t.Fatalf("write %v: %v", split, err)
 		}
-		rows, err := s.db.Query(`SELECT qname, ts FROM queries WHERE server = ? ORDER BY rowid`, fmt.Sprint(split))
+		rows, err := s.db.Query(`SELECT qname, ts FROM queries WHERE server = ? ORDER BY id`, fmt.Sprint(split))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,12 +458,12 @@ func TestStoreWriteSegments(t *testing.T) {
 // A batch is one transaction: when it fails, nothing of it is stored.
 func TestStoreWriteAtomic(t *testing.T) {
 	s := testStore(t, tempDB(t))
-	if _, err := s.db.Exec(`CREATE TRIGGER no_bad BEFORE INSERT ON queries WHEN NEW.qname = 'bad.' BEGIN SELECT RAISE(ABORT, 'bad row'); END`); err != nil {
+	if _, err := s.db.Exec(`CREATE TRIGGER no_bad BEFORE INSERT ON log WHEN NEW.name = 'bad.' BEGIN SELECT RAISE(ABORT, 'bad row'); END`); err != nil {
 		t.Fatal(err)
 	}
 	var batch []entry
 	for i := range 100 {
-		batch = append(batch, entry{qname: fmt.Sprintf("n%d.", i)})
+		batch = append(batch, entry{start: int64(i) * 1e6, qname: fmt.Sprintf("n%d.", i)})
 	}
 	batch[90].qname = "bad."
 	if err := s.write(batch[:50], batch[50:]); err == nil {
@@ -447,9 +503,8 @@ func TestStoreReadableView(t *testing.T) {
 	}
 	var batch []entry
 	for i, tc := range tests {
-		batch = append(batch, entry{start: (1700000000123 + int64(i)*1000) * 1e6, server: "dns://.:53", qname: "x.example.",
-			client: netip.MustParseAddr("192.0.2.1"), qtype: tc.qtype, qclass: tc.qclass, rcode: tc.rcode, proto: protoTCP,
-			size: 99, answers: 3, duration: 5000, do: true})
+		batch = append(batch, entryOf(&testLabels, queryRow{1700000000123 + int64(i)*1000, "dns://.:53", "192.0.2.1", "tcp", "x.example.",
+			int64(tc.qtype), int64(tc.qclass), int64(tc.rcode), 99, 3, 5, true}))
 	}
 	if err := s.write(batch); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,9 @@ type writer struct {
 	ckpt    *checkpointer
 	tail    tail // entries answered after the buffer closed
 
+	labels labels  // numbers of the texts entries repeat (servers, plugins, upstreams)
+	keys   keyring // anonymize hash keys of the handlers, numbered for their entries
+
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
 	closed chan struct{} // closed when the writer has fully shut down
@@ -89,6 +92,7 @@ func acquire(o options) (*writer, error) {
 		holders: []options{o},
 		warnLog: limiter{every: logEvery},
 	}
+	st.use(&w.labels, &w.keys)
 	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
 	registryMu.Lock()
 	writers[o.path] = w
@@ -236,6 +240,8 @@ func (w *writer) warnWatermark() {
 		log.Warningf("Buffer for %s is above its watermark: %d of %d entries (%d earlier crossings not reported)", w.path, size, capacity, suppressed)
 	}
 }
+
+func (w *writer) labelTable() *labels { return &w.labels }
 
 // ready reports whether the database is open for writing.
 func (w *writer) ready() bool {

@@ -1,0 +1,297 @@
+package querylog
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"database/sql/driver"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// rowsPerInsert is the number of rows bound by one multi-row INSERT: a few hundred parameters,
+// far below SQLite's limit of 32766.
+const rowsPerInsert = 64
+
+// batch is the write side of a store: it turns entries into log rows, adding what the
+// dictionaries and labels need, and writes them in one transaction through the driver's own
+// statements (database/sql's argument checks cost a tenth of a row's time; BenchmarkStoreWrite).
+//
+// Row ids carry the time (codec.go): the first row of a batch gets the id
+// max(last id + 1, newest arrival ms << 8) and SQLite numbers the others after it, which is as
+// cheap as letting it number them all (giving every row its id makes SQLite look each one up
+// first: 0.4 µs a row). So id >> 8 is never before a row's arrival, and late says by how much
+// it is after.
+type batch struct {
+	names   *dict[string]
+	clients *dict[clientKey]
+	labels  *labels                // the writer's: numbers entries carry
+	keys    *keyring               // the writer's anonymize hash keys
+	dbLabel [numLabelKinds][]int64 // the database's number of each label, by the process's
+
+	lastID     int64     // the largest id in the log table
+	epochStart time.Time // when the dictionaries' current epoch began
+	newEpoch   bool      // the next batch records where the epoch began
+	extraCols  bool      // the log table has the metadata and answer_data columns
+
+	stmtConn driver.Conn             // the connection the statements belong to
+	stmts    map[stmtKey]driver.Stmt // prepared INSERTs
+	vals     []any                   // the current batch's row values
+	args     []driver.NamedValue
+}
+
+type stmtKey struct {
+	table string
+	rows  int
+	id    bool // log: the first column is the id
+	extra bool // log: with the metadata and answer_data columns
+}
+
+// columns lists the columns an INSERT binds.
+func (k stmtKey) columns() []string {
+	switch k.table {
+	case "names":
+		return []string{"id", "name"}
+	case "clients":
+		return []string{"id", "addr"}
+	case "dict_epochs":
+		return []string{"log_id", "name_id", "client_id"}
+	}
+	cols := []string{"name", "client", "late", "a", "b", "c"}
+	if k.id {
+		cols = append([]string{"id"}, cols...)
+	}
+	if k.extra {
+		cols = append(cols, "metadata", "answer_data")
+	}
+	return cols
+}
+
+func newBatch(l *labels, keys *keyring, lastID, nextName, nextClient int64) batch {
+	return batch{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), labels: l, keys: keys,
+		lastID: lastID, epochStart: time.Now(), newEpoch: true}
+}
+
+// startEpoch makes every text new to the dictionaries; the next batch records it.
+func (b *batch) startEpoch() {
+	b.names.reset()
+	b.clients.reset()
+	b.epochStart, b.newEpoch = time.Now(), true
+}
+
+// forget undoes what a failed transaction took for granted: dictionary rows it would have
+// added are not there, so the numbers given to them must not be used. Numbers are not reused,
+// so rows written later still only use numbers at or after their epoch's start.
+func (b *batch) forget() {
+	b.names.reset()
+	b.clients.reset()
+	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
+}
+
+// clientKey is how the clients dictionary looks an address up: the address and, when it is
+// stored as a keyed hash, which key.
+type clientKey struct {
+	addr [16]byte
+	info uint8 // v4 | key index << 1
+}
+
+func keyOf(e *entry) clientKey {
+	k := clientKey{addr: e.client, info: uint8(e.keyIndex()) << 1}
+	if e.flags&flagV4 != 0 {
+		k.info |= 1
+	}
+	return k
+}
+
+// clientText is the client as stored: the address, or with a hash key "anon-" and 16 hex
+// digits of HMAC-SHA256(key, address), the same for the same client under the same key.
+func clientText(e *entry, keys *keyring) string {
+	a := e.addr()
+	if !a.IsValid() {
+		return "" // the transport gave no address
+	}
+	key := keys.get(e.keyIndex())
+	if key == nil {
+		return a.String()
+	}
+	m := hmac.New(sha256.New, key[:])
+	b, _ := a.MarshalBinary()
+	m.Write(b)
+	return "anon-" + hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// writeRows commits the entries of all segments in one transaction, or nothing, on the store's
+// connection dc.
+func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entry) (err error) {
+	b := &s.batch
+	n := 0
+	var newest int64
+	extra := false
+	for _, seg := range segments {
+		n += len(seg)
+		for i := range seg {
+			newest = max(newest, seg[i].start/1e6)
+			extra = extra || seg[i].extra != nil
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if b.stmtConn != dc {
+		b.stmtConn, b.stmts = dc, map[stmtKey]driver.Stmt{}
+	}
+	if time.Since(b.epochStart) >= dictEpoch {
+		b.startEpoch()
+	}
+	first := max(b.lastID+1, newest<<8)
+	b.vals = b.vals[:0]
+	id := first
+	for _, seg := range segments {
+		for i := range seg {
+			b.appendRow(&seg[i], id, extra)
+			id++
+		}
+	}
+
+	defer func() {
+		if err != nil {
+			b.forget()
+		}
+	}()
+	if err := execDriver(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			execDriver(ctx, dc, "ROLLBACK")
+		}
+	}()
+	if b.newEpoch {
+		if err := b.exec(ctx, dc, stmtKey{table: "dict_epochs", rows: 1}, []any{first, b.names.next, b.clients.next}); err != nil {
+			return err
+		}
+	}
+	if err := b.insertAll(ctx, dc, stmtKey{table: "names"}, b.names.pending); err != nil {
+		return err
+	}
+	if err := b.insertAll(ctx, dc, stmtKey{table: "clients"}, b.clients.pending); err != nil {
+		return err
+	}
+	// The first row with its id, the others numbered by SQLite after it.
+	cols := len(stmtKey{table: "log", extra: extra}.columns())
+	if err := b.exec(ctx, dc, stmtKey{table: "log", rows: 1, id: true, extra: extra}, append([]any{first}, b.vals[:cols]...)); err != nil {
+		return err
+	}
+	if err := b.insertAll(ctx, dc, stmtKey{table: "log", extra: extra}, b.vals[cols:]); err != nil {
+		return err
+	}
+	if err := execDriver(ctx, dc, "COMMIT"); err != nil {
+		return err
+	}
+	b.lastID = first + int64(n) - 1
+	b.newEpoch = false
+	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
+	clear(b.vals) // drop references to names until the next batch
+	return nil
+}
+
+// appendRow adds the values of one log row, in the order of stmtKey.columns.
+func (b *batch) appendRow(e *entry, id int64, extra bool) {
+	name := b.names.ref(e.qname, func() string { return e.qname })
+	client := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
+	b.vals = append(b.vals, name, client, (id>>8)-e.start/1e6, packA(e),
+		packB(e, b.dbNumber(labelPlugin, uint16(e.plugin)), b.dbNumber(labelServer, uint16(e.server)), b.dbNumber(labelUpstream, e.upstream)),
+		packC(e))
+	if extra {
+		var meta, answers any
+		if x := e.extra; x != nil {
+			if m := metadataJSON(x.metadataLabels, x.metadata); m != "" {
+				meta = m
+			}
+			if x.answers != "" {
+				answers = x.answers
+			}
+		}
+		b.vals = append(b.vals, meta, answers)
+	}
+}
+
+// dbNumber is the database's number of a label (resolveLabels found them all), 0 for none.
+func (b *batch) dbNumber(kind labelKind, id uint16) int64 {
+	if int(id) >= len(b.dbLabel[kind]) {
+		return 0
+	}
+	return b.dbLabel[kind][id]
+}
+
+// metadataJSON is the metadata column: a JSON object of the labels that have a value.
+func metadataJSON(labels, values []string) string {
+	m := map[string]string{}
+	for i, v := range values {
+		if v != "" && i < len(labels) {
+			m[labels[i]] = v
+		}
+	}
+	if len(m) == 0 {
+		return ""
+	}
+	out, _ := json.Marshal(m) // keys sorted: the same metadata is the same text
+	return string(out)
+}
+
+// insertAll inserts vals (whole rows of k's columns) rowsPerInsert rows at a time.
+func (b *batch) insertAll(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) error {
+	cols := len(k.columns())
+	for len(vals) > 0 {
+		k.rows = min(len(vals)/cols, rowsPerInsert)
+		if err := b.exec(ctx, dc, k, vals[:k.rows*cols]); err != nil {
+			return err
+		}
+		vals = vals[k.rows*cols:]
+	}
+	return nil
+}
+
+// exec runs k's INSERT with vals, preparing it on first use.
+func (b *batch) exec(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) error {
+	st, ok := b.stmts[k]
+	if !ok {
+		cols := k.columns()
+		row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
+		query := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", k.table, strings.Join(cols, ", "),
+			strings.TrimSuffix(strings.Repeat(row+",", k.rows), ","))
+		var err error
+		if st, err = dc.(driver.ConnPrepareContext).PrepareContext(ctx, query); err != nil {
+			return err
+		}
+		b.stmts[k] = st
+	}
+	b.args = b.args[:0]
+	for i, v := range vals {
+		b.args = append(b.args, driver.NamedValue{Ordinal: i + 1, Value: v})
+	}
+	_, err := st.(driver.StmtExecContext).ExecContext(ctx, b.args)
+	clear(b.args)
+	return err
+}
+
+// lookups returns the dictionaries' lookup counts: names then clients; hit, added, inline.
+func (b *batch) lookups() [2][3]uint64 {
+	return [2][3]uint64{{b.names.hits, b.names.added, b.names.inline}, {b.clients.hits, b.clients.added, b.clients.inline}}
+}
+
+// closeStmts closes the prepared statements.
+func (b *batch) closeStmts() {
+	for _, st := range b.stmts {
+		st.Close()
+	}
+	b.stmts = nil
+}
+
+func execDriver(ctx context.Context, dc driver.Conn, query string) error {
+	_, err := dc.(driver.ExecerContext).ExecContext(ctx, query, nil)
+	return err
+}

@@ -1,0 +1,150 @@
+package querylog
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+const (
+	// applicationID marks a file as a querylog database ("QLOG"); any other non-empty SQLite
+	// file is refused rather than modified.
+	applicationID = 0x514C4F47
+	// schemaVersion is PRAGMA user_version after migrate; bump it and add a step to migrations
+	// when the schema changes.
+	schemaVersion = 2
+)
+
+// migrations[i] takes a database from user_version i to i+1. Each runs in the transaction that
+// sets the new user_version.
+var migrations = []string{
+	// 1: one row of text per reply, indexed by ts.
+	`CREATE TABLE queries (
+		ts          INTEGER NOT NULL,
+		server      TEXT    NOT NULL,
+		client_ip   TEXT    NOT NULL,
+		proto       TEXT    NOT NULL,
+		qname       TEXT    NOT NULL,
+		qtype       INTEGER NOT NULL,
+		qclass      INTEGER NOT NULL,
+		rcode       INTEGER NOT NULL,
+		size        INTEGER NOT NULL,
+		answers     INTEGER NOT NULL,
+		duration_us INTEGER NOT NULL,
+		"do"        INTEGER NOT NULL
+	);
+	CREATE INDEX queries_ts ON queries (ts);
+	CREATE TABLE qtype_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
+	CREATE TABLE rcode_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);`,
+
+	// 2: packed rows (codec.go) with dictionaries (dict.go) and labels (labels.go), and no
+	// index: id is the time index. Rows written by schema 1 stay where they are, renamed
+	// queries_v1, and are read through the views until retention or max_size has removed
+	// them (then the table is dropped, dropV1).
+	`DROP VIEW IF EXISTS queries_readable;
+	ALTER TABLE queries RENAME TO queries_v1;
+	CREATE TABLE log (
+		id     INTEGER PRIMARY KEY, -- (arrival ms << 8) + n
+		name,                       -- names.id, or the query name itself (no type: no conversion)
+		client,                     -- clients.id, or the client address itself
+		late   INTEGER NOT NULL,    -- (id >> 8) - arrival ms
+		a      INTEGER NOT NULL,    -- question and outcome, see codec.go
+		b      INTEGER NOT NULL,    -- who answered, reply shape
+		c      INTEGER NOT NULL     -- size, duration
+	);
+	CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+	CREATE TABLE clients (id INTEGER PRIMARY KEY, addr TEXT NOT NULL);
+	CREATE TABLE labels (kind INTEGER NOT NULL, n INTEGER NOT NULL, text TEXT NOT NULL,
+		PRIMARY KEY (kind, n), UNIQUE (kind, text)) WITHOUT ROWID;
+	CREATE TABLE dict_epochs (log_id INTEGER PRIMARY KEY, name_id INTEGER NOT NULL, client_id INTEGER NOT NULL);
+	CREATE TABLE state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;`,
+}
+
+// createViews (re)creates the views over what the database holds now: the log table, the
+// optional columns once they have been added, and rows of schema 1 while there are any.
+//
+// queries has the columns of schema 1's table (codes as integers) and the fields schema 2
+// added; queries_readable shows the same rows with names for codes and an ISO 8601 time.
+func createViews(tx *sql.Tx) error {
+	var v1, meta, answers bool
+	if err := tx.QueryRow(`SELECT
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
+		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
+		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`).Scan(&v1, &meta, &answers); err != nil {
+		return err
+	}
+	var flagCols strings.Builder
+	for i, name := range flagColumns {
+		fmt.Fprintf(&flagCols, ", "+sqlFlag+" AS %s", 16+i, name)
+	}
+	optional := func(has bool, col string) string {
+		if has {
+			return "l." + col
+		}
+		return "NULL"
+	}
+	protos := make([]string, len(protoNames))
+	for i, p := range protoNames {
+		protos[i] = fmt.Sprintf("WHEN %d THEN '%s'", i, p)
+	}
+	// Lookups are scalar subqueries rather than joins: SQLite evaluates one only when its
+	// column is used, where it would join every row for an aggregate (count, GROUP BY).
+	label := func(kind labelKind, number string) string {
+		return fmt.Sprintf(`(SELECT text FROM labels WHERE kind = %d AND n = %s)`, kind, number)
+	}
+	queries := `CREATE VIEW queries AS
+	SELECT l.id, ` + sqlTS + ` AS ts, coalesce(` + label(labelServer, sqlServer) + `, '') AS server,
+	       CASE WHEN typeof(l.client) = 'integer' THEN (SELECT addr FROM clients WHERE id = l.client) ELSE l.client END AS client_ip,
+	       CASE ` + sqlProto + ` ` + strings.Join(protos, " ") + ` END AS proto,
+	       CASE WHEN typeof(l.name) = 'integer' THEN (SELECT name FROM names WHERE id = l.name) ELSE l.name END AS qname,
+	       ` + sqlQtype + ` AS qtype, ` + sqlQclass + ` AS qclass, ` + sqlRcode + ` AS rcode,
+	       ` + sqlSize + ` AS size, ` + sqlAnswers + ` AS answers, ` + sqlDuration + ` AS duration_us` +
+		flagCols.String() + `,
+	       ` + label(labelPlugin, sqlPlugin) + ` AS plugin, ` + sqlEDE + ` AS ede, ` + label(labelUpstream, sqlUpstream) + ` AS upstream,
+	       ` + optional(meta, "metadata") + ` AS metadata, ` + optional(answers, "answer_data") + ` AS answer_data
+	FROM log l`
+	if v1 {
+		queries += `
+	UNION ALL
+	SELECT rowid, ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us,
+	       NULL, NULL, NULL, NULL, NULL, NULL, "do", NULL, NULL, NULL, NULL, NULL
+	FROM queries_v1`
+	}
+	readable := `CREATE VIEW queries_readable AS
+	SELECT q.id, q.ts, strftime('%Y-%m-%dT%H:%M:%fZ', q.ts / 1000.0, 'unixepoch') AS time,
+	       q.server, q.client_ip, q.proto, q.qname,
+	       coalesce(t.name, 'TYPE' || q.qtype) AS qtype,
+	       CASE q.qclass WHEN 1 THEN 'IN' WHEN 3 THEN 'CH' WHEN 4 THEN 'HS' WHEN 254 THEN 'NONE'
+	                     WHEN 255 THEN 'ANY' ELSE 'CLASS' || q.qclass END AS qclass,
+	       coalesce(r.name, 'RCODE' || q.rcode) AS rcode,
+	       q.size, q.answers, q.duration_us, q."do", q.plugin,
+	       trim(iif(q.aa, 'aa ', '') || iif(q.tc, 'tc ', '') || iif(q.rd, 'rd ', '') || iif(q.ra, 'ra ', '') ||
+	            iif(q.ad, 'ad ', '') || iif(q.cd, 'cd ', '')) AS flags,
+	       q.ede, q.upstream, q.metadata, q.answer_data
+	FROM queries q
+	LEFT JOIN qtype_names t ON t.code = q.qtype
+	LEFT JOIN rcode_names r ON r.code = q.rcode`
+	for _, stmt := range []string{`DROP VIEW IF EXISTS queries_readable`, `DROP VIEW IF EXISTS queries`, queries, readable} {
+		if _, err := tx.Exec(stmt); err != nil {
+			return fmt.Errorf("%w in %s", err, stmt)
+		}
+	}
+	return nil
+}
+
+// fillNames stores miekg/dns's type and rcode names for the queries_readable view.
+func fillNames(tx *sql.Tx) error {
+	for code, name := range dns.TypeToString {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO qtype_names VALUES (?, ?)`, code, name); err != nil {
+			return err
+		}
+	}
+	for code, name := range dns.RcodeToString {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO rcode_names VALUES (?, ?)`, code, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
