@@ -17,8 +17,8 @@ package querylog
 // than 4095 answers are stored as those maxima.
 
 const (
-	maxSize     = 1<<24 - 1
-	maxAnswers  = 1<<12 - 1
+	maxSize       = 1<<24 - 1
+	maxAnswers    = 1<<12 - 1
 	maxDurationUS = 1<<39 - 1
 )
 
@@ -44,7 +44,7 @@ const (
 	sqlQtype    = `l.a & 65535`
 	sqlRcode    = `(l.a >> 23) & 4095`
 	sqlQclass   = `(((l.a >> 35) & 65535) | 1) - ((l.a >> 35) & 1)` // xor 1: SQLite has no ^
-	sqlFlag     = `(l.a >> %d) & 1` // with the flag's bit, 16 + its position
+	sqlFlag     = `(l.a >> %d) & 1`                                 // with the flag's bit, 16 + its position
 	sqlPlugin   = `l.b & 255`
 	sqlServer   = `(l.b >> 8) & 255`
 	sqlProto    = `(l.b >> 16) & 7`

@@ -31,11 +31,11 @@ const (
 // dict is one dictionary's cache. K is what the writer looks texts up by (a query name, or a
 // client address with its hash key), so that a hit needs no formatting.
 type dict[K comparable] struct {
-	ids, older   map[K]int64    // numbers of texts in the dictionary, newer generation first
-	seen, before map[K]struct{} // texts seen once, not yet in the dictionary
-	next         int64          // the next number to give
-	pending      []any          // rows to add with this batch: number, text, number, text...
-	hits, added, inline uint64  // lookups by outcome, for coredns_querylog_dictionary_lookups_total
+	ids, older          map[K]int64    // numbers of texts in the dictionary, newer generation first
+	seen, before        map[K]struct{} // texts seen once, not yet in the dictionary
+	next                int64          // the next number to give
+	pending             []any          // rows to add with this batch: number, text, number, text...
+	hits, added, inline uint64         // lookups by outcome, for coredns_querylog_dictionary_lookups_total
 }
 
 func newDict[K comparable](next int64) *dict[K] {
