@@ -147,6 +147,8 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		b.startEpoch()
 	}
 	first := max(b.lastID+1, newest<<8)
+	// Where the epoch begins, before this batch numbers anything new.
+	epoch := []any{first, b.names.next, b.clients.next}
 	b.vals = b.vals[:0]
 	id := first
 	for _, seg := range segments {
@@ -170,7 +172,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		}
 	}()
 	if b.newEpoch {
-		if err := b.exec(ctx, dc, stmtKey{table: "dict_epochs", rows: 1}, []any{first, b.names.next, b.clients.next}); err != nil {
+		if err := b.exec(ctx, dc, stmtKey{table: "dict_epochs", rows: 1}, epoch); err != nil {
 			return err
 		}
 	}

@@ -20,29 +20,42 @@ const (
 // migrations[i] takes a database from user_version i to i+1. Each runs in the transaction that
 // sets the new user_version.
 var migrations = []string{
-	// 1: one row of text per reply, indexed by ts.
+	// 1: one row of text per reply, indexed by ts, as schema 1 shipped it.
 	`CREATE TABLE queries (
-		ts          INTEGER NOT NULL,
-		server      TEXT    NOT NULL,
+		ts          INTEGER NOT NULL, -- Unix time in milliseconds when the query arrived
+		server      TEXT    NOT NULL, -- listener, e.g. dns://:53
 		client_ip   TEXT    NOT NULL,
-		proto       TEXT    NOT NULL,
-		qname       TEXT    NOT NULL,
+		proto       TEXT    NOT NULL, -- udp, tcp, dot, doh, doh3, doq, grpc, unix
+		qname       TEXT    NOT NULL, -- lower-cased, presentation format with \DDD escapes
 		qtype       INTEGER NOT NULL,
 		qclass      INTEGER NOT NULL,
 		rcode       INTEGER NOT NULL,
-		size        INTEGER NOT NULL,
+		size        INTEGER NOT NULL, -- response bytes
 		answers     INTEGER NOT NULL,
 		duration_us INTEGER NOT NULL,
-		"do"        INTEGER NOT NULL
+		"do"        INTEGER NOT NULL  -- DNSSEC OK bit of the query
 	);
+	-- ts only grows, so this index appends at its right edge and costs little on insert; it
+	-- serves every time-window question and retention. See README for measured alternatives.
 	CREATE INDEX queries_ts ON queries (ts);
 	CREATE TABLE qtype_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
-	CREATE TABLE rcode_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);`,
+	CREATE TABLE rcode_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
+	CREATE VIEW queries_readable AS
+	SELECT q.ts, strftime('%Y-%m-%dT%H:%M:%fZ', q.ts / 1000.0, 'unixepoch') AS time,
+	       q.server, q.client_ip, q.proto, q.qname,
+	       coalesce(t.name, 'TYPE' || q.qtype) AS qtype,
+	       CASE q.qclass WHEN 1 THEN 'IN' WHEN 3 THEN 'CH' WHEN 4 THEN 'HS' WHEN 254 THEN 'NONE'
+	                     WHEN 255 THEN 'ANY' ELSE 'CLASS' || q.qclass END AS qclass,
+	       coalesce(r.name, 'RCODE' || q.rcode) AS rcode,
+	       q.size, q.answers, q.duration_us, q."do"
+	FROM queries q
+	LEFT JOIN qtype_names t ON t.code = q.qtype
+	LEFT JOIN rcode_names r ON r.code = q.rcode;`,
 
 	// 2: packed rows (codec.go) with dictionaries (dict.go) and labels (labels.go), and no
 	// index: id is the time index. Rows written by schema 1 stay where they are, renamed
 	// queries_v1, and are read through the views until retention or max_size has removed
-	// them (then the table is dropped, dropV1).
+	// them (then store.tidy drops the table).
 	`DROP VIEW IF EXISTS queries_readable;
 	ALTER TABLE queries RENAME TO queries_v1;
 	CREATE TABLE log (

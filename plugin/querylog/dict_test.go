@@ -1,0 +1,154 @@
+package querylog
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A text is stored in its row the first time, added to the dictionary the second, and found
+// there afterwards; the cache never holds more than dictLimit texts.
+func TestDictRefs(t *testing.T) {
+	d := newDict[string](1)
+	text := func(s string) func() string { return func() string { return s } }
+	if got := d.ref("a.", text("a.")); got != "a." {
+		t.Errorf("first sighting stored as %v, want the text", got)
+	}
+	if got := d.ref("a.", text("a.")); got != int64(1) {
+		t.Errorf("second sighting stored as %v, want number 1", got)
+	}
+	if got := d.ref("a.", text("a.")); got != int64(1) {
+		t.Errorf("third sighting stored as %v, want number 1", got)
+	}
+	if fmt.Sprint(d.pending) != "[1 a.]" || d.hits != 1 || d.added != 1 || d.inline != 1 {
+		t.Errorf("pending %v, hits %d, added %d, inline %d; want [1 a.], 1, 1, 1", d.pending, d.hits, d.added, d.inline)
+	}
+	for i := range 3 * dictLimit {
+		name := fmt.Sprintf("n%d.", i)
+		d.ref(name, text(name))
+		d.ref(name, text(name))
+		if n := len(d.ids) + len(d.older); n > dictLimit {
+			t.Fatalf("the cache holds %d numbers, more than %d", n, dictLimit)
+		}
+		if n := len(d.seen) + len(d.before); n > dictLimit {
+			t.Fatalf("%d texts seen once are kept, more than %d", n, dictLimit)
+		}
+	}
+}
+
+// Names repeat across batches and the cache is emptied in between (as after a failed batch, or
+// at a new epoch): every row still reads back its own name.
+func TestDictAcrossBatches(t *testing.T) {
+	s := testStore(t, tempDB(t))
+	lookups := func(result string) float64 {
+		return promtest.ToFloat64(dictionaryLookups.WithLabelValues(s.path, "names", result))
+	}
+	var want []string
+	for round := range 4 {
+		var batch []entry
+		for i := range 300 {
+			name := fmt.Sprintf("n%d.example.", i%100)
+			batch = append(batch, entryOf(&testLabels, queryRow{ts: int64(round*1000 + i), qname: name, client: "192.0.2.1"}))
+			want = append(want, name)
+		}
+		if err := s.write(batch); err != nil {
+			t.Fatal(err)
+		}
+		if round == 1 {
+			s.batch.forget()
+		}
+		if round == 2 {
+			s.batch.startEpoch()
+		}
+	}
+	rows, err := s.db.Query(`SELECT qname FROM queries ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var name string
+		rows.Scan(&name)
+		if i < len(want) && name != want[i] {
+			t.Fatalf("row %d is %q, want %q", i, name, want[i])
+		}
+	}
+	if i != len(want) {
+		t.Errorf("%d rows, want %d", i, len(want))
+	}
+	// Each round after an empty cache stores 100 names inline and adds 100; others are hits.
+	if in, add, hit := lookups("inline"), lookups("added"), lookups("hit"); in != 300 || add != 300 || hit != 600 {
+		t.Errorf("lookups: inline %v, added %v, hit %v; want 300, 300, 600", in, add, hit)
+	}
+}
+
+// Once retention has removed every row of an epoch, its dictionary rows go too; rows of later
+// epochs keep theirs.
+func TestDictPrunedWithRows(t *testing.T) {
+	s := testStore(t, tempDB(t))
+	write := func(ms int64, names ...string) {
+		var batch []entry
+		for _, n := range names {
+			batch = append(batch, entryOf(&testLabels, queryRow{ts: ms, qname: n, client: "192.0.2.9"}))
+		}
+		if err := s.write(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(table string) (n int) {
+		s.db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n)
+		return n
+	}
+	old := time.Now().Add(-48 * time.Hour).UnixMilli()
+	write(old, "a.", "a.", "b.", "b.")
+	s.batch.startEpoch()
+	now := time.Now().UnixMilli()
+	write(now, "a.", "a.", "c.", "c.")
+	if n := count("names"); n != 4 {
+		t.Fatalf("%d dictionary names, want 4 (a. and b., then a. and c. in the new epoch)", n)
+	}
+	if more, err := s.tidy(1000); err != nil || more {
+		t.Fatalf("tidy: %v, %v", more, err)
+	}
+	if n := count("names"); n != 4 {
+		t.Errorf("tidy removed names that rows use: %d left, want 4", n)
+	}
+	if n, err := s.pruneOlder(now-1000, 1000); err != nil || n != 4 {
+		t.Fatalf("pruned %d (%v), want the 4 old rows", n, err)
+	}
+	if _, err := s.tidy(1000); err != nil {
+		t.Fatal(err)
+	}
+	if n, e := count("names"), count("dict_epochs"); n != 2 || e != 1 {
+		t.Errorf("%d names and %d epochs left, want the new epoch's 2 and 1", n, e)
+	}
+	var names string
+	s.db.QueryRow(`SELECT group_concat(qname, ' ' ORDER BY id) FROM queries`).Scan(&names)
+	if names != "a. a. c. c." {
+		t.Errorf("rows read %q after pruning, want a. a. c. c.", names)
+	}
+}
+
+// Labels past a kind's limit are stored as "(other)".
+func TestLabelLimit(t *testing.T) {
+	var l labels
+	for i := range labelLimit[labelServer] + 10 {
+		id := l.id(labelServer, fmt.Sprintf("dns://:%d", i))
+		if want := min(i+1, labelLimit[labelServer]); int(id) != want {
+			t.Fatalf("label %d got number %d, want %d", i, id, want)
+		}
+	}
+	if got := l.text(labelServer, uint16(labelLimit[labelServer])); got != otherLabel {
+		t.Errorf("the last number reads %q, want %q", got, otherLabel)
+	}
+	s := testStore(t, tempDB(t))
+	for i := range labelLimit[labelPlugin] + 2 {
+		n, err := s.labelNumber(labelPlugin, fmt.Sprintf("p%d", i))
+		if want := min(i+1, labelLimit[labelPlugin]); err != nil || n != int64(want) {
+			t.Fatalf("plugin %d: number %d (%v), want %d", i, n, err, want)
+		}
+	}
+}
