@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metrics"
@@ -334,29 +335,44 @@ func (s bufferSink) labelTable() *labels { return s.l }
 //	go test -run '^$' -bench BufferMemory -benchtime 1x ./plugin/querylog/
 func BenchmarkBufferMemory(b *testing.B) {
 	const capacity = 50000
-	for b.Loop() {
-		entries := benchEntries(capacity)
-		wire := make([][]byte, capacity)
-		for i := range entries {
-			wire[i] = []byte(entries[i].qname)
-			entries[i].qname = ""
-		}
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		buf := newBuffer(options{bufferSize: capacity, batchSize: capacity, watermark: 99})
-		for i, e := range entries {
-			e.qname = string(wire[i]) // as off the wire: each query owns its name string
-			buf.enqueue(e)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		held := float64(after.HeapAlloc - before.HeapAlloc)
-		b.ReportMetric(held/capacity, "B/entry")
-		b.ReportMetric(held/(1<<20), "MiB/50k")
-		runtime.KeepAlive(buf)
-		runtime.KeepAlive(wire)
-		runtime.KeepAlive(entries)
+	// Entries are the same size whatever their names; the names are their own allocations.
+	// schema1 has the names schema 1's benchmark measured (about 20 characters, host1234.
+	// example5.com.), skewed those of the skewed mix (about 28, host1234.domain237.example.com.).
+	r := rand.New(rand.NewPCG(1, 2))
+	zipf := rand.NewZipf(r, 1.1, 1, 50000)
+	schema1 := func(i int) string { return fmt.Sprintf("host%d.example%d.com.", zipf.Uint64(), i%7) }
+	skewed := benchMix("skewed", capacity)
+	for _, names := range []struct {
+		name string
+		of   func(i int) string
+	}{{"schema1", schema1}, {"skewed", func(i int) string { return skewed[i].qname }}} {
+		b.Run("names="+names.name, func(b *testing.B) {
+			for b.Loop() {
+				entries := benchEntries(capacity)
+				wire := make([][]byte, capacity)
+				for i := range entries {
+					wire[i] = []byte(names.of(i))
+					entries[i].qname = ""
+				}
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				buf := newBuffer(options{bufferSize: capacity, batchSize: capacity, watermark: 99})
+				for i, e := range entries {
+					e.qname = string(wire[i]) // as off the wire: each query owns its name string
+					buf.enqueue(e)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				held := float64(after.HeapAlloc - before.HeapAlloc)
+				b.ReportMetric(held/capacity, "B/entry")
+				b.ReportMetric(held/(1<<20), "MiB/50k")
+				b.ReportMetric(float64(unsafe.Sizeof(entry{})), "B/slot")
+				runtime.KeepAlive(buf)
+				runtime.KeepAlive(wire)
+				runtime.KeepAlive(entries)
+			}
+		})
 	}
 }
 

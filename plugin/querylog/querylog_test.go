@@ -579,3 +579,23 @@ func TestServeDNSFilter(t *testing.T) {
 		})
 	}
 }
+
+// answerData keeps A and AAAA addresses and CNAME targets, in order; extendedError the first
+// EDE code of a reply, plus one.
+func TestAnswerDataAndEDE(t *testing.T) {
+	m := new(dns.Msg)
+	m.Answer = []dns.RR{test.CNAME("www.example. 60 IN CNAME web.example."), test.A("web.example. 60 IN A 192.0.2.1"),
+		test.MX("web.example. 60 IN MX 10 mx.example."), test.AAAA("web.example. 60 IN AAAA 2001:db8::1")}
+	if got := answerData(m); got != "web.example. 192.0.2.1 2001:db8::1" {
+		t.Errorf("answerData = %q", got)
+	}
+	if got := extendedError(m); got != 0 {
+		t.Errorf("extendedError without OPT = %d, want 0", got)
+	}
+	m.SetEdns0(1232, false)
+	opt := m.IsEdns0()
+	opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeDNSBogus}, &dns.EDNS0_EDE{InfoCode: 15})
+	if got := extendedError(m); got != dns.ExtendedErrorCodeDNSBogus+1 {
+		t.Errorf("extendedError = %d, want %d", got, dns.ExtendedErrorCodeDNSBogus+1)
+	}
+}

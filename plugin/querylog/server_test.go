@@ -2,6 +2,7 @@ package querylog
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,9 @@ import (
 	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
 	_ "github.com/coredns/coredns/plugin/hosts"
+	_ "github.com/coredns/coredns/plugin/metadata"
 	_ "github.com/coredns/coredns/plugin/metrics"
 	_ "github.com/coredns/coredns/plugin/reload"
 	_ "github.com/coredns/coredns/plugin/root"
@@ -23,7 +26,10 @@ import (
 // In-process CoreDNS for end-to-end tests, as CoreDNS's own test/server.go does.
 
 func init() {
-	if err := dnsserver.SetDirectives(WithDirective(dnsserver.Directives)); err != nil {
+	dirs := WithDirective(dnsserver.Directives)
+	// Test-only plugins (e2e_test.go), after metadata.
+	dirs = slices.Insert(dirs, slices.Index(dirs, "metadata")+1, "testmeta")
+	if err := dnsserver.SetDirectives(dirs); err != nil {
 		panic(err)
 	}
 	caddy.Quiet = true
