@@ -84,13 +84,21 @@ func (s *server) config(opts, extra, ip string) string {
 // startServer prepares a folder, ports and a Corefile, and starts coredns on them.
 func startServer(t *testing.T, opts, extra string) *server {
 	t.Helper()
+	s := newServer(t)
+	s.write(s.config(opts, extra, "192.0.2.1"))
+	s.start()
+	return s
+}
+
+// newServer prepares a folder and ports for a server, which start runs once a Corefile is
+// written.
+func newServer(t *testing.T) *server {
+	t.Helper()
 	dir := t.TempDir()
 	ports := testutil.Ports(t, 2)
 	s := &server{t: t, dir: dir, corefile: filepath.Join(dir, "Corefile"), db: filepath.Join(dir, "q.db"),
 		port: ports[0], mport: ports[1]}
 	s.dns = fmt.Sprintf("127.0.0.1:%d", s.port)
-	s.write(s.config(opts, extra, "192.0.2.1"))
-	s.start()
 	return s
 }
 
