@@ -37,6 +37,10 @@ const (
 	maxBlock        = 5 * time.Second
 	maxDuration     = time.Hour
 	maxShutdownWait = 10 * time.Minute
+	maxRetention    = 100 * 365 * 24 * time.Hour
+	// min_free as a share: below 0.01% the guard would in effect be off (use 0 for that).
+	minFreeMinPercent = 0.01
+	minFreeMaxPercent = 99.99
 )
 
 func defaults() options {
@@ -239,7 +243,8 @@ func durationIn(c *caddy.Controller, name, v string, hi time.Duration) (time.Dur
 	return d, nil
 }
 
-// parseRetention accepts Go durations, whole days ("30d") and 0 (keep everything).
+// parseRetention accepts Go durations, whole days ("30d") and 0 (keep everything), up to 100
+// years.
 func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
 	if v == "0" {
 		return 0, nil
@@ -249,15 +254,15 @@ func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(v, "d"); ok {
 		var n int
 		n, err = strconv.Atoi(days)
-		d = time.Duration(n) * 24 * time.Hour
-		if n > 100*365 {
+		if n < 0 || n > int(maxRetention/(24*time.Hour)) { // before multiplying, which could wrap
 			err = strconv.ErrRange
 		}
+		d = time.Duration(n) * 24 * time.Hour
 	} else {
 		d, err = time.ParseDuration(v)
 	}
-	if err != nil || d < time.Minute {
-		return 0, c.Errf("retention: invalid value %q: must be 0, a duration of at least 1m, or days such as 30d", v)
+	if err != nil || d < time.Minute || d > maxRetention {
+		return 0, c.Errf("retention: invalid value %q: must be 0, a duration from 1m, or days such as 30d, up to 36500d", v)
 	}
 	return d, nil
 }
@@ -271,20 +276,34 @@ func parseSize(c *caddy.Controller, name, v string, lo uint64) (int64, error) {
 	return int64(n), nil
 }
 
-// parseMinFree accepts a size (100MB) or a share of the filesystem (1%); 0 turns the guard off.
+// parseMinFree accepts a size (100MB) or a share of the filesystem (1%, 2.5%); 0 turns the
+// guard off.
 func parseMinFree(c *caddy.Controller, v string) (bytes int64, percent float64, err error) {
 	if v == "0" {
 		return 0, 0, nil
 	}
 	if p, ok := strings.CutSuffix(v, "%"); ok {
-		percent, err = strconv.ParseFloat(p, 64)
-		if err != nil || percent <= 0 || percent >= 100 {
-			return 0, 0, c.Errf("min_free: invalid value %q: a percentage must lie between 0 and 100", v)
+		// Plain decimals only: ParseFloat also takes NaN, Inf, exponents and hex, and a NaN
+		// share passes every comparison below unnoticed and turns the guard off.
+		if decimal(p) {
+			percent, err = strconv.ParseFloat(p, 64)
+		}
+		if !decimal(p) || err != nil || !(percent >= minFreeMinPercent && percent <= minFreeMaxPercent) {
+			return 0, 0, c.Errf("min_free: invalid value %q: a share must be a decimal percentage from %v%% to %v%%, e.g. 1%% or 2.5%%", v, minFreeMinPercent, minFreeMaxPercent)
 		}
 		return 0, percent, nil
 	}
 	bytes, err = parseSize(c, "min_free", v, 1)
 	return bytes, 0, err
+}
+
+// decimal reports whether s is digits with an optional fraction, such as 2 or 2.5.
+func decimal(s string) bool {
+	whole, frac, dot := strings.Cut(s, ".")
+	digits := func(s string) bool {
+		return s != "" && strings.Trim(s, "0123456789") == ""
+	}
+	return digits(whole) && (!dot || digits(frac))
 }
 
 // parseAnonymize reads `anonymize [V4BITS [V6BITS]]` or `anonymize hash [KEYFILE]`.
