@@ -1,6 +1,7 @@
 package querylog
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -83,11 +84,15 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 	o := defaults()
 	f := filter{}
 	seen := false
+	// lines holds the line of the directive ("querylog") and of each option given, so that
+	// checks made after the whole block is read point at the line to change.
+	lines := map[string]int{}
 	for c.Next() {
 		if seen {
-			return o, f, plugin.ErrOnce
+			return o, f, errAt(c, c.Line(), plugin.ErrOnce)
 		}
 		seen = true
+		lines["querylog"] = c.Line()
 		args := c.RemainingArgs()
 		switch len(args) {
 		case 0:
@@ -97,16 +102,26 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 			return o, f, c.Errf("querylog takes at most one PATH, got %q", strings.Join(args, " "))
 		}
 		for c.NextBlock() {
+			lines[c.Val()] = c.Line()
 			if err := parseOption(c, &o, &f); err != nil {
 				return o, f, err
 			}
 		}
 	}
+	// The line of the first of names that was given, else of the directive.
+	lineOf := func(names ...string) int {
+		for _, n := range names {
+			if l, ok := lines[n]; ok {
+				return l
+			}
+		}
+		return lines["querylog"]
+	}
 	if o.adaptive && (o.flushInterval < o.minInterval || o.flushInterval > o.maxInterval) {
-		return o, f, c.Errf("flush_interval %s must lie within the adaptive bounds %s..%s", o.flushInterval, o.minInterval, o.maxInterval)
+		return o, f, errAt(c, lineOf("flush_interval", "adaptive"), fmt.Errorf("flush_interval %s must lie within the adaptive bounds %s..%s (widen them with adaptive MIN MAX, or set adaptive off)", o.flushInterval, o.minInterval, o.maxInterval))
 	}
 	if o.batchSize > o.bufferSize {
-		return o, f, c.Errf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize)
+		return o, f, errAt(c, lineOf("batch_size", "buffer_size"), fmt.Errorf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize))
 	}
 	if o.batchSize > o.bufferSize/2 {
 		// Accepted (a test may want a buffer that fills without flushing), but under load the
@@ -115,17 +130,22 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 	}
 	var err error
 	if o.path, err = resolvePath(c, "querylog PATH", o.path); err != nil {
-		return o, f, err
+		return o, f, errAt(c, lineOf(), err)
 	}
-	if err := checkPath(c, o.path); err != nil {
-		return o, f, err
+	if err := checkPath(o.path); err != nil {
+		return o, f, errAt(c, lineOf(), err)
 	}
 	if f.keyFile != "" {
 		if f.keyFile, err = resolvePath(c, "anonymize hash KEYFILE", f.keyFile); err != nil {
-			return o, f, err
+			return o, f, errAt(c, lineOf("anonymize"), err)
 		}
 	}
 	return o, f, nil
+}
+
+// errAt is c.Err for a given line of the Corefile, in caddy's format; it wraps err.
+func errAt(c *caddy.Controller, line int, err error) error {
+	return fmt.Errorf("%s:%d - Error during parsing: %w", c.File(), line, err)
 }
 
 func parseOption(c *caddy.Controller, o *options, f *filter) error {
@@ -133,7 +153,7 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 	args := c.RemainingArgs()
 	want := func(n int) error {
 		if len(args) != n {
-			return c.Errf("%s needs %d argument(s), got %d: %q", name, n, len(args), strings.Join(args, " "))
+			return c.Errf("%s needs %d argument(s), got %d: %q%s", name, n, len(args), strings.Join(args, " "), suggest(name, args))
 		}
 		return nil
 	}
@@ -262,9 +282,44 @@ func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
 		d, err = time.ParseDuration(v)
 	}
 	if err != nil || d < time.Minute || d > maxRetention {
-		return 0, c.Errf("retention: invalid value %q: must be 0, a duration from 1m, or days such as 30d, up to 36500d", v)
+		return 0, c.Errf("retention: invalid value %q: must be 0, a duration from 1m, or days such as 30d, up to 36500d%s", v, suggest("retention", []string{v}))
 	}
 	return d, nil
+}
+
+// durationUnits are the words people write after a number, with what retention accepts
+// instead: the unit and the multiplier.
+var durationUnits = map[string]struct {
+	unit string
+	n    int
+}{
+	"minute": {"m", 1}, "minutes": {"m", 1}, "min": {"m", 1}, "mins": {"m", 1},
+	"hour": {"h", 1}, "hours": {"h", 1},
+	"day": {"d", 1}, "days": {"d", 1},
+	"week": {"d", 7}, "weeks": {"d", 7}, "w": {"d", 7},
+	"m": {"m", 1}, "h": {"h", 1}, "d": {"d", 1}, // "7 d"
+}
+
+// suggest returns " (did you mean 7d?)" for retention written in words, as "7 days" or
+// "7days", and "" otherwise.
+func suggest(name string, args []string) string {
+	if name != "retention" {
+		return ""
+	}
+	var num, word string
+	switch len(args) {
+	case 1:
+		word = strings.TrimLeft(args[0], "0123456789")
+		num = strings.TrimSuffix(args[0], word)
+	case 2:
+		num, word = args[0], args[1]
+	}
+	u, ok := durationUnits[strings.ToLower(word)]
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %d%s?)", n*u.n, u.unit)
 }
 
 // parseSize accepts byte counts with units: 500MB (10^6), 2GiB (2^30), 1048576.

@@ -1,6 +1,9 @@
 package querylog
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,14 +17,14 @@ import (
 // plugin does.
 func resolvePath(c *caddy.Controller, what, path string) (string, error) {
 	if strings.ContainsAny(path, "?#") {
-		return "", c.Errf("%s %q must not contain '?' or '#'", what, path)
+		return "", fmt.Errorf("%s %q must not contain '?' or '#'", what, path)
 	}
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dnsserver.GetConfig(c).Root, path)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return "", c.Errf("%s %q: %v", what, path, err)
+		return "", fmt.Errorf("%s %q: %w", what, path, err)
 	}
 	return abs, nil
 }
@@ -29,26 +32,47 @@ func resolvePath(c *caddy.Controller, what, path string) (string, error) {
 // checkPath checks, at parse time, that the database can be used: it creates and removes a
 // probe file in the database's folder to prove the folder writable, then checks that an
 // existing file is writable and, unless a live writer already has it open, a querylog database
-// (read-only). It leaves the database itself untouched.
-func checkPath(c *caddy.Controller, abs string) error {
+// (read-only). It leaves the database itself untouched. Errors name the file, not the probe.
+func checkPath(abs string) error {
 	dir := filepath.Dir(abs)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("querylog PATH %q: folder %s does not exist", abs, dir)
+	case err != nil:
+		return fmt.Errorf("querylog PATH %q: folder %s: %w", abs, dir, pathErr(err))
+	case !fi.IsDir():
+		return fmt.Errorf("querylog PATH %q: %s is not a folder", abs, dir)
+	}
 	// Try it: access(2) says yes to root even where nothing can be created (e.g. /proc).
 	probe, err := os.CreateTemp(dir, ".querylog-check-*")
+	if errors.Is(err, fs.ErrNotExist) { // a folder that exists but takes no files, as /proc
+		return fmt.Errorf("querylog PATH %q: folder %s does not accept new files", abs, dir)
+	}
 	if err != nil {
-		return c.Errf("querylog PATH %q: folder %s is not writable: %v", abs, dir, err)
+		return fmt.Errorf("querylog PATH %q: folder %s is not writable: %w", abs, dir, pathErr(err))
 	}
 	probe.Close()
 	os.Remove(probe.Name())
 	if err := unix.Access(abs, unix.W_OK); err != nil && err != unix.ENOENT {
-		return c.Errf("querylog PATH %q is not writable: %v", abs, err)
+		return fmt.Errorf("querylog PATH %q is not writable: %w", abs, err)
 	}
 	registryMu.Lock()
 	live := lookup(abs) != nil
 	registryMu.Unlock()
 	if !live {
 		if err := checkDatabase(abs); err != nil {
-			return c.Err(err.Error())
+			return err
 		}
 	}
 	return nil
+}
+
+// pathErr is the reason inside an *fs.PathError, without the file name it carries, which
+// may be the probe's.
+func pathErr(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }

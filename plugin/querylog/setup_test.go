@@ -341,6 +341,62 @@ func TestParseBad(t *testing.T) {
 	}
 }
 
+// TestParseErrorMessages checks the exact message and line of errors a new user meets: each
+// must point at the line to change and say what is wrong in the user's terms.
+func TestParseErrorMessages(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, input string
+		want        string // the whole message after "Testfile:"
+	}{
+		{"folder does not exist", "querylog nope/q.db",
+			`1 - Error during parsing: querylog PATH "` + dir + `/nope/q.db": folder ` + dir + `/nope does not exist`},
+		{"folder does not exist, block after it", "querylog nope/q.db {\n buffer_size 10000\n}",
+			`1 - Error during parsing: querylog PATH "` + dir + `/nope/q.db": folder ` + dir + `/nope does not exist`},
+		{"folder is a file", "querylog file/q.db",
+			`1 - Error during parsing: querylog PATH "` + dir + `/file/q.db": ` + dir + `/file is not a folder`},
+		{"folder that takes no files", "querylog /proc/querylog.db",
+			`1 - Error during parsing: querylog PATH "/proc/querylog.db": folder /proc does not accept new files`},
+		{"flush_interval outside the adaptive bounds", "querylog {\n buffer_size 10000\n flush_interval 10s\n retention 7d\n}",
+			"3 - Error during parsing: flush_interval 10s must lie within the adaptive bounds 100ms..5s (widen them with adaptive MIN MAX, or set adaptive off)"},
+		{"adaptive bounds exclude the default flush_interval", "querylog {\n adaptive 2s 3s\n retention 7d\n}",
+			"2 - Error during parsing: flush_interval 1s must lie within the adaptive bounds 2s..3s (widen them with adaptive MIN MAX, or set adaptive off)"},
+		{"batch_size above buffer_size", "querylog {\n batch_size 20000\n buffer_size 15000\n retention 7d\n}",
+			"2 - Error during parsing: batch_size 20000 must not exceed buffer_size 15000"},
+		{"two querylog lines in one block", "querylog\nquerylog",
+			"2 - Error during parsing: this plugin can only be used once per Server Block"},
+		{"retention 7 days", "querylog {\n retention 7 days\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "7 days" (did you mean 7d?)`},
+		{"retention 1 day", "querylog {\n retention 1 day\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "1 day" (did you mean 1d?)`},
+		{"retention 2 weeks", "querylog {\n retention 2 weeks\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "2 weeks" (did you mean 14d?)`},
+		{"retention 12 hours", "querylog {\n retention 12 hours\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "12 hours" (did you mean 12h?)`},
+		{"retention 7 d", "querylog {\n retention 7 d\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "7 d" (did you mean 7d?)`},
+		{"retention 3w", "querylog {\n retention 3w\n}",
+			`2 - Error during parsing: retention: invalid value "3w": must be 0, a duration from 1m, or days such as 30d, up to 36500d (did you mean 21d?)`},
+		{"retention 7days", "querylog {\n retention 7days\n}",
+			`2 - Error during parsing: retention: invalid value "7days": must be 0, a duration from 1m, or days such as 30d, up to 36500d (did you mean 7d?)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := parse(controller(tc.input, dir))
+			if err == nil {
+				t.Fatalf("parse(%q): no error", tc.input)
+			}
+			if got := err.Error(); got != "Testfile:"+tc.want {
+				t.Errorf("parse(%q):\n got %s\nwant Testfile:%s", tc.input, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseTwice(t *testing.T) {
 	dir := t.TempDir()
 	for _, input := range []string{
