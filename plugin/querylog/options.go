@@ -1,6 +1,7 @@
 package querylog
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -235,7 +236,7 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 		for _, a := range args {
 			p, err := parsePrefix(a)
 			if err != nil {
-				return c.Errf("ignore_clients: invalid CIDR %q", a)
+				return c.Errf("ignore_clients: invalid CIDR %q: %v", a, err)
 			}
 			f.ignoreClients = append(f.ignoreClients, p)
 		}
@@ -391,14 +392,26 @@ func parseAnonymize(c *caddy.Controller, f *filter, args []string) error {
 	return nil
 }
 
-// parsePrefix accepts a CIDR or a single address.
+// parsePrefix accepts a CIDR or a single address. An IPv4-mapped prefix (::ffff:10.0.0.0/104)
+// becomes the IPv4 prefix (10.0.0.0/8), as clients are matched unmapped. Zones are refused:
+// clients are matched without theirs (see clientAddr).
 func parsePrefix(v string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(v); err == nil {
-		return p.Masked(), nil
+	if strings.Contains(v, "%") {
+		return netip.Prefix{}, errors.New("IPv6 zones are not supported: clients are matched without their zone, write the address alone")
 	}
-	a, err := netip.ParseAddr(v)
+	p, err := netip.ParsePrefix(v)
 	if err != nil {
-		return netip.Prefix{}, err
+		a, aerr := netip.ParseAddr(v)
+		if aerr != nil {
+			return netip.Prefix{}, errors.New("not an address or CIDR")
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, errors.New("an IPv4-mapped prefix must be at least /96")
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }

@@ -2,6 +2,7 @@ package querylog
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,14 +21,95 @@ import (
 // what it logged.
 func serveFrom(t *testing.T, f filter, name, client string) []entry {
 	t.Helper()
+	return serveFromAddr(t, f, name, &test.ResponseWriter{RemoteIP: client})
+}
+
+// serveFromAddr is serveFrom for a ResponseWriter w, whose RemoteAddr is the client.
+func serveFromAddr(t *testing.T, f filter, name string, w dns.ResponseWriter) []entry {
+	t.Helper()
 	sink := &memSink{}
 	q := &QueryLog{filter: f, sink: sink, Next: replyWith(dns.RcodeSuccess, 0, nil)}
-	w := &test.ResponseWriter{RemoteIP: client}
 	if _, err := q.ServeDNS(context.Background(), dnstest.NewRecorder(w), query(name, dns.TypeA, dns.ClassINET)); err != nil {
 		t.Fatal(err)
 	}
 	return sink.got()
 }
+
+// TestZonedAndMappedClients: a link-local client arrives with its interface as zone
+// (fe80::1%eth0), an IPv4 client on a dual-stack socket as ::ffff:192.0.2.1. Both are the same
+// client as the plain address for ignore_clients, anonymize and the hash pseudonym.
+func TestZonedAndMappedClients(t *testing.T) {
+	udp := func(ip, zone string) dns.ResponseWriter {
+		return &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353, Zone: zone}}
+	}
+	tcp := func(ip, zone string) dns.ResponseWriter {
+		return &fakeWriter{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 5353, Zone: zone}}
+	}
+	other := func(s string) dns.ResponseWriter { return &fakeWriter{remote: textAddr(s)} }
+
+	linkLocal := []dns.ResponseWriter{udp("fe80::1", "eth0"), udp("fe80::1", "eth1"), udp("fe80::1", "3"),
+		tcp("fe80::1", "eth0"), udp("fe80::1", ""), other("[fe80::1%eth0]:5353")}
+	mapped := []dns.ResponseWriter{udp("::ffff:192.0.2.1", ""), tcp("::ffff:192.0.2.1", ""), udp("192.0.2.1", ""), other("[::ffff:192.0.2.1]:53")}
+
+	ignore := func(cidr string) filter {
+		p, err := parsePrefix(cidr)
+		if err != nil {
+			t.Fatalf("parsePrefix(%q): %v", cidr, err)
+		}
+		return filter{ignoreClients: []netip.Prefix{p}}
+	}
+	for _, tc := range []struct {
+		cidr    string
+		clients []dns.ResponseWriter
+	}{
+		{"fe80::/10", linkLocal},
+		{"fe80::1", linkLocal},
+		{"192.0.2.0/24", mapped},
+		{"::ffff:192.0.2.0/120", mapped},
+		{"::ffff:192.0.2.1", mapped},
+	} {
+		for _, w := range tc.clients {
+			if got := serveFromAddr(t, ignore(tc.cidr), "example.org.", w); len(got) != 0 {
+				t.Errorf("ignore_clients %s: client %v was logged", tc.cidr, w.RemoteAddr())
+			}
+		}
+	}
+
+	key := &[32]byte{7}
+	for _, group := range []struct {
+		clients   []dns.ResponseWriter
+		plain     string // stored without anonymize
+		truncated string // stored with anonymize 24 56
+	}{
+		{linkLocal, "fe80::1", "fe80::"},
+		{mapped, "192.0.2.1", "192.0.2.0"},
+	} {
+		var hashes []string
+		for _, w := range group.clients {
+			e := serveFromAddr(t, filter{}, "example.org.", w)[0]
+			if s := clientText(&e); s != group.plain {
+				t.Errorf("client %v stored as %q, want %q", w.RemoteAddr(), s, group.plain)
+			}
+			e = serveFromAddr(t, filter{anonV4: 24, anonV6: 56}, "example.org.", w)[0]
+			if s := clientText(&e); s != group.truncated {
+				t.Errorf("client %v anonymized to %q, want %q", w.RemoteAddr(), s, group.truncated)
+			}
+			e = serveFromAddr(t, filter{hash: true, key: key}, "example.org.", w)[0]
+			hashes = append(hashes, clientText(&e))
+		}
+		for i, h := range hashes {
+			if h != hashes[0] {
+				t.Errorf("client %v hashes to %s, but %v to %s", group.clients[i].RemoteAddr(), h, group.clients[0].RemoteAddr(), hashes[0])
+			}
+		}
+	}
+}
+
+// textAddr is a net.Addr of another kind than UDP or TCP, known only by its text.
+type textAddr string
+
+func (a textAddr) Network() string { return "other" }
+func (a textAddr) String() string  { return string(a) }
 
 func TestAnonymizeTruncates(t *testing.T) {
 	f := filter{anonV4: 24, anonV6: 56}

@@ -106,21 +106,28 @@ func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, st
 	return e
 }
 
-// clientAddr converts the remote address without going through text where possible.
+// clientAddr converts the remote address without going through text where possible. It is
+// the client as ignore_clients, anonymize and the hash see it, and as stored: an IPv4 client
+// on a dual-stack socket (::ffff:192.0.2.1) is 192.0.2.1, and a link-local client has no zone
+// (fe80::1%eth0 is fe80::1), since the zone names the interface, not the client, and would
+// keep fe80::/10 from matching and change the pseudonym.
 func clientAddr(a net.Addr) netip.Addr {
+	var addr netip.Addr
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		return a.AddrPort().Addr().Unmap()
+		addr = a.AddrPort().Addr()
 	case *net.TCPAddr:
-		return a.AddrPort().Addr().Unmap()
+		addr = a.AddrPort().Addr()
 	case nil:
 		return netip.Addr{}
+	default:
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			addr = ap.Addr()
+		} else {
+			addr, _ = netip.ParseAddr(a.String())
+		}
 	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	addr, _ := netip.ParseAddr(a.String())
-	return addr.Unmap()
+	return addr.Unmap().WithZone("")
 }
 
 // recorder wraps the ResponseWriter to capture what was sent. Like CoreDNS's own writer

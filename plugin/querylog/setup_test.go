@@ -173,6 +173,8 @@ func TestParseFilter(t *testing.T) {
 		{"ignore", "querylog {\n ignore Example.ORG local\n ignore arpa.\n}", filter{ignoreNames: []string{"example.org.", "local.", "arpa."}}},
 		{"ignore_clients", "querylog {\n ignore_clients 10.1.2.3/8 192.0.2.1 2001:db8::/32\n}", filter{ignoreClients: []netip.Prefix{
 			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/32")}}},
+		{"ignore_clients IPv4-mapped", "querylog {\n ignore_clients ::ffff:10.0.0.0/104 ::ffff:192.0.2.1\n}", filter{ignoreClients: []netip.Prefix{
+			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -328,6 +330,8 @@ func TestParseBad(t *testing.T) {
 		{"ignore_clients missing", block("ignore_clients"), []string{"ignore_clients", "CIDR"}},
 		{"ignore_clients bad prefix length", block("ignore_clients 10.0.0.0/33"), []string{"ignore_clients", "10.0.0.0/33"}},
 		{"ignore_clients not an address", block("ignore_clients 10.0.0.0/8 office"), []string{"ignore_clients", "office"}},
+		{"ignore_clients IPv4-mapped shorter than /96", block("ignore_clients ::ffff:0.0.0.0/95"), []string{"ignore_clients", "::ffff:0.0.0.0/95", "/96"}},
+		{"ignore_clients with a zone", block("ignore_clients fe80::1%eth0"), []string{"ignore_clients", "fe80::1%eth0", "zone"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
