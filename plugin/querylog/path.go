@@ -57,6 +57,7 @@ func checkPath(abs string) error {
 	if err := unix.Access(abs, unix.W_OK); err != nil && err != unix.ENOENT {
 		return fmt.Errorf("querylog PATH %q is not writable: %w", abs, err)
 	}
+	warnReadableByAll(abs)
 	registryMu.Lock()
 	live := lookup(abs) != nil
 	registryMu.Unlock()
@@ -75,4 +76,16 @@ func pathErr(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// warnReadableByAll warns about a database, -wal or -shm file that every user may read. It is
+// left as it is: the plugin creates the database with mode 0640 (SQLite gives -wal and -shm the
+// database's mode), so another mode is the operator's doing, perhaps on purpose.
+func warnReadableByAll(abs string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		fi, err := os.Stat(abs + suffix)
+		if err == nil && fi.Mode().Perm()&0o004 != 0 {
+			log.Warningf("%s is readable by every user (mode %04o), and with it every client's queries; chmod 640 it unless that is intended (SQLite gives -wal and -shm the database's mode)", abs+suffix, fi.Mode().Perm())
+		}
+	}
 }

@@ -1,11 +1,14 @@
 package querylog
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -171,6 +174,99 @@ func TestAnonymizeHashIsKeyedAndStable(t *testing.T) {
 	}
 	if _, err := loadKey(keyFile); err == nil || !strings.Contains(err.Error(), keyFile) {
 		t.Errorf("bad key file: error %v, want one naming %s", err, keyFile)
+	}
+}
+
+// TestKeyFileRules: a missing key file is created whole or not at all (mode 0600, nothing else
+// left in the folder); an empty one, which a crash while creating it used to leave behind and
+// which no entry can have been hashed with, is replaced; one that group or others may access
+// is refused with what to do.
+func TestKeyFileRules(t *testing.T) {
+	dir := t.TempDir()
+	files := func() []string {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	mode := func(path string) os.FileMode {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	write := func(path, content string, perm os.FileMode) {
+		if err := os.WriteFile(path, []byte(content), perm); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, perm); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+	}
+
+	created := filepath.Join(dir, "new.key")
+	k1, err := loadKey(created)
+	if err != nil {
+		t.Fatalf("creating a key: %v", err)
+	}
+	if m := mode(created); m != 0o600 {
+		t.Errorf("created key has mode %04o, want 0600", m)
+	}
+	if got := files(); len(got) != 1 || got[0] != "new.key" {
+		t.Errorf("after creating the key the folder holds %q, want only new.key", got)
+	}
+	if b, _ := os.ReadFile(created); len(bytes.TrimSpace(b)) != 64 {
+		t.Errorf("created key %q: want 32 bytes as hex", b)
+	}
+	if k2, err := loadKey(created); err != nil || *k2 != *k1 {
+		t.Errorf("reading the created key again: %v, same key %v", err, err == nil && *k2 == *k1)
+	}
+
+	for _, perm := range []os.FileMode{0o600, 0o644} {
+		empty := filepath.Join(dir, fmt.Sprintf("empty-%04o.key", perm))
+		write(empty, "", perm)
+		if _, err := loadKey(empty); err != nil {
+			t.Errorf("empty key file, mode %04o: %v; want a new key in its place", perm, err)
+			continue
+		}
+		if b, _ := os.ReadFile(empty); len(bytes.TrimSpace(b)) != 64 {
+			t.Errorf("empty key file, mode %04o, replaced by %q; want 32 bytes as hex", perm, b)
+		}
+		if m := mode(empty); m != 0o600 {
+			t.Errorf("empty key file replaced with mode %04o, want 0600", m)
+		}
+	}
+
+	hexKey := strings.Repeat("ab", 32) + "\n"
+	for _, perm := range []os.FileMode{0o640, 0o604, 0o660, 0o606, 0o644, 0o610} {
+		open := filepath.Join(dir, fmt.Sprintf("open-%04o.key", perm))
+		write(open, hexKey, perm)
+		_, err := loadKey(open)
+		if err == nil {
+			t.Errorf("key file with mode %04o accepted; want it refused", perm)
+			continue
+		}
+		for _, want := range []string{open, fmt.Sprintf("%04o", perm), "chmod 600"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("key file with mode %04o: error %q does not contain %q", perm, err, want)
+			}
+		}
+	}
+	for _, perm := range []os.FileMode{0o600, 0o400} {
+		private := filepath.Join(dir, fmt.Sprintf("private-%04o.key", perm))
+		write(private, hexKey, perm)
+		if _, err := loadKey(private); err != nil {
+			t.Errorf("key file with mode %04o: %v", perm, err)
+		}
+	}
+	if got := files(); slices.ContainsFunc(got, func(n string) bool { return strings.Contains(n, "tmp") }) {
+		t.Errorf("temporary files left in the folder: %q", got)
 	}
 }
 

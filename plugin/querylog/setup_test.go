@@ -476,6 +476,44 @@ func TestParseBadFile(t *testing.T) {
 	}
 }
 
+// TestParseWarnsReadableByAll: an existing database (or its -wal, -shm) that every user may
+// read is accepted, since its mode is the operator's choice, but a warning names it once per
+// Corefile load. Files readable only by owner and group give no warning.
+func TestParseWarnsReadableByAll(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.db")
+	createQuerylogDB(t, open, 0)
+	private := filepath.Join(dir, "private.db")
+	createQuerylogDB(t, private, 0)
+	if err := os.WriteFile(private+"-wal", nil, 0o600); err != nil { // as a stopped CoreDNS leaves it
+		t.Fatal(err)
+	}
+	for path, perm := range map[string]os.FileMode{open: 0o644, private: 0o640, private + "-wal": 0o604} {
+		if err := os.Chmod(path, perm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logged := testutil.CaptureLog(t)
+	if _, _, err := parse(controller("querylog open.db", dir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := parse(controller("querylog private.db", dir)); err != nil {
+		t.Fatal(err)
+	}
+	out := logged.String()
+	for _, want := range []string{
+		"[WARNING] plugin/querylog: " + open + " is readable by every user (mode 0644)",
+		"[WARNING] plugin/querylog: " + private + "-wal is readable by every user (mode 0604)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log does not contain %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "[WARNING]"); n != 2 {
+		t.Errorf("%d warnings, want 2:\n%s", n, out)
+	}
+}
+
 // A folder mode 0500 is usable for root, which may create files anywhere the file system allows.
 func TestParseReadOnlyFolderAsRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
