@@ -14,10 +14,11 @@ import (
 )
 
 // resolvePath makes a path absolute, relative to the root directive's folder as the file
-// plugin does.
+// plugin does. Any character but NUL may appear in it: dsn escapes what SQLite's URIs would
+// take for syntax ('%', '?', '#'); a '#' needs quotes in the Corefile, where it starts a comment.
 func resolvePath(c *caddy.Controller, what, path string) (string, error) {
-	if strings.ContainsAny(path, "?#") {
-		return "", fmt.Errorf("%s %q must not contain '?' or '#'", what, path)
+	if strings.ContainsRune(path, 0) {
+		return "", fmt.Errorf("%s %q must not contain a NUL byte", what, path)
 	}
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dnsserver.GetConfig(c).Root, path)
