@@ -47,6 +47,18 @@ func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
 func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
+	if q.sink != nil {
+		// A panic below: CoreDNS's server recovers it and answers SERVFAIL (unless the debug
+		// plugin is on, and the process dies). Log that answer, or the reply written before the
+		// panic, so answered = rows + dropped still holds, and let the panic go on. Here the
+		// entry is queued just before the server writes, not after.
+		defer func() {
+			if p := recover(); p != nil {
+				q.record(ctx, w, r, rec, start, dns.RcodeServerFailure)
+				panic(p)
+			}
+		}()
+	}
 	var rc int
 	var err error
 	if q.Next == nil || ot.SpanFromContext(ctx) != nil {
@@ -58,23 +70,28 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		rec.next = q.Next.Name()
 		rc, err = q.Next.ServeDNS(ctx, rec, r)
 	}
-	if q.sink == nil {
-		return rc, err
+	if q.sink != nil {
+		q.record(ctx, w, r, rec, start, rc)
 	}
+	return rc, err
+}
+
+// record logs the reply to r: the one the chain wrote, or else the error reply the server
+// writes for rc (see dnsserver's errorFunc).
+func (q *QueryLog) record(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, rec *recorder, start time.Time, rc int) {
 	if !rec.written {
 		if plugin.ClientWrite(rc) {
-			return rc, err // nothing was sent to the client (an acl drop, for example)
+			return // nothing was sent to the client (an acl drop, for example)
 		}
 		rec.recordSynthesized(w, r, rc)
 	}
 	e := newEntry(metrics.WithServer(ctx), w, r, rec, start)
 	if q.filter.ignored(e.qname, e.client) {
 		ignoredTotal.WithLabelValues(e.server).Inc()
-		return rc, err
+		return
 	}
 	q.filter.anonymize(&e)
 	q.sink.log(e)
-	return rc, err
 }
 
 func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, start time.Time) entry {

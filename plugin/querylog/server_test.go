@@ -2,6 +2,7 @@ package querylog
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,10 @@ import (
 // In-process CoreDNS for end-to-end tests, as CoreDNS's own test/server.go does.
 
 func init() {
-	if err := dnsserver.SetDirectives(WithDirective(dnsserver.Directives)); err != nil {
+	dirs := WithDirective(dnsserver.Directives)
+	// panictest (panic_test.go) goes right below querylog.
+	dirs = slices.Insert(dirs, slices.Index(dirs, "querylog")+1, "panictest")
+	if err := dnsserver.SetDirectives(dirs); err != nil {
 		panic(err)
 	}
 	caddy.Quiet = true
