@@ -120,5 +120,5 @@ func TestOddPaths(t *testing.T) {
 			t.Errorf("%q holds %d names, want %d: %v", p, len(names), perZone, names)
 		}
 	}
-	s.checkLog("[ERROR]", "[WARNING]")
+	s.checkLog("[ERROR]", "readable by every user")
 }
