@@ -90,8 +90,8 @@ func startServer(t *testing.T, opts, extra string) *server {
 	return s
 }
 
-// newServer prepares a folder and ports for a server, which start runs once a Corefile is
-// written.
+// newServer prepares a folder and ports for a server, and names its Corefile and database in
+// that folder; it writes and starts nothing.
 func newServer(t *testing.T) *server {
 	t.Helper()
 	dir := t.TempDir()
@@ -100,6 +100,24 @@ func newServer(t *testing.T) *server {
 		port: ports[0], mport: ports[1]}
 	s.dns = fmt.Sprintf("127.0.0.1:%d", s.port)
 	return s
+}
+
+// failToStart runs coredns on the Corefile, expecting it to exit by itself within 30s, and
+// returns its output.
+func (s *server) failToStart() string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, coredns, "-conf", s.corefile)
+	cmd.Dir = s.dir
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		s.t.Fatalf("coredns did not exit within 30s:\n%s", out)
+	}
+	if err == nil {
+		s.t.Fatalf("coredns exited with 0, want a failure:\n%s", out)
+	}
+	return string(out)
 }
 
 // write replaces the Corefile.

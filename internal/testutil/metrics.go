@@ -70,6 +70,21 @@ func (m Metrics) Get(db, name string, kv ...string) float64 {
 	return v
 }
 
+// Has reports whether coredns_querylog_<name> has a series whose labels include the given
+// name, value pairs, whatever its value.
+func (m Metrics) Has(name string, kv ...string) bool {
+	for _, s := range m[prefix+name].GetMetric() {
+		match := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			match = match && label(s, kv[i]) == kv[i+1]
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
 func label(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {

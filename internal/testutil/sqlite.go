@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"io"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,11 +14,18 @@ import (
 	_ "modernc.org/sqlite" // the driver querylog writes with
 )
 
+// fileURI is the SQLite URI of the file at path with the given query: the path is
+// percent-encoded, so that any file name opens that very file.
+func fileURI(path, query string) string {
+	u := url.URL{Scheme: "file", Path: path, RawQuery: query}
+	return u.String()
+}
+
 // OpenRO opens the database at path read-only for the rest of the test. It waits up to 5s for
 // locks: a checkpoint or the writer's WAL reset can make a reader wait a moment.
 func OpenRO(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", fileURI(path, "mode=ro&_pragma=busy_timeout(5000)"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +37,7 @@ func OpenRO(t testing.TB, path string) *sql.DB {
 // waiting up to 5s for locks, and closes it.
 func Exec(t testing.TB, path, stmts string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", fileURI(path, "_pragma=busy_timeout(5000)"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +84,7 @@ func Names(t testing.TB, path string) map[string]int {
 func Lock(t testing.TB, path string) (unlock func()) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", fileURI(path, "_pragma=busy_timeout(10000)"))
 	if err != nil {
 		t.Fatal(err)
 	}

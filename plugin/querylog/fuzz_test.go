@@ -9,6 +9,7 @@ package querylog
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -46,6 +47,10 @@ func FuzzParse(f *testing.F) {
 		"{\n bogus 1\n}", "{\n{\n}", "{", "}", "{\n buffer_size 10000", "q?.db", "q#.db", "/", ".", "/proc/self",
 		"nonexistent-dir/q.db", "q.db\nquerylog other.db", "\"\"", "{\n \"\" \n}", "{\n buffer_size 1e4\n}",
 		"{\n flush_interval 9223372036854775807ns\n}", "{\n max_size 18446744073709551615\n}",
+		"{\n min_free nan%\n}", "{\n min_free NaN%\n}", "{\n min_free inf%\n}", "{\n min_free -Inf%\n}",
+		"{\n min_free 1e-300%\n}", "{\n min_free 0x1p-2%\n}", "{\n min_free 99.999%\n}", "{\n min_free NaN\n}",
+		"{\n max_size NaNGB\n}", "{\n max_size +InfMB\n}", "{\n retention 900000h\n}", "{\n retention 36500d\n}",
+		"{\n watermark NaN%\n}", "{\n on_full block NaNs\n}", "{\n anonymize 24 -0\n}",
 	} {
 		f.Add(s)
 	}
@@ -59,8 +64,11 @@ func FuzzParse(f *testing.F) {
 		}
 		c := caddy.NewTestController("dns", "querylog "+input)
 		dnsserver.GetConfig(c).Root = root
-		_, _, err := parse(c)
+		o, flt, err := parse(c)
 		if err == nil {
+			if err := checkRanges(o, flt); err != nil {
+				t.Errorf("accepted %q with a value out of range: %v\n%+v", input, err, o)
+			}
 			return
 		}
 		msg := err.Error()
@@ -77,6 +85,46 @@ func FuzzParse(f *testing.F) {
 		}
 		t.Errorf("error for %q names neither querylog nor an option: %s", input, msg)
 	})
+}
+
+// checkRanges checks an accepted configuration against the ranges the README documents,
+// independently of how parse enforces them; NaN fails every comparison, so it fails here too.
+func checkRanges(o options, f filter) error {
+	in := func(v, lo, hi float64) bool { return v >= lo && v <= hi }
+	dur := func(d, lo, hi time.Duration) bool { return d >= lo && d <= hi }
+	switch {
+	case !filepath.IsAbs(o.path):
+		return fmt.Errorf("path %q is not absolute", o.path)
+	case !in(float64(o.bufferSize), minBufferSize, maxBufferSize):
+		return fmt.Errorf("buffer_size %d", o.bufferSize)
+	case !in(float64(o.batchSize), 1, min(maxBatchSize, float64(o.bufferSize))):
+		return fmt.Errorf("batch_size %d (buffer_size %d)", o.batchSize, o.bufferSize)
+	case !dur(o.flushInterval, 1, maxDuration), !dur(o.minInterval, 1, maxDuration), !dur(o.maxInterval, o.minInterval, maxDuration):
+		return fmt.Errorf("flush_interval %s, adaptive %s %s", o.flushInterval, o.minInterval, o.maxInterval)
+	case o.adaptive && !dur(o.flushInterval, o.minInterval, o.maxInterval):
+		return fmt.Errorf("flush_interval %s outside adaptive %s %s", o.flushInterval, o.minInterval, o.maxInterval)
+	case !in(float64(o.watermark), 1, 99):
+		return fmt.Errorf("watermark %d", o.watermark)
+	case !dur(o.blockFor, 0, maxBlock):
+		return fmt.Errorf("on_full block %s", o.blockFor)
+	case !dur(o.shutdownTimeout, 1, maxShutdownWait):
+		return fmt.Errorf("shutdown_timeout %s", o.shutdownTimeout)
+	case o.retention != 0 && !dur(o.retention, time.Minute, maxRetention):
+		return fmt.Errorf("retention %s", o.retention)
+	case o.maxSize != 0 && !in(float64(o.maxSize), 1<<20, 1<<50):
+		return fmt.Errorf("max_size %d", o.maxSize)
+	case o.minFreeBytes != 0 && !in(float64(o.minFreeBytes), 1, 1<<50):
+		return fmt.Errorf("min_free %d bytes", o.minFreeBytes)
+	case o.minFreePercent != 0 && !in(o.minFreePercent, 0.01, 99.99):
+		return fmt.Errorf("min_free %v%%", o.minFreePercent)
+	case o.minFreeBytes != 0 && o.minFreePercent != 0:
+		return fmt.Errorf("min_free both %d bytes and %v%%", o.minFreeBytes, o.minFreePercent)
+	case !in(float64(f.anonV4), 0, 32), !in(float64(f.anonV6), 0, 128):
+		return fmt.Errorf("anonymize %d %d", f.anonV4, f.anonV6)
+	case f.hash && !filepath.IsAbs(f.keyFile):
+		return fmt.Errorf("key file %q is not absolute", f.keyFile)
+	}
+	return nil
 }
 
 // fakeWriter is a ResponseWriter that records nothing and has a given remote address.

@@ -2,7 +2,12 @@ package querylog
 
 import (
 	"fmt"
+	"net"
+	"slices"
+	"sync"
 
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,6 +163,17 @@ func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	// Servers declared at startup that have not been counted yet show zeros.
+	declaredMu.Lock()
+	for _, w := range all {
+		for _, server := range declared[w.path] {
+			if k := (key{server, w.path}); sums[k] == nil {
+				sums[k] = &counts{}
+				order = append(order, k)
+			}
+		}
+	}
+	declaredMu.Unlock()
 	for _, k := range order {
 		t := sums[k]
 		ch <- prometheus.MustNewConstMetric(descEnqueued, prometheus.CounterValue, float64(t.enqueued), k.server, k.db)
@@ -166,6 +182,62 @@ func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(n), k.server, k.db, reasonNames[r])
 		}
 	}
+}
+
+// Every documented series exists at 0 from startup, for each database and for each server that
+// logs to it: a series that first appears already raised is invisible to increase(), and one
+// that is absent makes rate() show nothing rather than 0. The labelled collectors are created
+// by declareSeries; the buffer's counters by Collect, from declared.
+var (
+	declaredMu sync.Mutex
+	declared   = map[string][]string{} // servers by database, as declared at startup
+)
+
+// declareSeries creates the series of database db and of the servers logging to it, at 0.
+// Declarations are kept for the life of the process, as counters are (also across reloads).
+func declareSeries(db string, servers []string) {
+	flushErrors.WithLabelValues(db)
+	prunedTotal.WithLabelValues(db)
+	flushDuration.WithLabelValues(db)
+	flushSize.WithLabelValues(db)
+	for _, dict := range []string{"names", "clients"} {
+		for _, result := range []string{"hit", "added", "inline"} {
+			dictionaryLookups.WithLabelValues(db, dict, result)
+		}
+	}
+	for _, s := range servers {
+		ignoredTotal.WithLabelValues(s)
+	}
+	declaredMu.Lock()
+	defer declaredMu.Unlock()
+	for _, s := range servers {
+		if !slices.Contains(declared[db], s) {
+			declared[db] = append(declared[db], s)
+		}
+	}
+}
+
+// listeners returns the server label (metrics.WithServer) of every listener of c's server
+// block, spelt as CoreDNS names its servers (dnsserver's groupConfigsByListenAddr): the
+// transport, then host:port, for each key of the block and each address it is bound to. Call
+// it from OnStartup, once CoreDNS has given every key the block's bind addresses.
+func listeners(c *caddy.Controller) []string {
+	var out []string
+	for i := range max(1, len(c.ServerBlockKeys)) {
+		key := *c
+		key.ServerBlockKeyIndex = i
+		cfg := dnsserver.GetConfig(&key)
+		for _, h := range cfg.ListenHosts {
+			addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(h, cfg.Port))
+			if err != nil {
+				continue // CoreDNS cannot listen there either
+			}
+			if s := cfg.Transport + "://" + addr.String(); !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 func b2f(b bool) float64 {

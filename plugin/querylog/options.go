@@ -1,6 +1,8 @@
 package querylog
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -39,6 +41,10 @@ const (
 	maxBlock        = 5 * time.Second
 	maxDuration     = time.Hour
 	maxShutdownWait = 10 * time.Minute
+	maxRetention    = 100 * 365 * 24 * time.Hour
+	// min_free as a share: below 0.01% the guard would in effect be off (use 0 for that).
+	minFreeMinPercent = 0.01
+	minFreeMaxPercent = 99.99
 )
 
 func defaults() options {
@@ -81,11 +87,15 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 	o := defaults()
 	f := filter{}
 	seen := false
+	// lines holds the line of the directive ("querylog") and of each option given, so that
+	// checks made after the whole block is read point at the line to change.
+	lines := map[string]int{}
 	for c.Next() {
 		if seen {
-			return o, f, plugin.ErrOnce
+			return o, f, errAt(c, c.Line(), plugin.ErrOnce)
 		}
 		seen = true
+		lines["querylog"] = c.Line()
 		args := c.RemainingArgs()
 		switch len(args) {
 		case 0:
@@ -95,16 +105,26 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 			return o, f, c.Errf("querylog takes at most one PATH, got %q", strings.Join(args, " "))
 		}
 		for c.NextBlock() {
+			lines[c.Val()] = c.Line()
 			if err := parseOption(c, &o, &f); err != nil {
 				return o, f, err
 			}
 		}
 	}
+	// The line of the first of names that was given, else of the directive.
+	lineOf := func(names ...string) int {
+		for _, n := range names {
+			if l, ok := lines[n]; ok {
+				return l
+			}
+		}
+		return lines["querylog"]
+	}
 	if o.adaptive && (o.flushInterval < o.minInterval || o.flushInterval > o.maxInterval) {
-		return o, f, c.Errf("flush_interval %s must lie within the adaptive bounds %s..%s", o.flushInterval, o.minInterval, o.maxInterval)
+		return o, f, errAt(c, lineOf("flush_interval", "adaptive"), fmt.Errorf("flush_interval %s must lie within the adaptive bounds %s..%s (widen them with adaptive MIN MAX, or set adaptive off)", o.flushInterval, o.minInterval, o.maxInterval))
 	}
 	if o.batchSize > o.bufferSize {
-		return o, f, c.Errf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize)
+		return o, f, errAt(c, lineOf("batch_size", "buffer_size"), fmt.Errorf("batch_size %d must not exceed buffer_size %d", o.batchSize, o.bufferSize))
 	}
 	if o.batchSize > o.bufferSize/2 {
 		// Accepted (a test may want a buffer that fills without flushing), but under load the
@@ -113,17 +133,22 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 	}
 	var err error
 	if o.path, err = resolvePath(c, "querylog PATH", o.path); err != nil {
-		return o, f, err
+		return o, f, errAt(c, lineOf(), err)
 	}
-	if err := checkPath(c, o.path); err != nil {
-		return o, f, err
+	if err := checkPath(o.path); err != nil {
+		return o, f, errAt(c, lineOf(), err)
 	}
 	if f.keyFile != "" {
 		if f.keyFile, err = resolvePath(c, "anonymize hash KEYFILE", f.keyFile); err != nil {
-			return o, f, err
+			return o, f, errAt(c, lineOf("anonymize"), err)
 		}
 	}
 	return o, f, nil
+}
+
+// errAt is c.Err for a given line of the Corefile, in caddy's format; it wraps err.
+func errAt(c *caddy.Controller, line int, err error) error {
+	return fmt.Errorf("%s:%d - Error during parsing: %w", c.File(), line, err)
 }
 
 func parseOption(c *caddy.Controller, o *options, f *filter) error {
@@ -131,7 +156,7 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 	args := c.RemainingArgs()
 	want := func(n int) error {
 		if len(args) != n {
-			return c.Errf("%s needs %d argument(s), got %d: %q", name, n, len(args), strings.Join(args, " "))
+			return c.Errf("%s needs %d argument(s), got %d: %q%s", name, n, len(args), strings.Join(args, " "), suggest(name, args))
 		}
 		return nil
 	}
@@ -213,7 +238,7 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 		for _, a := range args {
 			p, err := parsePrefix(a)
 			if err != nil {
-				return c.Errf("ignore_clients: invalid CIDR %q", a)
+				return c.Errf("ignore_clients: invalid CIDR %q: %v", a, err)
 			}
 			f.ignoreClients = append(f.ignoreClients, p)
 		}
@@ -258,7 +283,8 @@ func durationIn(c *caddy.Controller, name, v string, hi time.Duration) (time.Dur
 	return d, nil
 }
 
-// parseRetention accepts Go durations, whole days ("30d") and 0 (keep everything).
+// parseRetention accepts Go durations, whole days ("30d") and 0 (keep everything), up to 100
+// years.
 func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
 	if v == "0" {
 		return 0, nil
@@ -268,17 +294,52 @@ func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(v, "d"); ok {
 		var n int
 		n, err = strconv.Atoi(days)
-		d = time.Duration(n) * 24 * time.Hour
-		if n > 100*365 {
+		if n < 0 || n > int(maxRetention/(24*time.Hour)) { // before multiplying, which could wrap
 			err = strconv.ErrRange
 		}
+		d = time.Duration(n) * 24 * time.Hour
 	} else {
 		d, err = time.ParseDuration(v)
 	}
-	if err != nil || d < time.Minute {
-		return 0, c.Errf("retention: invalid value %q: must be 0, a duration of at least 1m, or days such as 30d", v)
+	if err != nil || d < time.Minute || d > maxRetention {
+		return 0, c.Errf("retention: invalid value %q: must be 0, a duration from 1m, or days such as 30d, up to 36500d%s", v, suggest("retention", []string{v}))
 	}
 	return d, nil
+}
+
+// durationUnits are the words people write after a number, with what retention accepts
+// instead: the unit and the multiplier.
+var durationUnits = map[string]struct {
+	unit string
+	n    int
+}{
+	"minute": {"m", 1}, "minutes": {"m", 1}, "min": {"m", 1}, "mins": {"m", 1},
+	"hour": {"h", 1}, "hours": {"h", 1},
+	"day": {"d", 1}, "days": {"d", 1},
+	"week": {"d", 7}, "weeks": {"d", 7}, "w": {"d", 7},
+	"m": {"m", 1}, "h": {"h", 1}, "d": {"d", 1}, // "7 d"
+}
+
+// suggest returns " (did you mean 7d?)" for retention written in words, as "7 days" or
+// "7days", and "" otherwise.
+func suggest(name string, args []string) string {
+	if name != "retention" {
+		return ""
+	}
+	var num, word string
+	switch len(args) {
+	case 1:
+		word = strings.TrimLeft(args[0], "0123456789")
+		num = strings.TrimSuffix(args[0], word)
+	case 2:
+		num, word = args[0], args[1]
+	}
+	u, ok := durationUnits[strings.ToLower(word)]
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %d%s?)", n*u.n, u.unit)
 }
 
 // parseSize accepts byte counts with units: 500MB (10^6), 2GiB (2^30), 1048576.
@@ -290,20 +351,34 @@ func parseSize(c *caddy.Controller, name, v string, lo uint64) (int64, error) {
 	return int64(n), nil
 }
 
-// parseMinFree accepts a size (100MB) or a share of the filesystem (1%); 0 turns the guard off.
+// parseMinFree accepts a size (100MB) or a share of the filesystem (1%, 2.5%); 0 turns the
+// guard off.
 func parseMinFree(c *caddy.Controller, v string) (bytes int64, percent float64, err error) {
 	if v == "0" {
 		return 0, 0, nil
 	}
 	if p, ok := strings.CutSuffix(v, "%"); ok {
-		percent, err = strconv.ParseFloat(p, 64)
-		if err != nil || percent <= 0 || percent >= 100 {
-			return 0, 0, c.Errf("min_free: invalid value %q: a percentage must lie between 0 and 100", v)
+		// Plain decimals only: ParseFloat also takes NaN, Inf, exponents and hex, and a NaN
+		// share passes every comparison below unnoticed and turns the guard off.
+		if decimal(p) {
+			percent, err = strconv.ParseFloat(p, 64)
+		}
+		if !decimal(p) || err != nil || !(percent >= minFreeMinPercent && percent <= minFreeMaxPercent) {
+			return 0, 0, c.Errf("min_free: invalid value %q: a share must be a decimal percentage from %v%% to %v%%, e.g. 1%% or 2.5%%", v, minFreeMinPercent, minFreeMaxPercent)
 		}
 		return 0, percent, nil
 	}
 	bytes, err = parseSize(c, "min_free", v, 1)
 	return bytes, 0, err
+}
+
+// decimal reports whether s is digits with an optional fraction, such as 2 or 2.5.
+func decimal(s string) bool {
+	whole, frac, dot := strings.Cut(s, ".")
+	digits := func(s string) bool {
+		return s != "" && strings.Trim(s, "0123456789") == ""
+	}
+	return digits(whole) && (!dot || digits(frac))
 }
 
 // parseAnonymize reads `anonymize [V4BITS [V6BITS]]` or `anonymize hash [KEYFILE]`.
@@ -336,14 +411,26 @@ func parseAnonymize(c *caddy.Controller, f *filter, args []string) error {
 	return nil
 }
 
-// parsePrefix accepts a CIDR or a single address.
+// parsePrefix accepts a CIDR or a single address. An IPv4-mapped prefix (::ffff:10.0.0.0/104)
+// becomes the IPv4 prefix (10.0.0.0/8), as clients are matched unmapped. Zones are refused:
+// clients are matched without theirs (see clientAddr).
 func parsePrefix(v string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(v); err == nil {
-		return p.Masked(), nil
+	if strings.Contains(v, "%") {
+		return netip.Prefix{}, errors.New("IPv6 zones are not supported: clients are matched without their zone, write the address alone")
 	}
-	a, err := netip.ParseAddr(v)
+	p, err := netip.ParsePrefix(v)
 	if err != nil {
-		return netip.Prefix{}, err
+		a, aerr := netip.ParseAddr(v)
+		if aerr != nil {
+			return netip.Prefix{}, errors.New("not an address or CIDR")
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, errors.New("an IPv4-mapped prefix must be at least /96")
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }

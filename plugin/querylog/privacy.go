@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/coredns/coredns/plugin"
 )
@@ -58,29 +61,23 @@ func (f *filter) anonymize(e *entry) {
 	e.setKeyIndex(f.keyIndex)
 }
 
-// loadKey reads the hash key, creating a random one (mode 0600) if the file does not exist.
+// loadKey reads the hash key, creating a random one if the file is missing or empty. An empty
+// file is what a crash while creating it used to leave; no entry can have been hashed with it,
+// so replacing it loses nothing. A key file that group or others may access is refused: with
+// the key, anyone can test candidate addresses against the pseudonyms.
 func loadKey(path string) (*[32]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		var k [32]byte
-		if _, err := rand.Read(k[:]); err != nil {
-			return nil, err
+	b, mode, err := readKeyFile(path)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(b) == 0 {
+		if err := createKey(path); err != nil {
+			return nil, fmt.Errorf("anonymize key %s: creating it: %w", path, pathErr(err))
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("anonymize key %s: %w", path, err)
-		}
-		_, err = f.WriteString(hex.EncodeToString(k[:]) + "\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, fmt.Errorf("anonymize key %s: %w", path, err)
-		}
-		return loadKey(path)
+		b, mode, err = readKeyFile(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("anonymize key %s: %w", path, err)
+	}
+	if mode&0o077 != 0 {
+		return nil, fmt.Errorf("anonymize key %s has mode %04o: group and others must have no access to it (chmod 600 %s)", path, mode, path)
 	}
 	raw, err := hex.DecodeString(string(bytes.TrimSpace(b)))
 	if err != nil || len(raw) < 16 {
@@ -88,4 +85,55 @@ func loadKey(path string) (*[32]byte, error) {
 	}
 	k := sha256.Sum256(raw) // any length of key material becomes 32 bytes
 	return &k, nil
+}
+
+// readKeyFile reads path and returns its permission bits, from the file it read.
+func readKeyFile(path string) ([]byte, fs.FileMode, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, errors.New("not a regular file")
+	}
+	b, err := io.ReadAll(f)
+	return b, fi.Mode().Perm(), err
+}
+
+// createKey writes 32 random bytes as hex to path, whole or not at all: into a temporary file
+// (mode 0600) in the same folder, synced, then renamed over path, and the folder synced, so
+// that neither a crash nor a full disk leaves an empty or partial key behind.
+func createKey(path string) error {
+	var k [32]byte
+	rand.Read(k[:]) // never fails (crypto/rand)
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // only there if something failed
+	_, err = tmp.WriteString(hex.EncodeToString(k[:]) + "\n")
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -49,6 +49,18 @@ func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
 func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, keepData: q.filter.answers}
+	if q.sink != nil {
+		// A panic below: CoreDNS's server recovers it and answers SERVFAIL (unless the debug
+		// plugin is on, and the process dies). Log that answer, or the reply written before the
+		// panic, so answered = rows + dropped still holds, and let the panic go on. Here the
+		// entry is queued just before the server writes, not after.
+		defer func() {
+			if p := recover(); p != nil {
+				q.record(ctx, w, r, rec, start, dns.RcodeServerFailure)
+				panic(p)
+			}
+		}()
+	}
 	var rc int
 	var err error
 	if q.Next == nil || ot.SpanFromContext(ctx) != nil {
@@ -60,12 +72,18 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		rec.next = q.Next.Name()
 		rc, err = q.Next.ServeDNS(ctx, rec, r)
 	}
-	if q.sink == nil {
-		return rc, err
+	if q.sink != nil {
+		q.record(ctx, w, r, rec, start, rc)
 	}
+	return rc, err
+}
+
+// record logs the reply to r: the one the chain wrote, or else the error reply the server
+// writes for rc (see dnsserver's errorFunc).
+func (q *QueryLog) record(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, rec *recorder, start time.Time, rc int) {
 	if !rec.written {
 		if plugin.ClientWrite(rc) {
-			return rc, err // nothing was sent to the client (an acl drop, for example)
+			return // nothing was sent to the client (an acl drop, for example)
 		}
 		rec.recordSynthesized(w, r, rc)
 	}
@@ -73,12 +91,11 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	e := newEntry(server, w, r, rec, start)
 	if q.filter.ignored(e.qname, e.addr()) {
 		ignoredTotal.WithLabelValues(server).Inc()
-		return rc, err
+		return
 	}
 	q.filter.anonymize(&e)
 	q.label(ctx, &e, server, rec)
 	q.sink.log(e)
-	return rc, err
 }
 
 // upstreamLabel is the metadata forward sets to the upstream it used (needs the metadata
@@ -146,21 +163,28 @@ func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, st
 	return e
 }
 
-// clientAddr converts the remote address without going through text where possible.
+// clientAddr converts the remote address without going through text where possible. It is
+// the client as ignore_clients, anonymize and the hash see it, and as stored: an IPv4 client
+// on a dual-stack socket (::ffff:192.0.2.1) is 192.0.2.1, and a link-local client has no zone
+// (fe80::1%eth0 is fe80::1), since the zone names the interface, not the client, and would
+// keep fe80::/10 from matching and change the pseudonym.
 func clientAddr(a net.Addr) netip.Addr {
+	var addr netip.Addr
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		return a.AddrPort().Addr().Unmap()
+		addr = a.AddrPort().Addr()
 	case *net.TCPAddr:
-		return a.AddrPort().Addr().Unmap()
+		addr = a.AddrPort().Addr()
 	case nil:
 		return netip.Addr{}
+	default:
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			addr = ap.Addr()
+		} else {
+			addr, _ = netip.ParseAddr(a.String())
+		}
 	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	addr, _ := netip.ParseAddr(a.String())
-	return addr.Unmap()
+	return addr // entry.setAddr unmaps it and drops its zone
 }
 
 // recorder wraps the ResponseWriter to capture what was sent. Like CoreDNS's own writer

@@ -19,6 +19,8 @@ func setup(c *caddy.Controller) error {
 	if err := generationOf(c).add(q); err != nil {
 		return plugin.Error("querylog", err)
 	}
+	// After the generation's start (registered first), which opened q's writer.
+	c.OnStartup(func() error { declareSeries(q.writer.path, listeners(c)); return nil })
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
 		q.Next = next
 		return q

@@ -58,6 +58,7 @@ func TestParseGood(t *testing.T) {
 		{"absolute path ignores root", "querylog " + abs, with(func(o *options) { o.path = abs })},
 		{"existing empty file", "querylog empty.db", with(func(o *options) { o.path = empty })},
 		{"existing querylog database", "querylog existing.db", with(func(o *options) { o.path = existing })},
+		{"PATH with SQLite URI syntax", `querylog "q%41 ?x=1#y.db"`, with(func(o *options) { o.path = filepath.Join(dir, "q%41 ?x=1#y.db") })},
 		{"buffer_size min", "querylog {\n buffer_size 10000\n}", with(func(o *options) { o.bufferSize = 10000 })},
 		{"buffer_size max", "querylog {\n buffer_size 200000\n}", with(func(o *options) { o.bufferSize = 200000 })},
 		{"batch_size min", "querylog {\n batch_size 1\n}", with(func(o *options) { o.batchSize = 1 })},
@@ -96,6 +97,11 @@ func TestParseGood(t *testing.T) {
 		{"min_free percent", "querylog {\n min_free 5%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 5 })},
 		{"min_free 1%, as the README shows", "querylog {\n min_free 1%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 1 })},
 		{"min_free off", "querylog {\n min_free 0\n}", with(func(o *options) { o.minFreeBytes = 0 })},
+		{"min_free fractional percent", "querylog {\n min_free 2.5%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 2.5 })},
+		{"min_free smallest percent", "querylog {\n min_free 0.01%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 0.01 })},
+		{"min_free largest percent", "querylog {\n min_free 99.99%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 99.99 })},
+		{"retention 100 years in days", "querylog {\n retention 36500d\n}", with(func(o *options) { o.retention = 36500 * 24 * time.Hour })},
+		{"retention 100 years in hours", "querylog {\n retention 876000h\n}", with(func(o *options) { o.retention = 876000 * time.Hour })},
 		{"every option", `querylog sub/all.db {
 			buffer_size 100000
 			batch_size 5000
@@ -165,9 +171,12 @@ func TestParseFilter(t *testing.T) {
 		{"anonymize hash, key beside a named database", "querylog sub.db {\n anonymize hash\n}", filter{hash: true, keyFile: filepath.Join(dir, "sub.db.key")}},
 		{"anonymize hash KEYFILE relative to root", "querylog {\n anonymize hash k.key\n}", filter{hash: true, keyFile: filepath.Join(dir, "k.key")}},
 		{"anonymize hash absolute KEYFILE", "querylog {\n anonymize hash /etc/ql.key\n}", filter{hash: true, keyFile: "/etc/ql.key"}},
+		{"anonymize hash KEYFILE with ? and #", "querylog {\n anonymize hash \"k?#.key\"\n}", filter{hash: true, keyFile: filepath.Join(dir, "k?#.key")}},
 		{"ignore", "querylog {\n ignore Example.ORG local\n ignore arpa.\n}", filter{ignoreNames: []string{"example.org.", "local.", "arpa."}}},
 		{"ignore_clients", "querylog {\n ignore_clients 10.1.2.3/8 192.0.2.1 2001:db8::/32\n}", filter{ignoreClients: []netip.Prefix{
 			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/32")}}},
+		{"ignore_clients IPv4-mapped", "querylog {\n ignore_clients ::ffff:10.0.0.0/104 ::ffff:192.0.2.1\n}", filter{ignoreClients: []netip.Prefix{
+			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -211,8 +220,8 @@ func TestParseBad(t *testing.T) {
 		{"misspelled option", block("buffersize 10000"), []string{"buffersize"}},
 		{"two PATH args", "querylog a.db b.db", []string{"PATH", "a.db b.db"}},
 		{"option on the directive line", "querylog q.db buffer_size 10000", []string{"PATH", "q.db buffer_size 10000"}},
-		{"PATH with ?", "querylog a?b.db", []string{"PATH", "a?b.db"}},
-		{"PATH with #", `querylog "a#b.db"`, []string{"PATH", "a#b.db"}},
+		{"PATH with a NUL byte", "querylog \"a\x00b.db\"", []string{"PATH", `a\x00b.db`, "NUL"}},
+		{"KEYFILE with a NUL byte", block("anonymize hash \"a\x00b.key\""), []string{"KEYFILE", `a\x00b.key`, "NUL"}},
 
 		{"buffer_size missing", block("buffer_size"), []string{"buffer_size", "got 0"}},
 		{"buffer_size extra", block("buffer_size 10000 20000"), []string{"buffer_size", "10000 20000"}},
@@ -298,16 +307,32 @@ func TestParseBad(t *testing.T) {
 		{"min_free 100%", block("min_free 100%"), []string{"min_free", "100%"}},
 		{"min_free not a size", block("min_free some"), []string{"min_free", "some"}},
 		{"min_free negative", block("min_free -5MB"), []string{"min_free", "-5MB"}},
+		{"min_free NaN%", block("min_free nan%"), []string{"min_free", "nan%"}},
+		{"min_free below 0.01%", block("min_free 0.001%"), []string{"min_free", "0.001%"}},
+		{"min_free above 99.99%", block("min_free 99.999%"), []string{"min_free", "99.999%"}},
+		{"min_free percent without digits", block("min_free .5%"), []string{"min_free", ".5%"}},
+		{"retention days that would wrap", block("retention 106751991167300d"), []string{"retention", "106751991167300d"}},
+		{"min_free NaN% in capitals", block("min_free NaN%"), []string{"min_free", "NaN%"}},
+		{"min_free inf%", block("min_free inf%"), []string{"min_free", "inf%"}},
+		{"min_free -inf%", block("min_free -Inf%"), []string{"min_free", "-Inf%"}},
+		{"min_free exponent%", block("min_free 1e-300%"), []string{"min_free", "1e-300%"}},
+		{"min_free hex float%", block("min_free 0x1p-2%"), []string{"min_free", "0x1p-2%"}},
+		{"min_free NaN bytes", block("min_free NaN"), []string{"min_free", "NaN"}},
+		{"min_free infinite bytes", block("min_free +InfMB"), []string{"min_free", "+InfMB"}},
+		{"max_size NaN", block("max_size NaNGB"), []string{"max_size", "NaNGB"}},
+		{"max_size beyond 1 PiB", block("max_size 2PiB"), []string{"max_size", "2PiB"}},
+		{"retention in hours beyond 100 years", block("retention 900000h"), []string{"retention", "900000h"}},
 		{"anonymize V4BITS too large", block("anonymize 33"), []string{"anonymize", "33"}},
 		{"anonymize V4BITS zero", block("anonymize 0"), []string{"anonymize", `"0"`}},
 		{"anonymize V6BITS too large", block("anonymize 24 129"), []string{"anonymize", "129"}},
 		{"anonymize three args", block("anonymize 24 56 8"), []string{"anonymize", "24 56 8"}},
 		{"anonymize hash two KEYFILEs", block("anonymize hash a.key b.key"), []string{"anonymize hash", "a.key b.key"}},
-		{"anonymize hash KEYFILE with ?", block("anonymize hash a?.key"), []string{"anonymize", "a?.key"}},
 		{"ignore missing", block("ignore"), []string{"ignore", "NAME"}},
 		{"ignore_clients missing", block("ignore_clients"), []string{"ignore_clients", "CIDR"}},
 		{"ignore_clients bad prefix length", block("ignore_clients 10.0.0.0/33"), []string{"ignore_clients", "10.0.0.0/33"}},
 		{"ignore_clients not an address", block("ignore_clients 10.0.0.0/8 office"), []string{"ignore_clients", "office"}},
+		{"ignore_clients IPv4-mapped shorter than /96", block("ignore_clients ::ffff:0.0.0.0/95"), []string{"ignore_clients", "::ffff:0.0.0.0/95", "/96"}},
+		{"ignore_clients with a zone", block("ignore_clients fe80::1%eth0"), []string{"ignore_clients", "fe80::1%eth0", "zone"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -318,6 +343,62 @@ func TestParseBad(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) != 0 {
 		t.Errorf("parse left files in %s: %v %v", dir, entries, err)
+	}
+}
+
+// TestParseErrorMessages checks the exact message and line of errors a new user meets: each
+// must point at the line to change and say what is wrong in the user's terms.
+func TestParseErrorMessages(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, input string
+		want        string // the whole message after "Testfile:"
+	}{
+		{"folder does not exist", "querylog nope/q.db",
+			`1 - Error during parsing: querylog PATH "` + dir + `/nope/q.db": folder ` + dir + `/nope does not exist`},
+		{"folder does not exist, block after it", "querylog nope/q.db {\n buffer_size 10000\n}",
+			`1 - Error during parsing: querylog PATH "` + dir + `/nope/q.db": folder ` + dir + `/nope does not exist`},
+		{"folder is a file", "querylog file/q.db",
+			`1 - Error during parsing: querylog PATH "` + dir + `/file/q.db": ` + dir + `/file is not a folder`},
+		{"folder that takes no files", "querylog /proc/querylog.db",
+			`1 - Error during parsing: querylog PATH "/proc/querylog.db": folder /proc does not accept new files`},
+		{"flush_interval outside the adaptive bounds", "querylog {\n buffer_size 10000\n flush_interval 10s\n retention 7d\n}",
+			"3 - Error during parsing: flush_interval 10s must lie within the adaptive bounds 100ms..5s (widen them with adaptive MIN MAX, or set adaptive off)"},
+		{"adaptive bounds exclude the default flush_interval", "querylog {\n adaptive 2s 3s\n retention 7d\n}",
+			"2 - Error during parsing: flush_interval 1s must lie within the adaptive bounds 2s..3s (widen them with adaptive MIN MAX, or set adaptive off)"},
+		{"batch_size above buffer_size", "querylog {\n batch_size 20000\n buffer_size 15000\n retention 7d\n}",
+			"2 - Error during parsing: batch_size 20000 must not exceed buffer_size 15000"},
+		{"two querylog lines in one block", "querylog\nquerylog",
+			"2 - Error during parsing: this plugin can only be used once per Server Block"},
+		{"retention 7 days", "querylog {\n retention 7 days\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "7 days" (did you mean 7d?)`},
+		{"retention 1 day", "querylog {\n retention 1 day\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "1 day" (did you mean 1d?)`},
+		{"retention 2 weeks", "querylog {\n retention 2 weeks\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "2 weeks" (did you mean 14d?)`},
+		{"retention 12 hours", "querylog {\n retention 12 hours\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "12 hours" (did you mean 12h?)`},
+		{"retention 7 d", "querylog {\n retention 7 d\n}",
+			`2 - Error during parsing: retention needs 1 argument(s), got 2: "7 d" (did you mean 7d?)`},
+		{"retention 3w", "querylog {\n retention 3w\n}",
+			`2 - Error during parsing: retention: invalid value "3w": must be 0, a duration from 1m, or days such as 30d, up to 36500d (did you mean 21d?)`},
+		{"retention 7days", "querylog {\n retention 7days\n}",
+			`2 - Error during parsing: retention: invalid value "7days": must be 0, a duration from 1m, or days such as 30d, up to 36500d (did you mean 7d?)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := parse(controller(tc.input, dir))
+			if err == nil {
+				t.Fatalf("parse(%q): no error", tc.input)
+			}
+			if got := err.Error(); got != "Testfile:"+tc.want {
+				t.Errorf("parse(%q):\n got %s\nwant Testfile:%s", tc.input, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -393,6 +474,44 @@ func TestParseBadFile(t *testing.T) {
 	}
 	if _, err := os.Stat("/proc/querylog.db"); err == nil {
 		t.Errorf("/proc/querylog.db exists")
+	}
+}
+
+// TestParseWarnsReadableByAll: an existing database (or its -wal, -shm) that every user may
+// read is accepted, since its mode is the operator's choice, but a warning names it once per
+// Corefile load. Files readable only by owner and group give no warning.
+func TestParseWarnsReadableByAll(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.db")
+	createQuerylogDB(t, open, 0)
+	private := filepath.Join(dir, "private.db")
+	createQuerylogDB(t, private, 0)
+	if err := os.WriteFile(private+"-wal", nil, 0o600); err != nil { // as a stopped CoreDNS leaves it
+		t.Fatal(err)
+	}
+	for path, perm := range map[string]os.FileMode{open: 0o644, private: 0o640, private + "-wal": 0o604} {
+		if err := os.Chmod(path, perm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logged := testutil.CaptureLog(t)
+	if _, _, err := parse(controller("querylog open.db", dir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := parse(controller("querylog private.db", dir)); err != nil {
+		t.Fatal(err)
+	}
+	out := logged.String()
+	for _, want := range []string{
+		"[WARNING] plugin/querylog: " + open + " is readable by every user (mode 0644)",
+		"[WARNING] plugin/querylog: " + private + "-wal is readable by every user (mode 0604)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log does not contain %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "[WARNING]"); n != 2 {
+		t.Errorf("%d warnings, want 2:\n%s", n, out)
 	}
 }
 

@@ -73,8 +73,10 @@ func identify(db interface {
 	return version, nil
 }
 
-// dsn builds the modernc.org/sqlite connection string. The pragmas are applied to every
-// connection the pool opens, so a reconnect keeps them.
+// dsn builds the modernc.org/sqlite connection string: a file: URI, so that SQLite takes mode
+// and immutable from it, with the path percent-encoded, since SQLite decodes %XX in a URI path
+// and ends the path at '?' or '#' (unescaped, q%41.db would open qA.db). The pragmas are applied
+// to every connection the pool opens, so a reconnect keeps them.
 func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
@@ -98,7 +100,8 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "journal_size_limit(67108864)")
 		q.Add("_txlock", "immediate")
 	}
-	return "file:" + path + "?" + q.Encode()
+	u := url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}
+	return u.String()
 }
 
 // openStore opens (creating with mode 0640) and migrates the database at path.
