@@ -32,7 +32,9 @@ type batch struct {
 	keys    *keyring               // the writer's anonymize hash keys
 	dbLabel [numLabelKinds][]int64 // the database's number of each label, by the process's
 
+	rollups    *rollups  // counts for the rollup tables
 	lastID     int64     // the largest id in the log table
+	newest     int64     // the newest arrival written (Unix ms)
 	epochStart time.Time // when the dictionaries' current epoch began
 	newEpoch   bool      // the next batch records where the epoch began
 	extraCols  bool      // the log table has the metadata and answer_data columns
@@ -72,7 +74,7 @@ func (k stmtKey) columns() []string {
 
 func newBatch(l *labels, keys *keyring, lastID, nextName, nextClient int64) batch {
 	return batch{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), labels: l, keys: keys,
-		lastID: lastID, epochStart: time.Now(), newEpoch: true}
+		rollups: newRollups(defaultRollupLimit), lastID: lastID, epochStart: time.Now(), newEpoch: true}
 }
 
 // startEpoch makes every text new to the dictionaries; the next batch records it.
@@ -161,6 +163,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	defer func() {
 		if err != nil {
 			b.forget()
+			b.rollups.reset()
 		}
 	}()
 	if err := execDriver(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
@@ -190,10 +193,20 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	if err := b.insertAll(ctx, dc, stmtKey{table: "log", extra: extra}, b.vals[cols:]); err != nil {
 		return err
 	}
+	newest = max(newest, b.newest)
+	flushed := b.rollups.due(time.Now())
+	if flushed {
+		if err := b.rollups.flush(ctx, dc, first+int64(n)-1, newest); err != nil {
+			return err
+		}
+	}
 	if err := execDriver(ctx, dc, "COMMIT"); err != nil {
 		return err
 	}
-	b.lastID = first + int64(n) - 1
+	if flushed {
+		b.rollups.flushed = time.Now()
+	}
+	b.lastID, b.newest = first+int64(n)-1, newest
 	b.newEpoch = false
 	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
 	clear(b.vals) // drop references to names until the next batch
@@ -202,9 +215,12 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 
 // appendRow adds the values of one log row, in the order of stmtKey.columns.
 func (b *batch) appendRow(e *entry, id int64, extra bool) {
-	name := b.names.ref(e.qname, func() string { return e.qname })
-	client := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
-	b.vals = append(b.vals, name, client, (id>>8)-e.start/1e6, packA(e),
+	ts := e.start / 1e6
+	name, _ := b.names.ref(e.qname, func() string { return e.qname })
+	client, clientText := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
+	b.rollups.count(ts, e.qname, clientText, int64(e.rcode&0xfff), int64(e.qtype), e.proto().String(),
+		b.labels.text(labelPlugin, uint16(e.plugin)), int64(e.duration))
+	b.vals = append(b.vals, name, client, (id>>8)-ts, packA(e),
 		packB(e, b.dbNumber(labelPlugin, uint16(e.plugin)), b.dbNumber(labelServer, uint16(e.server)), b.dbNumber(labelUpstream, e.upstream)),
 		packC(e))
 	if extra {

@@ -31,11 +31,17 @@ const (
 // dict is one dictionary's cache. K is what the writer looks texts up by (a query name, or a
 // client address with its hash key), so that a hit needs no formatting.
 type dict[K comparable] struct {
-	ids, older          map[K]int64    // numbers of texts in the dictionary, newer generation first
-	seen, before        map[K]struct{} // texts seen once, not yet in the dictionary
-	next                int64          // the next number to give
-	pending             []any          // rows to add with this batch: number, text, number, text...
-	hits, added, inline uint64         // lookups by outcome, for coredns_querylog_dictionary_lookups_total
+	ids, older          map[K]dictEntry // texts in the dictionary, newer generation first
+	seen, before        map[K]struct{}  // texts seen once, not yet in the dictionary
+	next                int64           // the next number to give
+	pending             []any           // rows to add with this batch: number, text, number, text...
+	hits, added, inline uint64          // lookups by outcome, for coredns_querylog_dictionary_lookups_total
+}
+
+// dictEntry is a text in the dictionary and its number.
+type dictEntry struct {
+	id   int64
+	text string
 }
 
 func newDict[K comparable](next int64) *dict[K] {
@@ -46,22 +52,23 @@ func newDict[K comparable](next int64) *dict[K] {
 
 // reset starts an epoch: every text is new again.
 func (d *dict[K]) reset() {
-	d.ids, d.older = make(map[K]int64), make(map[K]int64)
+	d.ids, d.older = make(map[K]dictEntry), make(map[K]dictEntry)
 	d.seen, d.before = make(map[K]struct{}), make(map[K]struct{})
 }
 
 // ref returns what a row stores for k: its number, or (the first time it is seen) its text,
-// which text makes only then.
-func (d *dict[K]) ref(k K, text func() string) any {
-	if id, ok := d.ids[k]; ok {
+// which text makes only then; and the text.
+func (d *dict[K]) ref(k K, text func() string) (any, string) {
+	if e, ok := d.ids[k]; ok {
 		d.hits++
-		return id
+		return e.id, e.text
 	}
-	if id, ok := d.older[k]; ok {
+	if e, ok := d.older[k]; ok {
 		d.hits++
-		d.remember(k, id)
-		return id
+		d.remember(k, e)
+		return e.id, e.text
 	}
+	t := text()
 	if _, ok := d.seen[k]; !ok {
 		if _, ok = d.before[k]; !ok {
 			d.inline++
@@ -69,20 +76,20 @@ func (d *dict[K]) ref(k K, text func() string) any {
 				d.before, d.seen = d.seen, make(map[K]struct{}, dictLimit/2)
 			}
 			d.seen[k] = struct{}{}
-			return text()
+			return t, t
 		}
 	}
 	d.added++
-	id := d.next
+	e := dictEntry{d.next, t}
 	d.next++
-	d.remember(k, id)
-	d.pending = append(d.pending, id, text())
-	return id
+	d.remember(k, e)
+	d.pending = append(d.pending, e.id, t)
+	return e.id, t
 }
 
-func (d *dict[K]) remember(k K, id int64) {
+func (d *dict[K]) remember(k K, e dictEntry) {
 	if len(d.ids) >= dictLimit/2 {
-		d.older, d.ids = d.ids, make(map[K]int64, dictLimit/2)
+		d.older, d.ids = d.ids, make(map[K]dictEntry, dictLimit/2)
 	}
-	d.ids[k] = id
+	d.ids[k] = e
 }

@@ -13,14 +13,10 @@ import (
 func TestDictRefs(t *testing.T) {
 	d := newDict[string](1)
 	text := func(s string) func() string { return func() string { return s } }
-	if got := d.ref("a.", text("a.")); got != "a." {
-		t.Errorf("first sighting stored as %v, want the text", got)
-	}
-	if got := d.ref("a.", text("a.")); got != int64(1) {
-		t.Errorf("second sighting stored as %v, want number 1", got)
-	}
-	if got := d.ref("a.", text("a.")); got != int64(1) {
-		t.Errorf("third sighting stored as %v, want number 1", got)
+	for i, want := range []any{"a.", int64(1), int64(1)} {
+		if got, txt := d.ref("a.", text("a.")); got != want || txt != "a." {
+			t.Errorf("sighting %d stored as %v (text %q), want %v (a.)", i+1, got, txt, want)
+		}
 	}
 	if fmt.Sprint(d.pending) != "[1 a.]" || d.hits != 1 || d.added != 1 || d.inline != 1 {
 		t.Errorf("pending %v, hits %d, added %d, inline %d; want [1 a.], 1, 1, 1", d.pending, d.hits, d.added, d.inline)

@@ -10,6 +10,7 @@ package querylog
 import (
 	"errors"
 	"fmt"
+	"github.com/coredns/coredns/plugin/metadata"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -26,7 +27,7 @@ import (
 // optionNames are the words an error message may name instead of "querylog".
 var optionNames = []string{"buffer_size", "batch_size", "flush_interval", "adaptive", "watermark",
 	"on_full", "shutdown_timeout", "retention", "max_size", "min_free", "anonymize", "ignore",
-	"ignore_clients", "unknown property", "PATH"}
+	"ignore_clients", "rollup_retention", "rollup_limit", "metadata", "answers", "unknown property", "PATH"}
 
 // FuzzParse feeds arbitrary text after the directive name to the Corefile parser: it must never
 // panic, and every error must say what it is about: "querylog" or an option name. Errors about
@@ -51,6 +52,8 @@ func FuzzParse(f *testing.F) {
 		"{\n min_free 1e-300%\n}", "{\n min_free 0x1p-2%\n}", "{\n min_free 99.999%\n}", "{\n min_free NaN\n}",
 		"{\n max_size NaNGB\n}", "{\n max_size +InfMB\n}", "{\n retention 900000h\n}", "{\n retention 36500d\n}",
 		"{\n watermark NaN%\n}", "{\n on_full block NaNs\n}", "{\n anonymize 24 -0\n}",
+		"{\n rollup_limit 9\n}", "{\n rollup_limit 100001\n}", "{\n rollup_retention 0\n}", "{\n rollup_retention 401 days\n}",
+		"{\n metadata\n}", "{\n metadata a/b c\n}", "{\n metadata kubernetes/client-namespace\n answers\n}", "{\n answers x\n}",
 	} {
 		f.Add(s)
 	}
@@ -111,6 +114,10 @@ func checkRanges(o options, f filter) error {
 		return fmt.Errorf("shutdown_timeout %s", o.shutdownTimeout)
 	case o.retention != 0 && !dur(o.retention, time.Minute, maxRetention):
 		return fmt.Errorf("retention %s", o.retention)
+	case o.rollupRetention != 0 && !dur(o.rollupRetention, time.Minute, maxRetention):
+		return fmt.Errorf("rollup_retention %s", o.rollupRetention)
+	case !in(float64(o.rollupLimit), minRollupLimit, maxRollupLimit):
+		return fmt.Errorf("rollup_limit %d", o.rollupLimit)
 	case o.maxSize != 0 && !in(float64(o.maxSize), 1<<20, 1<<50):
 		return fmt.Errorf("max_size %d", o.maxSize)
 	case o.minFreeBytes != 0 && !in(float64(o.minFreeBytes), 1, 1<<50):
@@ -123,6 +130,11 @@ func checkRanges(o options, f filter) error {
 		return fmt.Errorf("anonymize %d %d", f.anonV4, f.anonV6)
 	case f.hash && !filepath.IsAbs(f.keyFile):
 		return fmt.Errorf("key file %q is not absolute", f.keyFile)
+	}
+	for _, l := range f.metadata {
+		if !metadata.IsLabel(l) {
+			return fmt.Errorf("metadata label %q", l)
+		}
 	}
 	return nil
 }

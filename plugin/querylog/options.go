@@ -28,6 +28,8 @@ type options struct {
 	blockFor        time.Duration // 0: drop when full
 	shutdownTimeout time.Duration
 	retention       time.Duration // 0 keeps everything
+	rollupRetention time.Duration // hour and day rollups; 0 keeps them
+	rollupLimit     int           // names and clients per rollup period
 	maxSize         int64         // bytes; 0: no cap
 	minFreeBytes    int64         // free space the filesystem must keep, or
 	minFreePercent  float64       // the same as a share of the filesystem
@@ -42,6 +44,11 @@ const (
 	maxDuration     = time.Hour
 	maxShutdownWait = 10 * time.Minute
 	maxRetention    = 100 * 365 * 24 * time.Hour
+	// defaultRollupLimit keeps a top-domains question over 30 days of rollups, in hours and
+	// days, to about 50,000 rows (README: under 200 ms).
+	defaultRollupLimit = 1000
+	minRollupLimit     = 10
+	maxRollupLimit     = 100_000
 	// min_free as a share: below 0.01% the guard would in effect be off (use 0 for that).
 	minFreeMinPercent = 0.01
 	minFreeMaxPercent = 99.99
@@ -59,6 +66,8 @@ func defaults() options {
 		watermark:       80,
 		shutdownTimeout: 5 * time.Second,
 		retention:       7 * 24 * time.Hour,
+		rollupRetention: 400 * 24 * time.Hour,
+		rollupLimit:     defaultRollupLimit,
 		minFreeBytes:    100_000_000,
 	}
 }
@@ -214,7 +223,15 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 		}
 	case "retention":
 		if err = want(1); err == nil {
-			o.retention, err = parseRetention(c, args[0])
+			o.retention, err = parseRetention(c, name, args[0])
+		}
+	case "rollup_retention":
+		if err = want(1); err == nil {
+			o.rollupRetention, err = parseRetention(c, name, args[0])
+		}
+	case "rollup_limit":
+		if err = want(1); err == nil {
+			o.rollupLimit, err = intIn(c, name, args[0], minRollupLimit, maxRollupLimit)
 		}
 	case "max_size":
 		if err = want(1); err == nil {
@@ -285,7 +302,7 @@ func durationIn(c *caddy.Controller, name, v string, hi time.Duration) (time.Dur
 
 // parseRetention accepts Go durations, whole days ("30d") and 0 (keep everything), up to 100
 // years.
-func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
+func parseRetention(c *caddy.Controller, name, v string) (time.Duration, error) {
 	if v == "0" {
 		return 0, nil
 	}
@@ -302,7 +319,7 @@ func parseRetention(c *caddy.Controller, v string) (time.Duration, error) {
 		d, err = time.ParseDuration(v)
 	}
 	if err != nil || d < time.Minute || d > maxRetention {
-		return 0, c.Errf("retention: invalid value %q: must be 0, a duration from 1m, or days such as 30d, up to 36500d%s", v, suggest("retention", []string{v}))
+		return 0, c.Errf("%s: invalid value %q: must be 0, a duration from 1m, or days such as 30d, up to 36500d%s", name, v, suggest(name, []string{v}))
 	}
 	return d, nil
 }
@@ -320,10 +337,10 @@ var durationUnits = map[string]struct {
 	"m": {"m", 1}, "h": {"h", 1}, "d": {"d", 1}, // "7 d"
 }
 
-// suggest returns " (did you mean 7d?)" for retention written in words, as "7 days" or
+// suggest returns " (did you mean 7d?)" for a retention written in words, as "7 days" or
 // "7days", and "" otherwise.
 func suggest(name string, args []string) string {
-	if name != "retention" {
+	if name != "retention" && name != "rollup_retention" {
 		return ""
 	}
 	var num, word string

@@ -43,9 +43,26 @@ func (f *flusher) maintain() {
 			}
 		}
 	}
+	// Rollups: minutes go with the rows, hours and days after rollup_retention.
+	f.w.storeMu.Lock()
+	f.w.store.batch.rollups.limit = o.rollupLimit
+	var minutes, longer int64
+	if o.retention > 0 {
+		minutes = time.Now().Add(-max(o.retention, 24*time.Hour)).Unix()
+	}
+	if o.rollupRetention > 0 {
+		longer = time.Now().Add(-o.rollupRetention).Unix()
+	}
+	_, err := f.w.store.pruneRollups(minutes, longer, 60)
+	f.w.storeMu.Unlock()
+	if err != nil {
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			log.Errorf("Pruning the rollups of %s failed (%d similar errors suppressed): %v", f.w.path, suppressed, err)
+		}
+	}
 	// Dictionary rows no remaining row uses, a chunk per pass (they are few).
 	f.w.storeMu.Lock()
-	_, err := f.w.store.tidy(pruneChunk)
+	_, err = f.w.store.tidy(pruneChunk)
 	f.w.storeMu.Unlock()
 	if err != nil {
 		if ok, suppressed := f.errLog.allow(time.Now()); ok {

@@ -72,7 +72,22 @@ var migrations = []string{
 	CREATE TABLE labels (kind INTEGER NOT NULL, n INTEGER NOT NULL, text TEXT NOT NULL,
 		PRIMARY KEY (kind, n), UNIQUE (kind, text)) WITHOUT ROWID;
 	CREATE TABLE dict_epochs (log_id INTEGER PRIMARY KEY, name_id INTEGER NOT NULL, client_id INTEGER NOT NULL);
-	CREATE TABLE state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;`,
+	CREATE TABLE state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+	-- Rollups (rollup.go): counts per period of span seconds (60, 3600, 86400) from start (Unix
+	-- seconds). d0..d15 count durations up to 100, 250, 500 µs, 1, 2.5, 5, 10, 25, 50, 100,
+	-- 250, 500 ms, 1, 2.5, 5 s, and longer.
+	CREATE TABLE rollup_names (span INTEGER NOT NULL, start INTEGER NOT NULL, name TEXT NOT NULL,
+		rcode INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (span, start, name, rcode)) WITHOUT ROWID;
+	CREATE TABLE rollup_clients (span INTEGER NOT NULL, start INTEGER NOT NULL, client TEXT NOT NULL,
+		n INTEGER NOT NULL, PRIMARY KEY (span, start, client)) WITHOUT ROWID;
+	CREATE TABLE rollup_outcomes (span INTEGER NOT NULL, start INTEGER NOT NULL, rcode INTEGER NOT NULL,
+		qtype INTEGER NOT NULL, proto TEXT NOT NULL, plugin TEXT NOT NULL, n INTEGER NOT NULL,
+		duration_us INTEGER NOT NULL,
+		d0 INTEGER NOT NULL DEFAULT 0, d1 INTEGER NOT NULL DEFAULT 0, d2 INTEGER NOT NULL DEFAULT 0, d3 INTEGER NOT NULL DEFAULT 0,
+		d4 INTEGER NOT NULL DEFAULT 0, d5 INTEGER NOT NULL DEFAULT 0, d6 INTEGER NOT NULL DEFAULT 0, d7 INTEGER NOT NULL DEFAULT 0,
+		d8 INTEGER NOT NULL DEFAULT 0, d9 INTEGER NOT NULL DEFAULT 0, d10 INTEGER NOT NULL DEFAULT 0, d11 INTEGER NOT NULL DEFAULT 0,
+		d12 INTEGER NOT NULL DEFAULT 0, d13 INTEGER NOT NULL DEFAULT 0, d14 INTEGER NOT NULL DEFAULT 0, d15 INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (span, start, rcode, qtype, proto, plugin)) WITHOUT ROWID;`,
 }
 
 // createViews (re)creates the views over what the database holds now: the log table, the

@@ -111,6 +111,8 @@ func TestParseGood(t *testing.T) {
 			on_full block 20ms
 			shutdown_timeout 1m
 			retention 2d
+			rollup_retention 30d
+			rollup_limit 5000
 			max_size 10MiB
 			min_free 2%
 		}`, options{
@@ -125,9 +127,13 @@ func TestParseGood(t *testing.T) {
 			blockFor:        20 * time.Millisecond,
 			shutdownTimeout: time.Minute,
 			retention:       48 * time.Hour,
+			rollupRetention: 30 * 24 * time.Hour,
+			rollupLimit:     5000,
 			maxSize:         10 << 20,
 			minFreePercent:  2,
 		}},
+		{"rollups kept for ever", "querylog {\n rollup_retention 0\n}", with(func(o *options) { o.rollupRetention = 0 })},
+		{"rollup_limit bounds", "querylog {\n rollup_limit 10\n}", with(func(o *options) { o.rollupLimit = 10 })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,6 +183,8 @@ func TestParseFilter(t *testing.T) {
 			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/32")}}},
 		{"ignore_clients IPv4-mapped", "querylog {\n ignore_clients ::ffff:10.0.0.0/104 ::ffff:192.0.2.1\n}", filter{ignoreClients: []netip.Prefix{
 			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}}},
+		{"metadata and answers", "querylog {\n metadata kubernetes/client-namespace geoip/country/code\n metadata kubernetes/client-namespace\n answers\n}",
+			filter{metadata: []string{"kubernetes/client-namespace", "geoip/country/code"}, answers: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,6 +238,14 @@ func TestParseBad(t *testing.T) {
 		{"buffer_size too small", block("buffer_size 9999"), []string{"buffer_size", "9999"}},
 		{"buffer_size too large", block("buffer_size 200001"), []string{"buffer_size", "200001"}},
 		{"buffer_size negative", block("buffer_size -50000"), []string{"buffer_size", "-50000"}},
+
+		{"rollup_limit too small", block("rollup_limit 9"), []string{"rollup_limit", `"9"`, "10 to 100000"}},
+		{"rollup_limit not a number", block("rollup_limit all"), []string{"rollup_limit", "all"}},
+		{"rollup_retention in words", block("rollup_retention 400 days"), []string{"rollup_retention", "400d"}},
+		{"rollup_retention too short", block("rollup_retention 30s"), []string{"rollup_retention", "30s"}},
+		{"metadata without labels", block("metadata"), []string{"metadata", "LABEL"}},
+		{"metadata not a label", block("metadata geoip"), []string{"metadata", "geoip"}},
+		{"answers with arguments", block("answers all"), []string{"answers", "all"}},
 
 		{"batch_size missing", block("batch_size"), []string{"batch_size", "got 0"}},
 		{"batch_size extra", block("batch_size 100 200"), []string{"batch_size", "100 200"}},

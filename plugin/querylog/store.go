@@ -204,6 +204,11 @@ func (s *store) write(segments ...[]entry) error {
 	if err := s.resolveLabels(segments); err != nil {
 		return err
 	}
+	if s.batch.rollups.stale {
+		if err := s.recoverRollups(); err != nil {
+			return fmt.Errorf("counting rows for the rollups: %w", err)
+		}
+	}
 	if err := s.addExtraColumns(segments); err != nil {
 		return err
 	}
@@ -327,6 +332,27 @@ func (s *store) pruneOldest(limit int) (int64, error) {
 	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ?)`, limit)
 }
 
+// pruneRollups deletes the rollup rows of up to periods periods per table and span that began
+// before their cutoff: minutes before minutes, hours and days before longer (Unix seconds; 0
+// keeps them). A period has at most a few thousand rows (rollup_limit).
+func (s *store) pruneRollups(minutes, longer int64, periods int) (int64, error) {
+	var total int64
+	for _, t := range rollupTables {
+		for span, cutoff := range map[int64]int64{60: minutes, 3600: longer, 86400: longer} {
+			if cutoff == 0 {
+				continue
+			}
+			n, err := s.exec(`DELETE FROM `+t+` WHERE span = ?1 AND start IN
+				(SELECT DISTINCT start FROM `+t+` WHERE span = ?1 AND start < ?2 ORDER BY start LIMIT ?3)`, span, cutoff, periods)
+			if err != nil {
+				return total, err
+			}
+			total += n
+		}
+	}
+	return total, nil
+}
+
 // tidy finishes a pruning pass: it removes dictionary rows that no remaining row can use (see
 // dict.go), up to limit per table, and the table of schema 1 once it is empty. It reports
 // whether anything is left to remove.
@@ -415,9 +441,35 @@ func (s *store) size() int64 {
 }
 
 func (s *store) close() error {
-	if conn, err := s.db.Conn(context.Background()); err == nil {
+	err := s.flushRollups()
+	if conn, cerr := s.db.Conn(context.Background()); cerr == nil {
 		conn.Raw(func(any) error { s.batch.closeStmts(); return nil })
 		conn.Close()
 	}
-	return s.db.Close()
+	return errors.Join(err, s.db.Close())
+}
+
+// flushRollups writes the rollups' counts now, in a transaction of their own.
+func (s *store) flushRollups() error {
+	r := s.batch.rollups
+	if r.stale || len(r.minutes) == 0 {
+		return nil // the next open counts the rows again
+	}
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) (err error) {
+		d := dc.(driver.Conn)
+		if err := execDriver(ctx, d, "BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		if err = r.flush(ctx, d, s.batch.lastID, s.batch.newest); err != nil {
+			execDriver(ctx, d, "ROLLBACK")
+			return err
+		}
+		return execDriver(ctx, d, "COMMIT")
+	})
 }

@@ -1,0 +1,380 @@
+package querylog
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// Rollups are counts per period that outlive the rows: per minute, hour and day (span 60, 3600
+// and 86400 seconds), of query names by rcode, of clients, and of outcomes (rcode, type,
+// transport, answering plugin) with their durations in buckets.
+//
+// The writer counts each row in memory as it writes it, and every rollupEvery adds the counts
+// to the minute rows in the transaction of a batch, with the id of the last row counted (state
+// rollup_id). Rollups never scan rows, but once: when the counts in memory may be wrong (at
+// open, or after a failed batch), the rows after rollup_id are counted again from the table
+// (recover), at most rollupEvery of them. Hours and days are summed from their minutes and hours
+// once they are over (and again if late rows change them).
+//
+// Each period keeps at most limit names and limit clients; the rest are counted under
+// otherKey, so a flood of new names or clients cannot grow the rollups past that, and the counts
+// of a period always add up to its rows. A minute is exact rollupEvery after its last row is
+// written.
+const (
+	rollupEvery = 10 * time.Second
+	// rollupGrace is how long after a period ends, in the time of the rows, its sum waits for
+	// replies still in flight (a row carries its query's arrival time).
+	rollupGrace = time.Minute
+	otherKey    = "(other)"
+)
+
+var (
+	rollupSpans = []int64{60, 3600, 86400}
+	// durationBounds are the upper bounds, in microseconds, of the duration buckets d0..d14 of
+	// rollup_outcomes; d15 counts the rest.
+	durationBounds = []int64{100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000}
+)
+
+type nameKey struct {
+	name  string
+	rcode int64
+}
+
+type outcomeKey struct {
+	rcode, qtype  int64
+	proto, plugin string
+}
+
+type outcomeCounts struct {
+	n, durationUS int64
+	buckets       [16]int64
+}
+
+// minuteCounts are the counts of one minute not yet in its rows, and the names and clients the
+// minute has rows or counts for (at most limit of each).
+type minuteCounts struct {
+	names    map[nameKey]int64
+	clients  map[string]int64
+	outcomes map[outcomeKey]*outcomeCounts
+	keys     map[string]bool // names
+	clientIn map[string]bool
+	checked  bool // keys include the minute's rows written before these counts
+}
+
+// rollups is the writer's side of the rollup tables. Only the store's writer uses it.
+type rollups struct {
+	limit   int                     // names and clients per period
+	minutes map[int64]*minuteCounts // by minute (Unix seconds)
+	dirty   map[[2]int64]bool       // hours and days ([span, start]) to sum again once over
+	flushed time.Time
+	stale   bool // the counts may be wrong: recover before counting more
+}
+
+func newRollups(limit int) *rollups {
+	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, flushed: time.Now(), stale: true}
+}
+
+func (r *rollups) minute(m int64) *minuteCounts {
+	c := r.minutes[m]
+	if c == nil {
+		c = &minuteCounts{names: map[nameKey]int64{}, clients: map[string]int64{}, outcomes: map[outcomeKey]*outcomeCounts{},
+			keys: map[string]bool{}, clientIn: map[string]bool{}}
+		r.minutes[m] = c
+	}
+	return c
+}
+
+// count adds one row, arrived at ts (Unix ms).
+func (r *rollups) count(ts int64, name, client string, rcode, qtype int64, proto, plugin string, durationUS int64) {
+	m := r.minute(floorDiv(ts, 60_000) * 60)
+	m.names[nameKey{capKey(m.keys, name, r.limit), rcode}]++
+	m.clients[capKey(m.clientIn, client, r.limit)]++
+	k := outcomeKey{rcode, qtype, proto, plugin}
+	o := m.outcomes[k]
+	if o == nil {
+		o = &outcomeCounts{}
+		m.outcomes[k] = o
+	}
+	o.n++
+	o.durationUS += durationUS
+	i, _ := slices.BinarySearch(durationBounds, durationUS)
+	o.buckets[i]++
+}
+
+// capKey returns key, or otherKey once keys holds limit others.
+func capKey(keys map[string]bool, key string, limit int) string {
+	if keys[key] {
+		return key
+	}
+	if len(keys) >= limit {
+		return otherKey
+	}
+	keys[key] = true
+	return key
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}
+
+// due reports whether the counts should be written with the next batch.
+func (r *rollups) due(now time.Time) bool {
+	return len(r.minutes) > 0 && now.Sub(r.flushed) >= rollupEvery
+}
+
+// reset forgets the counts, which the next write recovers from the table.
+func (r *rollups) reset() {
+	clear(r.minutes)
+	r.stale = true
+}
+
+// flush adds the counts to the minute rows, sums the hours and days that are over and changed,
+// and records lastID as counted, all in the transaction on dc. newest is the newest arrival
+// written (Unix ms): periods end by the time of the rows, not by the clock.
+func (r *rollups) flush(ctx context.Context, dc driver.Conn, lastID, newest int64) error {
+	for start, m := range r.minutes {
+		if !m.checked {
+			if err := r.checkLimits(ctx, dc, start, m); err != nil {
+				return err
+			}
+		}
+		for k, n := range m.names {
+			if err := execArgs(ctx, dc, `INSERT INTO rollup_names (span, start, name, rcode, n) VALUES (60, ?, ?, ?, ?)
+				ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, k.name, k.rcode, n); err != nil {
+				return err
+			}
+		}
+		for client, n := range m.clients {
+			if err := execArgs(ctx, dc, `INSERT INTO rollup_clients (span, start, client, n) VALUES (60, ?, ?, ?)
+				ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, client, n); err != nil {
+				return err
+			}
+		}
+		for k, o := range m.outcomes {
+			args := []any{start, k.rcode, k.qtype, k.proto, k.plugin, o.n, o.durationUS}
+			for _, b := range o.buckets {
+				args = append(args, b)
+			}
+			if err := execArgs(ctx, dc, upsertOutcome, args...); err != nil {
+				return err
+			}
+		}
+		clear(m.names)
+		clear(m.clients)
+		clear(m.outcomes)
+		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
+		if over(start, 60, newest) {
+			delete(r.minutes, start) // late rows of it check its rows again (checkLimits)
+		}
+	}
+	// Hours, then the days of the hours summed.
+	for _, span := range rollupSpans[1:] {
+		for p := range r.dirty {
+			if p[0] != span || !over(p[1], span, newest) {
+				continue
+			}
+			if err := sumPeriod(ctx, dc, span, p[1], r.limit); err != nil {
+				return err
+			}
+			delete(r.dirty, p)
+			if span == 3600 {
+				r.dirty[[2]int64{86400, floorDiv(p[1], 86400) * 86400}] = true
+			}
+		}
+	}
+	return execArgs(ctx, dc, `INSERT INTO state (key, value) VALUES ('rollup_id', ?) ON CONFLICT DO UPDATE SET value = excluded.value`, lastID)
+}
+
+// over reports whether the period of span seconds from start is over, grace included, by the
+// time of the rows.
+func over(start, span, newest int64) bool {
+	return (start+span)*1000+rollupGrace.Milliseconds() < newest
+}
+
+// checkLimits reads the names and clients a minute already has rows for (when its counts began
+// without them: a late row, or after a restart) and folds counts past the limit into otherKey.
+func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, m *minuteCounts) error {
+	for _, t := range []struct {
+		query  string
+		keys   map[string]bool
+		counts func(old, folded string)
+	}{
+		{`SELECT DISTINCT name FROM rollup_names WHERE span = 60 AND start = ? AND name <> '(other)'`, m.keys, func(old, folded string) {
+			for k, n := range m.names {
+				if k.name == old {
+					delete(m.names, k)
+					m.names[nameKey{folded, k.rcode}] += n
+				}
+			}
+		}},
+		{`SELECT client FROM rollup_clients WHERE span = 60 AND start = ? AND client <> '(other)'`, m.clientIn, func(old, folded string) {
+			n := m.clients[old]
+			delete(m.clients, old)
+			m.clients[folded] += n
+		}},
+	} {
+		stored, err := queryStrings(ctx, dc, t.query, start)
+		if err != nil {
+			return err
+		}
+		if len(stored) == 0 {
+			continue
+		}
+		counted := t.keys
+		fresh := map[string]bool{}
+		for _, k := range stored {
+			fresh[k] = true
+		}
+		for k := range counted {
+			if k != otherKey && !fresh[k] {
+				if len(fresh) < r.limit {
+					fresh[k] = true
+				} else {
+					t.counts(k, otherKey)
+				}
+			}
+		}
+		clear(counted)
+		for k := range fresh {
+			counted[k] = true
+		}
+	}
+	m.checked = true
+	return nil
+}
+
+var upsertOutcome = func() string {
+	cols, vals, sums := "", "", ""
+	for i := range 16 {
+		cols += fmt.Sprintf(", d%d", i)
+		vals += ", ?"
+		sums += fmt.Sprintf(", d%d = d%d + excluded.d%d", i, i, i)
+	}
+	return `INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us` + cols + `)
+		VALUES (60, ?, ?, ?, ?, ?, ?, ?` + vals + `)
+		ON CONFLICT DO UPDATE SET n = n + excluded.n, duration_us = duration_us + excluded.duration_us` + sums
+}()
+
+// sumPeriod (re)computes the rows of one hour or day from its minutes or hours: the limit names
+// and clients with the most queries, the rest under otherKey.
+func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int) error {
+	sub := rollupSpans[slices.Index(rollupSpans, span)-1]
+	buckets, sumBuckets := "", ""
+	for i := range 16 {
+		buckets += fmt.Sprintf(", d%d", i)
+		sumBuckets += fmt.Sprintf(", sum(d%d)", i)
+	}
+	for _, q := range []string{
+		`DELETE FROM rollup_names WHERE span = ?1 AND start = ?2`,
+		`WITH parts AS (SELECT name, rcode, sum(n) AS n FROM rollup_names WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY name, rcode),
+		      keep AS (SELECT name FROM parts WHERE name <> '(other)' GROUP BY name ORDER BY sum(n) DESC, name LIMIT ?4)
+		INSERT INTO rollup_names (span, start, name, rcode, n)
+		SELECT ?1, ?2, iif(name IN keep, name, '(other)') AS folded, rcode, sum(n) FROM parts GROUP BY folded, rcode`,
+		`DELETE FROM rollup_clients WHERE span = ?1 AND start = ?2`,
+		`WITH parts AS (SELECT client, sum(n) AS n FROM rollup_clients WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY client),
+		      keep AS (SELECT client FROM parts WHERE client <> '(other)' ORDER BY n DESC, client LIMIT ?4)
+		INSERT INTO rollup_clients (span, start, client, n)
+		SELECT ?1, ?2, iif(client IN keep, client, '(other)') AS folded, sum(n) FROM parts GROUP BY folded`,
+		`DELETE FROM rollup_outcomes WHERE span = ?1 AND start = ?2`,
+		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us` + buckets + `)
+		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us)` + sumBuckets + `
+		FROM rollup_outcomes WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY rcode, qtype, proto, plugin`,
+	} {
+		if err := execArgs(ctx, dc, q, span, start, sub, limit); err != nil {
+			return fmt.Errorf("summing the rollups of %d s from %d: %w", span, start, err)
+		}
+	}
+	return nil
+}
+
+// execArgs runs query with args on the driver connection.
+func execArgs(ctx context.Context, dc driver.Conn, query string, args ...any) error {
+	_, err := dc.(driver.ExecerContext).ExecContext(ctx, query, namedValues(args))
+	return err
+}
+
+// queryStrings returns the first column of query's rows on the driver connection.
+func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any) ([]string, error) {
+	rows, err := dc.(driver.QueryerContext).QueryContext(ctx, query, namedValues(args))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	dest := make([]driver.Value, len(rows.Columns()))
+	for {
+		if err := rows.Next(dest); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		out = append(out, fmt.Sprint(dest[0]))
+	}
+}
+
+// namedValues converts arguments as database/sql would (an int becomes an int64).
+func namedValues(args []any) []driver.NamedValue {
+	nv := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		v, err := driver.DefaultParameterConverter.ConvertValue(a)
+		if err != nil {
+			v = a // the driver says what is wrong with it
+		}
+		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
+	}
+	return nv
+}
+
+// recover counts the rows written after the last flush of the rollups again.
+func (s *store) recoverRollups() error {
+	r := s.batch.rollups
+	var after int64
+	err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`).Scan(&after)
+	if err != nil {
+		return err
+	}
+	clear(r.minutes)
+	rows, err := s.db.Query(`SELECT id, ts, qname, client_ip, rcode, qtype, proto, coalesce(plugin, ''), duration_us
+		FROM queries WHERE id > ? AND id >= ? ORDER BY id`, after, v2FirstID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var newest int64
+	for rows.Next() {
+		var id, ts, rcode, qtype, us int64
+		var name, client, proto, plugin string
+		if err := rows.Scan(&id, &ts, &name, &client, &rcode, &qtype, &proto, &plugin, &us); err != nil {
+			return err
+		}
+		r.count(ts, name, client, rcode, qtype, proto, plugin, us)
+		newest = max(newest, ts)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Periods the recovered rows touch may be over already: sum them at the next flush.
+	for start := range r.minutes {
+		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
+	}
+	r.stale = false
+	return nil
+}
+
+// v2FirstID is below every id schema 2 gives (ids carry the time, and any time after 1970 is
+// above it) and above every rowid schema 1 gave, so rows of queries_v1, which rollups do not
+// count, are told apart by it.
+const v2FirstID = 1 << 40
+
+// rollupTables are the rollup tables, for retention and the size cap.
+var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes"}

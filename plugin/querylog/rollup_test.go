@@ -1,0 +1,133 @@
+package querylog
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/querylog/querylog/internal/testutil"
+)
+
+// rollupStore is a store whose rollups keep limit names and clients per period.
+func rollupStore(t *testing.T, path string, limit int) *store {
+	t.Helper()
+	s := testStore(t, path)
+	s.batch.rollups.limit = limit
+	return s
+}
+
+// writeAt writes one row per name at ms from client, and the rollups' counts with them.
+func writeAt(t *testing.T, s *store, ms int64, client string, names ...string) {
+	t.Helper()
+	var batch []entry
+	for _, n := range names {
+		e := entryOf(&testLabels, queryRow{ts: ms, server: "dns://:53", client: client, proto: "udp", qname: n, qtype: 1, qclass: 1, us: 700})
+		batch = append(batch, e)
+	}
+	s.batch.rollups.flushed = s.batch.rollups.flushed.Add(-rollupEvery) // due with this batch
+	if err := s.write(batch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkRollupsAddUp checks that, for every period of every span, each rollup table counts as
+// many queries as the log has rows arriving in it.
+func checkRollupsAddUp(t *testing.T, path string) {
+	t.Helper()
+	for _, span := range rollupSpans {
+		for _, table := range rollupTables {
+			got := testutil.SQLite3(t, path, fmt.Sprintf(`
+				WITH raw AS (SELECT ts / 1000 / %[1]d * %[1]d AS start, count(*) AS n FROM queries GROUP BY 1),
+				     rolled AS (SELECT start, sum(n) AS n FROM %[2]s WHERE span = %[1]d GROUP BY start)
+				SELECT count(*) FROM raw JOIN rolled USING (start) WHERE raw.n <> rolled.n`, span, table))
+			if got != "0" {
+				t.Errorf("%s, span %d: %s periods whose counts differ from the rows", table, span, got)
+			}
+		}
+	}
+}
+
+// TestRollupsCount: minutes, hours and days count every row, a period keeps limit names and
+// clients and folds the rest into (other), and the duration buckets hold every query.
+func TestRollupsCount(t *testing.T) {
+	path := tempDB(t)
+	s := rollupStore(t, path, 3)
+	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
+	for m := range int64(3) {
+		var names []string
+		for i := range 10 { // 10 different names, a.: 10 times
+			names = append(names, fmt.Sprintf("n%d-%d.example.", m, i), "a.example.")
+		}
+		writeAt(t, s, hour+m*60_000, fmt.Sprintf("192.0.2.%d", m), names...)
+		writeAt(t, s, hour+m*60_000+1, "198.51.100.1", "a.example.", "b.example.")
+	}
+	// A row two hours later ends the first hour (and its grace), which is then summed.
+	writeAt(t, s, hour+2*3600_000+2*60_000, "192.0.2.9", "late.example.")
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	checkRollupsAddUp(t, path)
+	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(name || '=' || n, ' ') FROM
+		(SELECT name, n FROM rollup_names WHERE span = 60 AND start = %d ORDER BY name)`, hour/1000)); got != "(other)=9 a.example.=11 n0-0.example.=1 n0-1.example.=1" {
+		t.Errorf("first minute's names: %s, want 3 names (the first seen) and (other)", got)
+	}
+	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(name || '=' || n, ' ') FROM
+		(SELECT name, n FROM rollup_names WHERE span = 3600 AND start = %d ORDER BY name)`, hour/1000)); got != "(other)=31 a.example.=33 n0-0.example.=1 n0-1.example.=1" {
+		t.Errorf("the hour's names: %s, want the 3 most asked and (other)", got)
+	}
+	if got := testutil.SQLite3(t, path, `SELECT sum(n), sum(d3), sum(d0 + d1 + d2 + d4 + d5 + d6 + d7 + d8 + d9 + d10 + d11 + d12 + d13 + d14 + d15),
+		sum(duration_us) / sum(n) FROM rollup_outcomes WHERE span = 60`); got != "67|67|0|700" {
+		t.Errorf("outcomes n|d3 (500 µs to 1 ms)|other buckets|mean µs = %s, want 67|67|0|700", got)
+	}
+}
+
+// TestRollupsRecover: counts still in memory when the process dies are counted again from
+// the rows at the next open, and late rows add to periods already written.
+func TestRollupsRecover(t *testing.T) {
+	path := tempDB(t)
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.use(&testLabels, &keyring{})
+	const minute = 1_700_000_040_000
+	writeAt(t, s, minute, "192.0.2.1", "a.example.", "b.example.")
+	// Not flushed: as after kill -9.
+	s.batch.rollups.flushed = s.batch.rollups.flushed.Add(rollupEvery)
+	if err := s.write([]entry{entryOf(&testLabels, queryRow{ts: minute + 1, client: "192.0.2.1", qname: "c.example."})}); err != nil {
+		t.Fatal(err)
+	}
+	s.db.Close()
+
+	s = rollupStore(t, path, 1000)
+	writeAt(t, s, minute+120_000, "192.0.2.1", "d.example.")
+	writeAt(t, s, minute+5, "192.0.2.1", "late.example.") // to a minute already written
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	checkRollupsAddUp(t, path)
+	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT sum(n) FROM rollup_names WHERE span = 60 AND start = %d`, minute/1000)); got != "4" {
+		t.Errorf("the first minute counts %s queries, want 4", got)
+	}
+}
+
+// TestRollupsFlood: a flood of new names and clients in one minute grows the rollups by limit
+// rows, not by the flood.
+func TestRollupsFlood(t *testing.T) {
+	path := tempDB(t)
+	s := rollupStore(t, path, 50)
+	const minute = 1_700_000_040_000
+	for round := range 10 {
+		var names []string
+		for i := range 500 {
+			names = append(names, fmt.Sprintf("%d-%d.flood.example.", round, i))
+		}
+		writeAt(t, s, minute+int64(round), fmt.Sprintf("10.0.0.%d", round), names...)
+	}
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	checkRollupsAddUp(t, path)
+	if got := testutil.SQLite3(t, path, `SELECT (SELECT count(*) FROM rollup_names), (SELECT n FROM rollup_names WHERE name = '(other)')`); got != "51|4950" {
+		t.Errorf("name rows|(other) = %s, want 51|4950", got)
+	}
+}
