@@ -196,7 +196,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	newest = max(newest, b.newest)
 	flushed := b.rollups.due(time.Now())
 	if flushed {
-		if err := b.rollups.flush(ctx, dc, first+int64(n)-1, newest); err != nil {
+		if err := b.rollups.flush(ctx, dc, first+int64(n)-1, newest, b.labels); err != nil {
 			return err
 		}
 	}
@@ -218,8 +218,7 @@ func (b *batch) appendRow(e *entry, id int64, extra bool) {
 	ts := e.start / 1e6
 	name, _ := b.names.ref(e.qname, func() string { return e.qname })
 	client, clientText := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
-	b.rollups.count(ts, e.qname, clientText, int64(e.rcode&0xfff), int64(e.qtype), e.proto().String(),
-		b.labels.text(labelPlugin, uint16(e.plugin)), int64(e.duration))
+	b.rollups.count(ts, e.qname, clientText, int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
 	b.vals = append(b.vals, name, client, (id>>8)-ts, packA(e),
 		packB(e, b.dbNumber(labelPlugin, uint16(e.plugin)), b.dbNumber(labelServer, uint16(e.server)), b.dbNumber(labelUpstream, e.upstream)),
 		packC(e))

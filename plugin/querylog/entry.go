@@ -119,6 +119,16 @@ var protoNames = [...]string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc", 
 
 func (p proto) String() string { return protoNames[p] }
 
+// protoOf is the transport named p, as String gives it; udp for an unknown name.
+func protoOf(p string) proto {
+	for i, name := range protoNames {
+		if name == p {
+			return proto(i)
+		}
+	}
+	return protoUDP
+}
+
 // transport maps a server address such as "tls://:853" to the transport it serves, by CoreDNS's
 // scheme names. Plain "dns://" listeners serve both UDP and TCP, so for those, and for an
 // address without a known scheme, the caller decides from the connection. CoreDNS v1.15.0

@@ -40,14 +40,11 @@ var (
 	durationBounds = []int64{100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000}
 )
 
-type nameKey struct {
-	name  string
-	rcode int64
-}
-
 type outcomeKey struct {
-	rcode, qtype  int64
-	proto, plugin string
+	rcode  int64
+	qtype  uint16
+	proto  proto
+	plugin uint8 // the writer's label number
 }
 
 type outcomeCounts struct {
@@ -55,15 +52,50 @@ type outcomeCounts struct {
 	buckets       [16]int64
 }
 
-// minuteCounts are the counts of one minute not yet in its rows, and the names and clients the
-// minute has rows or counts for (at most limit of each).
+// rcodeCounts are one name's counts in a minute by rcode: NOERROR to NXDOMAIN in place, the
+// rest in a map.
+type rcodeCounts struct {
+	common [4]int64
+	other  map[int64]int64
+}
+
+func (c *rcodeCounts) add(rcode, n int64) {
+	if rcode >= 0 && rcode < int64(len(c.common)) {
+		c.common[rcode] += n
+		return
+	}
+	if c.other == nil {
+		c.other = map[int64]int64{}
+	}
+	c.other[rcode] += n
+}
+
+// each calls f for every rcode counted, and zeroes the counts.
+func (c *rcodeCounts) each(f func(rcode, n int64) error) error {
+	for rcode, n := range c.common {
+		if n != 0 {
+			if err := f(int64(rcode), n); err != nil {
+				return err
+			}
+		}
+	}
+	for rcode, n := range c.other {
+		if err := f(rcode, n); err != nil {
+			return err
+		}
+	}
+	c.common, c.other = [4]int64{}, nil
+	return nil
+}
+
+// minuteCounts are the counts of one minute not yet in its rows. A name or client is a key of
+// names or clients once it has a row or counts in the minute: at most limit of each, and
+// otherKey.
 type minuteCounts struct {
-	names    map[nameKey]int64
-	clients  map[string]int64
+	names    map[string]*rcodeCounts
+	clients  map[string]*int64
 	outcomes map[outcomeKey]*outcomeCounts
-	keys     map[string]bool // names
-	clientIn map[string]bool
-	checked  bool // keys include the minute's rows written before these counts
+	checked  bool // the keys include the minute's rows written before these counts
 }
 
 // rollups is the writer's side of the rollup tables. Only the store's writer uses it.
@@ -82,19 +114,41 @@ func newRollups(limit int) *rollups {
 func (r *rollups) minute(m int64) *minuteCounts {
 	c := r.minutes[m]
 	if c == nil {
-		c = &minuteCounts{names: map[nameKey]int64{}, clients: map[string]int64{}, outcomes: map[outcomeKey]*outcomeCounts{},
-			keys: map[string]bool{}, clientIn: map[string]bool{}}
+		c = &minuteCounts{names: map[string]*rcodeCounts{}, clients: map[string]*int64{}, outcomes: map[outcomeKey]*outcomeCounts{}}
 		r.minutes[m] = c
 	}
 	return c
 }
 
-// count adds one row, arrived at ts (Unix ms).
-func (r *rollups) count(ts int64, name, client string, rcode, qtype int64, proto, plugin string, durationUS int64) {
+// count adds one row, arrived at ts (Unix ms). It is on the writer's path for every row, so
+// it looks each of name and client up once.
+func (r *rollups) count(ts int64, name, client string, rcode int64, qtype uint16, p proto, plugin uint8, durationUS int64) {
 	m := r.minute(floorDiv(ts, 60_000) * 60)
-	m.names[nameKey{capKey(m.keys, name, r.limit), rcode}]++
-	m.clients[capKey(m.clientIn, client, r.limit)]++
-	k := outcomeKey{rcode, qtype, proto, plugin}
+	nc := m.names[name]
+	if nc == nil {
+		if len(m.names) >= r.limit {
+			name = otherKey
+			nc = m.names[name]
+		}
+		if nc == nil {
+			nc = &rcodeCounts{}
+			m.names[name] = nc
+		}
+	}
+	nc.add(rcode, 1)
+	cc := m.clients[client]
+	if cc == nil {
+		if len(m.clients) >= r.limit {
+			client = otherKey
+			cc = m.clients[client]
+		}
+		if cc == nil {
+			cc = new(int64)
+			m.clients[client] = cc
+		}
+	}
+	*cc++
+	k := outcomeKey{rcode, qtype, p, plugin}
 	o := m.outcomes[k]
 	if o == nil {
 		o = &outcomeCounts{}
@@ -104,18 +158,6 @@ func (r *rollups) count(ts int64, name, client string, rcode, qtype int64, proto
 	o.durationUS += durationUS
 	i, _ := slices.BinarySearch(durationBounds, durationUS)
 	o.buckets[i]++
-}
-
-// capKey returns key, or otherKey once keys holds limit others.
-func capKey(keys map[string]bool, key string, limit int) string {
-	if keys[key] {
-		return key
-	}
-	if len(keys) >= limit {
-		return otherKey
-	}
-	keys[key] = true
-	return key
 }
 
 func floorDiv(a, b int64) int64 {
@@ -140,27 +182,33 @@ func (r *rollups) reset() {
 // flush adds the counts to the minute rows, sums the hours and days that are over and changed,
 // and records lastID as counted, all in the transaction on dc. newest is the newest arrival
 // written (Unix ms): periods end by the time of the rows, not by the clock.
-func (r *rollups) flush(ctx context.Context, dc driver.Conn, lastID, newest int64) error {
+func (r *rollups) flush(ctx context.Context, dc driver.Conn, lastID, newest int64, l *labels) error {
 	for start, m := range r.minutes {
 		if !m.checked {
 			if err := r.checkLimits(ctx, dc, start, m); err != nil {
 				return err
 			}
 		}
-		for k, n := range m.names {
-			if err := execArgs(ctx, dc, `INSERT INTO rollup_names (span, start, name, rcode, n) VALUES (60, ?, ?, ?, ?)
-				ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, k.name, k.rcode, n); err != nil {
+		for name, c := range m.names {
+			if err := c.each(func(rcode, n int64) error {
+				return execArgs(ctx, dc, `INSERT INTO rollup_names (span, start, name, rcode, n) VALUES (60, ?, ?, ?, ?)
+					ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, name, rcode, n)
+			}); err != nil {
 				return err
 			}
 		}
 		for client, n := range m.clients {
+			if *n == 0 {
+				continue
+			}
 			if err := execArgs(ctx, dc, `INSERT INTO rollup_clients (span, start, client, n) VALUES (60, ?, ?, ?)
-				ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, client, n); err != nil {
+				ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, client, *n); err != nil {
 				return err
 			}
+			*n = 0
 		}
 		for k, o := range m.outcomes {
-			args := []any{start, k.rcode, k.qtype, k.proto, k.plugin, o.n, o.durationUS}
+			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS}
 			for _, b := range o.buckets {
 				args = append(args, b)
 			}
@@ -168,8 +216,6 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, lastID, newest int6
 				return err
 			}
 		}
-		clear(m.names)
-		clear(m.clients)
 		clear(m.outcomes)
 		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
 		if over(start, 60, newest) {
@@ -203,53 +249,50 @@ func over(start, span, newest int64) bool {
 // checkLimits reads the names and clients a minute already has rows for (when its counts began
 // without them: a late row, or after a restart) and folds counts past the limit into otherKey.
 func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, m *minuteCounts) error {
-	for _, t := range []struct {
-		query  string
-		keys   map[string]bool
-		counts func(old, folded string)
-	}{
-		{`SELECT DISTINCT name FROM rollup_names WHERE span = 60 AND start = ? AND name <> '(other)'`, m.keys, func(old, folded string) {
-			for k, n := range m.names {
-				if k.name == old {
-					delete(m.names, k)
-					m.names[nameKey{folded, k.rcode}] += n
-				}
-			}
-		}},
-		{`SELECT client FROM rollup_clients WHERE span = 60 AND start = ? AND client <> '(other)'`, m.clientIn, func(old, folded string) {
-			n := m.clients[old]
-			delete(m.clients, old)
-			m.clients[folded] += n
-		}},
-	} {
-		stored, err := queryStrings(ctx, dc, t.query, start)
-		if err != nil {
-			return err
+	stored, err := queryStrings(ctx, dc, `SELECT DISTINCT name FROM rollup_names WHERE span = 60 AND start = ? AND name <> '(other)'`, start)
+	if err != nil {
+		return err
+	}
+	for name, keep := range fold(m.names, stored, r.limit) {
+		if other := m.names[otherKey]; other == nil {
+			m.names[otherKey] = &rcodeCounts{}
 		}
-		if len(stored) == 0 {
-			continue
+		keep.each(func(rcode, n int64) error { m.names[otherKey].add(rcode, n); return nil })
+		delete(m.names, name)
+	}
+	if stored, err = queryStrings(ctx, dc, `SELECT client FROM rollup_clients WHERE span = 60 AND start = ? AND client <> '(other)'`, start); err != nil {
+		return err
+	}
+	for client, n := range fold(m.clients, stored, r.limit) {
+		if m.clients[otherKey] == nil {
+			m.clients[otherKey] = new(int64)
 		}
-		counted := t.keys
-		fresh := map[string]bool{}
-		for _, k := range stored {
-			fresh[k] = true
-		}
-		for k := range counted {
-			if k != otherKey && !fresh[k] {
-				if len(fresh) < r.limit {
-					fresh[k] = true
-				} else {
-					t.counts(k, otherKey)
-				}
-			}
-		}
-		clear(counted)
-		for k := range fresh {
-			counted[k] = true
-		}
+		*m.clients[otherKey] += *n
+		delete(m.clients, client)
 	}
 	m.checked = true
 	return nil
+}
+
+// fold returns the keys of counts that do not fit beside stored within limit, in no order
+// (which ones is as arbitrary as the order rows arrive in).
+func fold[V any](counts map[string]V, stored []string, limit int) map[string]V {
+	have := map[string]bool{}
+	for _, k := range stored {
+		have[k] = true
+	}
+	out := map[string]V{}
+	for k, v := range counts {
+		if k == otherKey || have[k] {
+			continue
+		}
+		if len(have) < limit {
+			have[k] = true
+		} else {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 var upsertOutcome = func() string {
@@ -344,21 +387,19 @@ func (s *store) recoverRollups() error {
 		return err
 	}
 	clear(r.minutes)
-	rows, err := s.db.Query(`SELECT id, ts, qname, client_ip, rcode, qtype, proto, coalesce(plugin, ''), duration_us
+	rows, err := s.db.Query(`SELECT ts, qname, client_ip, rcode, qtype, proto, coalesce(plugin, ''), duration_us
 		FROM queries WHERE id > ? AND id >= ? ORDER BY id`, after, v2FirstID)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	var newest int64
 	for rows.Next() {
-		var id, ts, rcode, qtype, us int64
+		var ts, rcode, qtype, us int64
 		var name, client, proto, plugin string
-		if err := rows.Scan(&id, &ts, &name, &client, &rcode, &qtype, &proto, &plugin, &us); err != nil {
+		if err := rows.Scan(&ts, &name, &client, &rcode, &qtype, &proto, &plugin, &us); err != nil {
 			return err
 		}
-		r.count(ts, name, client, rcode, qtype, proto, plugin, us)
-		newest = max(newest, ts)
+		r.count(ts, name, client, rcode, uint16(qtype), protoOf(proto), uint8(s.batch.labels.id(labelPlugin, plugin)), us)
 	}
 	if err := rows.Err(); err != nil {
 		return err

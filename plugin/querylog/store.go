@@ -466,7 +466,7 @@ func (s *store) flushRollups() error {
 		if err := execDriver(ctx, d, "BEGIN IMMEDIATE"); err != nil {
 			return err
 		}
-		if err = r.flush(ctx, d, s.batch.lastID, s.batch.newest); err != nil {
+		if err = r.flush(ctx, d, s.batch.lastID, s.batch.newest, s.batch.labels); err != nil {
 			execDriver(ctx, d, "ROLLBACK")
 			return err
 		}

@@ -305,15 +305,6 @@ func entryOf(l *labels, r queryRow) entry {
 	return e
 }
 
-// protoOf is the transport named p.
-func protoOf(p string) proto {
-	for i, name := range protoNames {
-		if name == p {
-			return proto(i)
-		}
-	}
-	return protoUDP
-}
 
 // rowOf is the row e must be stored as (codec.go's maxima applied), with l's label numbers.
 func rowOf(l *labels, e entry) queryRow {
