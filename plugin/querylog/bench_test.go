@@ -127,6 +127,52 @@ func BenchmarkStoreWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkStoreGrowth measures how writing slows as the log grows: the rate of the skewed mix
+// into a database already holding 0, 10M, 50M and 100M rows (schema 1's layout reaches about
+// 10 GB, schema 2's about 4 GB), with the file on disk and SQLite's default page cache. Both
+// layouts, in one run; it takes minutes and needs the disk space.
+//
+//	go test -run '^$' -bench StoreGrowth -benchtime 1x -timeout 2h ./plugin/querylog/
+func BenchmarkStoreGrowth(b *testing.B) {
+	const measure = 200_000
+	entries := benchMix("skewed", measure)
+	for _, layout := range []string{"v2", "v1"} {
+		b.Run("schema="+layout, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "growth.db")
+			var write func([]entry) error
+			if layout == "v1" {
+				write = openV1Store(b, path).write
+			} else {
+				s, ckpt := benchStore(b, "growth.db")
+				defer s.close()
+				defer ckpt.close()
+				write = func(es []entry) error { return s.write(es) }
+			}
+			const batch = 1000
+			rows := 0
+			writeN := func(n int) time.Duration {
+				start := time.Now()
+				for done := 0; done < n; done += batch {
+					chunk := entries[done%measure : done%measure+batch]
+					for i := range chunk {
+						chunk[i].start += int64(measure) * 100_000
+					}
+					if err := write(chunk); err != nil {
+						b.Fatal(err)
+					}
+				}
+				rows += n
+				return time.Since(start)
+			}
+			for _, at := range []int{0, 10_000_000, 50_000_000, 100_000_000} {
+				writeN(at - rows)
+				took := writeN(measure)
+				b.ReportMetric(float64(measure)/took.Seconds(), fmt.Sprintf("rows/s@%dM", at/1_000_000))
+			}
+		})
+	}
+}
+
 // cpuTime is the CPU time this process has used (all threads: SQLite's work, the Go
 // runtime's and the garbage collector's).
 func cpuTime() time.Duration {
