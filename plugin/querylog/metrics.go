@@ -1,6 +1,8 @@
 package querylog
 
 import (
+	"time"
+
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +50,55 @@ var (
 		Help:      "Counter of responses not logged because of ignore or ignore_clients.",
 	}, []string{"server"})
 )
+
+// Shipping to ClickHouse (ship.go): counters updated by the shipper and by max_size; the lag
+// gauges are read from each shipper at scrape time by shipCollector.
+var (
+	shippedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "shipped_total",
+		Help:      "Counter of rows ClickHouse has acknowledged.",
+	}, []string{"db"})
+
+	shipErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "ship_errors_total",
+		Help:      "Counter of failed attempts to ship (connect, check the table, insert); each is retried.",
+	}, []string{"db"})
+
+	shipDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "ship_dropped_total",
+		Help:      "Counter of rows deleted from SQLite before they were shipped, by reason.",
+	}, []string{"db", "reason"})
+
+	descShipLagRows    = newDesc("ship_lag_rows", "Rows in SQLite after the ship cursor (difference of seq).", "db")
+	descShipLagSeconds = newDesc("ship_lag_seconds", "Age of the oldest row not yet shipped; 0 when caught up.", "db")
+)
+
+func init() { prometheus.MustRegister(shipCollector{}) }
+
+type shipCollector struct{}
+
+func (shipCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descShipLagRows
+	ch <- descShipLagSeconds
+}
+
+func (shipCollector) Collect(ch chan<- prometheus.Metric) {
+	live, _ := writersForMetrics()
+	now := time.Now()
+	for _, w := range live {
+		if s := w.ship.Load(); s != nil {
+			rows, seconds := s.lag(now)
+			ch <- prometheus.MustNewConstMetric(descShipLagRows, prometheus.GaugeValue, float64(rows), w.path)
+			ch <- prometheus.MustNewConstMetric(descShipLagSeconds, prometheus.GaugeValue, seconds, w.path)
+		}
+	}
+}
 
 // The buffer's accounting is exported by bufferCollector from one locked snapshot per database,
 // so that enqueued = written + dropped + buffered holds exactly at every scrape.
@@ -143,7 +194,8 @@ func MetricNames() []string {
 	for _, n := range []string{"buffer_size", "buffer_capacity", "buffer_peak_size", "enqueued_total",
 		"written_total", "dropped_total", "flush_errors_total", "flush_interval_seconds",
 		"batch_flush_duration_seconds", "batch_flush_size", "db_size_bytes", "pruned_total",
-		"last_flush_timestamp_seconds", "disk_low", "ignored_total"} {
+		"last_flush_timestamp_seconds", "disk_low", "ignored_total",
+		"shipped_total", "ship_errors_total", "ship_dropped_total", "ship_lag_rows", "ship_lag_seconds"} {
 		names = append(names, prometheus.BuildFQName(plugin.Namespace, subsystem, n))
 	}
 	return names

@@ -3,6 +3,7 @@ package querylog
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type writer struct {
 	store   *store     // nil once closed
 	ckpt    *checkpointer
 	tail    tail // entries answered after the buffer closed
+
+	shipMu sync.Mutex              // serializes setShip
+	ship   atomic.Pointer[shipper] // nil unless shipping (ship.go)
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -95,6 +99,7 @@ func acquire(o options) (*writer, error) {
 	}
 	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
 	writers[o.path] = w
+	w.setShip(o.ship) // before the flusher's first maintenance, which asks it what may be deleted
 	go w.run()
 	return w, nil
 }
@@ -132,6 +137,7 @@ func (w *writer) configure(o options) {
 	w.opts = o
 	w.optsMu.Unlock()
 	w.buf.configure(o)
+	w.setShip(o.ship)
 }
 
 func (w *writer) options() options {
@@ -164,6 +170,7 @@ func (w *writer) release(o options, keepTail bool) {
 	w.buf.close()
 	close(w.stop)
 	<-w.done
+	w.setShip(shipOptions{})
 	w.buf.release()
 
 	registryMu.Lock()

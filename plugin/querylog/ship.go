@@ -1,0 +1,354 @@
+package querylog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// A shipper forwards one database file to ClickHouse: the SQLite file stays the durable log,
+// and the shipper reads the rows after its cursor (the highest seq ClickHouse has acknowledged,
+// kept in the file) and inserts them in batches, each row stamped (node, seq = rowid).
+//
+// Effectively once: a batch whose insert failed, or whose acknowledgement was lost (a crash
+// between insert and cursor update, a dropped connection), may or may not be in ClickHouse.
+// Before sending such a batch again, and at every start, the shipper waits until no insert of
+// its node is still running in ClickHouse (system.processes, by query id), asks which of the
+// batch's seqs ClickHouse already holds, and sends only the others. The question reads the
+// batch's own time window of one node, a few granules of the sort key (node, time, seq), so it
+// costs milliseconds however large the table. ClickHouse 18.16 has no insert deduplication
+// outside Replicated tables, and a ReplacingMergeTree would only merge duplicates away at some
+// later time (count() would need FINAL): this way count() is exact as soon as an insert returns.
+type shipper struct {
+	w      *writer
+	o      shipOptions
+	db     *sql.DB // read-only, the shipper's own
+	conn   driver.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	cursor atomic.Int64 // highest seq in ClickHouse; -1 until read from SQLite
+	newest atomic.Int64 // highest rowid in SQLite when last looked
+	oldest atomic.Int64 // arrival (Unix ms) of the first row after the cursor when last looked; 0: none
+
+	errLog  limiter // the shipper goroutine's
+	dropLog limiter // the flusher's, for rows max_size deletes before they are shipped
+}
+
+var (
+	// shipEvery is how often the shipper looks for new rows once it has caught up, and how
+	// often it refreshes the lag while it waits (a variable so tests can shorten it).
+	shipEvery = time.Second
+	// shipBatchRows is the most rows one insert carries. ClickHouse prefers few large inserts,
+	// but past 20,000 rows the shipper spends more CPU per row (a larger live heap to scan) and
+	// ships no faster (BenchmarkShip); two batches of 20,000 (one sent, one read ahead) hold
+	// about 10 MB.
+	shipBatchRows = 20000
+)
+
+func startShipper(w *writer, o shipOptions) (*shipper, error) {
+	db, err := openShipReader(w.path)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", w.path, err)
+	}
+	conn, err := openClickHouse(o)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ship to %s: %w", o.target(), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &shipper{w: w, o: o, db: db, conn: conn, cancel: cancel, done: make(chan struct{}),
+		errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery}}
+	s.cursor.Store(-1)
+	// Every series exists from the start, at 0.
+	shippedTotal.WithLabelValues(w.path)
+	shipErrors.WithLabelValues(w.path)
+	shipDropped.WithLabelValues(w.path, "max_size")
+	go s.run(ctx)
+	return s, nil
+}
+
+// stop ends the goroutine, interrupting an insert in flight (its rows are checked at the next
+// start), and waits for it.
+func (s *shipper) stop() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *shipper) run(ctx context.Context) {
+	defer close(s.done)
+	defer s.db.Close()
+	defer s.conn.Close()
+	backoff := firstBackoff
+	for ctx.Err() == nil {
+		if err := s.ship(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			shipErrors.WithLabelValues(s.w.path).Inc()
+			if ok, suppressed := s.errLog.allow(time.Now()); ok {
+				log.Errorf("Shipping %s to ClickHouse %s (%s) as node %s failed (%d similar errors suppressed), will retry: %v",
+					s.w.path, s.o.target(), s.o.addrs, s.o.node, suppressed, err)
+			}
+			s.wait(ctx, backoff)
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = firstBackoff
+	}
+}
+
+// ship runs until it fails or is stopped: it reads a batch, makes sure none of it is sent twice,
+// inserts it, and moves the cursor. While a full batch is being inserted, the next one is read
+// from SQLite, so that catching up a backlog keeps both sides busy.
+func (s *shipper) ship(ctx context.Context) error {
+	if s.cursor.Load() < 0 {
+		c, err := s.loadCursor()
+		if err != nil {
+			return fmt.Errorf("reading the cursor from %s: %w", s.w.path, err)
+		}
+		s.cursor.Store(c)
+	}
+	// Until a batch turns out to be wholly new, each one is checked against ClickHouse: at
+	// start, because the last process may have died between an insert and saving the cursor;
+	// after a failure, because the failed insert may have been committed all the same.
+	check := true
+	var bufs [2][]shipRow // the batch being sent and the one being read ahead
+	var ahead chan readResult
+	defer func() {
+		if ahead != nil {
+			<-ahead // its buffer and the connection must be free before returning
+		}
+	}()
+	var looked time.Time
+	for ctx.Err() == nil {
+		if time.Since(looked) >= shipEvery {
+			if err := s.progress(); err != nil {
+				return err
+			}
+			looked = time.Now()
+		}
+		var batch []shipRow
+		if ahead != nil {
+			r := <-ahead
+			ahead = nil
+			if r.err != nil {
+				return fmt.Errorf("reading %s: %w", s.w.path, r.err)
+			}
+			bufs[0], bufs[1] = r.rows, bufs[0]
+		} else {
+			var err error
+			if bufs[0], err = readShipBatch(s.db, s.cursor.Load(), shipBatchRows, bufs[0][:0]); err != nil {
+				return fmt.Errorf("reading %s: %w", s.w.path, err)
+			}
+		}
+		batch = bufs[0]
+		if len(batch) == 0 {
+			s.wait(ctx, shipEvery)
+			looked = time.Now()
+			continue
+		}
+		full, upTo := len(batch) == shipBatchRows, batch[len(batch)-1].seq
+		if full {
+			ahead = make(chan readResult, 1)
+			go func(dst []shipRow) {
+				rows, err := readShipBatch(s.db, upTo, shipBatchRows, dst)
+				ahead <- readResult{rows, err}
+			}(bufs[1][:0])
+		}
+		send := batch
+		if check {
+			var err error
+			if send, err = s.unshipped(ctx, batch); err != nil {
+				return err
+			}
+			check = len(send) < len(batch)
+		}
+		if len(send) > 0 {
+			ictx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
+			err := insertRows(ictx, s.conn, s.o, queryID(s.o.node, send), send)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("inserting %d rows: %w", len(send), err)
+			}
+		}
+		s.acknowledge(upTo, len(batch))
+		if !full {
+			s.progress()
+			s.wait(ctx, shipEvery)
+			looked = time.Now()
+		}
+	}
+	return nil
+}
+
+type readResult struct {
+	rows []shipRow
+	err  error
+}
+
+// unshipped returns the rows of batch that ClickHouse does not hold yet, once no insert of this
+// node is running there any more. It also creates the table if it is missing and checks its
+// columns, since a failure may have been a dropped or altered table.
+func (s *shipper) unshipped(ctx context.Context, batch []shipRow) ([]shipRow, error) {
+	ctx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
+	defer cancel()
+	if err := ensureTable(ctx, s.conn, s.o); err != nil {
+		return nil, err
+	}
+	for {
+		n, err := insertsRunning(ctx, s.conn, s.o)
+		if err != nil {
+			return nil, fmt.Errorf("looking for inserts still running: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("an earlier insert of node %s is still running in ClickHouse: %w", s.o.node, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	have, err := shippedSeqs(ctx, s.conn, s.o, batch)
+	if err != nil {
+		return nil, fmt.Errorf("asking which rows are already shipped: %w", err)
+	}
+	return withoutShipped(batch, have), nil
+}
+
+// acknowledge moves the cursor past upTo: every row of a batch of n up to it is in ClickHouse.
+func (s *shipper) acknowledge(upTo int64, n int) {
+	s.cursor.Store(upTo)
+	shippedTotal.WithLabelValues(s.w.path).Add(float64(n))
+	// A cursor that could not be saved is only behind: the rows after it are checked against
+	// ClickHouse at the next start, not sent again.
+	if err := s.saveCursor(upTo); err != nil {
+		if ok, suppressed := s.errLog.allow(time.Now()); ok {
+			log.Warningf("Saving the ship cursor of %s (%d similar errors suppressed): %v", s.w.path, suppressed, err)
+		}
+	}
+}
+
+// progress refreshes what the lag metrics are computed from.
+func (s *shipper) progress() error {
+	newest, oldest, err := shipProgress(s.db, max(s.cursor.Load(), 0))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", s.w.path, err)
+	}
+	s.newest.Store(newest)
+	s.oldest.Store(oldest)
+	return nil
+}
+
+// wait sleeps for d or until stopped, refreshing the lag every shipEvery.
+func (s *shipper) wait(ctx context.Context, d time.Duration) {
+	end := time.Now().Add(d)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return
+		}
+		t := time.NewTimer(min(left, shipEvery))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		s.progress() // best effort: a failure shows in the next ship attempt
+	}
+}
+
+var errClosed = errors.New("database closed")
+
+func (s *shipper) loadCursor() (int64, error) {
+	s.w.storeMu.Lock()
+	defer s.w.storeMu.Unlock()
+	if s.w.store == nil {
+		return 0, errClosed
+	}
+	return s.w.store.loadCursor(s.o.target())
+}
+
+func (s *shipper) saveCursor(seq int64) error {
+	s.w.storeMu.Lock()
+	defer s.w.storeMu.Unlock()
+	if s.w.store == nil {
+		return errClosed
+	}
+	return s.w.store.saveCursor(s.o.target(), seq)
+}
+
+// lag returns the rows after the cursor and the age of the oldest of them.
+func (s *shipper) lag(now time.Time) (rows int64, seconds float64) {
+	rows = max(s.newest.Load()-max(s.cursor.Load(), 0), 0)
+	if oldest := s.oldest.Load(); oldest > 0 && rows > 0 {
+		seconds = max(float64(now.UnixMilli()-oldest)/1000, 0)
+	}
+	return rows, seconds
+}
+
+// shipped is the bound for deleting rows: those up to it are in ClickHouse. Before the cursor
+// has been read it is 0: nothing counts as shipped.
+func (s *shipper) shipped() int64 { return max(s.cursor.Load(), 0) }
+
+// ---- The writer's side: one shipper per writer, replaced when its options change. ----
+
+// setShip starts, replaces or stops the writer's shipper to match o. The old shipper stops
+// before a new one starts, so two never send the same rows, and stays visible to retention
+// until then.
+func (w *writer) setShip(o shipOptions) {
+	w.shipMu.Lock()
+	defer w.shipMu.Unlock()
+	old := w.ship.Load()
+	if old != nil && old.o == o {
+		return
+	}
+	if old == nil && !o.enabled() {
+		return
+	}
+	if old != nil {
+		old.stop()
+	}
+	var s *shipper
+	if o.enabled() {
+		var err error
+		if s, err = startShipper(w, o); err != nil {
+			log.Errorf("Not shipping %s: %v", w.path, err)
+		}
+	}
+	w.ship.Store(s)
+}
+
+// shipBound reports whether rows are being shipped and, if so, the highest rowid that may be
+// deleted without losing a row ClickHouse does not have.
+func (w *writer) shipBound() (shipped int64, shipping bool) {
+	if s := w.ship.Load(); s != nil {
+		return s.shipped(), true
+	}
+	return 0, false
+}
+
+// pruneOldestShipping deletes a chunk of the oldest rows for max_size while shipping: max_size
+// leaves no choice, so rows not shipped yet are deleted too, counted and logged.
+func (f *flusher) pruneOldestShipping(s *store) (int64, error) {
+	sh := f.w.ship.Load()
+	if sh == nil {
+		return s.pruneOldest(pruneChunk)
+	}
+	deleted, unshipped, err := s.pruneOldestShipping(pruneChunk, sh.shipped())
+	if err != nil || unshipped == 0 {
+		return deleted, err
+	}
+	shipDropped.WithLabelValues(f.w.path, "max_size").Add(float64(unshipped))
+	if ok, suppressed := sh.dropLog.allow(time.Now()); ok {
+		log.Errorf("max_size: deleted %d rows of %s that were not shipped to ClickHouse yet (%d similar errors suppressed)", unshipped, f.w.path, suppressed)
+	}
+	return deleted, nil
+}
