@@ -31,6 +31,7 @@ type shipper struct {
 	conn   driver.Conn
 	cancel context.CancelFunc
 	done   chan struct{}
+	wake   chan struct{} // cap 1: the flusher has committed rows
 
 	cursor atomic.Int64 // highest seq in ClickHouse; -1 until read from SQLite
 	newest atomic.Int64 // highest rowid in SQLite when last looked
@@ -62,7 +63,7 @@ func startShipper(w *writer, o shipOptions) (*shipper, error) {
 		return nil, fmt.Errorf("ship to %s: %w", o.target(), err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &shipper{w: w, o: o, db: db, conn: conn, cancel: cancel, done: make(chan struct{}),
+	s := &shipper{w: w, o: o, db: db, conn: conn, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
 		errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery}}
 	s.cursor.Store(-1)
 	// Every series exists from the start, at 0.
@@ -125,14 +126,7 @@ func (s *shipper) ship(ctx context.Context) error {
 			<-ahead // its buffer and the connection must be free before returning
 		}
 	}()
-	var looked time.Time
 	for ctx.Err() == nil {
-		if time.Since(looked) >= shipEvery {
-			if err := s.progress(); err != nil {
-				return err
-			}
-			looked = time.Now()
-		}
 		var batch []shipRow
 		if ahead != nil {
 			r := <-ahead
@@ -148,9 +142,11 @@ func (s *shipper) ship(ctx context.Context) error {
 			}
 		}
 		batch = bufs[0]
+		if err := s.progress(); err != nil {
+			return err
+		}
 		if len(batch) == 0 {
 			s.wait(ctx, shipEvery)
-			looked = time.Now()
 			continue
 		}
 		full, upTo := len(batch) == shipBatchRows, batch[len(batch)-1].seq
@@ -181,7 +177,6 @@ func (s *shipper) ship(ctx context.Context) error {
 		if !full {
 			s.progress()
 			s.wait(ctx, shipEvery)
-			looked = time.Now()
 		}
 	}
 	return nil
@@ -198,6 +193,9 @@ type readResult struct {
 func (s *shipper) unshipped(ctx context.Context, batch []shipRow) ([]shipRow, error) {
 	ctx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
 	defer cancel()
+	if err := s.conn.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("connecting: %w", err)
+	}
 	if err := ensureTable(ctx, s.conn, s.o); err != nil {
 		return nil, err
 	}
@@ -246,7 +244,9 @@ func (s *shipper) progress() error {
 	return nil
 }
 
-// wait sleeps for d or until stopped, refreshing the lag every shipEvery.
+// wait sleeps for d, refreshing the lag whenever the flusher commits and at least every
+// shipEvery. It returns early when stopped, or when a full batch is waiting: rows are sent at
+// most every shipEvery, in inserts as large as the traffic of that time, unless they pile up.
 func (s *shipper) wait(ctx context.Context, d time.Duration) {
 	end := time.Now().Add(d)
 	for {
@@ -259,9 +259,14 @@ func (s *shipper) wait(ctx context.Context, d time.Duration) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-s.wake:
+			t.Stop()
 		case <-t.C:
 		}
-		s.progress() // best effort: a failure shows in the next ship attempt
+		// Best effort: a failure shows in the next ship attempt.
+		if s.progress() == nil && s.newest.Load()-s.shipped() >= int64(shipBatchRows) {
+			return
+		}
 	}
 }
 
@@ -324,6 +329,16 @@ func (w *writer) setShip(o shipOptions) {
 		}
 	}
 	w.ship.Store(s)
+}
+
+// shipWake tells the shipper, if any, that rows were committed. It never blocks.
+func (w *writer) shipWake() {
+	if s := w.ship.Load(); s != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // shipBound reports whether rows are being shipped and, if so, the highest rowid that may be

@@ -123,15 +123,18 @@ func ensureTable(ctx context.Context, conn driver.Conn, o shipOptions) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	var problems []string
+	var problems, missing []string
 	for _, c := range shipColumns {
 		typ, ok := have[c.name]
 		switch {
 		case !ok:
-			problems = append(problems, fmt.Sprintf("no column %s (%s)", c.name, c.typ))
+			missing = append(missing, c.name)
 		case !compatibleType(typ, c.typ):
 			problems = append(problems, fmt.Sprintf("column %s is %s, want %s", c.name, typ, c.typ))
 		}
+	}
+	if len(missing) > 0 {
+		problems = append(problems, "no column "+strings.Join(missing, ", "))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("table %s does not have the columns querylog ships: %s (see deploy/clickhouse/querylog.sql)", o.target(), strings.Join(problems, "; "))

@@ -426,7 +426,7 @@ func TestShipErrorMessages(t *testing.T) {
 		{"unreachable", func(o *shipOptions) { o.addrs = "127.0.0.1:1" }, "connection refused"},
 		{"wrong password", func(o *shipOptions) { o.password = "nope" }, "password"},
 		{"unknown database", func(o *shipOptions) { o.database = "nothere" }, "nothere"},
-		{"wrong columns", func(o *shipOptions) { o.table = "wrong" }, "column ts is String, want Int64; no column time"},
+		{"wrong columns", func(o *shipOptions) { o.table = "wrong" }, "column ts is String, want Int64; no column time, server, client_ip"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
