@@ -237,7 +237,6 @@ func shippedUpTo(t *testing.T, w *writer, timeout time.Duration) {
 }
 
 func TestShipExactlyOnce(t *testing.T) {
-	t.Parallel()
 	shipFast(t)
 	ch := qtestutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "s.db")
@@ -267,7 +266,6 @@ func TestShipExactlyOnce(t *testing.T) {
 // ClickHouse already holds some of the rows after the saved cursor (a whole batch and a part
 // of one). The shipper must send exactly the others.
 func TestShipResumesWithoutDuplicates(t *testing.T) {
-	t.Parallel()
 	shipFast(t)
 	ch := qtestutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "r.db")
@@ -319,7 +317,6 @@ func TestShipResumesWithoutDuplicates(t *testing.T) {
 // TestShipOutage kills ClickHouse while rows keep coming: shipping fails and is retried, the
 // lag grows, nothing is lost in SQLite; once ClickHouse is back, every row arrives once.
 func TestShipOutage(t *testing.T) {
-	t.Parallel()
 	shipFast(t)
 	ch := qtestutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "o.db")
@@ -356,7 +353,6 @@ func TestShipOutage(t *testing.T) {
 
 // TestShipFailover lists a dead address first: rows go to the second.
 func TestShipFailover(t *testing.T) {
-	t.Parallel()
 	shipFast(t)
 	ch := qtestutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "f.db")
@@ -372,7 +368,6 @@ func TestShipFailover(t *testing.T) {
 // TestShipBadTarget: a wrong password and a table with the wrong columns fail every attempt
 // (counted, retried), lose nothing locally, and shipping resumes once the cause is fixed.
 func TestShipBadTarget(t *testing.T) {
-	t.Parallel()
 	shipFast(t)
 	ch := qtestutil.StartClickHouse(t)
 	ch.Exec(t, "CREATE TABLE wrong (node String, seq UInt64, ts String) ENGINE = MergeTree ORDER BY seq")
@@ -413,7 +408,6 @@ func TestShipBadTarget(t *testing.T) {
 
 // TestShipErrorMessages checks that each kind of bad target names its cause.
 func TestShipErrorMessages(t *testing.T) {
-	t.Parallel()
 	ch := qtestutil.StartClickHouse(t)
 	ch.Exec(t, "CREATE TABLE wrong (node String, seq UInt64, ts String) ENGINE = MergeTree ORDER BY seq")
 	base := shipOptions{addrs: ch.Addr, user: qtestutil.ClickHouseUser, password: qtestutil.ClickHousePassword,
@@ -505,7 +499,6 @@ func TestShipRetention(t *testing.T) {
 // TestShipDDLMatchesDeploy keeps deploy/clickhouse/querylog.sql the table the shipper creates,
 // and checks that every statement of deploy/clickhouse runs on the real server.
 func TestShipDeployFiles(t *testing.T) {
-	t.Parallel()
 	shipFast(t)
 	dir := filepath.Join("..", "..", "deploy", "clickhouse")
 	ddl, err := os.ReadFile(filepath.Join(dir, "querylog.sql"))
