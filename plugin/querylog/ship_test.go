@@ -603,13 +603,16 @@ func BenchmarkShip(b *testing.B) {
 	}
 	s.close()
 	ch := qtestutil.StartClickHouse(b)
+	runs := 0
 	for _, batch := range []int{10_000, 20_000, 50_000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			old := shipBatchRows
 			shipBatchRows = batch
 			defer func() { shipBatchRows = old }()
-			for i := range b.N {
-				table := fmt.Sprintf("bench_%d_%d", batch, i)
+			for range b.N {
+				// A table, and so a cursor, of its own for each run.
+				runs++
+				table := fmt.Sprintf("bench_%d", runs)
 				o := shipOpts(path, ch.Addr, "n1")
 				o.ship.table = table
 				self, server := selfCPU(b), processCPU(b, ch.Pid())
@@ -656,4 +659,22 @@ func processCPU(b *testing.B, pid int) time.Duration {
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// BenchmarkShipSaveCursor measures the cursor update the shipper makes after each batch, on the
+// writer's connection between two flushes.
+//
+//	go test -run '^$' -bench ShipSaveCursor ./plugin/querylog/
+func BenchmarkShipSaveCursor(b *testing.B) {
+	s, ckpt := benchStore(b, "c.db")
+	defer s.close()
+	defer ckpt.close()
+	if _, err := s.loadCursor("db.table"); err != nil {
+		b.Fatal(err)
+	}
+	for i := range b.N {
+		if err := s.saveCursor("db.table", int64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
