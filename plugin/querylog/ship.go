@@ -52,18 +52,11 @@ var (
 	shipBatchRows = 20000
 )
 
-func startShipper(w *writer, o shipOptions) (*shipper, error) {
-	db, err := openShipReader(w.path)
-	if err != nil {
-		return nil, fmt.Errorf("database %s: %w", w.path, err)
-	}
-	conn, err := openClickHouse(o)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("ship to %s: %w", o.target(), err)
-	}
+// startShipper starts the shipper goroutine. It opens everything itself, retrying, so that a
+// writer that ships always has a shipper to bound what retention deletes.
+func startShipper(w *writer, o shipOptions) *shipper {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &shipper{w: w, o: o, db: db, conn: conn, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
+	s := &shipper{w: w, o: o, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
 		errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery}}
 	s.cursor.Store(-1)
 	// Every series exists from the start, at 0.
@@ -71,7 +64,7 @@ func startShipper(w *writer, o shipOptions) (*shipper, error) {
 	shipErrors.WithLabelValues(w.path)
 	shipDropped.WithLabelValues(w.path, "max_size")
 	go s.run(ctx)
-	return s, nil
+	return s
 }
 
 // stop ends the goroutine, interrupting an insert in flight (its rows are checked at the next
@@ -83,8 +76,14 @@ func (s *shipper) stop() {
 
 func (s *shipper) run(ctx context.Context) {
 	defer close(s.done)
-	defer s.db.Close()
-	defer s.conn.Close()
+	defer func() {
+		if s.db != nil {
+			s.db.Close()
+		}
+		if s.conn != nil {
+			s.conn.Close()
+		}
+	}()
 	backoff := firstBackoff
 	for ctx.Err() == nil {
 		if err := s.ship(ctx); err != nil {
@@ -108,6 +107,9 @@ func (s *shipper) run(ctx context.Context) {
 // inserts it, and moves the cursor. While a full batch is being inserted, the next one is read
 // from SQLite, so that catching up a backlog keeps both sides busy.
 func (s *shipper) ship(ctx context.Context) error {
+	if err := s.open(); err != nil {
+		return err
+	}
 	if s.cursor.Load() < 0 {
 		c, err := s.loadCursor()
 		if err != nil {
@@ -233,11 +235,45 @@ func (s *shipper) acknowledge(upTo int64, n int) {
 	}
 }
 
+// open opens the shipper's SQLite reader and its ClickHouse connection pool, once.
+func (s *shipper) open() error {
+	if s.db == nil {
+		db, err := openShipReader(s.w.path)
+		if err != nil {
+			return fmt.Errorf("opening %s: %w", s.w.path, err)
+		}
+		s.db = db
+	}
+	if s.conn == nil {
+		conn, err := openClickHouse(s.o)
+		if err != nil {
+			return fmt.Errorf("connecting: %w", err)
+		}
+		s.conn = conn
+	}
+	return nil
+}
+
 // progress refreshes what the lag metrics are computed from.
 func (s *shipper) progress() error {
+	if s.db == nil {
+		return errClosed
+	}
 	newest, oldest, err := shipProgress(s.db, max(s.cursor.Load(), 0))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", s.w.path, err)
+	}
+	if c := s.cursor.Load(); c > newest {
+		// Retention and max_size always keep the newest row, so only rows deleted by hand get
+		// here; SQLite then numbers new rows from the highest rowid left, below the cursor,
+		// and they would never be shipped. Losing nothing beats keeping seqs unique.
+		log.Errorf("The rows of %s up to seq %d were deleted by another program and SQLite numbers new rows from %d again: shipping the table from its start; ClickHouse will hold those seqs twice for node %s",
+			s.w.path, c, newest+1, s.o.node)
+		s.cursor.Store(0)
+		if err := s.saveCursor(0); err != nil {
+			return err
+		}
+		return s.progress()
 	}
 	s.newest.Store(newest)
 	s.oldest.Store(oldest)
@@ -323,10 +359,7 @@ func (w *writer) setShip(o shipOptions) {
 	}
 	var s *shipper
 	if o.enabled() {
-		var err error
-		if s, err = startShipper(w, o); err != nil {
-			log.Errorf("Not shipping %s: %v", w.path, err)
-		}
+		s = startShipper(w, o)
 	}
 	w.ship.Store(s)
 }

@@ -314,6 +314,32 @@ func TestShipResumesWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// TestShipRowsDeletedByHand: rows deleted by another program leave the cursor above the
+// newest rowid, and SQLite numbers new rows below it again. The shipper must start over rather
+// than skip them.
+func TestShipRowsDeletedByHand(t *testing.T) {
+	shipFast(t)
+	ch := qtestutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "h.db")
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.write(shipEntries(300, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.loadCursor("default.querylog"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.saveCursor("default.querylog", 5000); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	w := utAcquire(t, shipOpts(path, ch.Addr, "n1"))
+	shippedUpTo(t, w, 30*time.Second)
+	checkShipped(t, ch, "querylog", path, "n1")
+}
+
 // TestShipOutage kills ClickHouse while rows keep coming: shipping fails and is retried, the
 // lag grows, nothing is lost in SQLite; once ClickHouse is back, every row arrives once.
 func TestShipOutage(t *testing.T) {
