@@ -32,6 +32,7 @@ type shipper struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	wake   chan struct{} // cap 1: the flusher has committed rows
+	final  chan struct{} // closed by finish: send what is there, then stop
 
 	cursor atomic.Int64 // highest seq in ClickHouse; -1 until read from SQLite
 	newest atomic.Int64 // highest rowid in SQLite when last looked
@@ -57,7 +58,7 @@ var (
 func startShipper(w *writer, o shipOptions) *shipper {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &shipper{w: w, o: o, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery}}
+		final: make(chan struct{}), errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery}}
 	s.cursor.Store(-1)
 	// Every series exists from the start, at 0.
 	shippedTotal.WithLabelValues(w.path)
@@ -74,6 +75,31 @@ func (s *shipper) stop() {
 	<-s.done
 }
 
+// finish sends what ClickHouse does not have yet, without waiting for the next second, and
+// stops once caught up, at the first failure, or when timeout has passed. When the process
+// exits, its file may go with it (a pod's volume): this is the last chance to ship the tail.
+func (s *shipper) finish(timeout time.Duration) {
+	close(s.final)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+		s.cancel()
+		<-s.done
+		log.Warningf("Stopping with rows of %s not shipped to ClickHouse after %s; they are sent from the file at the next start", s.w.path, timeout)
+	}
+}
+
+func (s *shipper) finishing() bool {
+	select {
+	case <-s.final:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *shipper) run(ctx context.Context) {
 	defer close(s.done)
 	defer func() {
@@ -87,13 +113,17 @@ func (s *shipper) run(ctx context.Context) {
 	backoff := firstBackoff
 	for ctx.Err() == nil {
 		if err := s.ship(ctx); err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || err == errCaughtUp {
 				return
 			}
 			shipErrors.WithLabelValues(s.w.path).Inc()
 			if ok, suppressed := s.errLog.allow(time.Now()); ok {
 				log.Errorf("Shipping %s to ClickHouse %s (%s) as node %s failed (%d similar errors suppressed), will retry: %v",
 					s.w.path, s.o.target(), s.o.addrs, s.o.node, suppressed, err)
+			}
+			if s.finishing() {
+				log.Warningf("Stopping with rows of %s not shipped to ClickHouse; they are sent from the file at the next start", s.w.path)
+				return
 			}
 			s.wait(ctx, backoff)
 			backoff = min(2*backoff, maxBackoff)
@@ -148,6 +178,9 @@ func (s *shipper) ship(ctx context.Context) error {
 			return err
 		}
 		if len(batch) == 0 {
+			if s.finishing() {
+				return errCaughtUp
+			}
 			s.wait(ctx, shipEvery)
 			continue
 		}
@@ -295,6 +328,9 @@ func (s *shipper) wait(ctx context.Context, d time.Duration) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-s.final:
+			t.Stop()
+			return
 		case <-s.wake:
 			t.Stop()
 		case <-t.C:
@@ -306,7 +342,10 @@ func (s *shipper) wait(ctx context.Context, d time.Duration) {
 	}
 }
 
-var errClosed = errors.New("database closed")
+var (
+	errClosed   = errors.New("database closed")
+	errCaughtUp = errors.New("caught up") // finish is done
+)
 
 func (s *shipper) loadCursor() (int64, error) {
 	s.w.storeMu.Lock()
@@ -362,6 +401,17 @@ func (w *writer) setShip(o shipOptions) {
 		s = startShipper(w, o)
 	}
 	w.ship.Store(s)
+}
+
+// finishShip lets the shipper send what is left, bounded by shutdown_timeout, and stops it. The
+// writer's last holder calls it once the flusher has drained the buffer.
+func (w *writer) finishShip() {
+	w.shipMu.Lock()
+	defer w.shipMu.Unlock()
+	if s := w.ship.Load(); s != nil {
+		s.finish(w.options().shutdownTimeout)
+		w.ship.Store(nil)
+	}
 }
 
 // shipWake tells the shipper, if any, that rows were committed. It never blocks.

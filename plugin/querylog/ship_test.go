@@ -314,6 +314,53 @@ func TestShipResumesWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// TestShipFinishOnRelease: when the writer closes (shutdown), the rows not shipped yet are
+// sent at once, not left for a next start that may never come (a pod's file goes with it).
+func TestShipFinishOnRelease(t *testing.T) {
+	old := shipEvery
+	shipEvery = time.Hour // nothing is sent on the timer
+	t.Cleanup(func() { shipEvery = old })
+	ch := qtestutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "f.db")
+	w, err := acquire(shipOpts(path, ch.Addr, "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range shipEntries(3000, time.Now()) {
+		w.log(e)
+	}
+	start := time.Now()
+	w.release(w.options(), false)
+	t.Logf("release took %s", time.Since(start))
+	checkShipped(t, ch, "querylog", path, "n1")
+	if got := ch.Uint64(t, "SELECT count() FROM querylog"); got != 3000 {
+		t.Errorf("%d rows in ClickHouse after release, want 3000", got)
+	}
+}
+
+// TestShipFinishBounded: with ClickHouse away, closing the writer does not wait for it beyond
+// shutdown_timeout, and the rows stay in SQLite.
+func TestShipFinishBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.db")
+	o := shipOpts(path, "127.0.0.1:1", "n1")
+	o.shutdownTimeout = time.Second
+	w, err := acquire(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range shipEntries(1000, time.Now()) {
+		w.log(e)
+	}
+	start := time.Now()
+	w.release(w.options(), false)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("release took %s with ClickHouse away and shutdown_timeout 1s", took)
+	}
+	if n := countRows(t, path, ""); n != 1000 {
+		t.Errorf("%d rows in SQLite, want 1000", n)
+	}
+}
+
 // TestShipRowsDeletedByHand: rows deleted by another program leave the cursor above the
 // newest rowid, and SQLite numbers new rows below it again. The shipper must start over rather
 // than skip them.

@@ -170,7 +170,7 @@ func (w *writer) release(o options, keepTail bool) {
 	w.buf.close()
 	close(w.stop)
 	<-w.done
-	w.setShip(shipOptions{})
+	w.finishShip()
 	w.buf.release()
 
 	registryMu.Lock()
