@@ -34,6 +34,8 @@ type shipper struct {
 	wake   chan struct{} // cap 1: the flusher has committed rows
 	final  chan struct{} // closed by finish: send what is there, then stop
 
+	cols columns // the shipper goroutine's, reused for every insert
+
 	cursor atomic.Int64 // highest seq in ClickHouse; -1 until read from SQLite
 	newest atomic.Int64 // highest rowid in SQLite when last looked
 	oldest atomic.Int64 // arrival (Unix ms) of the first row after the cursor when last looked; 0: none
@@ -202,7 +204,8 @@ func (s *shipper) ship(ctx context.Context) error {
 		}
 		if len(send) > 0 {
 			ictx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
-			err := insertRows(ictx, s.conn, s.o, queryID(s.o.node, send), send)
+			err := insertRows(ictx, s.conn, s.o, queryID(s.o.node, send), send, &s.cols)
+			s.cols.clear()
 			cancel()
 			if err != nil {
 				return fmt.Errorf("inserting %d rows: %w", len(send), err)

@@ -151,15 +151,14 @@ func compatibleType(have, want string) bool {
 	return have == want
 }
 
-// insertRows sends rows as one INSERT, with query id id.
-func insertRows(ctx context.Context, conn driver.Conn, o shipOptions, id string, rows []shipRow) error {
+// insertRows sends rows as one INSERT, with query id id, through the column buffers cols.
+func insertRows(ctx context.Context, conn driver.Conn, o shipOptions, id string, rows []shipRow, cols *columns) error {
 	ctx = clickhouse.Context(ctx, clickhouse.WithQueryID(id))
 	b, err := conn.PrepareBatch(ctx, insertQuery(o))
 	if err != nil {
 		return err
 	}
-	cols := shipBlock(o.node, rows)
-	for i, col := range cols {
+	for i, col := range cols.fill(o.node, rows) {
 		if err := b.Column(i).Append(col); err != nil {
 			b.Abort()
 			return fmt.Errorf("column %s: %w", shipColumns[i].name, err)
@@ -168,33 +167,47 @@ func insertRows(ctx context.Context, conn driver.Conn, o shipOptions, id string,
 	return b.Send()
 }
 
-// shipBlock turns rows into one slice per column, in shipColumns order.
-func shipBlock(node string, rows []shipRow) []any {
-	n := len(rows)
-	var (
-		nodes                       = make([]string, n)
-		seq                         = make([]uint64, n)
-		ts, tsec, dur               = make([]int64, n), make([]int64, n), make([]int64, n)
-		server, client, proto       = make([]string, n), make([]string, n), make([]string, n)
-		qname, qtype, qclass, rcode = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		size                        = make([]uint32, n)
-		answers                     = make([]uint16, n)
-		do, aa, tc, rd              = make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
-		ra, ad, cd                  = make([]uint8, n), make([]uint8, n), make([]uint8, n)
-		plugin, up, meta, data      = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		ede                         = make([]int32, n)
-	)
+// columns holds a batch as one slice per column, in shipColumns order. The shipper keeps one
+// and reuses its slices from batch to batch.
+type columns struct {
+	nodes                                              []string
+	seq                                                []uint64
+	ts, tsec, dur                                      []int64
+	server, client, proto, qname, qtype, qclass, rcode []string
+	size                                               []uint32
+	answers                                            []uint16
+	do, aa, tc, rd, ra, ad, cd                         []uint8
+	plugin, up, meta, data                             []string
+	ede                                                []int32
+}
+
+func (c *columns) fill(node string, rows []shipRow) []any {
+	*c = columns{
+		c.nodes[:0], c.seq[:0], c.ts[:0], c.tsec[:0], c.dur[:0],
+		c.server[:0], c.client[:0], c.proto[:0], c.qname[:0], c.qtype[:0], c.qclass[:0], c.rcode[:0],
+		c.size[:0], c.answers[:0], c.do[:0], c.aa[:0], c.tc[:0], c.rd[:0], c.ra[:0], c.ad[:0], c.cd[:0],
+		c.plugin[:0], c.up[:0], c.meta[:0], c.data[:0], c.ede[:0],
+	}
 	for i := range rows {
 		r := &rows[i]
-		nodes[i], seq[i], ts[i], tsec[i] = node, uint64(r.seq), r.ts, r.ts/1000
-		server[i], client[i], proto[i], qname[i] = r.server, r.clientIP, r.proto, r.qname
-		qtype[i], qclass[i], rcode[i] = r.qtype, r.qclass, r.rcode
-		size[i], answers[i], dur[i], do[i] = r.size, r.answers, r.durationUS, r.doBit
-		plugin[i], aa[i], tc[i], rd[i], ra[i], ad[i], cd[i] = r.plugin, r.aa, r.tc, r.rd, r.ra, r.ad, r.cd
-		ede[i], up[i], meta[i], data[i] = r.ede, r.upstream, r.metadata, r.answerData
+		c.nodes, c.seq, c.ts, c.tsec = append(c.nodes, node), append(c.seq, uint64(r.seq)), append(c.ts, r.ts), append(c.tsec, r.ts/1000)
+		c.server, c.client, c.proto = append(c.server, r.server), append(c.client, r.clientIP), append(c.proto, r.proto)
+		c.qname, c.qtype, c.qclass, c.rcode = append(c.qname, r.qname), append(c.qtype, r.qtype), append(c.qclass, r.qclass), append(c.rcode, r.rcode)
+		c.size, c.answers, c.dur, c.do = append(c.size, r.size), append(c.answers, r.answers), append(c.dur, r.durationUS), append(c.do, r.doBit)
+		c.plugin, c.aa, c.tc, c.rd = append(c.plugin, r.plugin), append(c.aa, r.aa), append(c.tc, r.tc), append(c.rd, r.rd)
+		c.ra, c.ad, c.cd, c.ede = append(c.ra, r.ra), append(c.ad, r.ad), append(c.cd, r.cd), append(c.ede, r.ede)
+		c.up, c.meta, c.data = append(c.up, r.upstream), append(c.meta, r.metadata), append(c.data, r.answerData)
 	}
-	return []any{nodes, seq, ts, tsec, server, client, proto, qname, qtype, qclass, rcode, size, answers,
-		dur, do, plugin, aa, tc, rd, ra, ad, cd, ede, up, meta, data}
+	return []any{c.nodes, c.seq, c.ts, c.tsec, c.server, c.client, c.proto, c.qname, c.qtype, c.qclass, c.rcode,
+		c.size, c.answers, c.dur, c.do, c.plugin, c.aa, c.tc, c.rd, c.ra, c.ad, c.cd, c.ede, c.up, c.meta, c.data}
+}
+
+// clear drops the strings the buffers point to, so that a batch's names are not kept alive
+// until the next one.
+func (c *columns) clear() {
+	for _, s := range [][]string{c.nodes, c.server, c.client, c.proto, c.qname, c.qtype, c.qclass, c.rcode, c.plugin, c.up, c.meta, c.data} {
+		clear(s)
+	}
 }
 
 // shippedSeqs returns which of rows ClickHouse already holds for node, sorted. It looks only at

@@ -296,7 +296,7 @@ func TestShipResumesWithoutDuplicates(t *testing.T) {
 	// seq 1001..1500 (one batch), and 1700..1799 with 1750 missing (a torn one).
 	torn := append(append([]shipRow(nil), rows[699:749]...), rows[750:799]...)
 	for _, part := range [][]shipRow{rows[:500], torn} {
-		if err := insertRows(ctx, conn, o.ship, queryID("n1", part), part); err != nil {
+		if err := insertRows(ctx, conn, o.ship, queryID("n1", part), part, &columns{}); err != nil {
 			t.Fatal(err)
 		}
 	}
