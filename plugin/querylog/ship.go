@@ -127,7 +127,7 @@ func (s *shipper) run(ctx context.Context) {
 				log.Warningf("Stopping with rows of %s not shipped to ClickHouse; they are sent from the file at the next start", s.w.path)
 				return
 			}
-			s.wait(ctx, backoff)
+			s.wait(ctx, backoff, false)
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
@@ -183,7 +183,7 @@ func (s *shipper) ship(ctx context.Context) error {
 			if s.finishing() {
 				return errCaughtUp
 			}
-			s.wait(ctx, shipEvery)
+			s.wait(ctx, shipEvery, true)
 			continue
 		}
 		full, upTo := len(batch) == shipBatchRows, batch[len(batch)-1].seq
@@ -214,7 +214,7 @@ func (s *shipper) ship(ctx context.Context) error {
 		s.acknowledge(upTo, len(batch))
 		if !full {
 			s.progress()
-			s.wait(ctx, shipEvery)
+			s.wait(ctx, shipEvery, true)
 		}
 	}
 	return nil
@@ -317,9 +317,11 @@ func (s *shipper) progress() error {
 }
 
 // wait sleeps for d, refreshing the lag whenever the flusher commits and at least every
-// shipEvery. It returns early when stopped, or when a full batch is waiting: rows are sent at
-// most every shipEvery, in inserts as large as the traffic of that time, unless they pile up.
-func (s *shipper) wait(ctx context.Context, d time.Duration) {
+// shipEvery. It returns early when stopped or finishing, and with full when a full batch is
+// waiting: rows are sent at most every shipEvery, in inserts as large as the traffic of that
+// time, unless they pile up. A backoff after a failure passes full false: a backlog must not
+// turn it into a retry at every flush.
+func (s *shipper) wait(ctx context.Context, d time.Duration, full bool) {
 	end := time.Now().Add(d)
 	for {
 		left := time.Until(end)
@@ -339,7 +341,7 @@ func (s *shipper) wait(ctx context.Context, d time.Duration) {
 		case <-t.C:
 		}
 		// Best effort: a failure shows in the next ship attempt.
-		if s.progress() == nil && s.newest.Load()-s.shipped() >= int64(shipBatchRows) {
+		if s.progress() == nil && full && s.newest.Load()-s.shipped() >= int64(shipBatchRows) {
 			return
 		}
 	}

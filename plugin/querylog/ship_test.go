@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	qtestutil "github.com/querylog/querylog/internal/testutil"
@@ -101,6 +102,33 @@ func shipEntries(n int, start time.Time) []entry {
 		}
 	}
 	return es
+}
+
+// TestShipMetricsFromStart: every ship series of a database exists, at 0, as soon as its writer
+// ships, before anything was shipped or failed.
+func TestShipMetricsFromStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	utAcquire(t, shipOpts(path, "127.0.0.1:1", "n1")) // no rows yet: nothing is sent, nothing fails
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if label(m, "db") != path {
+				continue
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			found[f.GetName()+label(m, "reason")] = v
+		}
+	}
+	for _, name := range []string{"shipped_total", "ship_errors_total", "ship_dropped_totalmax_size", "ship_lag_rows", "ship_lag_seconds"} {
+		v, ok := found["coredns_querylog_"+name]
+		if !ok || v != 0 {
+			t.Errorf("coredns_querylog_%s: present %v, value %v; want present at 0", name, ok, v)
+		}
+	}
 }
 
 // TestShipRowMatchesReadableView checks that readShipBatch shows each row as the SQLite view
@@ -401,11 +429,18 @@ func TestShipOutage(t *testing.T) {
 	shippedUpTo(t, w, 30*time.Second)
 
 	ch.Kill()
+	shipBatchRows = 500 // the backlog below is several full batches
+	errs := testutil.ToFloat64(shipErrors.WithLabelValues(path))
 	for _, e := range entries[2000:4000] {
 		w.log(e)
 	}
-	errs := testutil.ToFloat64(shipErrors.WithLabelValues(path))
 	shipWait(t, 10*time.Second, "failed attempts", func() bool { return testutil.ToFloat64(shipErrors.WithLabelValues(path)) >= errs+2 })
+	// Backoff (100 ms doubling) holds however many rows wait: about 5 attempts in 3 s, not one
+	// per flush.
+	time.Sleep(3 * time.Second)
+	if n := testutil.ToFloat64(shipErrors.WithLabelValues(path)) - errs; n > 8 {
+		t.Errorf("%v failed attempts in about 3 s of outage, want backoff to keep them under 8", n)
+	}
 	db := openDB(t, path)
 	shipWait(t, 10*time.Second, "the rows in SQLite", func() bool { return sqliteCount(t, db, "count(*)") == 4000 })
 	time.Sleep(1200 * time.Millisecond)
