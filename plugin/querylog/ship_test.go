@@ -604,7 +604,7 @@ func TestShipRetention(t *testing.T) {
 	})
 }
 
-// TestShipDDLMatchesDeploy keeps deploy/clickhouse/querylog.sql the table the shipper creates,
+// TestShipDeployFiles keeps deploy/clickhouse/querylog.sql the table the shipper creates,
 // and checks that every statement of deploy/clickhouse runs on the real server.
 func TestShipDeployFiles(t *testing.T) {
 	shipFast(t)
