@@ -102,26 +102,20 @@ func openClickHouse(o shipOptions) (driver.Conn, error) {
 }
 
 // ensureTable creates the table if it does not exist and checks that it has every column
-// querylog ships, with a compatible type.
+// querylog ships, with a compatible type. It creates only what is missing, so a user allowed to
+// insert but not to create tables can ship to a table made for it.
 func ensureTable(ctx context.Context, conn driver.Conn, o shipOptions) error {
-	if err := conn.Exec(ctx, tableDDL(o.database, o.table)); err != nil {
-		return fmt.Errorf("creating table %s: %w", o.target(), err)
-	}
-	rows, err := conn.Query(ctx, `SELECT name, type FROM system.columns WHERE database = ? AND table = ?`, o.database, o.table)
+	have, err := tableColumns(ctx, conn, o)
 	if err != nil {
-		return fmt.Errorf("reading the columns of %s: %w", o.target(), err)
+		return err
 	}
-	defer rows.Close()
-	have := map[string]string{}
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
+	if len(have) == 0 {
+		if err := conn.Exec(ctx, tableDDL(o.database, o.table)); err != nil {
+			return fmt.Errorf("creating table %s: %w", o.target(), err)
+		}
+		if have, err = tableColumns(ctx, conn, o); err != nil {
 			return err
 		}
-		have[name] = typ
-	}
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	var problems, missing []string
 	for _, c := range shipColumns {
@@ -140,6 +134,24 @@ func ensureTable(ctx context.Context, conn driver.Conn, o shipOptions) error {
 		return fmt.Errorf("table %s does not have the columns querylog ships: %s (see deploy/clickhouse/querylog.sql)", o.target(), strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// tableColumns returns the table's columns and their types; none if it does not exist.
+func tableColumns(ctx context.Context, conn driver.Conn, o shipOptions) (map[string]string, error) {
+	rows, err := conn.Query(ctx, `SELECT name, type FROM system.columns WHERE database = ? AND table = ?`, o.database, o.table)
+	if err != nil {
+		return nil, fmt.Errorf("reading the columns of %s: %w", o.target(), err)
+	}
+	defer rows.Close()
+	have := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
+		}
+		have[name] = typ
+	}
+	return have, rows.Err()
 }
 
 // compatibleType accepts the listed type, LowCardinality of it, and a DateTime of any zone.
