@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -413,6 +414,50 @@ func TestShipRowsDeletedByHand(t *testing.T) {
 	w := utAcquire(t, shipOpts(path, ch.Addr, "n1"))
 	shippedUpTo(t, w, 30*time.Second)
 	checkShipped(t, ch, "querylog", path, "n1")
+}
+
+// TestShipWaitsForRunningInsert: while a query of the node's insert id prefix runs in ClickHouse
+// (an insert whose reply was lost may still be committing), the shipper neither checks nor
+// sends; it does once that query is over.
+func TestShipWaitsForRunningInsert(t *testing.T) {
+	shipFast(t)
+	ch := qtestutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "w.db")
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.write(shipEntries(100, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	ch.Exec(t, tableDDL("default", "querylog"))
+
+	// A stand-in for the lost insert: a 2 s query under the node's insert id.
+	running := make(chan error, 1)
+	go func() {
+		ctx := clickhouse.Context(context.Background(), clickhouse.WithQueryID(queryIDPrefix("n1")+"1-100"))
+		running <- ch.Conn(t).Exec(ctx, "SELECT sleep(2)")
+	}()
+	shipWait(t, 10*time.Second, "the query to run", func() bool {
+		return ch.Uint64(t, "SELECT count() FROM system.processes WHERE startsWith(query_id, 'querylog:n1:')") == 1
+	})
+	w := utAcquire(t, shipOpts(path, ch.Addr, "n1"))
+	for {
+		select {
+		case err := <-running:
+			if err != nil {
+				t.Fatal(err)
+			}
+			shippedUpTo(t, w, 30*time.Second)
+			checkShipped(t, ch, "querylog", path, "n1")
+			return
+		case <-time.After(20 * time.Millisecond):
+			if n := ch.Uint64(t, "SELECT count() FROM querylog"); n != 0 {
+				t.Fatalf("%d rows shipped while an insert of the node was still running", n)
+			}
+		}
+	}
 }
 
 // TestShipOutage kills ClickHouse while rows keep coming: shipping fails and is retried, the
