@@ -150,6 +150,7 @@ func (f *flusher) flushBatch(n int) error {
 	}
 	f.failures = 0
 	w.buf.remove(count, true, 0)
+	w.shipWake(count)
 	flushDuration.WithLabelValues(w.path).Observe(took.Seconds())
 	flushSize.WithLabelValues(w.path).Observe(float64(count))
 	size := w.store.size()

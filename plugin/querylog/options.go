@@ -33,6 +33,7 @@ type options struct {
 	maxSize         int64         // bytes; 0: no cap
 	minFreeBytes    int64         // free space the filesystem must keep, or
 	minFreePercent  float64       // the same as a share of the filesystem
+	ship            shipOptions   // ship_options.go; zero: no shipping
 }
 
 const (
@@ -140,6 +141,9 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 		// buffer then has less room than one batch while a batch is written, and drops.
 		log.Warningf("batch_size %d is more than half of buffer_size %d: under load, entries may be dropped while a batch is written", o.batchSize, o.bufferSize)
 	}
+	if err := checkShip(c, &o.ship); err != nil {
+		return o, f, err
+	}
 	var err error
 	if o.path, err = resolvePath(c, "querylog PATH", o.path); err != nil {
 		return o, f, errAt(c, lineOf(), err)
@@ -241,6 +245,8 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 		if err = want(1); err == nil {
 			o.minFreeBytes, o.minFreePercent, err = parseMinFree(c, args[0])
 		}
+	case "ship", "node", "ship_password":
+		return parseShipOption(c, &o.ship, name, args)
 	case "anonymize":
 		return parseAnonymize(c, f, args)
 	case "ignore":

@@ -24,7 +24,12 @@ func (f *flusher) maintain() {
 	o := f.w.options()
 	if o.retention > 0 {
 		cutoff := time.Now().Add(-o.retention).UnixMilli()
-		f.prune(func(s *store) (int64, error) { return s.pruneOlder(cutoff, pruneChunk) }, func() bool { return false })
+		f.prune(func(s *store) (int64, error) {
+			if shipped, ok := f.w.shipBound(); ok {
+				return s.pruneOlderShipped(cutoff, shipped, pruneChunk) // never unshipped rows
+			}
+			return s.pruneOlder(cutoff, pruneChunk)
+		}, func() bool { return false })
 	}
 	if o.maxSize > 0 {
 		over := func() bool {
@@ -34,7 +39,7 @@ func (f *flusher) maintain() {
 			return err == nil && used > o.maxSize*9/10
 		}
 		if f.w.store.size() > o.maxSize || over() {
-			f.prune(func(s *store) (int64, error) { return s.pruneOldest(pruneChunk) }, func() bool { return !over() })
+			f.prune(f.pruneOldestShipping, func() bool { return !over() }) // counts unshipped rows it deletes
 			f.w.storeMu.Lock()
 			err := f.w.store.vacuum()
 			f.w.storeMu.Unlock()

@@ -103,35 +103,8 @@ func createViews(tx *sql.Tx) error {
 		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`).Scan(&v1, &meta, &answers); err != nil {
 		return err
 	}
-	var flagCols strings.Builder
-	for i, name := range flagColumns {
-		fmt.Fprintf(&flagCols, ", "+sqlFlag+" AS %s", 16+i, name)
-	}
-	optional := func(has bool, col string) string {
-		if has {
-			return "l." + col
-		}
-		return "NULL"
-	}
-	protos := make([]string, len(protoNames))
-	for i, p := range protoNames {
-		protos[i] = fmt.Sprintf("WHEN %d THEN '%s'", i, p)
-	}
-	// Lookups are scalar subqueries rather than joins: SQLite evaluates one only when its
-	// column is used, where it would join every row for an aggregate (count, GROUP BY).
-	label := func(kind labelKind, number string) string {
-		return fmt.Sprintf(`(SELECT text FROM labels WHERE kind = %d AND n = %s)`, kind, number)
-	}
 	queries := `CREATE VIEW queries AS
-	SELECT l.id, ` + sqlTS + ` AS ts, coalesce(` + label(labelServer, sqlServer) + `, '') AS server,
-	       CASE WHEN typeof(l.client) = 'integer' THEN (SELECT addr FROM clients WHERE id = l.client) ELSE l.client END AS client_ip,
-	       CASE ` + sqlProto + ` ` + strings.Join(protos, " ") + ` END AS proto,
-	       CASE WHEN typeof(l.name) = 'integer' THEN (SELECT name FROM names WHERE id = l.name) ELSE l.name END AS qname,
-	       ` + sqlQtype + ` AS qtype, ` + sqlQclass + ` AS qclass, ` + sqlRcode + ` AS rcode,
-	       ` + sqlSize + ` AS size, ` + sqlAnswers + ` AS answers, ` + sqlDuration + ` AS duration_us` +
-		flagCols.String() + `,
-	       ` + label(labelPlugin, sqlPlugin) + ` AS plugin, ` + sqlEDE + ` AS ede, ` + label(labelUpstream, sqlUpstream) + ` AS upstream,
-	       ` + optional(meta, "metadata") + ` AS metadata, ` + optional(answers, "answer_data") + ` AS answer_data
+	SELECT ` + logColumns(meta, answers) + `
 	FROM log l`
 	if v1 {
 		queries += `
@@ -160,6 +133,41 @@ func createViews(tx *sql.Tx) error {
 		}
 	}
 	return nil
+}
+
+// logColumns is the select list of the queries view over a log row l, for the view and for
+// readers that must not go through it (the shipper: an ORDER BY over the view's UNION ALL with
+// schema 1's rows sorts all of them). meta and answers say whether the table has the optional
+// columns.
+func logColumns(meta, answers bool) string {
+	var flagCols strings.Builder
+	for i, name := range flagColumns {
+		fmt.Fprintf(&flagCols, ", "+sqlFlag+" AS %s", 16+i, name)
+	}
+	optional := func(has bool, col string) string {
+		if has {
+			return "l." + col
+		}
+		return "NULL"
+	}
+	protos := make([]string, len(protoNames))
+	for i, p := range protoNames {
+		protos[i] = fmt.Sprintf("WHEN %d THEN '%s'", i, p)
+	}
+	// Lookups are scalar subqueries rather than joins: SQLite evaluates one only when its
+	// column is used, where it would join every row for an aggregate (count, GROUP BY).
+	label := func(kind labelKind, number string) string {
+		return fmt.Sprintf(`(SELECT text FROM labels WHERE kind = %d AND n = %s)`, kind, number)
+	}
+	return `l.id, ` + sqlTS + ` AS ts, coalesce(` + label(labelServer, sqlServer) + `, '') AS server,
+	       CASE WHEN typeof(l.client) = 'integer' THEN (SELECT addr FROM clients WHERE id = l.client) ELSE l.client END AS client_ip,
+	       CASE ` + sqlProto + ` ` + strings.Join(protos, " ") + ` END AS proto,
+	       CASE WHEN typeof(l.name) = 'integer' THEN (SELECT name FROM names WHERE id = l.name) ELSE l.name END AS qname,
+	       ` + sqlQtype + ` AS qtype, ` + sqlQclass + ` AS qclass, ` + sqlRcode + ` AS rcode,
+	       ` + sqlSize + ` AS size, ` + sqlAnswers + ` AS answers, ` + sqlDuration + ` AS duration_us` +
+		flagCols.String() + `,
+	       ` + label(labelPlugin, sqlPlugin) + ` AS plugin, ` + sqlEDE + ` AS ede, ` + label(labelUpstream, sqlUpstream) + ` AS upstream,
+	       ` + optional(meta, "metadata") + ` AS metadata, ` + optional(answers, "answer_data") + ` AS answer_data`
 }
 
 // fillNames stores miekg/dns's type and rcode names for the queries_readable view.

@@ -104,6 +104,17 @@ func dsn(path string, readOnly bool) string {
 	return u.String()
 }
 
+// readerDSN is the connection string of a reader beside the writer (the shipper): read-only,
+// through the WAL, so it sees every commit.
+func readerDSN(path string) string {
+	q := url.Values{}
+	q.Add("mode", "ro")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
+	q.Add("_pragma", "query_only(1)")
+	u := url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}
+	return u.String()
+}
+
 // openStore opens (creating with mode 0640) and migrates the database at path.
 func openStore(path string) (*store, error) {
 	if err := checkDatabase(path); err != nil {

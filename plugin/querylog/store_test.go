@@ -305,7 +305,6 @@ func entryOf(l *labels, r queryRow) entry {
 	return e
 }
 
-
 // rowOf is the row e must be stored as (codec.go's maxima applied), with l's label numbers.
 func rowOf(l *labels, e entry) queryRow {
 	return queryRow{e.start / 1e6, l.text(labelServer, uint16(e.server)), clientText(&e, nil), e.proto().String(), e.qname,

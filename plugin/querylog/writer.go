@@ -3,6 +3,7 @@ package querylog
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,9 @@ type writer struct {
 
 	labels labels  // numbers of the texts entries repeat (servers, plugins, upstreams)
 	keys   keyring // anonymize hash keys of the handlers, numbered for their entries
+
+	shipMu sync.Mutex              // serializes setShip
+	ship   atomic.Pointer[shipper] // nil unless shipping (ship.go)
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -97,6 +101,7 @@ func acquire(o options) (*writer, error) {
 	registryMu.Lock()
 	writers[o.path] = w
 	registryMu.Unlock()
+	w.setShip(o.ship) // before the flusher's first maintenance, which asks it what may be deleted
 	go w.run()
 	return w, nil
 }
@@ -157,6 +162,7 @@ func (w *writer) configure(o options) {
 	w.opts = o
 	w.optsMu.Unlock()
 	w.buf.configure(o)
+	w.setShip(o.ship)
 }
 
 func (w *writer) options() options {
@@ -189,6 +195,7 @@ func (w *writer) release(o options, keepTail bool) {
 	w.buf.close()
 	close(w.stop)
 	<-w.done
+	w.finishShip()
 	w.buf.release()
 
 	registryMu.Lock()

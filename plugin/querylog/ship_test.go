@@ -1,0 +1,829 @@
+package querylog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/miekg/dns"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/querylog/querylog/internal/testutil"
+)
+
+func TestParseShip(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("QUERYLOG_TEST_PW", "from-env")
+	host, _ := os.Hostname()
+	tests := []struct {
+		name  string
+		input string
+		want  shipOptions
+	}{
+		{"one address, defaults", "ship clickhouse://ch.example.org:9000/logs",
+			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: host}},
+		{"default port", "ship clickhouse://ch.example.org/logs",
+			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: host}},
+		{"user, table, node, failover, IPv6", "ship clickhouse://ql@a.example.org:9000/logs?table=dns clickhouse://ql@[2001:db8::1]:9001/logs?table=dns\n node ns1",
+			shipOptions{addrs: "a.example.org:9000,[2001:db8::1]:9001", user: "ql", database: "logs", table: "dns", node: "ns1"}},
+		{"password from a file", "ship clickhouse://ql@ch.example.org:9000/logs\n ship_password file pw",
+			shipOptions{addrs: "ch.example.org:9000", user: "ql", database: "logs", table: "querylog", node: host, password: "s3cret"}},
+		{"password from the environment, node first", "node n-1.example\n ship_password env QUERYLOG_TEST_PW\n ship clickhouse://ch.example.org:9000/logs",
+			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: "n-1.example", password: "from-env"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := controller("querylog "+filepath.Join(dir, "q.db")+" {\n "+tc.input+"\n}", dir)
+			o, _, err := parse(c)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if o.ship != tc.want {
+				t.Errorf("ship options = %+v, want %+v", o.ship, tc.want)
+			}
+		})
+	}
+
+	bad := []struct{ name, input, msg string }{
+		{"no address", "ship", "at least one"},
+		{"other scheme", "ship tcp://ch.example.org:9000/logs", "clickhouse://"},
+		{"password in the URL", "ship clickhouse://ql:pw@ch.example.org:9000/logs", "does not belong in the Corefile"},
+		{"no database", "ship clickhouse://ch.example.org:9000", "DATABASE"},
+		{"bad database", "ship clickhouse://ch.example.org:9000/a-b", "DATABASE"},
+		{"bad table", "ship clickhouse://ch.example.org:9000/logs?table=x;drop", "table"},
+		{"unknown parameter", "ship clickhouse://ch.example.org:9000/logs?secure=1", "unknown parameter"},
+		{"addresses disagree", "ship clickhouse://ch.example.org:9000/logs clickhouse://ch.example.org:9000/other", "same user, database and table"},
+		{"ship twice", "ship clickhouse://a.example.org/logs\n ship clickhouse://b.example.org/logs", "twice"},
+		{"node without ship", "node ns1", "need a ship line"},
+		{"password without ship", "ship_password env QUERYLOG_TEST_PW", "need a ship line"},
+		{"node with a colon", "ship clickhouse://a.example.org/logs\n node a:b", "':'"},
+		{"node with two names", "ship clickhouse://a.example.org/logs\n node a b", "one NAME"},
+		{"password how", "ship clickhouse://a.example.org/logs\n ship_password s3cret", "file PATH or env NAME"},
+		{"password env unset", "ship clickhouse://a.example.org/logs\n ship_password env QUERYLOG_NO_SUCH_VARIABLE", "not set"},
+		{"password file missing", "ship clickhouse://a.example.org/logs\n ship_password file nothing-here", "no such file"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			c := controller("querylog "+filepath.Join(dir, "q.db")+" {\n "+tc.input+"\n}", dir)
+			_, _, err := parse(c)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("parse error = %v, want one containing %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+// shipEntries makes n entries, of varied types, classes and rcodes, that arrived from start on.
+func shipEntries(n int, start time.Time) []entry {
+	es := benchEntries(n)
+	types := []uint16{dns.TypeA, dns.TypeAAAA, 65280, dns.TypeHTTPS}
+	classes := []uint16{dns.ClassINET, dns.ClassCHAOS, 77, dns.ClassANY}
+	rcodes := []uint16{dns.RcodeSuccess, dns.RcodeNameError, 3841, dns.RcodeServerFailure}
+	for i := range es {
+		es[i].start = start.UnixNano() + int64(i)*int64(time.Millisecond)
+		es[i].qtype, es[i].qclass, es[i].rcode = types[i%4], classes[i%3], rcodes[i%4]
+		if i%5 == 0 {
+			es[i].flags |= flagDO
+		}
+		if i%7 == 0 {
+			es[i].setAddr(netip.MustParseAddr("2001:db8::7"))
+			es[i].setProto(protoTCP)
+		}
+	}
+	return es
+}
+
+// TestShipMetricsFromStart: every ship series of a database exists, at 0, as soon as its writer
+// ships, before anything was shipped or failed.
+func TestShipMetricsFromStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	testWriter(t, shipOpts(path, "127.0.0.1:1", "n1")) // no rows yet: nothing is sent, nothing fails
+	m := testutil.Gather(t)
+	for _, series := range []struct{ name, reason string }{{"shipped_total", ""}, {"ship_errors_total", ""},
+		{"ship_dropped_total", "max_size"}, {"ship_lag_rows", ""}, {"ship_lag_seconds", ""}} {
+		kv := []string{"db", path}
+		if series.reason != "" {
+			kv = append(kv, "reason", series.reason)
+		}
+		if !m.Has(series.name, kv...) || m.Get(path, series.name, kv[2:]...) != 0 {
+			t.Errorf("coredns_querylog_%s%v: present %v, value %v; want present at 0", series.name, kv, m.Has(series.name, kv...), m.Get(path, series.name, kv[2:]...))
+		}
+	}
+}
+
+// logIDs are the ids of the log table's rows, in order.
+func logIDs(t *testing.T, path string) []int64 {
+	t.Helper()
+	rows, err := testutil.OpenRO(t, path).Query(`SELECT id FROM log ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// TestShipRowMatchesReadableView checks that readShipBatch shows each row as the SQLite view
+// queries_readable does.
+func TestShipRowMatchesReadableView(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.db")
+	s := testStore(t, path)
+	if err := s.write(shipEntries(500, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	ids := logIDs(t, path)
+	rows, err := readShipBatch(s.db, ids[99], 1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 400 || rows[0].seq != ids[100] || rows[399].seq != ids[499] {
+		t.Fatalf("read %d rows, seq %d..%d; want 400 rows, the 101st to the 500th", len(rows), rows[0].seq, rows[len(rows)-1].seq)
+	}
+	view, err := s.db.Query(`SELECT r.ts, r.server, r.client_ip, r.proto, r.qname, r.qtype, r.qclass, r.rcode, r.size, r.answers,
+		r.duration_us, r."do", coalesce(r.plugin, ''), q.aa, q.tc, q.rd, q.ra, q.ad, q.cd, coalesce(r.ede, -1), coalesce(r.upstream, '')
+		FROM queries_readable r JOIN queries q USING (id) ORDER BY id LIMIT -1 OFFSET 100`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.Close()
+	for i := 0; view.Next(); i++ {
+		var v shipRow
+		if err := view.Scan(&v.ts, &v.server, &v.clientIP, &v.proto, &v.qname, &v.qtype, &v.qclass, &v.rcode,
+			&v.size, &v.answers, &v.durationUS, &v.doBit, &v.plugin, &v.aa, &v.tc, &v.rd, &v.ra, &v.ad, &v.cd, &v.ede, &v.upstream); err != nil {
+			t.Fatal(err)
+		}
+		v.seq = rows[i].seq
+		if rows[i] != v {
+			t.Fatalf("row %d:\n shipped %+v\n view    %+v", i, rows[i], v)
+		}
+	}
+	if rows, err := readShipBatch(s.db, ids[499], 1000, nil); err != nil || len(rows) != 0 {
+		t.Errorf("after the last row: %d rows, %v", len(rows), err)
+	}
+}
+
+// shipOpts is a writer that flushes quickly and ships to addr as node.
+func shipOpts(path, addr, node string) options {
+	o := retentionOpts(path)
+	o.retention = 0
+	o.ship = shipOptions{addrs: addr, user: testutil.ClickHouseUser, password: testutil.ClickHousePassword,
+		database: "default", table: "querylog", node: node}
+	return o
+}
+
+func shipFast(t testing.TB) {
+	old, oldBatch := shipEvery, shipBatchRows
+	shipEvery = 50 * time.Millisecond
+	t.Cleanup(func() { shipEvery, shipBatchRows = old, oldBatch })
+}
+
+// checkShipped checks that ClickHouse holds every row of the SQLite file at path exactly once,
+// for node: the same seqs, each once, with the same qname.
+func checkShipped(t *testing.T, ch *testutil.ClickHouse, table, path, node string) {
+	t.Helper()
+	local := map[int64]string{}
+	db := testutil.OpenRO(t, path)
+	rows, err := db.Query(`SELECT id, qname FROM queries`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var seq int64
+		var q string
+		rows.Scan(&seq, &q)
+		local[seq] = q
+	}
+	rows.Close()
+	res, err := ch.Conn(t).Query(context.Background(), fmt.Sprintf("SELECT seq, qname FROM %s WHERE node = ?", table), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	seen := map[int64]int{}
+	bad := 0
+	for res.Next() {
+		var seq uint64
+		var q string
+		if err := res.Scan(&seq, &q); err != nil {
+			t.Fatal(err)
+		}
+		seen[int64(seq)]++
+		if local[int64(seq)] != q && bad < 5 {
+			bad++
+			t.Errorf("seq %d: ClickHouse has %q, SQLite %q", seq, q, local[int64(seq)])
+		}
+	}
+	missing, dup := 0, 0
+	for seq := range local {
+		if seen[seq] == 0 {
+			missing++
+		}
+	}
+	for _, n := range seen {
+		if n > 1 {
+			dup += n - 1
+		}
+	}
+	if missing > 0 || dup > 0 || len(seen) > len(local) {
+		t.Errorf("node %s: %d rows in SQLite, %d distinct in ClickHouse: %d missing, %d duplicates", node, len(local), len(seen), missing, dup)
+	}
+}
+
+func shipWait(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	testutil.WaitFor(t, timeout, what, cond)
+}
+
+// sqliteCount counts rows through one connection, for polling: what is "count(*)", or an
+// aggregate over the log table's ids.
+func sqliteCount(t *testing.T, db *sql.DB, what string) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow("SELECT " + what + " FROM log").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// shippedUpTo waits until the writer's shipper has acknowledged every row of its database.
+func shippedUpTo(t *testing.T, w *writer, timeout time.Duration) {
+	t.Helper()
+	db := testutil.OpenRO(t, w.path)
+	shipWait(t, timeout, "every row shipped", func() bool {
+		s := w.ship.Load()
+		if s == nil {
+			return false
+		}
+		size, _ := w.buf.fill()
+		return size == 0 && s.cursor.Load() == sqliteCount(t, db, "coalesce(max(id), 0)")
+	})
+}
+
+func TestShipExactlyOnce(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "s.db")
+	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	for _, e := range shipEntries(5000, time.Now()) {
+		w.log(e)
+	}
+	shippedUpTo(t, w, 30*time.Second)
+	checkShipped(t, ch, "querylog", path, "n1")
+	if got := promtest.ToFloat64(shippedTotal.WithLabelValues(path)); got != 5000 {
+		t.Errorf("shipped_total = %v, want 5000", got)
+	}
+	if got := promtest.ToFloat64(shipErrors.WithLabelValues(path)); got != 0 {
+		t.Errorf("ship_errors_total = %v, want 0", got)
+	}
+	// The cursor is in the file.
+	if got := testutil.CountRows(t, path, ""); got != 5000 {
+		t.Fatalf("%d rows in SQLite", got)
+	}
+	var cursor int64
+	ids := logIDs(t, path)
+	if err := testutil.OpenRO(t, path).QueryRow(`SELECT value FROM state WHERE key = 'ship:default.querylog'`).Scan(&cursor); err != nil || cursor != ids[len(ids)-1] {
+		t.Errorf("cursor = %d (%v), want the last id, %d", cursor, err, ids[len(ids)-1])
+	}
+}
+
+// TestShipResumesWithoutDuplicates plays the crash between an insert and the cursor update:
+// ClickHouse already holds some of the rows after the saved cursor (a whole batch and a part
+// of one). The shipper must send exactly the others.
+func TestShipResumesWithoutDuplicates(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "r.db")
+	s := testStore(t, path)
+	if err := s.write(shipEntries(3000, time.Now().Add(-time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	ids := logIDs(t, path)
+	if err := s.saveCursor("default.querylog", ids[999]); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readShipBatch(s.db, ids[999], 2000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	o := shipOpts(path, ch.Addr, "n1")
+	conn := ch.Conn(t)
+	ctx := context.Background()
+	if err := ensureTable(ctx, conn, o.ship); err != nil {
+		t.Fatal(err)
+	}
+	// The 1001st to the 1500th rows (one batch), and the 1700th to the 1799th without the 1750th
+	// (a torn one).
+	torn := append(append([]shipRow(nil), rows[699:749]...), rows[750:799]...)
+	for _, part := range [][]shipRow{rows[:500], torn} {
+		if err := insertRows(ctx, conn, o.ship, queryID("n1", part), part, &columns{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	w := testWriter(t, o)
+	shippedUpTo(t, w, 30*time.Second)
+	if got := ch.Uint64(t, "SELECT count() FROM querylog WHERE node = 'n1'"); got != 2000 {
+		t.Errorf("ClickHouse holds %d rows, want the 2000 after the cursor", got)
+	}
+	if got := ch.Uint64(t, "SELECT uniqExact(seq) FROM querylog WHERE node = 'n1' AND seq > ?", uint64(ids[999])); got != 2000 {
+		t.Errorf("ClickHouse holds %d distinct seqs after the cursor, want 2000", got)
+	}
+	if got := promtest.ToFloat64(shippedTotal.WithLabelValues(path)); got != 2000 {
+		t.Errorf("shipped_total = %v, want 2000", got)
+	}
+}
+
+// TestShipFinishOnRelease: when the writer closes (shutdown), the rows not shipped yet are
+// sent at once, not left for a next start that may never come (a pod's file goes with it).
+func TestShipFinishOnRelease(t *testing.T) {
+	old := shipEvery
+	shipEvery = time.Hour // nothing is sent on the timer
+	t.Cleanup(func() { shipEvery = old })
+	ch := testutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "f.db")
+	w, err := acquire(shipOpts(path, ch.Addr, "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range shipEntries(3000, time.Now()) {
+		w.log(e)
+	}
+	start := time.Now()
+	w.release(w.options(), false)
+	t.Logf("release took %s", time.Since(start))
+	checkShipped(t, ch, "querylog", path, "n1")
+	if got := ch.Uint64(t, "SELECT count() FROM querylog"); got != 3000 {
+		t.Errorf("%d rows in ClickHouse after release, want 3000", got)
+	}
+}
+
+// TestShipFinishBounded: with ClickHouse away, closing the writer does not wait for it beyond
+// shutdown_timeout, and the rows stay in SQLite.
+func TestShipFinishBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.db")
+	o := shipOpts(path, "127.0.0.1:1", "n1")
+	o.shutdownTimeout = time.Second
+	w, err := acquire(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range shipEntries(1000, time.Now()) {
+		w.log(e)
+	}
+	start := time.Now()
+	w.release(w.options(), false)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("release took %s with ClickHouse away and shutdown_timeout 1s", took)
+	}
+	if n := testutil.CountRows(t, path, ""); n != 1000 {
+		t.Errorf("%d rows in SQLite, want 1000", n)
+	}
+}
+
+// TestShipRowsDeletedByHand: rows deleted by another program leave the cursor above the
+// newest rowid, and SQLite numbers new rows below it again. The shipper must start over rather
+// than skip them.
+func TestShipRowsDeletedByHand(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "h.db")
+	s := testStore(t, path)
+	if err := s.write(shipEntries(300, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	ids := logIDs(t, path)
+	if err := s.saveCursor("default.querylog", ids[len(ids)-1]+5000); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	shippedUpTo(t, w, 30*time.Second)
+	checkShipped(t, ch, "querylog", path, "n1")
+}
+
+// TestShipWaitsForRunningInsert: while a query of the node's insert id prefix runs in ClickHouse
+// (an insert whose reply was lost may still be committing), the shipper neither checks nor
+// sends; it does once that query is over.
+func TestShipWaitsForRunningInsert(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "w.db")
+	s := testStore(t, path)
+	if err := s.write(shipEntries(100, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	ch.Exec(t, tableDDL("default", "querylog"))
+
+	// A stand-in for the lost insert: a 2 s query under the node's insert id.
+	running := make(chan error, 1)
+	go func() {
+		ctx := clickhouse.Context(context.Background(), clickhouse.WithQueryID(queryIDPrefix("n1")+"1-100"))
+		running <- ch.Conn(t).Exec(ctx, "SELECT sleep(2)")
+	}()
+	shipWait(t, 10*time.Second, "the query to run", func() bool {
+		return ch.Uint64(t, "SELECT count() FROM system.processes WHERE startsWith(query_id, 'querylog:n1:')") == 1
+	})
+	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	for {
+		select {
+		case err := <-running:
+			if err != nil {
+				t.Fatal(err)
+			}
+			shippedUpTo(t, w, 30*time.Second)
+			checkShipped(t, ch, "querylog", path, "n1")
+			return
+		case <-time.After(20 * time.Millisecond):
+			if n := ch.Uint64(t, "SELECT count() FROM querylog"); n != 0 {
+				t.Fatalf("%d rows shipped while an insert of the node was still running", n)
+			}
+		}
+	}
+}
+
+// TestShipOutage kills ClickHouse while rows keep coming: shipping fails and is retried, the
+// lag grows, nothing is lost in SQLite; once ClickHouse is back, every row arrives once.
+func TestShipOutage(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "o.db")
+	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	entries := shipEntries(6000, time.Now().Add(-10*time.Second))
+	for _, e := range entries[:2000] {
+		w.log(e)
+	}
+	shippedUpTo(t, w, 30*time.Second)
+
+	ch.Kill()
+	shipBatchRows = 500 // the backlog below is several full batches
+	errs := promtest.ToFloat64(shipErrors.WithLabelValues(path))
+	for _, e := range entries[2000:4000] {
+		w.log(e)
+	}
+	shipWait(t, 10*time.Second, "failed attempts", func() bool { return promtest.ToFloat64(shipErrors.WithLabelValues(path)) >= errs+2 })
+	// Backoff (100 ms doubling) holds however many rows wait: about 5 attempts in 3 s, not one
+	// per flush.
+	time.Sleep(3 * time.Second)
+	if n := promtest.ToFloat64(shipErrors.WithLabelValues(path)) - errs; n > 8 {
+		t.Errorf("%v failed attempts in about 3 s of outage, want backoff to keep them under 8", n)
+	}
+	db := testutil.OpenRO(t, path)
+	shipWait(t, 10*time.Second, "the rows in SQLite", func() bool { return sqliteCount(t, db, "count(*)") == 4000 })
+	time.Sleep(1200 * time.Millisecond)
+	rows, seconds := w.ship.Load().lag(time.Now())
+	if rows != 2000 || seconds < 5 {
+		t.Errorf("during the outage: lag %d rows, %.1fs; want 2000 rows and the age of row 2001 (over 5s)", rows, seconds)
+	}
+	ch.Start()
+	for _, e := range entries[4000:] {
+		w.log(e)
+	}
+	shippedUpTo(t, w, 30*time.Second)
+	checkShipped(t, ch, "querylog", path, "n1")
+	if rows, seconds := w.ship.Load().lag(time.Now()); rows != 0 || seconds != 0 {
+		t.Errorf("after catching up: lag %d rows, %.1fs", rows, seconds)
+	}
+}
+
+// TestShipFailover lists a dead address first: rows go to the second.
+func TestShipFailover(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	path := filepath.Join(t.TempDir(), "f.db")
+	o := shipOpts(path, "127.0.0.1:1,"+ch.Addr, "n1")
+	w := testWriter(t, o)
+	for _, e := range shipEntries(1000, time.Now()) {
+		w.log(e)
+	}
+	shippedUpTo(t, w, 30*time.Second)
+	checkShipped(t, ch, "querylog", path, "n1")
+}
+
+// TestShipBadTarget: a wrong password and a table with the wrong columns fail every attempt
+// (counted, retried), lose nothing locally, and shipping resumes once the cause is fixed.
+func TestShipBadTarget(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	ch.Exec(t, "CREATE TABLE wrong (node String, seq UInt64, ts String) ENGINE = MergeTree ORDER BY seq")
+
+	dir := t.TempDir()
+	badPassword := shipOpts(filepath.Join(dir, "p.db"), ch.Addr, "n1")
+	badPassword.ship.password = "wrong"
+	wrongColumns := shipOpts(filepath.Join(dir, "c.db"), ch.Addr, "n2")
+	wrongColumns.ship.table = "wrong"
+
+	var ws []*writer
+	for _, o := range []options{badPassword, wrongColumns} {
+		w := testWriter(t, o)
+		for _, e := range shipEntries(1000, time.Now()) {
+			w.log(e)
+		}
+		ws = append(ws, w)
+	}
+	for _, w := range ws {
+		shipWait(t, 10*time.Second, "failed attempts", func() bool { return promtest.ToFloat64(shipErrors.WithLabelValues(w.path)) >= 3 })
+		db := testutil.OpenRO(t, w.path)
+		shipWait(t, 10*time.Second, "the rows in SQLite", func() bool { return sqliteCount(t, db, "count(*)") == 1000 })
+		if got := promtest.ToFloat64(shippedTotal.WithLabelValues(w.path)); got != 0 {
+			t.Errorf("%s: shipped_total %v", w.path, got)
+		}
+	}
+	// Fix both: the right password (a reload), and the table dropped for the shipper to create.
+	o := badPassword
+	o.ship.password = testutil.ClickHousePassword
+	ws[0].configure(o)
+	ch.Exec(t, "DROP TABLE wrong")
+	for _, w := range ws {
+		shippedUpTo(t, w, 30*time.Second)
+	}
+	checkShipped(t, ch, "querylog", ws[0].path, "n1")
+	checkShipped(t, ch, "wrong", ws[1].path, "n2")
+}
+
+// TestShipErrorMessages checks that each kind of bad target names its cause.
+func TestShipErrorMessages(t *testing.T) {
+	ch := testutil.StartClickHouse(t)
+	ch.Exec(t, "CREATE TABLE wrong (node String, seq UInt64, ts String) ENGINE = MergeTree ORDER BY seq")
+	base := shipOptions{addrs: ch.Addr, user: testutil.ClickHouseUser, password: testutil.ClickHousePassword,
+		database: "default", table: "querylog", node: "n"}
+	tests := []struct {
+		name string
+		edit func(*shipOptions)
+		want string
+	}{
+		{"unreachable", func(o *shipOptions) { o.addrs = "127.0.0.1:1" }, "connection refused"},
+		{"wrong password", func(o *shipOptions) { o.password = "nope" }, "password"},
+		{"unknown database", func(o *shipOptions) { o.database = "nothere" }, "nothere"},
+		{"wrong columns", func(o *shipOptions) { o.table = "wrong" }, "column ts is String, want Int64; no column time, server, client_ip"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base
+			tc.edit(&o)
+			conn, err := openClickHouse(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			err = ensureTable(context.Background(), conn, o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestShipRetention: retention deletes only rows ClickHouse has, and never the newest row;
+// max_size deletes what it must and counts the unshipped rows among them.
+func TestShipRetention(t *testing.T) {
+	fastMaintenance(t)
+	shipFast(t)
+	path := filepath.Join(t.TempDir(), "k.db")
+	s := testStore(t, path)
+	if err := s.write(shipEntries(5000, time.Now().Add(-48*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	ids := logIDs(t, path)
+	if err := s.saveCursor("default.querylog", ids[2999]); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+
+	o := shipOpts(path, "127.0.0.1:1", "n1") // nothing more is shipped
+	o.retention = 24 * time.Hour
+	o.bufferSize = 40000
+	w := testWriter(t, o)
+	db := testutil.OpenRO(t, path)
+	count := func() int64 { return sqliteCount(t, db, "count(*)") }
+	testutil.WaitFor(t, 10*time.Second, "shipped rows pruned", func() bool { return count() == 2000 })
+	time.Sleep(100 * time.Millisecond) // a few more maintenance passes
+	if n, min := testutil.CountRows(t, path, ""), testutil.CountRows(t, path, "WHERE id <= ?", ids[2999]); n != 2000 || min != 0 {
+		t.Errorf("retention left %d rows, %d of them shipped; want the 2000 unshipped", n, min)
+	}
+
+	// All shipped: retention keeps the newest row, so no seq is handed out twice.
+	w.ship.Load().cursor.Store(ids[4999])
+	testutil.WaitFor(t, 10*time.Second, "all but the newest pruned", func() bool { return count() == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if n := testutil.CountRows(t, path, "WHERE id = ?", ids[4999]); n != 1 {
+		t.Errorf("the newest row was deleted")
+	}
+
+	// max_size with unshipped rows: they go, counted.
+	w.ship.Load().cursor.Store(ids[4999])
+	for _, e := range shipEntries(30000, time.Now()) {
+		w.log(e)
+	}
+	// The 5000th row, shipped and old, is no longer the newest: retention deletes it.
+	testutil.WaitFor(t, 10*time.Second, "written", func() bool { return count() == 30000 })
+	o.maxSize = 1 << 20
+	w.configure(o)
+	// None of them is shipped: every row deleted counts.
+	testutil.WaitFor(t, 10*time.Second, "max_size enforced and counted", func() bool {
+		dropped := promtest.ToFloat64(shipDropped.WithLabelValues(path, "max_size"))
+		return dropped > 0 && int64(dropped) == 30000-count()
+	})
+}
+
+// TestShipDeployFiles keeps deploy/clickhouse/querylog.sql the table the shipper creates,
+// and checks that every statement of deploy/clickhouse runs on the real server.
+func TestShipDeployFiles(t *testing.T) {
+	shipFast(t)
+	dir := filepath.Join("..", "..", "deploy", "clickhouse")
+	ddl, err := os.ReadFile(filepath.Join(dir, "querylog.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := tableDDL("querylog", "querylog") + ";"; !strings.Contains(string(ddl), want) {
+		t.Errorf("querylog.sql does not contain the table the shipper creates:\n%s", want)
+	}
+	ttl, err := os.ReadFile(filepath.Join(dir, "querylog-ttl.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range shipColumns {
+		re := "`" + c.name + "` "
+		i := strings.Index(string(ttl), re)
+		if i < 0 {
+			t.Errorf("querylog-ttl.sql has no column %s", c.name)
+			continue
+		}
+		typ, _, _ := strings.Cut(string(ttl)[i+len(re):], "\n")
+		typ = strings.TrimSuffix(strings.TrimSpace(typ), ",")
+		typ, _, _ = strings.Cut(typ, " CODEC")
+		if !compatibleType(typ, c.typ) {
+			t.Errorf("querylog-ttl.sql: column %s is %s, which the shipper does not accept for %s", c.name, typ, c.typ)
+		}
+	}
+
+	ch := testutil.StartClickHouse(t)
+	for _, stmt := range sqlStatements(string(ddl)) {
+		ch.Exec(t, stmt)
+	}
+	path := filepath.Join(t.TempDir(), "d.db")
+	o := shipOpts(path, ch.Addr, "n1")
+	o.ship.database = "querylog"
+	w := testWriter(t, o)
+	for _, e := range shipEntries(100, time.Now()) {
+		w.log(e)
+	}
+	shippedUpTo(t, w, 30*time.Second)
+	queries, err := os.ReadFile(filepath.Join(dir, "queries.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := sqlStatements(string(queries))
+	if len(stmts) < 3 {
+		t.Fatalf("queries.sql has %d statements", len(stmts))
+	}
+	for _, stmt := range stmts {
+		res, err := ch.Conn(t).Query(context.Background(), stmt)
+		if err != nil {
+			t.Errorf("queries.sql: %v\n%s", err, stmt)
+			continue
+		}
+		res.Close()
+	}
+	var n, distinct uint64
+	var dups, missing int64
+	if err := ch.Conn(t).QueryRow(context.Background(), stmts[0]).Scan(new(string), &n, &distinct, &dups, &missing, new(uint64), new(uint64)); err != nil {
+		t.Fatal(err)
+	}
+	if n != 100 || distinct != 100 || dups != 0 || missing != 0 {
+		t.Errorf("gap check: %d rows, %d distinct, %d duplicates, %d missing; want 100, 100, 0, 0", n, distinct, dups, missing)
+	}
+}
+
+// sqlStatements splits a file of ';'-terminated statements, dropping '--' comment lines.
+func sqlStatements(text string) []string {
+	var lines []string
+	for _, l := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	var out []string
+	for _, s := range strings.Split(strings.Join(lines, "\n"), ";") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// BenchmarkShip ships a backlog of 1,000,000 rows from a real SQLite file into the real
+// ClickHouse, from a cursor of 0 to the last row. It reports rows/s, and the CPU time per row
+// of this process (reading SQLite, encoding) and of clickhouse-server (the inserts, and merges
+// while they run), which do not depend on what else the machine is doing.
+//
+//	go test -run '^$' -bench Ship -benchtime 1x ./plugin/querylog/
+func BenchmarkShip(b *testing.B) {
+	const backlog = 1_000_000
+	path := filepath.Join(b.TempDir(), "b.db")
+	s, err := openStore(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	es := shipEntries(100_000, time.Now())
+	for i := 0; i < backlog; i += len(es) {
+		if err := s.write(es); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.close()
+	ch := testutil.StartClickHouse(b)
+	runs := 0
+	for _, batch := range []int{10_000, 20_000, 50_000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			old := shipBatchRows
+			shipBatchRows = batch
+			defer func() { shipBatchRows = old }()
+			for range b.N {
+				// A table, and so a cursor, of its own for each run.
+				runs++
+				table := fmt.Sprintf("bench_%d", runs)
+				o := shipOpts(path, ch.Addr, "n1")
+				o.ship.table = table
+				self, server := selfCPU(b), processCPU(b, ch.Pid())
+				start := time.Now()
+				w, err := acquire(o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for w.ship.Load().cursor.Load() < backlog {
+					time.Sleep(time.Millisecond)
+				}
+				took := time.Since(start)
+				self, server = selfCPU(b)-self, processCPU(b, ch.Pid())-server
+				w.release(w.options(), false)
+				b.ReportMetric(backlog/took.Seconds(), "rows/s")
+				b.ReportMetric(float64(self.Nanoseconds())/backlog, "shipper-cpu-ns/row")
+				b.ReportMetric(float64(server.Nanoseconds())/backlog, "clickhouse-cpu-ns/row")
+				if n := ch.Uint64(b, "SELECT count() FROM "+table); n != backlog {
+					b.Fatalf("%d rows in ClickHouse, want %d", n, backlog)
+				}
+				ch.Exec(b, "DROP TABLE "+table)
+			}
+		})
+	}
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processCPU is the CPU time of process pid so far (utime + stime from /proc, in clock ticks
+// of 10 ms).
+func processCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// BenchmarkShipSaveCursor measures the cursor update the shipper makes after each batch, on the
+// writer's connection between two flushes.
+//
+//	go test -run '^$' -bench ShipSaveCursor ./plugin/querylog/
+func BenchmarkShipSaveCursor(b *testing.B) {
+	s, ckpt := benchStore(b, "c.db")
+	defer s.close()
+	defer ckpt.close()
+	if _, err := s.loadCursor("db.table"); err != nil {
+		b.Fatal(err)
+	}
+	for i := range b.N {
+		if err := s.saveCursor("db.table", int64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
