@@ -270,7 +270,7 @@ func TestShipBadTarget(t *testing.T) {
 	}{
 		{unreachable, "connection refused"},
 		{password, "Wrong password for user " + testutil.ClickHouseUser},
-		{columns, "table wrongcols.querylog does not have the columns querylog ships: column ts is String, want Int64; no column time, server,"},
+		{columns, "table wrongcols.querylog does not have the columns querylog ships: column ts is String, want Int64; no column n, time, server,"},
 	}
 	var loads []*testutil.Load
 	start := time.Now()

@@ -5,19 +5,19 @@
 --
 -- Always bound `time`: it selects partitions and the sort key (node, time, seq).
 
--- Gap and duplicate check, per node: duplicates = rows - distinct seqs, missing = seqs in
--- [first, last] that are not there. Both are 0 when every row of every node arrived once.
+-- Gap and duplicate check, per node: duplicates = rows - distinct seqs, missing = ordinals n
+-- in [first, last] that are not there. Both are 0 when every row of every node arrived once.
 -- Rows that max_size deleted before they were shipped are missing on purpose; they are counted
 -- in coredns_querylog_ship_dropped_total. Restricted to a time window, a few rows near its
--- edges may show as missing: seq follows the order rows were written, time their arrival.
+-- edges may show as missing: n follows the order rows were written, time their arrival.
 SELECT
     node,
     count() AS n_rows,
     uniqExact(seq) AS distinct_seqs,
     n_rows - distinct_seqs AS duplicates,
-    max(seq) - min(seq) + 1 - distinct_seqs AS missing,
-    min(seq) AS first_seq,
-    max(seq) AS last_seq
+    max(n) - min(n) + 1 - uniqExact(n) AS missing,
+    min(n) AS first_n,
+    max(n) AS last_n
 FROM querylog.querylog
 GROUP BY node
 ORDER BY node;

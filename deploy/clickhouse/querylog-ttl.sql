@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS querylog.querylog
 (
     `node` LowCardinality(String),
     `seq` UInt64 CODEC(Delta, ZSTD(1)),
+    `n` UInt64 CODEC(Delta, ZSTD(1)),
     `ts` Int64 CODEC(Delta, ZSTD(1)),
     `time` DateTime('UTC') CODEC(Delta, ZSTD(1)),
     `server` LowCardinality(String),

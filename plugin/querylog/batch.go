@@ -34,6 +34,7 @@ type batch struct {
 
 	rollups    *rollups  // counts for the rollup tables
 	lastID     int64     // the largest id in the log table
+	written    int64     // rows written to the file, ever (batches)
 	newest     int64     // the newest arrival written (Unix ms)
 	epochStart time.Time // when the dictionaries' current epoch began
 	newEpoch   bool      // the next batch records where the epoch began
@@ -61,6 +62,8 @@ func (k stmtKey) columns() []string {
 		return []string{"id", "addr"}
 	case "dict_epochs":
 		return []string{"log_id", "name_id", "client_id"}
+	case "batches":
+		return []string{"first_id", "n", "rows"}
 	}
 	cols := []string{"name", "client", "late", "a", "b", "c"}
 	if k.id {
@@ -72,9 +75,9 @@ func (k stmtKey) columns() []string {
 	return cols
 }
 
-func newBatch(l *labels, keys *keyring, lastID, nextName, nextClient int64) batch {
+func newBatch(l *labels, keys *keyring, lastID, written, nextName, nextClient int64) batch {
 	return batch{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), labels: l, keys: keys,
-		rollups: newRollups(defaultRollupLimit), lastID: lastID, epochStart: time.Now(), newEpoch: true}
+		rollups: newRollups(defaultRollupLimit), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
 }
 
 // startEpoch makes every text new to the dictionaries; the next batch records it.
@@ -179,10 +182,13 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 			return err
 		}
 	}
-	if err := b.insertAll(ctx, dc, stmtKey{table: "names"}, b.names.pending); err != nil {
+	if err := b.exec(ctx, dc, stmtKey{table: "batches", rows: 1}, []any{first, b.written, int64(n)}); err != nil {
 		return err
 	}
-	if err := b.insertAll(ctx, dc, stmtKey{table: "clients"}, b.clients.pending); err != nil {
+	if _, err := b.insertAll(ctx, dc, stmtKey{table: "names"}, b.names.pending); err != nil {
+		return err
+	}
+	if _, err := b.insertAll(ctx, dc, stmtKey{table: "clients"}, b.clients.pending); err != nil {
 		return err
 	}
 	// The first row with its id, the others numbered by SQLite after it.
@@ -190,8 +196,14 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	if err := b.exec(ctx, dc, stmtKey{table: "log", rows: 1, id: true, extra: extra}, append([]any{first}, b.vals[:cols]...)); err != nil {
 		return err
 	}
-	if err := b.insertAll(ctx, dc, stmtKey{table: "log", extra: extra}, b.vals[cols:]); err != nil {
+	last, err := b.insertAll(ctx, dc, stmtKey{table: "log", extra: extra}, b.vals[cols:])
+	if err != nil {
 		return err
+	}
+	if n > 1 && last != first+int64(n)-1 {
+		// SQLite numbers a row one above the largest id, so this cannot happen; the ordinals
+		// (batches) and the lateness of the rows rely on it.
+		return fmt.Errorf("rows numbered up to %d, want %d", last, first+int64(n)-1)
 	}
 	newest = max(newest, b.newest)
 	flushed := b.rollups.due(time.Now())
@@ -206,7 +218,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	if flushed {
 		b.rollups.flushed = time.Now()
 	}
-	b.lastID, b.newest = first+int64(n)-1, newest
+	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
 	b.newEpoch = false
 	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
 	clear(b.vals) // drop references to names until the next batch
@@ -259,21 +271,32 @@ func metadataJSON(labels, values []string) string {
 	return string(out)
 }
 
-// insertAll inserts vals (whole rows of k's columns) rowsPerInsert rows at a time.
-func (b *batch) insertAll(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) error {
+// insertAll inserts vals (whole rows of k's columns) rowsPerInsert rows at a time, and returns
+// the rowid of the last row inserted (0 for none).
+func (b *batch) insertAll(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) (int64, error) {
 	cols := len(k.columns())
+	var last int64
 	for len(vals) > 0 {
 		k.rows = min(len(vals)/cols, rowsPerInsert)
-		if err := b.exec(ctx, dc, k, vals[:k.rows*cols]); err != nil {
-			return err
+		res, err := b.execResult(ctx, dc, k, vals[:k.rows*cols])
+		if err != nil {
+			return 0, err
+		}
+		if last, err = res.LastInsertId(); err != nil {
+			return 0, err
 		}
 		vals = vals[k.rows*cols:]
 	}
-	return nil
+	return last, nil
 }
 
 // exec runs k's INSERT with vals, preparing it on first use.
 func (b *batch) exec(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) error {
+	_, err := b.execResult(ctx, dc, k, vals)
+	return err
+}
+
+func (b *batch) execResult(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) (driver.Result, error) {
 	st, ok := b.stmts[k]
 	if !ok {
 		cols := k.columns()
@@ -282,7 +305,7 @@ func (b *batch) exec(ctx context.Context, dc driver.Conn, k stmtKey, vals []any)
 			strings.TrimSuffix(strings.Repeat(row+",", k.rows), ","))
 		var err error
 		if st, err = dc.(driver.ConnPrepareContext).PrepareContext(ctx, query); err != nil {
-			return err
+			return nil, err
 		}
 		b.stmts[k] = st
 	}
@@ -290,9 +313,9 @@ func (b *batch) exec(ctx context.Context, dc driver.Conn, k stmtKey, vals []any)
 	for i, v := range vals {
 		b.args = append(b.args, driver.NamedValue{Ordinal: i + 1, Value: v})
 	}
-	_, err := st.(driver.StmtExecContext).ExecContext(ctx, b.args)
+	res, err := st.(driver.StmtExecContext).ExecContext(ctx, b.args)
 	clear(b.args)
-	return err
+	return res, err
 }
 
 // lookups returns the dictionaries' lookup counts: names then clients; hit, added, inline.

@@ -72,6 +72,10 @@ var migrations = []string{
 	CREATE TABLE labels (kind INTEGER NOT NULL, n INTEGER NOT NULL, text TEXT NOT NULL,
 		PRIMARY KEY (kind, n), UNIQUE (kind, text)) WITHOUT ROWID;
 	CREATE TABLE dict_epochs (log_id INTEGER PRIMARY KEY, name_id INTEGER NOT NULL, client_id INTEGER NOT NULL);
+	-- Each batch: its first id, how many rows were written before it, and its rows. The ids of
+	-- a batch are consecutive, so a row's ordinal (n + id - first_id + 1) counts every row ever
+	-- written, with no gap but for rows deleted (the shipper sends it for gap checks).
+	CREATE TABLE batches (first_id INTEGER PRIMARY KEY, n INTEGER NOT NULL, rows INTEGER NOT NULL);
 	CREATE TABLE state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 	-- Rollups (rollup.go): counts per period of span seconds (60, 3600, 86400) from start (Unix
 	-- seconds). d0..d15 count durations up to 100, 250, 500 µs, 1, 2.5, 5, 10, 25, 50, 100,

@@ -20,6 +20,7 @@ import (
 var shipColumns = []struct{ name, typ string }{
 	{"node", "String"},
 	{"seq", "UInt64"},
+	{"n", "UInt64"},
 	{"ts", "Int64"},
 	{"time", "DateTime('UTC')"},
 	{"server", "String"},
@@ -183,7 +184,7 @@ func insertRows(ctx context.Context, conn driver.Conn, o shipOptions, id string,
 // and reuses its slices from batch to batch.
 type columns struct {
 	nodes                                              []string
-	seq                                                []uint64
+	seq, n                                             []uint64
 	ts, tsec, dur                                      []int64
 	server, client, proto, qname, qtype, qclass, rcode []string
 	size                                               []uint32
@@ -195,7 +196,7 @@ type columns struct {
 
 func (c *columns) fill(node string, rows []shipRow) []any {
 	*c = columns{
-		c.nodes[:0], c.seq[:0], c.ts[:0], c.tsec[:0], c.dur[:0],
+		c.nodes[:0], c.seq[:0], c.n[:0], c.ts[:0], c.tsec[:0], c.dur[:0],
 		c.server[:0], c.client[:0], c.proto[:0], c.qname[:0], c.qtype[:0], c.qclass[:0], c.rcode[:0],
 		c.size[:0], c.answers[:0], c.do[:0], c.aa[:0], c.tc[:0], c.rd[:0], c.ra[:0], c.ad[:0], c.cd[:0],
 		c.plugin[:0], c.up[:0], c.meta[:0], c.data[:0], c.ede[:0],
@@ -203,6 +204,7 @@ func (c *columns) fill(node string, rows []shipRow) []any {
 	for i := range rows {
 		r := &rows[i]
 		c.nodes, c.seq, c.ts, c.tsec = append(c.nodes, node), append(c.seq, uint64(r.seq)), append(c.ts, r.ts), append(c.tsec, r.ts/1000)
+		c.n = append(c.n, uint64(r.n))
 		c.server, c.client, c.proto = append(c.server, r.server), append(c.client, r.clientIP), append(c.proto, r.proto)
 		c.qname, c.qtype, c.qclass, c.rcode = append(c.qname, r.qname), append(c.qtype, r.qtype), append(c.qclass, r.qclass), append(c.rcode, r.rcode)
 		c.size, c.answers, c.dur, c.do = append(c.size, r.size), append(c.answers, r.answers), append(c.dur, r.durationUS), append(c.do, r.doBit)
@@ -210,7 +212,7 @@ func (c *columns) fill(node string, rows []shipRow) []any {
 		c.ra, c.ad, c.cd, c.ede = append(c.ra, r.ra), append(c.ad, r.ad), append(c.cd, r.cd), append(c.ede, r.ede)
 		c.up, c.meta, c.data = append(c.up, r.upstream), append(c.meta, r.metadata), append(c.data, r.answerData)
 	}
-	return []any{c.nodes, c.seq, c.ts, c.tsec, c.server, c.client, c.proto, c.qname, c.qtype, c.qclass, c.rcode,
+	return []any{c.nodes, c.seq, c.n, c.ts, c.tsec, c.server, c.client, c.proto, c.qname, c.qtype, c.qclass, c.rcode,
 		c.size, c.answers, c.dur, c.do, c.plugin, c.aa, c.tc, c.rd, c.ra, c.ad, c.cd, c.ede, c.up, c.meta, c.data}
 }
 

@@ -21,6 +21,7 @@ import (
 // zero values for the fields schema 2 added, and ede -1.
 type shipRow struct {
 	seq        int64 // the row's id: with node, its identity in ClickHouse
+	n          int64 // the row's ordinal: rows written before it, plus one (batches)
 	ts         int64 // Unix milliseconds when the query arrived
 	server     string
 	clientIP   string
@@ -58,10 +59,12 @@ func readShipBatch(db *sql.DB, after int64, limit int, dst []shipRow) ([]shipRow
 		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`).Scan(&v1, &meta, &answers); err != nil {
 		return dst, err
 	}
-	queries := []string{`SELECT ` + logColumns(meta, answers) + ` FROM log l WHERE l.id > ? ORDER BY l.id LIMIT ?`}
+	queries := []string{`SELECT ` + logColumns(meta, answers) + `,
+		(SELECT b.n + l.id - b.first_id + 1 FROM batches b WHERE b.first_id <= l.id ORDER BY b.first_id DESC LIMIT 1)
+		FROM log l WHERE l.id > ? ORDER BY l.id LIMIT ?`}
 	if v1 && after < v2FirstID {
 		queries = append([]string{`SELECT rowid, ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers,
-			duration_us, 0, 0, 0, 0, 0, 0, "do", NULL, NULL, NULL, NULL, NULL
+			duration_us, 0, 0, 0, 0, 0, 0, "do", NULL, NULL, NULL, NULL, NULL, rowid
 			FROM queries_v1 WHERE rowid > ? ORDER BY rowid LIMIT ?`}, queries...)
 	}
 	// Straight from the driver: database/sql's Scan would take about a third of the time.
@@ -91,6 +94,7 @@ func readShipBatch(db *sql.DB, after int64, limit int, dst []shipRow) ([]shipRow
 					aa: uint8(asInt(v[12])), tc: uint8(asInt(v[13])), rd: uint8(asInt(v[14])), ra: uint8(asInt(v[15])),
 					ad: uint8(asInt(v[16])), cd: uint8(asInt(v[17])), doBit: uint8(asInt(v[18])),
 					plugin: asText(v[19]), ede: -1, upstream: asText(v[21]), metadata: asText(v[22]), answerData: asText(v[23]),
+					n: asInt(v[24]),
 				}
 				if ede, ok := v[20].(int64); ok {
 					r.ede = int32(ede)

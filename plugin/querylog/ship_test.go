@@ -171,6 +171,10 @@ func TestShipRowMatchesReadableView(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.seq = rows[i].seq
+		if want := int64(101 + i); rows[i].n != want {
+			t.Fatalf("row %d has ordinal %d, want %d", i, rows[i].n, want)
+		}
+		v.n = rows[i].n
 		if rows[i] != v {
 			t.Fatalf("row %d:\n shipped %+v\n view    %+v", i, rows[i], v)
 		}
@@ -236,6 +240,15 @@ func checkShipped(t *testing.T, ch *testutil.ClickHouse, table, path, node strin
 		if seen[seq] == 0 {
 			missing++
 		}
+	}
+	// The ordinals have no gap: nothing was deleted before it was shipped.
+	var rowsN, distinctN uint64
+	var gaps int64
+	if err := ch.Conn(t).QueryRow(context.Background(), fmt.Sprintf("SELECT count(), uniqExact(n), max(n) - min(n) + 1 - uniqExact(n) FROM %s WHERE node = ?", table), node).Scan(&rowsN, &distinctN, &gaps); err != nil {
+		t.Fatal(err)
+	}
+	if distinctN != rowsN || gaps != 0 {
+		t.Errorf("node %s: %d rows, %d distinct ordinals, %d gaps; want one ordinal a row, no gap", node, rowsN, distinctN, gaps)
 	}
 	for _, n := range seen {
 		if n > 1 {
@@ -574,7 +587,7 @@ func TestShipErrorMessages(t *testing.T) {
 		{"unreachable", func(o *shipOptions) { o.addrs = "127.0.0.1:1" }, "connection refused"},
 		{"wrong password", func(o *shipOptions) { o.password = "nope" }, "password"},
 		{"unknown database", func(o *shipOptions) { o.database = "nothere" }, "nothere"},
-		{"wrong columns", func(o *shipOptions) { o.table = "wrong" }, "column ts is String, want Int64; no column time, server, client_ip"},
+		{"wrong columns", func(o *shipOptions) { o.table = "wrong" }, "column ts is String, want Int64; no column n, time, server, client_ip"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

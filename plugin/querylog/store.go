@@ -147,15 +147,22 @@ func openStore(path string) (*store, error) {
 
 // load reads where the log and the dictionaries end, which the next batch continues from.
 func (s *store) load() error {
-	var lastID, nextName, nextClient int64
-	err := s.db.QueryRow(`SELECT coalesce((SELECT max(id) FROM log), 0), coalesce((SELECT max(id) FROM names), 0) + 1,
-		coalesce((SELECT max(id) FROM clients), 0) + 1,
+	var lastID, written, nextName, nextClient int64
+	var extraCols bool
+	err := s.db.QueryRow(`SELECT coalesce((SELECT max(id) FROM log), 0),
+		coalesce((SELECT n + rows FROM batches ORDER BY first_id DESC LIMIT 1), -1),
+		coalesce((SELECT max(id) FROM names), 0) + 1, coalesce((SELECT max(id) FROM clients), 0) + 1,
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
-		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata')`).Scan(&lastID, &nextName, &nextClient, &s.v1, &s.batch.extraCols)
+		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata')`).Scan(&lastID, &written, &nextName, &nextClient, &s.v1, &extraCols)
 	if err != nil {
 		return err
 	}
-	s.batch = newBatch(nil, nil, lastID, nextName, nextClient)
+	if written < 0 && s.v1 {
+		// The first batch after an upgrade: the rows of schema 1 were numbered by their rowid.
+		err = s.db.QueryRow(`SELECT coalesce(max(rowid), 0) FROM queries_v1`).Scan(&written)
+	}
+	s.batch = newBatch(nil, nil, lastID, max(written, 0), nextName, nextClient)
+	s.batch.extraCols = extraCols
 	return err
 }
 
@@ -387,9 +394,11 @@ func (s *store) tidy(limit int) (more bool, err error) {
 		}
 	}
 	// The newest epoch that began at or before the oldest row: nothing older is used.
-	var logID, nameID, clientID int64
-	err = s.db.QueryRow(`SELECT log_id, name_id, client_id FROM dict_epochs
-		WHERE log_id <= coalesce((SELECT min(id) FROM log), 9223372036854775807) ORDER BY log_id DESC LIMIT 1`).Scan(&logID, &nameID, &clientID)
+	var oldest, logID, nameID, clientID int64
+	if err := s.db.QueryRow(`SELECT coalesce((SELECT min(id) FROM log), 9223372036854775807)`).Scan(&oldest); err != nil {
+		return false, err
+	}
+	err = s.db.QueryRow(`SELECT log_id, name_id, client_id FROM dict_epochs WHERE log_id <= ? ORDER BY log_id DESC LIMIT 1`, oldest).Scan(&logID, &nameID, &clientID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -404,6 +413,10 @@ func (s *store) tidy(limit int) (more bool, err error) {
 		{`DELETE FROM names WHERE id IN (SELECT id FROM names WHERE id < ? ORDER BY id LIMIT ?)`, nameID},
 		{`DELETE FROM clients WHERE id IN (SELECT id FROM clients WHERE id < ? ORDER BY id LIMIT ?)`, clientID},
 		{`DELETE FROM dict_epochs WHERE log_id IN (SELECT log_id FROM dict_epochs WHERE log_id < ? ORDER BY log_id LIMIT ?)`, logID},
+		// Batches wholly before the oldest row (the one it is in stays, for its ordinal).
+		{`DELETE FROM batches WHERE first_id IN (SELECT first_id FROM batches WHERE first_id < coalesce(
+			(SELECT first_id FROM batches WHERE first_id <= ?1 ORDER BY first_id DESC LIMIT 1), 0)
+			ORDER BY first_id LIMIT ?2)`, oldest},
 	} {
 		n, err := s.exec(q.query, q.arg, limit)
 		if err != nil {

@@ -55,6 +55,7 @@ func pragma(t *testing.T, db *sql.DB, name string) int64 {
 func checkSchema(t *testing.T, s *store) {
 	t.Helper()
 	want := []string{
+		"table batches",
 		"table clients",
 		"table dict_epochs",
 		"table labels",
