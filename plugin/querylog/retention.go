@@ -15,18 +15,21 @@ var (
 	// (BenchmarkPrune), so a flush waiting behind one is delayed by a few milliseconds. Chunks
 	// of 500 (0.85 ms) let max_size fall behind a steady insert load (TestMaxSizeShrinksFile).
 	pruneChunk = 2000
+	// vacuumChunk is the number of free pages given back per step (4 MB of 4 KiB pages).
+	vacuumChunk = 1000
 )
 
 // maintain deletes rows older than retention and, above max_size, the oldest rows until the
 // database is back under 90% of it, then returns the freed pages to the filesystem. Between
-// chunks it lets due flushes go first.
+// chunks it lets due flushes go first, and it gives up at once when the writer is stopped: the
+// next pass (or the next start) carries on.
 func (f *flusher) maintain() {
 	o := f.w.options()
 	if o.retention > 0 {
 		cutoff := time.Now().Add(-o.retention).UnixMilli()
 		f.prune(func(s *store) (int64, error) { return s.pruneOlder(cutoff, pruneChunk) }, func() bool { return false })
 	}
-	if o.maxSize > 0 {
+	if o.maxSize > 0 && !f.stopping() {
 		over := func() bool {
 			f.w.storeMu.Lock()
 			used, err := f.w.store.usedBytes()
@@ -35,21 +38,47 @@ func (f *flusher) maintain() {
 		}
 		if f.w.store.size() > o.maxSize || over() {
 			f.prune(func(s *store) (int64, error) { return s.pruneOldest(pruneChunk) }, func() bool { return !over() })
-			f.w.storeMu.Lock()
-			err := f.w.store.vacuum()
-			f.w.storeMu.Unlock()
-			if err != nil {
-				log.Warningf("Returning free pages of %s to the filesystem: %v", f.w.path, err)
-			}
+			f.vacuum()
 		}
 	}
 	size := f.w.store.size()
 	f.w.setGauges(func() { f.w.dbSize = size })
 }
 
-// prune runs del chunk by chunk until it deletes less than a chunk or done says so.
+// vacuum gives free pages back to the filesystem a step at a time, then truncates the WAL.
+func (f *flusher) vacuum() {
+	for more := true; more; {
+		if f.stopping() {
+			return
+		}
+		var err error
+		f.w.storeMu.Lock()
+		more, err = f.w.store.vacuumStep(vacuumChunk)
+		if !more && err == nil {
+			err = f.w.store.truncateWAL()
+		}
+		f.w.storeMu.Unlock()
+		if err != nil {
+			log.Warningf("Returning free pages of %s to the filesystem: %v", f.w.path, err)
+			return
+		}
+	}
+}
+
+// stopping reports whether the writer has been told to stop.
+func (f *flusher) stopping() bool {
+	select {
+	case <-f.w.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// prune runs del chunk by chunk until it deletes less than a chunk, done says so, or the
+// writer is stopped.
 func (f *flusher) prune(del func(*store) (int64, error), done func() bool) {
-	for !done() {
+	for !f.stopping() && !done() {
 		// Entries must not wait longer for pruning than they would have anyway.
 		size, _ := f.w.buf.fill()
 		due := time.Since(f.flushed) >= f.w.gauges().interval

@@ -1,6 +1,8 @@
 package querylog
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -153,5 +155,68 @@ func TestDiskLowGuard(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "writing resumed", func() bool { return testutil.CountRows(t, path, "") == 100 })
 	if w.gauges().diskLow {
 		t.Error("disk_low gauge still set after space came back")
+	}
+}
+
+// addRows adds n rows to the querylog database at path, with ts from tsMillis on, through the
+// sqlite3 tool: a million take a second or two.
+func addRows(t *testing.T, path string, n int, tsMillis int64) {
+	t.Helper()
+	testutil.SQLite3(t, path, fmt.Sprintf(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < %d)
+		INSERT INTO queries SELECT %d + x, 'dns://:53', '192.0.2.1', 'udp', 'name' || x || '.example.org.', 1, 1, 0, 60, 1, 100, 0 FROM c`, n, tsMillis))
+}
+
+// TestMaintenanceYieldsToShutdown stops writers while a maintenance pass has a large job in
+// front of it: a retention cut of a million rows, a size cap far below a million rows, and a
+// million rows' worth of free pages (21,000) to give back. Each release must return within
+// shutdown_timeout plus a step, not once the job is done.
+func TestMaintenanceYieldsToShutdown(t *testing.T) {
+	fixture := tempDB(t)
+	createQuerylogDB(t, fixture, 0)
+	addRows(t, fixture, 1_000_000, time.Now().Add(-48*time.Hour).UnixMilli())
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, path string, o *options)
+	}{
+		{"retention", func(t *testing.T, path string, o *options) { o.retention = 24 * time.Hour }},
+		{"max_size", func(t *testing.T, path string, o *options) { o.maxSize = 1 << 20 }},
+		{"vacuum", func(t *testing.T, path string, o *options) {
+			testutil.SQLite3(t, path, "DELETE FROM queries")
+			o.maxSize = 1 << 20
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tempDB(t)
+			copyFile(t, fixture, path)
+			o := retentionOpts(path)
+			o.retention = 0
+			o.shutdownTimeout = 100 * time.Millisecond
+			tc.prepare(t, path, &o)
+			before := fileSize(path)
+
+			w := testWriter(t, o)
+			time.Sleep(200 * time.Millisecond) // well into the job
+			start := time.Now()
+			w.release(w.options(), false)
+			took := time.Since(start)
+			t.Logf("released after %s; %d rows left, file %d bytes of %d", took.Round(time.Millisecond),
+				testutil.CountRows(t, path, ""), fileSize(path), before)
+			// A step in progress (a chunk of rows, or of pages) may finish first.
+			if limit := o.shutdownTimeout + time.Second; took > limit {
+				t.Errorf("release took %s with maintenance under way, want at most %s", took, limit)
+			}
+		})
+	}
+}
+
+// copyFile copies the closed database at from (no WAL beside it) to to.
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o640); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -312,11 +312,21 @@ func (s *store) usedBytes() (int64, error) {
 	return (pages - free) * pageSize, err
 }
 
-// vacuum returns free pages to the filesystem; the file shrinks at the next checkpoint.
-func (s *store) vacuum() error {
-	if _, err := s.db.Exec(`PRAGMA incremental_vacuum`); err != nil {
-		return err
+// vacuumStep returns up to pages free pages to the filesystem (the file shrinks at the next
+// checkpoint) and reports whether free pages remain. One step is bounded, so a caller can stop
+// between steps: all of a large freelist at once takes seconds.
+func (s *store) vacuumStep(pages int) (more bool, err error) {
+	if _, err := s.db.Exec(fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, pages)); err != nil {
+		return false, err
 	}
+	var free int64
+	err = s.db.QueryRow(`PRAGMA freelist_count`).Scan(&free)
+	return free > 0, err
+}
+
+// truncateWAL checkpoints the whole WAL into the database and truncates it, so the database
+// file shrinks to the pages in use and the WAL to nothing.
+func (s *store) truncateWAL() error {
 	_, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 	return err
 }
