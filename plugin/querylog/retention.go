@@ -12,98 +12,117 @@ var (
 	// tests can shorten it).
 	maintenanceEvery = 10 * time.Second
 	// pruneChunk is the number of rows deleted per transaction: 3.6-4.3 ms each on average
-	// (BenchmarkPrune), so a flush waiting behind one is delayed by a few milliseconds. Chunks
-	// of 500 (0.85 ms) let max_size fall behind a steady insert load (TestMaxSizeShrinksFile).
+	// (BenchmarkPrune), so a flush waiting behind one is delayed by a few milliseconds.
 	pruneChunk = 2000
 	// vacuumChunk is the number of free pages given back per step (4 MB of 4 KiB pages).
 	vacuumChunk = 1000
 )
 
-// maintain deletes rows older than retention and, above max_size, the oldest rows until the
-// database is back under 90% of it, then returns the freed pages to the filesystem. Between
-// chunks it lets due flushes go first, and it gives up at once when the writer is stopped: the
-// next pass (or the next start) carries on.
-func (f *flusher) maintain() {
-	o := f.w.options()
-	if o.retention > 0 {
-		cutoff := time.Now().Add(-o.retention).UnixMilli()
-		f.prune(func(s *store) (int64, error) { return s.pruneOlder(cutoff, pruneChunk) }, func() bool { return false })
-	}
-	if o.maxSize > 0 && !f.stopping() {
-		over := func() bool {
-			f.w.storeMu.Lock()
-			used, err := f.w.store.usedBytes()
-			f.w.storeMu.Unlock()
-			return err == nil && used > o.maxSize*9/10
-		}
-		if f.w.store.size() > o.maxSize || over() {
-			f.prune(func(s *store) (int64, error) { return s.pruneOldest(pruneChunk) }, func() bool { return !over() })
-			f.vacuum()
-		}
-	}
-	size := f.w.store.size()
-	f.w.setGauges(func() { f.w.dbSize = size })
+// pass is one maintenance run: rows older than retention are deleted; then, above max_size,
+// the oldest rows until the database is back under 90% of it; then the freed pages are given
+// back to the filesystem. The flusher does it a step at a time, one chunk between batches,
+// so flushes are never held up for more than a chunk, and a stop ends it at once (the next
+// pass, or the next start, carries on).
+type pass struct {
+	phase  phase
+	cutoff int64 // retention: rows with ts before it go (Unix ms)
 }
 
-// vacuum gives free pages back to the filesystem a step at a time, then truncates the WAL.
-func (f *flusher) vacuum() {
-	for more := true; more; {
-		if f.stopping() {
-			return
+type phase int
+
+const (
+	phaseRetention phase = iota // deleting rows older than retention
+	phaseSizeCheck              // checking the size against max_size
+	phaseSizeCap                // deleting the oldest rows until under 90% of max_size
+	phaseVacuum                 // giving free pages back
+	phaseDone
+)
+
+// startPass begins a maintenance pass, unless one is under way.
+func (f *flusher) startPass() {
+	if f.pass != nil {
+		return
+	}
+	p := &pass{phase: phaseRetention}
+	if o := f.w.options(); o.retention > 0 {
+		p.cutoff = time.Now().Add(-o.retention).UnixMilli()
+	} else {
+		p.phase = phaseSizeCheck
+	}
+	f.pass = p
+}
+
+// maintainStep does one step of the pass: one chunk of rows or pages, or one check. written is
+// the rows the flusher wrote in this turn: above max_size each step deletes a chunk more than
+// that, so the cap wins against a writer that never idles.
+func (f *flusher) maintainStep(written int) {
+	w, p, o := f.w, f.pass, f.w.options()
+	var err error
+	switch p.phase {
+	case phaseRetention:
+		var n int64
+		if n, err = w.prune(func(s *store) (int64, error) { return s.pruneOlder(p.cutoff, pruneChunk) }); n < int64(pruneChunk) {
+			p.phase = phaseSizeCheck
 		}
-		var err error
-		f.w.storeMu.Lock()
-		more, err = f.w.store.vacuumStep(vacuumChunk)
-		if !more && err == nil {
-			err = f.w.store.truncateWAL()
+	case phaseSizeCheck:
+		p.phase = phaseDone
+		if o.maxSize > 0 && (w.store.size() > o.maxSize || w.overCap(o.maxSize)) {
+			p.phase = phaseSizeCap
 		}
-		f.w.storeMu.Unlock()
-		if err != nil {
-			log.Warningf("Returning free pages of %s to the filesystem: %v", f.w.path, err)
-			return
+	case phaseSizeCap:
+		chunk := pruneChunk + written
+		var n int64
+		if n, err = w.prune(func(s *store) (int64, error) { return s.pruneOldest(chunk) }); n == 0 || !w.overCap(o.maxSize) {
+			p.phase = phaseVacuum
 		}
+	case phaseVacuum:
+		more, verr := w.vacuumStep()
+		if verr != nil {
+			log.Warningf("Returning free pages of %s to the filesystem: %v", w.path, verr)
+		}
+		if !more || verr != nil {
+			p.phase = phaseDone
+		}
+	}
+	if err != nil {
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			log.Errorf("Pruning %s failed (%d similar errors suppressed): %v", w.path, suppressed, err)
+		}
+		p.phase = phaseDone // the database is failing; the next pass tries again
+	}
+	if p.phase == phaseDone {
+		f.pass = nil
+		size := w.store.size()
+		w.setGauges(func() { w.dbSize = size })
 	}
 }
 
-// stopping reports whether the writer has been told to stop.
-func (f *flusher) stopping() bool {
-	select {
-	case <-f.w.stop:
-		return true
-	default:
-		return false
+// vacuumStep gives back a chunk of free pages and, once none are left, truncates the WAL so
+// that the file shrinks. It reports whether free pages remain.
+func (w *writer) vacuumStep() (more bool, err error) {
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	if more, err = w.store.vacuumStep(vacuumChunk); more || err != nil {
+		return more, err
 	}
+	return false, w.store.truncateWAL()
 }
 
-// prune runs del chunk by chunk until it deletes less than a chunk, done says so, or the
-// writer is stopped.
-func (f *flusher) prune(del func(*store) (int64, error), done func() bool) {
-	for !f.stopping() && !done() {
-		// Entries must not wait longer for pruning than they would have anyway.
-		size, _ := f.w.buf.fill()
-		due := time.Since(f.flushed) >= f.w.gauges().interval
-		if size >= f.w.options().batchSize || (size > 0 && due) {
-			if f.flushWaiting(due) != nil {
-				return // the database is failing; retry at the next maintenance
-			}
-			if due {
-				f.flushed = time.Now()
-			}
-		}
-		f.w.storeMu.Lock()
-		n, err := del(f.w.store)
-		f.w.storeMu.Unlock()
-		if err != nil {
-			if ok, suppressed := f.errLog.allow(time.Now()); ok {
-				log.Errorf("Pruning %s failed (%d similar errors suppressed): %v", f.w.path, suppressed, err)
-			}
-			return
-		}
-		prunedTotal.WithLabelValues(f.w.path).Add(float64(n))
-		if n < int64(pruneChunk) {
-			return
-		}
-	}
+// prune runs del once and counts the rows it deleted.
+func (w *writer) prune(del func(*store) (int64, error)) (int64, error) {
+	w.storeMu.Lock()
+	n, err := del(w.store)
+	w.storeMu.Unlock()
+	prunedTotal.WithLabelValues(w.path).Add(float64(n))
+	return n, err
+}
+
+// overCap reports whether the pages in use exceed 90% of max.
+func (w *writer) overCap(max int64) bool {
+	w.storeMu.Lock()
+	used, err := w.store.usedBytes()
+	w.storeMu.Unlock()
+	return err == nil && used > max*9/10
 }
 
 // diskLow reports whether the filesystem holding the database has less free space than
