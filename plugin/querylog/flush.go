@@ -13,6 +13,8 @@ const (
 	slowFlush = 100 * time.Millisecond
 	// logEvery bounds every repeated log line of the flusher to one per period.
 	logEvery = 10 * time.Second
+	// clockLogEvery bounds the warning about a wall clock that jumped: it holds until a restart.
+	clockLogEvery = time.Hour
 	// Retry backoff after a failed write: doubles from the first value up to the last.
 	firstBackoff = 100 * time.Millisecond
 	maxBackoff   = 5 * time.Second
@@ -32,7 +34,8 @@ const (
 // must still get their turn exactly then.
 func (w *writer) run() {
 	defer close(w.done)
-	f := flusher{w: w, backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery}}
+	f := flusher{w: w, backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery},
+		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: limiter{every: clockLogEvery}}
 	f.timer = time.NewTimer(f.nextInterval())
 	defer f.timer.Stop()
 	report := time.NewTicker(logEvery)
@@ -83,6 +86,10 @@ type flusher struct {
 	pass     *pass // the maintenance pass under way, if any
 	slowLog  limiter
 	errLog   limiter
+
+	startWall time.Time // the wall clock when the flusher started, and
+	startMono time.Time // the same moment with its monotonic reading (retention's clock)
+	clockLog  limiter
 }
 
 // pending reports whether the flusher has work it can do now.

@@ -16,6 +16,9 @@ var (
 	pruneChunk = 2000
 	// vacuumChunk is the number of free pages given back per step (4 MB of 4 KiB pages).
 	vacuumChunk = 1000
+	// wallClock is the wall clock retention compares rows' ts with (a variable so tests can
+	// make it jump).
+	wallClock = time.Now
 )
 
 // pass is one maintenance run: rows older than retention are deleted; then, above max_size,
@@ -45,11 +48,30 @@ func (f *flusher) startPass() {
 	}
 	p := &pass{phase: phaseRetention}
 	if o := f.w.options(); o.retention > 0 {
-		p.cutoff = time.Now().Add(-o.retention).UnixMilli()
+		p.cutoff = f.now().Add(-o.retention).UnixMilli()
 	} else {
 		p.phase = phaseSizeCheck
 	}
 	f.pass = p
+}
+
+// now is the time retention counts from: the earlier of the wall clock and a clock set from
+// it when the writer started and advanced by the monotonic clock since. A wall clock that
+// jumps forward by more than retention would otherwise delete the whole log at the next pass;
+// one that jumps back would make rows written after the jump look old to the steady clock.
+// Either way rows are kept longer, never deleted early, and the disagreement is logged.
+func (f *flusher) now() time.Time {
+	wall := wallClock().Round(0) // wall readings only: Sub must not use the monotonic ones
+	steady := f.startWall.Add(time.Since(f.startMono))
+	if skew := wall.Sub(steady); skew.Abs() > time.Minute {
+		if ok, _ := f.clockLog.allow(time.Now()); ok {
+			log.Warningf("The wall clock is %s off the steady clock since writing to %s began (stepped, or the system was suspended): retention counts from the earlier of the two until CoreDNS restarts", skew.Round(time.Second), f.w.path)
+		}
+		if skew > 0 {
+			return steady
+		}
+	}
+	return wall
 }
 
 // maintainStep does one step of the pass: one chunk of rows or pages, or one check. written is

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,5 +220,70 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o640); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fakeWallClock makes retention's wall clock the real one plus an offset that the returned
+// function sets, for the rest of the test; the monotonic clock is not affected. Call it before
+// starting a writer.
+func fakeWallClock(t *testing.T) (jump func(time.Duration)) {
+	var offset atomic.Int64 // the flusher reads it while the test sets it
+	old := wallClock
+	wallClock = func() time.Time { return time.Now().Round(0).Add(time.Duration(offset.Load())) }
+	t.Cleanup(func() { wallClock = old })
+	return func(d time.Duration) { offset.Store(int64(d)) }
+}
+
+// TestRetentionClockJump makes the wall clock jump by twice the retention, forward and back,
+// while a writer runs. Neither may delete rows that have not outlived retention by the clock
+// that advanced steadily, nor the rows written after the jump with the jumped clock; rows
+// expired by the earlier clock still go; and the disagreement is logged.
+func TestRetentionClockJump(t *testing.T) {
+	const retention = 24 * time.Hour
+	for _, jump := range []time.Duration{2 * retention, -2 * retention} {
+		t.Run(fmt.Sprintf("jump=%s", jump), func(t *testing.T) {
+			fastMaintenance(t)
+			setJump := fakeWallClock(t)
+			logs := testutil.CaptureLog(t)
+			path := tempDB(t)
+			now := time.Now()
+			s, err := openStore(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.write(entriesAt(100, now.Add(-30*time.Hour))); err != nil { // expired
+				t.Fatal(err)
+			}
+			if err := s.write(entriesAt(200, now.Add(-time.Hour))); err != nil {
+				t.Fatal(err)
+			}
+			s.close()
+			o := retentionOpts(path)
+			o.retention = retention
+			w := testWriter(t, o)
+			testutil.WaitFor(t, 10*time.Second, "the expired rows to go", func() bool { return testutil.CountRows(t, path, "") == 200 })
+
+			setJump(jump)
+			earlier := now // the earlier of the steady and the jumped clock
+			if jump < 0 {
+				earlier = now.Add(jump)
+			}
+			after := entriesAt(50, now.Add(jump)) // answered after the jump, stamped with it
+			expired := entriesAt(20, earlier.Add(-retention-6*time.Hour))
+			for _, e := range append(after, expired...) {
+				w.log(e)
+			}
+			testutil.WaitFor(t, 10*time.Second, "the entries to be written", func() bool { size, _ := w.buf.fill(); return size == 0 })
+			testutil.WaitFor(t, 10*time.Second, "the rows expired by the earlier clock to go", func() bool {
+				return testutil.CountRows(t, path, "WHERE ts < ?", earlier.Add(-retention).UnixMilli()) == 0
+			})
+			time.Sleep(300 * time.Millisecond) // a dozen more passes
+			if n := testutil.CountRows(t, path, ""); n != 250 {
+				t.Errorf("%d rows after the wall clock jumped by %s with retention %s, want the 200 written within it and the 50 after the jump", n, jump, retention)
+			}
+			if !strings.Contains(logs.String(), "clock") {
+				t.Errorf("no warning about the clocks in the log:\n%s", logs)
+			}
+		})
 	}
 }
