@@ -98,26 +98,51 @@ func (f *flusher) pending() bool {
 		return false
 	}
 	size, _ := f.w.buf.fill()
-	return f.due || f.pass != nil || size >= f.w.options().batchSize
+	return f.w.store == nil || f.due || f.pass != nil || size >= f.w.options().batchSize
 }
 
-// step does one turn's work: at most one batch, and one maintenance step. Nothing while
-// backing off: the database is failing, and maintenance would fail on it too.
+// step does one turn's work: opening the database if it is not open, then at most one batch,
+// and one maintenance step. Nothing while backing off: the database is failing, and
+// maintenance would fail on it too.
 func (f *flusher) step() {
 	if f.retry != nil {
 		return
 	}
+	if f.w.store == nil && !f.open() {
+		f.backOff()
+		return
+	}
 	written, err := f.writeWaiting()
 	if err != nil {
-		t := time.NewTimer(f.backoff)
-		f.retry = t.C
-		f.backoff = min(2*f.backoff, maxBackoff)
+		f.backOff()
 		return
 	}
 	f.backoff = firstBackoff
 	if f.pass != nil {
 		f.maintainStep(written)
 	}
+}
+
+// backOff pauses writing for the current backoff, and doubles it for the next failure.
+func (f *flusher) backOff() {
+	f.retry = time.NewTimer(f.backoff).C
+	f.backoff = min(2*f.backoff, maxBackoff)
+}
+
+// open tries to open the database, counting and logging (at most once per logEvery) a failure.
+func (f *flusher) open() bool {
+	w := f.w
+	err := w.open()
+	if err != nil {
+		flushErrors.WithLabelValues(w.path).Inc()
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			log.Errorf("Opening %s failed (%d similar errors suppressed), will retry: %v", w.path, suppressed, err)
+		}
+		return false
+	}
+	size, _ := w.buf.fill()
+	log.Infof("Opened %s: writing the %d entries buffered meanwhile", w.path, size)
+	return true
 }
 
 // writeWaiting writes one batch if batch_size entries wait or the interval is due, and
@@ -216,7 +241,13 @@ func (f *flusher) drain() {
 		if size, _ := w.buf.fill(); size == 0 {
 			return
 		}
-		if _, err := f.flushBatch(max(o.batchSize, drainBatch)); err != nil {
+		var err error
+		if w.store == nil {
+			err = w.open()
+		} else {
+			_, err = f.flushBatch(max(o.batchSize, drainBatch))
+		}
+		if err != nil {
 			time.Sleep(min(backoff, time.Until(deadline)))
 			backoff = min(2*backoff, 500*time.Millisecond)
 		}
@@ -251,6 +282,10 @@ func transient(err error) bool {
 	}
 	return false
 }
+
+// permanent reports whether opening a database failed for good: the file is not a querylog
+// database this build can use, or SQLite says it is no database or corrupt.
+func permanent(err error) bool { return refused(err) || !transient(err) }
 
 // limiter lets a repeated log line through at most once per period and counts the rest.
 type limiter struct {

@@ -72,6 +72,16 @@ type store struct {
 	args  []any
 }
 
+// refusal is an error about what a file is: not a querylog database, or one from a newer
+// build. Unlike a lock, a full disk or an I/O error it does not go away by itself, so it fails
+// startup instead of being retried.
+type refusal struct{ msg string }
+
+func (r refusal) Error() string { return r.msg }
+
+// refused reports whether err is a refusal.
+func refused(err error) bool { return errors.As(err, new(refusal)) }
+
 // checkDatabase verifies, without modifying anything, that path is absent, empty, or a
 // querylog database this build can migrate. It names the file in every error.
 func checkDatabase(path string) error {
@@ -83,7 +93,7 @@ func checkDatabase(path string) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("database %s is not a regular file", path)
+		return refusal{fmt.Sprintf("database %s is not a regular file", path)}
 	}
 	if fi.Size() == 0 {
 		return nil
@@ -107,15 +117,18 @@ func identify(db interface {
 		(SELECT user_version FROM pragma_user_version),
 		(SELECT count(*) FROM sqlite_schema)`).Scan(&appID, &version, &objects)
 	if err != nil {
+		if transient(err) { // locked, I/O: says nothing about the file
+			return 0, fmt.Errorf("database %s: %w", path, err)
+		}
 		return 0, fmt.Errorf("database %s is not a readable SQLite database: %w", path, err)
 	}
 	switch {
 	case appID == 0 && objects == 0:
 		return 0, nil
 	case appID != applicationID:
-		return 0, fmt.Errorf("database %s is not a querylog database (application_id %d, %d schema objects); refusing to modify it", path, appID, objects)
+		return 0, refusal{fmt.Sprintf("database %s is not a querylog database (application_id %d, %d schema objects); refusing to modify it", path, appID, objects)}
 	case version > schemaVersion:
-		return 0, fmt.Errorf("database %s has schema version %d, newer than this build supports (%d)", path, version, schemaVersion)
+		return 0, refusal{fmt.Sprintf("database %s has schema version %d, newer than this build supports (%d)", path, version, schemaVersion)}
 	}
 	return version, nil
 }
@@ -148,7 +161,9 @@ func dsn(path string, readOnly bool) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
-// openStore opens (creating with mode 0640) and migrates the database at path.
+// openStore opens (creating with mode 0640) and migrates the database at path. It writes only
+// to create or migrate the schema. Errors for which refused is true are about the file itself;
+// the others (a lock held elsewhere, a full disk, I/O) may pass, and the caller retries.
 func openStore(path string) (*store, error) {
 	if err := checkDatabase(path); err != nil {
 		return nil, err
@@ -174,13 +189,19 @@ func openStore(path string) (*store, error) {
 	return s, nil
 }
 
+// migrate brings the schema to schemaVersion. A current schema is only read: the write
+// transaction, which another process's lock or a full disk would make fail, is taken only when
+// there is something to write.
 func (s *store) migrate() error {
+	if version, err := identify(s.db, s.path); err != nil || version == schemaVersion {
+		return err
+	}
 	tx, err := s.db.Begin()
 	if err != nil {
 		return fmt.Errorf("database %s: %w", s.path, err)
 	}
 	defer tx.Rollback()
-	version, err := identify(tx, s.path)
+	version, err := identify(tx, s.path) // again, now that no other writer can change it
 	if err != nil {
 		return err
 	}

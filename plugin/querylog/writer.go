@@ -18,7 +18,7 @@ type writer struct {
 	opts   options // the newest acquirer's
 
 	storeMu sync.Mutex // serializes the flusher's batches with tail writes after close
-	store   *store     // nil once closed
+	store   *store     // nil until opened, and once closed
 	ckpt    *checkpointer
 	tail    tail // entries answered after the buffer closed
 
@@ -59,6 +59,11 @@ var openMu sync.Mutex
 
 // acquire returns the writer for o.path, opening the database and starting the flusher if this
 // is the first user. A later user's options replace the current ones.
+//
+// A logging problem must not keep CoreDNS from starting: if the database cannot be opened for
+// a reason that may pass (another process holds the write lock, the disk is full, an I/O error,
+// a read-only file), the writer starts without it, buffers entries, and its flusher opens the
+// database with backoff. Only a file that is not a usable querylog database fails.
 func acquire(o options) (*writer, error) {
 	if w := join(o); w != nil {
 		return w, nil
@@ -68,28 +73,24 @@ func acquire(o options) (*writer, error) {
 	if w := join(o); w != nil { // opened while this waited for openMu
 		return w, nil
 	}
-	st, err := openStore(o.path)
-	if err != nil {
-		return nil, err
-	}
-	ckpt, err := startCheckpointer(o.path)
-	if err != nil {
-		st.close()
-		return nil, err
-	}
 	w := &writer{
-		ckpt:    ckpt,
 		path:    o.path,
 		buf:     newBuffer(o),
 		opts:    o,
-		store:   st,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		holders: []options{o},
 		warnLog: limiter{every: logEvery},
 	}
-	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
+	if err := w.open(); err != nil {
+		if permanent(err) {
+			return nil, err
+		}
+		flushErrors.WithLabelValues(o.path).Inc()
+		log.Warningf("Cannot open %s yet, starting without it: entries are buffered and written once it opens (%v)", o.path, err)
+	}
+	w.setGauges(func() { w.interval = o.maxInterval })
 	registryMu.Lock()
 	writers[o.path] = w
 	registryMu.Unlock()
@@ -200,6 +201,26 @@ func (w *writer) release(o options, keepTail bool) {
 	close(w.closed)
 }
 
+// open opens the database and starts its checkpointer. Only the flusher calls it once the
+// writer runs, so the flusher may read w.store without storeMu.
+func (w *writer) open() error {
+	st, err := openStore(w.path)
+	if err != nil {
+		return err
+	}
+	ckpt, err := startCheckpointer(w.path)
+	if err != nil {
+		st.close()
+		return err
+	}
+	w.storeMu.Lock()
+	w.store, w.ckpt = st, ckpt
+	w.storeMu.Unlock()
+	size := st.size()
+	w.setGauges(func() { w.dbSize = size })
+	return nil
+}
+
 func (w *writer) closeStore() {
 	w.storeMu.Lock()
 	defer w.storeMu.Unlock()
@@ -210,7 +231,7 @@ func (w *writer) closeStore() {
 	if err := w.store.close(); err != nil {
 		log.Errorf("Closing database %s: %v", w.path, err)
 	}
-	w.store = nil
+	w.store, w.ckpt = nil, nil
 }
 
 // log hands one entry to the buffer. After the buffer has closed, the entry is written by the
