@@ -1,6 +1,8 @@
 package querylog
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -41,8 +43,10 @@ const (
 	phaseDone
 )
 
-// startPass begins a maintenance pass, unless one is under way.
+// startPass begins a maintenance pass, unless one is under way, after checking that the
+// database file is still the one open.
 func (f *flusher) startPass() {
+	f.checkFile()
 	if f.pass != nil {
 		return
 	}
@@ -53,6 +57,42 @@ func (f *flusher) startPass() {
 		p.phase = phaseSizeCheck
 	}
 	f.pass = p
+}
+
+// checkFile closes the database if its path no longer names the file open: it was deleted,
+// renamed (log rotation) or replaced. Rows would otherwise go on into a file nobody looks at,
+// with every metric healthy. The flusher then opens the path afresh, as at startup.
+//
+// SQLite does not checkpoint a file that has moved when it closes it, and its WAL and -shm
+// stay beside the path: the WAL's last commits would be missing from the old file and applied
+// to the new one. So first the whole WAL is moved into the old file, and after the close both
+// are removed (a process still reading the old file keeps its own open copies). While a reader
+// keeps the WAL from being moved, writing goes on into the old file, and the next pass tries
+// again.
+func (f *flusher) checkFile() {
+	w := f.w
+	if w.store == nil || !w.store.replaced() {
+		return
+	}
+	w.storeMu.Lock()
+	// The checkpointer first: a checkpoint of its own would make this one fail, and it must not
+	// reconnect by name, to the new file.
+	w.stopCheckpointer()
+	err := w.store.truncateWAL()
+	w.storeMu.Unlock()
+	if err != nil {
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			log.Errorf("%s was renamed, deleted or replaced, but its last commits cannot be moved into it yet (%d similar errors suppressed); still writing to it: %v", w.path, suppressed, err)
+		}
+		return
+	}
+	log.Warningf("%s was renamed, deleted or replaced: closing the old file and opening it afresh", w.path)
+	w.closeStore()
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(w.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Errorf("Removing %s of the old file: %v", w.path+suffix, err)
+		}
+	}
 }
 
 // now is the time retention counts from: the earlier of the wall clock and a clock set from

@@ -67,6 +67,7 @@ var migrations = []string{
 // at a time (the flusher, or a tail write after shutdown, serialized by the writer).
 type store struct {
 	path  string
+	file  os.FileInfo // the file opened, to notice when path names another one
 	db    *sql.DB
 	stmts map[int]*sql.Stmt // multi-row INSERTs by row count
 	args  []any
@@ -186,7 +187,22 @@ func openStore(path string) (*store, error) {
 		db.Close()
 		return nil, err
 	}
+	// The connection is open (migrate used it): this is the file it has.
+	if s.file, err = os.Stat(path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
 	return s, nil
+}
+
+// replaced reports whether path no longer names the file the store has open: it was deleted,
+// renamed (log rotation) or replaced by another file. Other errors tell nothing and say no.
+func (s *store) replaced() bool {
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	return err == nil && !os.SameFile(fi, s.file)
 }
 
 // migrate brings the schema to schemaVersion. A current schema is only read: the write
@@ -346,10 +362,17 @@ func (s *store) vacuumStep(pages int) (more bool, err error) {
 }
 
 // truncateWAL checkpoints the whole WAL into the database and truncates it, so the database
-// file shrinks to the pages in use and the WAL to nothing.
+// file shrinks to the pages in use and the WAL to nothing. It fails if a reader's older
+// snapshot kept some of the WAL from being copied.
 func (s *store) truncateWAL() error {
-	_, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-	return err
+	var busy, frames, copied int
+	if err := s.db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+		return err
+	}
+	if busy != 0 {
+		return fmt.Errorf("database %s: a reader kept %d of %d WAL frames from being checkpointed", s.path, frames-copied, frames)
+	}
+	return nil
 }
 
 // size is the bytes the database occupies on disk, WAL included.

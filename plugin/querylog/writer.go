@@ -227,11 +227,19 @@ func (w *writer) closeStore() {
 	if w.store == nil {
 		return
 	}
-	w.ckpt.close()
+	w.stopCheckpointer()
 	if err := w.store.close(); err != nil {
 		log.Errorf("Closing database %s: %v", w.path, err)
 	}
-	w.store, w.ckpt = nil, nil
+	w.store = nil
+}
+
+// stopCheckpointer stops the checkpointer and closes its connection. Called with storeMu held.
+func (w *writer) stopCheckpointer() {
+	if w.ckpt != nil {
+		w.ckpt.close()
+		w.ckpt = nil
+	}
 }
 
 // log hands one entry to the buffer. After the buffer has closed, the entry is written by the
