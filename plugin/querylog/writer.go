@@ -28,6 +28,7 @@ type writer struct {
 
 	holders []options // one per reference, its options, oldest first; guarded by registryMu
 	closing bool      // guarded by registryMu
+	retired bool      // its counts have moved to retired[path]; guarded by registryMu
 
 	warnMu  sync.Mutex
 	warnLog limiter // watermark warnings: once per crossing, and at most once per logEvery
@@ -43,7 +44,10 @@ type writer struct {
 var (
 	registryMu sync.Mutex
 	writers    = map[string]*writer{} // live writers by absolute path
-	retired    []*writer              // closed writers, kept for their counters
+	// retired holds the counts of closed writers, summed by path, so that counters never go
+	// backwards: a path closed and reopened by reloads keeps counting where it was. Only the
+	// counts are kept, not the writers.
+	retired = map[string]*buffer{}
 )
 
 // tailGrace is how long a writer closed by a final shutdown keeps its database open for
@@ -190,7 +194,7 @@ func (w *writer) release(o options, keepTail bool) {
 
 	registryMu.Lock()
 	delete(writers, w.path)
-	retired = append(retired, w)
+	w.retire()
 	registryMu.Unlock()
 
 	if keepTail {
@@ -240,6 +244,30 @@ func (w *writer) stopCheckpointer() {
 		w.ckpt.close()
 		w.ckpt = nil
 	}
+}
+
+// retire moves the counts of the drained writer to retired[w.path]; entries the tail handles
+// afterwards are counted there too (account). Called with registryMu held.
+func (w *writer) retire() {
+	r := retired[w.path]
+	if r == nil {
+		r = &buffer{}
+		retired[w.path] = r
+	}
+	r.add(w.buf.snapshot().stats)
+	w.retired = true
+}
+
+// account records the fate of entries the tail handled after the buffer closed: written, or
+// dropped as shutdown.
+func (w *writer) account(es []entry, written bool) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	b := w.buf
+	if w.retired {
+		b = retired[w.path]
+	}
+	b.account(es, written, reasonShutdown)
 }
 
 // log hands one entry to the buffer. After the buffer has closed, the entry is written by the
@@ -292,12 +320,20 @@ func (w *writer) setGauges(f func()) {
 	w.gaugeMu.Unlock()
 }
 
-// writersForMetrics returns the live writers and every writer (live and retired).
+// writersForMetrics returns the live writers, and those with, for each path, one holding the
+// retired counts. These are copies taken under registryMu, in which a writer's counts move to
+// retired: read later, they could otherwise miss that move, or see it twice.
 func writersForMetrics() (live, all []*writer) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	for _, w := range writers {
 		live = append(live, w)
 	}
-	return live, append(append([]*writer(nil), live...), retired...)
+	all = append([]*writer(nil), live...)
+	for path, r := range retired {
+		b := &buffer{}
+		b.add(r.snapshot().stats)
+		all = append(all, &writer{path: path, buf: b})
+	}
+	return live, all
 }
