@@ -45,8 +45,15 @@ func (w *writer) run() {
 	f.startPass()
 
 	for {
+		// Stop first, so that it waits for one turn's work at most.
+		select {
+		case <-w.stop:
+			f.drain()
+			return
+		default:
+		}
 		// With work pending the select does not wait, but still takes whatever else is ready:
-		// it picks among ready cases at random, so a due timer or stop is seen within a few
+		// it picks among ready cases at random, so a due ticker or timer is seen within a few
 		// turns.
 		var work <-chan struct{}
 		if f.pending() {

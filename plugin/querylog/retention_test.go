@@ -203,8 +203,9 @@ func TestMaintenanceYieldsToShutdown(t *testing.T) {
 			took := time.Since(start)
 			t.Logf("released after %s; %d rows left, file %d bytes of %d", took.Round(time.Millisecond),
 				testutil.CountRows(t, path, ""), fileSize(path), before)
-			// A step in progress (a chunk of rows, or of pages) may finish first.
-			if limit := o.shutdownTimeout + time.Second; took > limit {
+			// A step in progress (a chunk of rows, or of pages) may finish first: tens of
+			// milliseconds alone, more with -race on shared cores under the whole suite.
+			if limit := o.shutdownTimeout + 2*time.Second; took > limit {
 				t.Errorf("release took %s with maintenance under way, want at most %s", took, limit)
 			}
 		})
