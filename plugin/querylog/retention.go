@@ -127,9 +127,15 @@ func (f *flusher) maintainStep(written int) {
 			p.phase = phaseSizeCheck
 		}
 	case phaseSizeCheck:
-		p.phase = phaseDone
-		if o.maxSize > 0 && (w.store.size() > o.maxSize || w.overCap(o.maxSize)) {
+		switch {
+		case o.maxSize == 0:
+			p.phase = phaseDone
+		case w.overCap(o.maxSize):
 			p.phase = phaseSizeCap
+		case w.store.size() > o.maxSize: // free pages or the WAL: nothing to delete
+			p.phase = phaseVacuum
+		default:
+			p.phase = phaseDone
 		}
 	case phaseSizeCap:
 		chunk := pruneChunk + written
@@ -179,12 +185,12 @@ func (w *writer) prune(del func(*store) (int64, error)) (int64, error) {
 	return n, err
 }
 
-// overCap reports whether the pages in use exceed 90% of max.
-func (w *writer) overCap(max int64) bool {
+// overCap reports whether the pages in use exceed 90% of maxSize.
+func (w *writer) overCap(maxSize int64) bool {
 	w.storeMu.Lock()
 	used, err := w.store.usedBytes()
 	w.storeMu.Unlock()
-	return err == nil && used > max*9/10
+	return err == nil && used > maxSize*9/10
 }
 
 // diskLow reports whether the filesystem holding the database has less free space than

@@ -288,3 +288,24 @@ func TestRetentionClockJump(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxSizeFreePagesOnly: a file above max_size whose rows fit under 90% of it (the rest are
+// free pages) shrinks, and no row is deleted.
+func TestMaxSizeFreePagesOnly(t *testing.T) {
+	fastMaintenance(t)
+	path := tempDB(t)
+	createQuerylogDB(t, path, 0)
+	addRows(t, path, 40_000, time.Now().UnixMilli())
+	testutil.SQLite3(t, path, "DELETE FROM queries WHERE rowid > 5000")
+	o := retentionOpts(path)
+	o.retention = 0
+	o.maxSize = 2 << 20
+	if fileSize(path) <= o.maxSize {
+		t.Fatalf("the file has %d bytes, not above max_size %d", fileSize(path), o.maxSize)
+	}
+	testWriter(t, o)
+	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= o.maxSize })
+	if n := testutil.CountRows(t, path, ""); n != 5000 {
+		t.Errorf("%d rows left of 5000; none had to go", n)
+	}
+}
