@@ -53,24 +53,30 @@ func (s *server) waitShipped(timeout time.Duration) testutil.Metrics {
 	}
 }
 
-// checkShipped compares ClickHouse with the SQLite file of s: node's rows in ClickHouse are
-// exactly the rows of the file (same seq and qname), each once. It returns the row count.
-func checkShipped(t *testing.T, ch *testutil.ClickHouse, s *server, node string) int {
+// checkShipped compares ClickHouse with the SQLite files of a node (its database, and the old
+// file after a rotation): node's rows in ClickHouse are exactly the rows of the files (same seq
+// and qname), each once. It returns the row count.
+func checkShipped(t *testing.T, ch *testutil.ClickHouse, node string, dbs ...string) int {
 	t.Helper()
 	local := map[uint64]string{}
-	rows, err := testutil.OpenRO(t, s.db).Query("SELECT id, qname FROM queries")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var seq uint64
-		var q string
-		if err := rows.Scan(&seq, &q); err != nil {
+	for _, db := range dbs {
+		rows, err := testutil.OpenRO(t, db).Query("SELECT id, qname FROM queries")
+		if err != nil {
 			t.Fatal(err)
 		}
-		local[seq] = q
+		for rows.Next() {
+			var seq uint64
+			var q string
+			if err := rows.Scan(&seq, &q); err != nil {
+				t.Fatal(err)
+			}
+			if _, dup := local[seq]; dup {
+				t.Errorf("seq %d is in two files", seq)
+			}
+			local[seq] = q
+		}
+		rows.Close()
 	}
-	rows.Close()
 
 	ctx := context.Background()
 	var n, distinct uint64
@@ -153,7 +159,7 @@ func TestShipOutage(t *testing.T) {
 
 	answered, failed := l.Results()
 	rows := testutil.CheckLogged(t, append(answered, s.probes...), failed, s.db)[0]
-	n := checkShipped(t, ch, s, "outage")
+	n := checkShipped(t, ch, "outage", s.db)
 	lines := shipFailedRE.FindAllStringSubmatch(s.out.String(), -1)
 	t.Logf("%d answered, %d rows, %v shipped, %v ship errors, %d error lines: %q", len(answered), n, m.Get(s.db, "shipped_total"), m.Get(s.db, "ship_errors_total"), len(lines), lines)
 	if n != len(rows) {
@@ -166,6 +172,37 @@ func TestShipOutage(t *testing.T) {
 		t.Errorf("dropped %v", d)
 	}
 	s.checkLog("WARNING: DATA RACE")
+}
+
+// TestShipFileRenamed renames the database (log rotation) while CoreDNS ships it under load:
+// the shipper sends the rest of the old file before querylog opens the path afresh, and then
+// the new file, so ClickHouse holds every row of both files exactly once.
+func TestShipFileRenamed(t *testing.T) {
+	t.Parallel()
+	ch := testutil.StartClickHouse(t)
+	s := shipServer(t, ch, "rotated", "")
+	s.start()
+	l := testutil.StartLoad(t, "udp", s.dns, "r", 2, 1<<30, time.Millisecond)
+	s.waitMetric("a first shipment", 20*time.Second, func(m testutil.Metrics) bool { return m.Get(s.db, "shipped_total") > 500 })
+
+	s.out.Mark("renaming")
+	old := s.db + ".1"
+	if err := os.Rename(s.db, old); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog("opening it afresh", 1, 15*time.Second)
+	l.WaitAnswers(t, l.Count()+500)
+	l.Stop()
+	s.waitShipped(30 * time.Second)
+	s.stop()
+
+	answered, failed := l.Results()
+	testutil.CheckLogged(t, append(answered, s.probes...), failed, s.db, old)
+	inOld, total := countQueries(t, old), checkShipped(t, ch, "rotated", s.db, old)
+	if inOld == 0 || inOld == total {
+		t.Errorf("%d of %d rows in the old file; want rows in both", inOld, total)
+	}
+	s.checkLog("not shipped", "[ERROR]")
 }
 
 // TestShipKill9 kills CoreDNS with SIGKILL while it catches up a backlog, so likely between an
@@ -201,7 +238,7 @@ func TestShipKill9(t *testing.T) {
 	if out := testutil.SQLite3(t, s.db, "PRAGMA integrity_check"); out != "ok" {
 		t.Fatalf("integrity_check: %s", out)
 	}
-	checkShipped(t, ch, s, "kill9")
+	checkShipped(t, ch, "kill9", s.db)
 	s.checkLog("WARNING: DATA RACE")
 }
 
@@ -228,7 +265,7 @@ func TestShipTwoNodes(t *testing.T) {
 	}{{a, la, "node-a"}, {b, lb, "node-b"}} {
 		answered, failed := c.l.Results()
 		rows := testutil.CheckLogged(t, append(answered, c.s.probes...), failed, c.s.db)[0]
-		if n := checkShipped(t, ch, c.s, c.node); n != len(rows) {
+		if n := checkShipped(t, ch, c.node, c.s.db); n != len(rows) {
 			t.Errorf("%s: %d rows, %d names", c.node, n, len(rows))
 		}
 		// Each node's rows carry only its own names.
@@ -316,8 +353,8 @@ func TestShipBadTarget(t *testing.T) {
 		testutil.CheckLogged(t, append(answered, c.s.probes...), failed, c.s.db)
 		c.s.checkLog("WARNING: DATA RACE")
 	}
-	checkShipped(t, other, unreachable, "unreachable")
-	checkShipped(t, ch, password, "password")
+	checkShipped(t, other, "unreachable", unreachable.db)
+	checkShipped(t, ch, "password", password.db)
 	checkShippedTable(t, ch, columns, "columns", "wrongcols.querylog")
 }
 

@@ -20,6 +20,9 @@ type querylogMetrics struct {
 	DroppedTotal       float64            `json:"dropped_total"`
 	FlushErrors        float64            `json:"flush_errors_total"`
 	Ignored            float64            `json:"ignored_total"`
+	Pruned             float64            `json:"pruned_total"`       // rows deleted by retention or max_size
+	DBSizePeak         float64            `json:"db_size_peak_bytes"` // highest db_size_bytes (database + WAL) scraped
+	DropSummaries      int                `json:"drop_summary_lines"` // "Dropped N entries ... in the last 10s" lines logged
 	BufferCapacity     float64            `json:"buffer_capacity"`
 	BufferPeak         float64            `json:"buffer_peak"`
 	BufferPeakPct      float64            `json:"buffer_peak_pct"`
@@ -68,7 +71,7 @@ type runResult struct {
 	Series          []point          `json:"series"`
 }
 
-func (r *runResult) setMetrics(s *scrape, peak float64) {
+func (r *runResult) setMetrics(s *scrape, peak, dbPeak float64) {
 	r.GOMAXPROCSSeen = s.gomaxprocs
 	if !s.hasQuerylog {
 		return
@@ -77,6 +80,7 @@ func (r *runResult) setMetrics(s *scrape, peak float64) {
 	q := &querylogMetrics{
 		Enqueued: s.enqueued, Written: s.written, BufferedAtStop: s.bufferSize,
 		Dropped: s.dropped, DroppedTotal: s.droppedTotal(), FlushErrors: s.flushErrors, Ignored: s.ignored,
+		Pruned: s.pruned, DBSizePeak: max(dbPeak, s.dbSize),
 		BufferCapacity: s.bufferCapacity, BufferPeak: peak, FlushBuckets: s.flushDur,
 		Note: "flush figures are from the last scrape before SIGTERM: the shutdown drain's flushes are not included; " +
 			"p50/p99 are interpolated within histogram buckets, and the max is the upper bound of the highest non-empty bucket, not a measured value",
@@ -121,6 +125,9 @@ func (r *runResult) scanLog(path string) {
 		case strings.HasPrefix(line, "[WARNING]"), strings.HasPrefix(line, "[ERROR]"), strings.HasPrefix(line, "panic"):
 			if len(r.LogWarnings) < 50 {
 				r.LogWarnings = append(r.LogWarnings, line)
+			}
+			if r.Querylog != nil && strings.HasPrefix(line, "[ERROR] plugin/querylog: Dropped ") && strings.Contains(line, " in the last ") {
+				r.Querylog.DropSummaries++
 			}
 		}
 	}

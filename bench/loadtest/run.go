@@ -194,7 +194,8 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	r.Series = sc.series()
 	if scrapeErr == nil {
 		r.Series = append(r.Series, final.point())
-		r.setMetrics(final, sc.maxPeak())
+		peak, dbPeak := sc.maxPeak()
+		r.setMetrics(final, peak, dbPeak)
 	}
 
 	// Stop, and wait for the drain.

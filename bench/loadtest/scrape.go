@@ -24,6 +24,8 @@ type scrape struct {
 	dropped        map[string]float64
 	flushErrors    float64
 	ignored        float64
+	pruned         float64
+	dbSize         float64 // database + WAL
 	flushDur       []bucket
 	flushDurSum    float64
 	flushSize      []bucket
@@ -60,6 +62,10 @@ func newScrape(t float64, families []*dto.MetricFamily) *scrape {
 				s.ignored += v
 			case p + "flush_errors_total":
 				s.flushErrors += v
+			case p + "pruned_total":
+				s.pruned += v
+			case p + "db_size_bytes":
+				s.dbSize += v
 			case p + "batch_flush_duration_seconds":
 				s.flushDur = addBuckets(s.flushDur, m.GetHistogram())
 				s.flushDurSum += m.GetHistogram().GetSampleSum()
@@ -116,12 +122,13 @@ type point struct {
 	Written    float64 `json:"written,omitempty"`
 	Dropped    float64 `json:"dropped,omitempty"`
 	Flushes    float64 `json:"flushes,omitempty"`
+	DBSize     float64 `json:"db_size_bytes,omitempty"`
 	CPU        float64 `json:"cpu_seconds"`
 }
 
 func (s *scrape) point() point {
 	p := point{T: round(s.t, 2), Requests: s.requests, BufferSize: s.bufferSize, BufferPeak: s.bufferPeak,
-		Enqueued: s.enqueued, Written: s.written, Dropped: s.droppedTotal(), CPU: s.cpu}
+		Enqueued: s.enqueued, Written: s.written, Dropped: s.droppedTotal(), DBSize: s.dbSize, CPU: s.cpu}
 	if n := len(s.flushDur); n > 0 {
 		p.Flushes = s.flushDur[n-1].Count
 	}
@@ -196,12 +203,12 @@ func (sc *scraper) series() []point {
 	return out
 }
 
-func (sc *scraper) maxPeak() float64 {
+// maxPeak returns the highest buffer peak and database size (with its WAL) scraped.
+func (sc *scraper) maxPeak() (buffer, dbSize float64) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	var m float64
 	for _, s := range sc.scrapes {
-		m = max(m, s.bufferPeak)
+		buffer, dbSize = max(buffer, s.bufferPeak), max(dbSize, s.dbSize)
 	}
-	return m
+	return buffer, dbSize
 }

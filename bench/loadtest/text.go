@@ -152,7 +152,8 @@ func (r *runResult) text(w io.Writer, compact bool) {
 	if q := r.Querylog; q != nil {
 		p("  drops:     %s (at SIGTERM: enqueued %.0f, written %.0f, buffered %.0f, flush errors %.0f, ignored %.0f)",
 			drops(q.Dropped), q.Enqueued, q.Written, q.BufferedAtStop, q.FlushErrors, q.Ignored)
-		p("  buffer:    peak %.0f of %.0f (%.2f%% of capacity)", q.BufferPeak, q.BufferCapacity, q.BufferPeakPct)
+		p("  buffer:    peak %.0f of %.0f (%.2f%% of capacity); %d drop summary line(s) logged", q.BufferPeak, q.BufferCapacity, q.BufferPeakPct, q.DropSummaries)
+		p("  size:      database + WAL at most %.0f bytes (db_size_bytes, scraped every second); %.0f rows pruned", q.DBSizePeak, q.Pruned)
 		if q.Flushes > 0 {
 			mx := fmt.Sprintf("≤ %s (upper bound of the highest non-empty bucket, an estimate)", ms(q.FlushMaxUpperBound))
 			if q.FlushMaxAbove {

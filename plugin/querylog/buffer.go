@@ -259,6 +259,20 @@ func (b *buffer) account(es []entry, written bool, r reason) {
 	b.mu.Unlock()
 }
 
+// add adds counts to the buffer's accounting (summing a closed writer's into retired).
+func (b *buffer) add(cs []counts) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range cs {
+		t := b.countsFor(c.server)
+		t.enqueued += c.enqueued
+		t.written += c.written
+		for r := range c.dropped {
+			t.dropped[r] += c.dropped[r]
+		}
+	}
+}
+
 // close rejects further entries and wakes anyone blocked waiting for room.
 func (b *buffer) close() {
 	b.mu.Lock()

@@ -1,6 +1,7 @@
 package querylog
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"time"
@@ -15,18 +16,28 @@ var checkpointEvery = time.Second
 // writer connection keeps a far-off automatic checkpoint as a backstop.
 type checkpointer struct {
 	db   *sql.DB
+	conn *sql.Conn
 	path string
 	stop chan struct{}
 	done chan struct{}
 }
 
+// startCheckpointer connects to the database at path, which the writer has just opened. It
+// connects at once and keeps that one connection: database/sql would otherwise connect on
+// first use, or again after an error, by name, and if the file has been renamed or deleted
+// meanwhile that creates a new one beside the writer's WAL, which the two would then share.
 func startCheckpointer(path string) (*checkpointer, error) {
 	db, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	c := &checkpointer{db: db, path: path, stop: make(chan struct{}), done: make(chan struct{})}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	c := &checkpointer{db: db, conn: conn, path: path, stop: make(chan struct{}), done: make(chan struct{})}
 	go c.run()
 	return c, nil
 }
@@ -43,7 +54,7 @@ func (c *checkpointer) run() {
 		case <-t.C:
 		}
 		var busy, frames, copied int
-		err := c.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+		err := c.conn.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
 		if err != nil {
 			if ok, suppressed := errLog.allow(time.Now()); ok {
 				log.Warningf("Checkpointing %s (%d similar warnings suppressed): %v", c.path, suppressed, err)
@@ -55,5 +66,6 @@ func (c *checkpointer) run() {
 func (c *checkpointer) close() {
 	close(c.stop)
 	<-c.done
+	c.conn.Close()
 	c.db.Close()
 }

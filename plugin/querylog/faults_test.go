@@ -126,6 +126,38 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 }
 
+// TestFaultStartDiskFull starts CoreDNS with a new database on a full filesystem: CoreDNS
+// starts anyway, querylog buffers the entries and is not ready; once space is freed it creates
+// the database by itself, becomes ready and writes everything.
+func TestFaultStartDiskFull(t *testing.T) {
+	mnt := tmpfs(t, "8m")
+	db := filepath.Join(mnt, "q.db")
+	filler := filepath.Join(mnt, "filler")
+	fill(t, filler, 0)
+	inst := startCoreDNS(t, corefile(db, "flush_interval 200ms\n        adaptive 100ms 500ms\n        min_free 0"))
+	w, _ := liveWriter(db)
+	l := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "b", 2, 200, 0)
+	l.Wait()
+	testutil.WaitFor(t, 10*time.Second, "failed attempts to create the database", func() bool {
+		return testutil.Gather(t).Get(db, "flush_errors_total") >= 2
+	})
+	if a := testutil.Gather(t).Account(db); w.ready() || a.Buffered == 0 || a.Written != 0 {
+		t.Errorf("on the full disk: ready %v, %+v; want not ready, the entries buffered", w.ready(), a)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the buffer to drain once space was freed", func() bool { return bufferEmpty(t, db) })
+	if !w.ready() {
+		t.Errorf("not ready once the database is open")
+	}
+	stopCoreDNS(t, inst)
+	answered, failed := l.Results()
+	testutil.CheckLogged(t, answered, failed, db)
+	checkAccounting(t, db, testutil.CountRows(t, db, ""), 0)
+}
+
 // TestFaultDiskLow fills the filesystem below min_free under load: querylog stops writing and
 // counts the entries it drops as disk_low (exported by the disk_low gauge and dropped_total),
 // and once space is freed it writes again by itself. Every answered query is a row or a drop.

@@ -13,6 +13,8 @@ const (
 	slowFlush = 100 * time.Millisecond
 	// logEvery bounds every repeated log line of the flusher to one per period.
 	logEvery = 10 * time.Second
+	// clockLogEvery bounds the warning about a wall clock that jumped: it holds until a restart.
+	clockLogEvery = time.Hour
 	// Retry backoff after a failed write: doubles from the first value up to the last.
 	firstBackoff = 100 * time.Millisecond
 	maxBackoff   = 5 * time.Second
@@ -25,109 +27,164 @@ const (
 // wait, and everything waiting whenever the adaptive interval expires. A failed write leaves
 // the batch in the buffer and is retried with backoff; the buffer absorbs new entries meanwhile.
 // On stop it drains the buffer, bounded by shutdown_timeout.
+//
+// Every turn of the loop does a bounded amount of work, at most one batch and one maintenance
+// step, and then looks at its timers and at stop again. Under sustained overload the flusher
+// never runs out of work, and the drop summary, retention, the size cap and shutdown_timeout
+// must still get their turn exactly then.
 func (w *writer) run() {
 	defer close(w.done)
-	f := flusher{w: w, flushed: time.Now(), backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery}}
-	timer := time.NewTimer(f.nextInterval())
-	defer timer.Stop()
+	f := flusher{w: w, backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery}, capLog: limiter{every: logEvery},
+		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: limiter{every: clockLogEvery}}
+	f.timer = time.NewTimer(f.nextInterval())
+	defer f.timer.Stop()
 	report := time.NewTicker(logEvery)
 	defer report.Stop()
 	maintenance := time.NewTicker(maintenanceEvery)
 	defer maintenance.Stop()
-	f.maintain()
+	f.startPass()
 
-	retry := false
 	for {
-		all := retry
-		var next time.Duration
-		if !retry {
-			select {
-			case <-w.stop:
-				f.drain()
-				return
-			case <-report.C:
-				f.reportDrops()
-				continue
-			case <-maintenance.C:
-				f.maintain()
-				continue
-			case <-w.buf.notify:
-			case <-timer.C:
-				all = true
-			}
-		}
-		if all {
-			// Chosen from the fill that built up over the last interval, before it is written.
-			next = f.nextInterval()
-		}
-		if retry = f.flushWaiting(all) != nil; retry {
-			if stopped := f.wait(f.backoff, report.C); stopped {
-				f.drain()
-				return
-			}
-			f.backoff = min(2*f.backoff, maxBackoff)
-			continue
-		}
-		f.backoff = firstBackoff
-		if all {
-			f.flushed = time.Now()
-			timer.Reset(next)
-		}
-	}
-}
-
-// wait sleeps for d, still reporting drops, and reports whether stop was signalled meanwhile.
-func (f *flusher) wait(d time.Duration, report <-chan time.Time) (stopped bool) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
+		// Stop first, so that it waits for one turn's work at most.
 		select {
-		case <-f.w.stop:
-			return true
-		case <-report:
-			f.reportDrops()
-		case <-t.C:
-			return false
+		case <-w.stop:
+			f.drain()
+			return
+		default:
 		}
+		// With work pending the select does not wait, but still takes whatever else is ready:
+		// it picks among ready cases at random, so a due ticker or timer is seen within a few
+		// turns.
+		var work <-chan struct{}
+		if f.pending() {
+			work = closedChan
+		}
+		select {
+		case <-w.stop:
+			f.drain()
+			return
+		case <-report.C:
+			f.reportDrops()
+		case <-maintenance.C:
+			f.startPass()
+		case <-f.timer.C:
+			// Chosen from the fill that built up over the last interval, before it is written.
+			f.next, f.due = f.nextInterval(), true
+		case <-f.retry:
+			f.retry = nil
+		case <-w.buf.notify:
+		case <-work:
+		}
+		f.step()
 	}
 }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // flusher is the state of the flusher goroutine; only it touches these fields.
 type flusher struct {
 	w        *writer
-	flushed  time.Time // when the flusher last emptied the buffer on its interval
+	timer    *time.Timer      // the adaptive interval
+	due      bool             // the interval expired: write until the buffer is empty
+	next     time.Duration    // the interval to start once it is
+	retry    <-chan time.Time // non-nil while backing off after a failed write
 	backoff  time.Duration
-	failures int // consecutive failures of the current batch
+	failures int   // consecutive failures of the current batch
+	pass     *pass // the maintenance pass under way, if any
+	reship   bool  // checkFile stopped the shipper with the old file: start one once open
 	slowLog  limiter
 	errLog   limiter
+	capLog   limiter // rollups filling max_size
+
+	startWall time.Time // the wall clock when the flusher started, and
+	startMono time.Time // the same moment with its monotonic reading (retention's clock)
+	clockLog  limiter
 }
 
-// flushWaiting writes batches while at least batch_size entries wait, or, with all, until the
-// buffer is empty.
-func (f *flusher) flushWaiting(all bool) error {
-	for {
-		batch := f.w.options().batchSize
-		size, _ := f.w.buf.fill()
-		if size == 0 || (!all && size < batch) {
-			return nil
-		}
-		if err := f.flushBatch(batch); err != nil {
-			return err
-		}
+// pending reports whether the flusher has work it can do now.
+func (f *flusher) pending() bool {
+	if f.retry != nil {
+		return false
+	}
+	size, _ := f.w.buf.fill()
+	return f.w.store == nil || f.due || f.pass != nil || size >= f.w.options().batchSize
+}
+
+// step does one turn's work: opening the database if it is not open, then at most one batch,
+// and one maintenance step. Nothing while backing off: the database is failing, and
+// maintenance would fail on it too.
+func (f *flusher) step() {
+	if f.retry != nil {
+		return
+	}
+	if f.w.store == nil && !f.open() {
+		f.backOff()
+		return
+	}
+	written, err := f.writeWaiting()
+	if err != nil {
+		f.backOff()
+		return
+	}
+	f.backoff = firstBackoff
+	if f.pass != nil {
+		f.maintainStep(written)
 	}
 }
 
-// flushBatch writes up to n of the oldest entries in one transaction.
-func (f *flusher) flushBatch(n int) error {
+// backOff pauses writing for the current backoff, and doubles it for the next failure.
+func (f *flusher) backOff() {
+	f.retry = time.NewTimer(f.backoff).C
+	f.backoff = min(2*f.backoff, maxBackoff)
+}
+
+// open tries to open the database, counting and logging (at most once per logEvery) a failure.
+func (f *flusher) open() bool {
+	w := f.w
+	err := w.open()
+	if err != nil {
+		flushErrors.WithLabelValues(w.path).Inc()
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			log.Errorf("Opening %s failed (%d similar errors suppressed), will retry: %v", w.path, suppressed, err)
+		}
+		return false
+	}
+	if f.reship {
+		f.reship = false
+		w.setShip(w.options().ship)
+	}
+	size, _ := w.buf.fill()
+	log.Infof("Opened %s: writing the %d entries buffered meanwhile", w.path, size)
+	return true
+}
+
+// writeWaiting writes one batch if batch_size entries wait or the interval is due, and
+// re-arms the interval once the buffer is empty. It returns the rows written.
+func (f *flusher) writeWaiting() (int, error) {
+	batch := f.w.options().batchSize
+	size, _ := f.w.buf.fill()
+	if size == 0 || (!f.due && size < batch) {
+		if f.due {
+			f.due = false
+			f.timer.Reset(f.next)
+		}
+		return 0, nil
+	}
+	return f.flushBatch(batch)
+}
+
+// flushBatch writes up to n of the oldest entries in one transaction, and returns how many rows
+// it wrote.
+func (f *flusher) flushBatch(n int) (int, error) {
 	w := f.w
 	first, second := w.buf.peek(n)
 	count := len(first) + len(second)
 	if count == 0 {
-		return nil
+		return 0, nil
 	}
 	if f.diskLow() {
 		w.buf.remove(count, false, reasonDiskLow)
-		return nil
+		return 0, nil
 	}
 	start := time.Now()
 	w.storeMu.Lock()
@@ -146,7 +203,7 @@ func (f *flusher) flushBatch(n int) error {
 			log.Errorf("Dropped %d entries after %d failed writes to %s: %v", count, f.failures, w.path, err)
 			f.failures = 0
 		}
-		return err
+		return 0, err
 	}
 	f.failures = 0
 	w.buf.remove(count, true, 0)
@@ -160,7 +217,7 @@ func (f *flusher) flushBatch(n int) error {
 			log.Warningf("Slow flush to %s: %d entries took %s (%d similar warnings suppressed)", w.path, count, took, suppressed)
 		}
 	}
-	return nil
+	return count, nil
 }
 
 // nextInterval picks the flush interval from the buffer's fill: at or above 80% the minimum,
@@ -181,18 +238,33 @@ func (f *flusher) nextInterval() time.Duration {
 	return d
 }
 
-// drain writes everything still buffered, retrying failures until shutdown_timeout has passed;
-// what is left then is counted as dropped with reason shutdown and logged once.
+// drainBatch is the least number of rows per transaction of the shutdown drain: with a small
+// batch_size (down to 1), writing a full buffer a few rows at a time would take far longer
+// than shutdown_timeout allows.
+const drainBatch = 1000
+
+// drain writes everything still buffered (the buffer is closed: nothing is added), retrying
+// failures, until shutdown_timeout has passed; what is left then is counted as dropped with
+// reason shutdown and logged once.
 func (f *flusher) drain() {
 	w := f.w
-	deadline := time.Now().Add(w.options().shutdownTimeout)
+	o := w.options()
+	deadline := time.Now().Add(o.shutdownTimeout)
 	backoff := 10 * time.Millisecond
 	for time.Now().Before(deadline) {
-		if err := f.flushWaiting(true); err == nil {
+		if size, _ := w.buf.fill(); size == 0 {
 			return
 		}
-		time.Sleep(min(backoff, time.Until(deadline)))
-		backoff = min(2*backoff, 500*time.Millisecond)
+		var err error
+		if w.store == nil {
+			err = w.open()
+		} else {
+			_, err = f.flushBatch(max(o.batchSize, drainBatch))
+		}
+		if err != nil {
+			time.Sleep(min(backoff, time.Until(deadline)))
+			backoff = min(2*backoff, 500*time.Millisecond)
+		}
 	}
 	if size, _ := w.buf.fill(); size > 0 {
 		w.tail.fail() // the database is failing: do not make late replies wait for it either
@@ -224,6 +296,10 @@ func transient(err error) bool {
 	}
 	return false
 }
+
+// permanent reports whether opening a database failed for good: the file is not a querylog
+// database this build can use, or SQLite says it is no database or corrupt.
+func permanent(err error) bool { return refused(err) || !transient(err) }
 
 // limiter lets a repeated log line through at most once per period and counts the rest.
 type limiter struct {

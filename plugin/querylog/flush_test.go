@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -299,11 +300,12 @@ func TestFlushDrainOnRelease(t *testing.T) {
 	if w.ready() {
 		t.Error("released writer still ready")
 	}
-	// An entry arriving after the database closed is counted as a shutdown drop.
+	// An entry arriving after the database closed is counted as a shutdown drop (with the
+	// closed writer's counts, which the registry keeps).
 	logN(w, "dns://:53", 5000, 1)
-	tot = checkBalance(t, w.buf, "after a late entry")
-	if tot.dropped[reasonShutdown] != 1 || tot.enqueued != 2500 {
-		t.Errorf("late entry: %+v", tot)
+	m := testutil.Gather(t)
+	if a, d := m.Account(o.path), m.Get(o.path, "dropped_total", "reason", "shutdown"); a.Enqueued != 2500 || a.Written != 2499 || d != 1 {
+		t.Errorf("late entry: %+v, %v shutdown drops; want 2500 enqueued, 2499 written, 1 dropped", a, d)
 	}
 }
 
@@ -414,6 +416,53 @@ func TestFlushLimiter(t *testing.T) {
 		ok, suppressed := l.allow(t0.Add(tc.at))
 		if ok != tc.ok || suppressed != tc.suppressed {
 			t.Errorf("call %d at +%s: allow = %v, %d; want %v, %d", i, tc.at, ok, suppressed, tc.ok, tc.suppressed)
+		}
+	}
+}
+
+// TestTailLogsWriteError: when the tail (replies answered after the shutdown drain) cannot
+// write, here because another connection holds the write lock, SQLite's error is logged once,
+// and that entry and the later ones are counted as shutdown drops.
+func TestTailLogsWriteError(t *testing.T) {
+	o := writerOpts(tempDB(t))
+	w := testWriter(t, o)
+	logs := testutil.CaptureLog(t)
+	w.release(w.options(), true) // keeps the database open for the tail
+	unlock := testutil.Lock(t, o.path)
+	logN(w, "dns://:53", 0, 3)
+	unlock()
+
+	if n := strings.Count(logs.String(), "database is locked"); n != 1 {
+		t.Errorf("the tail's SQLite error is logged %d times, want once:\n%s", n, logs)
+	}
+	m := testutil.Gather(t)
+	if a, d := m.Account(o.path), m.Get(o.path, "dropped_total", "reason", "shutdown"); a.Enqueued != 3 || a.Written != 0 || d != 3 {
+		t.Errorf("after the tail failed: %+v, %v shutdown drops; want 3 enqueued, 3 dropped", a, d)
+	}
+}
+
+// TestRetiredWritersKeepOnlyCounts opens and closes writers on two files many times, as
+// reloads that change PATH back and forth do: the registry keeps the counts of the closed
+// ones (counters never go backwards), not the writers.
+func TestRetiredWritersKeepOnlyCounts(t *testing.T) {
+	dir := t.TempDir()
+	paths := []string{filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")}
+	const rounds, per = 20, 5
+	before := retiredCount() // other tests' files
+	for i := range rounds {
+		for _, p := range paths {
+			w := testWriter(t, writerOpts(p))
+			logN(w, "dns://:53", i*per, per)
+			w.release(w.options(), false)
+		}
+	}
+	if n := retiredCount() - before; n > len(paths) {
+		t.Errorf("the registry keeps %d more closed writers after %d closes of %d files, want at most one set of counts per file", n, rounds*len(paths), len(paths))
+	}
+	m := testutil.Gather(t)
+	for _, p := range paths {
+		if a := m.Account(p); a.Enqueued != rounds*per || a.Written != rounds*per {
+			t.Errorf("%s: %+v, want %d enqueued and written", p, a, rounds*per)
 		}
 	}
 }

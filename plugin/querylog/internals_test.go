@@ -24,3 +24,11 @@ func held(w *writer) bool {
 	defer registryMu.Unlock()
 	return writers[w.path] == w && !w.closing
 }
+
+// retiredCount is the number of closed writers (or, per database, their counts) the registry
+// keeps for metrics.
+func retiredCount() int {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	return len(retired)
+}

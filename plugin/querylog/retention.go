@@ -1,6 +1,8 @@
 package querylog
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -12,100 +14,258 @@ var (
 	// tests can shorten it).
 	maintenanceEvery = 10 * time.Second
 	// pruneChunk is the number of rows deleted per transaction: 3.6-4.3 ms each on average
-	// (BenchmarkPrune), so a flush waiting behind one is delayed by a few milliseconds. Chunks
-	// of 500 (0.85 ms) let max_size fall behind a steady insert load (TestMaxSizeShrinksFile).
+	// (BenchmarkPrune), so a flush waiting behind one is delayed by a few milliseconds.
 	pruneChunk = 2000
+	// vacuumChunk is the number of free pages given back per step (4 MB of 4 KiB pages).
+	vacuumChunk = 1000
+	// rollupPeriodsChunk is the number of rollup periods per table and span deleted per step
+	// (a period has at most a few thousand rows, rollup_limit).
+	rollupPeriodsChunk = 10
+	// wallClock is the wall clock retention compares rows' ts with (a variable so tests can
+	// make it jump).
+	wallClock = time.Now
 )
 
-// maintain deletes rows older than retention and, above max_size, the oldest rows until the
-// database is back under 90% of it, then returns the freed pages to the filesystem. Between
-// chunks it lets due flushes go first.
-func (f *flusher) maintain() {
-	o := f.w.options()
-	if o.retention > 0 {
-		cutoff := time.Now().Add(-o.retention).UnixMilli()
-		f.prune(func(s *store) (int64, error) {
-			if shipped, ok := f.w.shipBound(); ok {
-				return s.pruneOlderShipped(cutoff, shipped, pruneChunk) // never unshipped rows
-			}
-			return s.pruneOlder(cutoff, pruneChunk)
-		}, func() bool { return false })
-	}
-	if o.maxSize > 0 {
-		over := func() bool {
-			f.w.storeMu.Lock()
-			used, err := f.w.store.usedBytes()
-			f.w.storeMu.Unlock()
-			return err == nil && used > o.maxSize*9/10
-		}
-		if f.w.store.size() > o.maxSize || over() {
-			f.prune(f.pruneOldestShipping, func() bool { return !over() }) // counts unshipped rows it deletes
-			f.w.storeMu.Lock()
-			err := f.w.store.vacuum()
-			f.w.storeMu.Unlock()
-			if err != nil {
-				log.Warningf("Returning free pages of %s to the filesystem: %v", f.w.path, err)
-			}
-		}
-	}
-	// Rollups: minutes go with the rows, hours and days after rollup_retention.
-	f.w.storeMu.Lock()
-	f.w.store.batch.rollups.limit = o.rollupLimit
-	var minutes, longer int64
-	if o.retention > 0 {
-		minutes = time.Now().Add(-max(o.retention, 24*time.Hour)).Unix()
-	}
-	if o.rollupRetention > 0 {
-		longer = time.Now().Add(-o.rollupRetention).Unix()
-	}
-	_, err := f.w.store.pruneRollups(minutes, longer, 60)
-	f.w.storeMu.Unlock()
-	if err != nil {
-		if ok, suppressed := f.errLog.allow(time.Now()); ok {
-			log.Errorf("Pruning the rollups of %s failed (%d similar errors suppressed): %v", f.w.path, suppressed, err)
-		}
-	}
-	// Dictionary rows no remaining row uses, a chunk per pass (they are few).
-	f.w.storeMu.Lock()
-	_, err = f.w.store.tidy(pruneChunk)
-	f.w.storeMu.Unlock()
-	if err != nil {
-		if ok, suppressed := f.errLog.allow(time.Now()); ok {
-			log.Errorf("Removing unused dictionary rows of %s failed (%d similar errors suppressed): %v", f.w.path, suppressed, err)
-		}
-	}
-	size := f.w.store.size()
-	f.w.setGauges(func() { f.w.dbSize = size })
+// pass is one maintenance run: rows older than retention are deleted; then, above max_size,
+// the oldest rows until the database is back under 90% of it; then the freed pages are given
+// back to the filesystem. The flusher does it a step at a time, one chunk between batches,
+// so flushes are never held up for more than a chunk, and a stop ends it at once (the next
+// pass, or the next start, carries on).
+type pass struct {
+	phase   phase
+	cutoff  int64 // retention: rows with ts before it go (Unix ms)
+	minutes int64 // minute rollups that began before it go (Unix s; 0 keeps them)
+	longer  int64 // hour and day rollups that began before it go (Unix s; 0 keeps them)
 }
 
-// prune runs del chunk by chunk until it deletes less than a chunk or done says so.
-func (f *flusher) prune(del func(*store) (int64, error), done func() bool) {
-	for !done() {
-		// Entries must not wait longer for pruning than they would have anyway.
-		size, _ := f.w.buf.fill()
-		due := time.Since(f.flushed) >= f.w.gauges().interval
-		if size >= f.w.options().batchSize || (size > 0 && due) {
-			if f.flushWaiting(due) != nil {
-				return // the database is failing; retry at the next maintenance
-			}
-			if due {
-				f.flushed = time.Now()
-			}
-		}
+type phase int
+
+const (
+	phaseRetention phase = iota // deleting rows older than retention
+	phaseRollups                // deleting rollups past their retention
+	phaseTidy                   // deleting dictionary rows no row uses, an empty queries_v1
+	phaseSizeCheck              // checking the size against max_size
+	phaseSizeCap                // deleting the oldest rows until under 90% of max_size
+	phaseVacuum                 // giving free pages back
+	phaseDone
+)
+
+// startPass begins a maintenance pass, unless one is under way, after checking that the
+// database file is still the one open.
+func (f *flusher) startPass() {
+	f.checkFile()
+	if f.pass != nil {
+		return
+	}
+	o, now := f.w.options(), f.now()
+	p := &pass{phase: phaseRetention}
+	if o.retention > 0 {
+		p.cutoff = now.Add(-o.retention).UnixMilli()
+		p.minutes = now.Add(-max(o.retention, 24*time.Hour)).Unix() // minutes go with the rows
+	} else {
+		p.phase = phaseRollups
+	}
+	if o.rollupRetention > 0 {
+		p.longer = now.Add(-o.rollupRetention).Unix()
+	}
+	if f.w.store != nil {
 		f.w.storeMu.Lock()
-		n, err := del(f.w.store)
+		f.w.store.batch.rollups.limit = o.rollupLimit
 		f.w.storeMu.Unlock()
-		if err != nil {
-			if ok, suppressed := f.errLog.allow(time.Now()); ok {
-				log.Errorf("Pruning %s failed (%d similar errors suppressed): %v", f.w.path, suppressed, err)
+	}
+	f.pass = p
+}
+
+// checkFile closes the database if its path no longer names the file open: it was deleted,
+// renamed (log rotation) or replaced. Rows would otherwise go on into a file nobody looks at,
+// with every metric healthy. The flusher then opens the path afresh, as at startup.
+//
+// SQLite does not checkpoint a file that has moved when it closes it, and its WAL and -shm
+// stay beside the path: the WAL's last commits would be missing from the old file and applied
+// to the new one. So first the whole WAL is moved into the old file, and after the close both
+// are removed (a process still reading the old file keeps its own open copies). While a reader
+// keeps the WAL from being moved, writing goes on into the old file, and the next pass tries
+// again.
+//
+// A shipper reads the old file to its end first (bounded by shutdown_timeout, while the
+// flusher waits and the buffer takes the load), saving its cursor in that file; the flusher
+// starts a new one on the new file once it is open.
+func (f *flusher) checkFile() {
+	w := f.w
+	if w.store == nil || !w.store.replaced() {
+		return
+	}
+	if w.finishShip(leftRotated) {
+		f.reship = true
+	}
+	w.storeMu.Lock()
+	// The checkpointer first: a checkpoint of its own would make this one fail, and it must not
+	// reconnect by name, to the new file.
+	w.stopCheckpointer()
+	err := w.store.truncateWAL()
+	w.storeMu.Unlock()
+	if err != nil {
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			// A shipper would reopen the path, the new file, so none runs until the switch.
+			shipping := ""
+			if f.reship {
+				shipping = " (not shipping what is written meanwhile)"
 			}
-			return
+			log.Errorf("%s was renamed, deleted or replaced, but its last commits cannot be moved into it yet (%d similar errors suppressed); still writing to it%s: %v", w.path, suppressed, shipping, err)
 		}
-		prunedTotal.WithLabelValues(f.w.path).Add(float64(n))
-		if n < int64(pruneChunk) {
-			return
+		return
+	}
+	log.Warningf("%s was renamed, deleted or replaced: closing the old file and opening it afresh", w.path)
+	w.closeStore()
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(w.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Errorf("Removing %s of the old file: %v", w.path+suffix, err)
 		}
 	}
+}
+
+// now is the time retention counts from: the earlier of the wall clock and a clock set from
+// it when the writer started and advanced by the monotonic clock since. A wall clock that
+// jumps forward by more than retention would otherwise delete the whole log at the next pass;
+// one that jumps back would make rows written after the jump look old to the steady clock.
+// Either way rows are kept longer, never deleted early, and the disagreement is logged.
+func (f *flusher) now() time.Time {
+	wall := wallClock().Round(0) // wall readings only: Sub must not use the monotonic ones
+	steady := f.startWall.Add(time.Since(f.startMono))
+	if skew := wall.Sub(steady); skew.Abs() > time.Minute {
+		if ok, _ := f.clockLog.allow(time.Now()); ok {
+			log.Warningf("The wall clock is %s off the steady clock since writing to %s began (stepped, or the system was suspended): retention counts from the earlier of the two until CoreDNS restarts", skew.Round(time.Second), f.w.path)
+		}
+		if skew > 0 {
+			return steady
+		}
+	}
+	return wall
+}
+
+// maintainStep does one step of the pass: one chunk of rows or pages, or one check. written is
+// the rows the flusher wrote in this turn: above max_size each step deletes a chunk more than
+// that, so the cap wins against a writer that never idles.
+func (f *flusher) maintainStep(written int) {
+	w, p, o := f.w, f.pass, f.w.options()
+	var err error
+	switch p.phase {
+	case phaseRetention:
+		var n int64
+		if n, err = w.prune(func(s *store) (int64, error) {
+			if shipped, ok := w.shipBound(); ok {
+				return s.pruneOlderShipped(p.cutoff, shipped, pruneChunk) // never unshipped rows
+			}
+			return s.pruneOlder(p.cutoff, pruneChunk)
+		}); n < int64(pruneChunk) {
+			p.phase = phaseRollups
+		}
+	case phaseRollups:
+		var n int64
+		w.storeMu.Lock()
+		n, err = w.store.pruneRollups(p.minutes, p.longer, rollupPeriodsChunk)
+		w.storeMu.Unlock()
+		if n == 0 {
+			p.phase = phaseTidy
+		}
+	case phaseTidy:
+		var more bool
+		w.storeMu.Lock()
+		more, err = w.store.tidy(pruneChunk)
+		w.storeMu.Unlock()
+		if !more {
+			p.phase = phaseSizeCheck
+		}
+	case phaseSizeCheck:
+		switch {
+		case o.maxSize == 0:
+			p.phase = phaseDone
+		case w.overCap(o.maxSize):
+			p.phase = phaseSizeCap
+		case w.store.size() > o.maxSize: // free pages or the WAL: nothing to delete
+			p.phase = phaseVacuum
+		default:
+			p.phase = phaseDone
+		}
+	case phaseSizeCap:
+		chunk := pruneChunk + written
+		var n int64
+		n, err = w.prune(func(s *store) (int64, error) {
+			n, err := f.pruneOldestShipping(s, chunk)
+			if err != nil {
+				return n, err
+			}
+			return n, s.pruneWithRows(chunk, f.now())
+		})
+		if err == nil && n == 0 && w.overCap(o.maxSize) {
+			n, err = f.pruneRollupsForCap(o)
+		}
+		if n == 0 || !w.overCap(o.maxSize) {
+			p.phase = phaseVacuum
+		}
+	case phaseVacuum:
+		more, verr := w.vacuumStep()
+		if verr != nil {
+			log.Warningf("Returning free pages of %s to the filesystem: %v", w.path, verr)
+		}
+		if !more || verr != nil {
+			p.phase = phaseDone
+		}
+	}
+	if err != nil {
+		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+			log.Errorf("Pruning %s failed (%d similar errors suppressed): %v", w.path, suppressed, err)
+		}
+		p.phase = phaseDone // the database is failing; the next pass tries again
+	}
+	if p.phase == phaseDone {
+		f.pass = nil
+		size := w.store.size()
+		w.setGauges(func() { w.dbSize = size })
+	}
+}
+
+// pruneRollupsForCap deletes the oldest hourly and daily rollups when the size cap has no row
+// left to delete: they take the whole of max_size. It reports the rollup rows deleted.
+func (f *flusher) pruneRollupsForCap(o options) (int64, error) {
+	w := f.w
+	w.storeMu.Lock()
+	n, err := w.store.pruneRollups(0, f.now().Unix(), rollupPeriodsChunk)
+	w.storeMu.Unlock()
+	if n > 0 {
+		if ok, suppressed := f.capLog.allow(time.Now()); ok {
+			log.Warningf("Rollups fill max_size %d of %s: deleting the oldest hours and days, and every row in each pass (%d similar warnings suppressed); raise max_size or lower rollup_limit or rollup_retention", o.maxSize, w.path, suppressed)
+		}
+	}
+	return n, err
+}
+
+// vacuumStep gives back a chunk of free pages and, once none are left, truncates the WAL so
+// that the file shrinks. It reports whether free pages remain.
+func (w *writer) vacuumStep() (more bool, err error) {
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	if more, err = w.store.vacuumStep(vacuumChunk); more || err != nil {
+		return more, err
+	}
+	return false, w.store.truncateWAL()
+}
+
+// prune runs del once and counts the rows it deleted.
+func (w *writer) prune(del func(*store) (int64, error)) (int64, error) {
+	w.storeMu.Lock()
+	n, err := del(w.store)
+	w.storeMu.Unlock()
+	prunedTotal.WithLabelValues(w.path).Add(float64(n))
+	return n, err
+}
+
+// overCap reports whether the pages in use exceed 90% of maxSize.
+func (w *writer) overCap(maxSize int64) bool {
+	w.storeMu.Lock()
+	used, err := w.store.usedBytes()
+	w.storeMu.Unlock()
+	return err == nil && used > maxSize*9/10
 }
 
 // diskLow reports whether the filesystem holding the database has less free space than

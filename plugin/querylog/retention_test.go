@@ -1,7 +1,11 @@
 package querylog
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,5 +154,212 @@ func TestDiskLowGuard(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "writing resumed", func() bool { return testutil.CountRows(t, path, "") == 100 })
 	if w.gauges().diskLow {
 		t.Error("disk_low gauge still set after space came back")
+	}
+}
+
+// addRows adds n rows to the querylog database at path, with ts from tsMillis on, through the
+// sqlite3 tool (waiting for a running writer's lock): a million take a second or two. Each is
+// an A query for a name of its own, stored inline (codec.go: a = qtype 1, class IN; c = 60
+// bytes, 100 µs).
+func addRows(t *testing.T, path string, n int, tsMillis int64) {
+	t.Helper()
+	testutil.SQLite3(t, path, fmt.Sprintf(`PRAGMA busy_timeout = 5000; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < %d)
+		INSERT INTO log (id, name, client, late, a, b, c)
+		SELECT (%d + x) << 8, 'name' || x || '.example.org.', '192.0.2.1', 0, 1, 0, 60 | 100 << 24 FROM c`, n, tsMillis))
+}
+
+// TestMaintenanceYieldsToShutdown stops writers while a maintenance pass has a large job in
+// front of it: a retention cut of a million rows, a size cap far below a million rows, and a
+// million rows' worth of free pages (21,000) to give back. Each release must return within
+// shutdown_timeout plus a step, not once the job is done.
+func TestMaintenanceYieldsToShutdown(t *testing.T) {
+	fixture := tempDB(t)
+	createQuerylogDB(t, fixture, 0)
+	addRows(t, fixture, 1_000_000, time.Now().Add(-48*time.Hour).UnixMilli())
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, path string, o *options)
+	}{
+		{"retention", func(t *testing.T, path string, o *options) { o.retention = 24 * time.Hour }},
+		{"max_size", func(t *testing.T, path string, o *options) { o.maxSize = 1 << 20 }},
+		{"vacuum", func(t *testing.T, path string, o *options) {
+			testutil.SQLite3(t, path, "DELETE FROM log")
+			o.maxSize = 1 << 20
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tempDB(t)
+			copyFile(t, fixture, path)
+			o := retentionOpts(path)
+			o.retention = 0
+			o.shutdownTimeout = 100 * time.Millisecond
+			tc.prepare(t, path, &o)
+			before := fileSize(path)
+
+			w := testWriter(t, o)
+			time.Sleep(200 * time.Millisecond) // well into the job
+			start := time.Now()
+			w.release(w.options(), false)
+			took := time.Since(start)
+			t.Logf("released after %s; %d rows left, file %d bytes of %d", took.Round(time.Millisecond),
+				testutil.CountRows(t, path, ""), fileSize(path), before)
+			// A step in progress (a chunk of rows, or of pages) may finish first: tens of
+			// milliseconds alone, more with -race on shared cores under the whole suite.
+			if limit := o.shutdownTimeout + 2*time.Second; took > limit {
+				t.Errorf("release took %s with maintenance under way, want at most %s", took, limit)
+			}
+		})
+	}
+}
+
+// copyFile copies the closed database at from (no WAL beside it) to to.
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeWallClock makes retention's wall clock the real one plus an offset that the returned
+// function sets, for the rest of the test; the monotonic clock is not affected. Call it before
+// starting a writer.
+func fakeWallClock(t *testing.T) (jump func(time.Duration)) {
+	var offset atomic.Int64 // the flusher reads it while the test sets it
+	old := wallClock
+	wallClock = func() time.Time { return time.Now().Round(0).Add(time.Duration(offset.Load())) }
+	t.Cleanup(func() { wallClock = old })
+	return func(d time.Duration) { offset.Store(int64(d)) }
+}
+
+// TestRetentionClockJump makes the wall clock jump by twice the retention, forward and back,
+// while a writer runs. Neither may delete rows that have not outlived retention by the clock
+// that advanced steadily, nor the rows written after the jump with the jumped clock; rows
+// expired by the earlier clock still go; and the disagreement is logged.
+func TestRetentionClockJump(t *testing.T) {
+	const retention = 24 * time.Hour
+	for _, jump := range []time.Duration{2 * retention, -2 * retention} {
+		t.Run(fmt.Sprintf("jump=%s", jump), func(t *testing.T) {
+			fastMaintenance(t)
+			setJump := fakeWallClock(t)
+			logs := testutil.CaptureLog(t)
+			path := tempDB(t)
+			now := time.Now()
+			s := testStore(t, path)
+			if err := s.write(entriesAt(100, now.Add(-30*time.Hour))); err != nil { // expired
+				t.Fatal(err)
+			}
+			if err := s.write(entriesAt(200, now.Add(-time.Hour))); err != nil {
+				t.Fatal(err)
+			}
+			s.close()
+			o := retentionOpts(path)
+			o.retention = retention
+			w := testWriter(t, o)
+			testutil.WaitFor(t, 10*time.Second, "the expired rows to go", func() bool { return testutil.CountRows(t, path, "") == 200 })
+
+			setJump(jump)
+			earlier := now // the earlier of the steady and the jumped clock
+			if jump < 0 {
+				earlier = now.Add(jump)
+			}
+			for _, e := range entriesAt(50, now.Add(jump)) { // answered after the jump, stamped with it
+				w.log(e)
+			}
+			testutil.WaitFor(t, 10*time.Second, "the entries to be written", func() bool { size, _ := w.buf.fill(); return size == 0 })
+			// Rows age by their arrival (the id), so rows that are old by the earlier clock
+			// are added to the file directly.
+			addRows(t, path, 20, earlier.Add(-retention-6*time.Hour).UnixMilli())
+			testutil.WaitFor(t, 10*time.Second, "the rows expired by the earlier clock to go", func() bool {
+				return testutil.CountRows(t, path, "WHERE ts < ?", earlier.Add(-retention).UnixMilli()) == 0
+			})
+			time.Sleep(300 * time.Millisecond) // a dozen more passes
+			if n := testutil.CountRows(t, path, ""); n != 250 {
+				t.Errorf("%d rows after the wall clock jumped by %s with retention %s, want the 200 written within it and the 50 after the jump", n, jump, retention)
+			}
+			if !strings.Contains(logs.String(), "clock") {
+				t.Errorf("no warning about the clocks in the log:\n%s", logs)
+			}
+		})
+	}
+}
+
+// TestMaxSizeFreePagesOnly: a file above max_size whose rows fit under 90% of it (the rest are
+// free pages) shrinks, and no row is deleted.
+func TestMaxSizeFreePagesOnly(t *testing.T) {
+	fastMaintenance(t)
+	path := tempDB(t)
+	createQuerylogDB(t, path, 0)
+	addRows(t, path, 40_000, time.Now().UnixMilli())
+	testutil.SQLite3(t, path, "DELETE FROM log WHERE id NOT IN (SELECT id FROM log ORDER BY id LIMIT 5000)")
+	o := retentionOpts(path)
+	o.retention = 0
+	o.maxSize = 2 << 20
+	if fileSize(path) <= o.maxSize {
+		t.Fatalf("the file has %d bytes, not above max_size %d", fileSize(path), o.maxSize)
+	}
+	testWriter(t, o)
+	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= o.maxSize })
+	if n := testutil.CountRows(t, path, ""); n != 5000 {
+		t.Errorf("%d rows left of 5000; none had to go", n)
+	}
+}
+
+// TestMaxSizeDeletesWhatRowsUsed: the size cap deletes, with the rows, the batch rows only they
+// used, so that it never has to delete every row. Here each row was written in a transaction of
+// its own (batch_size 1 under load), so the table batches has a row per row: left alone, it
+// kept the file above the cap until the last row was gone.
+func TestMaxSizeDeletesWhatRowsUsed(t *testing.T) {
+	fastMaintenance(t)
+	path := tempDB(t)
+	s := testStore(t, path)
+	for _, e := range entriesAt(30_000, time.Now()) {
+		if err := s.write([]entry{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.close()
+	o := retentionOpts(path)
+	o.retention = 0
+	o.maxSize = 1 << 20
+	testWriter(t, o)
+	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= o.maxSize })
+	rows, batches := testutil.CountRows(t, path, ""), testutil.SQLite3(t, path, "SELECT count(*) FROM batches")
+	if rows == 0 || batches != fmt.Sprint(rows) {
+		t.Errorf("%d rows and %s batches left under max_size; want rows, each with its batch", rows, batches)
+	}
+}
+
+// TestMaxSizeRollupsFillCap: when hourly and daily rollups alone fill max_size, the size cap
+// deletes the oldest of them (after the rows), the newest stay, and it says so in the log.
+func TestMaxSizeRollupsFillCap(t *testing.T) {
+	fastMaintenance(t)
+	logs := testutil.CaptureLog(t)
+	path := tempDB(t)
+	createQuerylogDB(t, path, 0)
+	addRows(t, path, 100, time.Now().UnixMilli())
+	// 400 hours of 100 names each: about 2.5 MB.
+	hour := time.Now().Truncate(time.Hour).Unix()
+	testutil.SQLite3(t, path, fmt.Sprintf(`WITH RECURSIVE h(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM h WHERE x < 400),
+		k(y) AS (SELECT 1 UNION ALL SELECT y+1 FROM k WHERE y < 100)
+		INSERT INTO rollup_names SELECT 3600, %d - x * 3600, 'name' || y || '.example.org.', 0, x + y FROM h, k`, hour))
+	o := retentionOpts(path)
+	o.retention = 0
+	o.maxSize = 1 << 20
+	if fileSize(path) <= o.maxSize {
+		t.Fatalf("the file has %d bytes, not above max_size %d", fileSize(path), o.maxSize)
+	}
+	testWriter(t, o)
+	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= o.maxSize })
+	kept := testutil.SQLite3(t, path, "SELECT count(DISTINCT start), max(start) FROM rollup_names")
+	var n, newest int64
+	if _, err := fmt.Sscanf(kept, "%d|%d", &n, &newest); err != nil || n == 0 || n == 400 || newest != hour-3600 {
+		t.Errorf("rollup hours left (count|newest start): %s; want the newest of the 400, ending %d", kept, hour-3600)
+	}
+	if !strings.Contains(logs.String(), "Rollups fill max_size") {
+		t.Errorf("no warning about rollups filling max_size:\n%s", logs)
 	}
 }

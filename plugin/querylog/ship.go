@@ -43,7 +43,14 @@ type shipper struct {
 
 	errLog  limiter // the shipper goroutine's
 	dropLog limiter // the flusher's, for rows max_size deletes before they are shipped
+
+	leftover string // what becomes of rows not shipped when it stops: set before finish
 }
+
+const (
+	leftAtExit  = "they are sent from the file at the next start"
+	leftRotated = "they stay in the old file, which is no longer read"
+)
 
 var (
 	// shipEvery is how often the shipper looks for new rows once it has caught up, and how
@@ -61,7 +68,8 @@ var (
 func startShipper(w *writer, o shipOptions) *shipper {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &shipper{w: w, o: o, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		final: make(chan struct{}), errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery}}
+		final: make(chan struct{}), errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery},
+		leftover: leftAtExit}
 	s.cursor.Store(-1)
 	// Every series exists from the start, at 0.
 	shippedTotal.WithLabelValues(w.path)
@@ -81,7 +89,9 @@ func (s *shipper) stop() {
 // finish sends what ClickHouse does not have yet, without waiting for the next second, and
 // stops once caught up, at the first failure, or when timeout has passed. When the process
 // exits, its file may go with it (a pod's volume): this is the last chance to ship the tail.
-func (s *shipper) finish(timeout time.Duration) {
+// leftover says in the log what becomes of the rows it could not send.
+func (s *shipper) finish(timeout time.Duration, leftover string) {
+	s.leftover = leftover
 	close(s.final)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -90,7 +100,7 @@ func (s *shipper) finish(timeout time.Duration) {
 	case <-t.C:
 		s.cancel()
 		<-s.done
-		log.Warningf("Stopping with rows of %s not shipped to ClickHouse after %s; they are sent from the file at the next start", s.w.path, timeout)
+		log.Warningf("Stopping with rows of %s not shipped to ClickHouse after %s; %s", s.w.path, timeout, leftover)
 	}
 }
 
@@ -125,7 +135,7 @@ func (s *shipper) run(ctx context.Context) {
 					s.w.path, s.o.target(), s.o.addrs, s.o.node, suppressed, err)
 			}
 			if s.finishing() {
-				log.Warningf("Stopping with rows of %s not shipped to ClickHouse; they are sent from the file at the next start", s.w.path)
+				log.Warningf("Stopping with rows of %s not shipped to ClickHouse; %s", s.w.path, s.leftover)
 				return
 			}
 			s.wait(ctx, backoff, false)
@@ -357,10 +367,7 @@ func (s *shipper) wait(ctx context.Context, d time.Duration, full bool) {
 	}
 }
 
-var (
-	errClosed   = errors.New("database closed")
-	errCaughtUp = errors.New("caught up") // finish is done
-)
+var errCaughtUp = errors.New("caught up") // finish is done
 
 func (s *shipper) loadCursor() (int64, error) {
 	s.w.storeMu.Lock()
@@ -419,14 +426,17 @@ func (w *writer) setShip(o shipOptions) {
 }
 
 // finishShip lets the shipper send what is left, bounded by shutdown_timeout, and stops it. The
-// writer's last holder calls it once the flusher has drained the buffer.
-func (w *writer) finishShip() {
+// writer's last holder calls it once the flusher has drained the buffer, and the flusher before
+// it leaves a renamed file (leftRotated). It reports whether there was a shipper.
+func (w *writer) finishShip(leftover string) bool {
 	w.shipMu.Lock()
 	defer w.shipMu.Unlock()
-	if s := w.ship.Load(); s != nil {
-		s.finish(w.options().shutdownTimeout)
+	s := w.ship.Load()
+	if s != nil {
+		s.finish(w.options().shutdownTimeout, leftover)
 		w.ship.Store(nil)
 	}
+	return s != nil
 }
 
 // shipWake tells the shipper, if any, that n rows were committed. It never blocks.
@@ -449,14 +459,14 @@ func (w *writer) shipBound() (shipped int64, shipping bool) {
 	return 0, false
 }
 
-// pruneOldestShipping deletes a chunk of the oldest rows for max_size while shipping: max_size
-// leaves no choice, so rows not shipped yet are deleted too, counted and logged.
-func (f *flusher) pruneOldestShipping(s *store) (int64, error) {
+// pruneOldestShipping deletes a chunk of the oldest rows for max_size, and while shipping counts
+// and logs those not shipped yet: max_size leaves no choice.
+func (f *flusher) pruneOldestShipping(s *store, chunk int) (int64, error) {
 	sh := f.w.ship.Load()
 	if sh == nil {
-		return s.pruneOldest(pruneChunk)
+		return s.pruneOldest(chunk)
 	}
-	deleted, unshipped, err := s.pruneOldestShipping(pruneChunk, sh.shipped())
+	deleted, unshipped, err := s.pruneOldestShipping(chunk, sh.shipped())
 	if err != nil || unshipped == 0 {
 		return deleted, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -20,10 +21,21 @@ const busyTimeoutMS = 1000
 // at a time (the flusher, or a tail write after shutdown, serialized by the writer).
 type store struct {
 	path  string
+	file  os.FileInfo // the file opened, to notice when path names another one
 	db    *sql.DB
 	batch batch // the write side, batch.go
 	v1    bool  // rows of schema 1 remain in queries_v1
 }
+
+// refusal is an error about what a file is: not a querylog database, or one from a newer
+// build. Unlike a lock, a full disk or an I/O error it does not go away by itself, so it fails
+// startup instead of being retried.
+type refusal struct{ msg string }
+
+func (r refusal) Error() string { return r.msg }
+
+// refused reports whether err is a refusal.
+func refused(err error) bool { return errors.As(err, new(refusal)) }
 
 // checkDatabase verifies, without modifying anything, that path is absent, empty, or a
 // querylog database this build can migrate. It names the file in every error.
@@ -36,7 +48,7 @@ func checkDatabase(path string) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("database %s is not a regular file", path)
+		return refusal{fmt.Sprintf("database %s is not a regular file", path)}
 	}
 	if fi.Size() == 0 {
 		return nil
@@ -60,15 +72,18 @@ func identify(db interface {
 		(SELECT user_version FROM pragma_user_version),
 		(SELECT count(*) FROM sqlite_schema)`).Scan(&appID, &version, &objects)
 	if err != nil {
+		if transient(err) { // locked, I/O: says nothing about the file
+			return 0, fmt.Errorf("database %s: %w", path, err)
+		}
 		return 0, fmt.Errorf("database %s is not a readable SQLite database: %w", path, err)
 	}
 	switch {
 	case appID == 0 && objects == 0:
 		return 0, nil
 	case appID != applicationID:
-		return 0, fmt.Errorf("database %s is not a querylog database (application_id %d, %d schema objects); refusing to modify it", path, appID, objects)
+		return 0, refusal{fmt.Sprintf("database %s is not a querylog database (application_id %d, %d schema objects); refusing to modify it", path, appID, objects)}
 	case version > schemaVersion:
-		return 0, fmt.Errorf("database %s has schema version %d, newer than this build supports (%d)", path, version, schemaVersion)
+		return 0, refusal{fmt.Sprintf("database %s has schema version %d, newer than this build supports (%d)", path, version, schemaVersion)}
 	}
 	return version, nil
 }
@@ -115,7 +130,9 @@ func readerDSN(path string) string {
 	return u.String()
 }
 
-// openStore opens (creating with mode 0640) and migrates the database at path.
+// openStore opens (creating with mode 0640) and migrates the database at path. It writes only
+// to create or migrate the schema. Errors for which refused is true are about the file itself;
+// the others (a lock held elsewhere, a full disk, I/O) may pass, and the caller retries.
 func openStore(path string) (*store, error) {
 	if err := checkDatabase(path); err != nil {
 		return nil, err
@@ -138,11 +155,26 @@ func openStore(path string) (*store, error) {
 		db.Close()
 		return nil, err
 	}
+	// The connection is open (migrate used it): this is the file it has.
+	if s.file, err = os.Stat(path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// replaced reports whether path no longer names the file the store has open: it was deleted,
+// renamed (log rotation) or replaced by another file. Other errors tell nothing and say no.
+func (s *store) replaced() bool {
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	return err == nil && !os.SameFile(fi, s.file)
 }
 
 // load reads where the log and the dictionaries end, which the next batch continues from.
@@ -428,6 +460,25 @@ func (s *store) tidy(limit int) (more bool, err error) {
 	return more, nil
 }
 
+// pruneWithRows deletes, after the size cap has deleted rows, what only those rows used: batch
+// and dictionary rows (tidy, up to limit each) and the minute rollups that began before the
+// oldest row left (all of them, before now, once no row is left), up to rollupPeriodsChunk
+// periods per table.
+func (s *store) pruneWithRows(limit int, now time.Time) error {
+	if _, err := s.tidy(limit); err != nil {
+		return err
+	}
+	if s.v1 {
+		return nil // minutes began with the upgrade: none is older than the rows of schema 1
+	}
+	var oldest int64 // Unix ms
+	if err := s.db.QueryRow(`SELECT coalesce((SELECT min(id) FROM log) >> 8, ?)`, now.UnixMilli()).Scan(&oldest); err != nil {
+		return err
+	}
+	_, err := s.pruneRollups(oldest/1000, 0, rollupPeriodsChunk)
+	return err
+}
+
 func (s *store) exec(query string, args ...any) (int64, error) {
 	res, err := s.db.Exec(query, args...)
 	if err != nil {
@@ -444,13 +495,30 @@ func (s *store) usedBytes() (int64, error) {
 	return (pages - free) * pageSize, err
 }
 
-// vacuum returns free pages to the filesystem; the file shrinks at the next checkpoint.
-func (s *store) vacuum() error {
-	if _, err := s.db.Exec(`PRAGMA incremental_vacuum`); err != nil {
+// vacuumStep returns up to pages free pages to the filesystem (the file shrinks at the next
+// checkpoint) and reports whether free pages remain. One step is bounded, so a caller can stop
+// between steps: all of a large freelist at once takes seconds.
+func (s *store) vacuumStep(pages int) (more bool, err error) {
+	if _, err := s.db.Exec(fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, pages)); err != nil {
+		return false, err
+	}
+	var free int64
+	err = s.db.QueryRow(`PRAGMA freelist_count`).Scan(&free)
+	return free > 0, err
+}
+
+// truncateWAL checkpoints the whole WAL into the database and truncates it, so the database
+// file shrinks to the pages in use and the WAL to nothing. It fails if a reader's older
+// snapshot kept some of the WAL from being copied.
+func (s *store) truncateWAL() error {
+	var busy, frames, copied int
+	if err := s.db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
 		return err
 	}
-	_, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-	return err
+	if busy != 0 {
+		return fmt.Errorf("database %s: a reader kept %d of %d WAL frames from being checkpointed", s.path, frames-copied, frames)
+	}
+	return nil
 }
 
 // size is the bytes the database occupies on disk, WAL included.

@@ -1,6 +1,12 @@
 package querylog
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
+
+// errClosed is the error for a database already closed: after tailGrace, or under the shipper.
+var errClosed = errors.New("database already closed")
 
 // tail writes the entries that arrive after a writer's buffer has closed for shutdown: CoreDNS
 // keeps answering until its servers stop, and each of those replies must still be a row or a
@@ -22,7 +28,7 @@ func (t *tail) write(w *writer, e entry) {
 	t.mu.Lock()
 	if t.failed {
 		t.mu.Unlock()
-		w.buf.account([]entry{e}, false, reasonShutdown)
+		w.account([]entry{e}, false)
 		return
 	}
 	if t.done == nil {
@@ -43,11 +49,18 @@ func (t *tail) write(w *writer, e entry) {
 		t.mu.Unlock()
 
 		if ok {
+			err := errClosed
 			w.storeMu.Lock()
-			ok = w.store != nil && w.store.write(group) == nil
+			if w.store != nil {
+				err = w.store.write(group)
+			}
 			w.storeMu.Unlock()
+			if ok = err == nil; !ok {
+				// The first failure is the last try, so this is logged once.
+				log.Errorf("Writing %d entries answered after the shutdown drain to %s failed; they and later ones are dropped (shutdown): %v", len(group), w.path, err)
+			}
 		}
-		w.buf.account(group, ok, reasonShutdown)
+		w.account(group, ok)
 		close(done)
 
 		t.mu.Lock()

@@ -19,7 +19,7 @@ type writer struct {
 	opts   options // the newest acquirer's
 
 	storeMu sync.Mutex // serializes the flusher's batches with tail writes after close
-	store   *store     // nil once closed
+	store   *store     // nil until opened, and once closed
 	ckpt    *checkpointer
 	tail    tail // entries answered after the buffer closed
 
@@ -35,6 +35,7 @@ type writer struct {
 
 	holders []options // one per reference, its options, oldest first; guarded by registryMu
 	closing bool      // guarded by registryMu
+	retired bool      // its counts have moved to retired[path]; guarded by registryMu
 
 	warnMu  sync.Mutex
 	warnLog limiter // watermark warnings: once per crossing, and at most once per logEvery
@@ -50,7 +51,10 @@ type writer struct {
 var (
 	registryMu sync.Mutex
 	writers    = map[string]*writer{} // live writers by absolute path
-	retired    []*writer              // closed writers, kept for their counters
+	// retired holds the counts of closed writers, summed by path, so that counters never go
+	// backwards: a path closed and reopened by reloads keeps counting where it was. Only the
+	// counts are kept, not the writers.
+	retired = map[string]*buffer{}
 )
 
 // tailGrace is how long a writer closed by a final shutdown keeps its database open for
@@ -66,6 +70,11 @@ var openMu sync.Mutex
 
 // acquire returns the writer for o.path, opening the database and starting the flusher if this
 // is the first user. A later user's options replace the current ones.
+//
+// A logging problem must not keep CoreDNS from starting: if the database cannot be opened for
+// a reason that may pass (another process holds the write lock, the disk is full, an I/O error,
+// a read-only file), the writer starts without it, buffers entries, and its flusher opens the
+// database with backoff. Only a file that is not a usable querylog database fails.
 func acquire(o options) (*writer, error) {
 	if w := join(o); w != nil {
 		return w, nil
@@ -75,29 +84,24 @@ func acquire(o options) (*writer, error) {
 	if w := join(o); w != nil { // opened while this waited for openMu
 		return w, nil
 	}
-	st, err := openStore(o.path)
-	if err != nil {
-		return nil, err
-	}
-	ckpt, err := startCheckpointer(o.path)
-	if err != nil {
-		st.close()
-		return nil, err
-	}
 	w := &writer{
-		ckpt:    ckpt,
 		path:    o.path,
 		buf:     newBuffer(o),
 		opts:    o,
-		store:   st,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		holders: []options{o},
 		warnLog: limiter{every: logEvery},
 	}
-	st.use(&w.labels, &w.keys)
-	w.setGauges(func() { w.dbSize = st.size(); w.interval = o.maxInterval })
+	if err := w.open(); err != nil {
+		if permanent(err) {
+			return nil, err
+		}
+		flushErrors.WithLabelValues(o.path).Inc()
+		log.Warningf("Cannot open %s yet, starting without it: entries are buffered and written once it opens (%v)", o.path, err)
+	}
+	w.setGauges(func() { w.interval = o.maxInterval })
 	registryMu.Lock()
 	writers[o.path] = w
 	registryMu.Unlock()
@@ -195,12 +199,12 @@ func (w *writer) release(o options, keepTail bool) {
 	w.buf.close()
 	close(w.stop)
 	<-w.done
-	w.finishShip()
+	w.finishShip(leftAtExit)
 	w.buf.release()
 
 	registryMu.Lock()
 	delete(writers, w.path)
-	retired = append(retired, w)
+	w.retire()
 	registryMu.Unlock()
 
 	if keepTail {
@@ -211,17 +215,70 @@ func (w *writer) release(o options, keepTail bool) {
 	close(w.closed)
 }
 
+// open opens the database and starts its checkpointer. Only the flusher calls it once the
+// writer runs, so the flusher may read w.store without storeMu.
+func (w *writer) open() error {
+	st, err := openStore(w.path)
+	if err != nil {
+		return err
+	}
+	st.use(&w.labels, &w.keys)
+	ckpt, err := startCheckpointer(w.path)
+	if err != nil {
+		st.close()
+		return err
+	}
+	w.storeMu.Lock()
+	w.store, w.ckpt = st, ckpt
+	w.storeMu.Unlock()
+	size := st.size()
+	w.setGauges(func() { w.dbSize = size })
+	return nil
+}
+
 func (w *writer) closeStore() {
 	w.storeMu.Lock()
 	defer w.storeMu.Unlock()
 	if w.store == nil {
 		return
 	}
-	w.ckpt.close()
+	w.stopCheckpointer()
 	if err := w.store.close(); err != nil {
 		log.Errorf("Closing database %s: %v", w.path, err)
 	}
 	w.store = nil
+}
+
+// stopCheckpointer stops the checkpointer and closes its connection. Called with storeMu held.
+func (w *writer) stopCheckpointer() {
+	if w.ckpt != nil {
+		w.ckpt.close()
+		w.ckpt = nil
+	}
+}
+
+// retire moves the counts of the drained writer to retired[w.path]; entries the tail handles
+// afterwards are counted there too (account). Called with registryMu held.
+func (w *writer) retire() {
+	r := retired[w.path]
+	if r == nil {
+		r = &buffer{}
+		retired[w.path] = r
+	}
+	r.add(w.buf.snapshot().stats)
+	w.retired = true
+}
+
+// account records the fate of entries the tail handled after the buffer closed: written, or
+// dropped as shutdown.
+func (w *writer) account(es []entry, written bool) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	b := w.buf
+	if w.retired {
+		b = retired[w.path]
+	}
+	b.account(es, written, reasonShutdown)
 }
 
 // log hands one entry to the buffer. After the buffer has closed, the entry is written by the
@@ -276,12 +333,20 @@ func (w *writer) setGauges(f func()) {
 	w.gaugeMu.Unlock()
 }
 
-// writersForMetrics returns the live writers and every writer (live and retired).
+// writersForMetrics returns the live writers, and those with, for each path, one holding the
+// retired counts. These are copies taken under registryMu, in which a writer's counts move to
+// retired: read later, they could otherwise miss that move, or see it twice.
 func writersForMetrics() (live, all []*writer) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	for _, w := range writers {
 		live = append(live, w)
 	}
-	return live, append(append([]*writer(nil), live...), retired...)
+	all = append([]*writer(nil), live...)
+	for path, r := range retired {
+		b := &buffer{}
+		b.add(r.snapshot().stats)
+		all = append(all, &writer{path: path, buf: b})
+	}
+	return live, all
 }
