@@ -7,7 +7,9 @@ GO ?= go
 run: build
 	./coredns -conf Corefile.example
 
+# go mod download fetches the tests' modules too, so that make test needs no further download.
 build:
+	$(GO) mod download
 	$(GO) build -o coredns ./cmd/coredns
 
 # The whole test suite: what .ci/run runs.
