@@ -230,7 +230,9 @@ func (b *batch) appendRow(e *entry, id int64, extra bool) {
 	ts := e.start / 1e6
 	name, _ := b.names.ref(e.qname, func() string { return e.qname })
 	client, clientText := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
-	b.rollups.count(ts, e.qname, clientText, int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
+	if !b.rollups.off {
+		b.rollups.count(ts, e.qname, clientText, int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
+	}
 	b.vals = append(b.vals, name, client, (id>>8)-ts, packA(e),
 		packB(e, b.dbNumber(labelPlugin, uint16(e.plugin)), b.dbNumber(labelServer, uint16(e.server)), b.dbNumber(labelUpstream, e.upstream)),
 		packC(e))

@@ -116,7 +116,7 @@ func checkRanges(o options, f filter) error {
 		return fmt.Errorf("retention %s", o.retention)
 	case o.rollupRetention != 0 && !dur(o.rollupRetention, time.Minute, maxRetention):
 		return fmt.Errorf("rollup_retention %s", o.rollupRetention)
-	case !in(float64(o.rollupLimit), minRollupLimit, maxRollupLimit):
+	case o.rollupLimit != 0 && !in(float64(o.rollupLimit), minRollupLimit, maxRollupLimit):
 		return fmt.Errorf("rollup_limit %d", o.rollupLimit)
 	case o.maxSize != 0 && !in(float64(o.maxSize), 1<<20, 1<<50):
 		return fmt.Errorf("max_size %d", o.maxSize)

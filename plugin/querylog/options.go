@@ -29,7 +29,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	retention       time.Duration // 0 keeps everything
 	rollupRetention time.Duration // hour and day rollups; 0 keeps them
-	rollupLimit     int           // names and clients per rollup period
+	rollupLimit     int           // names and clients per rollup period; 0: no rollups
 	maxSize         int64         // bytes; 0: no cap
 	minFreeBytes    int64         // free space the filesystem must keep, or
 	minFreePercent  float64       // the same as a share of the filesystem
@@ -235,7 +235,11 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 		}
 	case "rollup_limit":
 		if err = want(1); err == nil {
-			o.rollupLimit, err = intIn(c, name, args[0], minRollupLimit, maxRollupLimit)
+			if args[0] == "0" {
+				o.rollupLimit = 0 // no rollups
+			} else if o.rollupLimit, err = strconv.Atoi(args[0]); err != nil || o.rollupLimit < minRollupLimit || o.rollupLimit > maxRollupLimit {
+				err = c.Errf("%s: invalid value %q: must be 0 (no rollups) or an integer from %d to %d", name, args[0], minRollupLimit, maxRollupLimit)
+			}
 		}
 	case "max_size":
 		if err = want(1); err == nil {

@@ -70,7 +70,7 @@ func (f *flusher) startPass() {
 	}
 	if f.w.store != nil {
 		f.w.storeMu.Lock()
-		f.w.store.batch.rollups.limit = o.rollupLimit
+		f.w.store.batch.rollups.configure(o.rollupLimit)
 		f.w.storeMu.Unlock()
 	}
 	f.pass = p

@@ -101,6 +101,7 @@ type minuteCounts struct {
 // rollups is the writer's side of the rollup tables. Only the store's writer uses it.
 type rollups struct {
 	limit   int                     // names and clients per period
+	off     bool                    // rollup_limit 0: count nothing, but keep rollup_id current
 	minutes map[int64]*minuteCounts // by minute (Unix seconds)
 	dirty   map[[2]int64]bool       // hours and days ([span, start]) to sum again once over
 	flushed time.Time
@@ -109,6 +110,15 @@ type rollups struct {
 
 func newRollups(limit int) *rollups {
 	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, flushed: time.Now(), stale: true}
+}
+
+// configure applies rollup_limit: 0 turns counting off. The last limit stays for summing the
+// periods already counted.
+func (r *rollups) configure(limit int) {
+	r.off = limit == 0
+	if !r.off {
+		r.limit = limit
+	}
 }
 
 func (r *rollups) minute(m int64) *minuteCounts {
@@ -168,9 +178,10 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// due reports whether the counts should be written with the next batch.
+// due reports whether the counts should be written with the next batch. With counting off,
+// rollup_id still moves on, so that turning it on again never counts the rows written meanwhile.
 func (r *rollups) due(now time.Time) bool {
-	return len(r.minutes) > 0 && now.Sub(r.flushed) >= rollupEvery
+	return (len(r.minutes) > 0 || r.off) && now.Sub(r.flushed) >= rollupEvery
 }
 
 // reset forgets the counts, which the next write recovers from the table.

@@ -11,7 +11,7 @@ import (
 func rollupStore(t *testing.T, path string, limit int) *store {
 	t.Helper()
 	s := testStore(t, path)
-	s.batch.rollups.limit = limit
+	s.batch.rollups.configure(limit)
 	return s
 }
 
@@ -129,5 +129,32 @@ func TestRollupsFlood(t *testing.T) {
 	checkRollupsAddUp(t, path)
 	if got := testutil.SQLite3(t, path, `SELECT (SELECT count(*) FROM rollup_names), (SELECT n FROM rollup_names WHERE name = '(other)')`); got != "51|4950" {
 		t.Errorf("name rows|(other) = %s, want 51|4950", got)
+	}
+}
+
+// TestRollupsOff: with rollup_limit 0 nothing is counted, and the rows written meanwhile are not
+// counted later either: once rollups are on again (at the next start, even after a kill -9, or
+// by a reload), they count only the rows written from then on.
+func TestRollupsOff(t *testing.T) {
+	path := tempDB(t)
+	s := rollupStore(t, path, 0)
+	const minute = 1_700_000_040_000
+	writeAt(t, s, minute, "192.0.2.1", "off1.example.", "off2.example.")
+	if got := testutil.SQLite3(t, path, `SELECT (SELECT count(*) FROM rollup_names) + (SELECT count(*) FROM rollup_clients) + (SELECT count(*) FROM rollup_outcomes)`); got != "0" {
+		t.Errorf("%s rollup rows with rollup_limit 0", got)
+	}
+	s.db.Close() // kill -9
+
+	s = rollupStore(t, path, 1000)
+	writeAt(t, s, minute+1, "192.0.2.1", "on1.example.")
+	s.batch.rollups.configure(0) // reloads
+	writeAt(t, s, minute+2, "192.0.2.1", "off3.example.")
+	s.batch.rollups.configure(1000)
+	writeAt(t, s, minute+3, "192.0.2.1", "on2.example.")
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT name || '=' || n AS x FROM rollup_names ORDER BY name)`); got != "on1.example.=1 on2.example.=1" {
+		t.Errorf("rollup_names: %s; want the two rows written with rollups on", got)
 	}
 }

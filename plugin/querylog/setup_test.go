@@ -134,6 +134,7 @@ func TestParseGood(t *testing.T) {
 		}},
 		{"rollups kept for ever", "querylog {\n rollup_retention 0\n}", with(func(o *options) { o.rollupRetention = 0 })},
 		{"rollup_limit bounds", "querylog {\n rollup_limit 10\n}", with(func(o *options) { o.rollupLimit = 10 })},
+		{"rollups off", "querylog {\n rollup_limit 0\n}", with(func(o *options) { o.rollupLimit = 0 })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -254,7 +254,9 @@ func (s *store) write(segments ...[]entry) error {
 	if err := s.resolveLabels(segments); err != nil {
 		return err
 	}
-	if s.batch.rollups.stale {
+	if r := s.batch.rollups; r.stale && r.off {
+		r.stale = false // nothing to count
+	} else if r.stale {
 		if err := s.recoverRollups(); err != nil {
 			return fmt.Errorf("counting rows for the rollups: %w", err)
 		}
@@ -544,7 +546,7 @@ func (s *store) close() error {
 // flushRollups writes the rollups' counts now, in a transaction of their own.
 func (s *store) flushRollups() error {
 	r := s.batch.rollups
-	if r.stale || len(r.minutes) == 0 {
+	if r.stale || (len(r.minutes) == 0 && !r.off) {
 		return nil // the next open counts the rows again
 	}
 	ctx := context.Background()

@@ -223,6 +223,7 @@ func (w *writer) open() error {
 		return err
 	}
 	st.use(&w.labels, &w.keys)
+	st.batch.rollups.configure(w.options().rollupLimit)
 	ckpt, err := startCheckpointer(w.path)
 	if err != nil {
 		st.close()
