@@ -34,6 +34,18 @@ func shipServer(t *testing.T, ch *testutil.ClickHouse, node, extraOpts string) *
 	return s
 }
 
+// shippingUnderLoad starts a ClickHouse server and a CoreDNS shipping to it as node, under a
+// steady load of names starting with prefix, and returns once rows have been shipped.
+func shippingUnderLoad(t *testing.T, node, prefix string) (*testutil.ClickHouse, *server, *testutil.Load) {
+	t.Helper()
+	ch := testutil.StartClickHouse(t)
+	s := shipServer(t, ch, node, "")
+	s.start()
+	l := testutil.StartLoad(t, "udp", s.dns, prefix, 2, 1<<30, time.Millisecond)
+	s.waitMetric("a first shipment", 20*time.Second, func(m testutil.Metrics) bool { return m.Get(s.db, "shipped_total") > 500 })
+	return ch, s, l
+}
+
 // waitShipped waits, once the load has stopped, until everything s has answered is in SQLite
 // and shipped: nothing buffered and no lag, in two scrapes half a second apart (the shipper
 // looks at SQLite when the flusher commits, a moment after the buffer empties).
@@ -124,11 +136,7 @@ var shipFailedRE = regexp.MustCompile(`(?m)^\[ERROR\] plugin/querylog: Shipping 
 // back to 0, every answered query is a row in SQLite, and every row is in ClickHouse once.
 func TestShipOutage(t *testing.T) {
 	t.Parallel()
-	ch := testutil.StartClickHouse(t)
-	s := shipServer(t, ch, "outage", "")
-	s.start()
-	l := testutil.StartLoad(t, "udp", s.dns, "o", 2, 1<<30, time.Millisecond)
-	s.waitMetric("a first shipment", 20*time.Second, func(m testutil.Metrics) bool { return m.Get(s.db, "shipped_total") > 500 })
+	ch, s, l := shippingUnderLoad(t, "outage", "o")
 
 	s.out.Mark("stopping ClickHouse")
 	ch.Stop()
@@ -179,11 +187,7 @@ func TestShipOutage(t *testing.T) {
 // the new file, so ClickHouse holds every row of both files exactly once.
 func TestShipFileRenamed(t *testing.T) {
 	t.Parallel()
-	ch := testutil.StartClickHouse(t)
-	s := shipServer(t, ch, "rotated", "")
-	s.start()
-	l := testutil.StartLoad(t, "udp", s.dns, "r", 2, 1<<30, time.Millisecond)
-	s.waitMetric("a first shipment", 20*time.Second, func(m testutil.Metrics) bool { return m.Get(s.db, "shipped_total") > 500 })
+	ch, s, l := shippingUnderLoad(t, "rotated", "r")
 
 	s.out.Mark("renaming")
 	old := s.db + ".1"

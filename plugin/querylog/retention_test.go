@@ -287,6 +287,20 @@ func TestRetentionClockJump(t *testing.T) {
 	}
 }
 
+// capTo starts a writer on path, a file above maxSize, with max_size maxSize and no
+// retention, and waits until the file is under the cap.
+func capTo(t *testing.T, path string, maxSize int64) {
+	t.Helper()
+	if fileSize(path) <= maxSize {
+		t.Fatalf("the file has %d bytes, not above max_size %d", fileSize(path), maxSize)
+	}
+	o := retentionOpts(path)
+	o.retention = 0
+	o.maxSize = maxSize
+	testWriter(t, o)
+	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= maxSize })
+}
+
 // TestMaxSizeFreePagesOnly: a file above max_size whose rows fit under 90% of it (the rest are
 // free pages) shrinks, and no row is deleted.
 func TestMaxSizeFreePagesOnly(t *testing.T) {
@@ -295,14 +309,7 @@ func TestMaxSizeFreePagesOnly(t *testing.T) {
 	createQuerylogDB(t, path, 0)
 	addRows(t, path, 40_000, time.Now().UnixMilli())
 	testutil.SQLite3(t, path, "DELETE FROM log WHERE id NOT IN (SELECT id FROM log ORDER BY id LIMIT 5000)")
-	o := retentionOpts(path)
-	o.retention = 0
-	o.maxSize = 2 << 20
-	if fileSize(path) <= o.maxSize {
-		t.Fatalf("the file has %d bytes, not above max_size %d", fileSize(path), o.maxSize)
-	}
-	testWriter(t, o)
-	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= o.maxSize })
+	capTo(t, path, 2<<20)
 	if n := testutil.CountRows(t, path, ""); n != 5000 {
 		t.Errorf("%d rows left of 5000; none had to go", n)
 	}
@@ -322,11 +329,7 @@ func TestMaxSizeDeletesWhatRowsUsed(t *testing.T) {
 		}
 	}
 	s.close()
-	o := retentionOpts(path)
-	o.retention = 0
-	o.maxSize = 1 << 20
-	testWriter(t, o)
-	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= o.maxSize })
+	capTo(t, path, 1<<20)
 	rows, batches := testutil.CountRows(t, path, ""), testutil.SQLite3(t, path, "SELECT count(*) FROM batches")
 	if rows == 0 || batches != fmt.Sprint(rows) {
 		t.Errorf("%d rows and %s batches left under max_size; want rows, each with its batch", rows, batches)
@@ -346,14 +349,7 @@ func TestMaxSizeRollupsFillCap(t *testing.T) {
 	testutil.SQLite3(t, path, fmt.Sprintf(`WITH RECURSIVE h(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM h WHERE x < 400),
 		k(y) AS (SELECT 1 UNION ALL SELECT y+1 FROM k WHERE y < 100)
 		INSERT INTO rollup_names SELECT 3600, %d - x * 3600, 'name' || y || '.example.org.', 0, x + y FROM h, k`, hour))
-	o := retentionOpts(path)
-	o.retention = 0
-	o.maxSize = 1 << 20
-	if fileSize(path) <= o.maxSize {
-		t.Fatalf("the file has %d bytes, not above max_size %d", fileSize(path), o.maxSize)
-	}
-	testWriter(t, o)
-	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= o.maxSize })
+	capTo(t, path, 1<<20)
 	kept := testutil.SQLite3(t, path, "SELECT count(DISTINCT start), max(start) FROM rollup_names")
 	var n, newest int64
 	if _, err := fmt.Sscanf(kept, "%d|%d", &n, &newest); err != nil || n == 0 || n == 400 || newest != hour-3600 {
