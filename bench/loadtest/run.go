@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/querylog/querylog/internal/testutil"
+	"github.com/querylog/querylog/internal/freeport"
 )
 
 // run builds CoreDNS, writes the query file and runs the scenario.
@@ -95,7 +95,7 @@ func loadDesc(c *config) string {
 // runOnce starts a fresh CoreDNS with a fresh database, loads it with dnsperf while scraping its
 // metrics, stops it with SIGTERM and collects the results.
 func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir, variant string) (*runResult, error) {
-	p, err := testutil.FreePorts(4)
+	p, err := freeport.Take(4)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,242 @@
+// Package chserver runs a clickhouse-server of its own (Debian's clickhouse-server package,
+// release 18.16) on loopback, for the shipping tests (through internal/testutil) and the load
+// harness (bench/loadtest).
+package chserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/querylog/querylog/internal/freeport"
+)
+
+// The user that querylog ships as; the default user has no password.
+const (
+	User     = "ship"
+	Password = "ship-secret"
+)
+
+// ErrNotInstalled is returned by Start when there is no clickhouse-server to run.
+var ErrNotInstalled = errors.New("clickhouse-server is not installed (apt-get install clickhouse-server clickhouse-client)")
+
+// Server is a clickhouse-server listening for the native protocol on a free loopback port, with
+// its data in a folder of its own. It has two users: default, without a password, and User with
+// Password. Stop and Start take it down and up again on the same port with the same data, as
+// an outage would.
+type Server struct {
+	Addr string // 127.0.0.1:PORT
+	Port int
+	Dir  string // data, config.xml, and the server's output in server.log
+
+	bin    string
+	cmd    *exec.Cmd
+	exited chan struct{}
+
+	connOnce sync.Once
+	conn     driver.Conn
+	connErr  error
+}
+
+// Start starts a server with its data in a new folder on tmpfs (/dev/shm) where there is one
+// (fast, and nothing left on disk), else in a new folder under dir ("" for the default
+// temporary folder). It returns once the server answers; Close stops it and deletes the folder.
+func Start(dir string) (*Server, error) {
+	bin, err := exec.LookPath("clickhouse-server")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/clickhouse-server"); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotInstalled, err)
+		}
+	}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		dir = "/dev/shm"
+	}
+	d, err := os.MkdirTemp(dir, "querylog-clickhouse-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Dir: d, bin: bin}
+	// A port found free can be taken before the server binds it: try a few.
+	for attempt := 0; ; attempt++ {
+		ports, err := freeport.Take(1)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.Port = ports[0]
+		s.Addr = fmt.Sprintf("127.0.0.1:%d", s.Port)
+		if err := os.WriteFile(s.configPath(), []byte(config(d, s.Port)), 0o600); err != nil {
+			s.Close()
+			return nil, err
+		}
+		err = s.Start()
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 2 || !strings.Contains(s.Log(), "Address already in use") {
+			s.Close()
+			return nil, err
+		}
+	}
+}
+
+func (s *Server) configPath() string { return filepath.Join(s.Dir, "config.xml") }
+func (s *Server) logPath() string    { return filepath.Join(s.Dir, "server.log") }
+
+// Start starts the server again after Stop or Kill, on the same port with the same data, and
+// waits (at most 30 s) until it answers.
+func (s *Server) Start() error {
+	out, err := os.Create(s.logPath()) // what this start prints: Log
+	if err != nil {
+		return err
+	}
+	defer out.Close() // the server has its own copy
+	cmd := exec.Command(s.bin, "--config-file="+s.configPath())
+	cmd.Dir = s.Dir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive its starter
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting clickhouse-server: %w", err)
+	}
+	exited := make(chan struct{})
+	s.cmd, s.exited = cmd, exited
+	go func() { cmd.Wait(); close(exited) }()
+
+	if err := s.waitAnswer(); err != nil {
+		s.Kill()
+		return fmt.Errorf("starting clickhouse-server on %s: %w\n%s", s.Addr, err, s.Log())
+	}
+	return nil
+}
+
+// waitAnswer pings the server until it answers, for at most 30 s.
+func (s *Server) waitAnswer() error {
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr}, DialTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("clickhouse-server exited: %v", s.cmd.ProcessState)
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := conn.Ping(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no answer after 30s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop shuts the server down (SIGTERM) and waits for it to exit; after 30 s it is killed.
+func (s *Server) Stop() error {
+	if s.cmd == nil {
+		return nil
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		s.cmd = nil
+		return nil
+	case <-time.After(30 * time.Second):
+		s.Kill()
+		return fmt.Errorf("clickhouse-server did not stop within 30s; killed:\n%s", s.Log())
+	}
+}
+
+// Kill ends the server at once (SIGKILL).
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Pid is the server's process id (0 while it is stopped).
+func (s *Server) Pid() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Log is what the server has printed (warnings and errors) since it last started.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath())
+	return string(b)
+}
+
+// Conn is a connection pool as the default user, opened at the first call and closed by Close.
+func (s *Server) Conn() (driver.Conn, error) {
+	s.connOnce.Do(func() {
+		s.conn, s.connErr = clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr}, DialTimeout: 5 * time.Second})
+	})
+	return s.conn, s.connErr
+}
+
+// Close kills the server and deletes its folder.
+func (s *Server) Close() {
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	s.Kill()
+	os.RemoveAll(s.Dir)
+}
+
+// config is a whole server configuration, users included: loopback only, native protocol only
+// (clickhouse-go's HTTP mode does not work with 18.16), small caches.
+func config(dir string, port int) string {
+	return fmt.Sprintf(`<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><console>1</console></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>%d</tcp_port>
+    <path>%s/data/</path>
+    <tmp_path>%s/tmp/</tmp_path>
+    <user_files_path>%s/user_files/</user_files_path>
+    <format_schema_path>%s/format_schemas/</format_schema_path>
+    <mark_cache_size>67108864</mark_cache_size>
+    <uncompressed_cache_size>67108864</uncompressed_cache_size>
+    <max_concurrent_queries>50</max_concurrent_queries>
+    <timezone>UTC</timezone>
+    <default_database>default</default_database>
+    <default_profile>default</default_profile>
+    <profiles><default></default></profiles>
+    <quotas><default></default></quotas>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+        <%s>
+            <password>%s</password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </%s>
+    </users>
+</yandex>
+`, port, dir, dir, dir, dir, User, Password, User)
+}
