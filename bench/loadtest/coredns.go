@@ -19,8 +19,8 @@ const (
 	stopTimeout = 60 * time.Second
 )
 
-// corefile returns the Corefile of one run. The variants differ in the logging line only.
-func corefile(c *config, variant, db string, dnsPort, metricsPort, readyPort, pprofPort int) string {
+// corefile returns the Corefile of one run. The variants differ in the logging lines only.
+func corefile(c *config, v variant, db string, dnsPort, metricsPort, readyPort, pprofPort int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, ".:%d {\n    bind 127.0.0.1\n", dnsPort)
 	fmt.Fprintf(&b, "    prometheus 127.0.0.1:%d\n", metricsPort)
@@ -28,13 +28,13 @@ func corefile(c *config, variant, db string, dnsPort, metricsPort, readyPort, pp
 	if pprofPort > 0 {
 		fmt.Fprintf(&b, "    pprof 127.0.0.1:%d\n", pprofPort)
 	}
-	switch variant {
-	case "none":
+	switch {
+	case v.Name == "none":
 		b.WriteString("    # no query logging\n")
-	case "log":
+	case v.Name == "log":
 		b.WriteString("    log\n")
-	case "querylog":
-		opts := strings.FieldsFunc(c.qlOptions, func(r rune) bool { return r == ';' || r == '\n' })
+	case v.Querylog:
+		opts := strings.FieldsFunc(v.Options, func(r rune) bool { return r == ';' || r == '\n' })
 		if len(opts) == 0 {
 			fmt.Fprintf(&b, "    querylog %s\n", db)
 		} else {

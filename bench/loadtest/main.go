@@ -8,6 +8,7 @@
 //	go run ./bench/loadtest -scenario rate                   # 10000 QPS for 600 s
 //	go run ./bench/loadtest -scenario max -duration 30s      # unthrottled
 //	go run ./bench/loadtest -scenario compare -pairs 3       # none / querylog / log, 20 s each
+//	go run ./bench/loadtest -scenario compare -variant 'big=batch_size 5000'   # querylog / big
 //	go run ./bench/loadtest -scenario rate -mix skewed       # 20,000 names, 32 client addresses
 //	go run ./bench/loadtest -scenario rate -mix unique -qps 2000 -duration 5s   # every name new
 package main
@@ -51,6 +52,9 @@ type config struct {
 	names       int
 	lines       int
 	qlOptions   string
+	named       namedVariants // -variant
+	variantList string        // -variants
+	variants    []variant     // what each run, or each compare round, runs
 	cpuProfile  string
 	corednsBin  string
 	repo        string
@@ -63,7 +67,7 @@ func main() {
 
 func realMain() int {
 	var c config
-	flag.StringVar(&c.scenario, "scenario", "rate", "rate (fixed QPS), max (unthrottled) or compare (no logging / querylog / log)")
+	flag.StringVar(&c.scenario, "scenario", "rate", "rate (fixed QPS), max (unthrottled) or compare (no logging / querylog / log, or the -variants, in rounds)")
 	flag.BoolVar(&c.short, "short", false, "short run for CI: 5 s (and 2000 QPS for rate)")
 	flag.IntVar(&c.qps, "qps", 0, "target QPS for -scenario rate (default 10000; 2000 with -short); with compare, runs every variant at this rate instead of unthrottled (to compare CPU)")
 	flag.DurationVar(&c.duration, "duration", 0, "load duration per run (default: rate 600s, max 60s, compare 20s; 5s with -short)")
@@ -73,14 +77,16 @@ func realMain() int {
 	flag.BoolVar(&c.edns, "edns", true, "dnsperf -e: send EDNS0, as most clients do")
 	flag.IntVar(&c.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS for CoreDNS")
 	flag.BoolVar(&c.cache, "cache", false, "put the cache plugin in front of template")
-	flag.IntVar(&c.pairs, "pairs", 3, "compare: rounds of none/querylog/log runs")
+	flag.IntVar(&c.pairs, "pairs", 3, "compare: rounds, each running every variant once, in the order of -variants")
 	flag.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file; \"auto\" names it bench/results/<date>-<scenario>-...-<N>cpu.json")
 	flag.StringVar(&c.mix, "mix", mixDefault, "query mix: default (Zipf over 50,000 names, ~5% NXDOMAIN, one client address), skewed (Zipf over 20,000 names, ~10% NXDOMAIN, many client addresses) or unique (every name new, NXDOMAIN)")
 	flag.IntVar(&c.clientAddrs, "client-addrs", 0, "client addresses: one dnsperf process from each of 127.0.1.1, 127.0.1.2, ... (default: 32 for -mix skewed, else 1, which sends from 127.0.0.1)")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the query file")
 	flag.IntVar(&c.names, "names", 0, "names in the pool that default and skewed draw from (default 50000 and 20000)")
 	flag.IntVar(&c.lines, "lines", 0, "lines in the dnsperf query files, split between them; dnsperf loops over each (default 200000; unique: 1.1 × rate × duration, at most 10,000,000)")
-	flag.StringVar(&c.qlOptions, "querylog-options", "", "extra querylog block options, ';'-separated, e.g. \"buffer_size 100000; batch_size 5000\"")
+	flag.StringVar(&c.qlOptions, "querylog-options", "", "extra querylog block options, ';'-separated, e.g. \"buffer_size 100000; batch_size 5000\"; with compare, for every querylog variant")
+	flag.Var(&c.named, "variant", "compare: NAME=OPTIONS, a querylog variant reported as NAME whose block has these ';'-separated options after -querylog-options, e.g. 'norollups=rollup_limit 0' or 'ship=ship $CLICKHOUSE; node bench' (repeatable); ratios are to querylog and to none")
+	flag.StringVar(&c.variantList, "variants", "", "compare: the variants of each round, in order, from none, querylog, log and the -variant names (default "+defaultVariants+"; with -variant: querylog and the -variant names)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "rate/max: add the pprof plugin and save a CoreDNS CPU profile of the load to this file")
 	flag.StringVar(&c.corednsBin, "coredns", "", "use this CoreDNS binary instead of building ./cmd/coredns")
 	flag.StringVar(&c.repo, "repo", "", "repository root (default: found from the working directory)")
@@ -181,6 +187,9 @@ func (c *config) fill() error {
 	}
 	if c.qps > 0 && c.qps < c.clientAddrs {
 		return errors.New("-qps must be at least -client-addrs: every dnsperf process sends at 1 QPS or more")
+	}
+	if err := c.resolveVariants(); err != nil {
+		return err
 	}
 	if c.cpuProfile != "" && c.scenario == "compare" {
 		return errors.New("-cpuprofile is for rate and max runs (the compare Corefiles must differ in one line only)")

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -26,12 +27,25 @@ type summary struct {
 	PeakRSSRatio  float64 `json:"peak_rss_ratio_to_none,omitempty"`
 	// Medians of the ratios within each pair (this variant's run / the none run of the same
 	// round): less sensitive to load on the machine drifting between rounds.
-	PairedQPSRatio     float64    `json:"paired_qps_ratio_median,omitempty"`
-	PairedCPUPerQRatio float64    `json:"paired_cpu_per_query_ratio_median,omitempty"`
-	QPSRange           [2]float64 `json:"-"`
-	CPUPerQRange       [2]float64 `json:"-"`
-	QPSRangeJSON       string     `json:"qps_min_max"`
-	CPUPerQRangeJS     string     `json:"cpu_us_per_query_min_max"`
+	PairedQPSRatio     float64 `json:"paired_qps_ratio_median,omitempty"`
+	PairedCPUPerQRatio float64 `json:"paired_cpu_per_query_ratio_median,omitempty"`
+	// The same against querylog: what a -variant adds to it.
+	QPSRatioQL           float64    `json:"qps_ratio_to_querylog,omitempty"`
+	CPUPerQRatioQL       float64    `json:"cpu_per_query_ratio_to_querylog,omitempty"`
+	LatencyRatioQL       float64    `json:"latency_ratio_to_querylog,omitempty"`
+	PeakRSSRatioQL       float64    `json:"peak_rss_ratio_to_querylog,omitempty"`
+	PairedQPSRatioQL     float64    `json:"paired_qps_ratio_to_querylog_median,omitempty"`
+	PairedCPUPerQRatioQL float64    `json:"paired_cpu_per_query_ratio_to_querylog_median,omitempty"`
+	QPSRange             [2]float64 `json:"-"`
+	CPUPerQRange         [2]float64 `json:"-"`
+	QPSRangeJSON         string     `json:"qps_min_max"`
+	CPUPerQRangeJS       string     `json:"cpu_us_per_query_min_max"`
+}
+
+// ratios compares a variant with a base variant (none or querylog).
+type ratios struct {
+	qps, cpuPerQ, latency, peakRSS float64 // of the medians
+	pairedQPS, pairedCPUPerQ       float64 // medians of the ratios within each round
 }
 
 type report struct {
@@ -53,6 +67,8 @@ type report struct {
 	ClientAddrs int          `json:"client_addresses"` // dnsperf processes, each from its own address
 	Pairs       int          `json:"pairs,omitempty"`
 	QLOptions   string       `json:"querylog_options,omitempty"`
+	Variants    []string     `json:"variants,omitempty"`        // compare: the variants of each round, in order
+	Named       []string     `json:"variant_options,omitempty"` // -variant NAME=OPTIONS as given
 	Source      *provenance  `json:"source,omitempty"`
 	Queries     queryStats   `json:"query_file"`
 	Runs        []*runResult `json:"runs"`
@@ -71,6 +87,10 @@ func newReport(c *config) *report {
 	}
 	if c.scenario == "compare" {
 		rep.Pairs = c.pairs
+		rep.Variants = variantNames(c.variants)
+		for _, v := range c.named {
+			rep.Named = append(rep.Named, v.Name+"="+v.Options)
+		}
 	}
 	return rep
 }
@@ -84,61 +104,98 @@ func (rep *report) finish() {
 	}
 	want := 1
 	if rep.Scenario == "compare" {
-		want = 3 * rep.Pairs
-		rep.Summary = nil
-		var none *summary
-		for _, v := range []string{"none", "querylog", "log"} {
-			var qps, cpq, cpu, lat, rss, lost []float64
-			for _, r := range rep.Runs {
-				if r.Variant != v || r.DNSPerf == nil {
-					continue
-				}
-				qps = append(qps, r.DNSPerf.QPS)
-				cpq = append(cpq, r.CPUPerQueryUS)
-				cpu = append(cpu, r.CPUSecondsLoad)
-				lat = append(lat, r.DNSPerf.LatencyAvg)
-				rss = append(rss, float64(r.PeakRSSBytes))
-				lost = append(lost, float64(r.DNSPerf.Lost))
-			}
-			if len(qps) == 0 {
-				continue
-			}
-			s := summary{Variant: v, Runs: len(qps), MedianQPS: round(median(qps), 1), MedianCPUPerQ: round(median(cpq), 2),
-				MedianCPU: round(median(cpu), 3), MedianLatency: round(median(lat), 6), MedianPeakRSS: median(rss),
-				MedianLost: median(lost),
-				QPSRange:   [2]float64{slices.Min(qps), slices.Max(qps)}, CPUPerQRange: [2]float64{slices.Min(cpq), slices.Max(cpq)}}
-			s.QPSRangeJSON = fmt.Sprintf("%.0f..%.0f", s.QPSRange[0], s.QPSRange[1])
-			s.CPUPerQRangeJS = fmt.Sprintf("%.2f..%.2f", s.CPUPerQRange[0], s.CPUPerQRange[1])
-			if v == "none" {
-				none = &s
-			} else if none != nil {
-				s.QPSRatio = ratio(s.MedianQPS, none.MedianQPS)
-				s.CPUPerQRatio = ratio(s.MedianCPUPerQ, none.MedianCPUPerQ)
-				s.LatencyRatio = ratio(s.MedianLatency, none.MedianLatency)
-				s.PeakRSSRatio = ratio(s.MedianPeakRSS, none.MedianPeakRSS)
-				var pq, pc []float64
-				for _, r := range rep.Runs {
-					if r.Variant != v || r.DNSPerf == nil {
-						continue
-					}
-					for _, n := range rep.Runs {
-						if n.Variant == "none" && n.DNSPerf != nil && (n.Index-1)/3 == (r.Index-1)/3 {
-							pq = append(pq, ratio(r.DNSPerf.QPS, n.DNSPerf.QPS))
-							pc = append(pc, ratio(r.CPUPerQueryUS, n.CPUPerQueryUS))
-						}
-					}
-				}
-				if len(pq) > 0 {
-					s.PairedQPSRatio, s.PairedCPUPerQRatio = round(median(pq), 3), round(median(pc), 3)
-				}
-			}
-			rep.Summary = append(rep.Summary, s)
-		}
+		want = len(rep.Variants) * rep.Pairs
+		rep.summarize()
 	}
 	if len(rep.Runs) < want {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("only %d of %d runs completed", len(rep.Runs), want))
 	}
 	rep.Pass = len(rep.Problems) == 0
+}
+
+// summarize sets the medians of every variant's runs, and their ratios to none's and
+// querylog's.
+func (rep *report) summarize() {
+	rep.Summary = nil
+	for _, v := range rep.Variants {
+		var qps, cpq, cpu, lat, rss, lost []float64
+		for _, r := range rep.runsOf(v) {
+			qps = append(qps, r.DNSPerf.QPS)
+			cpq = append(cpq, r.CPUPerQueryUS)
+			cpu = append(cpu, r.CPUSecondsLoad)
+			lat = append(lat, r.DNSPerf.LatencyAvg)
+			rss = append(rss, float64(r.PeakRSSBytes))
+			lost = append(lost, float64(r.DNSPerf.Lost))
+		}
+		if len(qps) == 0 {
+			continue
+		}
+		s := summary{Variant: v, Runs: len(qps), MedianQPS: round(median(qps), 1), MedianCPUPerQ: round(median(cpq), 2),
+			MedianCPU: round(median(cpu), 3), MedianLatency: round(median(lat), 6), MedianPeakRSS: median(rss),
+			MedianLost: median(lost),
+			QPSRange:   [2]float64{slices.Min(qps), slices.Max(qps)}, CPUPerQRange: [2]float64{slices.Min(cpq), slices.Max(cpq)}}
+		s.QPSRangeJSON = fmt.Sprintf("%.0f..%.0f", s.QPSRange[0], s.QPSRange[1])
+		s.CPUPerQRangeJS = fmt.Sprintf("%.2f..%.2f", s.CPUPerQRange[0], s.CPUPerQRange[1])
+		rep.Summary = append(rep.Summary, s)
+	}
+	if none := rep.summaryOf("none"); none != nil {
+		for i := range rep.Summary {
+			if s := &rep.Summary[i]; s.Variant != none.Variant {
+				x := rep.ratios(s, none)
+				s.QPSRatio, s.CPUPerQRatio, s.LatencyRatio, s.PeakRSSRatio = x.qps, x.cpuPerQ, x.latency, x.peakRSS
+				s.PairedQPSRatio, s.PairedCPUPerQRatio = x.pairedQPS, x.pairedCPUPerQ
+			}
+		}
+	}
+	if ql := rep.summaryOf("querylog"); ql != nil {
+		for i := range rep.Summary {
+			if s := &rep.Summary[i]; s.Variant != ql.Variant {
+				x := rep.ratios(s, ql)
+				s.QPSRatioQL, s.CPUPerQRatioQL, s.LatencyRatioQL, s.PeakRSSRatioQL = x.qps, x.cpuPerQ, x.latency, x.peakRSS
+				s.PairedQPSRatioQL, s.PairedCPUPerQRatioQL = x.pairedQPS, x.pairedCPUPerQ
+			}
+		}
+	}
+}
+
+// runsOf returns the runs of a variant that have dnsperf results.
+func (rep *report) runsOf(v string) []*runResult {
+	var out []*runResult
+	for _, r := range rep.Runs {
+		if r.Variant == v && r.DNSPerf != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (rep *report) summaryOf(v string) *summary {
+	for i := range rep.Summary {
+		if rep.Summary[i].Variant == v {
+			return &rep.Summary[i]
+		}
+	}
+	return nil
+}
+
+// ratios compares s with base: the ratios of their medians, and the medians of the ratios of
+// the runs of one round, which drifting load on the machine skews less.
+func (rep *report) ratios(s, base *summary) ratios {
+	x := ratios{qps: ratio(s.MedianQPS, base.MedianQPS), cpuPerQ: ratio(s.MedianCPUPerQ, base.MedianCPUPerQ),
+		latency: ratio(s.MedianLatency, base.MedianLatency), peakRSS: ratio(s.MedianPeakRSS, base.MedianPeakRSS)}
+	var pq, pc []float64
+	for _, r := range rep.runsOf(s.Variant) {
+		for _, b := range rep.runsOf(base.Variant) {
+			if b.Round == r.Round {
+				pq = append(pq, ratio(r.DNSPerf.QPS, b.DNSPerf.QPS))
+				pc = append(pc, ratio(r.CPUPerQueryUS, b.CPUPerQueryUS))
+			}
+		}
+	}
+	if len(pq) > 0 {
+		x.pairedQPS, x.pairedCPUPerQ = round(median(pq), 3), round(median(pc), 3)
+	}
+	return x
 }
 
 func (rep *report) autoName() string {
@@ -154,6 +211,9 @@ func (rep *report) autoName() string {
 			d += kilo(rep.TargetQPS) + "-"
 		}
 		d += fmt.Sprintf("%dx%s", rep.Pairs, rep.Duration)
+		if v := strings.Join(rep.Variants, "-"); v != strings.ReplaceAll(defaultVariants, ",", "-") {
+			d += "-" + v
+		}
 	}
 	if rep.Mix != "" && rep.Mix != mixDefault {
 		d += "-" + rep.Mix

@@ -40,7 +40,9 @@ type querylogMetrics struct {
 
 type runResult struct {
 	Index           int              `json:"index"`
-	Variant         string           `json:"variant"` // none, querylog or log
+	Round           int              `json:"round,omitempty"` // compare: the round (pair) of the run
+	Variant         string           `json:"variant"`         // none, querylog, log or a -variant name
+	querylog        bool             // a querylog block: rows are counted and judged
 	Started         time.Time        `json:"started"`
 	GOMAXPROCS      int              `json:"gomaxprocs"`
 	GOMAXPROCSSeen  float64          `json:"gomaxprocs_observed"` // go_sched_gomaxprocs_threads
@@ -190,13 +192,13 @@ func (r *runResult) repeatedNames(linesPerFile []int) {
 	r.NamesRepeated = &share
 }
 
-// judge computes the derived figures and decides pass/fail: for querylog, every reply dnsperf
-// received is a row and nothing was dropped.
+// judge computes the derived figures and decides pass/fail: for querylog variants, every reply
+// dnsperf received is a row and nothing was dropped.
 func (r *runResult) judge() {
 	if d := r.DNSPerf; d != nil && d.Completed > 0 {
 		r.CPUPerQueryUS = round(1e6*r.CPUSecondsLoad/float64(d.Completed), 2)
 	}
-	if r.Variant == "querylog" {
+	if r.querylog {
 		if r.Rows == nil || r.DNSPerf == nil {
 			r.Problems = append(r.Problems, "rows or dnsperf results missing")
 		} else {

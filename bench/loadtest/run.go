@@ -50,35 +50,37 @@ func run(ctx context.Context, c *config) (*report, error) {
 	}
 	rep.Queries = qs
 
-	var variants []string
-	switch c.scenario {
-	case "rate", "max":
-		variants = []string{"querylog"}
-	case "compare":
-		for range c.pairs {
-			variants = append(variants, "none", "querylog", "log")
-		}
+	var runs []variant
+	rounds := 1
+	if c.scenario == "compare" {
+		rounds = c.pairs
 	}
-	for i, v := range variants {
+	for range rounds {
+		runs = append(runs, c.variants...)
+	}
+	for i, v := range runs {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		dir := filepath.Join(tmp, fmt.Sprintf("run%d-%s", i+1, v))
+		dir := filepath.Join(tmp, fmt.Sprintf("run%d-%s", i+1, v.Name))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return rep, err
 		}
-		fmt.Fprintf(os.Stderr, "run %d/%d: %s, %s, %s ...\n", i+1, len(variants), v, loadDesc(c), secs(c.duration))
+		fmt.Fprintf(os.Stderr, "run %d/%d: %s, %s, %s ...\n", i+1, len(runs), v.Name, loadDesc(c), secs(c.duration))
 		r, err := runOnce(ctx, c, bin, qfiles, qs.LinesPerFile, dir, v)
 		if r == nil {
-			r = &runResult{Variant: v, GOMAXPROCS: c.gomaxprocs}
+			r = &runResult{Variant: v.Name, querylog: v.Querylog, GOMAXPROCS: c.gomaxprocs}
 		}
 		r.Index = i + 1
+		if c.scenario == "compare" {
+			r.Round = i/len(c.variants) + 1
+		}
 		rep.Runs = append(rep.Runs, r)
 		if err != nil {
 			r.Problems = append(r.Problems, "aborted: "+strings.SplitN(err.Error(), "\n", 2)[0])
 			r.Pass = false
 			rep.finish()
-			return rep, fmt.Errorf("run %d (%s): %w", i+1, v, err)
+			return rep, fmt.Errorf("run %d (%s): %w", i+1, v.Name, err)
 		}
 	}
 	rep.finish()
@@ -94,7 +96,7 @@ func loadDesc(c *config) string {
 
 // runOnce starts a fresh CoreDNS with a fresh database, loads it with dnsperf while scraping its
 // metrics, stops it with SIGTERM and collects the results.
-func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir, variant string) (*runResult, error) {
+func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir string, v variant) (*runResult, error) {
 	p, err := freeport.Take(4)
 	if err != nil {
 		return nil, err
@@ -104,12 +106,12 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		pprofPort = 0
 	}
 	db := filepath.Join(dir, "querylog.db")
-	cf := corefile(c, variant, db, dnsPort, metricsPort, readyPort, pprofPort)
+	cf := corefile(c, v, db, dnsPort, metricsPort, readyPort, pprofPort)
 	cfPath := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(cfPath, []byte(cf), 0o644); err != nil {
 		return nil, err
 	}
-	r := &runResult{Variant: variant, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
+	r := &runResult{Variant: v.Name, querylog: v.Querylog, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
 
 	// CoreDNS, with stdout and stderr (and so the log plugin's output) in a file.
 	outPath := filepath.Join(dir, "coredns.out")
@@ -216,7 +218,7 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	}
 	r.scanLog(outPath)
 
-	if variant == "querylog" {
+	if v.Querylog {
 		// Counting distinct names takes about a minute for 6 million different ones; the
 		// unique mix's are known from how many queries repeated a name.
 		if err := r.countRows(db, c.mix != mixUnique); err != nil {

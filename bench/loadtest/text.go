@@ -81,21 +81,39 @@ func (rep *report) text() string {
 	}
 	if len(rep.Summary) > 0 {
 		p("")
-		p("compare: medians over %d pair(s) (GOMAXPROCS=%d, %d cores shared with dnsperf; noisy machine: ratios matter more than absolutes)", rep.Pairs, rep.GOMAXPROCS, rep.Cores)
+		p("compare: medians over %d round(s) of %s (GOMAXPROCS=%d, %d cores shared with dnsperf; noisy machine: ratios matter more than absolutes)",
+			rep.Pairs, strings.Join(rep.Variants, ", "), rep.GOMAXPROCS, rep.Cores)
+		none, ql := rep.summaryOf("none") != nil, rep.summaryOf("querylog") != nil
 		// Every cell ends with a tab, so that all are right-aligned; the empty first one indents.
 		table := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(table, "\tvariant\tQPS\tCPU µs/query\tlatency ms\tRSS MiB\tQPS ×none\tCPU/q ×none\tpaired QPS\tpaired CPU/q\tQPS min..max\t")
+		head := "\tvariant\tQPS\tCPU µs/query\tlatency ms\tRSS MiB\t"
+		if none {
+			head += "QPS ×none\tCPU/q ×none\tpaired QPS\tpaired CPU/q\t"
+		}
+		if ql {
+			head += "QPS ×ql\tCPU/q ×ql\tpaired QPS ×ql\tpaired CPU/q ×ql\t"
+		}
+		fmt.Fprintln(table, head+"QPS min..max\t")
 		for _, s := range rep.Summary {
-			qr, cr, pq, pc := "", "", "", ""
-			if s.Variant != "none" {
-				qr, cr = fmt.Sprintf("%.3f", s.QPSRatio), fmt.Sprintf("%.3f", s.CPUPerQRatio)
-				pq, pc = fmt.Sprintf("%.3f", s.PairedQPSRatio), fmt.Sprintf("%.3f", s.PairedCPUPerQRatio)
+			fmt.Fprintf(table, "\t%s\t%.0f\t%.2f\t%.3f\t%.1f\t", s.Variant, s.MedianQPS, s.MedianCPUPerQ, 1000*s.MedianLatency, s.MedianPeakRSS/(1<<20))
+			if none {
+				fmt.Fprint(table, ratioCells(s.Variant != "none", s.QPSRatio, s.CPUPerQRatio, s.PairedQPSRatio, s.PairedCPUPerQRatio))
 			}
-			fmt.Fprintf(table, "\t%s\t%.0f\t%.2f\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", s.Variant, s.MedianQPS, s.MedianCPUPerQ, 1000*s.MedianLatency,
-				s.MedianPeakRSS/(1<<20), qr, cr, pq, pc, s.QPSRangeJSON)
+			if ql {
+				fmt.Fprint(table, ratioCells(s.Variant != "querylog", s.QPSRatioQL, s.CPUPerQRatioQL, s.PairedQPSRatioQL, s.PairedCPUPerQRatioQL))
+			}
+			fmt.Fprintf(table, "%s\t\n", s.QPSRangeJSON)
 		}
 		table.Flush()
-		p("  ×none: ratio of the medians; paired: median of the per-round ratios to that round's none run")
+		if none {
+			p("  ×none: ratio of the medians; paired: median of the per-round ratios to that round's none run")
+		}
+		if ql {
+			p("  ×ql: the same against querylog (that round's querylog run for paired)")
+		}
+		for _, n := range rep.Named {
+			p("  variant %s", n)
+		}
 	}
 	p("")
 	if rep.Pass {
@@ -187,6 +205,18 @@ func (r *runResult) text(w io.Writer, compact bool) {
 	for _, pr := range r.Problems {
 		p("  PROBLEM:   %s", pr)
 	}
+}
+
+// ratioCells formats four ratios as table cells, or leaves them empty (for the base itself).
+func ratioCells(show bool, xs ...float64) string {
+	var b strings.Builder
+	for _, x := range xs {
+		if show {
+			fmt.Fprintf(&b, "%.3f", x)
+		}
+		b.WriteString("\t")
+	}
+	return b.String()
 }
 
 func onOff(b bool) string {
