@@ -9,6 +9,7 @@
 //	go run ./bench/loadtest -scenario max -duration 30s      # unthrottled
 //	go run ./bench/loadtest -scenario compare -pairs 3       # none / querylog / log, 20 s each
 //	go run ./bench/loadtest -scenario compare -variant 'big=batch_size 5000'   # querylog / big
+//	go run ./bench/loadtest -scenario rate -clickhouse -clickhouse-outage 60s -duration 120s -querylog-options 'ship $CLICKHOUSE'
 //	go run ./bench/loadtest -scenario rate -mix skewed       # 20,000 names, 32 client addresses
 //	go run ./bench/loadtest -scenario rate -mix unique -qps 2000 -duration 5s   # every name new
 package main
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -55,6 +57,8 @@ type config struct {
 	named       namedVariants // -variant
 	variantList string        // -variants
 	variants    []variant     // what each run, or each compare round, runs
+	clickhouse  bool
+	outage      time.Duration // -clickhouse-outage
 	cpuProfile  string
 	corednsBin  string
 	repo        string
@@ -87,6 +91,8 @@ func realMain() int {
 	flag.StringVar(&c.qlOptions, "querylog-options", "", "extra querylog block options, ';'-separated, e.g. \"buffer_size 100000; batch_size 5000\"; with compare, for every querylog variant")
 	flag.Var(&c.named, "variant", "compare: NAME=OPTIONS, a querylog variant reported as NAME whose block has these ';'-separated options after -querylog-options, e.g. 'norollups=rollup_limit 0' or 'ship=ship $CLICKHOUSE; node bench' (repeatable); ratios are to querylog and to none")
 	flag.StringVar(&c.variantList, "variants", "", "compare: the variants of each round, in order, from none, querylog, log and the -variant names (default "+defaultVariants+"; with -variant: querylog and the -variant names)")
+	flag.BoolVar(&c.clickhouse, "clickhouse", false, "start a clickhouse-server of the run's own on loopback (data on tmpfs where there is one); "+clickhousePlaceholder+" in querylog options ships there (each run to a table of its own, the password from a file), and the report checks ClickHouse's rows against SQLite's")
+	flag.DurationVar(&c.outage, "clickhouse-outage", 0, "rate with -clickhouse: stop ClickHouse (duration − D)/2 into the load and start it again D later; reports the ship lag and how soon it fell under 5 s")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "rate/max: add the pprof plugin and save a CoreDNS CPU profile of the load to this file")
 	flag.StringVar(&c.corednsBin, "coredns", "", "use this CoreDNS binary instead of building ./cmd/coredns")
 	flag.StringVar(&c.repo, "repo", "", "repository root (default: found from the working directory)")
@@ -190,6 +196,17 @@ func (c *config) fill() error {
 	}
 	if err := c.resolveVariants(); err != nil {
 		return err
+	}
+	ships := slices.ContainsFunc(c.variants, func(v variant) bool { return v.Querylog && usesClickHouse(v.Options) })
+	switch {
+	case ships && !c.clickhouse:
+		return errors.New(clickhousePlaceholder + " in querylog options needs -clickhouse")
+	case c.clickhouse && !ships:
+		return errors.New("-clickhouse: no querylog options ship to " + clickhousePlaceholder + " (quote it: 'ship " + clickhousePlaceholder + "')")
+	case c.outage != 0 && (c.scenario != "rate" || !ships):
+		return errors.New("-clickhouse-outage is for -scenario rate with -clickhouse and 'ship " + clickhousePlaceholder + "' in -querylog-options")
+	case c.outage < 0 || c.outage >= c.duration:
+		return fmt.Errorf("-clickhouse-outage %s: must be shorter than -duration %s", c.outage, c.duration)
 	}
 	if c.cpuProfile != "" && c.scenario == "compare" {
 		return errors.New("-cpuprofile is for rate and max runs (the compare Corefiles must differ in one line only)")

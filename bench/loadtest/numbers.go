@@ -19,17 +19,22 @@ func ratio(a, b float64) float64 {
 	return round(a/b, 3)
 }
 
-func median(xs []float64) float64 {
+func median(xs []float64) float64 { return percentile(xs, 0.5) }
+
+// percentile interpolates linearly between the closest ranks (as numpy's default does), so
+// that the 0.5 one is the median.
+func percentile(xs []float64, q float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
+	if len(s) == 0 {
 		return 0
 	}
-	if n%2 == 1 {
-		return s[n/2]
+	r := q * float64(len(s)-1)
+	i := int(r)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
 	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return s[i] + (r-float64(i))*(s[i+1]-s[i])
 }
 
 func round(x float64, digits int) float64 {

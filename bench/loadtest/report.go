@@ -49,32 +49,34 @@ type ratios struct {
 }
 
 type report struct {
-	Scenario    string       `json:"scenario"`
-	Short       bool         `json:"short,omitempty"`
-	Date        time.Time    `json:"date"`
-	Host        string       `json:"host"`
-	Cores       int          `json:"cores"` // runtime.NumCPU of the harness: dnsperf and CoreDNS share them
-	GOMAXPROCS  int          `json:"coredns_gomaxprocs"`
-	GoVersion   string       `json:"go_version"`
-	TargetQPS   int          `json:"target_qps"` // 0: unthrottled
-	Duration    string       `json:"duration"`
-	Clients     int          `json:"dnsperf_clients"`
-	Threads     int          `json:"dnsperf_threads"`
-	Outstanding int          `json:"dnsperf_outstanding"`
-	EDNS        bool         `json:"edns"`
-	Cache       bool         `json:"cache"`
-	Mix         string       `json:"mix"`              // absent in reports from before -mix: default
-	ClientAddrs int          `json:"client_addresses"` // dnsperf processes, each from its own address
-	Pairs       int          `json:"pairs,omitempty"`
-	QLOptions   string       `json:"querylog_options,omitempty"`
-	Variants    []string     `json:"variants,omitempty"`        // compare: the variants of each round, in order
-	Named       []string     `json:"variant_options,omitempty"` // -variant NAME=OPTIONS as given
-	Source      *provenance  `json:"source,omitempty"`
-	Queries     queryStats   `json:"query_file"`
-	Runs        []*runResult `json:"runs"`
-	Summary     []summary    `json:"summary,omitempty"`
-	Pass        bool         `json:"pass"`
-	Problems    []string     `json:"problems,omitempty"`
+	Scenario    string          `json:"scenario"`
+	Short       bool            `json:"short,omitempty"`
+	Date        time.Time       `json:"date"`
+	Host        string          `json:"host"`
+	Cores       int             `json:"cores"` // runtime.NumCPU of the harness: dnsperf and CoreDNS share them
+	GOMAXPROCS  int             `json:"coredns_gomaxprocs"`
+	GoVersion   string          `json:"go_version"`
+	TargetQPS   int             `json:"target_qps"` // 0: unthrottled
+	Duration    string          `json:"duration"`
+	Clients     int             `json:"dnsperf_clients"`
+	Threads     int             `json:"dnsperf_threads"`
+	Outstanding int             `json:"dnsperf_outstanding"`
+	EDNS        bool            `json:"edns"`
+	Cache       bool            `json:"cache"`
+	Mix         string          `json:"mix"`              // absent in reports from before -mix: default
+	ClientAddrs int             `json:"client_addresses"` // dnsperf processes, each from its own address
+	Pairs       int             `json:"pairs,omitempty"`
+	QLOptions   string          `json:"querylog_options,omitempty"`
+	Variants    []string        `json:"variants,omitempty"`        // compare: the variants of each round, in order
+	Named       []string        `json:"variant_options,omitempty"` // -variant NAME=OPTIONS as given
+	ClickHouse  *clickhouseInfo `json:"clickhouse,omitempty"`
+	Outage      string          `json:"clickhouse_outage,omitempty"`
+	Source      *provenance     `json:"source,omitempty"`
+	Queries     queryStats      `json:"query_file"`
+	Runs        []*runResult    `json:"runs"`
+	Summary     []summary       `json:"summary,omitempty"`
+	Pass        bool            `json:"pass"`
+	Problems    []string        `json:"problems,omitempty"`
 }
 
 func newReport(c *config) *report {
@@ -84,6 +86,9 @@ func newReport(c *config) *report {
 		Cores: runtime.NumCPU(), GOMAXPROCS: c.gomaxprocs, GoVersion: runtime.Version(),
 		TargetQPS: c.qps, Duration: secs(c.duration), Clients: c.clients, Threads: c.threads,
 		Outstanding: c.outstanding, EDNS: c.edns, Cache: c.cache, Mix: c.mix, ClientAddrs: c.clientAddrs, QLOptions: c.qlOptions,
+	}
+	if c.outage > 0 {
+		rep.Outage = secs(c.outage)
 	}
 	if c.scenario == "compare" {
 		rep.Pairs = c.pairs
@@ -203,6 +208,9 @@ func (rep *report) autoName() string {
 	switch rep.Scenario {
 	case "rate":
 		d = fmt.Sprintf("rate-%s-%s", kilo(rep.TargetQPS), rep.Duration)
+		if rep.Outage != "" {
+			d += "-outage" + rep.Outage
+		}
 	case "max":
 		d = "max-" + rep.Duration
 	case "compare":

@@ -56,6 +56,7 @@ type runResult struct {
 	NamesRepeated   *float64         `json:"names_repeated_share,omitempty"` // unique mix: share of the queries sent after dnsperf wrapped around its file
 	LogLines        *int64           `json:"log_lines,omitempty"`            // log variant: query lines in stdout
 	Querylog        *querylogMetrics `json:"querylog,omitempty"`
+	Ship            *shipResult      `json:"ship,omitempty"` // querylog shipped to the harness's ClickHouse
 	CPUSecondsLoad  float64          `json:"coredns_cpu_seconds_load"`
 	CPUSecondsTotal float64          `json:"coredns_cpu_seconds_total"`
 	CPUPerQueryUS   float64          `json:"coredns_cpu_us_per_query"`
@@ -219,6 +220,9 @@ func (r *runResult) judge() {
 				r.Problems = append(r.Problems, fmt.Sprintf("querylog dropped %.0f entries before SIGTERM: %v", r.Querylog.DroppedTotal, nonZero(r.Querylog.Dropped)))
 			}
 		}
+	}
+	if r.Ship != nil {
+		r.Problems = append(r.Problems, r.Ship.judge(r.Rows, r.DNSPerf)...)
 	}
 	if r.DNSPerf != nil && r.DNSPerf.Rcodes["SERVFAIL"] > 0 {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d SERVFAIL replies", r.DNSPerf.Rcodes["SERVFAIL"]))

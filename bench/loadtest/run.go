@@ -49,6 +49,15 @@ func run(ctx context.Context, c *config) (*report, error) {
 		return nil, err
 	}
 	rep.Queries = qs
+	var ch *clickhouse
+	if c.clickhouse {
+		fmt.Fprintf(os.Stderr, "starting clickhouse-server ...\n")
+		if ch, err = startClickHouse(ctx, tmp); err != nil {
+			return nil, err
+		}
+		defer ch.close(tmp, c.keep)
+		rep.ClickHouse = &ch.info
+	}
 
 	var runs []variant
 	rounds := 1
@@ -66,8 +75,13 @@ func run(ctx context.Context, c *config) (*report, error) {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return rep, err
 		}
+		var ship *shipTarget
+		if ch != nil && v.Querylog && usesClickHouse(v.Options) {
+			ship = &shipTarget{ch: ch, table: fmt.Sprintf("run%d", i+1)}
+			v.Options = ch.expand(v.Options, ship.table)
+		}
 		fmt.Fprintf(os.Stderr, "run %d/%d: %s, %s, %s ...\n", i+1, len(runs), v.Name, loadDesc(c), secs(c.duration))
-		r, err := runOnce(ctx, c, bin, qfiles, qs.LinesPerFile, dir, v)
+		r, err := runOnce(ctx, c, bin, qfiles, qs.LinesPerFile, dir, v, ship)
 		if r == nil {
 			r = &runResult{Variant: v.Name, querylog: v.Querylog, GOMAXPROCS: c.gomaxprocs}
 		}
@@ -94,9 +108,16 @@ func loadDesc(c *config) string {
 	return "unthrottled"
 }
 
+// shipTarget is a run's own table in the harness's ClickHouse.
+type shipTarget struct {
+	ch    *clickhouse
+	table string
+}
+
 // runOnce starts a fresh CoreDNS with a fresh database, loads it with dnsperf while scraping its
-// metrics, stops it with SIGTERM and collects the results.
-func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir string, v variant) (*runResult, error) {
+// metrics, stops it with SIGTERM and collects the results. With ship, querylog ships to the
+// harness's ClickHouse, which -clickhouse-outage stops during the load.
+func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir string, v variant, ship *shipTarget) (*runResult, error) {
 	p, err := freeport.Take(4)
 	if err != nil {
 		return nil, err
@@ -142,6 +163,13 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		return r, fmt.Errorf("%w\n%s", err, tail(outPath, 20))
 	}
 	cpu0, _ := procCPU(pid)
+	var chPid int
+	var chCPU0 float64
+	if ship != nil {
+		r.Ship = &shipResult{Table: ship.table}
+		chPid = ship.ch.server.Pid()
+		chCPU0, _ = procCPU(chPid)
+	}
 
 	// Scrape every second while dnsperf runs.
 	sc := &scraper{url: metricsURL}
@@ -150,6 +178,11 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); sc.loop(scrapeCtx, loadStart) }()
+
+	var down *outage
+	if ship != nil && c.outage > 0 {
+		down = startOutage(ctx, ship.ch.server, c.duration, c.outage, loadStart)
+	}
 
 	var profErr error
 	if pprofPort > 0 {
@@ -168,6 +201,9 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	r.LoadSeconds = time.Since(loadStart).Seconds()
 	stopScrape()
 	wg.Wait()
+	if down != nil {
+		r.Ship.Outage = down.wait()
+	}
 	r.DNSPerf = dp
 	if c.mix == mixUnique {
 		r.repeatedNames(linesPerFile)
@@ -192,12 +228,26 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		r.CPUSecondsTotal = round(cpu1, 3)
 	}
 	r.PeakRSSBytes, r.RSSBytes, _ = procMem(pid)
+	if ship != nil && ship.ch.server.Pid() == chPid { // not across an outage's restart
+		if chCPU1, err := procCPU(chPid); err == nil {
+			r.Ship.CPUSecondsLoad = round(chCPU1-chCPU0, 3)
+		}
+	}
 	final, scrapeErr := scrapeOnce(ctx, metricsURL, time.Since(loadStart).Seconds())
 	r.Series = sc.series()
 	if scrapeErr == nil {
 		r.Series = append(r.Series, final.point())
 		peak, dbPeak := sc.maxPeak()
 		r.setMetrics(final, peak, dbPeak)
+		if r.Ship != nil {
+			r.Ship.setMetrics(final)
+		}
+	}
+	if r.Ship != nil {
+		r.Ship.setLag(r.Series)
+		if o := r.Ship.Outage; o != nil {
+			o.recovered(r.Series)
+		}
 	}
 
 	// Stop, and wait for the drain.
@@ -223,6 +273,14 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		// unique mix's are known from how many queries repeated a name.
 		if err := r.countRows(db, c.mix != mixUnique); err != nil {
 			return r, err
+		}
+	}
+	if ship != nil {
+		rows, distinct, nodes, err := ship.ch.count(ctx, ship.table)
+		if err != nil {
+			r.Problems = append(r.Problems, err.Error())
+		} else {
+			r.Ship.CHRows, r.Ship.CHUnique, r.Ship.Nodes = &rows, &distinct, nodes
 		}
 	}
 	r.judge()

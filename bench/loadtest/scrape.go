@@ -34,6 +34,13 @@ type scrape struct {
 	cpu            float64
 	gomaxprocs     float64
 	hasQuerylog    bool
+	// With ship.
+	shipLag     float64 // seconds: the oldest row not in ClickHouse yet (the largest of several databases)
+	shipLagRows float64
+	shipped     float64
+	shipErrors  float64
+	shipDropped float64
+	hasShip     bool
 }
 
 // newScrape sums each series the report uses over its label sets (several servers or
@@ -72,6 +79,17 @@ func newScrape(t float64, families []*dto.MetricFamily) *scrape {
 			case p + "batch_flush_size":
 				s.flushSize = addBuckets(s.flushSize, m.GetHistogram())
 				s.flushSizeSum += m.GetHistogram().GetSampleSum()
+			case p + "ship_lag_seconds":
+				s.shipLag = max(s.shipLag, v)
+				s.hasShip = true
+			case p + "ship_lag_rows":
+				s.shipLagRows += v
+			case p + "shipped_total":
+				s.shipped += v
+			case p + "ship_errors_total":
+				s.shipErrors += v
+			case p + "ship_dropped_total":
+				s.shipDropped += v
 			case "coredns_dns_requests_total":
 				s.requests += v
 			case "process_cpu_seconds_total":
@@ -124,11 +142,17 @@ type point struct {
 	Flushes    float64 `json:"flushes,omitempty"`
 	DBSize     float64 `json:"db_size_bytes,omitempty"`
 	CPU        float64 `json:"cpu_seconds"`
+	ShipLag    float64 `json:"ship_lag_seconds,omitempty"`
+	ShipRows   float64 `json:"ship_lag_rows,omitempty"`
+	Shipped    float64 `json:"shipped,omitempty"`
+	ShipErrors float64 `json:"ship_errors,omitempty"`
+	hasShip    bool
 }
 
 func (s *scrape) point() point {
 	p := point{T: round(s.t, 2), Requests: s.requests, BufferSize: s.bufferSize, BufferPeak: s.bufferPeak,
-		Enqueued: s.enqueued, Written: s.written, Dropped: s.droppedTotal(), DBSize: s.dbSize, CPU: s.cpu}
+		Enqueued: s.enqueued, Written: s.written, Dropped: s.droppedTotal(), DBSize: s.dbSize, CPU: s.cpu,
+		ShipLag: s.shipLag, ShipRows: s.shipLagRows, Shipped: s.shipped, ShipErrors: s.shipErrors, hasShip: s.hasShip}
 	if n := len(s.flushDur); n > 0 {
 		p.Flushes = s.flushDur[n-1].Count
 	}

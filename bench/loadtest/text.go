@@ -76,6 +76,14 @@ func (rep *report) text() string {
 	if rep.QLOptions != "" {
 		p("querylog: %s", rep.QLOptions)
 	}
+	if ch := rep.ClickHouse; ch != nil {
+		outage := ""
+		if rep.Outage != "" {
+			outage = "; stopped for " + rep.Outage + " in the middle of the load"
+		}
+		p("clickhouse: %s on %s, data in %s; %s is clickhouse://%s@%s/default?table=runN, each run its own table%s",
+			ch.Version, ch.Addr, ch.DataDir, clickhousePlaceholder, ch.User, ch.Addr, outage)
+	}
 	for _, r := range rep.Runs {
 		r.text(&b, rep.Scenario == "compare")
 	}
@@ -183,6 +191,9 @@ func (r *runResult) text(w io.Writer, compact bool) {
 		} else {
 			p("  flushes:   none before SIGTERM (everything was written by the shutdown drain)")
 		}
+	}
+	if r.Ship != nil {
+		r.Ship.text(w)
 	}
 	perQ := ""
 	if r.CPUPerQueryUS > 0 {
