@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/querylog/querylog/internal/childproc"
 )
 
 // dnsperfGrace is how long dnsperf may run past -l before it is killed.
@@ -72,7 +74,7 @@ func runDNSPerf(ctx context.Context, c *config, port int, qfiles []string) (*dns
 		cmd.Stdout, cmd.Stderr = outs[i], errOuts[i]
 		cmds[i] = cmd
 	}
-	done, waitErrs, err := startLocked(cmds...)
+	done, waitErrs, err := childproc.Start(cmds...)
 	if err == nil {
 		<-done
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/querylog/querylog/internal/childproc"
 	"github.com/querylog/querylog/internal/freeport"
 )
 
@@ -145,7 +146,7 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(c.gomaxprocs))
 	cmd.Stdout, cmd.Stderr = out, out
-	exited, _, err := startLocked(cmd)
+	exited, _, err := childproc.Start(cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 // Package chserver runs a clickhouse-server of its own (Debian's clickhouse-server package,
 // release 18.16) on loopback, for the shipping tests (through internal/testutil) and the load
-// harness (bench/loadtest).
+// harness (bench/loadtest). The server never outlives the process that started it
+// (internal/childproc).
 package chserver
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/querylog/querylog/internal/childproc"
 	"github.com/querylog/querylog/internal/freeport"
 )
 
@@ -41,7 +43,7 @@ type Server struct {
 
 	bin    string
 	cmd    *exec.Cmd
-	exited chan struct{}
+	exited <-chan struct{}
 
 	connOnce sync.Once
 	conn     driver.Conn
@@ -104,13 +106,11 @@ func (s *Server) Start() error {
 	cmd := exec.Command(s.bin, "--config-file="+s.configPath())
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive its starter
-	if err := cmd.Start(); err != nil {
+	exited, _, err := childproc.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("starting clickhouse-server: %w", err)
 	}
-	exited := make(chan struct{})
 	s.cmd, s.exited = cmd, exited
-	go func() { cmd.Wait(); close(exited) }()
 
 	if err := s.waitAnswer(); err != nil {
 		s.Kill()
