@@ -109,12 +109,6 @@ func loadDesc(c *config) string {
 	return "unthrottled"
 }
 
-// shipTarget is a run's own table in the harness's ClickHouse.
-type shipTarget struct {
-	ch    *clickhouse
-	table string
-}
-
 // runOnce starts a fresh CoreDNS with a fresh database, loads it with dnsperf while scraping its
 // metrics, stops it with SIGTERM and collects the results. With ship, querylog ships to the
 // harness's ClickHouse, which -clickhouse-outage stops during the load.
@@ -164,13 +158,6 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		return r, fmt.Errorf("%w\n%s", err, tail(outPath, 20))
 	}
 	cpu0, _ := procCPU(pid)
-	var chPid int
-	var chCPU0 float64
-	if ship != nil {
-		r.Ship = &shipResult{Table: ship.table}
-		chPid = ship.ch.server.Pid()
-		chCPU0, _ = procCPU(chPid)
-	}
 
 	// Scrape every second while dnsperf runs.
 	sc := &scraper{url: metricsURL}
@@ -180,9 +167,10 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	wg.Add(1)
 	go func() { defer wg.Done(); sc.loop(scrapeCtx, loadStart) }()
 
-	var down *outage
-	if ship != nil && c.outage > 0 {
-		down = startOutage(ctx, ship.ch.server, c.duration, c.outage, loadStart)
+	var sr *shipRun
+	if ship != nil {
+		sr = startShipRun(ctx, c, ship, loadStart)
+		r.Ship = sr.res
 	}
 
 	var profErr error
@@ -202,8 +190,8 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	r.LoadSeconds = time.Since(loadStart).Seconds()
 	stopScrape()
 	wg.Wait()
-	if down != nil {
-		r.Ship.Outage = down.wait()
+	if sr != nil {
+		sr.loadEnded()
 	}
 	r.DNSPerf = dp
 	if c.mix == mixUnique {
@@ -229,26 +217,15 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		r.CPUSecondsTotal = round(cpu1, 3)
 	}
 	r.PeakRSSBytes, r.RSSBytes, _ = procMem(pid)
-	if ship != nil && ship.ch.server.Pid() == chPid { // not across an outage's restart
-		if chCPU1, err := procCPU(chPid); err == nil {
-			r.Ship.CPUSecondsLoad = round(chCPU1-chCPU0, 3)
-		}
-	}
 	final, scrapeErr := scrapeOnce(ctx, metricsURL, time.Since(loadStart).Seconds())
 	r.Series = sc.series()
 	if scrapeErr == nil {
 		r.Series = append(r.Series, final.point())
 		peak, dbPeak := sc.maxPeak()
 		r.setMetrics(final, peak, dbPeak)
-		if r.Ship != nil {
-			r.Ship.setMetrics(final)
-		}
 	}
-	if r.Ship != nil {
-		r.Ship.setLag(r.Series)
-		if o := r.Ship.Outage; o != nil {
-			o.recovered(r.Series)
-		}
+	if sr != nil {
+		sr.scraped(r.Series, final)
 	}
 
 	// Stop, and wait for the drain.
@@ -276,12 +253,9 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 			return r, err
 		}
 	}
-	if ship != nil {
-		rows, distinct, nodes, err := ship.ch.count(ctx, ship.table)
-		if err != nil {
+	if sr != nil {
+		if err := sr.count(ctx); err != nil {
 			r.Problems = append(r.Problems, err.Error())
-		} else {
-			r.Ship.CHRows, r.Ship.CHUnique, r.Ship.Nodes = &rows, &distinct, nodes
 		}
 	}
 	r.judge()

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
+	"time"
 )
 
 // shipResult is what a run that ships to the harness's ClickHouse (-clickhouse) reports: the
@@ -33,24 +35,75 @@ type shipResult struct {
 	Outage *outageResult `json:"outage,omitempty"`
 }
 
-// setLag summarizes the shipper's metrics over the load's scrapes.
-func (s *shipResult) setLag(series []point) {
+// shipTarget is a run's own table in the harness's ClickHouse.
+type shipTarget struct {
+	ch    *clickhouse
+	table string
+}
+
+// shipRun follows a run that ships to the harness's ClickHouse, from the start of the load.
+type shipRun struct {
+	target *shipTarget
+	res    *shipResult
+	pid    int // ClickHouse's, to read its CPU time
+	cpu0   float64
+	outage *outage
+}
+
+// startShipRun is called as the load starts; with -clickhouse-outage it schedules the outage.
+func startShipRun(ctx context.Context, c *config, t *shipTarget, loadStart time.Time) *shipRun {
+	s := &shipRun{target: t, res: &shipResult{Table: t.table}, pid: t.ch.server.Pid()}
+	s.cpu0, _ = procCPU(s.pid)
+	if c.outage > 0 {
+		s.outage = startOutage(ctx, t.ch.server, c.duration, c.outage, loadStart)
+	}
+	return s
+}
+
+// loadEnded waits for ClickHouse to be back from an outage and reads its CPU time, which
+// covers the load unless the outage restarted it.
+func (s *shipRun) loadEnded() {
+	if s.outage != nil {
+		s.res.Outage = s.outage.wait()
+	}
+	if s.target.ch.server.Pid() == s.pid {
+		if cpu1, err := procCPU(s.pid); err == nil {
+			s.res.CPUSecondsLoad = round(cpu1-s.cpu0, 3)
+		}
+	}
+}
+
+// scraped summarizes the shipper's metrics: the lag over the load's scrapes, the counters
+// from the last one before SIGTERM (final, nil if it failed).
+func (s *shipRun) scraped(series []point, final *scrape) {
+	r := s.res
+	if final != nil {
+		r.LagAtStop, r.LagRowsAtStop = final.shipLag, final.shipLagRows
+		r.Shipped, r.Errors, r.Dropped = final.shipped, final.shipErrors, final.shipDropped
+	}
 	var lags []float64
 	for _, p := range series {
 		if p.hasShip {
 			lags = append(lags, p.ShipLag)
 		}
 	}
-	if len(lags) == 0 {
-		return
+	if len(lags) > 0 {
+		r.LagSamples = len(lags)
+		r.LagP50, r.LagP99, r.LagMax = round(percentile(lags, 0.5), 3), round(percentile(lags, 0.99), 3), slices.Max(lags)
 	}
-	s.LagSamples = len(lags)
-	s.LagP50, s.LagP99, s.LagMax = round(percentile(lags, 0.5), 3), round(percentile(lags, 0.99), 3), slices.Max(lags)
+	if r.Outage != nil {
+		r.Outage.recovered(series)
+	}
 }
 
-func (s *shipResult) setMetrics(final *scrape) {
-	s.LagAtStop, s.LagRowsAtStop = final.shipLag, final.shipLagRows
-	s.Shipped, s.Errors, s.Dropped = final.shipped, final.shipErrors, final.shipDropped
+// count reads the run's rows in ClickHouse, once CoreDNS has exited.
+func (s *shipRun) count(ctx context.Context) error {
+	rows, distinct, nodes, err := s.target.ch.count(ctx, s.target.table)
+	if err != nil {
+		return err
+	}
+	s.res.CHRows, s.res.CHUnique, s.res.Nodes = &rows, &distinct, nodes
+	return nil
 }
 
 // judge checks that ClickHouse holds every row of SQLite once, and that every query dnsperf
