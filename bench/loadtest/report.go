@@ -143,19 +143,21 @@ func (rep *report) summarize() {
 		s.CPUPerQRangeJS = fmt.Sprintf("%.2f..%.2f", s.CPUPerQRange[0], s.CPUPerQRange[1])
 		rep.Summary = append(rep.Summary, s)
 	}
-	if none := rep.summaryOf("none"); none != nil {
+	for _, name := range []string{"none", "querylog"} {
+		base := rep.summaryOf(name)
+		if base == nil {
+			continue
+		}
 		for i := range rep.Summary {
-			if s := &rep.Summary[i]; s.Variant != none.Variant {
-				x := rep.ratios(s, none)
+			s := &rep.Summary[i]
+			if s == base {
+				continue
+			}
+			x := rep.ratios(s, base)
+			if name == "none" {
 				s.QPSRatio, s.CPUPerQRatio, s.LatencyRatio, s.PeakRSSRatio = x.qps, x.cpuPerQ, x.latency, x.peakRSS
 				s.PairedQPSRatio, s.PairedCPUPerQRatio = x.pairedQPS, x.pairedCPUPerQ
-			}
-		}
-	}
-	if ql := rep.summaryOf("querylog"); ql != nil {
-		for i := range rep.Summary {
-			if s := &rep.Summary[i]; s.Variant != ql.Variant {
-				x := rep.ratios(s, ql)
+			} else {
 				s.QPSRatioQL, s.CPUPerQRatioQL, s.LatencyRatioQL, s.PeakRSSRatioQL = x.qps, x.cpuPerQ, x.latency, x.peakRSS
 				s.PairedQPSRatioQL, s.PairedCPUPerQRatioQL = x.pairedQPS, x.pairedCPUPerQ
 			}
