@@ -48,8 +48,6 @@ func TestGenerateBenchDB(t *testing.T) {
 	}
 	rows, days := envInt(t, "QUERYLOG_GENDB_ROWS", 10_000_000), envInt(t, "QUERYLOG_GENDB_DAYS", 30)
 	const qps = 10_000
-	// The rows start on a minute and end now; the rollups cover the days before them.
-	first := (time.Now().UnixMilli() - int64(rows)*1000/qps) / 60_000 * 60
 	s, err := openStore(path)
 	if err != nil {
 		t.Fatal(err)
@@ -58,8 +56,16 @@ func TestGenerateBenchDB(t *testing.T) {
 	s.use(&l, &keyring{})
 	g := newGenMix(&l)
 
+	// The rows start on a minute and end about when the database is ready (the windows of the
+	// measurements are relative to now); the rollups cover the days before them. The last hour
+	// of rollups is made once the time the rows begin is known.
 	start := time.Now()
-	if err := g.synthesizeRollups(s, first-int64(days)*86400, first, 7*86400); err != nil {
+	split := (start.Unix() - int64(rows/qps) - 3600) / 60 * 60
+	if err := g.synthesizeRollups(s, split-int64(days)*86400, split, 7*86400); err != nil {
+		t.Fatal(err)
+	}
+	first := (time.Now().UnixMilli() - int64(rows)*1000/qps) / 60_000 * 60
+	if err := g.synthesizeRollups(s, split, first, 7*86400); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("synthesized %d days of rollups in %s", days, time.Since(start).Round(time.Second))
