@@ -39,7 +39,7 @@ Flags of every command:
   --timeout D      time budget of the command's query (default 10s; export: none); 0: none
   --json           JSON instead of a table (export: JSON lines)
 
-Filters (tail, search, export):
+Filters (search and export; tail takes all but --since and --until):
   --name SUFFIX    the name and every name under it (example.org: www.example.org. too)
   --client A       a client address or network (192.0.2.1, 10.0.0.0/8, 2001:db8::/32), or
                    an anonymized client (anon-...), matched exactly

@@ -108,20 +108,28 @@ type plan struct {
 	days, hours, minutes []span
 	uncovered            []span // minutes the rollups no longer keep: raw rows, if any are left
 	rollupID             int64  // rows with a larger id are not in the rollups yet
-	oldestMinute         int64
+	oldestMinute         int64  // the oldest minute the rollups keep (openEnd: none)
+	oldest               int64  // the oldest period of any span the rollups keep (openEnd: none)
 }
 
 // plan finds the largest rollup periods that lie inside w and exist.
 func (d *database) plan(ctx context.Context, w window) (*plan, error) {
-	p := &plan{oldestMinute: openEnd} // no minutes kept, unless found below
+	p := &plan{oldestMinute: openEnd, oldest: openEnd} // nothing kept, unless found below
 	if !d.rollups {
 		return p, nil
 	}
-	var oldest sql.NullInt64
+	var oldest, oldestHour, oldestDay sql.NullInt64
 	err := d.row(ctx, `SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0),
-		(SELECT min(start) FROM rollup_outcomes WHERE span = 60)`, nil, &p.rollupID, &oldest)
+		(SELECT min(start) FROM rollup_outcomes WHERE span = 60), (SELECT min(start) FROM rollup_outcomes WHERE span = 3600),
+		(SELECT min(start) FROM rollup_outcomes WHERE span = 86400)`, nil, &p.rollupID, &oldest, &oldestHour, &oldestDay)
 	if err != nil {
 		return nil, err
+	}
+	p.oldest = openEnd
+	for _, o := range []sql.NullInt64{oldest, oldestHour, oldestDay} {
+		if o.Valid {
+			p.oldest = min(p.oldest, o.Int64)
+		}
 	}
 	switch {
 	case oldest.Valid:
@@ -393,11 +401,19 @@ func (r *topResult) sources(d *database) []string {
 	}
 	if n := r.bySrc[srcOld]; n > 0 {
 		out = append(out, "raw rows: "+count(n)+" in minutes the rollups no longer keep")
-	} else if mins := periods(p.uncovered, 60, now); mins > 0 && p.oldestMinute != openEnd {
-		out = append(out, fmt.Sprintf("not counted: %s before %s, older than the minute rollups and rows this file keeps",
-			plural(mins, "minute"), rfc3339(p.oldestMinute)))
-	} else if mins > 0 {
-		out = append(out, "not counted: "+plural(mins, "minute")+" for which this file keeps neither minute rollups nor rows")
+	} else {
+		// Minutes the window covers but the file keeps only hours or days of: the window takes
+		// whole hours and days. Before the oldest rollups the file has nothing to count.
+		var lost []span
+		for _, s := range p.uncovered {
+			if s.to > p.oldest {
+				lost = append(lost, span{max(s.from, p.oldest), s.to})
+			}
+		}
+		if mins := periods(lost, 60, now); mins > 0 {
+			out = append(out, fmt.Sprintf("not counted: %s from %s to %s (the file keeps only hours and days that old)",
+				plural(mins, "minute"), rfc3339(lost[0].from), rfc3339(lost[len(lost)-1].to)))
+		}
 	}
 	if d.v1 != "" {
 		out = append(out, "rows of schema 1: "+count(r.bySrc[srcV1]))
@@ -409,7 +425,7 @@ func plural(n int64, unit string) string {
 	switch {
 	case n == 1:
 		return "1 " + unit
-	case strings.HasSuffix(unit, "y"):
+	case strings.HasSuffix(unit, "ry"): // query
 		return count(n) + " " + unit[:len(unit)-1] + "ies"
 	}
 	return count(n) + " " + unit + "s"
@@ -465,8 +481,9 @@ func (r *topResult) writeTable(d *database, out io.Writer) error {
 	lines := []string{r.windowText() + "; " + plural(r.total, "query")}
 	lines = append(lines, r.sources(d)...)
 	if r.kind.folded && r.other > 0 {
-		lines = append(lines, fmt.Sprintf("%s: %s queries (%s) counted in periods past their %s limit; the counts above are at least these",
-			otherKey, count(r.other), share(r.other, r.total), r.what[:len(r.what)-1]))
+		what := map[string]string{"domains": "names", "clients": "clients"}[r.what]
+		lines = append(lines, fmt.Sprintf("%s: %s queries (%s) are of %s past the rollups' limit per period; the counts above are at least these",
+			otherKey, count(r.other), share(r.other, r.total), what))
 	}
 	_, err := io.WriteString(out, strings.Join(lines, "\n")+"\n")
 	return err
