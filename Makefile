@@ -1,4 +1,4 @@
-# querylog: build, run and test the custom CoreDNS.
+# querylog: build, run and test the custom CoreDNS and the querylog command.
 GO ?= go
 
 .PHONY: run build test vet unit rules bench-short
@@ -7,8 +7,10 @@ GO ?= go
 run: build
 	./coredns -conf Corefile.example
 
+# The custom CoreDNS (./coredns) and the command that reads its databases (./querylog).
 build:
 	$(GO) build -o coredns ./cmd/coredns
+	$(GO) build -o querylog ./cmd/querylog
 
 # The whole test suite: what .ci/run runs.
 test: vet unit rules bench-short
