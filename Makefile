@@ -1,4 +1,4 @@
-# querylog: build, run and test the custom CoreDNS.
+# querylog: build, run and test the custom CoreDNS and the querylog command.
 GO ?= go
 
 .PHONY: run build test vet unit rules bench-short
@@ -7,10 +7,12 @@ GO ?= go
 run: build
 	./coredns -conf Corefile.example
 
-# go mod download fetches the tests' modules too, so that make test needs no further download.
+# The custom CoreDNS (./coredns) and the command that reads its databases (./querylog). go mod
+# download fetches the tests' modules too, so that make test needs no further download.
 build:
 	$(GO) mod download
 	$(GO) build -o coredns ./cmd/coredns
+	$(GO) build -o querylog ./cmd/querylog
 
 # The whole test suite: what .ci/run runs.
 test: vet unit rules bench-short

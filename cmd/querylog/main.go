@@ -1,0 +1,136 @@
+// Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 or 2)
+// and answers the usual questions about it: the newest rows, the most asked names, clients,
+// rcodes and types, a search, an export, and what the file holds. It never slows the writer:
+// it opens the file read-only, reads each command's answer from one WAL snapshot, and gives a
+// query a time budget. See the README, "Asking the log".
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `Usage: querylog COMMAND [flags]
+
+Reads a querylog database (schema 1 or 2) without slowing the server writing it: a read-only
+connection, one snapshot per command, and a time budget per query.
+
+Commands:
+  tail [-f] [-n 10] [filters]          the newest rows, oldest first; -f follows new ones
+  top domains|clients|rcodes|types [--since 24h] [--until T] [-n 20]
+                                       the most frequent, from the rollups where they cover
+                                       the window, from the rows otherwise
+  search [filters] [-n 50] [--after CURSOR]
+                                       matching rows, newest first, a page at a time
+  export [--format csv|jsonl] [filters]
+                                       every matching row, oldest first, streamed
+  stats                                rows, time span, file size, rows per day, rollups,
+                                       schema version
+
+Flags of every command:
+  --db PATH        the database (default ./querylog.db)
+  --timeout D      time budget of the command's query (default 10s; export: none); 0: none
+  --json           JSON instead of a table (export: JSON lines)
+
+Filters (search and export; tail takes all but --since and --until):
+  --name SUFFIX    the name and every name under it (example.org: www.example.org. too)
+  --client A       a client address or network (192.0.2.1, 10.0.0.0/8, 2001:db8::/32), or
+                   an anonymized client (anon-...), matched exactly
+  --rcode R        NOERROR, NXDOMAIN, SERVFAIL, ... or a number
+  --type T         A, AAAA, HTTPS, ... or a number
+  --slower-than D  answered in more than D (e.g. 100ms)
+  --since T        arrived at or after T: a duration ago (30m, 1h, 30d) or an RFC 3339 time
+  --until T        arrived before T
+
+Exit status: 0 done; 1 the query failed or took longer than --timeout; 2 bad usage;
+3 the database cannot be read (no such file, not a querylog database, a schema newer than
+this build).
+
+'querylog COMMAND -h' lists a command's flags.
+`
+
+// Exit statuses (documented in usage and the README).
+const (
+	exitOK       = 0
+	exitQuery    = 1 // the query failed or ran out of time
+	exitUsage    = 2 // bad command line
+	exitDatabase = 3 // the file is missing, not a querylog database, or too new
+)
+
+// exitError is an error with the exit status it calls for.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &exitError{exitUsage, fmt.Errorf(format, args...)}
+}
+
+func databaseError(format string, args ...any) error {
+	return &exitError{exitDatabase, fmt.Errorf(format, args...)}
+}
+
+// command is one subcommand: run gets the arguments after its name.
+type command struct {
+	run func(ctx context.Context, args []string, out io.Writer) error
+}
+
+var commands = map[string]command{
+	"tail":   {runTail},
+	"top":    {runTop},
+	"search": {runSearch},
+	"export": {runExport},
+	"stats":  {runStats},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args and returns the exit status; errors go to stderr as one
+// line.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export or stats; querylog -h for help)\n", args[0])
+		return exitUsage
+	}
+	err := c.run(ctx, args[1:], stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err == nil {
+		return exitOK
+	}
+	// One line: SQLite's messages can span several.
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintf(stderr, "querylog %s: %s\n", args[0], msg)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitQuery
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// statsJSON is the JSON output of stats.
+type statsJSON struct {
+	File     string      `json:"file"`
+	Bytes    int64       `json:"bytes"`
+	Schema   int         `json:"schema"`
+	Rows     int64       `json:"rows"`
+	V1Rows   *int64      `json:"schema1_rows"`
+	First    *string     `json:"first"`
+	Last     *string     `json:"last"`
+	PerDayJS []dayCount  `json:"rows_per_day"`
+	Rollups  []rollupSet `json:"rollups"`
+	After    *int64      `json:"rows_after_rollups"`
+}
+
+func runStatsJSON(t *testing.T, db string) statsJSON {
+	t.Helper()
+	out := mustRun(t, "stats", "--json", "--db", db)
+	var s statsJSON
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("stats output is not JSON: %v\n%s", err, out)
+	}
+	return s
+}
+
+// checkStats compares stats with SQL on the file: rows, first and last arrival, rows per day,
+// size.
+func checkStats(t *testing.T, what, db string, got statsJSON, schema int) {
+	t.Helper()
+	want := strs(t, db, `SELECT count(*), strftime('%Y-%m-%dT%H:%M:%fZ', min(ts) / 1000.0, 'unixepoch'),
+		strftime('%Y-%m-%dT%H:%M:%fZ', max(ts) / 1000.0, 'unixepoch') FROM queries`)[0]
+	if fmt.Sprint(got.Rows) != want[0] || got.First == nil || *got.First != want[1] || *got.Last != want[2] || got.Schema != schema {
+		t.Errorf("%s: rows %d, first %v, last %v, schema %d; want %q, schema %d", what, got.Rows, deref(got.First), deref(got.Last), got.Schema, want, schema)
+	}
+	days := strs(t, db, `SELECT strftime('%Y-%m-%d', ts / 1000, 'unixepoch'), count(*) FROM queries GROUP BY 1 ORDER BY 1`)
+	if fmt.Sprint(got.PerDayJS) != fmt.Sprint(dayCounts(t, days)) {
+		t.Errorf("%s: rows per day %v, want %v", what, got.PerDayJS, days)
+	}
+	if fi, _ := os.Stat(db); got.Bytes != fi.Size() {
+		t.Errorf("%s: %d bytes, the file has %d", what, got.Bytes, fi.Size())
+	}
+}
+
+func dayCounts(t *testing.T, rows [][]string) []dayCount {
+	var out []dayCount
+	for _, r := range rows {
+		out = append(out, dayCount{r[0], atoi(t, r[1])})
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// TestStats: stats reports what SQL on the file says, for both schemas, with the server
+// running (the last rows not yet in the rollups) and stopped (every row in them).
+func TestStats(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "q.db")
+	s := startServer(t, db)
+	s.send(t, mix)
+	got := runStatsJSON(t, db)
+	checkStats(t, "server running", db, got, 2)
+	s.send(t, mix)
+	s.stop()
+	got = runStatsJSON(t, db)
+	checkStats(t, "server stopped", db, got, 2)
+	minutes := strs(t, db, `SELECT count(DISTINCT start), min(start), max(start) FROM rollup_outcomes WHERE span = 60`)[0]
+	if len(got.Rollups) != 1 || got.Rollups[0].Span != 60 || fmt.Sprint(got.Rollups[0].Periods) != minutes[0] ||
+		got.Rollups[0].First != rfc3339(atoi(t, minutes[1])) || got.After == nil || *got.After != 0 {
+		t.Errorf("rollups %+v, rows after them %v; want the minutes %v, none after", got.Rollups, got.After, minutes)
+	}
+	if out := mustRun(t, "stats", "--db", db); !containsAll(out, "schema", "rows per day (UTC):", "rollups: minutes", db) {
+		t.Errorf("stats for people:\n%s", out)
+	}
+
+	v1 := filepath.Join(t.TempDir(), "v1.db")
+	schema1File(t, v1, 3000, time.Now().Add(-36*time.Hour).UnixMilli())
+	checkStats(t, "schema 1", v1, runStatsJSON(t, v1), 1)
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/querylog/querylog/internal/testutil"
+)
+
+// TestTail: tail prints the newest rows oldest first; with -f it then prints every row the
+// server writes, once, in id order, as it is written, until interrupted (exit 0); filters
+// apply to both.
+func TestTail(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "q.db")
+	s := startServer(t, db)
+	s.send(t, mix)
+
+	want := strs(t, db, `SELECT `+readableColumns+` FROM (SELECT * FROM queries_readable ORDER BY id DESC LIMIT 5) ORDER BY id`)
+	checkSame(t, "tail -n 5", jsonRecords(t, mustRun(t, "tail", "--db", db, "-n", "5", "--json")), want)
+	out := mustRun(t, "tail", "--db", db, "-n", "3")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != strings.Join(tableColumns, " ") {
+		t.Errorf("tail -n 3: want a header and 3 lines, got\n%s", out)
+	}
+
+	for _, c := range []struct {
+		args  []string
+		where string
+	}{
+		{nil, `1`},
+		{[]string{"--name", "example.net", "-n", "1"}, `qname LIKE '%.example.net.'`},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		buf, errBuf := testutil.NewLogBuffer(), testutil.NewLogBuffer()
+		done := make(chan int)
+		args := append([]string{"tail", "-f", "--json", "--interval", "50ms", "--db", db}, c.args...)
+		go func() { done <- run(ctx, args, buf, errBuf) }()
+		// The rows before -f started, then two more rounds written while it follows.
+		first := strs(t, db, `SELECT max(id) FROM queries`)[0][0]
+		time.Sleep(200 * time.Millisecond)
+		s.send(t, mix)
+		s.send(t, mix[:5])
+		want := strs(t, db, `SELECT `+readableColumns+` FROM queries_readable WHERE id > ? AND (`+c.where+`) ORDER BY id`, first)
+		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("tail -f %s to print %d new rows", c.args, len(want)), func() bool {
+			return strings.Count(buf.String(), "\n") >= len(want)+tailInitial(c.args)
+		})
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("tail -f %s exited %d after the interrupt: %s", c.args, code, errBuf)
+		}
+		got := jsonRecords(t, buf.String())
+		checkSame(t, fmt.Sprint("tail -f ", c.args, ", rows followed"), got[tailInitial(c.args):], want)
+	}
+}
+
+// tailInitial is the number of rows tail prints before following, for these args.
+func tailInitial(args []string) int {
+	for i, a := range args {
+		if a == "-n" {
+			var n int
+			fmt.Sscan(args[i+1], &n)
+			return n
+		}
+	}
+	return 10
+}
+
+// TestTailSchema1: tail -f follows a file of schema 1 by rowid.
+func TestTailSchema1(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "v1.db")
+	schema1File(t, db, 100, time.Now().Add(-time.Hour).UnixMilli())
+	ctx, cancel := context.WithCancel(context.Background())
+	buf := testutil.NewLogBuffer()
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"tail", "-f", "--json", "-n", "2", "--interval", "50ms", "--db", db}, buf, buf)
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the first rows", func() bool { return strings.Count(buf.String(), "\n") == 2 })
+	testutil.SQLite3(t, db, `INSERT INTO queries SELECT ts + 1000, server, client_ip, proto, 'new.example.', qtype, qclass, rcode, size, answers, duration_us, "do" FROM queries LIMIT 3`)
+	testutil.WaitFor(t, 5*time.Second, "3 more rows", func() bool { return strings.Count(buf.String(), "\n") == 5 })
+	cancel()
+	<-done
+	got := jsonRecords(t, buf.String())
+	want := schema1Rows(t, db, `ts >= (SELECT ts FROM queries WHERE rowid = 99)`)
+	checkSame(t, "tail -f", got, want)
+}

@@ -1,0 +1,431 @@
+package querylog
+
+import (
+	"cmp"
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestGenerateBenchDB writes the database that the querylog command's targets are measured on
+// (README, "Asking the log"): rollups of 30 days at 10,000 queries a second, then 10 million
+// rows through the store's real write path, ending now. It runs only when QUERYLOG_GENDB names
+// the file to create:
+//
+//	QUERYLOG_GENDB=/tmp/bench.db go test -run TestGenerateBenchDB -count=1 -timeout 2h ./plugin/querylog/
+//
+// QUERYLOG_GENDB_ROWS (default 10000000) and QUERYLOG_GENDB_DAYS (default 30) change the sizes.
+//
+// The rows are real: entries go through store.write in batches of 1000 in the order a server
+// answers them (by arrival plus duration, so slow replies are written late), and the writer
+// counts them into the minute rollups and sums the hours and days they end, as it does in
+// CoreDNS. The last 10 s of rows are left after rollup_id, as a running writer leaves them.
+//
+// The rollups before the rows are synthetic: counting 26 billion rows is out of reach, so each
+// minute's rollup rows are drawn from the same distribution (see genMix) the way the writer
+// would count them (the first rollup_limit names of the minute kept, the rest under (other);
+// every client; outcomes with duration buckets), then the hours and days are summed from them
+// with sumPeriod. Minutes older than 7 days (the default retention) are deleted once their hour
+// is summed, as retention would have.
+func TestGenerateBenchDB(t *testing.T) {
+	path := os.Getenv("QUERYLOG_GENDB")
+	if path == "" {
+		t.Skip("set QUERYLOG_GENDB=PATH to write the benchmark database of the querylog command")
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatalf("%s exists; remove it (and its -wal, -shm) first", path)
+	}
+	rows, days := envInt(t, "QUERYLOG_GENDB_ROWS", 10_000_000), envInt(t, "QUERYLOG_GENDB_DAYS", 30)
+	const qps = 10_000
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l labels
+	s.use(&l, &keyring{})
+	g := newGenMix(&l)
+
+	// The rows start on a minute and end about when the database is ready (the windows of the
+	// measurements are relative to now); the rollups cover the days before them. The last hour
+	// of rollups is made once the time the rows begin is known.
+	start := time.Now()
+	split := (start.Unix() - int64(rows/qps) - 3600) / 60 * 60
+	if err := g.synthesizeRollups(s, split-int64(days)*86400, split, 7*86400); err != nil {
+		t.Fatal(err)
+	}
+	first := (time.Now().UnixMilli() - int64(rows)*1000/qps) / 60_000 * 60
+	if err := g.synthesizeRollups(s, split, first, 7*86400); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("synthesized %d days of rollups in %s", days, time.Since(start).Round(time.Second))
+
+	start = time.Now()
+	if err := g.writeRows(s, first*1000, rows, qps); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %d rows in %s", rows, time.Since(start).Round(time.Second))
+	// Closed without writing the counts of the last rows: they stay after rollup_id.
+	s.batch.closeStmts()
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// genMix is the query mix of the benchmark database, for rows and rollups alike: 100,000 names
+// with a Zipf popularity (s = 1.1), a tenth of them under example.org. (example.org. itself the
+// fourth most asked) and a tenth NXDOMAIN names under example.net.; 1% SERVFAIL; 500 IPv4 and
+// 20 IPv6 clients asking equally; A 50%, AAAA 20%, HTTPS, PTR and TXT 10% each; udp 90%, tcp 4%,
+// dot and doh 3% each; 80% answered by cache in 30-500 µs, 20% by forward in 2-80 ms. One name,
+// rare.example.net., is asked 5 times in the rows and never in the rollups.
+type genMix struct {
+	pmf      []float64 // popularity of name k
+	nxMass   float64   // share of queries for NXDOMAIN names
+	clients  []netip.Addr
+	labels   *labels
+	server   uint8
+	plugins  [2]uint8 // cache, forward
+	upstream uint16
+}
+
+const (
+	genNames     = 100_000
+	genZipfS     = 1.1
+	genRareName  = "rare.example.net."
+	genRareCount = 5
+)
+
+var (
+	genTypes      = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS, dns.TypePTR, dns.TypeTXT}
+	genTypeShares = []float64{0.5, 0.2, 0.1, 0.1, 0.1}
+	genProtos     = []proto{protoUDP, protoTCP, protoDoT, protoDoH}
+	genProtoShare = []float64{0.9, 0.04, 0.03, 0.03}
+)
+
+func newGenMix(l *labels) *genMix {
+	g := &genMix{pmf: make([]float64, genNames), labels: l}
+	var sum float64
+	for k := range g.pmf {
+		g.pmf[k] = math.Pow(float64(k+1), -genZipfS) // rand.Zipf with v = 1
+		sum += g.pmf[k]
+	}
+	for k := range g.pmf {
+		g.pmf[k] /= sum
+		if genNX(k) {
+			g.nxMass += g.pmf[k]
+		}
+	}
+	for c := range 500 {
+		g.clients = append(g.clients, netip.AddrFrom4([4]byte{10, 0, byte(c >> 8), byte(c)}))
+	}
+	for c := range 20 {
+		g.clients = append(g.clients, netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", c+1)))
+	}
+	g.server = uint8(l.id(labelServer, "dns://:53"))
+	g.plugins = [2]uint8{uint8(l.id(labelPlugin, "cache")), uint8(l.id(labelPlugin, "forward"))}
+	g.upstream = l.id(labelUpstream, "192.0.2.53:53")
+	return g
+}
+
+func genNX(k int) bool { return k%10 == 9 }
+
+func genName(k int) string {
+	switch {
+	case k == 3:
+		return "example.org."
+	case k%10 == 3:
+		return fmt.Sprintf("w%d.example.org.", k)
+	case genNX(k):
+		return fmt.Sprintf("nx%d.example.net.", k)
+	}
+	return fmt.Sprintf("host%d.domain%d.example.com.", k, k%997)
+}
+
+// pick returns an index drawn with the given shares.
+func pick(r *rand.Rand, shares []float64) int {
+	x := r.Float64()
+	for i, s := range shares {
+		if x < s {
+			return i
+		}
+		x -= s
+	}
+	return len(shares) - 1
+}
+
+// genDuration is a reply time in µs: cache 30-500 µs, forward 2-80 ms (log-uniform).
+func genDuration(r *rand.Rand, forward bool) int64 {
+	if !forward {
+		return 30 + r.Int64N(471)
+	}
+	return int64(2000 * math.Exp(r.Float64()*math.Log(40)))
+}
+
+// writeRows writes n rows at qps from first (Unix ms) through the store, the way the flusher
+// does; the rollups' counts of the last 10 s are not written.
+func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
+	r := rand.New(rand.NewPCG(3, 4))
+	zipf := rand.NewZipf(r, genZipfS, 1, genNames-1)
+	const chunk = 100_000
+	rare := map[int]bool{}
+	for i := range genRareCount {
+		rare[n/genRareCount*i+12_345] = true
+	}
+	entries := make([]entry, 0, chunk)
+	counted := first // the rows' time of the last rollups write
+	for done := 0; done < n; {
+		entries = entries[:0]
+		for i := done; i < min(done+chunk, n); i++ {
+			k := int(zipf.Uint64())
+			forward := r.IntN(5) == 0
+			e := entry{
+				start:    first*1e6 + int64(i)*(1e9/int64(qps)) + r.Int64N(1e9/int64(qps)),
+				qname:    genName(k),
+				duration: uint32(genDuration(r, forward)),
+				size:     uint32(60 + r.IntN(200)),
+				qtype:    genTypes[pick(r, genTypeShares)],
+				qclass:   dns.ClassINET,
+				answers:  1,
+				server:   g.server,
+				plugin:   g.plugins[0],
+				flags:    flagRD | flagRA,
+			}
+			if rare[i] {
+				e.qname = genRareName
+			}
+			if forward {
+				e.plugin, e.upstream = g.plugins[1], g.upstream
+			}
+			switch {
+			case genNX(k):
+				e.rcode, e.answers = dns.RcodeNameError, 0
+			case r.IntN(100) == 0:
+				e.rcode, e.answers = dns.RcodeServerFailure, 0
+			}
+			if r.IntN(10) < 3 {
+				e.flags |= flagDO
+			}
+			e.setAddr(g.clients[r.IntN(len(g.clients))])
+			e.setProto(genProtos[pick(r, genProtoShare)])
+			entries = append(entries, e)
+		}
+		// In the order they are answered, as the buffer hands them over.
+		slices.SortStableFunc(entries, func(a, b entry) int {
+			return cmp.Compare(a.start+int64(a.duration)*1000, b.start+int64(b.duration)*1000)
+		})
+		for len(entries) > 0 {
+			// The rollups' counts are written every 10 s of the rows' time, as at 10,000
+			// queries a second, but for the last 10 s.
+			m := min(1000, len(entries))
+			last := entries[m-1].start / 1e6
+			if tail := n - 10*qps; done < tail && (last-counted >= rollupEvery.Milliseconds() || done+m >= tail) {
+				s.batch.rollups.flushed, counted = time.Now().Add(-rollupEvery), last
+			} else {
+				s.batch.rollups.flushed = time.Now().Add(time.Hour)
+			}
+			if err := s.write(entries[:m]); err != nil {
+				return err
+			}
+			entries, done = entries[m:], done+m
+		}
+	}
+	return nil
+}
+
+// synthesizeRollups writes the rollups of the minutes from start to end (Unix seconds, minute
+// aligned), sums every hour and day that ends by end, and deletes the minutes of hours that
+// end keep seconds or more before end.
+func (g *genMix) synthesizeRollups(s *store, start, end, keep int64) error {
+	r := rand.New(rand.NewPCG(5, 6))
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(c any) error {
+		dc := c.(driver.Conn)
+		for hour := start / 3600 * 3600; hour < end; hour += 3600 {
+			if err := execDriver(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
+				return err
+			}
+			for m := max(hour, start); m < min(hour+3600, end); m += 60 {
+				if err := g.minute(ctx, dc, r, m); err != nil {
+					return err
+				}
+			}
+			if hour+3600 <= end {
+				if err := sumPeriod(ctx, dc, 3600, hour, defaultRollupLimit); err != nil {
+					return err
+				}
+			}
+			if day := (hour + 3600) - 86400; (hour+3600)%86400 == 0 && hour+3600 <= end && day >= start/86400*86400 {
+				if err := sumPeriod(ctx, dc, 86400, day, defaultRollupLimit); err != nil {
+					return err
+				}
+			}
+			if hour+3600 <= end-keep {
+				for _, table := range rollupTables {
+					if err := execArgs(ctx, dc, `DELETE FROM `+table+` WHERE span = 60 AND start >= ? AND start < ?`, hour, hour+3600); err != nil {
+						return err
+					}
+				}
+			}
+			if err := execDriver(ctx, dc, "COMMIT"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// minute writes one minute's rollup rows: about qps × 60 queries, counted as the writer would.
+func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start int64) error {
+	total := int64(600_000 * (1 + 0.03*r.NormFloat64()))
+	poisson := func(mean float64) int64 { // normal approximation, at least 0
+		return max(0, int64(math.Round(mean+math.Sqrt(mean)*r.NormFloat64())))
+	}
+	// Names: the writer keeps the first rollup_limit names the minute brings; find them by
+	// drawing queries until there are as many, then count each over the whole minute.
+	zipf := rand.NewZipf(r, genZipfS, 1, genNames-1)
+	kept := map[int]bool{}
+	for len(kept) < defaultRollupLimit {
+		kept[int(zipf.Uint64())] = true
+	}
+	byRcode := map[int64]int64{}
+	var nameRows []any
+	var keptMass, keptNX float64
+	var counted int64
+	for k := range kept {
+		n := max(1, poisson(float64(total)*g.pmf[k]))
+		counted += n
+		keptMass += g.pmf[k]
+		if genNX(k) {
+			keptNX += g.pmf[k]
+			nameRows = append(nameRows, start, genName(k), int64(dns.RcodeNameError), n)
+			byRcode[dns.RcodeNameError] += n
+			continue
+		}
+		fail := min(n, poisson(float64(n)*0.01))
+		for _, c := range [][2]int64{{dns.RcodeSuccess, n - fail}, {dns.RcodeServerFailure, fail}} {
+			if c[1] > 0 {
+				nameRows = append(nameRows, start, genName(k), c[0], c[1])
+				byRcode[c[0]] += c[1]
+			}
+		}
+	}
+	total = max(total, counted)
+	if other := total - counted; other > 0 {
+		nx := int64(math.Round(float64(other) * (g.nxMass - keptNX) / (1 - keptMass)))
+		fail := int64(math.Round(float64(other-nx) * 0.01))
+		for _, c := range [][2]int64{{dns.RcodeSuccess, other - nx - fail}, {dns.RcodeNameError, nx}, {dns.RcodeServerFailure, fail}} {
+			if c[1] > 0 {
+				nameRows = append(nameRows, start, otherKey, c[0], c[1])
+				byRcode[c[0]] += c[1]
+			}
+		}
+	}
+	// Clients: every one, about equally; the first takes the rounding.
+	var clientRows []any
+	rest := total
+	for _, a := range g.clients[1:] {
+		n := min(rest, poisson(float64(total)/float64(len(g.clients))))
+		rest -= n
+		clientRows = append(clientRows, start, a.String(), n)
+	}
+	clientRows = append(clientRows, start, g.clients[0].String(), rest)
+	// Outcomes: each rcode's queries split by type, transport and plugin (the largest cell
+	// takes the rounding), with durations in buckets shaped by a sample.
+	var outcomeRows []any
+	for rcode, n := range byRcode {
+		type cell struct{ t, p, f int }
+		var cells []cell
+		var counts []int64
+		for ti, tshare := range genTypeShares {
+			for pi, pshare := range genProtoShare {
+				for fi, fshare := range []float64{0.8, 0.2} {
+					cells = append(cells, cell{ti, pi, fi})
+					counts = append(counts, int64(math.Round(float64(n)*tshare*pshare*fshare)))
+				}
+			}
+		}
+		var sum int64
+		for _, c := range counts {
+			sum += c
+		}
+		counts[slices.Index(counts, slices.Max(counts))] += n - sum
+		for i, c := range cells {
+			count := counts[i]
+			if count <= 0 {
+				continue
+			}
+			sample := min(count, 200)
+			var buckets [16]int64
+			var us int64
+			for range sample {
+				d := genDuration(r, c.f == 1)
+				b, _ := slices.BinarySearch(durationBounds, d)
+				buckets[b]++
+				us += d
+			}
+			var assigned int64
+			for b := range buckets {
+				buckets[b] = buckets[b] * count / sample
+				assigned += buckets[b]
+			}
+			buckets[slices.Index(buckets[:], slices.Max(buckets[:]))] += count - assigned
+			row := []any{start, rcode, int64(genTypes[c.t]), genProtos[c.p].String(), []string{"cache", "forward"}[c.f], count, us * count / sample}
+			for _, b := range buckets {
+				row = append(row, b)
+			}
+			outcomeRows = append(outcomeRows, row...)
+		}
+	}
+	if err := insertRollupRows(ctx, dc, "rollup_names (span, start, name, rcode, n)", 60, 4, nameRows); err != nil {
+		return err
+	}
+	if err := insertRollupRows(ctx, dc, "rollup_clients (span, start, client, n)", 60, 3, clientRows); err != nil {
+		return err
+	}
+	cols := "span, start, rcode, qtype, proto, plugin, n, duration_us"
+	for i := range 16 {
+		cols += fmt.Sprintf(", d%d", i)
+	}
+	return insertRollupRows(ctx, dc, "rollup_outcomes ("+cols+")", 60, 23, outcomeRows)
+}
+
+// insertRollupRows inserts rows of cols values each (after span) into into, 100 rows a statement.
+func insertRollupRows(ctx context.Context, dc driver.Conn, into string, span int64, cols int, vals []any) error {
+	row := "(" + strconv.FormatInt(span, 10) + strings.Repeat(", ?", cols) + ")"
+	for len(vals) > 0 {
+		n := min(len(vals)/cols, 100)
+		q := "INSERT INTO " + into + " VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
+		if err := execArgs(ctx, dc, q, vals[:n*cols]...); err != nil {
+			return err
+		}
+		vals = vals[n*cols:]
+	}
+	return nil
+}
