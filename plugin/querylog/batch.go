@@ -206,9 +206,12 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		return fmt.Errorf("rows numbered up to %d, want %d", last, first+int64(n)-1)
 	}
 	newest = max(newest, b.newest)
+	if b.rollups.live() {
+		b.rollups.counted = first + int64(n) - 1
+	}
 	flushed := b.rollups.due(time.Now())
 	if flushed {
-		if err := b.rollups.flush(ctx, dc, first+int64(n)-1, newest, b.labels); err != nil {
+		if err := b.rollups.flush(ctx, dc, newest, b.labels); err != nil {
 			return err
 		}
 	}
@@ -216,7 +219,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		return err
 	}
 	if flushed {
-		b.rollups.flushed = time.Now()
+		b.rollups.flushed, b.rollups.flushNow = time.Now(), false
 	}
 	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
 	b.newEpoch = false
@@ -230,7 +233,7 @@ func (b *batch) appendRow(e *entry, id int64, extra bool) {
 	ts := e.start / 1e6
 	name, _ := b.names.ref(e.qname, func() string { return e.qname })
 	client, clientText := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
-	if !b.rollups.off {
+	if b.rollups.live() {
 		b.rollups.count(ts, e.qname, clientText, int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
 	}
 	b.vals = append(b.vals, name, client, (id>>8)-ts, packA(e),

@@ -81,15 +81,16 @@ func benchStore(b *testing.B, name string) (*store, *checkpointer) {
 }
 
 // BenchmarkStoreWrite measures the writer's ingest through the real store, both query mixes,
-// schema 2 against schema 1's layout (rows of text, indexed by ts; v1Store below), in one run:
-// CPU time per row (ns/op, one op a row), rows/s and bytes per row on disk, every index and
-// dictionary included. Batches of 1000 rows, as the flusher writes them by default.
+// schema 2 (with rollups, and without: rollup_limit 0) against schema 1's layout (rows of text,
+// indexed by ts; v1Store below), in one run: CPU time per row (ns/op, one op a row), rows/s and
+// bytes per row on disk, every index and dictionary included. Batches of 1000 rows, as the
+// flusher writes them by default.
 //
 //	go test -run '^$' -bench StoreWrite -benchtime 1000000x ./plugin/querylog/
 func BenchmarkStoreWrite(b *testing.B) {
 	for _, mix := range []string{"skewed", "unique"} {
 		entries := benchMix(mix, 200_000)
-		for _, layout := range []string{"v1", "v2"} {
+		for _, layout := range []string{"v1", "v2", "v2-norollups"} {
 			b.Run(fmt.Sprintf("mix=%s/schema=%s", mix, layout), func(b *testing.B) {
 				path := filepath.Join(b.TempDir(), "bench.db")
 				var write func([]entry) error
@@ -101,6 +102,9 @@ func BenchmarkStoreWrite(b *testing.B) {
 					s, ckpt := benchStore(b, "bench.db")
 					defer s.close()
 					defer ckpt.close()
+					if layout == "v2-norollups" {
+						s.batch.rollups.configure(0)
+					}
 					write, used = func(es []entry) error { return s.write(es) }, func() (int64, error) { return usedBytes(s.db) }
 				}
 				const batch = 1000
@@ -124,6 +128,35 @@ func BenchmarkStoreWrite(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkRollupCatchUp measures counting rows for the rollups after the fact (at open, after
+// a failed batch, or once rollups are turned back on), per row: what a catch-up chunk of
+// rollupCatchUpRows delays a batch by.
+//
+//	go test -run '^$' -bench RollupCatchUp -benchtime 200000x ./plugin/querylog/
+func BenchmarkRollupCatchUp(b *testing.B) {
+	s, ckpt := benchStore(b, "catchup.db")
+	defer s.close()
+	defer ckpt.close()
+	s.batch.rollups.configure(0)
+	entries := benchMix("skewed", b.N)
+	for done := 0; done < b.N; done += 1000 {
+		if err := s.write(entries[done:min(done+1000, b.N)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.batch.rollups.configure(defaultRollupLimit)
+	b.ResetTimer()
+	for s.batch.rollups.catchingUp {
+		if err := s.catchUpRollups(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if r := s.batch.rollups; r.counted != s.batch.lastID {
+		b.Fatalf("counted up to %d, want %d", r.counted, s.batch.lastID)
 	}
 }
 

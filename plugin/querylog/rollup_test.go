@@ -132,29 +132,68 @@ func TestRollupsFlood(t *testing.T) {
 	}
 }
 
-// TestRollupsOff: with rollup_limit 0 nothing is counted, and the rows written meanwhile are not
-// counted later either: once rollups are on again (at the next start, even after a kill -9, or
-// by a reload), they count only the rows written from then on.
+// TestRollupsOff: with rollup_limit 0 nothing is counted and rollup_id stays where it was, so the
+// rows written meanwhile read as not counted yet. Turned back on, by a reload or at the next
+// start (even after a kill -9), the writer catches up a few rows before each batch, until the
+// rollups count every row again.
 func TestRollupsOff(t *testing.T) {
+	old := rollupCatchUpRows
+	rollupCatchUpRows = 2
+	t.Cleanup(func() { rollupCatchUpRows = old })
 	path := tempDB(t)
-	s := rollupStore(t, path, 0)
+	s := rollupStore(t, path, 1000)
 	const minute = 1_700_000_040_000
-	writeAt(t, s, minute, "192.0.2.1", "off1.example.", "off2.example.")
-	if got := testutil.SQLite3(t, path, `SELECT (SELECT count(*) FROM rollup_names) + (SELECT count(*) FROM rollup_clients) + (SELECT count(*) FROM rollup_outcomes)`); got != "0" {
-		t.Errorf("%s rollup rows with rollup_limit 0", got)
+	counted := func() string {
+		return testutil.SQLite3(t, path, `SELECT (SELECT sum(n) FROM rollup_names) || ' of ' || (SELECT count(*) FROM log)`)
 	}
-	s.db.Close() // kill -9
+	writeAt(t, s, minute, "192.0.2.1", "on1.example.")
+	catchUp := func(how string) {
+		t.Helper()
+		batches := 0
+		for ; !s.batch.rollups.live(); batches++ {
+			writeAt(t, s, minute+int64(10+batches), "192.0.2.1", fmt.Sprintf("%s%d.example.", how, batches))
+		}
+		if err := s.flushRollups(); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := counted(), testutil.SQLite3(t, path, `SELECT count(*) || ' of ' || count(*) FROM log`); got != want || batches < 2 {
+			t.Errorf("after %s: rollups count %s rows after %d batches; want every row, a few before each batch", how, got, batches)
+		}
+		checkRollupsAddUp(t, path)
+	}
 
-	s = rollupStore(t, path, 1000)
-	writeAt(t, s, minute+1, "192.0.2.1", "on1.example.")
-	s.batch.rollups.configure(0) // reloads
-	writeAt(t, s, minute+2, "192.0.2.1", "off3.example.")
+	s.batch.rollups.configure(0)
+	writeAt(t, s, minute+1, "192.0.2.1", "off1.example.", "off2.example.", "off3.example.")
+	if got := counted(); got != "1 of 4" {
+		t.Errorf("with rollup_limit 0 the rollups count %s rows; want only the one written before", got)
+	}
 	s.batch.rollups.configure(1000)
-	writeAt(t, s, minute+3, "192.0.2.1", "on2.example.")
-	if err := s.flushRollups(); err != nil {
+	catchUp("reload")
+
+	s.batch.rollups.configure(0)
+	writeAt(t, s, minute+2, "192.0.2.1", "off4.example.", "off5.example.", "off6.example.")
+	s.db.Close() // kill -9
+	s = rollupStore(t, path, 1000)
+	catchUp("restart")
+}
+
+// TestRollupsSumAfterRestart: an hour whose last minutes were written before the process
+// stopped, before the hour was over, is summed (and its day) once the next start writes rows
+// after it.
+func TestRollupsSumAfterRestart(t *testing.T) {
+	path := tempDB(t)
+	s := rollupStore(t, path, 1000)
+	const hour = 1_699_999_200_000 // a whole hour, in ms, the day's last but one
+	writeAt(t, s, hour+60_000, "192.0.2.1", "a.example.", "b.example.")
+	if err := s.close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT name || '=' || n AS x FROM rollup_names ORDER BY name)`); got != "on1.example.=1 on2.example.=1" {
-		t.Errorf("rollup_names: %s; want the two rows written with rollups on", got)
+	s = rollupStore(t, path, 1000)
+	writeAt(t, s, hour+3*3_600_000, "192.0.2.1", "c.example.")
+	writeAt(t, s, hour+2*86_400_000, "192.0.2.1", "d.example.")
+	for span, start := range map[int]int64{3600: hour / 1000, 86400: hour / 1000 / 86400 * 86400} {
+		if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT sum(n) FROM rollup_names WHERE span = %d AND start = %d`, span, start)); got != "2" {
+			t.Errorf("span %d from %d counts %q queries; want the 2 written in it", span, start, got)
+		}
 	}
 }

@@ -254,10 +254,8 @@ func (s *store) write(segments ...[]entry) error {
 	if err := s.resolveLabels(segments); err != nil {
 		return err
 	}
-	if r := s.batch.rollups; r.stale && r.off {
-		r.stale = false // nothing to count
-	} else if r.stale {
-		if err := s.recoverRollups(); err != nil {
+	if r := s.batch.rollups; r.catchingUp && !r.off {
+		if err := s.catchUpRollups(); err != nil {
 			return fmt.Errorf("counting rows for the rollups: %w", err)
 		}
 	}
@@ -546,8 +544,8 @@ func (s *store) close() error {
 // flushRollups writes the rollups' counts now, in a transaction of their own.
 func (s *store) flushRollups() error {
 	r := s.batch.rollups
-	if r.stale || (len(r.minutes) == 0 && !r.off) {
-		return nil // the next open counts the rows again
+	if len(r.minutes) == 0 {
+		return nil // rollup_id is current, or the next open counts the rows after it
 	}
 	ctx := context.Background()
 	conn, err := s.db.Conn(ctx)
@@ -560,7 +558,7 @@ func (s *store) flushRollups() error {
 		if err := execDriver(ctx, d, "BEGIN IMMEDIATE"); err != nil {
 			return err
 		}
-		if err = r.flush(ctx, d, s.batch.lastID, s.batch.newest, s.batch.labels); err != nil {
+		if err = r.flush(ctx, d, s.batch.newest, s.batch.labels); err != nil {
 			execDriver(ctx, d, "ROLLBACK")
 			return err
 		}
