@@ -172,6 +172,20 @@ func (s *Server) Kill() {
 	s.cmd = nil
 }
 
+// Exited reports how the server exited if it did so by itself, while it should be running
+// (empty if it is running or was stopped).
+func (s *Server) Exited() string {
+	if s.cmd == nil {
+		return ""
+	}
+	select {
+	case <-s.exited:
+		return s.cmd.ProcessState.String()
+	default:
+		return ""
+	}
+}
+
 // Pid is the server's process id (0 while it is stopped).
 func (s *Server) Pid() int {
 	if s.cmd == nil {

@@ -46,7 +46,12 @@ func StartClickHouse(t testing.TB) *ClickHouse {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		if t.Failed() { // what the server said, and whether it died, tell why a test failed
+			t.Logf("clickhouse-server on %s (exited by itself: %q) printed:\n%s", s.Addr, s.Exited(), s.Log())
+		}
+		s.Close()
+	})
 	return &ClickHouse{Addr: s.Addr, Port: s.Port, t: t, server: s}
 }
 

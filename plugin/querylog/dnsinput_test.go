@@ -238,7 +238,7 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 		}
 		q.reply = b
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	truncated := 0
 	for _, q := range queries {
@@ -327,7 +327,7 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 	if r, err := dns.Exchange(query("normal.example.org.", dns.TypeA, dns.ClassINET), udp); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("normal query: %v %v", r, err)
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 	if n := testutil.CountRows(t, db, ""); n != 1 {
 		t.Errorf("%d rows, want only the normal query's", n)
 	}
@@ -359,7 +359,7 @@ func TestDNSInputSQLInjection(t *testing.T) {
 		}
 		sent = append(sent, m)
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	schema := testutil.SQLite3(t, db, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name")
 	fresh := filepath.Join(t.TempDir(), "fresh.db")

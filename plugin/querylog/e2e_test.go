@@ -73,7 +73,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil || r.Rcode != dns.RcodeNameError {
 		t.Fatalf("NXDOMAIN query: %v %v", r, err)
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	total := udp + tcp + 1
 	if udp != 2000 || tcp != 1000 {
@@ -155,7 +155,7 @@ blocked.example:%d {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	rows, err := testutil.OpenRO(t, db).Query(`SELECT qname, rcode, plugin, upstream, flags, ede, metadata, answer_data, "do"
 		FROM queries_readable ORDER BY id`)

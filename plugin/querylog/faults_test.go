@@ -116,7 +116,7 @@ func TestFaultDiskFull(t *testing.T) {
 	testutil.WaitFor(t, 20*time.Second, "the buffer to drain after space was freed", func() bool { return bufferEmpty(t, db) })
 	after := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "c", 2, 200, 0)
 	after.Wait()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	answered, failed := testutil.Results(warm, full, after)
 	testutil.CheckLogged(t, answered, failed, db)
@@ -152,7 +152,7 @@ func TestFaultStartDiskFull(t *testing.T) {
 	if !w.ready() {
 		t.Errorf("not ready once the database is open")
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 	answered, failed := l.Results()
 	testutil.CheckLogged(t, answered, failed, db)
 	checkAccounting(t, db, testutil.CountRows(t, db, ""), 0)
@@ -185,7 +185,7 @@ func TestFaultDiskLow(t *testing.T) {
 	}
 	after := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "c", 2, 500, 0)
 	after.Wait()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 	if w.gauges().diskLow {
 		t.Errorf("the disk_low gauge is still set after space was freed")
 	}
@@ -239,7 +239,7 @@ func TestFaultUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 20*time.Second, "the buffer to drain once writable", func() bool { return bufferEmpty(t, db) })
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	answered, failed := testutil.Results(warm, locked)
 	testutil.CheckLogged(t, answered, failed, db)
@@ -313,7 +313,7 @@ func TestFaultLongReader(t *testing.T) {
 	if walAfter[1] > walAfter[0] {
 		t.Errorf("the WAL kept growing after the reader ended: %v", walAfter)
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	answered, failed := testutil.Results(warm, during)
 	names := checkLoggedExcept(t, answered, failed, db, ".example.")
@@ -363,9 +363,9 @@ func TestFaultForeignDatabase(t *testing.T) {
 			before, _ := os.ReadFile(db)
 			entries := dirList(t, dir)
 
-			inst, err := caddy.Start(corefileInput(corefile(db, "")))
+			inst, err := testutil.CaddyStart(corefile(db, ""))
 			if err == nil {
-				stopCoreDNS(t, inst)
+				testutil.StopCoreDNS(t, inst)
 				t.Fatalf("CoreDNS started on %s", name)
 			}
 			t.Logf("%v", err)

@@ -27,7 +27,7 @@ func TestLifecycleShutdownUnderLoad(t *testing.T) {
 	tcp := testutil.StartLoad(t, "tcp", tcpAddr(inst, 0), "t", 1, 1<<30, 0)
 	udp.WaitAnswers(t, 1500)
 
-	stopCoreDNS(t, inst) // load continues through the callbacks until the servers stop
+	testutil.StopCoreDNS(t, inst) // load continues through the callbacks until the servers stop
 	udp.Stop()
 	tcp.Stop()
 
@@ -57,7 +57,7 @@ func TestLifecycleShutdownFullBuffer(t *testing.T) {
 	if a := testutil.Gather(t).Account(db); a.Written != 0 || a.Buffered < 0.75*10000 {
 		t.Fatalf("before shutdown: %+v, want nothing written and the buffer mostly full", a)
 	}
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 	l.Stop()
 	answered, failed := l.Results()
 	if n := checkLoggedExcept(t, answered, failed, db, ".example."); n != injected {
@@ -145,7 +145,7 @@ func TestLifecycleReloadUnderLoad(t *testing.T) {
 	udp.Stop()
 	tcp.Stop()
 	stopWatch()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	if absent > 0 || swapped > 0 {
 		t.Errorf("the writer for %s was absent %d and replaced %d times during reloads, want one writer throughout", db, absent, swapped)
@@ -191,7 +191,7 @@ func TestLifecycleReloadInvalid(t *testing.T) {
 	total, flushers, sqlDBs := goroutines()
 	_, refs := liveWriter(db)
 	for name, cf := range bad {
-		next, err := inst.Restart(corefileInput(cf))
+		next, err := inst.Restart(testutil.Corefile(cf))
 		if err == nil {
 			t.Fatalf("%s: reload succeeded", name)
 		}
@@ -216,7 +216,7 @@ func TestLifecycleReloadInvalid(t *testing.T) {
 
 	after := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "b", 2, 500, 0)
 	after.Wait()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 	answered, failed := testutil.Results(before, after)
 	if after.Count() == 0 {
 		t.Fatal("the old instance answered nothing after the failed reloads")
@@ -252,7 +252,7 @@ func TestLifecycleReloadFailsAfterStartup(t *testing.T) {
 	// The first block keeps the database but with other options; the second cannot listen.
 	failing := corefile(db, "buffer_size 10000\n        flush_interval 200ms") +
 		serverBlock(fmt.Sprintf(".:%d", port), db2, opts, "192.0.2.9")
-	if _, err := inst.Restart(corefileInput(failing)); err == nil {
+	if _, err := inst.Restart(testutil.Corefile(failing)); err == nil {
 		t.Fatal("reload succeeded although its port is taken")
 	} else {
 		t.Logf("reload failed as intended: %v", err)
@@ -277,7 +277,7 @@ func TestLifecycleReloadFailsAfterStartup(t *testing.T) {
 
 	after := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "b", 2, 500, 0)
 	after.Wait()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 	answered, failed := testutil.Results(before, after)
 	testutil.CheckLogged(t, answered, failed, db)
 	checkAccounting(t, db, testutil.CountRows(t, db, ""), 0)
@@ -307,7 +307,7 @@ func TestLifecycleReloadFailsAfterStartupWithoutQuerylog(t *testing.T) {
 
 	total, flushers, sqlDBs := goroutines()
 	failing := corefile(db, opts) + serverBlock(fmt.Sprintf(".:%d", port), db, opts, "192.0.2.9")
-	if _, err := inst.Restart(corefileInput(failing)); err == nil {
+	if _, err := inst.Restart(testutil.Corefile(failing)); err == nil {
 		t.Fatal("reload succeeded although its port is taken")
 	}
 	settledGoroutines(t, "after the failed reload", total, flushers, sqlDBs)
@@ -322,7 +322,7 @@ func TestLifecycleReloadFailsAfterStartupWithoutQuerylog(t *testing.T) {
 	inst = restart(t, inst, corefile(db, opts))
 	l := testutil.StartLoad(t, "udp", udpAddr(inst, 0), "a", 2, 500, 0)
 	l.Wait()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 	if w, refs := liveWriter(db); w != nil {
 		t.Errorf("after shutdown the writer for %s is still live with %d refs", db, refs)
 	}
@@ -349,7 +349,7 @@ func TestLifecycleReloadChangesPath(t *testing.T) {
 	udp.WaitAnswers(t, udp.Count()+600)
 	udp.Stop()
 	tcp.Stop()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	answered, failed := testutil.Results(udp, tcp)
 	per := testutil.CheckLogged(t, answered, failed, oldDB, newDB)
@@ -401,7 +401,7 @@ func TestLifecycleTwoBlocksOneFile(t *testing.T) {
 	l2 := testutil.StartLoad(t, "udp", fmt.Sprintf("127.0.0.1:%d", p2), "two", 2, 1000, 0)
 	l1.Wait()
 	l2.Wait()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	answered, failed := testutil.Results(l1, l2)
 	testutil.CheckLogged(t, answered, failed, db)
@@ -432,7 +432,7 @@ func TestLifecycleTwoBlocksTwoFiles(t *testing.T) {
 	l2 := testutil.StartLoad(t, "udp", fmt.Sprintf("127.0.0.1:%d", p2), "two", 2, 1000, 0)
 	l1.Wait()
 	l2.Wait()
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	a1, f1 := l1.Results()
 	a2, f2 := l2.Results()

@@ -28,7 +28,7 @@ func TestMetricsExistFromStartup(t *testing.T) {
 	ports := testutil.Ports(t, 2)
 	servers := []string{fmt.Sprintf("dns://127.0.0.1:%d", ports[0]), fmt.Sprintf("dns://127.0.0.1:%d", ports[1])}
 	inst := startCoreDNS(t, serverBlock(fmt.Sprintf(".:%d .:%d", ports[0], ports[1]), db, "        adaptive off\n        flush_interval 100ms", "192.0.2.1"))
-	defer stopCoreDNS(t, inst)
+	defer testutil.StopCoreDNS(t, inst)
 
 	m := testutil.Gather(t)
 	for _, name := range dbSeries {

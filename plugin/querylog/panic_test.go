@@ -136,7 +136,7 @@ func TestPanicBelowLogged(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "every answer to be written", func() bool {
 		return testutil.Gather(t).Get(db, "written_total") >= float64(len(answered)+len(sizes))
 	})
-	stopCoreDNS(t, inst)
+	testutil.StopCoreDNS(t, inst)
 
 	rows := testutil.OpenRO(t, db)
 	for name, size := range sizes {

@@ -38,34 +38,19 @@ func init() {
 	dnsserver.Quiet = true
 }
 
-type corefileInput string
-
-func (c corefileInput) Body() []byte       { return []byte(c) }
-func (c corefileInput) Path() string       { return "Corefile" }
-func (c corefileInput) ServerType() string { return "dns" }
-
 func startCoreDNS(t *testing.T, corefile string) *caddy.Instance {
 	t.Helper()
-	inst, err := caddy.Start(corefileInput(corefile))
+	inst, err := testutil.CaddyStart(corefile)
 	if err != nil {
 		t.Fatalf("starting CoreDNS: %v", err)
 	}
 	return inst
 }
 
-// stopCoreDNS shuts an instance down the way SIGTERM does: callbacks, then servers.
-func stopCoreDNS(t *testing.T, inst *caddy.Instance) {
-	t.Helper()
-	for _, err := range inst.ShutdownCallbacks() {
-		t.Errorf("shutdown callback: %v", err)
-	}
-	inst.Stop()
-}
-
 // restart reloads inst with corefile as SIGUSR1 does.
 func restart(t *testing.T, inst *caddy.Instance, corefile string) *caddy.Instance {
 	t.Helper()
-	next, err := inst.Restart(corefileInput(corefile))
+	next, err := inst.Restart(testutil.Corefile(corefile))
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
