@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"modernc.org/sqlite" // the SQLite the plugin writes with
+
+	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // What this build reads: plugin/querylog/schema.go.
@@ -168,14 +170,13 @@ func (d *database) close() {
 }
 
 func (d *database) exec(ctx context.Context, query string) error {
-	_, err := d.dc.(driver.ExecerContext).ExecContext(ctx, query, nil)
-	return err
+	return rawsql.Exec(ctx, d.dc, query)
 }
 
 // each runs query with args and calls f with the values of each row as the driver gives them
 // (int64, float64, string, []byte or nil); f must not keep the slice.
 func (d *database) each(ctx context.Context, query string, args []any, f func(vals []driver.Value) error) error {
-	rows, err := d.dc.(driver.QueryerContext).QueryContext(ctx, query, namedValues(args))
+	rows, err := rawsql.Query(ctx, d.dc, query, args...)
 	if err != nil {
 		return err
 	}
@@ -282,19 +283,6 @@ func asText(v driver.Value) (string, bool) {
 		return strconv.FormatFloat(v, 'g', -1, 64), true
 	}
 	return fmt.Sprint(v), true
-}
-
-// namedValues converts arguments as database/sql would (an int becomes an int64).
-func namedValues(args []any) []driver.NamedValue {
-	nv := make([]driver.NamedValue, len(args))
-	for i, a := range args {
-		v, err := driver.DefaultParameterConverter.ConvertValue(a)
-		if err != nil {
-			v = a // the driver says what is wrong with it
-		}
-		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
-	}
-	return nv
 }
 
 // identify checks the marks plugin/querylog puts on its files (store.go, identify) and finds

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/querylog/querylog/internal/codenames"
 )
 
 // Names for codes, as the queries_readable view gives them.
@@ -27,22 +29,6 @@ func (d *database) rcodeName(code int64) string {
 		return n
 	}
 	return "RCODE" + strconv.FormatInt(code, 10)
-}
-
-func className(code int64) string {
-	switch code {
-	case 1:
-		return "IN"
-	case 3:
-		return "CH"
-	case 4:
-		return "HS"
-	case 254:
-		return "NONE"
-	case 255:
-		return "ANY"
-	}
-	return "CLASS" + strconv.FormatInt(code, 10)
 }
 
 var flagNames = [...]string{"aa", "tc", "rd", "ra", "ad", "cd"}
@@ -174,7 +160,7 @@ func (j *jsonRows) appendRow(b []byte, r *row) []byte {
 	b = append(b, `,"qtype":`...)
 	b = appendJSONString(b, d.typeName(r.qtype))
 	b = append(b, `,"qclass":`...)
-	b = appendJSONString(b, className(r.qclass))
+	b = appendJSONString(b, codenames.Class(r.qclass))
 	b = append(b, `,"rcode":`...)
 	b = appendJSONString(b, d.rcodeName(r.rcode))
 	b = append(b, `,"size":`...)
@@ -315,7 +301,7 @@ func (c *csvRows) write(r *row) error {
 	b = append(b, ',')
 	b = appendCSV(b, d.typeName(r.qtype))
 	b = append(b, ',')
-	b = appendCSV(b, className(r.qclass))
+	b = appendCSV(b, codenames.Class(r.qclass))
 	b = append(b, ',')
 	b = appendCSV(b, d.rcodeName(r.rcode))
 	for _, n := range [...]int64{r.size, r.answers, r.durationUS, r.flags >> 6 & 1} {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/querylog/querylog/internal/codenames"
 )
 
 // row is one logged reply, with the columns of the queries_readable view (plugin/querylog/
@@ -37,7 +39,7 @@ func (d *database) decode(r *row, id, late, a, b, c int64) {
 	r.qtype, r.flags, r.rcode, r.qclass = a&0xffff, a>>16&0x7f, a>>23&0xfff, a>>35&0xffff^1
 	r.server = d.labels[labelKey{labelServer, b >> 8 & 0xff}]
 	r.plugin = d.label(labelPlugin, b&0xff)
-	r.proto = protoName(b >> 16 & 7)
+	r.proto = codenames.Proto(b >> 16 & 7)
 	r.upstream = d.label(labelUpstream, b>>19&0xff)
 	r.answers = b >> 27 & 0xfff
 	r.ede = sql.NullInt64{Int64: b>>39 - 1, Valid: b>>39 != 0}
@@ -48,11 +50,6 @@ func (d *database) label(kind, n int64) sql.NullString {
 	t, ok := d.labels[labelKey{kind, n}]
 	return sql.NullString{String: t, Valid: ok}
 }
-
-// protoNames are the transports by number (plugin/querylog/entry.go).
-var protoNames = [...]string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc", "unix"}
-
-func protoName(p int64) string { return protoNames[p&7] }
 
 const flagDO = 1 << 6
 

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // rowsPerInsert is the number of rows bound by one multi-row INSERT: a few hundred parameters,
@@ -169,12 +171,12 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 			b.rollups.reset()
 		}
 	}()
-	if err := execDriver(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
+	if err := rawsql.Exec(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			execDriver(ctx, dc, "ROLLBACK")
+			rawsql.Exec(ctx, dc, "ROLLBACK")
 		}
 	}()
 	if b.newEpoch {
@@ -215,7 +217,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 			return err
 		}
 	}
-	if err := execDriver(ctx, dc, "COMMIT"); err != nil {
+	if err := rawsql.Exec(ctx, dc, "COMMIT"); err != nil {
 		return err
 	}
 	if flushed {
@@ -334,9 +336,4 @@ func (b *batch) closeStmts() {
 		st.Close()
 	}
 	b.stmts = nil
-}
-
-func execDriver(ctx context.Context, dc driver.Conn, query string) error {
-	_, err := dc.(driver.ExecerContext).ExecContext(ctx, query, nil)
-	return err
 }

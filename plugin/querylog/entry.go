@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	coretransport "github.com/coredns/coredns/plugin/pkg/transport"
+
+	"github.com/querylog/querylog/internal/codenames"
 )
 
 // entry is one logged response. It is stored by value in the buffer's ring, so it is kept small
@@ -115,13 +117,11 @@ const (
 	protoUnix
 )
 
-var protoNames = [...]string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc", "unix"}
-
-func (p proto) String() string { return protoNames[p] }
+func (p proto) String() string { return codenames.Protos[p] }
 
 // protoOf is the transport named p, as String gives it; udp for an unknown name.
 func protoOf(p string) proto {
-	for i, name := range protoNames {
+	for i, name := range codenames.Protos {
 		if name == p {
 			return proto(i)
 		}

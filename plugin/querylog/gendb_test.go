@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // TestGenerateBenchDB writes the database that the querylog command's targets are measured on
@@ -270,7 +272,7 @@ func (g *genMix) synthesizeRollups(s *store, start, end, keep int64) error {
 	return conn.Raw(func(c any) error {
 		dc := c.(driver.Conn)
 		for hour := start / 3600 * 3600; hour < end; hour += 3600 {
-			if err := execDriver(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
+			if err := rawsql.Exec(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
 				return err
 			}
 			for m := max(hour, start); m < min(hour+3600, end); m += 60 {
@@ -290,12 +292,12 @@ func (g *genMix) synthesizeRollups(s *store, start, end, keep int64) error {
 			}
 			if hour+3600 <= end-keep {
 				for _, table := range rollupTables {
-					if err := execArgs(ctx, dc, `DELETE FROM `+table+` WHERE span = 60 AND start >= ? AND start < ?`, hour, hour+3600); err != nil {
+					if err := rawsql.Exec(ctx, dc, `DELETE FROM `+table+` WHERE span = 60 AND start >= ? AND start < ?`, hour, hour+3600); err != nil {
 						return err
 					}
 				}
 			}
-			if err := execDriver(ctx, dc, "COMMIT"); err != nil {
+			if err := rawsql.Exec(ctx, dc, "COMMIT"); err != nil {
 				return err
 			}
 		}
@@ -424,7 +426,7 @@ func insertRollupRows(ctx context.Context, dc driver.Conn, into string, span int
 	for len(vals) > 0 {
 		n := min(len(vals)/cols, 100)
 		q := "INSERT INTO " + into + " VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
-		if err := execArgs(ctx, dc, q, vals[:n*cols]...); err != nil {
+		if err := rawsql.Exec(ctx, dc, q, vals[:n*cols]...); err != nil {
 			return err
 		}
 		vals = vals[n*cols:]

@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // Rollups are counts per period that outlive the rows: per minute, hour and day (span 60, 3600
@@ -222,7 +224,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 		}
 		for name, c := range m.names {
 			if err := c.each(func(rcode, n int64) error {
-				return execArgs(ctx, dc, `INSERT INTO rollup_names (span, start, name, rcode, n) VALUES (60, ?, ?, ?, ?)
+				return rawsql.Exec(ctx, dc, `INSERT INTO rollup_names (span, start, name, rcode, n) VALUES (60, ?, ?, ?, ?)
 					ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, name, rcode, n)
 			}); err != nil {
 				return err
@@ -232,7 +234,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 			if *n == 0 {
 				continue
 			}
-			if err := execArgs(ctx, dc, `INSERT INTO rollup_clients (span, start, client, n) VALUES (60, ?, ?, ?)
+			if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_clients (span, start, client, n) VALUES (60, ?, ?, ?)
 				ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, client, *n); err != nil {
 				return err
 			}
@@ -243,7 +245,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 			for _, b := range o.buckets {
 				args = append(args, b)
 			}
-			if err := execArgs(ctx, dc, upsertOutcome, args...); err != nil {
+			if err := rawsql.Exec(ctx, dc, upsertOutcome, args...); err != nil {
 				return err
 			}
 		}
@@ -268,7 +270,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 			}
 		}
 	}
-	return execArgs(ctx, dc, `INSERT INTO state (key, value) VALUES ('rollup_id', ?) ON CONFLICT DO UPDATE SET value = excluded.value`, r.counted)
+	return rawsql.Exec(ctx, dc, `INSERT INTO state (key, value) VALUES ('rollup_id', ?) ON CONFLICT DO UPDATE SET value = excluded.value`, r.counted)
 }
 
 // over reports whether the period of span seconds from start is over, grace included, by the
@@ -363,22 +365,16 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us)` + sumBuckets + `
 		FROM rollup_outcomes WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY rcode, qtype, proto, plugin`,
 	} {
-		if err := execArgs(ctx, dc, q, span, start, sub, limit); err != nil {
+		if err := rawsql.Exec(ctx, dc, q, span, start, sub, limit); err != nil {
 			return fmt.Errorf("summing the rollups of %d s from %d: %w", span, start, err)
 		}
 	}
 	return nil
 }
 
-// execArgs runs query with args on the driver connection.
-func execArgs(ctx context.Context, dc driver.Conn, query string, args ...any) error {
-	_, err := dc.(driver.ExecerContext).ExecContext(ctx, query, namedValues(args))
-	return err
-}
-
 // queryStrings returns the first column of query's rows on the driver connection.
 func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any) ([]string, error) {
-	rows, err := dc.(driver.QueryerContext).QueryContext(ctx, query, namedValues(args))
+	rows, err := rawsql.Query(ctx, dc, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -394,19 +390,6 @@ func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any
 		}
 		out = append(out, fmt.Sprint(dest[0]))
 	}
-}
-
-// namedValues converts arguments as database/sql would (an int becomes an int64).
-func namedValues(args []any) []driver.NamedValue {
-	nv := make([]driver.NamedValue, len(args))
-	for i, a := range args {
-		v, err := driver.DefaultParameterConverter.ConvertValue(a)
-		if err != nil {
-			v = a // the driver says what is wrong with it
-		}
-		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
-	}
-	return nv
 }
 
 // catchUp counts up to rollupCatchUpRows rows after counted, and turns live once none is left

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/codenames"
 )
 
 const (
@@ -154,8 +156,8 @@ func logColumns(meta, answers bool) string {
 		}
 		return "NULL"
 	}
-	protos := make([]string, len(protoNames))
-	for i, p := range protoNames {
+	protos := make([]string, len(codenames.Protos))
+	for i, p := range codenames.Protos {
 		protos[i] = fmt.Sprintf("WHEN %d THEN '%s'", i, p)
 	}
 	// Lookups are scalar subqueries rather than joins: SQLite evaluates one only when its

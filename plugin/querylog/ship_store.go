@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/codenames"
 )
 
 // Everything shipping reads from or writes to SQLite is in this file, so that a schema change
@@ -89,7 +91,7 @@ func readShipBatch(db *sql.DB, after int64, limit int, dst []shipRow) ([]shipRow
 				r := shipRow{
 					seq: asInt(v[0]), ts: asInt(v[1]), server: asText(v[2]), clientIP: asText(v[3]),
 					proto: asText(v[4]), qname: asText(v[5]), qtype: typeName(uint16(asInt(v[6]))),
-					qclass: className(uint16(asInt(v[7]))), rcode: rcodeName(uint16(asInt(v[8]))),
+					qclass: codenames.Class(asInt(v[7])), rcode: rcodeName(uint16(asInt(v[8]))),
 					size: uint32(asInt(v[9])), answers: uint16(asInt(v[10])), durationUS: asInt(v[11]),
 					aa: uint8(asInt(v[12])), tc: uint8(asInt(v[13])), rd: uint8(asInt(v[14])), ra: uint8(asInt(v[15])),
 					ad: uint8(asInt(v[16])), cd: uint8(asInt(v[17])), doBit: uint8(asInt(v[18])),
@@ -125,28 +127,12 @@ func asText(v driver.Value) string {
 	return ""
 }
 
-// typeName, className and rcodeName give the names queries_readable shows.
+// typeName and rcodeName give the names queries_readable shows.
 func typeName(t uint16) string {
 	if n, ok := dns.TypeToString[t]; ok {
 		return n
 	}
 	return "TYPE" + strconv.Itoa(int(t))
-}
-
-func className(c uint16) string {
-	switch c {
-	case 1:
-		return "IN"
-	case 3:
-		return "CH"
-	case 4:
-		return "HS"
-	case 254:
-		return "NONE"
-	case 255:
-		return "ANY"
-	}
-	return "CLASS" + strconv.Itoa(int(c))
 }
 
 func rcodeName(r uint16) string {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // busyTimeoutMS bounds how long one write waits for another process's lock before the batch
@@ -555,13 +557,13 @@ func (s *store) flushRollups() error {
 	defer conn.Close()
 	return conn.Raw(func(dc any) (err error) {
 		d := dc.(driver.Conn)
-		if err := execDriver(ctx, d, "BEGIN IMMEDIATE"); err != nil {
+		if err := rawsql.Exec(ctx, d, "BEGIN IMMEDIATE"); err != nil {
 			return err
 		}
 		if err = r.flush(ctx, d, s.batch.newest, s.batch.labels); err != nil {
-			execDriver(ctx, d, "ROLLBACK")
+			rawsql.Exec(ctx, d, "ROLLBACK")
 			return err
 		}
-		return execDriver(ctx, d, "COMMIT")
+		return rawsql.Exec(ctx, d, "COMMIT")
 	})
 }
