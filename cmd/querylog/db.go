@@ -57,13 +57,6 @@ type database struct {
 
 type labelKey struct{ kind, n int64 }
 
-// Label kinds (plugin/querylog/labels.go).
-const (
-	labelServer   = 0
-	labelPlugin   = 1
-	labelUpstream = 2
-)
-
 // dsn is the modernc.org/sqlite connection string for reading path: a file: URI with the path
 // percent-encoded (SQLite decodes %XX and ends the path at '?' or '#'), read-only, and a
 // connection that refuses to change anything (query_only), as plugin/querylog's dsn builds it.

@@ -12,7 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/querylog/querylog/internal/codenames"
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // Names for codes, as the queries_readable view gives them.
@@ -160,7 +160,7 @@ func (j *jsonRows) appendRow(b []byte, r *row) []byte {
 	b = append(b, `,"qtype":`...)
 	b = appendJSONString(b, d.typeName(r.qtype))
 	b = append(b, `,"qclass":`...)
-	b = appendJSONString(b, codenames.Class(r.qclass))
+	b = appendJSONString(b, logrow.Class(r.qclass))
 	b = append(b, `,"rcode":`...)
 	b = appendJSONString(b, d.rcodeName(r.rcode))
 	b = append(b, `,"size":`...)
@@ -301,7 +301,7 @@ func (c *csvRows) write(r *row) error {
 	b = append(b, ',')
 	b = appendCSV(b, d.typeName(r.qtype))
 	b = append(b, ',')
-	b = appendCSV(b, codenames.Class(r.qclass))
+	b = appendCSV(b, logrow.Class(r.qclass))
 	b = append(b, ',')
 	b = appendCSV(b, d.rcodeName(r.rcode))
 	for _, n := range [...]int64{r.size, r.answers, r.durationUS, r.flags >> 6 & 1} {
@@ -378,7 +378,7 @@ var tableColumns = []string{"TIME", "CLIENT", "PROTO", "TYPE", "RCODE", "SIZE", 
 // tableFields are a row's fields for people, in tableColumns' order.
 func (d *database) tableFields(r *row, t *timeText) []string {
 	flags := flagsText(r)
-	if r.flags&flagDO != 0 {
+	if r.flags&logrow.FlagDO != 0 {
 		flags = strings.TrimSpace(flags + " do")
 	}
 	return []string{t.format(r.ts), nullText(r.client, "-"), r.proto, d.typeName(r.qtype), d.rcodeName(r.rcode),

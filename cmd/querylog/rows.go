@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/querylog/querylog/internal/codenames"
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // row is one logged reply, with the columns of the queries_readable view (plugin/querylog/
@@ -32,26 +32,25 @@ type row struct {
 	ede                                             sql.NullInt64
 }
 
-// The packing of a log row (plugin/querylog/codec.go: packA, packB, packC; ids in batch.go).
-// The tests compare what is decoded here with the views on files the plugin wrote.
+// decode fills r from a log row (logrow.Decode), naming its labels. The tests compare what is
+// decoded here with the views on files the plugin wrote.
 func (d *database) decode(r *row, id, late, a, b, c int64) {
-	r.id, r.ts = id, id>>8-late
-	r.qtype, r.flags, r.rcode, r.qclass = a&0xffff, a>>16&0x7f, a>>23&0xfff, a>>35&0xffff^1
-	r.server = d.labels[labelKey{labelServer, b >> 8 & 0xff}]
-	r.plugin = d.label(labelPlugin, b&0xff)
-	r.proto = codenames.Proto(b >> 16 & 7)
-	r.upstream = d.label(labelUpstream, b>>19&0xff)
-	r.answers = b >> 27 & 0xfff
-	r.ede = sql.NullInt64{Int64: b>>39 - 1, Valid: b>>39 != 0}
-	r.size, r.durationUS = c&0xffffff, c>>24
+	f := logrow.Decode(id, late, a, b, c)
+	r.id, r.ts = id, f.TS
+	r.qtype, r.flags, r.rcode, r.qclass = f.Qtype, f.Flags, f.Rcode, f.Qclass
+	r.server = d.labels[labelKey{logrow.LabelServer, f.Server}]
+	r.plugin = d.label(logrow.LabelPlugin, f.Plugin)
+	r.proto = logrow.Proto(f.Proto)
+	r.upstream = d.label(logrow.LabelUpstream, f.Upstream)
+	r.answers = f.Answers
+	r.ede = sql.NullInt64{Int64: f.EDE, Valid: f.EDE >= 0}
+	r.size, r.durationUS = f.Size, f.DurationUS
 }
 
 func (d *database) label(kind, n int64) sql.NullString {
 	t, ok := d.labels[labelKey{kind, n}]
 	return sql.NullString{String: t, Valid: ok}
 }
-
-const flagDO = 1 << 6
 
 // rowQuery selects rows of the log with ids in [lo, hi), or of schema 1, matching conds,
 // newest first or oldest first, at most limit of them (0: all).
@@ -305,7 +304,7 @@ func (d *database) v1Rows(ctx context.Context, q rowQuery, f func(*row) error) e
 		r.size, r.answers, r.durationUS = asInt(v[9]), asInt(v[10]), asInt(v[11])
 		r.flags = 0
 		if asInt(v[12]) != 0 {
-			r.flags = flagDO
+			r.flags = logrow.FlagDO
 		}
 		got++
 		return f(&r)

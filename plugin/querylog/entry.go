@@ -6,7 +6,7 @@ import (
 
 	coretransport "github.com/coredns/coredns/plugin/pkg/transport"
 
-	"github.com/querylog/querylog/internal/codenames"
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // entry is one logged response. It is stored by value in the buffer's ring, so it is kept small
@@ -117,11 +117,11 @@ const (
 	protoUnix
 )
 
-func (p proto) String() string { return codenames.Protos[p] }
+func (p proto) String() string { return logrow.Protos[p] }
 
 // protoOf is the transport named p, as String gives it; udp for an unknown name.
 func protoOf(p string) proto {
-	for i, name := range codenames.Protos {
+	for i, name := range logrow.Protos {
 		if name == p {
 			return proto(i)
 		}

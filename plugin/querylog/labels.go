@@ -4,16 +4,18 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // labelKind is what a label names. Each kind has its own numbers.
 type labelKind uint8
 
 const (
-	labelServer   labelKind = iota // listener address, e.g. dns://:53
-	labelPlugin                    // the plugin that wrote the reply
-	labelUpstream                  // the upstream forward used (forward/upstream metadata)
-	numLabelKinds
+	labelServer   labelKind = logrow.LabelServer   // listener address, e.g. dns://:53
+	labelPlugin   labelKind = logrow.LabelPlugin   // the plugin that wrote the reply
+	labelUpstream labelKind = logrow.LabelUpstream // the upstream forward used (forward/upstream metadata)
+	numLabelKinds           = 3
 )
 
 // labelLimit is the largest number of each kind: the bits a row has for it (codec.go). The last

@@ -7,7 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/querylog/querylog/internal/codenames"
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 const (
@@ -156,8 +156,8 @@ func logColumns(meta, answers bool) string {
 		}
 		return "NULL"
 	}
-	protos := make([]string, len(codenames.Protos))
-	for i, p := range codenames.Protos {
+	protos := make([]string, len(logrow.Protos))
+	for i, p := range logrow.Protos {
 		protos[i] = fmt.Sprintf("WHEN %d THEN '%s'", i, p)
 	}
 	// Lookups are scalar subqueries rather than joins: SQLite evaluates one only when its

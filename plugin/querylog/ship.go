@@ -27,7 +27,8 @@ import (
 type shipper struct {
 	w      *writer
 	o      shipOptions
-	db     *sql.DB // read-only, the shipper's own
+	db     *sql.DB     // read-only, the shipper's own
+	reader *shipReader // reads rows through db
 	conn   driver.Conn
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -57,9 +58,10 @@ var (
 	// often it refreshes the lag while it waits (a variable so tests can shorten it).
 	shipEvery = time.Second
 	// shipBatchRows is the most rows one insert carries. Catching up a backlog (BenchmarkShip,
-	// 2 cores shared with ClickHouse): 10,000 rows per insert ship 430K rows/s, 20,000 550K,
-	// 50,000 605K. A batch of 20,000 takes about 12 MB while it is sent (rows and columns),
-	// and another batch is read meanwhile, so 20,000 is where memory stops buying speed.
+	// 2 cores shared with ClickHouse, medians of 3): 10,000 rows per insert ship 450K rows/s,
+	// 20,000 527K, 50,000 528K. A batch of 20,000 takes about 12 MB while it is sent (rows and
+	// columns), and another batch is read meanwhile, so 20,000 is where memory stops buying
+	// speed.
 	shipBatchRows = 20000
 )
 
@@ -187,7 +189,7 @@ func (s *shipper) ship(ctx context.Context) error {
 			bufs[0], bufs[1] = r.rows, bufs[0]
 		} else {
 			var err error
-			if bufs[0], err = readShipBatch(s.db, s.cursor.Load(), shipBatchRows, bufs[0][:0]); err != nil {
+			if bufs[0], err = s.reader.read(s.cursor.Load(), shipBatchRows, bufs[0][:0]); err != nil {
 				return fmt.Errorf("reading %s: %w", s.w.path, err)
 			}
 		}
@@ -209,7 +211,7 @@ func (s *shipper) ship(ctx context.Context) error {
 		if full {
 			ahead = make(chan readResult, 1)
 			go func(dst []shipRow) {
-				rows, err := readShipBatch(s.db, upTo, shipBatchRows, dst)
+				rows, err := s.reader.read(upTo, shipBatchRows, dst)
 				ahead <- readResult{rows, err}
 			}(bufs[1][:0])
 		}
@@ -298,7 +300,7 @@ func (s *shipper) open() error {
 		if err != nil {
 			return fmt.Errorf("opening %s: %w", s.w.path, err)
 		}
-		s.db = db
+		s.db, s.reader = db, newShipReader(db)
 	}
 	if s.conn == nil {
 		conn, err := openClickHouse(s.o)

@@ -141,46 +141,63 @@ func logIDs(t *testing.T, path string) []int64 {
 	return ids
 }
 
-// TestShipRowMatchesReadableView checks that readShipBatch shows each row as the SQLite view
-// queries_readable does.
+// TestShipRowMatchesReadableView checks that the shipper's reader shows each row as the SQLite
+// view queries_readable does, with its ordinal, on a new file and on one upgraded from schema 1
+// (whose rows come first), read 150 rows at a time by one reader (whose caches the later reads
+// use), so that reads start inside batches.
 func TestShipRowMatchesReadableView(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v.db")
-	s := testStore(t, path)
-	if err := s.write(shipEntries(500, time.Now())); err != nil {
-		t.Fatal(err)
-	}
-	ids := logIDs(t, path)
-	rows, err := readShipBatch(s.db, ids[99], 1000, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 400 || rows[0].seq != ids[100] || rows[399].seq != ids[499] {
-		t.Fatalf("read %d rows, seq %d..%d; want 400 rows, the 101st to the 500th", len(rows), rows[0].seq, rows[len(rows)-1].seq)
-	}
-	view, err := s.db.Query(`SELECT r.ts, r.server, r.client_ip, r.proto, r.qname, r.qtype, r.qclass, r.rcode, r.size, r.answers,
-		r.duration_us, r."do", coalesce(r.plugin, ''), q.aa, q.tc, q.rd, q.ra, q.ad, q.cd, coalesce(r.ede, -1), coalesce(r.upstream, '')
-		FROM queries_readable r JOIN queries q USING (id) ORDER BY id LIMIT -1 OFFSET 100`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer view.Close()
-	for i := 0; view.Next(); i++ {
-		var v shipRow
-		if err := view.Scan(&v.ts, &v.server, &v.clientIP, &v.proto, &v.qname, &v.qtype, &v.qclass, &v.rcode,
-			&v.size, &v.answers, &v.durationUS, &v.doBit, &v.plugin, &v.aa, &v.tc, &v.rd, &v.ra, &v.ad, &v.cd, &v.ede, &v.upstream); err != nil {
-			t.Fatal(err)
-		}
-		v.seq = rows[i].seq
-		if want := int64(101 + i); rows[i].n != want {
-			t.Fatalf("row %d has ordinal %d, want %d", i, rows[i].n, want)
-		}
-		v.n = rows[i].n
-		if rows[i] != v {
-			t.Fatalf("row %d:\n shipped %+v\n view    %+v", i, rows[i], v)
-		}
-	}
-	if rows, err := readShipBatch(s.db, ids[499], 1000, nil); err != nil || len(rows) != 0 {
-		t.Errorf("after the last row: %d rows, %v", len(rows), err)
+	for _, v1Rows := range []int{0, 300} {
+		t.Run(fmt.Sprintf("v1rows=%d", v1Rows), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "v.db")
+			if v1Rows > 0 {
+				v1File(t, path, v1Rows, time.Now().Add(-time.Hour).UnixMilli())
+			}
+			s := testStore(t, path)
+			if err := s.write(shipEntries(500, time.Now())); err != nil {
+				t.Fatal(err)
+			}
+			reader := newShipReader(s.db)
+			var rows []shipRow
+			for after := int64(0); ; {
+				got, err := reader.read(after, 150, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) == 0 {
+					break
+				}
+				rows, after = append(rows, got...), got[len(got)-1].seq
+			}
+			if len(rows) != v1Rows+500 {
+				t.Fatalf("read %d rows, want %d", len(rows), v1Rows+500)
+			}
+			view, err := s.db.Query(`SELECT r.id, r.ts, r.server, r.client_ip, r.proto, r.qname, r.qtype, r.qclass, r.rcode, r.size, r.answers,
+				r.duration_us, r."do", coalesce(r.plugin, ''), coalesce(q.aa, 0), coalesce(q.tc, 0), coalesce(q.rd, 0), coalesce(q.ra, 0),
+				coalesce(q.ad, 0), coalesce(q.cd, 0), coalesce(r.ede, -1), coalesce(r.upstream, '')
+				FROM queries_readable r JOIN queries q USING (id) ORDER BY id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer view.Close()
+			for i := 0; view.Next(); i++ {
+				var v shipRow
+				if err := view.Scan(&v.seq, &v.ts, &v.server, &v.clientIP, &v.proto, &v.qname, &v.qtype, &v.qclass, &v.rcode,
+					&v.size, &v.answers, &v.durationUS, &v.doBit, &v.plugin, &v.aa, &v.tc, &v.rd, &v.ra, &v.ad, &v.cd, &v.ede, &v.upstream); err != nil {
+					t.Fatal(err)
+				}
+				// Rows of schema 1 are numbered by their rowid, the others in the order written.
+				v.n = v.seq
+				if i >= v1Rows {
+					v.n = rows[v1Rows].n + int64(i-v1Rows)
+				}
+				if rows[i] != v {
+					t.Fatalf("row %d:\n shipped %+v\n view    %+v", i, rows[i], v)
+				}
+			}
+			if rows[v1Rows].n != int64(v1Rows+1) {
+				t.Errorf("the first row of schema 2 has ordinal %d, want %d", rows[v1Rows].n, v1Rows+1)
+			}
+		})
 	}
 }
 
@@ -332,7 +349,7 @@ func TestShipResumesWithoutDuplicates(t *testing.T) {
 	if err := s.saveCursor("default.querylog", ids[999]); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := readShipBatch(s.db, ids[999], 2000, nil)
+	rows, err := newShipReader(s.db).read(ids[999], 2000, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -753,16 +770,14 @@ func sqlStatements(text string) []string {
 func BenchmarkShip(b *testing.B) {
 	const backlog = 1_000_000
 	path := filepath.Join(b.TempDir(), "b.db")
-	s, err := openStore(path)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := testStore(b, path)
 	es := shipEntries(100_000, time.Now())
 	for i := 0; i < backlog; i += len(es) {
 		if err := s.write(es); err != nil {
 			b.Fatal(err)
 		}
 	}
+	last := s.batch.lastID // the cursor is a row id, and ids carry the time
 	s.close()
 	ch := testutil.StartClickHouse(b)
 	runs := 0
@@ -783,7 +798,7 @@ func BenchmarkShip(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				for w.ship.Load().cursor.Load() < backlog {
+				for w.ship.Load().cursor.Load() < last {
 					time.Sleep(time.Millisecond)
 				}
 				took := time.Since(start)

@@ -219,10 +219,12 @@ func (s *store) migrate() error {
 				return fmt.Errorf("migrating to schema %d: %w", v+1, err)
 			}
 		}
+		// Names of types and rcodes for the view, as this build knows them (after an upgrade
+		// too: the shipper and the querylog command name codes as miekg/dns does).
+		if err := fillNames(tx); err != nil {
+			return err
+		}
 		if version == 0 {
-			if err := fillNames(tx); err != nil {
-				return err
-			}
 			// A new database has no rows of schema 1 to keep.
 			if _, err := tx.Exec(`DROP TABLE queries_v1`); err != nil {
 				return err

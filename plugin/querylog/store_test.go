@@ -20,8 +20,8 @@ import (
 	"github.com/querylog/querylog/internal/testutil"
 )
 
-// testStore opens the store at path for the rest of the test.
-func testStore(t *testing.T, path string) *store {
+// testStore opens the store at path for the rest of the test (closing it sooner is fine).
+func testStore(t testing.TB, path string) *store {
 	t.Helper()
 	s, err := openStore(path)
 	if err != nil {
