@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // richRow is a row of the queries view with the fields schema 2 added.
@@ -115,6 +117,28 @@ func TestCodecRoundTrip(t *testing.T) {
 	var tm string
 	if err := s.db.QueryRow(`SELECT time FROM queries_readable ORDER BY id LIMIT 1`).Scan(&tm); err != nil || tm != "2023-11-14T22:13:20.000Z" {
 		t.Errorf("time %q (%v), want 2023-11-14T22:13:20.000Z", tm, err)
+	}
+	// Readers that decode rows in Go (the shipper, the querylog command) read what the views do.
+	raw, err := s.db.Query(`SELECT id, late, a, b, c FROM log ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for i := 0; raw.Next(); i++ {
+		var id, late, a, b, c int64
+		if err := raw.Scan(&id, &late, &a, &b, &c); err != nil {
+			t.Fatal(err)
+		}
+		f, w := logrow.Decode(id, late, a, b, c), want[i]
+		flags := w.aa*logrow.FlagAA | w.tc*logrow.FlagTC | w.rd*logrow.FlagRD | w.ra*logrow.FlagRA |
+			w.ad*logrow.FlagAD | w.cd*logrow.FlagCD | w.do*logrow.FlagDO
+		var ede sql.NullInt64
+		if f.EDE >= 0 {
+			ede = sql.NullInt64{Int64: f.EDE, Valid: true}
+		}
+		if f.TS != w.ts || f.Qtype != w.qtype || f.Qclass != w.qclass || f.Rcode != w.rcode || f.Flags != flags || ede != w.ede {
+			t.Errorf("row %d decoded as %+v, want %+v", i, f, w)
+		}
 	}
 	// Every id tells the earliest its row can have arrived (time windows rely on it).
 	var early int

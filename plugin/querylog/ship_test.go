@@ -495,6 +495,7 @@ func TestShipWaitsForRunningInsert(t *testing.T) {
 // lag grows, nothing is lost in SQLite; once ClickHouse is back, every row arrives once.
 func TestShipOutage(t *testing.T) {
 	shipFast(t)
+	shipBatchRows = 500 // the backlog of the outage is several full batches
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "o.db")
 	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
@@ -505,7 +506,6 @@ func TestShipOutage(t *testing.T) {
 	shippedUpTo(t, w, 30*time.Second)
 
 	ch.Kill()
-	shipBatchRows = 500 // the backlog below is several full batches
 	errs := promtest.ToFloat64(shipErrors.WithLabelValues(path))
 	for _, e := range entries[2000:4000] {
 		w.log(e)
