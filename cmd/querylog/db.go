@@ -169,33 +169,7 @@ func (d *database) exec(ctx context.Context, query string) error {
 // each runs query with args and calls f with the values of each row as the driver gives them
 // (int64, float64, string, []byte or nil); f must not keep the slice.
 func (d *database) each(ctx context.Context, query string, args []any, f func(vals []driver.Value) error) error {
-	rows, err := rawsql.Query(ctx, d.dc, query, args...)
-	if err != nil {
-		return err
-	}
-	return eachRow(ctx, rows, f)
-}
-
-// eachRow calls f with each row of rows, and stops when ctx ends.
-func eachRow(ctx context.Context, rows driver.Rows, f func(vals []driver.Value) error) error {
-	defer rows.Close()
-	vals := make([]driver.Value, len(rows.Columns()))
-	for n := 1; ; n++ {
-		if n%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		if err := rows.Next(vals); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if err := f(vals); err != nil {
-			return err
-		}
-	}
+	return rawsql.Each(ctx, d.dc, query, args, f)
 }
 
 // errNoRows is row's error for a query without rows.
@@ -434,7 +408,7 @@ func (d *database) text(ctx context.Context, c *dictCache, n int64) (sql.NullStr
 		return sql.NullString{}, err
 	}
 	b := &dictBlockTexts{}
-	err = eachRow(ctx, rows, func(v []driver.Value) error {
+	err = rawsql.EachRow(ctx, rows, func(v []driver.Value) error {
 		j := asInt(v[0]) % dictBlock
 		b.texts[j], b.has[j] = asText(v[1])
 		return nil

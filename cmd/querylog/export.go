@@ -12,12 +12,8 @@ func runExport(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("export", "[--format csv|jsonl] [filters]", out, &c, 0)
 	f.flags(fs, true)
 	format := fs.String("format", "", "csv (with a header line) or jsonl (a JSON object per line); default csv, jsonl with --json")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected argument %q", pos[0])
 	}
 	switch {
 	case *format == "" && c.json, *format == "jsonl":

@@ -46,6 +46,15 @@ func newFlags(name, synopsis string, out io.Writer, c *common, timeout time.Dura
 	return flagSet{fs, help}
 }
 
+// parseNoArgs is parse for a command that takes flags only.
+func parseNoArgs(fs flagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err == nil && len(pos) > 0 {
+		err = usageError("unexpected argument %q", pos[0])
+	}
+	return err
+}
+
 // parse parses args, flags and positional arguments in any order (top domains --since 1h and
 // top --since 1h domains alike), and returns the positional ones.
 func parse(fs flagSet, args []string) ([]string, error) {

@@ -15,12 +15,8 @@ func runSearch(ctx context.Context, args []string, out io.Writer) error {
 	f.flags(fs, true)
 	n := fs.Int("n", 50, "rows per page (1 to 10000)")
 	after := fs.String("after", "", "the page after `CURSOR`, which the previous page printed")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected argument %q", pos[0])
 	}
 	if *n < 1 || *n > 10000 {
 		return usageError("-n %d: must be from 1 to 10000", *n)

@@ -51,12 +51,8 @@ type rollupSet struct {
 func runStats(ctx context.Context, args []string, out io.Writer) error {
 	var c common
 	fs := newFlags("stats", "", out, &c, defaultTimeout)
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected argument %q", pos[0])
 	}
 	d, err := openDatabase(ctx, c.db, c.timeout)
 	if err != nil {

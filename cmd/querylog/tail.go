@@ -20,12 +20,8 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 	follow := fs.Bool("f", false, "follow: print new rows as they are written, until interrupted")
 	n := fs.Int("n", 10, "the newest rows to print first (0 to 10000)")
 	interval := fs.Duration("interval", 250*time.Millisecond, "with -f, how often to look for new rows (50ms to 10s)")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected argument %q", pos[0])
 	}
 	if *n < 0 || *n > 10000 {
 		return usageError("-n %d: must be from 0 to 10000", *n)

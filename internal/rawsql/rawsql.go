@@ -6,6 +6,8 @@ package rawsql
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
+	"io"
 )
 
 // Exec runs query with args.
@@ -17,6 +19,38 @@ func Exec(ctx context.Context, dc driver.Conn, query string, args ...any) error 
 // Query runs query with args; the caller closes the rows.
 func Query(ctx context.Context, dc driver.Conn, query string, args ...any) (driver.Rows, error) {
 	return dc.(driver.QueryerContext).QueryContext(ctx, query, NamedValues(args))
+}
+
+// Each runs query with args and calls f with the values of each row as the driver gives them
+// (int64, float64, string, []byte or nil); f must not keep the slice.
+func Each(ctx context.Context, dc driver.Conn, query string, args []any, f func(vals []driver.Value) error) error {
+	rows, err := Query(ctx, dc, query, args...)
+	if err != nil {
+		return err
+	}
+	return EachRow(ctx, rows, f)
+}
+
+// EachRow calls f with each row of rows, closes them, and stops when ctx ends.
+func EachRow(ctx context.Context, rows driver.Rows, f func(vals []driver.Value) error) error {
+	defer rows.Close()
+	vals := make([]driver.Value, len(rows.Columns()))
+	for n := 1; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := rows.Next(vals); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := f(vals); err != nil {
+			return err
+		}
+	}
 }
 
 // NamedValues converts arguments as database/sql would (an int becomes an int64).

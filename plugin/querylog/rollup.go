@@ -3,9 +3,7 @@ package querylog
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -374,22 +372,12 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 
 // queryStrings returns the first column of query's rows on the driver connection.
 func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any) ([]string, error) {
-	rows, err := rawsql.Query(ctx, dc, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []string
-	dest := make([]driver.Value, len(rows.Columns()))
-	for {
-		if err := rows.Next(dest); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, err
-		}
-		out = append(out, fmt.Sprint(dest[0]))
-	}
+	err := rawsql.Each(ctx, dc, query, args, func(v []driver.Value) error {
+		out = append(out, fmt.Sprint(v[0]))
+		return nil
+	})
+	return out, err
 }
 
 // catchUp counts up to rollupCatchUpRows rows after counted, and turns live once none is left

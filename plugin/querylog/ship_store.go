@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,7 +84,7 @@ func (r *shipReader) read(after int64, limit int, dst []shipRow) ([]shipRow, err
 		}
 		defer rawsql.Exec(ctx, dc, "ROLLBACK")
 		var has [3]bool // queries_v1, log.metadata, log.answer_data
-		if err := eachRow(ctx, dc, `SELECT
+		if err := rawsql.Each(ctx, dc, `SELECT
 			EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
 			EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
 			EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`, nil, func(v []driver.Value) error {
@@ -111,7 +110,7 @@ func (r *shipReader) read(after int64, limit int, dst []shipRow) ([]shipRow, err
 
 // readV1Rows reads rows of schema 1 (queries_v1) after the rowid after, up to limit in dst.
 func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst []shipRow) ([]shipRow, error) {
-	err := eachRow(ctx, dc, `SELECT rowid, ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers,
+	err := rawsql.Each(ctx, dc, `SELECT rowid, ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers,
 		duration_us, "do" FROM queries_v1 WHERE rowid > ? ORDER BY rowid LIMIT ?`, []any{after, limit - len(dst)}, func(v []driver.Value) error {
 		dst = append(dst, shipRow{
 			seq: asInt(v[0]), n: asInt(v[0]), ts: asInt(v[1]), server: asText(v[2]), clientIP: asText(v[3]),
@@ -146,7 +145,7 @@ func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int6
 		t, ok := r.labels[[2]int64{kind, n}]
 		if !ok && !labelsRead {
 			labelsRead = true // a label added since the cache was filled
-			if err := eachRow(ctx, dc, `SELECT kind, n, text FROM labels`, nil, func(v []driver.Value) error {
+			if err := rawsql.Each(ctx, dc, `SELECT kind, n, text FROM labels`, nil, func(v []driver.Value) error {
 				r.labels[[2]int64{asInt(v[0]), asInt(v[1])}] = asText(v[2])
 				return nil
 			}); err != nil {
@@ -156,7 +155,7 @@ func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int6
 		}
 		return t, nil
 	}
-	err := eachRow(ctx, dc, `SELECT id, name, client, late, a, b, c, `+optional(meta, "metadata")+`, `+optional(answers, "answer_data")+`
+	err := rawsql.Each(ctx, dc, `SELECT id, name, client, late, a, b, c, `+optional(meta, "metadata")+`, `+optional(answers, "answer_data")+`
 		FROM log WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit - len(dst)}, func(v []driver.Value) error {
 		id := asInt(v[0])
 		f := logrow.Decode(id, asInt(v[3]), asInt(v[4]), asInt(v[5]), asInt(v[6]))
@@ -240,7 +239,7 @@ func lookUp(ctx context.Context, dc driver.Conn, table, col string, cache map[in
 			args[i] = id
 		}
 		query := `SELECT id, ` + col + ` FROM ` + table + ` WHERE id IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `)`
-		if err := eachRow(ctx, dc, query, args, func(v []driver.Value) error {
+		if err := rawsql.Each(ctx, dc, query, args, func(v []driver.Value) error {
 			cache[asInt(v[0])] = asText(v[1])
 			return nil
 		}); err != nil {
@@ -256,7 +255,7 @@ func lookUp(ctx context.Context, dc driver.Conn, table, col string, cache map[in
 func numberRows(ctx context.Context, dc driver.Conn, rows []shipRow) error {
 	type batchStart struct{ firstID, n int64 }
 	var batches []batchStart
-	err := eachRow(ctx, dc, `SELECT first_id, n FROM batches
+	err := rawsql.Each(ctx, dc, `SELECT first_id, n FROM batches
 		WHERE first_id >= coalesce((SELECT max(first_id) FROM batches WHERE first_id <= ?1), 0) AND first_id <= ?2
 		ORDER BY first_id`, []any{rows[0].seq, rows[len(rows)-1].seq}, func(v []driver.Value) error {
 		batches = append(batches, batchStart{asInt(v[0]), asInt(v[1])})
@@ -275,26 +274,6 @@ func numberRows(ctx context.Context, dc driver.Conn, rows []shipRow) error {
 		}
 	}
 	return nil
-}
-
-// eachRow runs query with args on dc and calls f with each row's values, which f must not keep.
-func eachRow(ctx context.Context, dc driver.Conn, query string, args []any, f func([]driver.Value) error) error {
-	rows, err := rawsql.Query(ctx, dc, query, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	v := make([]driver.Value, len(rows.Columns()))
-	for {
-		if err := rows.Next(v); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if err := f(v); err != nil {
-			return err
-		}
-	}
 }
 
 // asInt and asText take a column's value as the driver returns it for INTEGER and TEXT.
