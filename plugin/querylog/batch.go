@@ -233,10 +233,11 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 // appendRow adds the values of one log row, in the order of stmtKey.columns.
 func (b *batch) appendRow(e *entry, id int64, extra bool) {
 	ts := e.start / 1e6
-	name, _ := b.names.ref(e.qname, func() string { return e.qname })
-	client, clientText := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
+	name, _, nameEntry := b.names.ref(e.qname, func() string { return e.qname })
+	client, clientText, clientEntry := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
 	if b.rollups.live() {
-		b.rollups.count(ts, e.qname, clientText, int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
+		b.rollups.count(ts, keyed{e.qname, nameEntry.tallyOf()}, keyed{clientText, clientEntry.tallyOf()},
+			int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
 	}
 	b.vals = append(b.vals, name, client, (id>>8)-ts, packA(e),
 		packB(e, b.dbNumber(labelPlugin, uint16(e.plugin)), b.dbNumber(labelServer, uint16(e.server)), b.dbNumber(labelUpstream, e.upstream)),

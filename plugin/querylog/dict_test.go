@@ -14,7 +14,7 @@ func TestDictRefs(t *testing.T) {
 	d := newDict[string](1)
 	text := func(s string) func() string { return func() string { return s } }
 	for i, want := range []any{"a.", int64(1), int64(1)} {
-		if got, txt := d.ref("a.", text("a.")); got != want || txt != "a." {
+		if got, txt, _ := d.ref("a.", text("a.")); got != want || txt != "a." {
 			t.Errorf("sighting %d stored as %v (text %q), want %v (a.)", i+1, got, txt, want)
 		}
 	}
@@ -28,9 +28,31 @@ func TestDictRefs(t *testing.T) {
 		if n := len(d.ids) + len(d.older); n > dictLimit {
 			t.Fatalf("the cache holds %d numbers, more than %d", n, dictLimit)
 		}
-		if n := len(d.seen) + len(d.before); n > dictLimit {
-			t.Fatalf("%d texts seen once are kept, more than %d", n, dictLimit)
+	}
+}
+
+// The set of texts seen once keeps two per bucket, and a third takes the older one's place.
+func TestSeenSetBuckets(t *testing.T) {
+	var s seenSet
+	s.reset()
+	a, b, c := uint64(7), uint64(7+seenBuckets), uint64(7+2*seenBuckets) // one bucket
+	for _, h := range []uint64{a, b} {
+		if s.sighted(h) {
+			t.Fatalf("hash %d sighted before it was seen", h)
 		}
+	}
+	if !s.sighted(a) || !s.sighted(b) {
+		t.Fatal("a bucket forgot one of its two hashes")
+	}
+	if s.sighted(c) || s.sighted(a) {
+		t.Error("a third hash did not take the place of the older one")
+	}
+	if !s.sighted(c) {
+		t.Error("the third hash was not remembered")
+	}
+	s.reset()
+	if s.sighted(c) {
+		t.Error("reset kept a hash")
 	}
 }
 

@@ -96,6 +96,36 @@ type minuteCounts struct {
 	clients  map[string]*int64
 	outcomes map[outcomeKey]*outcomeCounts
 	checked  bool // the keys include the minute's rows written before these counts
+	folds    int  // how many times checkLimits folded keys into otherKey (tallies taken before are stale)
+}
+
+// minuteTally is where one text is counted in a minute, kept in its dictionary entry (dict.go), so
+// that the rows of a text in the dictionary, most rows, are counted without a lookup by text:
+// valid while minute is the minute being counted and no key of it was folded since.
+type minuteTally struct {
+	minute *minuteCounts
+	folds  int
+	name   *rcodeCounts // in the names dictionary's entries
+	client *int64       // in the clients dictionary's entries
+}
+
+// keyed is a name or client to count, and its tally when it has one.
+type keyed struct {
+	text  string
+	tally *minuteTally
+}
+
+// tallyOf is the entry's tally; nil (a text stored inline) has none.
+func (e *dictEntry) tallyOf() *minuteTally {
+	if e == nil {
+		return nil
+	}
+	return &e.tally
+}
+
+// valid reports whether t holds the counts of m.
+func (t *minuteTally) valid(m *minuteCounts) bool {
+	return t != nil && t.minute == m && t.folds == m.folds
 }
 
 // rollups is the writer's side of the rollup tables. Only the store's writer uses it.
@@ -112,7 +142,9 @@ type rollups struct {
 	catchingUp bool                    // rows after counted are in the log: count them first
 	counted    int64                   // see above; -1: read rollup_id first
 	minutes    map[int64]*minuteCounts // by minute (Unix seconds)
-	dirty      map[[2]int64]bool       // hours and days ([span, start]) to sum again once over
+	last       *minuteCounts           // minutes[lastStart], the minute of the last row counted
+	lastStart  int64
+	dirty      map[[2]int64]bool // hours and days ([span, start]) to sum again once over
 	flushed    time.Time
 	flushNow   bool // a catch-up chunk was counted: write it with the next batch
 }
@@ -142,40 +174,50 @@ func (r *rollups) configure(limit int) {
 // live reports whether the rows being written are counted as they are written.
 func (r *rollups) live() bool { return !r.off && !r.catchingUp }
 
-func (r *rollups) minute(m int64) *minuteCounts {
-	c := r.minutes[m]
+func (r *rollups) minute(start int64) *minuteCounts {
+	if r.last != nil && r.lastStart == start {
+		return r.last // rows come in time order: nearly always
+	}
+	c := r.minutes[start]
 	if c == nil {
 		c = &minuteCounts{names: map[string]*rcodeCounts{}, clients: map[string]*int64{}, outcomes: map[outcomeKey]*outcomeCounts{}}
-		r.minutes[m] = c
+		r.minutes[start] = c
 	}
+	r.last, r.lastStart = c, start
 	return c
 }
 
+// dropMinute forgets the counts of the minute from start (or of every minute, with all).
+func (r *rollups) dropMinutes(start int64, all bool) {
+	if all {
+		clear(r.minutes)
+	} else {
+		delete(r.minutes, start)
+	}
+	r.last = nil
+}
+
 // count adds one row, arrived at ts (Unix ms). It is on the writer's path for every row, so
-// it looks each of name and client up once.
-func (r *rollups) count(ts int64, name, client string, rcode int64, qtype uint16, p proto, plugin uint8, durationUS int64) {
+// it looks each of name and client up once at most, and not at all with a valid tally.
+func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16, p proto, plugin uint8, durationUS int64) {
 	m := r.minute(floorDiv(ts, 60_000) * 60)
-	nc := m.names[name]
-	if nc == nil {
-		if len(m.names) >= r.limit {
-			name = otherKey
-			nc = m.names[name]
-		}
-		if nc == nil {
-			nc = &rcodeCounts{}
-			m.names[name] = nc
+	var nc *rcodeCounts
+	if name.tally.valid(m) {
+		nc = name.tally.name
+	} else {
+		nc = counter(m.names, name.text, r.limit, func() *rcodeCounts { return &rcodeCounts{} })
+		if t := name.tally; t != nil {
+			t.minute, t.folds, t.name = m, m.folds, nc
 		}
 	}
 	nc.add(rcode, 1)
-	cc := m.clients[client]
-	if cc == nil {
-		if len(m.clients) >= r.limit {
-			client = otherKey
-			cc = m.clients[client]
-		}
-		if cc == nil {
-			cc = new(int64)
-			m.clients[client] = cc
+	var cc *int64
+	if client.tally.valid(m) {
+		cc = client.tally.client
+	} else {
+		cc = counter(m.clients, client.text, r.limit, func() *int64 { return new(int64) })
+		if t := client.tally; t != nil {
+			t.minute, t.folds, t.client = m, m.folds, cc
 		}
 	}
 	*cc++
@@ -189,6 +231,23 @@ func (r *rollups) count(ts int64, name, client string, rcode int64, qtype uint16
 	o.durationUS += durationUS
 	i, _ := slices.BinarySearch(durationBounds, durationUS)
 	o.buckets[i]++
+}
+
+// counter returns the counts of key in a minute's counts, adding them (made by add) if there is
+// room for one more key, and otherKey's if not.
+func counter[V any](counts map[string]*V, key string, limit int, add func() *V) *V {
+	c := counts[key]
+	if c == nil {
+		if len(counts) >= limit {
+			key = otherKey
+			c = counts[key]
+		}
+		if c == nil {
+			c = add()
+			counts[key] = c
+		}
+	}
+	return c
 }
 
 func floorDiv(a, b int64) int64 {
@@ -206,7 +265,7 @@ func (r *rollups) due(now time.Time) bool {
 
 // reset forgets the counts: a batch failed, and the rows are counted again from rollup_id.
 func (r *rollups) reset() {
-	clear(r.minutes)
+	r.dropMinutes(0, true)
 	r.catchingUp, r.counted, r.flushNow = true, -1, false
 }
 
@@ -250,7 +309,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 		clear(m.outcomes)
 		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
 		if over(start, 60, newest) {
-			delete(r.minutes, start) // late rows of it check its rows again (checkLimits)
+			r.dropMinutes(start, false) // late rows of it check its rows again (checkLimits)
 		}
 	}
 	// Hours, then the days of the hours summed.
@@ -284,6 +343,7 @@ func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, 
 	if err != nil {
 		return err
 	}
+	m.folds++
 	for name, keep := range fold(m.names, stored, r.limit) {
 		if other := m.names[otherKey]; other == nil {
 			m.names[otherKey] = &rcodeCounts{}
@@ -291,6 +351,7 @@ func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, 
 		keep.each(func(rcode, n int64) error { m.names[otherKey].add(rcode, n); return nil })
 		delete(m.names, name)
 	}
+	addKeys(m.names, stored, func() *rcodeCounts { return &rcodeCounts{} })
 	if stored, err = queryStrings(ctx, dc, `SELECT client FROM rollup_clients WHERE span = 60 AND start = ? AND client <> '(other)'`, start); err != nil {
 		return err
 	}
@@ -301,6 +362,7 @@ func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, 
 		*m.clients[otherKey] += *n
 		delete(m.clients, client)
 	}
+	addKeys(m.clients, stored, func() *int64 { return new(int64) })
 	m.checked = true
 	return nil
 }
@@ -324,6 +386,16 @@ func fold[V any](counts map[string]V, stored []string, limit int) map[string]V {
 		}
 	}
 	return out
+}
+
+// addKeys adds the keys the minute already has rows for, with nothing counted yet, so that
+// they count towards the limit and their later rows are counted under their own key.
+func addKeys[V any](counts map[string]*V, stored []string, add func() *V) {
+	for _, k := range stored {
+		if counts[k] == nil {
+			counts[k] = add()
+		}
+	}
 }
 
 var upsertOutcome = func() string {
@@ -388,7 +460,7 @@ func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any
 func (s *store) catchUpRollups() error {
 	r := s.batch.rollups
 	if r.counted < 0 {
-		clear(r.minutes)
+		r.dropMinutes(0, true)
 		err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`).Scan(&r.counted)
 		if err != nil {
 			return err
@@ -410,7 +482,7 @@ func (s *store) catchUpRollups() error {
 		if err := rows.Scan(&id, &ts, &name, &client, &rcode, &qtype, &proto, &plugin, &us); err != nil {
 			return err
 		}
-		r.count(ts, name, client, rcode, uint16(qtype), protoOf(proto), uint8(s.batch.labels.id(labelPlugin, plugin)), us)
+		r.count(ts, keyed{text: name}, keyed{text: client}, rcode, uint16(qtype), protoOf(proto), uint8(s.batch.labels.id(labelPlugin, plugin)), us)
 		r.counted = id
 	}
 	if err := rows.Err(); err != nil {

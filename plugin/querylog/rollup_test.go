@@ -110,6 +110,29 @@ func TestRollupsRecover(t *testing.T) {
 	}
 }
 
+// TestRollupsAfterFold: after a restart, a minute that already has rows for limit names keeps
+// them: a name counted before the first flush found them is folded into (other), and so are its
+// later rows, though its dictionary entry remembers where it was counted (a tally).
+func TestRollupsAfterFold(t *testing.T) {
+	path := tempDB(t)
+	const minute = 1_700_000_040_000
+	s := rollupStore(t, path, 2)
+	writeAt(t, s, minute, "192.0.2.1", "x1.example.", "x2.example.")
+	s.db.Close()
+
+	s = rollupStore(t, path, 2)
+	writeAt(t, s, minute+1, "192.0.2.1", "y.example.", "y.example.") // folded at this batch's flush
+	writeAt(t, s, minute+2, "192.0.2.1", "y.example.", "x1.example.")
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	checkRollupsAddUp(t, path)
+	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(name || '=' || n, ' ') FROM
+		(SELECT name, n FROM rollup_names WHERE span = 60 AND start = %d ORDER BY name)`, minute/1000)); got != "(other)=3 x1.example.=2 x2.example.=1" {
+		t.Errorf("the minute's names: %s, want (other)=3 x1.example.=2 x2.example.=1", got)
+	}
+}
+
 // TestRollupsFlood: a flood of new names and clients in one minute grows the rollups by limit
 // rows, not by the flood.
 func TestRollupsFlood(t *testing.T) {
