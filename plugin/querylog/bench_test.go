@@ -108,27 +108,48 @@ func BenchmarkStoreWrite(b *testing.B) {
 					}
 					write, used = func(es []entry) error { return s.write(es) }, func() (int64, error) { return usedBytes(s.db) }
 				}
-				const batch = 1000
-				start := cpuTime()
-				for done := 0; done < b.N; {
-					n := min(batch, b.N-done)
-					off := done % (len(entries) - batch)
-					for i := range n { // later than everything before, as time goes on
-						entries[off+i].start += int64(len(entries)) * 100_000
-					}
-					if err := write(entries[off : off+n]); err != nil {
-						b.Fatal(err)
-					}
-					done += n
-				}
-				cpu := cpuTime() - start
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/row")
-				if bytes, err := used(); err == nil {
-					b.ReportMetric(float64(bytes)/float64(b.N), "B/row")
-				}
+				benchWrite(b, entries, 1000, write, used)
 			})
 		}
+	}
+}
+
+// BenchmarkBatchSize measures the write cost by rows per transaction (batch_size), as
+// BenchmarkStoreWrite does: schema 2, skewed mix, rollups on.
+//
+//	go test -run '^$' -bench BatchSize -benchtime 1000000x -count 3 ./plugin/querylog/
+func BenchmarkBatchSize(b *testing.B) {
+	entries := benchMix("skewed", 200_000)
+	for _, batch := range []int{100, 1000, 5000, 20000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s, ckpt := benchStore(b, "bench.db")
+			defer s.close()
+			defer ckpt.close()
+			benchWrite(b, entries, batch, func(es []entry) error { return s.write(es) }, func() (int64, error) { return usedBytes(s.db) })
+		})
+	}
+}
+
+// benchWrite writes b.N rows of entries, batch rows per write, each pass later in time than
+// the one before, and reports rows/s, CPU per row and bytes per row on disk (used).
+func benchWrite(b *testing.B, entries []entry, batch int, write func([]entry) error, used func() (int64, error)) {
+	start := cpuTime()
+	for done := 0; done < b.N; {
+		n := min(batch, b.N-done)
+		off := done % (len(entries) - batch)
+		for i := range n { // later than everything before, as time goes on
+			entries[off+i].start += int64(len(entries)) * 100_000
+		}
+		if err := write(entries[off : off+n]); err != nil {
+			b.Fatal(err)
+		}
+		done += n
+	}
+	cpu := cpuTime() - start
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/row")
+	if bytes, err := used(); err == nil {
+		b.ReportMetric(float64(bytes)/float64(b.N), "B/row")
 	}
 }
 

@@ -95,15 +95,18 @@ type minuteCounts struct {
 	names    map[string]*rcodeCounts
 	clients  map[string]*int64
 	outcomes map[outcomeKey]*outcomeCounts
-	checked  bool // the keys include the minute's rows written before these counts
-	folds    int  // how many times checkLimits folded keys into otherKey (tallies taken before are stale)
+	checked  bool   // the keys include the minute's rows written before these counts
+	folds    int    // how many times checkLimits folded keys into otherKey (tallies taken before are stale)
+	serial   uint64 // tells these counts from any others of the process, for tallies
 }
 
 // minuteTally is where one text is counted in a minute, kept in its dictionary entry (dict.go), so
 // that the rows of a text in the dictionary, most rows, are counted without a lookup by text:
-// valid while minute is the minute being counted and no key of it was folded since.
+// valid while minute is the serial of the minute being counted and no key of it was folded
+// since. It holds the serial, not the minute, so that a dictionary entry not seen for a while
+// keeps only its own counts alive, not a whole past minute's.
 type minuteTally struct {
-	minute *minuteCounts
+	minute uint64
 	folds  int
 	name   *rcodeCounts // in the names dictionary's entries
 	client *int64       // in the clients dictionary's entries
@@ -125,7 +128,7 @@ func (e *dictEntry) tallyOf() *minuteTally {
 
 // valid reports whether t holds the counts of m.
 func (t *minuteTally) valid(m *minuteCounts) bool {
-	return t != nil && t.minute == m && t.folds == m.folds
+	return t != nil && t.minute == m.serial && t.folds == m.folds
 }
 
 // rollups is the writer's side of the rollup tables. Only the store's writer uses it.
@@ -144,6 +147,7 @@ type rollups struct {
 	minutes    map[int64]*minuteCounts // by minute (Unix seconds)
 	last       *minuteCounts           // minutes[lastStart], the minute of the last row counted
 	lastStart  int64
+	serials    uint64            // the last minuteCounts.serial given
 	dirty      map[[2]int64]bool // hours and days ([span, start]) to sum again once over
 	flushed    time.Time
 	flushNow   bool // a catch-up chunk was counted: write it with the next batch
@@ -180,14 +184,16 @@ func (r *rollups) minute(start int64) *minuteCounts {
 	}
 	c := r.minutes[start]
 	if c == nil {
-		c = &minuteCounts{names: map[string]*rcodeCounts{}, clients: map[string]*int64{}, outcomes: map[outcomeKey]*outcomeCounts{}}
+		r.serials++
+		c = &minuteCounts{names: map[string]*rcodeCounts{}, clients: map[string]*int64{}, outcomes: map[outcomeKey]*outcomeCounts{},
+			serial: r.serials}
 		r.minutes[start] = c
 	}
 	r.last, r.lastStart = c, start
 	return c
 }
 
-// dropMinute forgets the counts of the minute from start (or of every minute, with all).
+// dropMinutes forgets the counts of the minute from start, or of every minute with all.
 func (r *rollups) dropMinutes(start int64, all bool) {
 	if all {
 		clear(r.minutes)
@@ -207,7 +213,7 @@ func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16,
 	} else {
 		nc = counter(m.names, name.text, r.limit, func() *rcodeCounts { return &rcodeCounts{} })
 		if t := name.tally; t != nil {
-			t.minute, t.folds, t.name = m, m.folds, nc
+			t.minute, t.folds, t.name = m.serial, m.folds, nc
 		}
 	}
 	nc.add(rcode, 1)
@@ -217,7 +223,7 @@ func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16,
 	} else {
 		cc = counter(m.clients, client.text, r.limit, func() *int64 { return new(int64) })
 		if t := client.tally; t != nil {
-			t.minute, t.folds, t.client = m, m.folds, cc
+			t.minute, t.folds, t.client = m.serial, m.folds, cc
 		}
 	}
 	*cc++

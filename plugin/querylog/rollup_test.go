@@ -29,6 +29,13 @@ func writeAt(t *testing.T, s *store, ms int64, client string, names ...string) {
 	}
 }
 
+// rollupNames lists the names a period counts, "name=n" in the order of names.
+func rollupNames(t *testing.T, path string, span, start int64) string {
+	t.Helper()
+	return testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(name || '=' || n, ' ') FROM
+		(SELECT name, n FROM rollup_names WHERE span = %d AND start = %d ORDER BY name)`, span, start))
+}
+
 // checkRollupsAddUp checks that, for every period of every span, each rollup table counts as
 // many queries as the log has rows arriving in it.
 func checkRollupsAddUp(t *testing.T, path string) {
@@ -66,12 +73,10 @@ func TestRollupsCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRollupsAddUp(t, path)
-	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(name || '=' || n, ' ') FROM
-		(SELECT name, n FROM rollup_names WHERE span = 60 AND start = %d ORDER BY name)`, hour/1000)); got != "(other)=9 a.example.=11 n0-0.example.=1 n0-1.example.=1" {
+	if got := rollupNames(t, path, 60, hour/1000); got != "(other)=9 a.example.=11 n0-0.example.=1 n0-1.example.=1" {
 		t.Errorf("first minute's names: %s, want 3 names (the first seen) and (other)", got)
 	}
-	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(name || '=' || n, ' ') FROM
-		(SELECT name, n FROM rollup_names WHERE span = 3600 AND start = %d ORDER BY name)`, hour/1000)); got != "(other)=31 a.example.=33 n0-0.example.=1 n0-1.example.=1" {
+	if got := rollupNames(t, path, 3600, hour/1000); got != "(other)=31 a.example.=33 n0-0.example.=1 n0-1.example.=1" {
 		t.Errorf("the hour's names: %s, want the 3 most asked and (other)", got)
 	}
 	if got := testutil.SQLite3(t, path, `SELECT sum(n), sum(d3), sum(d0 + d1 + d2 + d4 + d5 + d6 + d7 + d8 + d9 + d10 + d11 + d12 + d13 + d14 + d15),
@@ -127,8 +132,7 @@ func TestRollupsAfterFold(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRollupsAddUp(t, path)
-	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(name || '=' || n, ' ') FROM
-		(SELECT name, n FROM rollup_names WHERE span = 60 AND start = %d ORDER BY name)`, minute/1000)); got != "(other)=3 x1.example.=2 x2.example.=1" {
+	if got := rollupNames(t, path, 60, minute/1000); got != "(other)=3 x1.example.=2 x2.example.=1" {
 		t.Errorf("the minute's names: %s, want (other)=3 x1.example.=2 x2.example.=1", got)
 	}
 }
