@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,18 +56,6 @@ type database struct {
 
 type labelKey struct{ kind, n int64 }
 
-// dsn is the modernc.org/sqlite connection string for reading path: a file: URI with the path
-// percent-encoded (SQLite decodes %XX and ends the path at '?' or '#'), read-only, and a
-// connection that refuses to change anything (query_only), as plugin/querylog's dsn builds it.
-func dsn(abs string) string {
-	q := url.Values{}
-	q.Add("mode", "ro")
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
-	q.Add("_pragma", "query_only(1)")
-	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
-	return u.String()
-}
-
 // sqliteDriver opens this command's connections, with its own SQL functions (filter.go).
 var sqliteDriver = &sqlite.Driver{}
 
@@ -85,7 +72,7 @@ func openDatabase(ctx context.Context, path string, timeout time.Duration) (*dat
 	if err := checkFile(path, abs); err != nil {
 		return nil, err
 	}
-	dc, err := sqliteDriver.Open(dsn(abs))
+	dc, err := sqliteDriver.Open(rawsql.ReaderDSN(abs, busyTimeoutMS))
 	if err != nil {
 		return nil, databaseError("%s: %v", path, err)
 	}

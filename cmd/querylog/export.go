@@ -26,15 +26,11 @@ func runExport(ctx context.Context, args []string, out io.Writer) error {
 	default:
 		return usageError("--format %q: csv or jsonl", *format)
 	}
-	d, err := openDatabase(ctx, c.db, c.timeout)
+	d, w, err := openFiltered(ctx, c, &f)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	w, err := f.sql(d)
-	if err != nil {
-		return err
-	}
 	var rw rowWriter
 	if *format == "csv" {
 		rw = newCSVRows(d, out)

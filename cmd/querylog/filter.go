@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql/driver"
 	"math"
 	"net/netip"
@@ -88,6 +89,21 @@ func conj(conds []string) string {
 		return "1"
 	}
 	return strings.Join(conds, " AND ")
+}
+
+// openFiltered opens the database c names and turns f into its where clause, which depends on
+// the database (its schema and dictionaries). The caller closes the database.
+func openFiltered(ctx context.Context, c common, f *filter) (*database, *where, error) {
+	d, err := openDatabase(ctx, c.db, c.timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := f.sql(d)
+	if err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	return d, w, nil
 }
 
 // sql makes the filter into conditions, each pushed down to what SQLite can use: time bounds

@@ -25,15 +25,11 @@ func runSearch(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDatabase(ctx, c.db, c.timeout)
+	d, w, err := openFiltered(ctx, c, &f)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	w, err := f.sql(d)
-	if err != nil {
-		return err
-	}
 	qctx, cancel := d.withBudget(ctx)
 	defer cancel()
 	rows, more, err := d.search(qctx, w, cur, *n)

@@ -29,15 +29,11 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 	if *interval < 50*time.Millisecond || *interval > 10*time.Second {
 		return usageError("-interval %s: must be from 50ms to 10s", *interval)
 	}
-	d, err := openDatabase(ctx, c.db, c.timeout)
+	d, w, err := openFiltered(ctx, c, &f)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	w, err := f.sql(d)
-	if err != nil {
-		return err
-	}
 	p := &tailPrinter{d: d, out: bufio.NewWriter(out), json: c.json}
 	if p.json {
 		p.j = newJSONRows(d, p.out)

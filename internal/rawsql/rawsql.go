@@ -7,7 +7,9 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
+	"net/url"
 )
 
 // Exec runs query with args.
@@ -67,4 +69,18 @@ func NamedValues(args []any) []driver.NamedValue {
 		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
 	}
 	return nv
+}
+
+// ReaderDSN is the modernc.org/sqlite connection string of a reader beside the writer (the
+// shipper, the querylog command): a file: URI with the path percent-encoded (SQLite decodes
+// %XX and ends the path at '?' or '#'), read-only, through the WAL so that it sees every
+// commit, on a connection that refuses to change anything (query_only), waiting up to
+// busyTimeoutMS for a lock.
+func ReaderDSN(path string, busyTimeoutMS int) string {
+	q := url.Values{}
+	q.Add("mode", "ro")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
+	q.Add("_pragma", "query_only(1)")
+	u := url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}
+	return u.String()
 }

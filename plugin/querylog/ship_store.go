@@ -348,7 +348,7 @@ func countAfter(db *sql.DB, after int64) (int64, error) {
 // openShipReader opens the shipper's own read-only connection: reading a batch takes tens of
 // milliseconds, which must not hold up the flusher's connection.
 func openShipReader(path string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite", readerDSN(path))
+	db, err := sql.Open("sqlite", rawsql.ReaderDSN(path, busyTimeoutMS))
 	if err != nil {
 		return nil, err
 	}

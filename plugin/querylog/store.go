@@ -121,17 +121,6 @@ func dsn(path string, readOnly bool) string {
 	return u.String()
 }
 
-// readerDSN is the connection string of a reader beside the writer (the shipper): read-only,
-// through the WAL, so it sees every commit.
-func readerDSN(path string) string {
-	q := url.Values{}
-	q.Add("mode", "ro")
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
-	q.Add("_pragma", "query_only(1)")
-	u := url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}
-	return u.String()
-}
-
 // openStore opens (creating with mode 0640) and migrates the database at path. It writes only
 // to create or migrate the schema. Errors for which refused is true are about the file itself;
 // the others (a lock held elsewhere, a full disk, I/O) may pass, and the caller retries.
