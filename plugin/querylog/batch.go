@@ -147,9 +147,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	if n == 0 {
 		return nil
 	}
-	if b.stmtConn != dc {
-		b.stmtConn, b.stmts = dc, map[stmtKey]driver.Stmt{}
-	}
+	b.use(dc)
 	if time.Since(b.epochStart) >= dictEpoch {
 		b.startEpoch()
 	}
@@ -228,6 +226,13 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
 	clear(b.vals) // drop references to names until the next batch
 	return nil
+}
+
+// use prepares statements on dc from now on, forgetting those of an earlier connection.
+func (b *batch) use(dc driver.Conn) {
+	if b.stmtConn != dc {
+		b.stmtConn, b.stmts = dc, map[stmtKey]driver.Stmt{}
+	}
 }
 
 // appendRow adds the values of one log row, in the order of stmtKey.columns.
