@@ -179,3 +179,22 @@ func TestRowIDs(t *testing.T) {
 		t.Errorf("ids (ms+n:ts) %v, want %s", got, want)
 	}
 }
+
+// TestBoxCache checks that the boxes handed out for columns a and b hold the value asked for,
+// also when values share a slot or come back after another took it, and that a repeated value
+// costs no allocation.
+func TestBoxCache(t *testing.T) {
+	var c boxCache
+	vals := []int64{0, 1, 1 << 40, -1, 300, 1 << 40, 0, 300, math.MaxInt64, math.MinInt64}
+	for i := range 5000 {
+		vals = append(vals, int64(i)*7919<<20, int64(i%300)<<23)
+	}
+	for _, v := range vals {
+		if got := c.box(v); got != any(v) {
+			t.Fatalf("box(%d) = %v", v, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { c.box(1 << 40) }); n != 0 {
+		t.Errorf("a repeated value allocates %v times, want 0", n)
+	}
+}
