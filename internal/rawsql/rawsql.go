@@ -18,6 +18,23 @@ func Exec(ctx context.Context, dc driver.Conn, query string, args ...any) error 
 	return err
 }
 
+// InTx runs f in a transaction on dc, begun with begin ("BEGIN IMMEDIATE" for a writer): it
+// commits if f succeeds, and rolls back if f or the commit fails (a failed COMMIT, SQLITE_BUSY
+// for one, leaves the transaction open).
+func InTx(ctx context.Context, dc driver.Conn, begin string, f func() error) error {
+	if err := Exec(ctx, dc, begin); err != nil {
+		return err
+	}
+	err := f()
+	if err == nil {
+		err = Exec(ctx, dc, "COMMIT")
+	}
+	if err != nil {
+		Exec(ctx, dc, "ROLLBACK")
+	}
+	return err
+}
+
 // Query runs query with args; the caller closes the rows.
 func Query(ctx context.Context, dc driver.Conn, query string, args ...any) (driver.Rows, error) {
 	return dc.(driver.QueryerContext).QueryContext(ctx, query, NamedValues(args))

@@ -188,14 +188,36 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 			b.rollups.reset()
 		}
 	}()
-	if err := rawsql.Exec(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
+	flushed := false
+	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
+		if err := b.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
+			return err
+		}
+		newest = max(newest, b.newest)
+		if b.rollups.live() {
+			b.rollups.counted = first + int64(n) - 1
+		}
+		if flushed = b.rollups.due(time.Now()); flushed {
+			return b.rollups.flush(ctx, dc, newest, b.labels)
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			rawsql.Exec(ctx, dc, "ROLLBACK")
-		}
-	}()
+	if flushed {
+		b.rollups.flushed, b.rollups.flushNow = time.Now(), false
+	}
+	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
+	b.newEpoch = false
+	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
+	clear(b.vals) // drop references to names until the next batch
+	return nil
+}
+
+// insertRows inserts the batch's n rows (b.vals), the first with the id first, and what they
+// need: the dictionary rows they refer to, the batch's record and, at a new epoch, where it
+// begins (epoch).
+func (b *batch) insertRows(ctx context.Context, dc driver.Conn, first int64, n int, epoch []any, extra bool) error {
 	if b.newEpoch {
 		if err := b.exec(ctx, dc, stmtKey{table: "dict_epochs", rows: 1}, epoch); err != nil {
 			return err
@@ -224,26 +246,6 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		// (batches) and the lateness of the rows rely on it.
 		return fmt.Errorf("rows numbered up to %d, want %d", last, first+int64(n)-1)
 	}
-	newest = max(newest, b.newest)
-	if b.rollups.live() {
-		b.rollups.counted = first + int64(n) - 1
-	}
-	flushed := b.rollups.due(time.Now())
-	if flushed {
-		if err := b.rollups.flush(ctx, dc, newest, b.labels); err != nil {
-			return err
-		}
-	}
-	if err := rawsql.Exec(ctx, dc, "COMMIT"); err != nil {
-		return err
-	}
-	if flushed {
-		b.rollups.flushed, b.rollups.flushNow = time.Now(), false
-	}
-	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
-	b.newEpoch = false
-	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
-	clear(b.vals) // drop references to names until the next batch
 	return nil
 }
 

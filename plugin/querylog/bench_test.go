@@ -185,22 +185,12 @@ func driverWriter(b *testing.B, s *store, entries []entry) func(off, n int) erro
 	cols := len(stmtKey{table: "log"}.columns())
 	ctx := context.Background()
 	return func(off, n int) error {
-		conn, err := s.db.Conn(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		return conn.Raw(func(dc any) error {
-			c := dc.(driver.Conn)
-			bt.use(c)
-			if err := rawsql.Exec(ctx, c, "BEGIN IMMEDIATE"); err != nil {
+		return s.withConn(ctx, func(dc driver.Conn) error {
+			bt.use(dc)
+			return rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
+				_, err := bt.insertAll(ctx, dc, stmtKey{table: "log"}, vals[off*cols:(off+n)*cols])
 				return err
-			}
-			if _, err := bt.insertAll(ctx, c, stmtKey{table: "log"}, vals[off*cols:(off+n)*cols]); err != nil {
-				rawsql.Exec(ctx, c, "ROLLBACK")
-				return err
-			}
-			return rawsql.Exec(ctx, c, "COMMIT")
+			})
 		})
 	}
 }

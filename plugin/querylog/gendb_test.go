@@ -264,45 +264,43 @@ func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
 func (g *genMix) synthesizeRollups(s *store, start, end, keep int64) error {
 	r := rand.New(rand.NewPCG(5, 6))
 	ctx := context.Background()
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(c any) error {
-		dc := c.(driver.Conn)
+	return s.withConn(ctx, func(dc driver.Conn) error {
 		for hour := start / 3600 * 3600; hour < end; hour += 3600 {
-			if err := rawsql.Exec(ctx, dc, "BEGIN IMMEDIATE"); err != nil {
-				return err
-			}
-			for m := max(hour, start); m < min(hour+3600, end); m += 60 {
-				if err := g.minute(ctx, dc, r, m); err != nil {
-					return err
-				}
-			}
-			if hour+3600 <= end {
-				if err := sumPeriod(ctx, dc, 3600, hour, defaultRollupLimit); err != nil {
-					return err
-				}
-			}
-			if day := (hour + 3600) - 86400; (hour+3600)%86400 == 0 && hour+3600 <= end && day >= start/86400*86400 {
-				if err := sumPeriod(ctx, dc, 86400, day, defaultRollupLimit); err != nil {
-					return err
-				}
-			}
-			if hour+3600 <= end-keep {
-				for _, table := range rollupTables {
-					if err := rawsql.Exec(ctx, dc, `DELETE FROM `+table+` WHERE span = 60 AND start >= ? AND start < ?`, hour, hour+3600); err != nil {
-						return err
-					}
-				}
-			}
-			if err := rawsql.Exec(ctx, dc, "COMMIT"); err != nil {
+			if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error { return g.hourOfRollups(ctx, dc, r, hour, start, end, keep) }); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// hourOfRollups writes the minutes of the hour from hour that fall in [start, end), sums it and
+// its day if they end by end, and deletes its minutes if it ends keep seconds or more before
+// end.
+func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand, hour, start, end, keep int64) error {
+	for m := max(hour, start); m < min(hour+3600, end); m += 60 {
+		if err := g.minute(ctx, dc, r, m); err != nil {
+			return err
+		}
+	}
+	if hour+3600 <= end {
+		if err := sumPeriod(ctx, dc, 3600, hour, defaultRollupLimit); err != nil {
+			return err
+		}
+	}
+	if day := (hour + 3600) - 86400; (hour+3600)%86400 == 0 && hour+3600 <= end && day >= start/86400*86400 {
+		if err := sumPeriod(ctx, dc, 86400, day, defaultRollupLimit); err != nil {
+			return err
+		}
+	}
+	if hour+3600 <= end-keep {
+		for _, table := range rollupTables {
+			if err := rawsql.Exec(ctx, dc, `DELETE FROM `+table+` WHERE span = 60 AND start >= ? AND start < ?`, hour, hour+3600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // minute writes one minute's rollup rows: about qps × 60 queries, counted as the writer would.

@@ -256,13 +256,8 @@ func (s *store) write(segments ...[]entry) error {
 		return err
 	}
 	ctx := context.Background()
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	before := s.batch.lookups()
-	err = conn.Raw(func(dc any) error { return s.writeRows(ctx, dc.(driver.Conn), segments) })
+	err := s.withConn(ctx, func(dc driver.Conn) error { return s.writeRows(ctx, dc, segments) })
 	if err == nil {
 		after := s.batch.lookups()
 		for i, name := range [2]string{"names", "clients"} {
@@ -527,11 +522,19 @@ func (s *store) size() int64 {
 
 func (s *store) close() error {
 	err := s.flushRollups()
-	if conn, cerr := s.db.Conn(context.Background()); cerr == nil {
-		conn.Raw(func(any) error { s.batch.closeStmts(); return nil })
-		conn.Close()
-	}
+	s.withConn(context.Background(), func(driver.Conn) error { s.batch.closeStmts(); return nil })
 	return errors.Join(err, s.db.Close())
+}
+
+// withConn runs f on the store's connection as the driver has it (the writer's statements are
+// prepared on it).
+func (s *store) withConn(ctx context.Context, f func(dc driver.Conn) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error { return f(dc.(driver.Conn)) })
 }
 
 // flushRollups writes the rollups' counts now, in a transaction of their own.
@@ -541,20 +544,7 @@ func (s *store) flushRollups() error {
 		return nil // rollup_id is current, or the next open counts the rows after it
 	}
 	ctx := context.Background()
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) (err error) {
-		d := dc.(driver.Conn)
-		if err := rawsql.Exec(ctx, d, "BEGIN IMMEDIATE"); err != nil {
-			return err
-		}
-		if err = r.flush(ctx, d, s.batch.newest, s.batch.labels); err != nil {
-			rawsql.Exec(ctx, d, "ROLLBACK")
-			return err
-		}
-		return rawsql.Exec(ctx, d, "COMMIT")
+	return s.withConn(ctx, func(dc driver.Conn) error {
+		return rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error { return r.flush(ctx, dc, s.batch.newest, s.batch.labels) })
 	})
 }
