@@ -193,13 +193,15 @@ func (r *rollups) minute(start int64) *minuteCounts {
 	return c
 }
 
-// dropMinutes forgets the counts of the minute from start, or of every minute with all.
-func (r *rollups) dropMinutes(start int64, all bool) {
-	if all {
-		clear(r.minutes)
-	} else {
-		delete(r.minutes, start)
-	}
+// dropMinute forgets the counts of the minute from start.
+func (r *rollups) dropMinute(start int64) {
+	delete(r.minutes, start)
+	r.last = nil
+}
+
+// dropAllMinutes forgets the counts of every minute.
+func (r *rollups) dropAllMinutes() {
+	clear(r.minutes)
 	r.last = nil
 }
 
@@ -271,7 +273,7 @@ func (r *rollups) due(now time.Time) bool {
 
 // reset forgets the counts: a batch failed, and the rows are counted again from rollup_id.
 func (r *rollups) reset() {
-	r.dropMinutes(0, true)
+	r.dropAllMinutes()
 	r.catchingUp, r.counted, r.flushNow = true, -1, false
 }
 
@@ -315,7 +317,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 		clear(m.outcomes)
 		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
 		if over(start, 60, newest) {
-			r.dropMinutes(start, false) // late rows of it check its rows again (checkLimits)
+			r.dropMinute(start) // late rows of it check its rows again (checkLimits)
 		}
 	}
 	// Hours, then the days of the hours summed.
@@ -466,7 +468,7 @@ func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any
 func (s *store) catchUpRollups() error {
 	r := s.batch.rollups
 	if r.counted < 0 {
-		r.dropMinutes(0, true)
+		r.dropAllMinutes()
 		err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`).Scan(&r.counted)
 		if err != nil {
 			return err
