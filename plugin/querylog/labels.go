@@ -12,10 +12,10 @@ import (
 type labelKind uint8
 
 const (
-	labelServer   labelKind = logrow.LabelServer   // listener address, e.g. dns://:53
-	labelPlugin   labelKind = logrow.LabelPlugin   // the plugin that wrote the reply
-	labelUpstream labelKind = logrow.LabelUpstream // the upstream forward used (forward/upstream metadata)
-	numLabelKinds           = 3
+	labelServer   labelKind = logrow.LabelServer       // listener address, e.g. dns://:53
+	labelPlugin   labelKind = logrow.LabelPlugin       // the plugin that wrote the reply
+	labelUpstream labelKind = logrow.LabelUpstream     // the upstream forward used (forward/upstream metadata)
+	numLabelKinds           = logrow.LabelUpstream + 1 // the kinds above, numbered from 0
 )
 
 // labelLimit is the largest number of each kind: the bits a row has for it (codec.go). The last
