@@ -2,6 +2,7 @@ package querylog
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/querylog/querylog/internal/testutil"
@@ -202,6 +203,60 @@ func TestRollupsOff(t *testing.T) {
 	s.db.Close() // kill -9
 	s = rollupStore(t, path, 1000)
 	catchUp("restart")
+}
+
+// TestRollupsCatchUpCountsAsLive: rows counted after the fact, read back from the log table,
+// give the same minutes as the same rows counted as they were written: names stored inline and
+// by number, clients, rcodes, types, transports, answering plugins and durations.
+func TestRollupsCatchUpCountsAsLive(t *testing.T) {
+	entries := benchMix("skewed", 3000)
+	forward := uint8(testLabels.id(labelPlugin, "forward"))
+	for i := range entries {
+		entries[i].plugin = [3]uint8{0, entries[i].plugin, forward}[i%3]
+		if i%7 == 0 {
+			entries[i].setProto(protoTCP)
+		}
+	}
+	minutes := func(path string) string {
+		return testutil.SQLite3(t, path, `
+			SELECT (SELECT group_concat(x, ' ') FROM (SELECT start || ':' || name || ':' || rcode || '=' || n AS x
+				FROM rollup_names WHERE span = 60 ORDER BY 1)),
+			       (SELECT group_concat(x, ' ') FROM (SELECT start || ':' || client || '=' || n AS x
+				FROM rollup_clients WHERE span = 60 ORDER BY 1)),
+			       (SELECT group_concat(x, ' ') FROM (SELECT start || ':' || rcode || ':' || qtype || ':' || proto || ':' ||
+				plugin || '=' || n || ':' || duration_us || ':' || d0 || ':' || d5 || ':' || d15 AS x
+				FROM rollup_outcomes WHERE span = 60 ORDER BY 1))`)
+	}
+	write := func(s *store) {
+		for off := 0; off < len(entries); off += 500 {
+			if err := s.write(entries[off : off+500]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	livePath, laterPath := tempDB(t), tempDB(t)
+	live := rollupStore(t, livePath, 100_000)
+	write(live)
+	if err := live.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+
+	later := rollupStore(t, laterPath, 100_000)
+	later.batch.rollups.configure(0)
+	write(later)
+	later.batch.rollups.configure(100_000)
+	for !later.batch.rollups.live() {
+		if err := later.catchUpRollups(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := later.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	want, got := minutes(livePath), minutes(laterPath)
+	if got != want || !strings.Contains(want, ":forward=") || !strings.Contains(want, ":tcp:") {
+		t.Errorf("minutes counted after the fact differ from those counted live:\n got %.300s\nwant %.300s", got, want)
+	}
 }
 
 // TestRollupsSumAfterRestart: an hour whose last minutes were written before the process

@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-
-	"slices"
 	"strconv"
 	"strings"
 
@@ -15,9 +13,9 @@ import (
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
-// Everything shipping reads from or writes to SQLite is in this file, so that a schema change
-// is ported here: shipRow (one row as ClickHouse gets it) and shipReader (the only reader
-// that reads rows), the cursor table, and retention's bound.
+// Everything shipping reads from or writes to SQLite is in this file or in logreader.go, so
+// that a schema change is ported here: shipRow (one row as ClickHouse gets it) and shipReader
+// (which reads them), the cursor table, and retention's bound.
 
 // shipRow is one row as shipped, field for field the ClickHouse table (shipColumns in
 // ship_clickhouse.go, in the same order). Rows of schema 1 (queries_v1, after an upgrade) have
@@ -46,24 +44,15 @@ type shipRow struct {
 	answerData string
 }
 
-// shipReader reads rows for the shipper. Rows of the log table are read as stored and decoded
-// here (logrow.Decode), their dictionary and label numbers named from caches: through the
-// queries view, every row cost a lookup in names, clients, labels (three) and batches, 5.7 µs
-// of CPU a row and 210K rows/s catching up (BenchmarkShip). Dictionary numbers are never given
-// twice, so a cached text stays right; the caches are emptied when they grow past
-// shipCacheLimit. One goroutine at a time reads (the shipper, or its read-ahead).
+// shipReader reads rows for the shipper: those of schema 1 here, those of the log table through
+// its logReader. One goroutine at a time reads (the shipper, or its read-ahead).
 type shipReader struct {
-	db             *sql.DB
-	names, clients map[int64]string    // dictionary texts by number
-	labels         map[[2]int64]string // label texts by kind and number
+	db   *sql.DB
+	log  *logReader
+	rows []logRow // the log rows of the last read, kept for the next
 }
 
-// shipCacheLimit bounds each dictionary cache, in texts (about 100 bytes each).
-const shipCacheLimit = 200_000
-
-func newShipReader(db *sql.DB) *shipReader {
-	return &shipReader{db: db, names: map[int64]string{}, clients: map[int64]string{}, labels: map[[2]int64]string{}}
-}
+func newShipReader(db *sql.DB) *shipReader { return &shipReader{db: db, log: newLogReader()} }
 
 // read reads up to limit rows with an id above after, in id order, into dst: rows of schema 1
 // first while there are any, then those of the log table. It reads the tables rather than the
@@ -124,92 +113,31 @@ func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst
 	return dst, err
 }
 
-// readLogRows reads rows of the log table after the id after, up to limit in dst. meta and
-// answers say whether the table has those columns.
+// readLogRows appends to dst, up to limit in all, the rows of the log table after the id after,
+// numbered. meta and answers say whether the table has those columns.
 func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int64, limit int, meta, answers bool, dst []shipRow) ([]shipRow, error) {
+	var err error
+	if r.rows, err = r.log.read(ctx, dc, after, limit-len(dst), meta, answers, r.rows[:0]); err != nil || len(r.rows) == 0 {
+		return dst, err
+	}
 	first := len(dst)
-	optional := func(has bool, col string) string {
-		if has {
-			return col
-		}
-		return "NULL"
+	for i := range r.rows {
+		dst = append(dst, shipRowOf(&r.rows[i]))
 	}
-	// Names and clients that are dictionary numbers are named once all rows are read.
-	var nameIDs, clientIDs []int64
-	var nameAt, clientAt []int // the rows (in dst) that wait for them
-	labelsRead := false
-	label := func(kind, n int64) (string, error) {
-		if n == 0 {
-			return "", nil
-		}
-		t, ok := r.labels[[2]int64{kind, n}]
-		if !ok && !labelsRead {
-			labelsRead = true // a label added since the cache was filled
-			if err := rawsql.Each(ctx, dc, `SELECT kind, n, text FROM labels`, nil, func(v []driver.Value) error {
-				r.labels[[2]int64{asInt(v[0]), asInt(v[1])}] = asText(v[2])
-				return nil
-			}); err != nil {
-				return "", err
-			}
-			t = r.labels[[2]int64{kind, n}]
-		}
-		return t, nil
-	}
-	err := rawsql.Each(ctx, dc, `SELECT id, name, client, late, a, b, c, `+optional(meta, "metadata")+`, `+optional(answers, "answer_data")+`
-		FROM log WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit - len(dst)}, func(v []driver.Value) error {
-		id := asInt(v[0])
-		f := logrow.Decode(id, asInt(v[3]), asInt(v[4]), asInt(v[5]), asInt(v[6]))
-		row := shipRow{
-			seq: id, ts: f.TS, proto: logrow.Proto(f.Proto), qtype: typeName(uint16(f.Qtype)),
-			qclass: logrow.Class(f.Qclass), rcode: rcodeName(uint16(f.Rcode)), size: uint32(f.Size),
-			answers: uint16(f.Answers), durationUS: f.DurationUS, ede: int32(f.EDE),
-			aa: flagBit(f.Flags, logrow.FlagAA), tc: flagBit(f.Flags, logrow.FlagTC), rd: flagBit(f.Flags, logrow.FlagRD),
-			ra: flagBit(f.Flags, logrow.FlagRA), ad: flagBit(f.Flags, logrow.FlagAD), cd: flagBit(f.Flags, logrow.FlagCD),
-			doBit: flagBit(f.Flags, logrow.FlagDO), metadata: asText(v[7]), answerData: asText(v[8]),
-		}
-		var err error
-		if row.server, err = label(logrow.LabelServer, f.Server); err != nil {
-			return err
-		}
-		if row.plugin, err = label(logrow.LabelPlugin, f.Plugin); err != nil {
-			return err
-		}
-		if row.upstream, err = label(logrow.LabelUpstream, f.Upstream); err != nil {
-			return err
-		}
-		if n, ok := v[1].(int64); ok {
-			if row.qname, ok = r.names[n]; !ok {
-				nameIDs, nameAt = append(nameIDs, n), append(nameAt, len(dst))
-			}
-		} else {
-			row.qname = asText(v[1])
-		}
-		if n, ok := v[2].(int64); ok {
-			if row.clientIP, ok = r.clients[n]; !ok {
-				clientIDs, clientAt = append(clientIDs, n), append(clientAt, len(dst))
-			}
-		} else {
-			row.clientIP = asText(v[2])
-		}
-		dst = append(dst, row)
-		return nil
-	})
-	if err != nil || len(dst) == first {
-		return dst, err
-	}
-	if err := lookUp(ctx, dc, "names", "name", r.names, nameIDs); err != nil {
-		return dst, err
-	}
-	for i, at := range nameAt {
-		dst[at].qname = r.names[nameIDs[i]]
-	}
-	if err := lookUp(ctx, dc, "clients", "addr", r.clients, clientIDs); err != nil {
-		return dst, err
-	}
-	for i, at := range clientAt {
-		dst[at].clientIP = r.clients[clientIDs[i]]
-	}
+	clear(r.rows) // drop the texts until the next read
 	return dst, numberRows(ctx, dc, dst[first:])
+}
+
+// shipRowOf is a row of the log table as shipped.
+func shipRowOf(l *logRow) shipRow {
+	return shipRow{
+		seq: l.id, ts: l.TS, server: l.server, clientIP: l.clientIP, proto: logrow.Proto(l.Proto), qname: l.qname,
+		qtype: typeName(uint16(l.Qtype)), qclass: logrow.Class(l.Qclass), rcode: rcodeName(uint16(l.Rcode)),
+		size: uint32(l.Size), answers: uint16(l.Answers), durationUS: l.DurationUS, doBit: flagBit(l.Flags, logrow.FlagDO),
+		plugin: l.plugin, ede: int32(l.EDE), upstream: l.upstream, metadata: l.metadata, answerData: l.answerData,
+		aa: flagBit(l.Flags, logrow.FlagAA), tc: flagBit(l.Flags, logrow.FlagTC), rd: flagBit(l.Flags, logrow.FlagRD),
+		ra: flagBit(l.Flags, logrow.FlagRA), ad: flagBit(l.Flags, logrow.FlagAD), cd: flagBit(l.Flags, logrow.FlagCD),
+	}
 }
 
 func flagBit(flags, bit int64) uint8 {
@@ -217,37 +145,6 @@ func flagBit(flags, bit int64) uint8 {
 		return 1
 	}
 	return 0
-}
-
-// lookUp adds to cache the texts of the dictionary table's numbers ids, a few hundred a query;
-// it empties the cache first if they would grow it past shipCacheLimit.
-func lookUp(ctx context.Context, dc driver.Conn, table, col string, cache map[int64]string, ids []int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if len(cache)+len(ids) > shipCacheLimit {
-		clear(cache)
-	}
-	ids = slices.Clone(ids) // the caller's order pairs them with rows
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	const chunk = 500
-	for len(ids) > 0 {
-		n := min(len(ids), chunk)
-		args := make([]any, n)
-		for i, id := range ids[:n] {
-			args[i] = id
-		}
-		query := `SELECT id, ` + col + ` FROM ` + table + ` WHERE id IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `)`
-		if err := rawsql.Each(ctx, dc, query, args, func(v []driver.Value) error {
-			cache[asInt(v[0])] = asText(v[1])
-			return nil
-		}); err != nil {
-			return err
-		}
-		ids = ids[n:]
-	}
-	return nil
 }
 
 // numberRows sets each row's ordinal (rows written before it, plus one) from the batches table:
@@ -274,22 +171,6 @@ func numberRows(ctx context.Context, dc driver.Conn, rows []shipRow) error {
 		}
 	}
 	return nil
-}
-
-// asInt and asText take a column's value as the driver returns it for INTEGER and TEXT.
-func asInt(v driver.Value) int64 {
-	n, _ := v.(int64)
-	return n
-}
-
-func asText(v driver.Value) string {
-	switch s := v.(type) {
-	case string:
-		return s
-	case []byte:
-		return string(s)
-	}
-	return ""
 }
 
 // typeName and rcodeName give the names queries_readable shows.

@@ -27,6 +27,8 @@ type store struct {
 	db    *sql.DB
 	batch batch // the write side, batch.go
 	v1    bool  // rows of schema 1 remain in queries_v1
+
+	catchUpReader *logReader // reads rows for the rollups while they catch up (rollup.go)
 }
 
 // refusal is an error about what a file is: not a querylog database, or one from a newer
