@@ -119,16 +119,6 @@ const (
 
 func (p proto) String() string { return logrow.Protos[p] }
 
-// protoOf is the transport named p, as String gives it; udp for an unknown name.
-func protoOf(p string) proto {
-	for i, name := range logrow.Protos {
-		if name == p {
-			return proto(i)
-		}
-	}
-	return protoUDP
-}
-
 // transport maps a server address such as "tls://:853" to the transport it serves, by CoreDNS's
 // scheme names. Plain "dns://" listeners serve both UDP and TCP, so for those, and for an
 // address without a known scheme, the caller decides from the connection. CoreDNS v1.15.0
