@@ -12,6 +12,7 @@
 //	go run ./bench/loadtest -scenario rate -clickhouse -clickhouse-outage 60s -duration 120s -querylog-options 'ship $CLICKHOUSE'
 //	go run ./bench/loadtest -scenario rate -mix skewed       # 20,000 names, 32 client addresses
 //	go run ./bench/loadtest -scenario rate -mix unique -qps 2000 -duration 5s   # every name new
+//	go run ./bench/loadtest -scenario pool bench/results/*-compare-*.json   # rounds of many reports
 package main
 
 import (
@@ -71,7 +72,7 @@ func main() {
 
 func realMain() int {
 	var c config
-	flag.StringVar(&c.scenario, "scenario", "rate", "rate (fixed QPS), max (unthrottled) or compare (no logging / querylog / log, or the -variants, in rounds)")
+	flag.StringVar(&c.scenario, "scenario", "rate", "rate (fixed QPS), max (unthrottled), compare (no logging / querylog / log, or the -variants, in rounds), or pool (the rounds of the compare reports named as arguments, together)")
 	flag.BoolVar(&c.short, "short", false, "short run for CI: 5 s (and 2000 QPS for rate)")
 	flag.IntVar(&c.qps, "qps", 0, "target QPS for -scenario rate (default 10000; 2000 with -short); with compare, runs every variant at this rate instead of unthrottled (to compare CPU)")
 	flag.DurationVar(&c.duration, "duration", 0, "load duration per run (default: rate 600s, max 60s, compare 20s; 5s with -short)")
@@ -98,6 +99,13 @@ func realMain() int {
 	flag.StringVar(&c.repo, "repo", "", "repository root (default: found from the working directory)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary folder (Corefiles, databases, logs)")
 	flag.Parse()
+	if c.scenario == "pool" {
+		if err := pool(os.Stdout, flag.Args()); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			return 2
+		}
+		return 0
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "unexpected arguments: %q\n", flag.Args())
 		return 2
