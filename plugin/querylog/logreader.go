@@ -30,7 +30,7 @@ type logRow struct {
 	id int64
 	logrow.Fields
 	qname, clientIP          string
-	server, plugin, upstream string // "" for none
+	server, plugin, upstream string // the texts of Fields.Server, Plugin and Upstream; "" for none
 	metadata, answerData     string // "" unless asked for and there
 }
 

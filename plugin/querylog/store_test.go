@@ -291,8 +291,6 @@ type queryRow struct {
 // testLabels numbers the labels of entries that tests write through testStore.
 var testLabels labels
 
-// entryOf is the entry that the handler makes for a reply that must be stored as r (a
-// nanosecond start within r's millisecond, as a real one has), with l's label numbers.
 // protoOf is the transport named p, as String gives it; udp for an unknown name.
 func protoOf(p string) proto {
 	for i, name := range logrow.Protos {
@@ -303,6 +301,8 @@ func protoOf(p string) proto {
 	return protoUDP
 }
 
+// entryOf is the entry that the handler makes for a reply that must be stored as r (a
+// nanosecond start within r's millisecond, as a real one has), with l's label numbers.
 func entryOf(l *labels, r queryRow) entry {
 	e := entry{start: r.ts*1e6 + 123456, qname: r.qname, qtype: uint16(r.qtype), qclass: uint16(r.qclass),
 		rcode: uint16(r.rcode), size: uint32(r.size), answers: uint16(r.answers), duration: uint32(r.us),
