@@ -94,10 +94,16 @@ func benchStore(b *testing.B, name string) (*store, *checkpointer) {
 // values made beforehand, so that it costs only what the driver, SQLite and the file do. What
 // v2-norollups costs above it is the writer's own work (dictionaries, packing, boxing).
 //
-//	go test -run '^$' -bench StoreWrite -benchtime 1000000x ./plugin/querylog/
+// Each schema 2 layout also reports its CPU per row as a share of schema 1's, measured just
+// before it (x-v1-cpu): this machine's speed moves by tens of percent from hour to hour, and
+// the share much less. -count repeats each layout before the next, so the pairs are adjacent
+// only when the command itself is repeated:
+//
+//	for i in 1 2 3 4 5; do go test -run '^$' -bench StoreWrite -benchtime 1000000x ./plugin/querylog/; done
 func BenchmarkStoreWrite(b *testing.B) {
 	for _, mix := range []string{"skewed", "unique"} {
 		entries := benchMix(mix, 200_000)
+		var v1CPU float64 // schema 1's CPU per row, from the last run of mix
 		for _, layout := range []string{"v1", "v2", "v2-norollups", "v2-driver"} {
 			b.Run(fmt.Sprintf("mix=%s/schema=%s", mix, layout), func(b *testing.B) {
 				var write func(off, n int) error
@@ -120,7 +126,12 @@ func BenchmarkStoreWrite(b *testing.B) {
 					}
 					used = func() (int64, error) { return usedBytes(s.db) }
 				}
-				benchWrite(b, entries, 1000, write, used)
+				cpu := benchWrite(b, entries, 1000, write, used)
+				if layout == "v1" {
+					v1CPU = cpu
+				} else if v1CPU > 0 {
+					b.ReportMetric(cpu/v1CPU, "x-v1-cpu")
+				}
 			})
 		}
 	}
@@ -144,8 +155,8 @@ func BenchmarkBatchSize(b *testing.B) {
 
 // benchWrite writes b.N rows of entries, batch rows per write (of entries[off:off+n]), each
 // pass later in time than the one before, and reports rows/s, CPU per row and bytes per row on
-// disk (used).
-func benchWrite(b *testing.B, entries []entry, batch int, write func(off, n int) error, used func() (int64, error)) {
+// disk (used). It returns the CPU per row, in µs.
+func benchWrite(b *testing.B, entries []entry, batch int, write func(off, n int) error, used func() (int64, error)) float64 {
 	start := cpuTime()
 	for done := 0; done < b.N; {
 		n := min(batch, b.N-done)
@@ -158,12 +169,13 @@ func benchWrite(b *testing.B, entries []entry, batch int, write func(off, n int)
 		}
 		done += n
 	}
-	cpu := cpuTime() - start
+	cpu := float64((cpuTime() - start).Microseconds()) / float64(b.N)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/row")
+	b.ReportMetric(cpu, "cpu-µs/row")
 	if bytes, err := used(); err == nil {
 		b.ReportMetric(float64(bytes)/float64(b.N), "B/row")
 	}
+	return cpu
 }
 
 // driverWriter writes log rows of entries as the store's writer binds them once the texts that
