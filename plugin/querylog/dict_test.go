@@ -170,3 +170,28 @@ func TestLabelLimit(t *testing.T) {
 		}
 	}
 }
+
+// A handler's labelMemo gives the numbers its table gives, for more texts than it keeps and
+// for two tables, and a text it keeps costs no allocation.
+func TestLabelMemo(t *testing.T) {
+	var a, b labels
+	b.id(labelPlugin, "offset") // so that b numbers the same texts differently from a
+	var m labelMemo
+	texts := []string{"cache", "forward", "template", "file", "hosts", "whoami"} // more than memoSlots
+	for range 3 {
+		for _, text := range texts {
+			for _, l := range []*labels{&a, &b} {
+				if got, want := m.id(l, labelPlugin, text), l.id(labelPlugin, text); got != want {
+					t.Fatalf("%q: memo says %d, the table %d", text, got, want)
+				}
+			}
+		}
+	}
+	if m.id(&a, labelPlugin, "") != 0 {
+		t.Error("the empty text has a number")
+	}
+	m.id(&a, labelPlugin, "cache")
+	if n := testing.AllocsPerRun(100, func() { m.id(&a, labelPlugin, "cache") }); n != 0 {
+		t.Errorf("a remembered text costs %v allocations", n)
+	}
+}

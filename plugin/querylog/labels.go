@@ -93,6 +93,40 @@ func (l *labels) text(kind labelKind, id uint16) string {
 	return l.texts[kind][id-1]
 }
 
+// labelMemo keeps, for one handler, the numbers of the few texts it looks up: its server and
+// the plugins that answer under it. A query then finds them with a comparison or two instead
+// of a lookup in the shared map, which cost about 0.1 µs a label at saturation (a CoreDNS CPU
+// profile, unique mix). Slots are replaced in turn; a text in none of them is looked up as
+// before, and remembered.
+type labelMemo struct {
+	slots [memoSlots]atomic.Pointer[labelHit]
+	next  atomic.Uint32
+}
+
+// memoSlots is how many texts a labelMemo keeps: a server block's answering plugins are
+// usually fewer.
+const memoSlots = 4
+
+type labelHit struct {
+	table *labels
+	text  string
+	id    uint16
+}
+
+// id is l.id(kind, text), remembered. A memo serves one kind only.
+func (m *labelMemo) id(l *labels, kind labelKind, text string) uint16 {
+	for i := range m.slots {
+		if h := m.slots[i].Load(); h != nil && h.text == text && h.table == l {
+			return h.id
+		}
+	}
+	id := l.id(kind, text)
+	if id != 0 {
+		m.slots[m.next.Add(1)%memoSlots].Store(&labelHit{table: l, text: text, id: id})
+	}
+	return id
+}
+
 // keyring numbers the anonymize hash keys of the handlers sharing a writer (server blocks may
 // differ), so an entry carries a small index instead of a pointer. Index 0 is no key.
 type keyring struct {

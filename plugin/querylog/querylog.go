@@ -36,6 +36,8 @@ type QueryLog struct {
 	filter filter
 	sink   sink    // set in OnStartup, before any query is served
 	writer *writer // the writer behind sink, which the generation releases (lifecycle.go)
+
+	servers, plugins labelMemo // the label numbers this handler uses
 }
 
 // Name implements plugin.Handler.
@@ -106,7 +108,7 @@ const upstreamLabel = "forward/upstream"
 // recorder saw.
 func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *recorder) {
 	l := q.sink.labelTable()
-	e.server = uint8(l.id(labelServer, server))
+	e.server = uint8(q.servers.id(l, labelServer, server))
 	answered := cmp.Or(rec.plugin, rec.next)
 	if f := metadata.ValueFunc(ctx, upstreamLabel); f != nil {
 		if up := f(); up != "" {
@@ -116,7 +118,7 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 			answered = "forward"
 		}
 	}
-	e.plugin = uint8(l.id(labelPlugin, answered))
+	e.plugin = uint8(q.plugins.id(l, labelPlugin, answered))
 	if len(q.filter.metadata) == 0 && !q.filter.answers {
 		return
 	}
