@@ -159,13 +159,15 @@ func (g *generation) release(final bool) {
 // reapOrphans releases generations whose instance failed to start after their OnStartup ran:
 // Caddy drops such an instance from its list without calling any shutdown callback. Only
 // generations whose instance was listed when they started are considered (in-process tests
-// may start generations outside Caddy's list).
+// may start generations outside Caddy's list). A generation that is restarting is not an
+// orphan: on a healthy reload Caddy unlists the old instance (Stop) before its OnShutdown,
+// which releases it.
 func reapOrphans() {
 	live := liveGenerations()
 	generationsMu.Lock()
 	var orphans []*generation
 	for _, g := range running {
-		if g.tracked && !live[g] {
+		if g.tracked && !live[g] && !g.restarting.Load() {
 			orphans = append(orphans, g)
 		}
 	}

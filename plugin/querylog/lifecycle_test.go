@@ -163,7 +163,14 @@ func TestLifecycleReloadUnderLoad(t *testing.T) {
 	if strings.Contains(logs.String(), "locked") {
 		t.Errorf("log mentions a lock:\n%s", logs)
 	}
+	if strings.Contains(logs.String(), failedInstanceLine) {
+		t.Errorf("healthy reloads logged %q", failedInstanceLine)
+	}
 }
+
+// failedInstanceLine is logged when querylog releases what an instance that failed to start
+// had acquired: only then.
+const failedInstanceLine = "Releasing the databases of an instance that failed to start"
 
 // TestLifecycleReloadInvalid tries reloads that fail before any OnStartup (a querylog option
 // error, a later plugin's error after querylog's setup looked at a new path, a syntax error, a
@@ -231,6 +238,7 @@ func TestLifecycleReloadInvalid(t *testing.T) {
 // what it acquired: no extra reference on the shared writer, no flusher or connection for the
 // second database, its old options back. A later shutdown still drains everything.
 func TestLifecycleReloadFailsAfterStartup(t *testing.T) {
+	logs := testutil.CaptureLog(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "q.db")
 	db2 := filepath.Join(dir, "second.db")
@@ -259,6 +267,9 @@ func TestLifecycleReloadFailsAfterStartup(t *testing.T) {
 	}
 
 	settledGoroutines(t, "after the failed reload", total, flushers, sqlDBs)
+	if n := strings.Count(logs.String(), failedInstanceLine); n != 1 {
+		t.Errorf("%q logged %d times after one failed reload, want once", failedInstanceLine, n)
+	}
 	if w2, r := liveWriter(db); w2 != w || r != refs {
 		t.Errorf("writer for %s: %p with %d refs, want the original %p with %d", db, w2, r, w, refs)
 	}
