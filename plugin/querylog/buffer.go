@@ -264,12 +264,16 @@ func (b *buffer) add(cs []counts) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, c := range cs {
-		t := b.countsFor(c.server)
-		t.enqueued += c.enqueued
-		t.written += c.written
-		for r := range c.dropped {
-			t.dropped[r] += c.dropped[r]
-		}
+		b.countsFor(c.server).add(c)
+	}
+}
+
+// add sums o's counts into c (not its server).
+func (c *counts) add(o counts) {
+	c.enqueued += o.enqueued
+	c.written += o.written
+	for r := range o.dropped {
+		c.dropped[r] += o.dropped[r]
 	}
 }
 

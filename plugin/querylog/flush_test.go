@@ -436,23 +436,27 @@ func TestTailLogsWriteError(t *testing.T) {
 		t.Errorf("the tail's SQLite error is logged %d times, want once:\n%s", n, logs)
 	}
 	m := testutil.Gather(t)
-	if a, d := m.Account(o.path), m.Get(o.path, "dropped_total", "reason", "shutdown"); a.Enqueued != 3 || a.Written != 0 || d != 3 {
-		t.Errorf("after the tail failed: %+v, %v shutdown drops; want 3 enqueued, 3 dropped", a, d)
+	if a, d := m.Account(o.path), m.Get(o.path, "dropped_total", "server", "dns://:53", "reason", "shutdown"); a.Enqueued != 3 || a.Written != 0 || d != 3 {
+		t.Errorf("after the tail failed: %+v, %v shutdown drops of server dns://:53; want 3 enqueued, 3 dropped", a, d)
 	}
 }
 
 // TestRetiredWritersKeepOnlyCounts opens and closes writers on two files many times, as
 // reloads that change PATH back and forth do: the registry keeps the counts of the closed
-// ones (counters never go backwards), not the writers.
+// ones (counters never go backwards), not the writers, and keeps them under their server's
+// name. Each writer numbers its servers afresh, and here in a different order every round, so
+// counts kept by number would land on another server's series, or on "(other)".
 func TestRetiredWritersKeepOnlyCounts(t *testing.T) {
 	dir := t.TempDir()
 	paths := []string{filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")}
+	servers := []string{"dns://:53", "dns://127.0.0.1:5353"}
 	const rounds, per = 20, 5
 	before := retiredCount() // other tests' files
 	for i := range rounds {
 		for _, p := range paths {
 			w := testWriter(t, writerOpts(p))
-			logN(w, "dns://:53", i*per, per)
+			logN(w, servers[i%2], 2*i*per, per)
+			logN(w, servers[(i+1)%2], (2*i+1)*per, 2*per)
 			w.release(w.options(), false)
 		}
 	}
@@ -461,8 +465,15 @@ func TestRetiredWritersKeepOnlyCounts(t *testing.T) {
 	}
 	m := testutil.Gather(t)
 	for _, p := range paths {
-		if a := m.Account(p); a.Enqueued != rounds*per || a.Written != rounds*per {
-			t.Errorf("%s: %+v, want %d enqueued and written", p, a, rounds*per)
+		for _, s := range servers {
+			// Each server was first in half the rounds (per entries) and second in the others (2*per).
+			want := float64(rounds/2*per + rounds/2*2*per)
+			if e, w := m.Get(p, "enqueued_total", "server", s), m.Get(p, "written_total", "server", s); e != want || w != want {
+				t.Errorf("%s, server %s: %v enqueued, %v written; want %v of each", p, s, e, w, want)
+			}
+		}
+		if a := m.Account(p); a.Enqueued != rounds*3*per {
+			t.Errorf("%s: %+v, want %d enqueued in all (a series other than the two servers')", p, a, rounds*3*per)
 		}
 	}
 }

@@ -190,11 +190,7 @@ func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 				sums[k] = t
 				order = append(order, k)
 			}
-			t.enqueued += c.enqueued
-			t.written += c.written
-			for r := range c.dropped {
-				t.dropped[r] += c.dropped[r]
-			}
+			t.add(c)
 		}
 	}
 	// Servers declared at startup that have not been counted yet show zeros.

@@ -51,10 +51,11 @@ type writer struct {
 var (
 	registryMu sync.Mutex
 	writers    = map[string]*writer{} // live writers by absolute path
-	// retired holds the counts of closed writers, summed by path, so that counters never go
-	// backwards: a path closed and reopened by reloads keeps counting where it was. Only the
-	// counts are kept, not the writers.
-	retired = map[string]*buffer{}
+	// retired holds the counts of closed writers, summed by path and then by server, so that
+	// counters never go backwards: a path closed and reopened by reloads keeps counting where
+	// it was. Only the counts are kept, not the writers, and so by server text: a writer's
+	// label numbers mean nothing without its label table.
+	retired = map[string]map[string]*counts{}
 )
 
 // tailGrace is how long a writer closed by a final shutdown keeps its database open for
@@ -261,13 +262,27 @@ func (w *writer) stopCheckpointer() {
 // retire moves the counts of the drained writer to retired[w.path]; entries the tail handles
 // afterwards are counted there too (account). Called with registryMu held.
 func (w *writer) retire() {
+	w.addRetired(w.buf.snapshot().stats)
+	w.retired = true
+}
+
+// addRetired adds counts of w, numbered by w's labels, to retired[w.path] under their server
+// texts. Called with registryMu held.
+func (w *writer) addRetired(cs []counts) {
 	r := retired[w.path]
 	if r == nil {
-		r = &buffer{}
+		r = map[string]*counts{}
 		retired[w.path] = r
 	}
-	r.add(w.buf.snapshot().stats)
-	w.retired = true
+	for _, c := range cs {
+		server := w.labels.text(labelServer, uint16(c.server))
+		t := r[server]
+		if t == nil {
+			t = &counts{}
+			r[server] = t
+		}
+		t.add(c)
+	}
 }
 
 // account records the fate of entries the tail handled after the buffer closed: written, or
@@ -275,11 +290,13 @@ func (w *writer) retire() {
 func (w *writer) account(es []entry, written bool) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	b := w.buf
-	if w.retired {
-		b = retired[w.path]
+	if !w.retired {
+		w.buf.account(es, written, reasonShutdown)
+		return
 	}
+	var b buffer
 	b.account(es, written, reasonShutdown)
+	w.addRetired(b.snapshot().stats)
 }
 
 // log hands one entry to the buffer. After the buffer has closed, the entry is written by the
@@ -345,9 +362,16 @@ func writersForMetrics() (live, all []*writer) {
 	}
 	all = append([]*writer(nil), live...)
 	for path, r := range retired {
-		b := &buffer{}
-		b.add(r.snapshot().stats)
-		all = append(all, &writer{path: path, buf: b})
+		// A stand-in writer with a label table of its own for the retired servers.
+		rw := &writer{path: path, buf: &buffer{}}
+		cs := make([]counts, 0, len(r))
+		for server, c := range r {
+			t := *c
+			t.server = uint8(rw.labels.id(labelServer, server))
+			cs = append(cs, t)
+		}
+		rw.buf.add(cs)
+		all = append(all, rw)
 	}
 	return live, all
 }
