@@ -9,17 +9,8 @@ import (
 // appear in a stack trace, e.g. "querylog.(*writer).run("), how many goroutines have it in
 // their stack.
 func Goroutines(funcs ...string) (total int, with []int) {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	with = make([]int, len(funcs))
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+	for _, g := range stacks() {
 		total++
 		for i, f := range funcs {
 			if bytes.Contains(g, []byte(f)) {
@@ -28,4 +19,29 @@ func Goroutines(funcs ...string) (total int, with []int) {
 		}
 	}
 	return total, with
+}
+
+// Waiting returns how many goroutines are blocked in state (as a stack trace's header says it,
+// e.g. "chan receive", "sync.Mutex.Lock") with fn in their stack.
+func Waiting(state, fn string) int {
+	n := 0
+	for _, g := range stacks() {
+		header, _, _ := bytes.Cut(g, []byte("\n"))
+		if bytes.Contains(header, []byte("["+state)) && bytes.Contains(g, []byte(fn)) {
+			n++
+		}
+	}
+	return n
+}
+
+// stacks returns the stack trace of every goroutine, one each.
+func stacks() [][]byte {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Split(buf[:n], []byte("\n\n"))
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }

@@ -4,12 +4,13 @@ import "github.com/coredns/caddy"
 
 // The tests' reads of the writer registry and the reload generations, kept in one place.
 
-// liveWriter returns the live writer for path and its number of references.
+// liveWriter returns the live writer for path and its number of references; not one that is
+// closing, which stays registered until its database is closed.
 func liveWriter(path string) (*writer, int) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	w := writers[path]
-	if w == nil {
+	if w == nil || w.closing {
 		return nil, 0
 	}
 	return w, len(w.holders)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -451,4 +452,100 @@ func TestLifecycleTwoBlocksTwoFiles(t *testing.T) {
 	testutil.CheckLogged(t, a2, f2, db2)
 	checkAccounting(t, db1, testutil.CountRows(t, db1, ""), 0)
 	checkAccounting(t, db2, testutil.CountRows(t, db2, ""), 0)
+}
+
+// TestAcquireNotBlockedByDrainingWriter: opening one database never waits for another one's
+// drain, which may take shutdown_timeout plus the shipper's finish. Here an acquire of A finds
+// A draining (a stand-in writer that never finishes) only once it holds openMu, as when A was
+// opened and released while it waited for the lock; meanwhile an acquire of B must go ahead.
+func TestAcquireNotBlockedByDrainingWriter(t *testing.T) {
+	dir := t.TempDir()
+	a, b := writerOpts(filepath.Join(dir, "a.db")), writerOpts(filepath.Join(dir, "b.db"))
+	draining := &writer{path: a.path, closing: true, closed: make(chan struct{})}
+	finish := sync.OnceFunc(func() {
+		registryMu.Lock()
+		delete(writers, a.path)
+		registryMu.Unlock()
+		close(draining.closed)
+	})
+	t.Cleanup(finish)
+
+	openMu.Lock()
+	gotA := make(chan *writer, 1)
+	go func() {
+		w, err := acquire(a)
+		if err != nil {
+			t.Errorf("acquire(%s): %v", a.path, err)
+		}
+		gotA <- w
+	}()
+	testutil.WaitFor(t, 10*time.Second, "the acquire of A to wait for openMu", func() bool {
+		return testutil.Waiting("sync.Mutex.Lock", "querylog.acquire(") == 1
+	})
+	registryMu.Lock()
+	writers[a.path] = draining
+	registryMu.Unlock()
+	openMu.Unlock()
+	testutil.WaitFor(t, 10*time.Second, "the acquire of A to wait for A's drain", func() bool {
+		return testutil.Waiting("chan receive", "querylog.acquire(") == 1
+	})
+
+	gotB := make(chan *writer, 1)
+	go func() {
+		w, err := acquire(b)
+		if err != nil {
+			t.Errorf("acquire(%s): %v", b.path, err)
+		}
+		gotB <- w
+	}()
+	var wb *writer
+	if !testutil.Poll(20*time.Second, 5*time.Millisecond, func() bool {
+		select {
+		case wb = <-gotB:
+			return true
+		default:
+			return false
+		}
+	}) {
+		t.Errorf("acquire(B) still waits after 20s while A drains: it waits behind the acquire of A, which holds openMu")
+	}
+	finish()
+	wa := <-gotA
+	if wb == nil {
+		wb = <-gotB
+	}
+	for _, w := range []*writer{wa, wb} {
+		if w != nil {
+			w.release(w.options(), false)
+		}
+	}
+	if wa == draining {
+		t.Errorf("acquire(A) joined the draining writer")
+	}
+}
+
+// TestJoinWaitsForStoreClose: a writer released by a final shutdown keeps its database open
+// for tailGrace, for replies still being answered. A new acquire of the same file meanwhile
+// waits until that store is closed, and only then opens its own: never two connections
+// writing to one file from one process.
+func TestJoinWaitsForStoreClose(t *testing.T) {
+	o := writerOpts(tempDB(t))
+	w := testWriter(t, o)
+	logN(w, "dns://:53", 0, 3)
+	w.release(w.options(), true)
+	if !w.ready() {
+		t.Fatalf("the store closed at once, not after tailGrace: nothing to test")
+	}
+	next := testWriter(t, o)
+	if w.ready() {
+		t.Errorf("acquire returned a new writer while the released one still had %s open", o.path)
+	}
+	if next == w {
+		t.Errorf("acquire joined the released writer")
+	}
+	logN(next, "dns://:53", 3, 2)
+	next.release(next.options(), false)
+	if n := testutil.CountRows(t, o.path, ""); n != 5 {
+		t.Errorf("%d rows, want 5", n)
+	}
 }

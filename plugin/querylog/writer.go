@@ -18,6 +18,8 @@ type writer struct {
 	optsMu sync.Mutex
 	opts   options // the newest acquirer's
 
+	// Lock order: shipMu before storeMu (the shipper's finish, under shipMu, reads and saves
+	// its cursor under storeMu); never the other way round.
 	storeMu sync.Mutex // serializes the flusher's batches with tail writes after close
 	store   *store     // nil until opened, and once closed
 	ckpt    *checkpointer
@@ -26,15 +28,15 @@ type writer struct {
 	labels labels  // numbers of the texts entries repeat (servers, plugins, upstreams)
 	keys   keyring // anonymize hash keys of the handlers, numbered for their entries
 
-	shipMu sync.Mutex              // serializes setShip
+	shipMu sync.Mutex              // serializes setShip and finishShip; taken before storeMu
 	ship   atomic.Pointer[shipper] // nil unless shipping (ship.go)
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
-	closed chan struct{} // closed when the writer has fully shut down
+	closed chan struct{} // closed when the writer has fully shut down, its database closed
 
 	holders []options // one per reference, its options, oldest first; guarded by registryMu
-	closing bool      // guarded by registryMu
+	closing bool      // the last holder released it; it stays registered until closed; guarded by registryMu
 	retired bool      // its counts have moved to retired[path]; guarded by registryMu
 
 	warnMu  sync.Mutex
@@ -66,7 +68,9 @@ const tailGrace = 6 * time.Second
 // openMu serializes opening databases. Until a new file exists, an alias of it (a symlink to
 // it) cannot be recognized, so two opens of any paths might be of one file; opening them one
 // after the other lets the second find the first. registryMu is not held meanwhile: scrapes,
-// lookups and releases never wait for SQLite to open and migrate.
+// lookups and releases never wait for SQLite to open and migrate. Nor is openMu held while
+// waiting for a writer to drain (join), which may take shutdown_timeout and the shipper's
+// finish: that would stop every other database from opening.
 var openMu sync.Mutex
 
 // acquire returns the writer for o.path, opening the database and starting the flusher if this
@@ -77,15 +81,32 @@ var openMu sync.Mutex
 // a read-only file), the writer starts without it, buffers entries, and its flusher opens the
 // database with backoff. Only a file that is not a usable querylog database fails.
 func acquire(o options) (*writer, error) {
-	if w := join(o); w != nil {
-		return w, nil
+	for {
+		w, draining := join(o)
+		if w == nil && draining == nil {
+			var err error
+			if w, draining, err = openOrJoin(o); err != nil {
+				return nil, err
+			}
+		}
+		if w != nil {
+			return w, nil
+		}
+		// The last user is draining it; wait, holding no lock, and open it afresh rather
+		// than fight over the write lock with a second connection.
+		<-draining
 	}
+}
+
+// openOrJoin opens a new writer for o.path under openMu, or joins (or reports draining) one
+// that was opened, or began to close, while this waited for openMu.
+func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	openMu.Lock()
 	defer openMu.Unlock()
-	if w := join(o); w != nil { // opened while this waited for openMu
-		return w, nil
+	if w, draining := join(o); w != nil || draining != nil {
+		return w, draining, nil
 	}
-	w := &writer{
+	w = &writer{
 		path:    o.path,
 		buf:     newBuffer(o),
 		opts:    o,
@@ -97,7 +118,7 @@ func acquire(o options) (*writer, error) {
 	}
 	if err := w.open(); err != nil {
 		if permanent(err) {
-			return nil, err
+			return nil, nil, err
 		}
 		flushErrors.WithLabelValues(o.path).Inc()
 		log.Warningf("Cannot open %s yet, starting without it: entries are buffered and written once it opens (%v)", o.path, err)
@@ -108,30 +129,27 @@ func acquire(o options) (*writer, error) {
 	registryMu.Unlock()
 	w.setShip(o.ship) // before the flusher's first maintenance, which asks it what may be deleted
 	go w.run()
-	return w, nil
+	return w, nil, nil
 }
 
-// join adds a reference with options o to the live writer for o.path, if there is one.
-func join(o options) *writer {
-	for {
-		registryMu.Lock()
-		w := lookup(o.path)
-		if w == nil {
-			registryMu.Unlock()
-			return nil
-		}
-		if w.closing {
-			// The last user is draining it; wait and open it afresh rather than fight over
-			// the write lock with a second connection.
-			registryMu.Unlock()
-			<-w.closed
-			continue
-		}
-		w.holders = append(w.holders, o)
+// join adds a reference with options o to the live writer for o.path, if there is one. If
+// that writer is closing it joins nothing and returns the channel closed once it has closed,
+// database included.
+func join(o options) (w *writer, draining <-chan struct{}) {
+	registryMu.Lock()
+	w = lookup(o.path)
+	if w == nil {
 		registryMu.Unlock()
-		w.configure(o)
-		return w
+		return nil, nil
 	}
+	if w.closing {
+		registryMu.Unlock()
+		return nil, w.closed
+	}
+	w.holders = append(w.holders, o)
+	registryMu.Unlock()
+	w.configure(o)
+	return w, nil
 }
 
 // lookup finds the live writer for path, by name or as the same file under another name.
@@ -204,15 +222,26 @@ func (w *writer) release(o options, keepTail bool) {
 	w.buf.release()
 
 	registryMu.Lock()
-	delete(writers, w.path)
 	w.retire()
 	registryMu.Unlock()
 
 	if keepTail {
-		time.AfterFunc(tailGrace, w.closeStore)
+		time.AfterFunc(tailGrace, w.unregister)
 	} else {
-		w.closeStore()
+		w.unregister()
 	}
+}
+
+// unregister closes the database and only then takes the writer out of the registry and
+// signals closed: until then a new acquire of the file waits (join) instead of opening a
+// second connection to it.
+func (w *writer) unregister() {
+	w.closeStore()
+	registryMu.Lock()
+	if writers[w.path] == w {
+		delete(writers, w.path)
+	}
+	registryMu.Unlock()
 	close(w.closed)
 }
 
@@ -358,7 +387,9 @@ func writersForMetrics() (live, all []*writer) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	for _, w := range writers {
-		live = append(live, w)
+		if !w.retired { // a retired writer's counts are in retired, its gauges gone
+			live = append(live, w)
+		}
 	}
 	all = append([]*writer(nil), live...)
 	for path, r := range retired {
