@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/coredns/coredns/plugin"
 )
@@ -63,8 +64,9 @@ func (f *filter) anonymize(e *entry) {
 
 // loadKey reads the hash key, creating a random one if the file is missing or empty. An empty
 // file is what a crash while creating it used to leave; no entry can have been hashed with it,
-// so replacing it loses nothing. A key file that group or others may access is refused: with
-// the key, anyone can test candidate addresses against the pseudonyms.
+// so replacing it loses nothing. A key file that group or others may access, that another user
+// owns (even empty), or that is a symlink is refused: with the key, anyone can test candidate
+// addresses against the pseudonyms.
 func loadKey(path string) (*[32]byte, error) {
 	b, mode, err := readKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) || err == nil && len(b) == 0 {
@@ -72,6 +74,9 @@ func loadKey(path string) (*[32]byte, error) {
 			return nil, fmt.Errorf("anonymize key %s: creating it: %w", path, pathErr(err))
 		}
 		b, mode, err = readKeyFile(path)
+	}
+	if refused(err) { // names the file already
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("anonymize key %s: %w", path, err)
@@ -87,9 +92,15 @@ func loadKey(path string) (*[32]byte, error) {
 	return &k, nil
 }
 
-// readKeyFile reads path and returns its permission bits, from the file it read.
+// readKeyFile reads path and returns its permission bits. It never follows a symlink
+// (O_NOFOLLOW), and checks the file it opened (fstat), not the path, which may have changed
+// since: a regular file owned by root or the user CoreDNS runs as. O_NONBLOCK keeps a FIFO
+// planted there from blocking the open.
 func readKeyFile(path string) ([]byte, fs.FileMode, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, 0, refusal{fmt.Sprintf("anonymize key %s is a symlink, which is never followed: name the key file itself", path)}
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -100,6 +111,9 @@ func readKeyFile(path string) ([]byte, fs.FileMode, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, 0, errors.New("not a regular file")
+	}
+	if err := checkOwner("anonymize key", path, fi); err != nil {
+		return nil, 0, err
 	}
 	b, err := io.ReadAll(f)
 	return b, fi.Mode().Perm(), err

@@ -42,8 +42,12 @@ func (r refusal) Error() string { return r.msg }
 func refused(err error) bool { return errors.As(err, new(refusal)) }
 
 // checkDatabase verifies, without modifying anything, that path is absent, empty, or a
-// querylog database this build can migrate. It names the file in every error.
+// querylog database this build can migrate, and that no other user owns it, its -wal or its
+// -shm (owner.go). It names the file in every error.
 func checkDatabase(path string) error {
+	if err := checkDatabaseOwners(path); err != nil {
+		return err
+	}
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -134,7 +138,15 @@ func openStore(path string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
+	// The owner of the file opened, which a file planted since the check cannot change.
+	fi, err := f.Stat()
 	f.Close()
+	if err == nil {
+		err = checkOwner("database", path, fi)
+	}
+	if err != nil {
+		return nil, err
+	}
 
 	db, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -145,6 +157,12 @@ func openStore(path string) (*store, error) {
 	db.SetConnMaxLifetime(0)
 	s := &store{path: path, db: db}
 	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	// SQLite has opened -wal and -shm now, creating them if need be: check the files it has,
+	// in case one was planted after the check above.
+	if err := checkDatabaseOwners(path); err != nil {
 		db.Close()
 		return nil, err
 	}
