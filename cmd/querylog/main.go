@@ -40,7 +40,8 @@ Flags of every command:
   --json           JSON instead of a table (export: JSON lines)
 
 Filters (search and export; tail takes all but --since and --until):
-  --name SUFFIX    the name and every name under it (example.org: www.example.org. too)
+  --name SUFFIX    the name and every name under it (example.org: www.example.org. too),
+                   on label boundaries (not evil\.example.org., a name under org.)
   --client A       a client address or network (192.0.2.1, 10.0.0.0/8, 2001:db8::/32), or
                    an anonymized client (anon-...), matched exactly
   --rcode R        NOERROR, NXDOMAIN, SERVFAIL, ... or a number
