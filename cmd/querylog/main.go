@@ -30,7 +30,9 @@ Commands:
   search [filters] [-n 50] [--after CURSOR]
                                        matching rows, newest first, a page at a time
   export [--format csv|jsonl] [filters]
-                                       every matching row, oldest first, streamed
+                                       every matching row, oldest first, streamed; exact
+                                       texts for programs (a spreadsheet may run a CSV
+                                       field that begins with =, +, - or @ as a formula)
   stats                                rows, time span, file size, rows per day, rollups,
                                        schema version
 
@@ -49,6 +51,9 @@ Filters (search and export; tail takes all but --since and --until):
   --slower-than D  answered in more than D (e.g. 100ms)
   --since T        arrived at or after T: a duration ago (30m, 1h, 30d) or an RFC 3339 time
   --until T        arrived before T
+
+Tables show a text holding a control character, a character that does not print or bytes
+that are not UTF-8 (or beginning with ") in double quotes, escaped as Go does: "a\x1b[2Jb".
 
 Exit status: 0 done; 1 the query failed or took longer than --timeout; 2 bad usage;
 3 the database cannot be read (no such file, not a querylog database, a schema newer than
