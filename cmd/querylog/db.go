@@ -121,20 +121,31 @@ func checkFile(path, abs string) error {
 }
 
 // begin starts a read transaction, ending the one before; its snapshot is taken by the first
-// read and kept until the next begin.
+// read and kept until the next begin or end.
 func (d *database) begin(ctx context.Context) error {
+	if err := d.end(ctx); err != nil {
+		return err
+	}
+	if err := d.exec(ctx, "BEGIN"); err != nil {
+		return databaseError("%s: %v", d.path, err)
+	}
+	d.inTx = true
+	return nil
+}
+
+// end ends the read transaction, if any. A snapshot held keeps every WAL frame written after it
+// from being checkpointed, and the WAL from being reset: it grows for as long as the snapshot
+// lives. tail -f ends its snapshot before it prints (its stdout may block for ever) and holds
+// none between polls.
+func (d *database) end(ctx context.Context) error {
 	if !d.inTx {
-		if err := d.exec(ctx, "BEGIN"); err != nil {
-			return databaseError("%s: %v", d.path, err)
-		}
-		d.inTx = true
 		return nil
 	}
 	if err := d.exec(ctx, "COMMIT"); err != nil {
 		return err
 	}
 	d.inTx = false
-	return d.begin(ctx)
+	return nil
 }
 
 func (d *database) close() {

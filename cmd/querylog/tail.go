@@ -50,6 +50,9 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 	if err == nil && *follow {
 		last, err = d.newestID(qctx)
 	}
+	if err == nil {
+		err = d.end(qctx) // before printing: stdout may block
+	}
 	cancel()
 	if err != nil {
 		return d.queryError(err)
@@ -74,17 +77,27 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 			return nil
 		case <-t.C:
 		}
-		qctx, cancel := d.withBudget(ctx)
-		err := d.poll(qctx, w, &last, p.print)
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return d.queryError(err)
-		}
-		if err := p.out.Flush(); err != nil {
-			return err
+		for {
+			qctx, cancel := d.withBudget(ctx)
+			rows, err := d.poll(qctx, w, &last)
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return d.queryError(err)
+			}
+			for i := range rows {
+				if err := p.print(&rows[i]); err != nil {
+					return err
+				}
+			}
+			if err := p.out.Flush(); err != nil {
+				return err
+			}
+			if len(rows) < tailBatch {
+				break
+			}
 		}
 	}
 }
@@ -100,41 +113,48 @@ func (d *database) newestID(ctx context.Context) (int64, error) {
 	return id, err
 }
 
-// poll begins a new snapshot and calls f with the rows w selects written after *last, updating
-// it. Labels are read again, since the server adds one when a plugin answers for the first time.
-func (d *database) poll(ctx context.Context, w *where, last *int64, f func(*row) error) error {
+// poll reads, in a snapshot of its own, up to tailBatch rows that w selects written after *last,
+// updating it, and ends the snapshot before it returns them, so that printing them (stdout may
+// block) holds up no checkpoint. Labels are read again, since the server adds one when a plugin
+// answers for the first time.
+func (d *database) poll(ctx context.Context, w *where, last *int64) ([]row, error) {
 	if err := d.begin(ctx); err != nil {
-		return err
+		return nil, err
 	}
+	rows, err := d.newRows(ctx, w, last)
+	if endErr := d.end(ctx); err == nil {
+		err = endErr
+	}
+	return rows, err
+}
+
+// newRows reads up to tailBatch rows that w selects written after *last, updating it.
+func (d *database) newRows(ctx context.Context, w *where, last *int64) ([]row, error) {
 	var version int64
 	if err := d.row(ctx, `SELECT user_version FROM pragma_user_version`, nil, &version); err != nil {
-		return err
+		return nil, err
 	}
 	if int(version) != d.schema { // upgraded by a new server under us: read the new log from its start
 		if err := d.identify(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		*last = 0
 	}
 	if err := d.loadLabels(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	for {
-		got := 0
-		each := func(r *row) error { got++; *last = r.id; return f(r) }
-		var err error
-		if d.log {
-			q := w.logQuery(*last+1, math.MaxInt64)
-			q.limit = tailBatch
-			err = d.logRows(ctx, q, each)
-		} else {
-			// Schema 1 has no id: its rows are followed by rowid, in the order they were written.
-			err = d.v1Follow(ctx, w, *last, each)
-		}
-		if err != nil || got < tailBatch {
-			return err
-		}
+	var rows []row
+	keep := func(r *row) error { rows = append(rows, *r); *last = r.id; return nil }
+	var err error
+	if d.log {
+		q := w.logQuery(*last+1, math.MaxInt64)
+		q.limit = tailBatch
+		err = d.logRows(ctx, q, keep)
+	} else {
+		// Schema 1 has no id: its rows are followed by rowid, in the order they were written.
+		err = d.v1Follow(ctx, w, *last, keep)
 	}
+	return rows, err
 }
 
 // v1Follow calls f with the rows of schema 1 that w selects after rowid last, in rowid order.

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,4 +91,67 @@ func TestTailSchema1(t *testing.T) {
 	got := jsonRecords(t, buf.String())
 	want := schema1Rows(t, db, `ts >= (SELECT ts FROM queries WHERE rowid = 99)`)
 	checkSame(t, "tail -f", got, want)
+}
+
+// blockedWriter is a stdout nobody reads (a pipe to a stopped less, Ctrl-S): Write blocks until
+// release; written is closed at the first Write.
+type blockedWriter struct {
+	written, released chan struct{}
+	once              sync.Once
+}
+
+func newBlockedWriter() *blockedWriter {
+	return &blockedWriter{written: make(chan struct{}), released: make(chan struct{})}
+}
+
+func (w *blockedWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.written) })
+	<-w.released
+	return len(p), nil
+}
+
+// TestTailHoldsNoSnapshot: tail -f holds no read transaction while its stdout blocks, nor
+// between polls, so the WAL can be checkpointed and emptied meanwhile (a snapshot held makes a
+// TRUNCATE checkpoint busy: the WAL then grows without end under a busy server).
+func TestTailHoldsNoSnapshot(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "q.db")
+	s := startServer(t, db)
+	s.send(t, mix)
+	walEmpty := func() bool {
+		fi, err := os.Stat(db + "-wal")
+		return err == nil && fi.Size() == 0
+	}
+
+	t.Run("stdout blocked", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		out := newBlockedWriter()
+		done := make(chan int)
+		go func() { done <- run(ctx, []string{"tail", "-f", "--db", db, "--interval", "50ms"}, out, io.Discard) }()
+		defer func() { cancel(); close(out.released); <-done }()
+		<-out.written
+		s.send(t, mix[:5]) // frames its snapshot would keep from being checkpointed
+		testutil.WaitFor(t, 20*time.Second, "a TRUNCATE checkpoint to empty the WAL while tail's stdout blocks", func() bool {
+			return testutil.CheckpointTruncate(t, db) && walEmpty()
+		})
+	})
+
+	t.Run("between polls", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		buf := testutil.NewLogBuffer()
+		done := make(chan int)
+		// Polls 10 s apart: the checkpoint must succeed before the first, when tail would end a
+		// snapshot it held.
+		go func() { done <- run(ctx, []string{"tail", "-f", "--db", db, "--interval", "10s"}, buf, io.Discard) }()
+		defer func() { cancel(); <-done }()
+		testutil.WaitFor(t, 10*time.Second, "tail's first rows", func() bool { return strings.Count(buf.String(), "\n") == 11 })
+		s.send(t, mix[:5])
+		started := time.Now()
+		testutil.WaitFor(t, 8*time.Second, "a TRUNCATE checkpoint to empty the WAL between tail's polls", func() bool {
+			return testutil.CheckpointTruncate(t, db) && walEmpty()
+		})
+		if time.Since(started) > 9*time.Second {
+			t.Skip("too slow to tell: tail may have polled meanwhile")
+		}
+	})
 }
