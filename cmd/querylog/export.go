@@ -6,7 +6,7 @@ import (
 	"math"
 )
 
-func runExport(ctx context.Context, args []string, out io.Writer) error {
+func runExport(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var f filter
 	fs := newFlags("export", "[--format csv|jsonl] [filters]", out, &c, 0)

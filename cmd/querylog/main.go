@@ -87,9 +87,10 @@ func databaseError(format string, args ...any) error {
 	return &exitError{exitDatabase, fmt.Errorf(format, args...)}
 }
 
-// command is one subcommand: run gets the arguments after its name.
+// command is one subcommand: run gets the arguments after its name, stdout, and stderr for
+// notes while it runs (its error, if any, goes to stderr after it returns).
 type command struct {
-	run func(ctx context.Context, args []string, out io.Writer) error
+	run func(ctx context.Context, args []string, out, notes io.Writer) error
 }
 
 var commands = map[string]command{
@@ -124,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export or stats; querylog -h for help)\n", args[0])
 		return exitUsage
 	}
-	err := c.run(ctx, args[1:], stdout)
+	err := c.run(ctx, args[1:], stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}

@@ -48,7 +48,7 @@ type rollupSet struct {
 	Last    string `json:"last"`
 }
 
-func runStats(ctx context.Context, args []string, out io.Writer) error {
+func runStats(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	fs := newFlags("stats", "", out, &c, defaultTimeout)
 	if err := parseNoArgs(fs, args); err != nil {

@@ -155,3 +155,66 @@ func TestTailHoldsNoSnapshot(t *testing.T) {
 		}
 	})
 }
+
+// TestTailFollowsRotation: tail -f notices, within its interval, that the file was renamed away
+// (log rotation) and says so on stderr; once the server has noticed too (within 10 s) and
+// created a new file at the path, tail reads the old file to its end, says it follows the new
+// one, and prints the new file's rows from its first: every row written after tail started,
+// in either file, once.
+func TestTailFollowsRotation(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, rotated := filepath.Join(dir, "q.db"), filepath.Join(dir, "q.db.1")
+	s := startServer(t, db)
+	s.send(t, mix[:5])
+	sent := 5
+	exchange := func(qs []query) { s.exchange(t, qs); sent += len(qs) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, notes := testutil.NewLogBuffer(), testutil.NewLogBuffer()
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"tail", "-f", "--json", "-n", "0", "--interval", "50ms", "--db", db}, out, notes)
+	}()
+	// tail has its file open once it prints the rows written after it started.
+	testutil.WaitFor(t, 10*time.Second, "tail to follow", func() bool {
+		exchange(mix[:1])
+		time.Sleep(100 * time.Millisecond)
+		return strings.Count(out.String(), "\n") > 0
+	})
+
+	if err := os.Rename(db, rotated); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "tail to say the file was renamed", func() bool {
+		return strings.Contains(notes.String(), "q.db was renamed or deleted")
+	})
+	// Queries go on: into the old file until the server notices, then into a new one, which
+	// tail then follows.
+	testutil.WaitFor(t, 30*time.Second, "the server to create a new file, and tail to say it follows it", func() bool {
+		exchange(mix[:2])
+		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(notes.String(), "q.db was rotated or replaced: following the new file")
+	})
+	exchange(mix[:3])
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("the %d queries sent to be rows of either file", sent), func() bool {
+		time.Sleep(20 * time.Millisecond)
+		return rowCount(t, rotated)+rowCount(t, db) == int64(sent)
+	})
+
+	// Every row after the first tail printed: the old file's, then the new file's.
+	first := jsonRecords(t, out.String())[0][0]
+	want := strs(t, rotated, `SELECT `+readableColumns+` FROM queries_readable WHERE id >= ? ORDER BY id`, first)
+	want = append(want, strs(t, db, `SELECT `+readableColumns+` FROM queries_readable ORDER BY id`)...)
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("tail to print %d rows", len(want)), func() bool {
+		return strings.Count(out.String(), "\n") >= len(want)
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("tail -f exited %d: %s", code, notes)
+	}
+	checkSame(t, "rows followed across the rotation", jsonRecords(t, out.String()), want)
+	if n := strings.Count(notes.String(), "\n"); n != 2 {
+		t.Errorf("tail said %d things on stderr, want 2:\n%s", n, notes)
+	}
+}

@@ -42,7 +42,7 @@ const otherKey = "(other)"
 // openEnd stands for a window without --until, in Unix seconds.
 const openEnd = math.MaxInt64 >> 12
 
-func runTop(ctx context.Context, args []string, out io.Writer) error {
+func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var since, until timeFlag
 	fs := newFlags("top", "domains|clients|rcodes|types [--since 24h] [--until T] [-n 20]", out, &c, defaultTimeout)
