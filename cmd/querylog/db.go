@@ -39,6 +39,8 @@ const (
 // sorted GROUP BY, 70 ms read row by row and summed in a map).
 type database struct {
 	path    string // as given, for messages
+	abs     string // absolute: what the connection opened
+	file    fileID // the file the connection opened (checked just before)
 	dc      driver.Conn
 	timeout time.Duration
 	schema  int // PRAGMA user_version: 1 or 2
@@ -69,14 +71,15 @@ func openDatabase(ctx context.Context, path string, timeout time.Duration) (*dat
 	if err != nil {
 		return nil, databaseError("%s: %v", path, err)
 	}
-	if err := checkFile(path, abs); err != nil {
+	file, err := checkFile(path, abs)
+	if err != nil {
 		return nil, err
 	}
 	dc, err := sqliteDriver.Open(rawsql.ReaderDSN(abs, busyTimeoutMS))
 	if err != nil {
 		return nil, databaseError("%s: %v", path, err)
 	}
-	d := &database{path: path, dc: dc, timeout: timeout}
+	d := &database{path: path, abs: abs, file: file, dc: dc, timeout: timeout}
 	if err := d.begin(ctx); err != nil {
 		dc.Close()
 		return nil, err
@@ -93,48 +96,60 @@ func openDatabase(ctx context.Context, path string, timeout time.Duration) (*dat
 }
 
 // checkFile tells a missing file, a folder, an empty file and a file that is not SQLite apart
-// before SQLite sees them.
-func checkFile(path, abs string) error {
+// before SQLite sees them, and returns which file the path names (tail -f notices when the path
+// comes to name another: rotation.go).
+func checkFile(path, abs string) (fileID, error) {
 	f, err := os.Open(abs)
 	if errors.Is(err, os.ErrNotExist) {
-		return databaseError("%s: no such file", path)
+		return fileID{}, databaseError("%s: no such file", path)
 	}
 	if err != nil {
-		return databaseError("%v", err)
+		return fileID{}, databaseError("%v", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return databaseError("%s: %v", path, err)
+		return fileID{}, databaseError("%s: %v", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return databaseError("%s is not a regular file", path)
+		return fileID{}, databaseError("%s is not a regular file", path)
 	}
 	head := make([]byte, len(sqliteHeader))
 	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, sqliteHeader) {
 		if fi.Size() == 0 {
-			return databaseError("%s is empty, not a querylog database", path)
+			return fileID{}, databaseError("%s is empty, not a querylog database", path)
 		}
-		return databaseError("%s is not a SQLite database", path)
+		return fileID{}, databaseError("%s is not a SQLite database", path)
 	}
-	return nil
+	return idOf(fi), nil
 }
 
 // begin starts a read transaction, ending the one before; its snapshot is taken by the first
-// read and kept until the next begin.
+// read and kept until the next begin or end.
 func (d *database) begin(ctx context.Context) error {
+	if err := d.end(ctx); err != nil {
+		return err
+	}
+	if err := d.exec(ctx, "BEGIN"); err != nil {
+		return databaseError("%s: %v", d.path, err)
+	}
+	d.inTx = true
+	return nil
+}
+
+// end ends the read transaction, if any. A snapshot held keeps every WAL frame written after it
+// from being checkpointed, and the WAL from being reset: it grows for as long as the snapshot
+// lives. tail -f ends its snapshot before it prints (its stdout may block for ever) and holds
+// none between polls.
+func (d *database) end(ctx context.Context) error {
 	if !d.inTx {
-		if err := d.exec(ctx, "BEGIN"); err != nil {
-			return databaseError("%s: %v", d.path, err)
-		}
-		d.inTx = true
 		return nil
 	}
 	if err := d.exec(ctx, "COMMIT"); err != nil {
 		return err
 	}
 	d.inTx = false
-	return d.begin(ctx)
+	return nil
 }
 
 func (d *database) close() {

@@ -6,12 +6,14 @@ import (
 	"math"
 )
 
-func runExport(ctx context.Context, args []string, out io.Writer) error {
+func runExport(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var f filter
 	fs := newFlags("export", "[--format csv|jsonl] [filters]", out, &c, 0)
 	f.flags(fs, true)
-	format := fs.String("format", "", "csv (with a header line) or jsonl (a JSON object per line); default csv, jsonl with --json")
+	format := fs.String("format", "", "csv (with a header line) or jsonl (a JSON object per line); default csv, jsonl with --json.\n"+
+		"Both are the stored texts exactly, for programs. A CSV field may begin with =, +, - or @,\n"+
+		"which a spreadsheet may run as a formula: import the file as text, do not open it directly")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}

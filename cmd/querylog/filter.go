@@ -13,6 +13,8 @@ import (
 
 	"github.com/miekg/dns"
 	"modernc.org/sqlite"
+
+	"github.com/querylog/querylog/internal/dnsname"
 )
 
 // filter selects rows: the flags of search, export and tail.
@@ -132,7 +134,8 @@ func (f *filter) sql(d *database) (*where, error) {
 			// read (logRows), the dictionary being read a block at a time. Matching the whole
 			// dictionary first would cost as much for the first page as for a full scan.
 			w.name = name
-			w.add("", nil, `(q.qname = ? OR substr(q.qname, ?) = ?)`, name, -len(name)-1, "."+name)
+			cond, args := nameCond("q.qname", name)
+			w.add("", nil, cond, args...)
 		}
 	}
 	if f.client != "" {
@@ -167,6 +170,15 @@ func (f *filter) sql(d *database) (*where, error) {
 		w.add(`l.c >> 24 > ?`, []any{us}, `q.duration_us > ?`, us)
 	}
 	return w, nil
+}
+
+// nameCond is an SQL condition that col is zone or a name under it, on label boundaries
+// (dnsname.InZone): the suffix, which SQLite compares fast, then querylog_in_zone on the few
+// texts that end with it, since a dot there may be escaped (evil\.example.org. is not under
+// example.org.).
+func nameCond(col, zone string) (string, []any) {
+	return `(` + col + ` = ? OR (substr(` + col + `, ?) = ? AND querylog_in_zone(` + col + `, ?)))`,
+		[]any{zone, -len(zone) - 1, "." + zone, zone}
 }
 
 // client is a --client filter: an exact text (an address as stored, or an anon- pseudonym), or
@@ -260,6 +272,22 @@ func init() {
 			return int64(0), nil
 		}
 		if p.Contains(a.Unmap()) {
+			return int64(1), nil
+		}
+		return int64(0), nil
+	})
+	if err != nil {
+		panic(err)
+	}
+}
+
+// querylog_in_zone(name, zone) tells whether the name text is zone or under it, on label
+// boundaries (nameCond).
+func init() {
+	err := sqliteDriver.RegisterDeterministicScalarFunction("querylog_in_zone", 2, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		name, ok1 := args[0].(string)
+		zone, ok2 := args[1].(string)
+		if ok1 && ok2 && dnsname.InZone(name, zone) {
 			return int64(1), nil
 		}
 		return int64(0), nil

@@ -30,7 +30,9 @@ Commands:
   search [filters] [-n 50] [--after CURSOR]
                                        matching rows, newest first, a page at a time
   export [--format csv|jsonl] [filters]
-                                       every matching row, oldest first, streamed
+                                       every matching row, oldest first, streamed; exact
+                                       texts for programs (a spreadsheet may run a CSV
+                                       field that begins with =, +, - or @ as a formula)
   stats                                rows, time span, file size, rows per day, rollups,
                                        schema version
 
@@ -40,7 +42,8 @@ Flags of every command:
   --json           JSON instead of a table (export: JSON lines)
 
 Filters (search and export; tail takes all but --since and --until):
-  --name SUFFIX    the name and every name under it (example.org: www.example.org. too)
+  --name SUFFIX    the name and every name under it (example.org: www.example.org. too),
+                   on label boundaries (not evil\.example.org., a name under org.)
   --client A       a client address or network (192.0.2.1, 10.0.0.0/8, 2001:db8::/32), or
                    an anonymized client (anon-...), matched exactly
   --rcode R        NOERROR, NXDOMAIN, SERVFAIL, ... or a number
@@ -48,6 +51,9 @@ Filters (search and export; tail takes all but --since and --until):
   --slower-than D  answered in more than D (e.g. 100ms)
   --since T        arrived at or after T: a duration ago (30m, 1h, 30d) or an RFC 3339 time
   --until T        arrived before T
+
+Tables show a text holding a control character, a character that does not print or bytes
+that are not UTF-8 (or beginning with ") in double quotes, escaped as Go does: "a\x1b[2Jb".
 
 Exit status: 0 done; 1 the query failed or took longer than --timeout; 2 bad usage;
 3 the database cannot be read (no such file, not a querylog database, a schema newer than
@@ -81,9 +87,10 @@ func databaseError(format string, args ...any) error {
 	return &exitError{exitDatabase, fmt.Errorf(format, args...)}
 }
 
-// command is one subcommand: run gets the arguments after its name.
+// command is one subcommand: run gets the arguments after its name, stdout, and stderr for
+// notes while it runs (its error, if any, goes to stderr after it returns).
 type command struct {
-	run func(ctx context.Context, args []string, out io.Writer) error
+	run func(ctx context.Context, args []string, out, notes io.Writer) error
 }
 
 var commands = map[string]command{
@@ -118,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export or stats; querylog -h for help)\n", args[0])
 		return exitUsage
 	}
-	err := c.run(ctx, args[1:], stdout)
+	err := c.run(ctx, args[1:], stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}

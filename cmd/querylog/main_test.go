@@ -162,6 +162,17 @@ var mix = func() []query {
 func (s *server) send(t *testing.T, qs []query) {
 	t.Helper()
 	before := rowCount(t, s.db)
+	s.exchange(t, qs)
+	want := before + int64(len(qs))
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d rows in %s", want, s.db), func() bool {
+		time.Sleep(20 * time.Millisecond)
+		return rowCount(t, s.db) == want
+	})
+}
+
+// exchange sends the queries to s and waits for their replies.
+func (s *server) exchange(t *testing.T, qs []query) {
+	t.Helper()
 	for _, q := range qs {
 		network, addr := "udp", s.udp
 		var local net.Addr = &net.UDPAddr{IP: net.ParseIP(q.client)}
@@ -175,11 +186,6 @@ func (s *server) send(t *testing.T, qs []query) {
 			t.Fatalf("%s %s from %s: %v", q.name, dns.TypeToString[q.qtype], q.client, err)
 		}
 	}
-	want := before + int64(len(qs))
-	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d rows in %s", want, s.db), func() bool {
-		time.Sleep(20 * time.Millisecond)
-		return rowCount(t, s.db) == want
-	})
 }
 
 // loggedFile returns a database written by the plugin with the mix sent twice, a second apart,

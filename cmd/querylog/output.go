@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -198,7 +199,9 @@ func appendJSONNull(b []byte, s sql.NullString) []byte {
 }
 
 // appendJSONString appends s as a JSON string, escaped as encoding/json escapes it (invalid
-// UTF-8 as U+FFFD; <, > and & too, so the output is the same as json.Marshal's).
+// UTF-8 as U+FFFD; <, > and & too, so the output is the same as json.Marshal's), and DEL and the
+// C1 controls (U+0080 to U+009F) as \u escapes too, which encoding/json leaves raw: the string
+// is the same, and no control character reaches a terminal that shows the JSON.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
@@ -206,7 +209,7 @@ func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c >= 0x20 && c != 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
 				i++
 				continue
 			}
@@ -231,6 +234,13 @@ func appendJSONString(b []byte, s string) []byte {
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r >= 0x80 && r <= 0x9f {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '0', '0', hex[r>>4], hex[r&0xf])
 			i += size
 			start = i
 			continue
@@ -372,17 +382,57 @@ func csvNeedsQuotes(s string) bool {
 	return unicode.IsSpace(r)
 }
 
+// printable is a text from the database as the tables for people show it: as it is, unless it
+// holds a control character (ESC, BEL, CR, LF, DEL...), another character that does not print
+// (U+202E, U+00A0...) or bytes that are not UTF-8, or begins with a double quote; then in double
+// quotes, escaped as Go's strconv.Quote escapes ("evil\x1b[31m.example.", "a\nb", "\xff",
+// "\u202e"), which strconv.Unquote reverses. A text shown without quotes is the stored one, one
+// in quotes is escaped, and the two never look alike: a tampered file cannot move the cursor,
+// forge a line or change the terminal. The escapes of DNS names (\., \032) are text, shown as
+// they are. CSV and JSON are exact instead.
+func printable(s string) string {
+	if !needsQuoting(s) {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+func needsQuoting(s string) bool {
+	if strings.HasPrefix(s, `"`) {
+		return true
+	}
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || !strconv.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
+
 // tableColumns are the columns of rows for people, the name last since it varies most.
 var tableColumns = []string{"TIME", "CLIENT", "PROTO", "TYPE", "RCODE", "SIZE", "DURATION", "PLUGIN", "FLAGS", "QNAME"}
 
-// tableFields are a row's fields for people, in tableColumns' order.
+// tableFields are a row's fields for people, in tableColumns' order, printable.
 func (d *database) tableFields(r *row, t *timeText) []string {
 	flags := flagsText(r)
 	if r.flags&logrow.FlagDO != 0 {
 		flags = strings.TrimSpace(flags + " do")
 	}
-	return []string{t.format(r.ts), nullText(r.client, "-"), r.proto, d.typeName(r.qtype), d.rcodeName(r.rcode),
+	fields := []string{t.format(r.ts), nullText(r.client, "-"), r.proto, d.typeName(r.qtype), d.rcodeName(r.rcode),
 		strconv.FormatInt(r.size, 10), duration(r.durationUS), nullText(r.plugin, "-"), flags, nullText(r.qname, "-")}
+	for i, f := range fields {
+		fields[i] = printable(f)
+	}
+	return fields
 }
 
 // fixedWidths are the widths tail pads columns to, since it cannot wait for every row to align
@@ -401,9 +451,42 @@ func fixedLine(fields []string) string {
 	return strings.TrimRight(b.String(), " ")
 }
 
-// writeJSON writes v as indented JSON.
+// writeJSON writes v as indented JSON, with DEL and the C1 controls escaped as
+// appendJSONString escapes them.
 func writeJSON(out io.Writer, v any) error {
-	e := json.NewEncoder(out)
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
 	e.SetIndent("", "  ")
-	return e.Encode(v)
+	if err := e.Encode(v); err != nil {
+		return err
+	}
+	_, err := out.Write(escapeControls(buf.Bytes()))
+	return err
+}
+
+// escapeControls escapes the DEL and C1 characters that encoding/json leaves raw. Its output is
+// UTF-8 (it replaces invalid bytes), so a byte 0x7f, or 0xc2 before one of 0x80 to 0x9f, is
+// such a character, and inside a string.
+func escapeControls(b []byte) []byte {
+	const hex = "0123456789abcdef"
+	var out []byte
+	start := 0
+	for i := 0; i < len(b); i++ {
+		at, c := i, b[i]
+		switch {
+		case c == 0x7f:
+		case c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f:
+			i++
+			c = b[i]
+		default:
+			continue
+		}
+		out = append(out, b[start:at]...)
+		out = append(out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		start = i + 1
+	}
+	if out == nil {
+		return b
+	}
+	return append(out, b[start:]...)
 }

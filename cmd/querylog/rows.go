@@ -10,9 +10,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/querylog/querylog/internal/dnsname"
 	"github.com/querylog/querylog/internal/logrow"
 )
 
@@ -63,11 +63,6 @@ type rowQuery struct {
 	byRowid bool    // schema 1: in rowid order (the order written) rather than by ts
 	name    string  // log rows: this name or one under it, matched as rows are read
 	client  *client // log rows: this client, matched as rows are read
-}
-
-// inZone reports whether name is zone or a name under it (both fully qualified, lower-cased).
-func inZone(name, zone string) bool {
-	return name == zone || (strings.HasSuffix(name, zone) && name[len(name)-len(zone)-1] == '.')
 }
 
 // errEnough stops reading rows once a query has what it needs.
@@ -142,7 +137,7 @@ func (s *logScan) read(ctx context.Context, conds []string, args []any, scan int
 		if r.client, err = d.ref(ctx, &d.clients, v[2]); err != nil {
 			return err
 		}
-		if (q.name == "" || (r.qname.Valid && inZone(r.qname.String, q.name))) && (q.client == nil || (r.client.Valid && q.client.match(r.client.String))) {
+		if (q.name == "" || (r.qname.Valid && dnsname.InZone(r.qname.String, q.name))) && (q.client == nil || (r.client.Valid && q.client.match(r.client.String))) {
 			d.decode(r, id, asInt(v[3]), asInt(v[4]), asInt(v[5]), asInt(v[6]))
 			if d.extra {
 				r.metadata.String, r.metadata.Valid = asText(v[7])
@@ -250,12 +245,13 @@ func (d *database) matchConds(ctx context.Context, q rowQuery) (conds []string, 
 		return string(list), err
 	}
 	if q.name != "" {
-		nameArgs := []any{q.name, -len(q.name) - 1, "." + q.name}
-		list, err := numbers("names", `(name = ? OR substr(name, ?) = ?)`, nameFrom, nameArgs...)
+		cond, nameArgs := nameCond("name", q.name)
+		list, err := numbers("names", cond, nameFrom, nameArgs...)
 		if err != nil {
 			return nil, nil, err
 		}
-		conds = append(conds, `(l.name IN (SELECT value FROM json_each(?)) OR (typeof(l.name) = 'text' AND (l.name = ? OR substr(l.name, ?) = ?)))`)
+		cond, _ = nameCond("l.name", q.name)
+		conds = append(conds, `(l.name IN (SELECT value FROM json_each(?)) OR (typeof(l.name) = 'text' AND `+cond+`))`)
 		args = append(append(args, list), nameArgs...)
 	}
 	if c := q.client; c != nil {

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 )
 
-func runSearch(ctx context.Context, args []string, out io.Writer) error {
+func runSearch(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var f filter
 	fs := newFlags("search", "[filters] [-n 50] [--after CURSOR]", out, &c, defaultTimeout)

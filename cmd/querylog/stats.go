@@ -48,7 +48,7 @@ type rollupSet struct {
 	Last    string `json:"last"`
 }
 
-func runStats(ctx context.Context, args []string, out io.Writer) error {
+func runStats(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	fs := newFlags("stats", "", out, &c, defaultTimeout)
 	if err := parseNoArgs(fs, args); err != nil {
@@ -224,7 +224,7 @@ func (d *database) countPeriods(ctx context.Context, span int64) (int64, error) 
 func (s *stats) writeTable(out io.Writer) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
-	line("file", fmt.Sprintf("%s (%s, WAL %s)", s.File, sizeText(s.Bytes), sizeText(s.WALBytes)))
+	line("file", fmt.Sprintf("%s (%s, WAL %s)", printable(s.File), sizeText(s.Bytes), sizeText(s.WALBytes)))
 	line("schema", fmt.Sprint(s.Schema))
 	rows := count(s.Rows)
 	if s.V1Rows != nil {

@@ -3,16 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
 // tailBatch is the most rows one poll of tail -f reads before it prints them.
 const tailBatch = 10_000
 
-func runTail(ctx context.Context, args []string, out io.Writer) error {
+func runTail(ctx context.Context, args []string, out, notes io.Writer) error {
 	var c common
 	var f filter
 	fs := newFlags("tail", "[-f] [-n 10] [filters]", out, &c, defaultTimeout)
@@ -33,8 +35,10 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer d.close()
+	fl := &follower{c: c, f: &f, d: d, w: w, notes: notes}
+	defer func() { fl.d.close() }()
 	p := &tailPrinter{d: d, out: bufio.NewWriter(out), json: c.json}
+	fl.p = p
 	if p.json {
 		p.j = newJSONRows(d, p.out)
 	} else {
@@ -46,9 +50,11 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 	if *n > 0 {
 		rows, _, err = d.search(qctx, w, cursor{isNull: true}, *n)
 	}
-	var last int64 // the newest id (or rowid of schema 1) seen
 	if err == nil && *follow {
-		last, err = d.newestID(qctx)
+		fl.last, err = d.newestID(qctx)
+	}
+	if err == nil {
+		err = d.end(qctx) // before printing: stdout may block
 	}
 	cancel()
 	if err != nil {
@@ -74,19 +80,108 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 			return nil
 		case <-t.C:
 		}
-		qctx, cancel := d.withBudget(ctx)
-		err := d.poll(qctx, w, &last, p.print)
-		cancel()
+		err := fl.checkPath(ctx)
+		if err == nil {
+			err = fl.readNew(ctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			return d.queryError(err)
-		}
-		if err := p.out.Flush(); err != nil {
 			return err
 		}
 	}
+}
+
+// follower is tail -f after the first rows: the database it follows and its filter, the last
+// id seen, and what it has said on stderr about the path.
+type follower struct {
+	c        common
+	f        *filter
+	d        *database
+	w        *where
+	last     int64 // the newest id (or rowid of schema 1) seen
+	p        *tailPrinter
+	notes    io.Writer
+	gone     bool      // said that the path names no file
+	replaced time.Time // when the path was first seen to name another file that cannot be read
+	failed   string    // the error opening the new file, said once
+}
+
+// newFileGrace is how long a new file at the path may stay unreadable before tail says so: a
+// server creates it empty, then writes its schema.
+const newFileGrace = 10 * time.Second
+
+// readNew prints the rows written after the last one seen, a batch per snapshot, each snapshot
+// ended before its rows are printed.
+func (fl *follower) readNew(ctx context.Context) error {
+	for {
+		qctx, cancel := fl.d.withBudget(ctx)
+		rows, err := fl.d.poll(qctx, fl.w, &fl.last)
+		cancel()
+		if err != nil {
+			return fl.d.queryError(err)
+		}
+		for i := range rows {
+			if err := fl.p.print(&rows[i]); err != nil {
+				return err
+			}
+		}
+		if err := fl.p.out.Flush(); err != nil {
+			return err
+		}
+		if len(rows) < tailBatch {
+			return nil
+		}
+	}
+}
+
+// checkPath follows the file at the path once it is another than the one open (rotation.go),
+// and says so on stderr. It first reads the old file to its end: a server that created the
+// new file has closed the old one (after moving its WAL into it), so nothing is missed. The new
+// file is read from its first row. While the path names no file, or a file that cannot be read
+// yet (said after newFileGrace), the old file is followed.
+func (fl *follower) checkPath(ctx context.Context) error {
+	path := printable(fl.d.path)
+	switch fl.d.pathNow() {
+	case pathSame:
+		fl.gone = false
+		return nil
+	case pathGone:
+		if !fl.gone {
+			fl.gone = true
+			fmt.Fprintf(fl.notes, "querylog tail: %s was renamed or deleted: following the old file until a new one appears\n", path)
+		}
+		return nil
+	}
+	if err := fl.readNew(ctx); err != nil {
+		return err
+	}
+	d, w, err := openFiltered(ctx, fl.c, fl.f)
+	if err == nil {
+		if err = d.end(ctx); err != nil {
+			d.close()
+		}
+	}
+	if err != nil {
+		if fl.replaced.IsZero() {
+			fl.replaced = time.Now()
+		}
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if msg != fl.failed && time.Since(fl.replaced) >= newFileGrace && ctx.Err() == nil {
+			fl.failed = msg
+			fmt.Fprintf(fl.notes, "querylog tail: %s was replaced, but the new file cannot be read yet (following the old one): %s\n", path, printable(msg))
+		}
+		return nil
+	}
+	fl.d.close()
+	fl.d, fl.w, fl.last, fl.gone, fl.replaced, fl.failed = d, w, 0, false, time.Time{}, ""
+	fl.p.d = d
+	if fl.p.j != nil {
+		fl.p.j.d = d
+	}
+	fmt.Fprintf(fl.notes, "querylog tail: %s was rotated or replaced: following the new file from its first row\n", path)
+	return nil
 }
 
 // newestID is the id of the newest row (the rowid of schema 1 in a file of schema 1).
@@ -100,41 +195,48 @@ func (d *database) newestID(ctx context.Context) (int64, error) {
 	return id, err
 }
 
-// poll begins a new snapshot and calls f with the rows w selects written after *last, updating
-// it. Labels are read again, since the server adds one when a plugin answers for the first time.
-func (d *database) poll(ctx context.Context, w *where, last *int64, f func(*row) error) error {
+// poll reads, in a snapshot of its own, up to tailBatch rows that w selects written after *last,
+// updating it, and ends the snapshot before it returns them, so that printing them (stdout may
+// block) holds up no checkpoint. Labels are read again, since the server adds one when a plugin
+// answers for the first time.
+func (d *database) poll(ctx context.Context, w *where, last *int64) ([]row, error) {
 	if err := d.begin(ctx); err != nil {
-		return err
+		return nil, err
 	}
+	rows, err := d.newRows(ctx, w, last)
+	if endErr := d.end(ctx); err == nil {
+		err = endErr
+	}
+	return rows, err
+}
+
+// newRows reads up to tailBatch rows that w selects written after *last, updating it.
+func (d *database) newRows(ctx context.Context, w *where, last *int64) ([]row, error) {
 	var version int64
 	if err := d.row(ctx, `SELECT user_version FROM pragma_user_version`, nil, &version); err != nil {
-		return err
+		return nil, err
 	}
 	if int(version) != d.schema { // upgraded by a new server under us: read the new log from its start
 		if err := d.identify(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		*last = 0
 	}
 	if err := d.loadLabels(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	for {
-		got := 0
-		each := func(r *row) error { got++; *last = r.id; return f(r) }
-		var err error
-		if d.log {
-			q := w.logQuery(*last+1, math.MaxInt64)
-			q.limit = tailBatch
-			err = d.logRows(ctx, q, each)
-		} else {
-			// Schema 1 has no id: its rows are followed by rowid, in the order they were written.
-			err = d.v1Follow(ctx, w, *last, each)
-		}
-		if err != nil || got < tailBatch {
-			return err
-		}
+	var rows []row
+	keep := func(r *row) error { rows = append(rows, *r); *last = r.id; return nil }
+	var err error
+	if d.log {
+		q := w.logQuery(*last+1, math.MaxInt64)
+		q.limit = tailBatch
+		err = d.logRows(ctx, q, keep)
+	} else {
+		// Schema 1 has no id: its rows are followed by rowid, in the order they were written.
+		err = d.v1Follow(ctx, w, *last, keep)
 	}
+	return rows, err
 }
 
 // v1Follow calls f with the rows of schema 1 that w selects after rowid last, in rowid order.

@@ -42,7 +42,7 @@ const otherKey = "(other)"
 // openEnd stands for a window without --until, in Unix seconds.
 const openEnd = math.MaxInt64 >> 12
 
-func runTop(ctx context.Context, args []string, out io.Writer) error {
+func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var since, until timeFlag
 	fs := newFlags("top", "domains|clients|rcodes|types [--since 24h] [--until T] [-n 20]", out, &c, defaultTimeout)
@@ -464,13 +464,15 @@ func share(n, total int64) string {
 func (r *topResult) writeTable(d *database, out io.Writer) error {
 	// Numbers aligned right, so tabwriter (which aligns left) is not used here.
 	kw, nw, sw := len(r.kind.heading), len("QUERIES"), len("SHARE")
-	for _, t := range r.rows {
-		kw, nw, sw = max(kw, len(t.key)), max(nw, len(count(t.n))), max(sw, len(share(t.n, r.total)))
+	keys := make([]string, len(r.rows))
+	for i, t := range r.rows {
+		keys[i] = printable(t.key)
+		kw, nw, sw = max(kw, len(keys[i])), max(nw, len(count(t.n))), max(sw, len(share(t.n, r.total)))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-*s  %*s  %*s\n", kw, r.kind.heading, nw, "QUERIES", sw, "SHARE")
-	for _, t := range r.rows {
-		fmt.Fprintf(&b, "%-*s  %*s  %*s\n", kw, t.key, nw, count(t.n), sw, share(t.n, r.total))
+	for i, t := range r.rows {
+		fmt.Fprintf(&b, "%-*s  %*s  %*s\n", kw, keys[i], nw, count(t.n), sw, share(t.n, r.total))
 	}
 	if _, err := io.WriteString(out, b.String()); err != nil {
 		return err

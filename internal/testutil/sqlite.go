@@ -207,3 +207,23 @@ func (c *CLI) Quit(t testing.TB) {
 		t.Fatal("sqlite3 did not exit")
 	}
 }
+
+// CheckpointTruncate runs PRAGMA wal_checkpoint(TRUNCATE) on the database at path through a
+// connection of its own, waiting up to 100ms for locks, and reports whether it completed, which
+// leaves the WAL empty. It does not while any reader's snapshot still needs the WAL (a reader
+// that holds a read transaction open), nor while another checkpoint or the writer holds a lock
+// for longer than the wait: callers poll it.
+func CheckpointTruncate(t testing.TB, path string) bool {
+	t.Helper()
+	db, err := sql.Open("sqlite", fileURI(path, "_pragma=busy_timeout(100)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var busy, frames, copied int
+	if err := db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+		t.Logf("checkpointing %s: %v", path, err)
+		return false
+	}
+	return busy == 0
+}

@@ -15,7 +15,7 @@ import (
 var (
 	dbSeries = []string{"buffer_size", "buffer_capacity", "buffer_peak_size", "flush_errors_total",
 		"flush_interval_seconds", "batch_flush_duration_seconds", "batch_flush_size", "db_size_bytes",
-		"pruned_total", "last_flush_timestamp_seconds", "disk_low"}
+		"pruned_total", "last_flush_timestamp_seconds", "disk_low", "wal_size_bytes"}
 	serverSeries = []string{"enqueued_total", "written_total"}
 )
 

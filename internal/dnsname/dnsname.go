@@ -1,0 +1,32 @@
+// Package dnsname matches domain names in presentation format (as miekg/dns writes them, and
+// as the log stores them) on label boundaries. It decides as CoreDNS's plugin.Zones.Matches
+// (dns.IsSubDomain), which the plugin's ignore option uses, without splitting the names into
+// labels: the querylog command matches every row it reads with it.
+package dnsname
+
+// InZone reports whether name is zone or a name under it. Both are fully qualified and in the
+// same case (the log stores names lower-cased). A dot escaped by a backslash, as in
+// evil\.example.org. (a name directly under org.), is part of a label, not a boundary.
+func InZone(name, zone string) bool {
+	if zone == "." {
+		return true
+	}
+	if len(name) < len(zone) || name[len(name)-len(zone):] != zone {
+		return false
+	}
+	if len(name) == len(zone) {
+		return true
+	}
+	dot := len(name) - len(zone) - 1
+	if name[dot] != '.' {
+		return false
+	}
+	// In presentation format a backslash always begins an escape, so the dot ends a label
+	// unless an odd number of backslashes runs up to it (\. escaped; \\. a backslash, then the
+	// boundary).
+	slashes := 0
+	for i := dot - 1; i >= 0 && name[i] == '\\'; i-- {
+		slashes++
+	}
+	return slashes%2 == 0
+}
