@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -110,4 +111,36 @@ func sorted(set map[string]bool) []string {
 	}
 	sort.Strings(s)
 	return s
+}
+
+// clickHouseDatabaseRe finds the ClickHouse database a text names: in a ship URL, a CREATE
+// DATABASE, or a table reference DB.querylog (DATABASE in capitals is the syntax's placeholder).
+var clickHouseDatabaseRe = regexp.MustCompile("clickhouse://[^\\s/`'\"]+/([a-z_][a-z0-9_]*)|CREATE DATABASE IF NOT EXISTS ([a-z_][a-z0-9_]*)|\\b([a-z_][a-z0-9_]*)\\.querylog\\b")
+
+// TestClickHouseDatabaseAgrees keeps the SQL files of deploy/clickhouse on the database that
+// the docs' ship URLs write to, so that a reader can paste them as they are.
+func TestClickHouseDatabaseAgrees(t *testing.T) {
+	files := []string{"clickhouse/querylog.sql", "clickhouse/querylog-ttl.sql", "clickhouse/queries.sql",
+		"README.md", "../README.md", "../plugin/querylog/README.md", "../docs/runbook.md", "../Corefile.example"}
+	seen := map[string][]string{} // database: files naming it
+	for _, f := range files {
+		for _, m := range clickHouseDatabaseRe.FindAllStringSubmatch(readFile(t, f), -1) {
+			db := m[1] + m[2] + m[3]
+			if !slices.Contains(seen[db], f) {
+				seen[db] = append(seen[db], f)
+			}
+		}
+	}
+	if len(seen) != 1 {
+		t.Errorf("the ClickHouse database differs between files: %v", seen)
+	}
+	for _, f := range files[:3] {
+		found := false
+		for _, fs := range seen {
+			found = found || slices.Contains(fs, f)
+		}
+		if !found {
+			t.Errorf("%s names no database", f)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,17 +103,17 @@ func newServer(t *testing.T) *server {
 	return s
 }
 
-// failToStart runs coredns on the Corefile, expecting it to exit by itself within 30s, and
-// returns its output.
+// failToStart runs coredns on the Corefile, expecting it to exit by itself (within
+// testutil.Patience), and returns its output.
 func (s *server) failToStart() string {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, coredns, "-conf", s.corefile)
 	cmd.Dir = s.dir
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
-		s.t.Fatalf("coredns did not exit within 30s:\n%s", out)
+		s.t.Fatalf("coredns did not exit within %s:\n%s", testutil.Patience, out)
 	}
 	if err == nil {
 		s.t.Fatalf("coredns exited with 0, want a failure:\n%s", out)
@@ -157,8 +158,8 @@ func (s *server) start() {
 			<-exited
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
+	deadline := time.Now().Add(testutil.Patience)
+	c := &dns.Client{Timeout: 200 * time.Millisecond} // tried again until the deadline
 	for i := 0; ; i++ {
 		select {
 		case <-exited:
@@ -192,15 +193,18 @@ func (s *server) signal(sig syscall.Signal) {
 	}
 }
 
-// wait waits for the process to exit and returns its exit code.
-func (s *server) wait(timeout time.Duration) int {
+// wait waits for the process to exit and returns its exit code. expected is how long that
+// takes on an idle machine; it fails (and kills the process) after the longer of expected and
+// testutil.Patience. A test that promises an exit within some time measures it itself.
+func (s *server) wait(expected time.Duration) int {
 	s.t.Helper()
+	limit := max(expected, testutil.Patience)
 	select {
 	case <-s.exited:
-	case <-time.After(timeout):
+	case <-time.After(limit):
 		s.cmd.Process.Kill()
 		<-s.exited
-		s.t.Fatalf("coredns did not exit within %s:\n%s", timeout, s.out)
+		s.t.Fatalf("coredns did not exit within %s:\n%s", limit, s.out)
 	}
 	if s.cmd.ProcessState == nil {
 		return -1
@@ -231,11 +235,22 @@ func (s *server) checkLog(bad ...string) {
 	}
 }
 
-// waitLog waits until the output contains n occurrences of line.
-func (s *server) waitLog(line string, n int, timeout time.Duration) {
+// waitLog waits until the output contains n occurrences of line: expected is how long that
+// takes on an idle machine, and it fails after the longer of expected and testutil.Patience.
+func (s *server) waitLog(line string, n int, expected time.Duration) {
 	s.t.Helper()
-	if !testutil.Poll(timeout, 20*time.Millisecond, func() bool { return strings.Count(s.out.String(), line) >= n }) {
-		s.t.Fatalf("no %d× %q in the log after %s:\n%s", n, line, timeout, s.out)
+	limit := max(expected, testutil.Patience)
+	if !testutil.Poll(limit, 20*time.Millisecond, func() bool { return strings.Count(s.out.String(), line) >= n }) {
+		s.t.Fatalf("no %d× %q in the log after %s:\n%s", n, line, limit, s.out)
+	}
+}
+
+// waitLogMatch waits until the output has n matches of re, as waitLog does for a line.
+func (s *server) waitLogMatch(re *regexp.Regexp, n int, expected time.Duration) {
+	s.t.Helper()
+	limit := max(expected, testutil.Patience)
+	if !testutil.Poll(limit, 20*time.Millisecond, func() bool { return len(re.FindAllString(s.out.String(), -1)) >= n }) {
+		s.t.Fatalf("no %d× %q in the log after %s:\n%s", n, re, limit, s.out)
 	}
 }
 
@@ -243,26 +258,33 @@ func (s *server) scrape() (testutil.Metrics, error) {
 	return testutil.Scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.mport))
 }
 
-// mustScrape scrapes or fails.
+// mustScrape scrapes, trying again after a failed scrape (a busy machine can make one time
+// out), and fails the test if none succeeds within testutil.Patience.
 func (s *server) mustScrape() testutil.Metrics {
 	s.t.Helper()
-	m, err := s.scrape()
-	if err != nil {
+	var m testutil.Metrics
+	var err error
+	if !testutil.Poll(testutil.Patience, 50*time.Millisecond, func() bool { m, err = s.scrape(); return err == nil }) {
 		s.t.Fatalf("scraping metrics: %v", err)
 	}
 	return m
 }
 
-// waitMetric waits until cond holds for a scrape of s.
-func (s *server) waitMetric(what string, timeout time.Duration, cond func(m testutil.Metrics) bool) testutil.Metrics {
+// waitMetric waits until cond holds for a scrape of s: expected is how long that takes on an
+// idle machine, and it fails after the longer of expected and testutil.Patience.
+func (s *server) waitMetric(what string, expected time.Duration, cond func(m testutil.Metrics) bool) testutil.Metrics {
 	s.t.Helper()
 	var m testutil.Metrics
-	if !testutil.Poll(timeout, 50*time.Millisecond, func() bool {
+	start, limit := time.Now(), max(expected, testutil.Patience)
+	if !testutil.Poll(limit, 50*time.Millisecond, func() bool {
 		var err error
 		m, err = s.scrape()
 		return err == nil && cond(m)
 	}) {
-		s.t.Fatalf("timed out after %s waiting for %s; querylog metrics:\n%s", timeout, what, m)
+		s.t.Fatalf("timed out after %s waiting for %s; querylog metrics:\n%s", limit, what, m)
+	}
+	if took := time.Since(start); took > expected {
+		s.t.Logf("waited %s for %s (%s on an idle machine)", took.Round(time.Millisecond), what, expected)
 	}
 	return m
 }

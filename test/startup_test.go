@@ -12,7 +12,7 @@ import (
 
 // ready reports whether the ready plugin at port answers 200.
 func ready(port int) bool {
-	c := http.Client{Timeout: time.Second}
+	c := http.Client{Timeout: 10 * time.Second} // a busy machine can take seconds to answer
 	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", port))
 	if err != nil {
 		return false

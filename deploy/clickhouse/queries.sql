@@ -1,5 +1,6 @@
--- Fleet questions over the table of querylog.sql (database querylog, table querylog). They
--- run on ClickHouse 18.16 and later (TestShipDeployFiles runs them):
+-- Fleet questions over the table of querylog.sql: database dns, table querylog, as the docs'
+-- `ship clickhouse://HOST:9000/dns` creates it (use the names of your URL). They run
+-- on ClickHouse 18.16 and later (TestShipDeployFiles runs them):
 --
 --   clickhouse-client --multiquery < deploy/clickhouse/queries.sql
 --
@@ -18,13 +19,13 @@ SELECT
     max(n) - min(n) + 1 - uniqExact(n) AS missing,
     min(n) AS first_n,
     max(n) AS last_n
-FROM querylog.querylog
+FROM dns.querylog
 GROUP BY node
 ORDER BY node;
 
 -- Top domains across the fleet, last hour, with how many nodes saw each.
 SELECT qname, count() AS queries, uniqExact(node) AS nodes
-FROM querylog.querylog
+FROM dns.querylog
 WHERE time >= now() - INTERVAL 1 HOUR
 GROUP BY qname
 ORDER BY queries DESC
@@ -38,7 +39,7 @@ SELECT
     round(100 * countIf(rcode = 'NXDOMAIN') / count(), 2) AS nxdomain_pct,
     round(100 * countIf(rcode = 'SERVFAIL') / count(), 2) AS servfail_pct,
     quantile(0.99)(duration_us) AS p99_us
-FROM querylog.querylog
+FROM dns.querylog
 WHERE time >= now() - INTERVAL 1 HOUR
 GROUP BY minute, node
 ORDER BY minute, node;
@@ -46,7 +47,7 @@ ORDER BY minute, node;
 -- Nodes that have not sent anything for 5 minutes (a stalled shipper, or a node that is down),
 -- among those seen in the last day.
 SELECT node, max(time) AS last_row, now() - max(time) AS seconds_ago
-FROM querylog.querylog
+FROM dns.querylog
 WHERE time >= now() - INTERVAL 1 DAY
 GROUP BY node
 HAVING seconds_ago > 300
@@ -54,7 +55,7 @@ ORDER BY node;
 
 -- Top clients across the fleet, last hour, with the nodes they used.
 SELECT client_ip, count() AS queries, groupUniqArray(node) AS nodes
-FROM querylog.querylog
+FROM dns.querylog
 WHERE time >= now() - INTERVAL 1 HOUR
 GROUP BY client_ip
 ORDER BY queries DESC

@@ -7,9 +7,9 @@
 --
 --   clickhouse-client --multiquery < deploy/clickhouse/querylog-ttl.sql
 
-CREATE DATABASE IF NOT EXISTS querylog;
+CREATE DATABASE IF NOT EXISTS dns;
 
-CREATE TABLE IF NOT EXISTS querylog.querylog
+CREATE TABLE IF NOT EXISTS dns.querylog
 (
     `node` LowCardinality(String),
     `seq` UInt64 CODEC(Delta, ZSTD(1)),

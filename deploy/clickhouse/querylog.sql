@@ -21,9 +21,9 @@
 -- The shipper needs every column with these types (LowCardinality of a type is accepted, and
 -- more columns with defaults are fine). For current ClickHouse, see querylog-ttl.sql.
 
-CREATE DATABASE IF NOT EXISTS querylog;
+CREATE DATABASE IF NOT EXISTS dns;
 
-CREATE TABLE IF NOT EXISTS querylog.querylog
+CREATE TABLE IF NOT EXISTS dns.querylog
 (
     `node` String,
     `seq` UInt64,

@@ -119,14 +119,18 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// waitAnswer pings the server until it answers, for at most 30 s.
+// answerWithin bounds how long a starting server may take to answer: a few seconds alone, but
+// much longer on busy shared cores with several servers starting at once.
+const answerWithin = 2 * time.Minute
+
+// waitAnswer pings the server until it answers, for at most answerWithin.
 func (s *Server) waitAnswer() error {
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr}, DialTimeout: time.Second})
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(answerWithin)
 	for {
 		select {
 		case <-s.exited:
@@ -140,7 +144,7 @@ func (s *Server) waitAnswer() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer after 30s: %v", err)
+			return fmt.Errorf("no answer after %s: %v", answerWithin, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

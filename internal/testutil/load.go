@@ -30,12 +30,12 @@ type Answer struct {
 // StartLoad starts workers sending <prefix>-<worker>-<i>.example.org. A queries to addr over
 // network ("udp" or "tcp"), each at most max of them, gap apart (0: as fast as it can). A query
 // without a reply within 2s is failed; its connection is then closed, so that a late reply is
-// not taken for the next query's. The load stops by itself after 90s, and at the end of the
-// test.
+// not taken for the next query's. The load stops by itself after 10 minutes (a test waiting
+// for a condition under load may take minutes on a busy machine), and at the end of the test.
 func StartLoad(t testing.TB, network, addr, prefix string, workers, max int, gap time.Duration) *Load {
 	t.Helper()
 	l := &Load{stop: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	for w := range workers {
 		l.wg.Add(1)
 		go func() {
@@ -105,11 +105,11 @@ func (l *Load) Count() int {
 	return len(l.answered)
 }
 
-// WaitAnswers waits until n queries have been answered, for at most a minute.
+// WaitAnswers waits until n queries have been answered, for at most Patience.
 func (l *Load) WaitAnswers(t testing.TB, n int) {
 	t.Helper()
-	if !Poll(time.Minute, 5*time.Millisecond, func() bool { return l.Count() >= n }) {
-		t.Fatalf("only %d of %d answers after a minute", l.Count(), n)
+	if !Poll(Patience, 5*time.Millisecond, func() bool { return l.Count() >= n }) {
+		t.Fatalf("only %d of %d answers after %s", l.Count(), n, Patience)
 	}
 }
 

@@ -21,9 +21,11 @@ const prefix = "coredns_querylog_"
 // Metrics is one scrape or gathering: every metric family by name.
 type Metrics map[string]*dto.MetricFamily
 
-// Scrape reads the Prometheus text exposition at url (a /metrics endpoint).
+// Scrape reads the Prometheus text exposition at url (a /metrics endpoint). It gives up after
+// 30s, well within Patience, so that a wait can try again; a race-checked CoreDNS on busy
+// cores can take seconds to answer.
 func Scrape(url string) (Metrics, error) {
-	c := http.Client{Timeout: 2 * time.Second}
+	c := http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,6 +110,58 @@ func Lock(t testing.TB, path string) (unlock func()) {
 	}
 	t.Cleanup(unlock)
 	return unlock
+}
+
+// Throttle slows every other writer of the database at path on purpose: on a connection of its
+// own it takes the write lock (BEGIN IMMEDIATE), holds it for held, releases it for free, and
+// again, until stop is called or the test ends. A held under querylog's 1s busy timeout makes
+// its flushes wait instead of fail, so the writer keeps writing, at most about
+// free/(held+free) of the time.
+func Throttle(t testing.TB, path string, held, free time.Duration) (stop func()) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", fileURI(path, "_pragma=busy_timeout(10000)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+				t.Errorf("throttling %s: %v", path, err)
+				return
+			}
+			select {
+			case <-done:
+			case <-time.After(held):
+			}
+			if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+				t.Errorf("throttling %s: %v", path, err)
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(free):
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+			conn.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // NeedSQLite3 skips the test when the sqlite3 command-line tool is missing.

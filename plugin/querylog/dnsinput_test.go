@@ -273,9 +273,11 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 
 // TestDNSInputAnsweredByServer sends queries that CoreDNS's server (or miekg/dns below it)
 // answers itself, before any plugin runs: they get a reply but no row, and querylog counts
-// nothing for them. Documented: no question or several questions (FORMERR from miekg/dns),
-// EDNS version 1 (BADVERS), a non-IN class when no plugin enables other classes (REFUSED), an
-// unknown opcode (NOTIMP). A message with the QR bit set is ignored without a reply.
+// nothing for them. The README's Guarantees table lists them: no question or several questions,
+// two answer or three additional records, a message that does not unpack (FORMERR from
+// miekg/dns), opcodes UPDATE and STATUS (NOTIMP from miekg/dns), EDNS version 1 (BADVERS), a
+// non-IN class when no plugin enables other classes (REFUSED), and a name under no zone of the
+// server (REFUSED). A message with the QR bit set is ignored without a reply.
 func TestDNSInputAnsweredByServer(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "q.db")
 	inst := startCoreDNS(t, dnsCorefile(db, false))
@@ -291,8 +293,19 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 	chaos := query("chaos.example.org.", dns.TypeTXT, dns.ClassCHAOS)
 	status := query("status.example.org.", dns.TypeA, dns.ClassINET)
 	status.Opcode = dns.OpcodeStatus
+	update := new(dns.Msg)
+	update.SetUpdate("example.org.")
+	update.Insert([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "new.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 9)}})
 	response := query("response.example.org.", dns.TypeA, dns.ClassINET)
 	response.Response = true
+	twoAnswers := query("answers.example.org.", dns.TypeA, dns.ClassINET)
+	for i := range 2 {
+		twoAnswers.Answer = append(twoAnswers.Answer, &dns.A{Hdr: dns.RR_Header{Name: "answers.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, byte(i))})
+	}
+	threeExtra := query("extra.example.org.", dns.TypeA, dns.ClassINET)
+	for i := range 3 {
+		threeExtra.Extra = append(threeExtra.Extra, &dns.A{Hdr: dns.RR_Header{Name: "extra.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, byte(i))})
+	}
 
 	cases := []struct {
 		what  string
@@ -304,12 +317,20 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 		{"EDNS version 1", badvers, dns.RcodeBadVers},
 		{"CH class without chaos", chaos, dns.RcodeRefused},
 		{"opcode STATUS", status, dns.RcodeNotImplemented},
+		{"opcode UPDATE", update, dns.RcodeNotImplemented},
+		{"two answer records", twoAnswers, dns.RcodeFormatError},
+		{"three additional records", threeExtra, dns.RcodeFormatError},
+		{"a name that does not unpack", nil, dns.RcodeFormatError},
 		{"QR bit set", response, -1},
 	}
 	for _, c := range cases {
-		wire, err := c.m.Pack()
-		if err != nil {
-			t.Fatalf("%s: %v", c.what, err)
+		// nil: one question whose name is a compression pointer to itself, a loop.
+		wire := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1}
+		if c.m != nil {
+			var err error
+			if wire, err = c.m.Pack(); err != nil {
+				t.Fatalf("%s: %v", c.what, err)
+			}
 		}
 		reply, err := rawUDP(t, udp, wire)
 		if c.rcode < 0 {
@@ -336,6 +357,32 @@ func TestDNSInputAnsweredByServer(t *testing.T) {
 	testutil.StopCoreDNS(t, inst)
 	if n := testutil.CountRows(t, db, ""); n != 1 {
 		t.Errorf("%d rows, want only the normal query's", n)
+	}
+	checkAccounting(t, db, 1, 0)
+
+	// A server with no root zone refuses a name under none of its zones.
+	db = filepath.Join(t.TempDir(), "z.db")
+	inst = startCoreDNS(t, fmt.Sprintf(`example.org:0 {
+    bind 127.0.0.1
+    querylog %s {
+        flush_interval 200ms
+    }
+    template IN A example.org {
+        answer "{{ .Name }} 60 IN A 192.0.2.1"
+    }
+}`, db))
+	udp = udpAddr(inst, 0)
+	for _, c := range []struct {
+		name  string
+		rcode int
+	}{{"other.example.net.", dns.RcodeRefused}, {"normal.example.org.", dns.RcodeSuccess}} {
+		if r, err := dns.Exchange(query(c.name, dns.TypeA, dns.ClassINET), udp); err != nil || r.Rcode != c.rcode {
+			t.Fatalf("%s: %v %v, want rcode %s", c.name, r, err, dns.RcodeToString[c.rcode])
+		}
+	}
+	testutil.StopCoreDNS(t, inst)
+	if names := testutil.Names(t, db); len(names) != 1 || names["normal.example.org."] != 1 {
+		t.Errorf("rows %v, want only normal.example.org.", names)
 	}
 	checkAccounting(t, db, 1, 0)
 }

@@ -67,8 +67,8 @@ func TestRetentionDeletesOldRows(t *testing.T) {
 }
 
 // TestMaxSizeShrinksFile grows a database without a cap, then sets max_size below its size:
-// the file must shrink under the cap and stay there while writing goes on. It logs the file
-// size over time.
+// the file must shrink under the cap, and come back under it after each round of writing
+// that follows. It logs the file size over time.
 func TestMaxSizeShrinksFile(t *testing.T) {
 	fastMaintenance(t)
 	path := filepath.Join(t.TempDir(), "m.db")
@@ -99,19 +99,19 @@ func TestMaxSizeShrinksFile(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "file under max_size", func() bool { return fileSize(path) <= o.maxSize })
 	t.Logf("max_size %d: file shrank to %d bytes, %d rows", o.maxSize, fileSize(path), testutil.CountRows(t, path, ""))
 
+	// The cap is enforced every maintenance pass: each round of about 150 KB starts under the
+	// cap, may push the file over it until a pass has run, and ends back under it. So the
+	// file never holds more than the cap and a round, however slow the machine.
 	var peak int64
 	for round := range 6 {
 		write(4000)
 		peak = max(peak, fileSize(path))
 		t.Logf("writing on, round %d: file %d bytes, %d rows", round, fileSize(path), testutil.CountRows(t, path, ""))
+		testutil.WaitFor(t, 10*time.Second, "file back under max_size", func() bool { return fileSize(path) <= o.maxSize })
 	}
-	// The cap is enforced every maintenance pass; while this test writes as fast as it can
-	// (far faster, against a 1 MiB cap, than any real load against a real one) pruning lags
-	// by a round or two, never without bound.
-	if peak > 3*o.maxSize {
+	if peak > 2*o.maxSize {
 		t.Errorf("file reached %d bytes with max_size %d", peak, o.maxSize)
 	}
-	testutil.WaitFor(t, 10*time.Second, "file back under max_size", func() bool { return fileSize(path) <= o.maxSize })
 	if n := testutil.CountRows(t, path, ""); n == 0 {
 		t.Errorf("all rows deleted; want the newest kept")
 	}

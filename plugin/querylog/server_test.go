@@ -156,7 +156,7 @@ func goroutines() (total, flushers, sqlDBs int) {
 func settledGoroutines(t *testing.T, what string, total, flushers, sqlDBs int) {
 	t.Helper()
 	var gt, gf, gs int
-	if !testutil.Poll(5*time.Second, 20*time.Millisecond, func() bool {
+	if !testutil.Poll(testutil.Patience, 20*time.Millisecond, func() bool {
 		gt, gf, gs = goroutines()
 		return gt <= total && gf <= flushers && gs <= sqlDBs
 	}) {

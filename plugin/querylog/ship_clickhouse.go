@@ -48,7 +48,7 @@ var shipColumns = []struct{ name, typ string }{
 }
 
 // tableDDL creates the table if it is missing; deploy/clickhouse/querylog.sql is this text
-// for database querylog, table querylog (TestShipDeployFiles). One partition per UTC day;
+// for database dns, table querylog (TestShipDeployFiles). One partition per UTC day;
 // sorted by node, then time, so that both a time window across the fleet and one node's rows
 // read few granules. A plain MergeTree: the shipper itself never leaves a duplicate (see
 // ship.go), so count() is exact without FINAL.

@@ -684,7 +684,7 @@ func TestShipDeployFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := tableDDL("querylog", "querylog") + ";"; !strings.Contains(string(ddl), want) {
+	if want := tableDDL("dns", "querylog") + ";"; !strings.Contains(string(ddl), want) {
 		t.Errorf("querylog.sql does not contain the table the shipper creates:\n%s", want)
 	}
 	ttl, err := os.ReadFile(filepath.Join(dir, "querylog-ttl.sql"))
@@ -712,7 +712,7 @@ func TestShipDeployFiles(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "d.db")
 	o := shipOpts(path, ch.Addr, "n1")
-	o.ship.database = "querylog"
+	o.ship.database = "dns"
 	w := testWriter(t, o)
 	for _, e := range shipEntries(100, time.Now()) {
 		w.log(e)
