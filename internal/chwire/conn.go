@@ -227,6 +227,12 @@ func (c *Conn) Ping(ctx context.Context) (err error) {
 		switch code {
 		case serverPong:
 			return nil
+		case serverException:
+			e, err := c.r.exception()
+			if err != nil {
+				return err
+			}
+			return e
 		case serverProgress:
 			if err := c.r.progress(c.rev); err != nil {
 				return err
