@@ -20,13 +20,19 @@ import (
 // shipServer is a CoreDNS whose querylog ships to ch as node, with the password in a file.
 func shipServer(t *testing.T, ch *testutil.ClickHouse, node, extraOpts string) *server {
 	t.Helper()
+	return shipServerTo(t, ch.Addr+"/default", node, extraOpts)
+}
+
+// shipServerTo is a CoreDNS that ships to clickhouse://USER@target as node.
+func shipServerTo(t *testing.T, target, node, extraOpts string) *server {
+	t.Helper()
 	s := newServer(t)
 	pw := filepath.Join(s.dir, "ch-password")
 	if err := os.WriteFile(pw, []byte(testutil.ClickHousePassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts := fmt.Sprintf("flush_interval 200ms\n        ship clickhouse://%s@%s/default\n        node %s\n        ship_password file %s",
-		testutil.ClickHouseUser, ch.Addr, node, pw)
+	opts := fmt.Sprintf("flush_interval 200ms\n        ship clickhouse://%s@%s\n        node %s\n        ship_password file %s",
+		testutil.ClickHouseUser, target, node, pw)
 	if extraOpts != "" {
 		opts += "\n        " + extraOpts
 	}

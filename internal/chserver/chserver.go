@@ -39,7 +39,11 @@ var ErrNotInstalled = errors.New("clickhouse-server is not installed (apt-get in
 type Server struct {
 	Addr string // 127.0.0.1:PORT
 	Port int
-	Dir  string // data, config.xml, and the server's output in server.log
+	// SecureAddr is the native protocol over TLS (tcp_port_secure), when started with TLS.
+	SecureAddr string
+	Dir        string // data, config.xml, and the server's output in server.log
+
+	tls *TLS
 
 	bin    string
 	cmd    *exec.Cmd
@@ -50,10 +54,17 @@ type Server struct {
 	connErr  error
 }
 
+// TLS is the certificate and key (PEM files) of the secure native port.
+type TLS struct{ CertFile, KeyFile string }
+
 // Start starts a server with its data in a new folder on tmpfs (/dev/shm) where there is one
 // (fast, and nothing left on disk), else in a new folder under dir ("" for the default
 // temporary folder). It returns once the server answers; Close stops it and deletes the folder.
-func Start(dir string) (*Server, error) {
+func Start(dir string) (*Server, error) { return StartTLS(dir, nil) }
+
+// StartTLS starts a server as Start does which also listens with TLS (if tls is not nil), on
+// SecureAddr.
+func StartTLS(dir string, tls *TLS) (*Server, error) {
 	bin, err := exec.LookPath("clickhouse-server")
 	if err != nil {
 		if bin, err = exec.LookPath("/usr/sbin/clickhouse-server"); err != nil {
@@ -67,17 +78,20 @@ func Start(dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: d, bin: bin}
+	s := &Server{Dir: d, bin: bin, tls: tls}
 	// A port found free can be taken before the server binds it: try a few.
 	for attempt := 0; ; attempt++ {
-		ports, err := freeport.Take(1)
+		ports, err := freeport.Take(2)
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
 		s.Port = ports[0]
 		s.Addr = fmt.Sprintf("127.0.0.1:%d", s.Port)
-		if err := os.WriteFile(s.configPath(), []byte(config(d, s.Port)), 0o600); err != nil {
+		if tls != nil {
+			s.SecureAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		}
+		if err := os.WriteFile(s.configPath(), []byte(config(d, s.Port, ports[1], tls)), 0o600); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -222,13 +236,24 @@ func (s *Server) Close() {
 }
 
 // config is a whole server configuration, users included: loopback only, native protocol only
-// (clickhouse-go's HTTP mode does not work with 18.16), small caches.
-func config(dir string, port int) string {
+// (clickhouse-go's HTTP mode does not work with 18.16), with TLS on securePort if tls is not
+// nil, small caches.
+func config(dir string, port, securePort int, tls *TLS) string {
+	secure := ""
+	if tls != nil {
+		secure = fmt.Sprintf(`<tcp_port_secure>%d</tcp_port_secure>
+    <openSSL><server>
+        <certificateFile>%s</certificateFile><privateKeyFile>%s</privateKeyFile>
+        <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+        <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+    </server></openSSL>`, securePort, tls.CertFile, tls.KeyFile)
+	}
 	return fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
     <logger><level>warning</level><console>1</console></logger>
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>%d</tcp_port>
+    %s
     <path>%s/data/</path>
     <tmp_path>%s/tmp/</tmp_path>
     <user_files_path>%s/user_files/</user_files_path>
@@ -256,5 +281,5 @@ func config(dir string, port int) string {
         </%s>
     </users>
 </yandex>
-`, port, dir, dir, dir, dir, User, Password, User)
+`, port, secure, dir, dir, dir, dir, User, Password, User)
 }

@@ -18,6 +18,9 @@ import (
 type ClickHouse struct {
 	Addr string // 127.0.0.1:PORT
 	Port int
+	// SecureAddr is the native protocol over TLS, and CAFile the certificate that verifies it
+	// (StartClickHouseTLS only).
+	SecureAddr, CAFile string
 
 	t      testing.TB
 	server *chserver.Server
@@ -34,12 +37,26 @@ const SkipClickHouse = "QUERYLOG_SKIP_CLICKHOUSE"
 
 // StartClickHouse starts a server for the test and stops it, deleting its data, when the
 // test ends. It fails the test if the server cannot be started, unless QUERYLOG_SKIP_CLICKHOUSE=1.
-func StartClickHouse(t testing.TB) *ClickHouse {
+func StartClickHouse(t testing.TB) *ClickHouse { t.Helper(); return startClickHouse(t, false) }
+
+// StartClickHouseTLS starts a server as StartClickHouse does which also listens with TLS, on
+// SecureAddr, with a certificate for 127.0.0.1 made for the test (CAFile).
+func StartClickHouseTLS(t testing.TB) *ClickHouse { t.Helper(); return startClickHouse(t, true) }
+
+func startClickHouse(t testing.TB, secure bool) *ClickHouse {
 	t.Helper()
 	if os.Getenv(SkipClickHouse) == "1" {
 		t.Skipf("%s=1: not starting clickhouse-server", SkipClickHouse)
 	}
-	s, err := chserver.Start("")
+	var tls *chserver.TLS
+	caFile := ""
+	if secure {
+		dir := t.TempDir()
+		cert, key := LoopbackCert(t, dir)
+		// clickhouse-server runs as this user: root here, which may read 0600 files.
+		tls, caFile = &chserver.TLS{CertFile: cert, KeyFile: key}, cert
+	}
+	s, err := chserver.StartTLS("", tls)
 	if errors.Is(err, chserver.ErrNotInstalled) {
 		t.Fatalf("%v; or set %s=1 to skip", err, SkipClickHouse)
 	}
@@ -52,7 +69,7 @@ func StartClickHouse(t testing.TB) *ClickHouse {
 		}
 		s.Close()
 	})
-	return &ClickHouse{Addr: s.Addr, Port: s.Port, t: t, server: s}
+	return &ClickHouse{Addr: s.Addr, Port: s.Port, SecureAddr: s.SecureAddr, CAFile: caFile, t: t, server: s}
 }
 
 // Start starts the server again after Stop or Kill, on the same port with the same data.

@@ -38,6 +38,7 @@ func startCheckpointer(path string) (*checkpointer, error) {
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	c := &checkpointer{db: db, conn: conn, path: path, stop: make(chan struct{}), done: make(chan struct{})}
+	panicsTotal.WithLabelValues(path, inCheckpointer)
 	go c.run()
 	return c, nil
 }
@@ -53,8 +54,10 @@ func (c *checkpointer) run() {
 			return
 		case <-t.C:
 		}
-		var busy, frames, copied int
-		err := c.conn.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+		err := guard(c.path, inCheckpointer, func() error {
+			var busy, frames, copied int
+			return c.conn.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+		})
 		if err != nil {
 			if ok, suppressed := errLog.allow(time.Now()); ok {
 				log.Warningf("Checkpointing %s (%d similar warnings suppressed): %v", c.path, suppressed, err)

@@ -34,6 +34,7 @@ const (
 // must still get their turn exactly then.
 func (w *writer) run() {
 	defer close(w.done)
+	panicsTotal.WithLabelValues(w.path, inFlusher) // at 0 from the start, for increase()
 	f := flusher{w: w, backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery}, capLog: limiter{every: logEvery},
 		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: limiter{every: clockLogEvery}}
 	f.timer = time.NewTimer(f.nextInterval())
@@ -75,7 +76,18 @@ func (w *writer) run() {
 		case <-w.buf.notify:
 		case <-work:
 		}
-		f.step()
+		f.safeStep()
+	}
+}
+
+// safeStep runs step, recovering a panic as a failed turn: the maintenance pass is abandoned,
+// the store closed (the next turn opens it afresh) and the flusher backs off.
+func (f *flusher) safeStep() {
+	if err := guard(f.w.path, inFlusher, func() error { f.step(); return nil }); err != nil {
+		flushErrors.WithLabelValues(f.w.path).Inc()
+		f.pass = nil
+		f.w.dropStore()
+		f.backOff()
 	}
 }
 
@@ -187,10 +199,11 @@ func (f *flusher) flushBatch(n int) (int, error) {
 		return 0, nil
 	}
 	start := time.Now()
-	w.storeMu.Lock()
-	err := w.store.write(first, second)
-	w.storeMu.Unlock()
+	err := w.withStore(func() error { return w.store.write(first, second) })
 	took := time.Since(start)
+	if errors.Is(err, errPanic) {
+		w.dropStore()
+	}
 
 	if err != nil {
 		flushErrors.WithLabelValues(w.path).Inc()

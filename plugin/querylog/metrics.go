@@ -108,6 +108,13 @@ var (
 		Help:      "Counter of failed attempts to ship (connect, check the table, insert); each is retried.",
 	}, []string{"db"})
 
+	panicsTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "panics_total",
+		Help:      "Counter of panics recovered in querylog's goroutines (flusher, checkpointer, shipper, ship_reader); each is also a failed attempt, retried with backoff.",
+	}, []string{"db", "goroutine"})
+
 	shipDropped = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,

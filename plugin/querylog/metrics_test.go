@@ -51,6 +51,11 @@ func TestMetricsExistFromStartup(t *testing.T) {
 			t.Errorf("no ignored_total{server=%q} before the first query", server)
 		}
 	}
+	for _, g := range []string{inFlusher, inCheckpointer} {
+		if !m.Has("panics_total", "db", db, "goroutine", g) {
+			t.Errorf("no panics_total{db=%q, goroutine=%q} before the first query", db, g)
+		}
+	}
 	if a := m.Account(db); a != (testutil.Account{}) {
 		t.Errorf("accounting before the first query: %+v, want all 0", a)
 	}

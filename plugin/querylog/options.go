@@ -249,7 +249,7 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 		if err = want(1); err == nil {
 			o.minFreeBytes, o.minFreePercent, err = parseMinFree(c, args[0])
 		}
-	case "ship", "node", "ship_password":
+	case "ship", "node", "ship_password", "ship_ca":
 		return parseShipOption(c, &o.ship, name, args)
 	case "anonymize":
 		return parseAnonymize(c, f, args)

@@ -69,9 +69,7 @@ func (f *flusher) startPass() {
 		p.longer = now.Add(-o.rollupRetention).Unix()
 	}
 	if f.w.store != nil {
-		f.w.storeMu.Lock()
-		f.w.store.batch.rollups.configure(o.rollupLimit)
-		f.w.storeMu.Unlock()
+		f.w.withStore(func() error { f.w.store.batch.rollups.configure(o.rollupLimit); return nil })
 	}
 	f.pass = p
 }
@@ -98,12 +96,12 @@ func (f *flusher) checkFile() {
 	if w.finishShip(leftRotated) {
 		f.reship = true
 	}
-	w.storeMu.Lock()
 	// The checkpointer first: a checkpoint of its own would make this one fail, and it must not
 	// reconnect by name, to the new file.
-	w.stopCheckpointer()
-	err := w.store.truncateWAL()
-	w.storeMu.Unlock()
+	err := w.withStore(func() error {
+		w.stopCheckpointer()
+		return w.store.truncateWAL()
+	})
 	if err != nil {
 		if ok, suppressed := f.errLog.allow(time.Now()); ok {
 			// A shipper would reopen the path, the new file, so none runs until the switch.
@@ -162,17 +160,19 @@ func (f *flusher) maintainStep(written int) {
 		}
 	case phaseRollups:
 		var n int64
-		w.storeMu.Lock()
-		n, err = w.store.pruneRollups(p.minutes, p.longer, rollupPeriodsChunk)
-		w.storeMu.Unlock()
+		err = w.withStore(func() (err error) {
+			n, err = w.store.pruneRollups(p.minutes, p.longer, rollupPeriodsChunk)
+			return err
+		})
 		if n == 0 {
 			p.phase = phaseTidy
 		}
 	case phaseTidy:
 		var more bool
-		w.storeMu.Lock()
-		more, err = w.store.tidy(pruneChunk)
-		w.storeMu.Unlock()
+		err = w.withStore(func() (err error) {
+			more, err = w.store.tidy(pruneChunk)
+			return err
+		})
 		if !more {
 			p.phase = phaseSizeCheck
 		}
@@ -229,9 +229,11 @@ func (f *flusher) maintainStep(written int) {
 // left to delete: they take the whole of max_size. It reports the rollup rows deleted.
 func (f *flusher) pruneRollupsForCap(o options) (int64, error) {
 	w := f.w
-	w.storeMu.Lock()
-	n, err := w.store.pruneRollups(0, f.now().Unix(), rollupPeriodsChunk)
-	w.storeMu.Unlock()
+	var n int64
+	err := w.withStore(func() (err error) {
+		n, err = w.store.pruneRollups(0, f.now().Unix(), rollupPeriodsChunk)
+		return err
+	})
 	if n > 0 {
 		if ok, suppressed := f.capLog.allow(time.Now()); ok {
 			log.Warningf("Rollups fill max_size %d of %s: deleting the oldest hours and days, and every row in each pass (%d similar warnings suppressed); raise max_size or lower rollup_limit or rollup_retention", o.maxSize, w.path, suppressed)
@@ -243,28 +245,33 @@ func (f *flusher) pruneRollupsForCap(o options) (int64, error) {
 // vacuumStep gives back a chunk of free pages and, once none are left, truncates the WAL so
 // that the file shrinks. It reports whether free pages remain.
 func (w *writer) vacuumStep() (more bool, err error) {
-	w.storeMu.Lock()
-	defer w.storeMu.Unlock()
-	if more, err = w.store.vacuumStep(vacuumChunk); more || err != nil {
-		return more, err
-	}
-	return false, w.store.truncateWAL()
+	err = w.withStore(func() (err error) {
+		if more, err = w.store.vacuumStep(vacuumChunk); more || err != nil {
+			return err
+		}
+		return w.store.truncateWAL()
+	})
+	return more, err
 }
 
 // prune runs del once and counts the rows it deleted.
 func (w *writer) prune(del func(*store) (int64, error)) (int64, error) {
-	w.storeMu.Lock()
-	n, err := del(w.store)
-	w.storeMu.Unlock()
+	var n int64
+	err := w.withStore(func() (err error) {
+		n, err = del(w.store)
+		return err
+	})
 	prunedTotal.WithLabelValues(w.path).Add(float64(n))
 	return n, err
 }
 
 // overCap reports whether the pages in use exceed 90% of maxSize.
 func (w *writer) overCap(maxSize int64) bool {
-	w.storeMu.Lock()
-	used, err := w.store.usedBytes()
-	w.storeMu.Unlock()
+	var used int64
+	err := w.withStore(func() (err error) {
+		used, err = w.store.usedBytes()
+		return err
+	})
 	return err == nil && used > maxSize*9/10
 }
 

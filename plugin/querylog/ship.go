@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // A shipper forwards one database file to ClickHouse: the SQLite file stays the durable log,
@@ -29,7 +27,7 @@ type shipper struct {
 	o      shipOptions
 	db     *sql.DB     // read-only, the shipper's own
 	reader *shipReader // reads rows through db
-	conn   driver.Conn
+	ch     clickHouse  // the shipper goroutine's
 	cancel context.CancelFunc
 	done   chan struct{}
 	wake   chan struct{} // cap 1: the flusher has committed rows
@@ -70,13 +68,15 @@ var (
 func startShipper(w *writer, o shipOptions) *shipper {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &shipper{w: w, o: o, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		final: make(chan struct{}), errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery},
+		final: make(chan struct{}), ch: clickHouse{o: o}, errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery},
 		leftover: leftAtExit}
 	s.cursor.Store(-1)
 	// Every series exists from the start, at 0.
 	shippedTotal.WithLabelValues(w.path)
 	shipErrors.WithLabelValues(w.path)
 	shipDropped.WithLabelValues(w.path, "max_size")
+	panicsTotal.WithLabelValues(w.path, inShipper)
+	panicsTotal.WithLabelValues(w.path, inShipReader)
 	go s.run(ctx)
 	return s
 }
@@ -117,17 +117,14 @@ func (s *shipper) finishing() bool {
 
 func (s *shipper) run(ctx context.Context) {
 	defer close(s.done)
-	defer func() {
-		if s.db != nil {
-			s.db.Close()
-		}
-		if s.conn != nil {
-			s.conn.Close()
-		}
-	}()
+	defer s.reset()
 	backoff := firstBackoff
 	for ctx.Err() == nil {
-		if err := s.ship(ctx); err != nil {
+		err := guard(s.w.path, inShipper, func() error { return s.ship(ctx) })
+		if errors.Is(err, errPanic) {
+			s.reset() // what the connections were in the middle of is unknown
+		}
+		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, errCaughtUp) {
 				return
 			}
@@ -217,7 +214,11 @@ func (s *shipper) ship(ctx context.Context) error {
 		if full {
 			ahead = make(chan readResult, 1)
 			go func(dst []shipRow) {
-				rows, err := s.reader.read(upTo, shipBatchRows, dst)
+				var rows []shipRow
+				err := guard(s.w.path, inShipReader, func() (err error) {
+					rows, err = s.reader.read(upTo, shipBatchRows, dst)
+					return err
+				})
 				ahead <- readResult{rows, err}
 			}(bufs[1][:0])
 		}
@@ -231,8 +232,7 @@ func (s *shipper) ship(ctx context.Context) error {
 		}
 		if len(send) > 0 {
 			ictx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
-			err := insertRows(ictx, s.conn, s.o, queryID(s.o.node, send), send, &s.cols)
-			s.cols.clear()
+			err := insertRows(ictx, &s.ch, s.o, queryID(s.o.node, send), send, &s.cols)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("inserting %d rows: %w", len(send), err)
@@ -299,14 +299,14 @@ type readResult struct {
 func (s *shipper) unshipped(ctx context.Context, batch []shipRow) ([]shipRow, error) {
 	ctx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
 	defer cancel()
-	if err := s.conn.Ping(ctx); err != nil {
+	if err := s.ch.ping(ctx); err != nil {
 		return nil, fmt.Errorf("connecting: %w", err)
 	}
-	if err := ensureTable(ctx, s.conn, s.o); err != nil {
+	if err := ensureTable(ctx, &s.ch, s.o); err != nil {
 		return nil, err
 	}
 	for {
-		n, err := insertsRunning(ctx, s.conn, s.o)
+		n, err := insertsRunning(ctx, &s.ch, s.o)
 		if err != nil {
 			return nil, fmt.Errorf("looking for inserts still running: %w", err)
 		}
@@ -319,7 +319,7 @@ func (s *shipper) unshipped(ctx context.Context, batch []shipRow) ([]shipRow, er
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	have, err := shippedSeqs(ctx, s.conn, s.o, batch)
+	have, err := shippedSeqs(ctx, &s.ch, s.o, batch)
 	if err != nil {
 		return nil, fmt.Errorf("asking which rows are already shipped: %w", err)
 	}
@@ -340,7 +340,8 @@ func (s *shipper) acknowledge(upTo int64, n int) {
 	}
 }
 
-// open opens the shipper's SQLite reader and its ClickHouse connection pool, once.
+// open opens the shipper's SQLite reader, once; the ClickHouse connection is dialled when
+// first used.
 func (s *shipper) open() error {
 	if s.db == nil {
 		db, err := openShipReader(s.w.path)
@@ -349,14 +350,16 @@ func (s *shipper) open() error {
 		}
 		s.db, s.reader = db, newShipReader(db)
 	}
-	if s.conn == nil {
-		conn, err := openClickHouse(s.o)
-		if err != nil {
-			return fmt.Errorf("connecting: %w", err)
-		}
-		s.conn = conn
-	}
 	return nil
+}
+
+// reset closes the shipper's SQLite reader and ClickHouse connection, to be opened afresh.
+func (s *shipper) reset() {
+	s.ch.close()
+	if s.db != nil {
+		s.db.Close()
+		s.db, s.reader = nil, nil
+	}
 }
 
 // progress refreshes what the lag metrics are computed from.

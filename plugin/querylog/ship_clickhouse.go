@@ -7,8 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	chproto "github.com/ClickHouse/ch-go/proto"
+
+	"github.com/querylog/querylog/internal/chwire"
 )
 
 // The ClickHouse side of shipping: the table, the connection with failover, inserts, and the
@@ -75,46 +76,19 @@ func insertQuery(o shipOptions) string {
 	return fmt.Sprintf("INSERT INTO %s.%s (%s)", o.database, o.table, strings.Join(names, ", "))
 }
 
-const (
-	shipDialTimeout = 5 * time.Second
-	// shipQueryTimeout bounds one insert or question; a 100,000-row insert takes well under a
-	// second on loopback.
-	shipQueryTimeout = 60 * time.Second
-	// shipConnLifetime is how long a connection is reused: after a failover, the first
-	// address is tried again at the latest this much later.
-	shipConnLifetime = 5 * time.Minute
-)
-
-// openClickHouse returns a connection pool over o's addresses, dialled lazily in the order
-// given: the first that answers is used until it fails or shipConnLifetime has passed.
-func openClickHouse(o shipOptions) (driver.Conn, error) {
-	return clickhouse.Open(&clickhouse.Options{
-		Addr:             o.addrList(),
-		Auth:             clickhouse.Auth{Database: o.database, Username: o.user, Password: o.password},
-		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
-		DialTimeout:      shipDialTimeout,
-		ReadTimeout:      shipQueryTimeout,
-		ConnMaxLifetime:  shipConnLifetime,
-		MaxOpenConns:     2,
-		MaxIdleConns:     1,
-		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-		ClientInfo:       clickhouse.ClientInfo{Products: []struct{ Name, Version string }{{Name: "coredns-querylog", Version: "1"}}},
-	})
-}
-
 // ensureTable creates the table if it does not exist and checks that it has every column
 // querylog ships, with a compatible type. It creates only what is missing, so a user allowed to
 // insert but not to create tables can ship to a table made for it.
-func ensureTable(ctx context.Context, conn driver.Conn, o shipOptions) error {
-	have, err := tableColumns(ctx, conn, o)
+func ensureTable(ctx context.Context, ch *clickHouse, o shipOptions) error {
+	have, err := tableColumns(ctx, ch, o)
 	if err != nil {
 		return err
 	}
 	if len(have) == 0 {
-		if err := conn.Exec(ctx, tableDDL(o.database, o.table)); err != nil {
+		if err := ch.exec(ctx, tableDDL(o.database, o.table)); err != nil {
 			return fmt.Errorf("creating table %s: %w", o.target(), err)
 		}
-		if have, err = tableColumns(ctx, conn, o); err != nil {
+		if have, err = tableColumns(ctx, ch, o); err != nil {
 			return err
 		}
 	}
@@ -125,7 +99,7 @@ func ensureTable(ctx context.Context, conn driver.Conn, o shipOptions) error {
 		case !ok:
 			missing = append(missing, c.name)
 		case !compatibleType(typ, c.typ):
-			problems = append(problems, fmt.Sprintf("column %s is %s, want %s", c.name, typ, c.typ))
+			problems = append(problems, fmt.Sprintf("column %s is %s, want %s", c.name, chwire.Printable(typ), c.typ))
 		}
 	}
 	if len(missing) > 0 {
@@ -138,21 +112,17 @@ func ensureTable(ctx context.Context, conn driver.Conn, o shipOptions) error {
 }
 
 // tableColumns returns the table's columns and their types; none if it does not exist.
-func tableColumns(ctx context.Context, conn driver.Conn, o shipOptions) (map[string]string, error) {
-	rows, err := conn.Query(ctx, `SELECT name, type FROM system.columns WHERE database = ? AND table = ?`, o.database, o.table)
+func tableColumns(ctx context.Context, ch *clickHouse, o shipOptions) (map[string]string, error) {
+	cols, err := ch.query(ctx, fmt.Sprintf(`SELECT name, type FROM system.columns WHERE database = %s AND table = %s`,
+		quote(o.database), quote(o.table)), "String", "String")
 	if err != nil {
 		return nil, fmt.Errorf("reading the columns of %s: %w", o.target(), err)
 	}
-	defer rows.Close()
 	have := map[string]string{}
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
-			return nil, err
-		}
-		have[name] = typ
+	for i, name := range cols[0].Strings {
+		have[name] = cols[1].Strings[i]
 	}
-	return have, rows.Err()
+	return have, nil
 }
 
 // compatibleType accepts the listed type, LowCardinality of it, and a DateTime of any zone.
@@ -165,68 +135,71 @@ func compatibleType(have, want string) bool {
 }
 
 // insertRows sends rows as one INSERT, with query id id, through the column buffers cols.
-func insertRows(ctx context.Context, conn driver.Conn, o shipOptions, id string, rows []shipRow, cols *columns) error {
-	ctx = clickhouse.Context(ctx, clickhouse.WithQueryID(id))
-	b, err := conn.PrepareBatch(ctx, insertQuery(o))
-	if err != nil {
-		return err
-	}
-	for i, col := range cols.fill(o.node, rows) {
-		if err := b.Column(i).Append(col); err != nil {
-			b.Abort()
-			return fmt.Errorf("column %s: %w", shipColumns[i].name, err)
-		}
-	}
-	return b.Send()
+func insertRows(ctx context.Context, ch *clickHouse, o shipOptions, id string, rows []shipRow, cols *columns) error {
+	return ch.insert(ctx, insertQuery(o), id, cols.fill(o.node, rows))
 }
 
-// columns holds a batch as one slice per column, in shipColumns order. The shipper keeps one
-// and reuses its slices from batch to batch.
+// columns holds a batch as one column per shipColumns entry, in its order. The shipper keeps
+// one and reuses its buffers from batch to batch.
 type columns struct {
-	nodes                                              []string
-	seq, n                                             []uint64
-	ts, tsec, dur                                      []int64
-	server, client, proto, qname, qtype, qclass, rcode []string
-	size                                               []uint32
-	answers                                            []uint16
-	do, aa, tc, rd, ra, ad, cd                         []uint8
-	plugin, up, meta, data                             []string
-	ede                                                []int32
+	nodes, server, client, proto, qname, qtype, qclass, rcode, plugin, up, meta, data chproto.ColStr
+	seq, n                                                                            chproto.ColUInt64
+	ts, dur                                                                           chproto.ColInt64
+	time                                                                              chproto.ColDateTime
+	size                                                                              chproto.ColUInt32
+	answers                                                                           chproto.ColUInt16
+	do, aa, tc, rd, ra, ad, cd                                                        chproto.ColUInt8
+	ede                                                                               chproto.ColInt32
 }
 
-func (c *columns) fill(node string, rows []shipRow) []any {
-	*c = columns{
-		c.nodes[:0], c.seq[:0], c.n[:0], c.ts[:0], c.tsec[:0], c.dur[:0],
-		c.server[:0], c.client[:0], c.proto[:0], c.qname[:0], c.qtype[:0], c.qclass[:0], c.rcode[:0],
-		c.size[:0], c.answers[:0], c.do[:0], c.aa[:0], c.tc[:0], c.rd[:0], c.ra[:0], c.ad[:0], c.cd[:0],
-		c.plugin[:0], c.up[:0], c.meta[:0], c.data[:0], c.ede[:0],
+func (c *columns) fill(node string, rows []shipRow) []chproto.InputColumn {
+	data := []chproto.ColInput{&c.nodes, &c.seq, &c.n, &c.ts, &c.time, &c.server, &c.client, &c.proto, &c.qname, &c.qtype,
+		&c.qclass, &c.rcode, &c.size, &c.answers, &c.dur, &c.do, &c.plugin, &c.aa, &c.tc, &c.rd, &c.ra, &c.ad, &c.cd,
+		&c.ede, &c.up, &c.meta, &c.data}
+	for _, d := range data {
+		d.(chproto.Resettable).Reset()
 	}
+	c.time.Location = time.UTC
 	for i := range rows {
 		r := &rows[i]
-		c.nodes, c.seq, c.ts, c.tsec = append(c.nodes, node), append(c.seq, uint64(r.seq)), append(c.ts, r.ts), append(c.tsec, r.ts/1000)
-		c.n = append(c.n, uint64(r.n))
-		c.server, c.client, c.proto = append(c.server, r.server), append(c.client, r.clientIP), append(c.proto, r.proto)
-		c.qname, c.qtype, c.qclass, c.rcode = append(c.qname, r.qname), append(c.qtype, r.qtype), append(c.qclass, r.qclass), append(c.rcode, r.rcode)
-		c.size, c.answers, c.dur, c.do = append(c.size, r.size), append(c.answers, r.answers), append(c.dur, r.durationUS), append(c.do, r.doBit)
-		c.plugin, c.aa, c.tc, c.rd = append(c.plugin, r.plugin), append(c.aa, r.aa), append(c.tc, r.tc), append(c.rd, r.rd)
-		c.ra, c.ad, c.cd, c.ede = append(c.ra, r.ra), append(c.ad, r.ad), append(c.cd, r.cd), append(c.ede, r.ede)
-		c.up, c.meta, c.data = append(c.up, r.upstream), append(c.meta, r.metadata), append(c.data, r.answerData)
+		c.nodes.Append(node)
+		c.seq.Append(uint64(r.seq))
+		c.n.Append(uint64(r.n))
+		c.ts.Append(r.ts)
+		c.time.AppendRaw(chproto.DateTime(r.ts / 1000))
+		c.server.Append(r.server)
+		c.client.Append(r.clientIP)
+		c.proto.Append(r.proto)
+		c.qname.Append(r.qname)
+		c.qtype.Append(r.qtype)
+		c.qclass.Append(r.qclass)
+		c.rcode.Append(r.rcode)
+		c.size.Append(r.size)
+		c.answers.Append(r.answers)
+		c.dur.Append(r.durationUS)
+		c.do.Append(r.doBit)
+		c.plugin.Append(r.plugin)
+		c.aa.Append(r.aa)
+		c.tc.Append(r.tc)
+		c.rd.Append(r.rd)
+		c.ra.Append(r.ra)
+		c.ad.Append(r.ad)
+		c.cd.Append(r.cd)
+		c.ede.Append(r.ede)
+		c.up.Append(r.upstream)
+		c.meta.Append(r.metadata)
+		c.data.Append(r.answerData)
 	}
-	return []any{c.nodes, c.seq, c.n, c.ts, c.tsec, c.server, c.client, c.proto, c.qname, c.qtype, c.qclass, c.rcode,
-		c.size, c.answers, c.dur, c.do, c.plugin, c.aa, c.tc, c.rd, c.ra, c.ad, c.cd, c.ede, c.up, c.meta, c.data}
-}
-
-// clear drops the strings the buffers point to, so that a batch's names are not kept alive
-// until the next one.
-func (c *columns) clear() {
-	for _, s := range [][]string{c.nodes, c.server, c.client, c.proto, c.qname, c.qtype, c.qclass, c.rcode, c.plugin, c.up, c.meta, c.data} {
-		clear(s)
+	input := make([]chproto.InputColumn, len(shipColumns))
+	for i, col := range shipColumns {
+		input[i] = chproto.InputColumn{Name: col.name, Data: data[i]}
 	}
+	return input
 }
 
 // shippedSeqs returns which of rows ClickHouse already holds for node, sorted. It looks only at
 // the rows' own time window, which the sort key (node, time, seq) makes a short read.
-func shippedSeqs(ctx context.Context, conn driver.Conn, o shipOptions, rows []shipRow) ([]uint64, error) {
+func shippedSeqs(ctx context.Context, ch *clickHouse, o shipOptions, rows []shipRow) ([]uint64, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
@@ -234,30 +207,31 @@ func shippedSeqs(ctx context.Context, conn driver.Conn, o shipOptions, rows []sh
 	for _, r := range rows {
 		lo, hi = min(lo, r.ts), max(hi, r.ts)
 	}
-	q := fmt.Sprintf(`SELECT seq FROM %s.%s WHERE node = ? AND time >= toDateTime(?) AND time <= toDateTime(?)
-		AND seq >= ? AND seq <= ? ORDER BY seq`, o.database, o.table)
-	res, err := conn.Query(ctx, q, o.node, lo/1000, hi/1000, uint64(rows[0].seq), uint64(rows[len(rows)-1].seq))
+	q := fmt.Sprintf(`SELECT seq FROM %s.%s WHERE node = %s AND time >= toDateTime(%d) AND time <= toDateTime(%d)
+		AND seq >= %d AND seq <= %d ORDER BY seq`, o.database, o.table, quote(o.node), lo/1000, hi/1000,
+		uint64(rows[0].seq), uint64(rows[len(rows)-1].seq))
+	cols, err := ch.query(ctx, q, "UInt64")
 	if err != nil {
 		return nil, err
 	}
-	defer res.Close()
-	var seqs []uint64
-	for res.Next() {
-		var s uint64
-		if err := res.Scan(&s); err != nil {
-			return nil, err
-		}
-		seqs = append(seqs, s)
+	if !slices.IsSorted(cols[0].Uints) {
+		return nil, fmt.Errorf("the shipped seqs came unsorted")
 	}
-	return seqs, res.Err()
+	return cols[0].Uints, nil
 }
 
 // insertsRunning counts the inserts of this node that ClickHouse is still executing, from any
 // process: an insert whose reply was lost may still be committing.
-func insertsRunning(ctx context.Context, conn driver.Conn, o shipOptions) (uint64, error) {
-	var n uint64
-	err := conn.QueryRow(ctx, `SELECT count() FROM system.processes WHERE startsWith(query_id, ?)`, queryIDPrefix(o.node)).Scan(&n)
-	return n, err
+func insertsRunning(ctx context.Context, ch *clickHouse, o shipOptions) (uint64, error) {
+	cols, err := ch.query(ctx, fmt.Sprintf(`SELECT count() FROM system.processes WHERE startsWith(query_id, %s)`,
+		quote(queryIDPrefix(o.node))), "UInt64")
+	if err != nil {
+		return 0, err
+	}
+	if len(cols[0].Uints) != 1 {
+		return 0, fmt.Errorf("count() returned %d rows", len(cols[0].Uints))
+	}
+	return cols[0].Uints[0], nil
 }
 
 // queryIDPrefix starts the query id of every insert of node: "querylog:NODE:FIRST-LAST".

@@ -1,11 +1,15 @@
 package querylog
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -21,6 +25,9 @@ type shipOptions struct {
 	table    string
 	node     string // stamped on every row; the host name unless `node` says otherwise
 	password string // read from ship_password's file or variable, never from the Corefile
+	secure   bool   // TLS, from ?secure=true
+	caPEM    string // the certificates of ship_ca, read by checkShip; empty: the system's roots
+	caFile   string // ship_ca as written, until checkShip reads it
 
 	passwordFrom string // ship_password as written ("file PATH", "env NAME"), until checkShip reads it
 }
@@ -34,14 +41,32 @@ func (s shipOptions) target() string { return s.database + "." + s.table }
 func (s shipOptions) addrList() []string { return strings.Split(s.addrs, ",") }
 
 const (
-	defaultShipTable = "querylog"
-	defaultShipPort  = "9000" // ClickHouse's native protocol
+	defaultShipTable      = "querylog"
+	defaultShipPort       = "9000" // ClickHouse's native protocol
+	defaultSecureShipPort = "9440" // the same over TLS (tcp_port_secure)
 )
+
+// tlsConfig verifies the server at addr (host:port) against ship_ca, or the system's roots.
+func (s shipOptions) tlsConfig(addr string) (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if s.caPEM != "" {
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM([]byte(s.caPEM)) {
+			return nil, fmt.Errorf("ship_ca holds no PEM certificate")
+		}
+	}
+	return c, nil
+}
 
 // identRE is what database and table names may be: they are written into SQL unquoted.
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// parseShipOption reads `ship URL...`, `node NAME` and `ship_password file PATH|env NAME`.
+// parseShipOption reads `ship URL...`, `node NAME`, `ship_password file PATH|env NAME` and
+// `ship_ca FILE`.
 // checkShip completes them once the whole block has been read.
 func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []string) error {
 	switch name {
@@ -56,12 +81,13 @@ func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []st
 		for i, a := range args {
 			u, err := parseShipURL(a)
 			if err != nil {
-				return c.Errf("ship %q: %v", a, err)
+				// Neither the URL nor url.Parse's error may echo a password into the log.
+				return c.Errf("ship %q: %s", redactURL(a), strings.ReplaceAll(err.Error(), a, redactURL(a)))
 			}
 			if i == 0 {
-				s.user, s.database, s.table = u.user, u.database, u.table
-			} else if u.user != s.user || u.database != s.database || u.table != s.table {
-				return c.Errf("ship %q: every address must name the same user, database and table as %q", a, args[0])
+				s.user, s.database, s.table, s.secure = u.user, u.database, u.table, u.secure
+			} else if u.user != s.user || u.database != s.database || u.table != s.table || u.secure != s.secure {
+				return c.Errf("ship %q: every address must name the same user, database, table and secure as %q", a, args[0])
 			}
 			addrs = append(addrs, u.addr)
 		}
@@ -79,6 +105,11 @@ func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []st
 			return c.Errf("ship_password needs file PATH or env NAME, got %q", strings.Join(args, " "))
 		}
 		s.passwordFrom = args[0] + " " + args[1]
+	case "ship_ca":
+		if len(args) != 1 {
+			return c.Errf("ship_ca needs one FILE of PEM certificates, got %q", strings.Join(args, " "))
+		}
+		s.caFile = args[0]
 	}
 	return nil
 }
@@ -87,10 +118,27 @@ func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []st
 // password.
 func checkShip(c *caddy.Controller, s *shipOptions) error {
 	if !s.enabled() {
-		if s.node != "" || s.passwordFrom != "" {
-			return c.Errf("node and ship_password need a ship line")
+		if s.node != "" || s.passwordFrom != "" || s.caFile != "" {
+			return c.Errf("node, ship_password and ship_ca need a ship line")
 		}
 		return nil
+	}
+	if s.caFile != "" {
+		if !s.secure {
+			return c.Errf("ship_ca %s: the ship URL needs ?secure=true", s.caFile)
+		}
+		path, err := resolvePath(c, "ship_ca", s.caFile)
+		if err != nil {
+			return err
+		}
+		b, err := readBounded(path, maxCAFile)
+		if err != nil {
+			return c.Errf("ship_ca: %v", err)
+		}
+		s.caPEM, s.caFile = string(b), ""
+		if _, err := s.tlsConfig("host:0"); err != nil {
+			return c.Errf("ship_ca %s: %v", path, err)
+		}
 	}
 	if s.node == "" {
 		host, err := os.Hostname()
@@ -128,9 +176,48 @@ func checkShip(c *caddy.Controller, s *shipOptions) error {
 	return nil
 }
 
-type shipURL struct{ addr, user, database, table string }
+type shipURL struct {
+	addr, user, database, table string
+	secure                      bool
+}
 
-// parseShipURL reads clickhouse://[USER@]HOST[:PORT]/DATABASE[?table=NAME].
+// maxCAFile bounds what ship_ca reads: a bundle of every public root is about 200 KB.
+const maxCAFile = 1 << 20
+
+// readBounded reads a file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, err
+}
+
+// redactURL hides the password of a URL written with one, as url.URL.Redacted does, even
+// where s does not parse.
+func redactURL(s string) string {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return s
+	}
+	user, _, hasPassword := strings.Cut(authority[:at], ":")
+	if !hasPassword {
+		return s
+	}
+	return strings.Replace(s, authority[:at], user+":xxxxx", 1)
+}
+
+// parseShipURL reads clickhouse://[USER@]HOST[:PORT]/DATABASE[?table=NAME][&secure=true].
 func parseShipURL(s string) (shipURL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -149,11 +236,6 @@ func parseShipURL(s string) (shipURL, error) {
 		}
 		out.user = u.User.Username()
 	}
-	port := u.Port()
-	if port == "" {
-		port = defaultShipPort
-	}
-	out.addr = net.JoinHostPort(u.Hostname(), port)
 	out.database = strings.TrimPrefix(u.Path, "/")
 	if !identRE.MatchString(out.database) {
 		return shipURL{}, fmt.Errorf("DATABASE %q must be a name of letters, digits and _", out.database)
@@ -163,11 +245,27 @@ func parseShipURL(s string) (shipURL, error) {
 		return shipURL{}, err
 	}
 	for k, v := range query {
-		if k != "table" || len(v) != 1 {
-			return shipURL{}, fmt.Errorf("unknown parameter %q; only table=NAME is accepted", k)
+		switch {
+		case len(v) != 1:
+			return shipURL{}, fmt.Errorf("parameter %q given %d times", k, len(v))
+		case k == "table":
+			out.table = v[0]
+		case k == "secure":
+			if out.secure, err = strconv.ParseBool(v[0]); err != nil {
+				return shipURL{}, fmt.Errorf("secure=%q: want true or false", v[0])
+			}
+		default:
+			return shipURL{}, fmt.Errorf("unknown parameter %q; only table=NAME and secure=true are accepted", k)
 		}
-		out.table = v[0]
 	}
+	port := u.Port()
+	if port == "" {
+		port = defaultShipPort
+		if out.secure {
+			port = defaultSecureShipPort
+		}
+	}
+	out.addr = net.JoinHostPort(u.Hostname(), port)
 	if !identRE.MatchString(out.table) {
 		return shipURL{}, fmt.Errorf("table %q must be a name of letters, digits and _", out.table)
 	}

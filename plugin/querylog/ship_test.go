@@ -26,6 +26,9 @@ func TestParseShip(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte(testCAPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("QUERYLOG_TEST_PW", "from-env")
 	host, _ := os.Hostname()
 	tests := []struct {
@@ -41,6 +44,12 @@ func TestParseShip(t *testing.T) {
 			shipOptions{addrs: "a.example.org:9000,[2001:db8::1]:9001", user: "ql", database: "logs", table: "dns", node: "ns1"}},
 		{"password from a file", "ship clickhouse://ql@ch.example.org:9000/logs\n ship_password file pw",
 			shipOptions{addrs: "ch.example.org:9000", user: "ql", database: "logs", table: "querylog", node: host, password: "s3cret"}},
+		{"TLS on its default port, with a CA", "ship clickhouse://ch.example.org/logs?secure=true clickhouse://ch2.example.org:9441/logs?secure=true\n ship_ca ca.pem",
+			shipOptions{addrs: "ch.example.org:9440,ch2.example.org:9441", user: "default", database: "logs", table: "querylog", node: host, secure: true, caPEM: testCAPEM}},
+		{"TLS with the system's roots", "ship clickhouse://ch.example.org/logs?secure=true&table=dns",
+			shipOptions{addrs: "ch.example.org:9440", user: "default", database: "logs", table: "dns", node: host, secure: true}},
+		{"secure=false", "ship clickhouse://ch.example.org/logs?secure=false",
+			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: host}},
 		{"password from the environment, node first", "node n-1.example\n ship_password env QUERYLOG_TEST_PW\n ship clickhouse://ch.example.org:9000/logs",
 			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: "n-1.example", password: "from-env"}},
 	}
@@ -64,8 +73,14 @@ func TestParseShip(t *testing.T) {
 		{"no database", "ship clickhouse://ch.example.org:9000", "DATABASE"},
 		{"bad database", "ship clickhouse://ch.example.org:9000/a-b", "DATABASE"},
 		{"bad table", "ship clickhouse://ch.example.org:9000/logs?table=x;drop", "table"},
-		{"unknown parameter", "ship clickhouse://ch.example.org:9000/logs?secure=1", "unknown parameter"},
-		{"addresses disagree", "ship clickhouse://ch.example.org:9000/logs clickhouse://ch.example.org:9000/other", "same user, database and table"},
+		{"unknown parameter", "ship clickhouse://ch.example.org:9000/logs?compress=1", "unknown parameter"},
+		{"secure not a boolean", "ship clickhouse://ch.example.org/logs?secure=yes", `secure="yes": want true or false`},
+		{"secure on one address only", "ship clickhouse://a.example.org/logs?secure=true clickhouse://b.example.org/logs", "same user, database, table and secure"},
+		{"ship_ca without secure", "ship clickhouse://a.example.org/logs\n ship_ca ca.pem", "needs ?secure=true"},
+		{"ship_ca missing", "ship clickhouse://a.example.org/logs?secure=true\n ship_ca nothing.pem", "no such file"},
+		{"ship_ca not PEM", "ship clickhouse://a.example.org/logs?secure=true\n ship_ca pw", "no PEM certificate"},
+		{"ship_ca without ship", "ship_ca ca.pem", "need a ship line"},
+		{"addresses disagree", "ship clickhouse://ch.example.org:9000/logs clickhouse://ch.example.org:9000/other", "same user, database, table and secure"},
 		{"ship twice", "ship clickhouse://a.example.org/logs\n ship clickhouse://b.example.org/logs", "twice"},
 		{"node without ship", "node ns1", "need a ship line"},
 		{"password without ship", "ship_password env QUERYLOG_TEST_PW", "need a ship line"},
@@ -84,7 +99,23 @@ func TestParseShip(t *testing.T) {
 			}
 		})
 	}
+
+	// A refused URL's password is never echoed, whether the URL parses or not.
+	for _, u := range []string{"clickhouse://ql:hunter2@ch.example.org:9000/logs", "clickhouse://ql:hunter2@ch.example.org:x/logs",
+		"clickhouse://ql:hunter2@[::1/logs"} {
+		c := controller("querylog "+filepath.Join(dir, "q.db")+" {\n ship "+u+"\n}", dir)
+		_, _, err := parse(c)
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "ql:xxxxx@") {
+			t.Errorf("ship %s: error %v echoes the password or not the redacted URL", u, err)
+		}
+	}
 }
+
+// testCAPEM is a certificate for the ship_ca tests (testdata of no use beyond parsing).
+var testCAPEM = func() string {
+	cert, _, _ := testutil.LoopbackCertPEM()
+	return string(cert)
+}()
 
 // shipEntries makes n entries, of varied types, classes and rcodes, that arrived from start on.
 func shipEntries(n int, start time.Time) []entry {
@@ -355,7 +386,8 @@ func TestShipResumesWithoutDuplicates(t *testing.T) {
 	}
 	s.close()
 	o := shipOpts(path, ch.Addr, "n1")
-	conn := ch.Conn(t)
+	conn := &clickHouse{o: o.ship}
+	defer conn.close()
 	ctx := context.Background()
 	if err := ensureTable(ctx, conn, o.ship); err != nil {
 		t.Fatal(err)
@@ -610,12 +642,9 @@ func TestShipErrorMessages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := base
 			tc.edit(&o)
-			conn, err := openClickHouse(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			err = ensureTable(context.Background(), conn, o)
+			conn := &clickHouse{o: o}
+			defer conn.close()
+			err := ensureTable(context.Background(), conn, o)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error = %v, want one containing %q", err, tc.want)
 			}

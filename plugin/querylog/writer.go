@@ -273,11 +273,11 @@ func (w *writer) closeStore() {
 	if w.store == nil {
 		return
 	}
+	defer func() { w.store = nil }() // also if closing panics (dropStore)
 	w.stopCheckpointer()
 	if err := w.store.close(); err != nil {
 		log.Errorf("Closing database %s: %v", w.path, err)
 	}
-	w.store = nil
 }
 
 // stopCheckpointer stops the checkpointer and closes its connection. Called with storeMu held.
