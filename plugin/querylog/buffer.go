@@ -13,10 +13,11 @@ const (
 	reasonWriteFailed               // SQLite rejected the batch with a permanent error
 	reasonShutdown                  // shutdown_timeout ran out, or the entry arrived after close
 	reasonDiskLow                   // the filesystem is below min_free
+	reasonBufferBytes               // the entry would take the buffer over its byte budget
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"buffer_full", "write_failed", "shutdown", "disk_low"}
+var reasonNames = [numReasons]string{"buffer_full", "write_failed", "shutdown", "disk_low", "buffer_bytes"}
 
 // counts is the accounting of one server (listener) on one buffer. Every entry offered is
 // enqueued; it then ends up written, dropped, or is still buffered.
@@ -39,6 +40,8 @@ type buffer struct {
 	capacity int     // logical capacity (buffer_size)
 	peak     int
 	closed   bool
+	bytes    int64 // held by the entries in the ring (entry.cost)
+	budget   int64 // buffer_bytes; 0: none (only tests build options without parse)
 
 	watermark int  // fill (entries) at which the warning fires
 	warned    bool // warning given; re-armed below watermark/2
@@ -73,6 +76,7 @@ func (b *buffer) configure(o options) {
 		b.ring, b.head = ring, 0
 	}
 	b.capacity = o.bufferSize
+	b.budget = o.bufferBytes // lowered below b.bytes: entries held stay, new ones wait or drop
 	b.watermark = max(1, o.bufferSize*o.watermark/100)
 	b.batch = o.batchSize
 	b.block = o.blockFor
@@ -108,19 +112,21 @@ type enqueueResult int
 const (
 	accepted enqueueResult = iota
 	droppedFull
+	droppedBytes   // over the byte budget
 	rejectedClosed // the buffer is closed; the caller decides (tail write or shutdown drop)
 )
 
 // enqueue appends e. In drop mode it never waits; in block mode it waits at most b.block for the
 // flusher to make room. crossed reports that this entry took the fill over the watermark.
 func (b *buffer) enqueue(e entry) (res enqueueResult, crossed bool) {
+	cost := e.cost()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return rejectedClosed, false
 	}
-	if b.size >= b.capacity && b.block > 0 {
-		b.waitForRoom()
+	if !b.room(cost) && b.block > 0 && b.fits(cost) {
+		b.waitForRoom(cost)
 		if b.closed {
 			b.mu.Unlock()
 			return rejectedClosed, false
@@ -134,6 +140,13 @@ func (b *buffer) enqueue(e entry) (res enqueueResult, crossed bool) {
 		b.mu.Unlock()
 		return droppedFull, false
 	}
+	if !b.room(cost) {
+		c.dropped[reasonBufferBytes]++
+		b.dropWindow++
+		b.mu.Unlock()
+		return droppedBytes, false
+	}
+	b.bytes += cost
 	i := b.head + b.size
 	if i >= len(b.ring) {
 		i -= len(b.ring)
@@ -157,11 +170,20 @@ func (b *buffer) enqueue(e entry) (res enqueueResult, crossed bool) {
 	return accepted, crossed
 }
 
-// waitForRoom waits, with mu held on entry and on return, until there is room, the buffer is
-// closed, or b.block has passed.
-func (b *buffer) waitForRoom() {
+// room reports whether an entry of cost fits now, in entries and in bytes. Called with mu held.
+func (b *buffer) room(cost int64) bool {
+	return b.size < b.capacity && (b.budget == 0 || b.bytes+cost <= b.budget)
+}
+
+// fits reports whether an entry of cost could ever fit: one over the whole budget is dropped at
+// once, even under on_full block, as no flush would make room for it.
+func (b *buffer) fits(cost int64) bool { return b.budget == 0 || cost <= b.budget }
+
+// waitForRoom waits, with mu held on entry and on return, until there is room for an entry of
+// cost (entries and bytes), the buffer is closed, or b.block has passed.
+func (b *buffer) waitForRoom(cost int64) {
 	deadline := time.Now().Add(b.block)
-	for b.size >= b.capacity && !b.closed {
+	for !b.room(cost) && !b.closed {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return
@@ -192,7 +214,15 @@ func (b *buffer) remove(n int, written bool, r reason) {
 	first, second := b.peek(n)
 	perServer := tally(first, second)
 
+	var freed int64
+	for _, seg := range [][]entry{first, second} {
+		for i := range seg {
+			freed += seg[i].cost()
+		}
+	}
+
 	b.mu.Lock()
+	b.bytes -= freed
 	// Release the qname strings. Under mu, since a growing configure copies these slots.
 	clear(first)
 	clear(second)
@@ -314,13 +344,14 @@ func (b *buffer) takeDropWindow() uint64 {
 // snapshot is a consistent copy of the buffer's accounting, for metrics.
 type snapshot struct {
 	size, capacity, peak int
+	bytes, budget        int64
 	stats                []counts
 }
 
 func (b *buffer) snapshot() snapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := snapshot{size: b.size, capacity: b.capacity, peak: b.peak, stats: make([]counts, len(b.stats))}
+	s := snapshot{size: b.size, capacity: b.capacity, peak: b.peak, bytes: b.bytes, budget: b.budget, stats: make([]counts, len(b.stats))}
 	for i, c := range b.stats {
 		s.stats[i] = *c
 	}

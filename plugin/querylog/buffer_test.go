@@ -3,6 +3,7 @@ package querylog
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -738,4 +739,203 @@ func TestBufferConfigureWhileConsuming(t *testing.T) {
 	if tot.written != consumed || tot.enqueued != produced {
 		t.Errorf("written %d (consumed %d), enqueued %d (produced %d)", tot.written, consumed, tot.enqueued, produced)
 	}
+}
+
+// bytesOpts is bufOpts with a byte budget.
+func bytesOpts(size int, budget int64, block time.Duration) options {
+	o := bufOpts(size, size, 80, block)
+	o.bufferBytes = budget
+	return o
+}
+
+// dataEntry is seqEntry with n bytes of answer data.
+func dataEntry(server uint8, i, n int) entry {
+	e := seqEntry(server, i)
+	e.extra = &extra{answers: strings.Repeat("x", n)}
+	return e
+}
+
+// heldBytes sums the cost of the entries in b, to check b's own count.
+func heldBytes(b *buffer) int64 {
+	first, second := b.peek(b.capacity)
+	var n int64
+	for _, seg := range [][]entry{first, second} {
+		for i := range seg {
+			n += seg[i].cost()
+		}
+	}
+	return n
+}
+
+// TestBufferBytesBudget: an entry that would take the buffer over buffer_bytes is dropped as
+// buffer_bytes, while there is room in entries; the accounting balances, and a removal gives
+// its bytes back.
+func TestBufferBytesBudget(t *testing.T) {
+	big := dataEntry(1, 0, 1000)
+	small := seqEntry(1, 0)
+	budget := 3*big.cost() + small.cost()
+	b := newBuffer(bytesOpts(100, budget, 0))
+	next := 0
+	offer := func(n int) enqueueResult {
+		e := dataEntry(1, next, n)
+		if n == 0 {
+			e = seqEntry(1, next)
+		}
+		next++
+		res, _ := b.enqueue(e)
+		checkBalance(t, b, fmt.Sprintf("entry %d", next-1))
+		if s := b.snapshot(); s.bytes > budget || s.bytes != heldBytes(b) {
+			t.Fatalf("entry %d: %d bytes counted, %d held, budget %d", next-1, s.bytes, heldBytes(b), budget)
+		}
+		return res
+	}
+	for i, want := range []enqueueResult{accepted, accepted, accepted, droppedBytes, accepted, droppedBytes} {
+		n := 1000
+		if i >= 4 {
+			n = 0 // small entries: the first takes the last bytes
+		}
+		if got := offer(n); got != want {
+			t.Fatalf("entry %d: %v, want %v", i, got, want)
+		}
+	}
+	tot := checkBalance(t, b, "full")
+	if tot.dropped[reasonBufferBytes] != 2 || tot.droppedAll() != 2 || tot.size != 4 {
+		t.Errorf("dropped %v, %d held; want 2 buffer_bytes, 4 held", tot.dropped, tot.size)
+	}
+	if n := b.takeDropWindow(); n != 2 {
+		t.Errorf("drop window %d, want 2 (buffer_bytes drops are logged as any)", n)
+	}
+	b.remove(1, true, 0)
+	if got := offer(1000); got != accepted {
+		t.Errorf("after a removal: %v, want accepted", got)
+	}
+	// An entry larger than the whole budget never fits.
+	if got := offer(int(budget)); got != droppedBytes {
+		t.Errorf("entry over the whole budget: %v, want droppedBytes", got)
+	}
+	b.remove(4, true, 0)
+	if s := b.snapshot(); s.bytes != 0 || s.size != 0 {
+		t.Errorf("empty buffer counts %d bytes, %d entries", s.bytes, s.size)
+	}
+	if reasonNames[reasonBufferBytes] != "buffer_bytes" {
+		t.Errorf("reason name %q", reasonNames[reasonBufferBytes])
+	}
+	// Out of entries first: buffer_full, not buffer_bytes.
+	b = newBuffer(bytesOpts(minBufferSizeForTest, 1<<30, 0))
+	for i := range minBufferSizeForTest + 1 {
+		b.enqueue(seqEntry(1, i))
+	}
+	if tot := checkBalance(t, b, "entries full"); tot.dropped[reasonBufferFull] != 1 || tot.dropped[reasonBufferBytes] != 0 {
+		t.Errorf("dropped %v, want one buffer_full", tot.dropped)
+	}
+}
+
+const minBufferSizeForTest = 8
+
+// TestBufferBytesAnyReplies: whatever sizes arrive, concurrently, the bytes held never pass
+// the budget and every entry is accounted for.
+func TestBufferBytesAnyReplies(t *testing.T) {
+	const budget = 64 << 10
+	b := newBuffer(bytesOpts(1000, budget, 0))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var over string
+	var overOnce sync.Once
+	consumer := make(chan struct{})
+	go func() { // the flusher: removes what is there now and then, checking the count
+		defer close(consumer)
+		for {
+			if s := b.snapshot(); s.bytes > budget {
+				overOnce.Do(func() { over = fmt.Sprintf("%d bytes held, budget %d", s.bytes, budget) })
+			}
+			first, second := b.peek(50)
+			b.remove(len(first)+len(second), true, 0)
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				b.enqueue(dataEntry(uint8(p+1), i, (i*7919+p*104729)%9000))
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-consumer
+	if over != "" {
+		t.Error(over)
+	}
+	tot := checkBalance(t, b, "end")
+	if tot.enqueued != 8000 || tot.dropped[reasonBufferBytes] == 0 {
+		t.Errorf("enqueued %d, dropped %v; want 8000 and some buffer_bytes drops", tot.enqueued, tot.dropped)
+	}
+	if s := b.snapshot(); s.bytes != heldBytes(b) {
+		t.Errorf("%d bytes counted, %d held", s.bytes, heldBytes(b))
+	}
+}
+
+// TestBufferBytesBlock: under on_full block, an entry over the byte budget waits for room as
+// one over the entry count does; one larger than the whole budget is dropped at once.
+func TestBufferBytesBlock(t *testing.T) {
+	big := dataEntry(1, 0, 1000)
+	b := newBuffer(bytesOpts(100, 2*big.cost(), 3*time.Second))
+	b.enqueue(dataEntry(1, 0, 1000))
+	b.enqueue(dataEntry(1, 1, 1000))
+	done := make(chan enqueueResult, 1)
+	go func() {
+		res, _ := b.enqueue(dataEntry(1, 2, 1000))
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		t.Fatalf("enqueue over the byte budget returned %v at once, want it to wait", res)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.remove(1, true, 0)
+	select {
+	case res := <-done:
+		if res != accepted {
+			t.Fatalf("enqueue returned %v after room was made, want accepted", res)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("enqueue still blocked after room was made")
+	}
+	start := time.Now()
+	if res, _ := b.enqueue(dataEntry(1, 3, int(3*big.cost()))); res != droppedBytes {
+		t.Errorf("entry over the whole budget: %v, want droppedBytes", res)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("an entry that can never fit waited %s", d)
+	}
+	checkBalance(t, b, "end")
+}
+
+// TestBufferBytesLowered: lowering buffer_bytes (a reload) keeps the entries held; new ones are
+// dropped until the held bytes fall below the new budget.
+func TestBufferBytesLowered(t *testing.T) {
+	e := dataEntry(1, 0, 1000)
+	one := e.cost()
+	b := newBuffer(bytesOpts(100, 10*one, 0))
+	for i := range 5 {
+		b.enqueue(dataEntry(1, i, 1000))
+	}
+	b.configure(bytesOpts(100, 2*one, 0))
+	if res, _ := b.enqueue(dataEntry(1, 5, 1000)); res != droppedBytes {
+		t.Errorf("over the lowered budget: %v, want droppedBytes", res)
+	}
+	if got := fmt.Sprint(seqs(t, b, 10)); got != "[0 1 2 3 4]" {
+		t.Errorf("buffer holds %s after lowering, want [0 1 2 3 4]", got)
+	}
+	b.remove(4, true, 0)
+	if res, _ := b.enqueue(dataEntry(1, 6, 1000)); res != accepted {
+		t.Errorf("below the lowered budget: %v, want accepted", res)
+	}
+	checkBalance(t, b, "end")
 }

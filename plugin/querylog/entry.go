@@ -3,6 +3,7 @@ package querylog
 import (
 	"net/netip"
 	"strings"
+	"unsafe"
 
 	coretransport "github.com/coredns/coredns/plugin/pkg/transport"
 
@@ -38,6 +39,29 @@ type extra struct {
 	metadataLabels []string // the configured metadata labels (shared by a handler's entries)
 	metadata       []string // their values, in that order; "" where unset
 	answers        string   // answer data, space separated (answerData)
+}
+
+// Sizes the byte budget (buffer_bytes) charges for: an entry's slot in the ring, and the extra
+// struct with its metadata slice header.
+const (
+	entrySize = int64(unsafe.Sizeof(entry{}))
+	extraSize = int64(unsafe.Sizeof(extra{}))
+	valueSize = int64(unsafe.Sizeof("")) // one string header in extra.metadata
+)
+
+// cost is what e holds in memory, for the buffer's byte budget: its slot and the texts only it
+// refers to (the query name, answer data, metadata values). The metadata labels are shared by
+// a handler's entries and not counted. Allocator rounding is not counted either; the README's
+// RSS bound covers it.
+func (e *entry) cost() int64 {
+	n := entrySize + int64(len(e.qname))
+	if x := e.extra; x != nil {
+		n += extraSize + int64(len(x.answers)) + int64(len(x.metadata))*valueSize
+		for _, v := range x.metadata {
+			n += int64(len(v))
+		}
+	}
+	return n
 }
 
 // flags are the reply's header bits and the query's DNSSEC OK bit, in the order the database

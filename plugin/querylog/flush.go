@@ -289,8 +289,8 @@ func (f *flusher) drain() {
 // reportDrops logs one summary line for the drops since the last report.
 func (f *flusher) reportDrops() {
 	if n := f.w.buf.takeDropWindow(); n > 0 {
-		size, capacity := f.w.buf.fill()
-		log.Errorf("Dropped %d entries for %s in the last %s (buffer %d of %d)", n, f.w.path, logEvery, size, capacity)
+		s := f.w.buf.snapshot()
+		log.Errorf("Dropped %d entries for %s in the last %s (buffer %d of %d, %d of %d bytes)", n, f.w.path, logEvery, s.size, s.capacity, s.bytes, s.budget)
 	}
 }
 

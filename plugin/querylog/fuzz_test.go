@@ -27,7 +27,7 @@ import (
 // optionNames are the words an error message may name instead of "querylog".
 var optionNames = []string{"buffer_size", "batch_size", "flush_interval", "adaptive", "watermark",
 	"on_full", "shutdown_timeout", "retention", "max_size", "min_free", "anonymize", "ignore",
-	"ignore_clients", "rollup_retention", "rollup_limit", "metadata", "answers", "unknown property", "PATH"}
+	"ignore_clients", "rollup_retention", "rollup_limit", "metadata", "answers", "buffer_bytes", "unknown property", "PATH"}
 
 // FuzzParse feeds arbitrary text after the directive name to the Corefile parser: it must never
 // panic, and every error must say what it is about: "querylog" or an option name. Errors about
@@ -54,6 +54,8 @@ func FuzzParse(f *testing.F) {
 		"{\n watermark NaN%\n}", "{\n on_full block NaNs\n}", "{\n anonymize 24 -0\n}",
 		"{\n rollup_limit 9\n}", "{\n rollup_limit 100001\n}", "{\n rollup_retention 0\n}", "{\n rollup_retention 401 days\n}",
 		"{\n metadata\n}", "{\n metadata a/b c\n}", "{\n metadata kubernetes/client-namespace\n answers\n}", "{\n answers x\n}",
+		"{\n answers 63\n}", "{\n answers 65537\n}", "{\n buffer_bytes 1,5GB\n}", "{\n buffer_bytes 1KB\n}", "{\n buffer_bytes 2 GB\n}",
+		"{\n bufer_size 1\n}", "{\n watermark 50\n watermark 60\n}", "{\n flush_interval 5\n}",
 	} {
 		f.Add(s)
 	}
@@ -118,6 +120,10 @@ func checkRanges(o options, f filter) error {
 		return fmt.Errorf("rollup_retention %s", o.rollupRetention)
 	case o.rollupLimit != 0 && !in(float64(o.rollupLimit), minRollupLimit, maxRollupLimit):
 		return fmt.Errorf("rollup_limit %d", o.rollupLimit)
+	case !in(float64(o.bufferBytes), minBufferBytes, maxBufferBytes):
+		return fmt.Errorf("buffer_bytes %d", o.bufferBytes)
+	case !in(float64(o.answersMax), minAnswersMax, maxAnswersMax):
+		return fmt.Errorf("answers %d", o.answersMax)
 	case o.maxSize != 0 && !in(float64(o.maxSize), 1<<20, 1<<50):
 		return fmt.Errorf("max_size %d", o.maxSize)
 	case o.minFreeBytes != 0 && !in(float64(o.minFreeBytes), 1, 1<<50):

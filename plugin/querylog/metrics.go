@@ -83,6 +83,13 @@ var (
 		Help:      "Counter of responses not logged because of ignore or ignore_clients.",
 	}, []string{"server"})
 
+	truncatedTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "truncated_total",
+		Help:      "Counter of texts cut to their cap before buffering, by field: answer_data (answers MAXBYTES) or metadata (a value over 256 bytes).",
+	}, []string{"server", "field"})
+
 	dictionaryLookups = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
@@ -131,6 +138,8 @@ var (
 var (
 	descBufferSize = newDesc("buffer_size", "Entries waiting in memory to be written.", "db")
 	descCapacity   = newDesc("buffer_capacity", "Capacity of the buffer in entries.", "db")
+	descBytes      = newDesc("buffer_bytes", "Bytes held by the entries waiting in memory (slots and texts).", "db")
+	descBudget     = newDesc("buffer_bytes_capacity", "Byte budget of the buffer (buffer_bytes).", "db")
 	descPeak       = newDesc("buffer_peak_size", "Highest buffer fill since start.", "db")
 	descEnqueued   = newDesc("enqueued_total", "Responses handed to querylog, accepted or dropped.", "server", "db")
 	descWritten    = newDesc("written_total", "Rows committed to SQLite.", "server", "db")
@@ -173,6 +182,8 @@ func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 		g := w.gauges()
 		ch <- prometheus.MustNewConstMetric(descBufferSize, prometheus.GaugeValue, float64(s.size), w.path)
 		ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(s.capacity), w.path)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.bytes), w.path)
+		ch <- prometheus.MustNewConstMetric(descBudget, prometheus.GaugeValue, float64(s.budget), w.path)
 		ch <- prometheus.MustNewConstMetric(descPeak, prometheus.GaugeValue, float64(s.peak), w.path)
 		ch <- prometheus.MustNewConstMetric(descInterval, prometheus.GaugeValue, g.interval.Seconds(), w.path)
 		ch <- prometheus.MustNewConstMetric(descDBSize, prometheus.GaugeValue, float64(g.dbSize), w.path)
@@ -247,6 +258,8 @@ func declareSeries(db string, servers []string) {
 	}
 	for _, s := range servers {
 		ignoredTotal.WithLabelValues(s)
+		truncatedTotal.WithLabelValues(s, "answer_data")
+		truncatedTotal.WithLabelValues(s, "metadata")
 	}
 	declaredMu.Lock()
 	defer declaredMu.Unlock()

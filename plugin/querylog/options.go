@@ -3,7 +3,10 @@ package querylog
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +36,8 @@ type options struct {
 	maxSize         int64         // bytes; 0: no cap
 	minFreeBytes    int64         // free space the filesystem must keep, or
 	minFreePercent  float64       // the same as a share of the filesystem
+	bufferBytes     int64         // byte budget of the buffer (entry.cost)
+	answersMax      int           // cap of answer_data per row, in bytes (answers MAXBYTES)
 	ship            shipOptions   // ship_options.go; zero: no shipping
 }
 
@@ -53,6 +58,17 @@ const (
 	// min_free as a share: below 0.01% the guard would in effect be off (use 0 for that).
 	minFreeMinPercent = 0.01
 	minFreeMaxPercent = 99.99
+	// defaultBufferBytes fits the default 50,000 entries at 671 bytes each: a query name of 30
+	// bytes with answer_data at its default cap of 512 (and a typical entry, about 200 bytes
+	// with answers, 100 without, three times over).
+	defaultBufferBytes = 32 << 20
+	minBufferBytes     = 1_000_000
+	maxBufferBytes     = 16 << 30
+	defaultAnswersMax  = 512
+	minAnswersMax      = 64 // an IPv6 address and the marker of what is left out
+	maxAnswersMax      = 65536
+	// metadataValueMax caps each metadata value (cutValue).
+	metadataValueMax = 256
 )
 
 func defaults() options {
@@ -70,12 +86,15 @@ func defaults() options {
 		rollupRetention: 400 * 24 * time.Hour,
 		rollupLimit:     defaultRollupLimit,
 		minFreeBytes:    100_000_000,
+		bufferBytes:     defaultBufferBytes,
+		answersMax:      defaultAnswersMax,
 	}
 }
 
-// sameOptions compares options but for the spelling of the path.
+// sameOptions compares the options a writer uses: all but the spelling of the path and the
+// answers cap, which is each handler's own, as the answers option is.
 func sameOptions(a, b options) bool {
-	a.path = b.path
+	a.path, a.answersMax = b.path, b.answersMax
 	return a == b
 }
 
@@ -115,7 +134,11 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 			return o, f, c.Errf("querylog takes at most one PATH, got %q", strings.Join(args, " "))
 		}
 		for c.NextBlock() {
-			lines[c.Val()] = c.Line()
+			name := c.Val()
+			if first, ok := lines[name]; ok && !listOptions[name] {
+				return o, f, c.Errf("%s is given twice, at %s:%d and %s:%d; keep one", name, c.File(), first, c.File(), c.Line())
+			}
+			lines[name] = c.Line()
 			if err := parseOption(c, &o, &f); err != nil {
 				return o, f, err
 			}
@@ -141,6 +164,9 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 		// buffer then has less room than one batch while a batch is written, and drops.
 		log.Warningf("batch_size %d is more than half of buffer_size %d: under load, entries may be dropped while a batch is written", o.batchSize, o.bufferSize)
 	}
+	if !o.ship.enabled() && (o.ship.node != "" || o.ship.passwordFrom != "" || o.ship.caFile != "") {
+		return o, f, errAt(c, lineOf("node", "ship_password", "ship_ca"), errors.New("node, ship_password and ship_ca need a ship line"))
+	}
 	if err := checkShip(c, &o.ship); err != nil {
 		return o, f, err
 	}
@@ -155,8 +181,35 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 		if f.keyFile, err = resolvePath(c, "anonymize hash KEYFILE", f.keyFile); err != nil {
 			return o, f, errAt(c, lineOf("anonymize"), err)
 		}
+		if err := checkKeyFolder(f.keyFile); err != nil {
+			return o, f, errAt(c, lineOf("anonymize"), err)
+		}
 	}
 	return o, f, nil
+}
+
+// listOptions may be given on several lines, each adding to the list.
+var listOptions = map[string]bool{"ignore": true, "ignore_clients": true, "metadata": true}
+
+// blockOptions are the options of a querylog block, for suggestions.
+var blockOptions = []string{"buffer_size", "buffer_bytes", "batch_size", "flush_interval", "adaptive", "watermark",
+	"on_full", "shutdown_timeout", "retention", "rollup_retention", "rollup_limit", "max_size", "min_free",
+	"ship", "node", "ship_password", "ship_ca", "anonymize", "ignore", "ignore_clients", "metadata", "answers"}
+
+// checkKeyFolder checks at parse time, where the error can point at the anonymize line, that
+// the key file's folder exists; the key itself is read or created at startup.
+func checkKeyFolder(key string) error {
+	dir := filepath.Dir(key)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("anonymize hash KEYFILE %q: folder %s does not exist", key, dir)
+	case err != nil:
+		return fmt.Errorf("anonymize hash KEYFILE %q: folder %s: %w", key, dir, pathErr(err))
+	case !fi.IsDir():
+		return fmt.Errorf("anonymize hash KEYFILE %q: %s is not a folder", key, dir)
+	}
+	return nil
 }
 
 // errAt is c.Err for a given line of the Corefile, in caddy's format; it wraps err.
@@ -178,6 +231,10 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 	case "buffer_size":
 		if err = want(1); err == nil {
 			o.bufferSize, err = intIn(c, name, args[0], minBufferSize, maxBufferSize)
+		}
+	case "buffer_bytes":
+		if err = want(1); err == nil {
+			o.bufferBytes, err = parseSize(c, name, args[0], minBufferBytes, maxBufferBytes)
 		}
 	case "batch_size":
 		if err = want(1); err == nil {
@@ -243,7 +300,7 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 		}
 	case "max_size":
 		if err = want(1); err == nil {
-			o.maxSize, err = parseSize(c, name, args[0], 1<<20)
+			o.maxSize, err = parseSize(c, name, args[0], 1<<20, 1<<50)
 		}
 	case "min_free":
 		if err = want(1); err == nil {
@@ -282,11 +339,22 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 			}
 		}
 	case "answers":
-		if len(args) != 0 {
-			return c.Errf("answers takes no arguments, got %q", strings.Join(args, " "))
+		switch len(args) {
+		case 0:
+		case 1:
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < minAnswersMax || n > maxAnswersMax {
+				return c.Errf("answers: invalid MAXBYTES %q: must be an integer from %d to %d (bytes of answer_data per row)", args[0], minAnswersMax, maxAnswersMax)
+			}
+			o.answersMax = n
+		default:
+			return c.Errf("answers takes at most MAXBYTES, got %q", strings.Join(args, " "))
 		}
 		f.answers = true
 	default:
+		if near := nearest(name, blockOptions); near != "" {
+			return c.Errf("unknown property %q (did you mean %s?)", name, near)
+		}
 		return c.Errf("unknown property %q", name)
 	}
 	return err
@@ -304,6 +372,9 @@ func intIn(c *caddy.Controller, name, v string, lo, hi int) (int, error) {
 
 func durationIn(c *caddy.Controller, name, v string, hi time.Duration) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
+	if n, aerr := strconv.Atoi(v); aerr == nil && n > 0 {
+		return 0, c.Errf("%s: invalid duration %q: missing unit, e.g. %ds", name, v, n)
+	}
 	if err != nil || d <= 0 || d > hi {
 		return 0, c.Errf("%s: invalid duration %q: must be positive and at most %s", name, v, hi)
 	}
@@ -347,9 +418,20 @@ var durationUnits = map[string]struct {
 	"m": {"m", 1}, "h": {"h", 1}, "d": {"d", 1}, // "7 d"
 }
 
+// sizeOptions take a size (parseSize).
+var sizeOptions = map[string]bool{"max_size": true, "min_free": true, "buffer_bytes": true}
+
 // suggest returns " (did you mean 7d?)" for a retention written in words, as "7 days" or
-// "7days", and "" otherwise.
+// "7days", " (did you mean 2GB?)" for a size written in two words, as "2 GB", and "" otherwise.
 func suggest(name string, args []string) string {
+	if sizeOptions[name] {
+		if len(args) == 2 && decimal(args[0]) {
+			if _, err := humanize.ParseBytes(args[0] + args[1]); err == nil && args[1] != "" {
+				return fmt.Sprintf(" (did you mean %s%s?)", args[0], args[1])
+			}
+		}
+		return ""
+	}
 	if name != "retention" && name != "rollup_retention" {
 		return ""
 	}
@@ -369,13 +451,66 @@ func suggest(name string, args []string) string {
 	return fmt.Sprintf(" (did you mean %d%s?)", n*u.n, u.unit)
 }
 
-// parseSize accepts byte counts with units: 500MB (10^6), 2GiB (2^30), 1048576.
-func parseSize(c *caddy.Controller, name, v string, lo uint64) (int64, error) {
+// parseSize accepts byte counts with units, in either case: K, M, G, T, P with or without B
+// are powers of 1000 (500MB and 500mb are 500*10^6, 2G is 2*10^9), Ki, Mi, ... with or without
+// B powers of 1024 (2GiB is 2^31); a decimal fraction is allowed (1.5GB is 1,500,000,000) and
+// the result rounded down to a byte; no unit is bytes. A comma is refused: humanize would drop
+// it, reading 1,5GB as 15GB.
+func parseSize(c *caddy.Controller, name, v string, lo, hi uint64) (int64, error) {
 	n, err := humanize.ParseBytes(v)
-	if err != nil || n < lo || n > 1<<50 {
-		return 0, c.Errf("%s: invalid size %q: must be at least %s, e.g. 500MB or 2GiB", name, v, humanize.IBytes(lo))
+	if strings.Contains(v, ",") {
+		err = errors.New("comma")
+	}
+	if err != nil || n < lo || n > hi {
+		return 0, c.Errf("%s: invalid size %q: must be from %s to %s, e.g. 500MB or 2GiB (no comma)", name, v, sizeText(lo), sizeText(hi))
 	}
 	return int64(n), nil
+}
+
+// sizeText writes a bound in the units it was chosen in: 1 MiB, 1 MB.
+func sizeText(n uint64) string {
+	if n%1024 == 0 {
+		return humanize.IBytes(n)
+	}
+	return humanize.Bytes(n)
+}
+
+// nearest returns the name among names closest to s by edit distance, if it is close enough to
+// be a typo (at most 2 edits, and fewer than a third of s), else "".
+func nearest(s string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD && d*3 < max(len(s), 3) {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Damerau-Levenshtein distance (optimal string alignment) of a and b: the
+// insertions, deletions, substitutions and swaps of adjacent bytes that turn a into b.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 // parseMinFree accepts a size (100MB) or a share of the filesystem (1%, 2.5%); 0 turns the
@@ -395,7 +530,7 @@ func parseMinFree(c *caddy.Controller, v string) (bytes int64, percent float64, 
 		}
 		return 0, percent, nil
 	}
-	bytes, err = parseSize(c, "min_free", v, 1)
+	bytes, err = parseSize(c, "min_free", v, 1, 1<<50)
 	return bytes, 0, err
 }
 

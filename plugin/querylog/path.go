@@ -85,7 +85,7 @@ func pathErr(err error) error {
 func warnReadableByAll(abs string) {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		fi, err := os.Stat(abs + suffix)
-		if err == nil && fi.Mode().Perm()&0o004 != 0 {
+		if err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o004 != 0 { // a folder is refused, not warned about
 			log.Warningf("%s is readable by every user (mode %04o), and with it every client's queries; chmod 640 it unless that is intended (SQLite gives -wal and -shm the database's mode)", abs+suffix, fi.Mode().Perm())
 		}
 	}

@@ -7,8 +7,10 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metadata"
@@ -50,7 +52,7 @@ func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
 // afterwards and never waits (unless on_full block).
 func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w, keepData: q.filter.answers}
+	rec := &recorder{ResponseWriter: w, keepData: q.filter.answers, dataMax: q.opts.answersMax}
 	if q.sink != nil {
 		// A panic below: CoreDNS's server recovers it and answers SERVFAIL (unless the debug
 		// plugin is on, and the process dies). Log that answer, or the reply written before the
@@ -123,12 +125,19 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 		return
 	}
 	x := &extra{answers: rec.answerData}
+	if rec.dataCut {
+		truncatedTotal.WithLabelValues(server, "answer_data").Inc()
+	}
 	if len(q.filter.metadata) > 0 {
 		x.metadataLabels = q.filter.metadata
 		x.metadata = make([]string, len(q.filter.metadata))
 		for i, label := range q.filter.metadata {
 			if f := metadata.ValueFunc(ctx, label); f != nil {
-				x.metadata[i] = f()
+				v, cut := cutValue(f(), metadataValueMax)
+				if cut {
+					truncatedTotal.WithLabelValues(server, "metadata").Inc()
+				}
+				x.metadata[i] = v
 			}
 		}
 	}
@@ -204,7 +213,9 @@ type recorder struct {
 	next       string // name of the next plugin; empty when NextOrFailure wrapped it
 	plugin     string // name reported through SetPlugin from below
 	keepData   bool   // record answerData (the answers option)
+	dataMax    int    // its cap in bytes (answers MAXBYTES)
 	answerData string
+	dataCut    bool // answerData was cut to dataMax
 }
 
 // track passes the answering plugin's name to a tracker below, as plugin.NextOrFailure's
@@ -230,7 +241,7 @@ func (r *recorder) WriteMsg(m *dns.Msg) error {
 	r.flags = headerFlags(m.Authoritative, m.Truncated, m.RecursionDesired, m.RecursionAvailable, m.AuthenticatedData, m.CheckingDisabled)
 	r.ede = extendedError(m)
 	if r.keepData {
-		r.answerData = answerData(m)
+		r.answerData, r.dataCut = answerData(m, r.dataMax)
 	}
 	return err
 }
@@ -286,10 +297,29 @@ func extendedError(m *dns.Msg) uint16 {
 }
 
 // answerData is the answers option's field: the addresses of A and AAAA records and the
-// targets of CNAME records in the answer section, space separated, in order.
-func answerData(m *dns.Msg) string {
-	var b strings.Builder
+// targets of CNAME records in the answer section, space separated, in order, in at most max
+// bytes. When they do not all fit, the text is cut at a record boundary and ends with the
+// marker " +N" (N: records left out; "+N" alone if not even the first fits), and cut is true.
+// Records past the cut are never formatted, so a reply of thousands of long CNAME targets costs
+// no more than max bytes here. No record text can be mistaken for the marker: addresses hold no
+// '+', and targets are fully qualified names, which end in a dot.
+func answerData(m *dns.Msg, limit int) (data string, cut bool) {
+	total := 0
 	for _, rr := range m.Answer {
+		if answerRecord(rr) {
+			total++
+		}
+	}
+	if total == 0 {
+		return "", false
+	}
+	var scratch [defaultAnswersMax]byte // the default cap needs no allocation but the string's
+	b := scratch[:0]
+	done := 0
+	for _, rr := range m.Answer {
+		if !answerRecord(rr) {
+			continue
+		}
 		var s string
 		switch rr := rr.(type) {
 		case *dns.A:
@@ -298,15 +328,64 @@ func answerData(m *dns.Msg) string {
 			s = rr.AAAA.String()
 		case *dns.CNAME:
 			s = rr.Target
-		default:
-			continue
 		}
-		if b.Len() > 0 {
-			b.WriteByte(' ')
+		need := len(s)
+		if len(b) > 0 {
+			need++
 		}
-		b.WriteString(s)
+		// After a record that is not the last there must be room for the marker of the rest.
+		if left := total - done - 1; left > 0 {
+			need += markerLen(left)
+		}
+		if len(b)+need > limit {
+			return string(appendMarker(b, total-done)), true
+		}
+		if len(b)+need > cap(b) {
+			// Past the scratch buffer: grow once to the cap rather than by doubling.
+			b = append(make([]byte, 0, limit), b...)
+		}
+		if len(b) > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, s...)
+		done++
 	}
-	return b.String()
+	return string(b), false
+}
+
+// answerRecord reports whether answerData keeps rr.
+func answerRecord(rr dns.RR) bool {
+	switch rr.(type) {
+	case *dns.A, *dns.AAAA, *dns.CNAME:
+		return true
+	}
+	return false
+}
+
+// markerLen is the length of the marker for n records left out, with its leading space.
+func markerLen(n int) int { return len(" +") + len(strconv.Itoa(n)) }
+
+func appendMarker(b []byte, n int) []byte {
+	if len(b) > 0 {
+		b = append(b, ' ')
+	}
+	b = append(b, '+')
+	return strconv.AppendInt(b, int64(n), 10)
+}
+
+// cutValue bounds a metadata value to max bytes: a longer one is cut at a UTF-8 boundary and
+// ends with "...+N" (N: bytes left out). The result is a copy, so that the entry does not keep
+// the whole of a long value alive.
+func cutValue(v string, limit int) (string, bool) {
+	if len(v) <= limit {
+		return v, false
+	}
+	// The marker for at most len(v) bytes left out fits in what is not kept.
+	keep := max(limit-len("...+")-len(strconv.Itoa(len(v))), 0)
+	for keep > 0 && !utf8.RuneStart(v[keep]) {
+		keep--
+	}
+	return v[:keep] + "...+" + strconv.Itoa(len(v)-keep), true
 }
 
 // recordSynthesized records the error reply the server itself sends when the chain returns an

@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
@@ -586,7 +591,7 @@ func TestAnswerDataAndEDE(t *testing.T) {
 	m := new(dns.Msg)
 	m.Answer = []dns.RR{test.CNAME("www.example. 60 IN CNAME web.example."), test.A("web.example. 60 IN A 192.0.2.1"),
 		test.MX("web.example. 60 IN MX 10 mx.example."), test.AAAA("web.example. 60 IN AAAA 2001:db8::1")}
-	if got := answerData(m); got != "web.example. 192.0.2.1 2001:db8::1" {
+	if got, cut := answerData(m, defaultAnswersMax); got != "web.example. 192.0.2.1 2001:db8::1" || cut {
 		t.Errorf("answerData = %q", got)
 	}
 	if got := extendedError(m); got != 0 {
@@ -597,5 +602,196 @@ func TestAnswerDataAndEDE(t *testing.T) {
 	opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeDNSBogus}, &dns.EDNS0_EDE{InfoCode: 15})
 	if got := extendedError(m); got != dns.ExtendedErrorCodeDNSBogus+1 {
 		t.Errorf("extendedError = %d, want %d", got, dns.ExtendedErrorCodeDNSBogus+1)
+	}
+}
+
+// TestAnswerDataCut: answerData stays within its cap, cuts at a record boundary, and says how
+// many records it left out with a final " +N" (or "+N" when not even the first fits).
+func TestAnswerDataCut(t *testing.T) {
+	a := func(i int) dns.RR { return test.A(fmt.Sprintf("x. 60 IN A 192.0.2.%d", i)) }
+	msg := func(rrs ...dns.RR) *dns.Msg { return &dns.Msg{Answer: rrs} }
+	long := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + ".example." // 130 bytes
+	tests := []struct {
+		name  string
+		m     *dns.Msg
+		limit int
+		want  string
+		cut   bool
+	}{
+		{"fits exactly", msg(a(1), a(2)), len("192.0.2.1 192.0.2.2"), "192.0.2.1 192.0.2.2", false},
+		{"last record one byte over", msg(a(1), a(2)), len("192.0.2.1 192.0.2.2") - 1, "192.0.2.1 +1", true},
+		{"room kept for the marker", msg(a(1), a(2), a(3)), len("192.0.2.1 192.0.2.2 +1") - 1, "192.0.2.1 +2", true},
+		{"marker after two", msg(a(1), a(2), a(3)), len("192.0.2.1 192.0.2.2 +1"), "192.0.2.1 192.0.2.2 +1", true},
+		{"other types are neither kept nor counted", msg(a(1), test.MX("x. 60 IN MX 10 mx.example."), a(2), a(3)), 21, "192.0.2.1 +2", true},
+		{"first record does not fit", msg(test.CNAME("x. 60 IN CNAME "+long), a(1)), 64, "+2", true},
+		{"nothing kept", msg(test.MX("x. 60 IN MX 10 mx.example.")), 64, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, cut := answerData(tc.m, tc.limit)
+			if got != tc.want || cut != tc.cut {
+				t.Errorf("answerData(limit %d) = %q, %v; want %q, %v", tc.limit, got, cut, tc.want, tc.cut)
+			}
+			if len(got) > tc.limit {
+				t.Errorf("%d bytes, over the cap of %d", len(got), tc.limit)
+			}
+		})
+	}
+
+	// Marker widths: with 4,060 A records (the issue's reply) the cut is within the cap for
+	// every cap, each kept token is a whole address, and the marker counts the rest.
+	var rrs []dns.RR
+	for i := range 4060 {
+		rrs = append(rrs, test.A(fmt.Sprintf("x. 60 IN A 198.51.%d.%d", i/250, i%250+1)))
+	}
+	for limit := minAnswersMax; limit <= 2000; limit += 7 {
+		got, cut := answerData(msg(rrs...), limit)
+		tokens := strings.Split(got, " ")
+		kept := tokens[:len(tokens)-1]
+		if !cut || len(got) > limit || len(got) < limit-len(" 198.51.100.100 +4060") {
+			t.Fatalf("limit %d: %d bytes, cut %v: %q", limit, len(got), cut, got)
+		}
+		for i, tok := range kept {
+			if want := rrs[i].(*dns.A).A.String(); tok != want {
+				t.Fatalf("limit %d: token %d is %q, want %q (not a record boundary)", limit, i, tok, want)
+			}
+		}
+		if marker := tokens[len(tokens)-1]; marker != fmt.Sprintf("+%d", 4060-len(kept)) {
+			t.Fatalf("limit %d: marker %q after %d records", limit, marker, len(kept))
+		}
+	}
+}
+
+// TestAnswerDataNeverBuildsTheWholeText: a 65 KB reply of compressed CNAMEs to a 255-octet
+// name, each target 1,004 bytes as text, is 4.6 MB of answer data in full; answerData formats
+// only up to its cap, so it allocates a few KB, not megabytes.
+func TestAnswerDataNeverBuildsTheWholeText(t *testing.T) {
+	m := cnameFlood(t, "big.example.")
+	full := 0
+	for _, rr := range m.Answer {
+		full += len(rr.(*dns.CNAME).Target) + 1
+	}
+	if full < 4_000_000 {
+		t.Fatalf("the test reply has %d bytes of answer data, want over 4 MB", full)
+	}
+	for _, limit := range []int{defaultAnswersMax, 4096, maxAnswersMax} {
+		var got string
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 10 {
+			got, _ = answerData(m, limit)
+		}
+		runtime.ReadMemStats(&after)
+		allocated := (after.TotalAlloc - before.TotalAlloc) / 10
+		kept := len(strings.Fields(got)) - 1
+		if len(got) > limit || !strings.HasSuffix(got, fmt.Sprintf("+%d", len(m.Answer)-kept)) {
+			t.Errorf("cap %d: answer data of %d bytes, ending %q: over the cap or without its marker", limit, len(got), got[max(0, len(got)-10):])
+		}
+		// The text, and at most the scratch buffer's growth to the cap.
+		if allocated > uint64(4*limit) {
+			t.Errorf("cap %d: answerData allocated %d bytes per call for a %d-byte text; want at most %d", limit, allocated, full, 4*limit)
+		}
+	}
+}
+
+// cnameFlood is a reply to qname as a hostile upstream sends it: as many CNAME records as fit
+// in 65,535 bytes, each owned by qname and pointing at one 255-octet name of escaped bytes,
+// both compressed.
+func cnameFlood(t testing.TB, qname string) *dns.Msg {
+	t.Helper()
+	label := strings.Repeat(`\000`, 63)
+	target := label + "." + label + "." + label + "." + strings.Repeat(`\000`, 61) + "."
+	m := new(dns.Msg)
+	m.SetQuestion(qname, dns.TypeA)
+	m.Response, m.Compress = true, true
+	for m.Len() < 65535-20 {
+		m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 60}, Target: target})
+	}
+	m.Answer = m.Answer[:len(m.Answer)-1]
+	if l := m.Len(); l > 65535 || l < 60000 {
+		t.Fatalf("flood is %d bytes", l)
+	}
+	return m
+}
+
+// TestServeDNSAnswersCapped: with answers on, the client gets the whole reply while the entry
+// keeps at most answers MAXBYTES of it, cut at a record boundary with its marker, and
+// truncated_total{field="answer_data"} counts the cut.
+func TestServeDNSAnswersCapped(t *testing.T) {
+	server := "dns://.:5302"
+	tests := []struct {
+		name    string
+		records int
+		limit   int
+		cut     bool
+	}{
+		{"small reply", 3, defaultAnswersMax, false},
+		{"4,060 A records, default cap", 4060, defaultAnswersMax, true},
+		{"4,060 A records, cap 64", 4060, 64, true},
+		{"4,060 A records, largest cap", 4060, maxAnswersMax, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cutTotal := truncatedTotal.WithLabelValues(server, "answer_data")
+			before := promtest.ToFloat64(cutTotal)
+			var sent *dns.Msg
+			s := &memSink{}
+			q := &QueryLog{Next: replyWith(dns.RcodeSuccess, tc.records, &sent), sink: s, filter: filter{answers: true}, opts: options{answersMax: tc.limit}}
+			rec := dnstest.NewRecorder(&test.ResponseWriter{})
+			if _, err := q.ServeDNS(serverCtx(server), rec, query("a.example.", dns.TypeA, dns.ClassINET)); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Msg == nil || len(rec.Msg.Answer) != tc.records {
+				t.Fatalf("the client got %v, want %d answers", rec.Msg, tc.records)
+			}
+			got := s.got()
+			if len(got) != 1 || got[0].extra == nil {
+				t.Fatalf("logged %d entries (%+v), want 1 with answer data", len(got), got)
+			}
+			data := got[0].extra.answers
+			want, wantCut := answerData(sent, tc.limit)
+			if data != want || wantCut != tc.cut || len(data) > tc.limit {
+				t.Errorf("answer data %q (%d bytes, cut %v), want %q within %d", data, len(data), wantCut, want, tc.limit)
+			}
+			tokens := strings.Fields(data)
+			if tc.cut && tokens[len(tokens)-1] != fmt.Sprintf("+%d", tc.records-len(tokens)+1) {
+				t.Errorf("answer data ends %q, want the count of the %d records left out", tokens[len(tokens)-1], tc.records-len(tokens)+1)
+			}
+			if d := promtest.ToFloat64(cutTotal) - before; d != b2f(tc.cut) {
+				t.Errorf("truncated_total{field=answer_data} rose by %v, want %v", d, b2f(tc.cut))
+			}
+		})
+	}
+}
+
+// TestServeDNSMetadataCapped: a metadata value over 256 bytes is stored cut, at a UTF-8
+// boundary, ending "...+N" (N bytes left out), and counted as truncated_total{field=metadata};
+// a short value is stored as it is.
+func TestServeDNSMetadataCapped(t *testing.T) {
+	server := "dns://.:5303"
+	long := strings.Repeat("é", 1000) // 2,000 bytes
+	cutTotal := truncatedTotal.WithLabelValues(server, "metadata")
+	before := promtest.ToFloat64(cutTotal)
+	s := &memSink{}
+	q := &QueryLog{Next: replyWith(dns.RcodeSuccess, 1, nil), sink: s, filter: filter{metadata: []string{"test/long", "test/short"}}, opts: defaults()}
+	ctx := metadata.ContextWithMetadata(serverCtx(server))
+	metadata.SetValueFunc(ctx, "test/long", func() string { return long })
+	metadata.SetValueFunc(ctx, "test/short", func() string { return "default" })
+	q.ServeDNS(ctx, dnstest.NewRecorder(&test.ResponseWriter{}), query("a.example.", dns.TypeA, dns.ClassINET))
+	got := s.got()
+	if len(got) != 1 || got[0].extra == nil {
+		t.Fatalf("logged %+v, want one entry with metadata", got)
+	}
+	values := got[0].extra.metadata
+	kept, marker, ok := strings.Cut(values[0], "...+")
+	if !ok || len(values[0]) > metadataValueMax || !utf8.ValidString(kept) || !strings.HasPrefix(long, kept) ||
+		marker != strconv.Itoa(len(long)-len(kept)) {
+		t.Errorf("long value stored as %q (%d bytes), want a prefix of whole runes, then ...+bytes left out, within %d", values[0], len(values[0]), metadataValueMax)
+	}
+	if values[1] != "default" {
+		t.Errorf("short value stored as %q", values[1])
+	}
+	if d := promtest.ToFloat64(cutTotal) - before; d != 1 {
+		t.Errorf("truncated_total{field=metadata} rose by %v, want 1", d)
 	}
 }

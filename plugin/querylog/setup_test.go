@@ -80,11 +80,11 @@ func TestParseGood(t *testing.T) {
 		})},
 		{"watermark", "querylog {\n watermark 50\n}", with(func(o *options) { o.watermark = 50 })},
 		{"watermark with %", "querylog {\n watermark 90%\n}", with(func(o *options) { o.watermark = 90 })},
-		{"watermark bounds", "querylog {\n watermark 1%\n watermark 99\n}", with(func(o *options) { o.watermark = 99 })},
+		{"watermark lowest", "querylog {\n watermark 1%\n}", with(func(o *options) { o.watermark = 1 })},
+		{"watermark highest", "querylog {\n watermark 99\n}", with(func(o *options) { o.watermark = 99 })},
 		{"on_full drop", "querylog {\n on_full drop\n}", with(func(*options) {})},
 		{"on_full block", "querylog {\n on_full block 50ms\n}", with(func(o *options) { o.blockFor = 50 * time.Millisecond })},
 		{"on_full block max", "querylog {\n on_full block 5s\n}", with(func(o *options) { o.blockFor = 5 * time.Second })},
-		{"on_full block then drop", "querylog {\n on_full block 1s\n on_full drop\n}", with(func(*options) {})},
 		{"shutdown_timeout", "querylog {\n shutdown_timeout 30s\n}", with(func(o *options) { o.shutdownTimeout = 30 * time.Second })},
 		{"shutdown_timeout max", "querylog {\n shutdown_timeout 10m\n}", with(func(o *options) { o.shutdownTimeout = 10 * time.Minute })},
 		{"retention in days", "querylog {\n retention 30d\n}", with(func(o *options) { o.retention = 30 * 24 * time.Hour })},
@@ -93,6 +93,23 @@ func TestParseGood(t *testing.T) {
 		{"retention off", "querylog {\n retention 0\n}", with(func(o *options) { o.retention = 0 })},
 		{"max_size", "querylog {\n max_size 500MB\n}", with(func(o *options) { o.maxSize = 500_000_000 })},
 		{"max_size binary", "querylog {\n max_size 2GiB\n}", with(func(o *options) { o.maxSize = 2 << 30 })},
+		// What the plugin README says sizes mean: units in any case, K M G T P powers of 1000
+		// with or without B, Ki Mi Gi ... powers of 1024, decimals rounded down to a byte.
+		{"max_size 500mb is 500*10^6", "querylog {\n max_size 500mb\n}", with(func(o *options) { o.maxSize = 500_000_000 })},
+		{"max_size 2G is 2*10^9", "querylog {\n max_size 2G\n}", with(func(o *options) { o.maxSize = 2_000_000_000 })},
+		{"max_size 2Gi is 2^31", "querylog {\n max_size 2Gi\n}", with(func(o *options) { o.maxSize = 2 << 30 })},
+		{"max_size 1.5GB is 1.5*10^9", "querylog {\n max_size 1.5GB\n}", with(func(o *options) { o.maxSize = 1_500_000_000 })},
+		{"max_size 1.5GiB", "querylog {\n max_size 1.5GiB\n}", with(func(o *options) { o.maxSize = 3 << 29 })},
+		{"max_size in bytes", "querylog {\n max_size 1048576\n}", with(func(o *options) { o.maxSize = 1 << 20 })},
+		{"buffer_bytes", "querylog {\n buffer_bytes 64MiB\n}", with(func(o *options) { o.bufferBytes = 64 << 20 })},
+		{"buffer_bytes min", "querylog {\n buffer_bytes 1MB\n}", with(func(o *options) { o.bufferBytes = 1_000_000 })},
+		{"buffer_bytes max", "querylog {\n buffer_bytes 16GiB\n}", with(func(o *options) { o.bufferBytes = 16 << 30 })},
+		{"buffer_bytes decimal", "querylog {\n buffer_bytes 1.5GB\n}", with(func(o *options) { o.bufferBytes = 1_500_000_000 })},
+		{"answers with MAXBYTES", "querylog {\n answers 1024\n}", with(func(o *options) { o.answersMax = 1024 })},
+		{"answers MAXBYTES min", "querylog {\n answers 64\n}", with(func(o *options) { o.answersMax = 64 })},
+		{"answers MAXBYTES max", "querylog {\n answers 65536\n}", with(func(o *options) { o.answersMax = 65536 })},
+		{"answers without MAXBYTES keeps 512", "querylog {\n answers\n}", with(func(*options) {})},
+		{"lists may be given on several lines", "querylog {\n ignore a.example\n ignore b.example\n ignore_clients 10.0.0.1\n ignore_clients 10.0.0.2\n}", with(func(*options) {})},
 		{"min_free size", "querylog {\n min_free 1GB\n}", with(func(o *options) { o.minFreeBytes = 1_000_000_000 })},
 		{"min_free percent", "querylog {\n min_free 5%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 5 })},
 		{"min_free 1%, as the README shows", "querylog {\n min_free 1%\n}", with(func(o *options) { o.minFreeBytes, o.minFreePercent = 0, 1 })},
@@ -115,6 +132,8 @@ func TestParseGood(t *testing.T) {
 			rollup_limit 5000
 			max_size 10MiB
 			min_free 2%
+			buffer_bytes 64MB
+			answers 1000
 		}`, options{
 			path:            filepath.Join(dir, "sub", "all.db"),
 			bufferSize:      100000,
@@ -131,6 +150,8 @@ func TestParseGood(t *testing.T) {
 			rollupLimit:     5000,
 			maxSize:         10 << 20,
 			minFreePercent:  2,
+			bufferBytes:     64_000_000,
+			answersMax:      1000,
 		}},
 		{"rollups kept for ever", "querylog {\n rollup_retention 0\n}", with(func(o *options) { o.rollupRetention = 0 })},
 		{"rollup_limit bounds", "querylog {\n rollup_limit 10\n}", with(func(o *options) { o.rollupLimit = 10 })},
@@ -159,6 +180,9 @@ func TestParseGood(t *testing.T) {
 	// The defaults the README documents for operating options.
 	if d := defaults(); d.retention != 7*24*time.Hour || d.maxSize != 0 || d.minFreeBytes != 100_000_000 {
 		t.Errorf("defaults: retention %s, max_size %d, min_free %d; want 7d, none, 100MB", d.retention, d.maxSize, d.minFreeBytes)
+	}
+	if d := defaults(); d.bufferBytes != 32<<20 || d.answersMax != 512 {
+		t.Errorf("defaults: buffer_bytes %d, answers %d; want 32MiB, 512", d.bufferBytes, d.answersMax)
 	}
 }
 
@@ -247,6 +271,18 @@ func TestParseBad(t *testing.T) {
 		{"metadata without labels", block("metadata"), []string{"metadata", "LABEL"}},
 		{"metadata not a label", block("metadata geoip"), []string{"metadata", "geoip"}},
 		{"answers with arguments", block("answers all"), []string{"answers", "all"}},
+		{"answers MAXBYTES too small", block("answers 63"), []string{"answers", `"63"`, "64 to 65536"}},
+		{"answers MAXBYTES too large", block("answers 65537"), []string{"answers", `"65537"`, "64 to 65536"}},
+		{"answers MAXBYTES as a size", block("answers 1KB"), []string{"answers", `"1KB"`}},
+		{"answers two arguments", block("answers 512 1024"), []string{"answers", "512 1024"}},
+		{"buffer_bytes missing", block("buffer_bytes"), []string{"buffer_bytes", "got 0"}},
+		{"buffer_bytes too small", block("buffer_bytes 999999"), []string{"buffer_bytes", `"999999"`, "1.0 MB to 16 GiB"}},
+		{"buffer_bytes too large", block("buffer_bytes 17GiB"), []string{"buffer_bytes", "17GiB"}},
+		{"buffer_bytes not a size", block("buffer_bytes lots"), []string{"buffer_bytes", "lots"}},
+		{"buffer_bytes negative", block("buffer_bytes -1MB"), []string{"buffer_bytes", "-1MB"}},
+		{"buffer_bytes with a comma, which humanize would drop", block("buffer_bytes 1,5GB"), []string{"buffer_bytes", "1,5GB", "no comma"}},
+		{"max_size with a comma", block("max_size 1,000MB"), []string{"max_size", "1,000MB", "no comma"}},
+		{"on_full given twice", block("on_full block 1s", "on_full drop"), []string{"on_full is given twice", "Testfile:2", "Testfile:3"}},
 
 		{"batch_size missing", block("batch_size"), []string{"batch_size", "got 0"}},
 		{"batch_size extra", block("batch_size 100 200"), []string{"batch_size", "100 200"}},
@@ -405,6 +441,36 @@ func TestParseErrorMessages(t *testing.T) {
 			`2 - Error during parsing: retention: invalid value "3w": must be 0, a duration from 1m, or days such as 30d, up to 36500d (did you mean 21d?)`},
 		{"retention 7days", "querylog {\n retention 7days\n}",
 			`2 - Error during parsing: retention: invalid value "7days": must be 0, a duration from 1m, or days such as 30d, up to 36500d (did you mean 7d?)`},
+		{"flush_interval without a unit", "querylog {\n flush_interval 5\n}",
+			`2 - Error during parsing: flush_interval: invalid duration "5": missing unit, e.g. 5s`},
+		{"on_full block without a unit", "querylog {\n on_full block 20\n}",
+			`2 - Error during parsing: on_full block: invalid duration "20": missing unit, e.g. 20s`},
+		{"misspelled option", "querylog {\n bufer_size 10000\n}",
+			`2 - Error during parsing: unknown property "bufer_size" (did you mean buffer_size?)`},
+		{"option without its underscore", "querylog {\n buffersize 10000\n}",
+			`2 - Error during parsing: unknown property "buffersize" (did you mean buffer_size?)`},
+		{"swapped letters", "querylog {\n retnetion 7d\n}",
+			`2 - Error during parsing: unknown property "retnetion" (did you mean retention?)`},
+		{"unknown option, nothing near", "querylog {\n compress on\n}",
+			`2 - Error during parsing: unknown property "compress"`},
+		{"max_size in two words", "querylog {\n max_size 2 GB\n}",
+			`2 - Error during parsing: max_size needs 1 argument(s), got 2: "2 GB" (did you mean 2GB?)`},
+		{"min_free in two words", "querylog {\n min_free 1.5 GiB\n}",
+			`2 - Error during parsing: min_free needs 1 argument(s), got 2: "1.5 GiB" (did you mean 1.5GiB?)`},
+		{"buffer_bytes in two words", "querylog {\n buffer_bytes 64 mb\n}",
+			`2 - Error during parsing: buffer_bytes needs 1 argument(s), got 2: "64 mb" (did you mean 64mb?)`},
+		{"max_size two words that are no size", "querylog {\n max_size 2 lots\n}",
+			`2 - Error during parsing: max_size needs 1 argument(s), got 2: "2 lots"`},
+		{"option given twice", "querylog {\n watermark 50\n retention 7d\n watermark 60\n}",
+			"4 - Error during parsing: watermark is given twice, at Testfile:2 and Testfile:4; keep one"},
+		{"anonymize hash KEYFILE in a missing folder", "querylog {\n anonymize hash nope/k\n retention 7d\n}",
+			`2 - Error during parsing: anonymize hash KEYFILE "` + dir + `/nope/k": folder ` + dir + `/nope does not exist`},
+		{"anonymize hash KEYFILE under a file", "querylog {\n anonymize hash file/k\n}",
+			`2 - Error during parsing: anonymize hash KEYFILE "` + dir + `/file/k": ` + dir + `/file is not a folder`},
+		{"node without ship points at node", "querylog {\n node ns1\n retention 7d\n}",
+			"2 - Error during parsing: node, ship_password and ship_ca need a ship line"},
+		{"ship_password without ship points at it", "querylog {\n retention 7d\n ship_password env X\n}",
+			"3 - Error during parsing: node, ship_password and ship_ca need a ship line"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -117,10 +117,7 @@ func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []st
 // checkShip validates the ship options of a whole block, fills in the node name and reads the
 // password.
 func checkShip(c *caddy.Controller, s *shipOptions) error {
-	if !s.enabled() {
-		if s.node != "" || s.passwordFrom != "" || s.caFile != "" {
-			return c.Errf("node, ship_password and ship_ca need a ship line")
-		}
+	if !s.enabled() { // parseBlock has refused node, ship_password and ship_ca without ship
 		return nil
 	}
 	if s.caFile != "" {
