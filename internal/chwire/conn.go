@@ -109,7 +109,8 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		nc, err = d.DialContext(dctx, "tcp", o.Addr)
 	}
 	if err != nil {
-		return nil, err
+		// A TLS error may quote the server's certificate (its names), which the server chose.
+		return nil, escaped{err}
 	}
 	c := &Conn{nc: nc}
 	c.r = reader{r: bufio.NewReaderSize(nc, 64<<10), budget: &c.budget}

@@ -27,6 +27,12 @@ func (e *Exception) Error() string {
 	return b.String()
 }
 
+// escaped is an error whose text came in part from the peer: Error escapes it.
+type escaped struct{ err error }
+
+func (e escaped) Error() string { return Printable(e.err.Error()) }
+func (e escaped) Unwrap() error { return e.err }
+
 // Printable returns s with control characters, invalid UTF-8 and other unprintable runes
 // escaped Go-style (\n, \x1b, \u2028), so that text from a peer stays on one line and cannot
 // carry terminal escapes. Backslashes are doubled, so that the escaping cannot be forged.
