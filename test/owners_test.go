@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 // TestFilesOwnedByOthers plants, as another user could in a folder they can write, the
@@ -25,28 +27,28 @@ func TestFilesOwnedByOthers(t *testing.T) {
 		want  string // %s is the database's path
 	}{
 		{"empty database", "", func(t *testing.T, db string) {
-			plant(t, db, "", 0o640, other)
+			testutil.Plant(t, db, "", 0o640, other)
 		}, "database %s is owned by uid 12345 (no user name), not by root or the user CoreDNS runs as (user root (uid 0))"},
 		{"-wal", "", func(t *testing.T, db string) {
-			plant(t, db+"-wal", "", 0o640, 65534)
+			testutil.Plant(t, db+"-wal", "", 0o640, 65534)
 		}, "database file %s-wal is owned by user nobody (uid 65534)"},
 		{"-shm", "", func(t *testing.T, db string) {
-			plant(t, db+"-shm", "", 0o640, other)
+			testutil.Plant(t, db+"-shm", "", 0o640, other)
 		}, "database file %s-shm is owned by uid 12345"},
 		{"database symlink of another user", "", func(t *testing.T, db string) {
 			target := filepath.Join(filepath.Dir(db), "target.db")
-			plant(t, target, "", 0o640, 0)
+			testutil.Plant(t, target, "", 0o640, 0)
 			symlink(t, target, db, other)
 		}, "database %s is owned by uid 12345"},
 		{"key file", "anonymize hash", func(t *testing.T, db string) {
-			plant(t, db+".key", hexKey, 0o600, other)
+			testutil.Plant(t, db+".key", hexKey, 0o600, other)
 		}, "anonymize key %s.key is owned by uid 12345 (no user name)"},
 		{"empty key file", "anonymize hash", func(t *testing.T, db string) {
-			plant(t, db+".key", "", 0o600, other)
+			testutil.Plant(t, db+".key", "", 0o600, other)
 		}, "anonymize key %s.key is owned by uid 12345"},
 		{"key file symlink", "anonymize hash", func(t *testing.T, db string) {
 			target := filepath.Join(filepath.Dir(db), "good.key")
-			plant(t, target, hexKey, 0o600, 0)
+			testutil.Plant(t, target, hexKey, 0o600, 0)
 			symlink(t, target, db+".key", 0)
 		}, "anonymize key %s.key is a symlink, which is never followed"},
 	} {
@@ -64,20 +66,6 @@ func TestFilesOwnedByOthers(t *testing.T) {
 				t.Errorf("the folder changed: before %s, after %s", before, after)
 			}
 		})
-	}
-}
-
-// plant writes a file as another user would leave it: owned by uid, with mode perm.
-func plant(t *testing.T, path, content string, perm os.FileMode, uid int) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), perm); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, perm); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(path, uid, uid); err != nil {
-		t.Fatal(err)
 	}
 }
 

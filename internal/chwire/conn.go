@@ -225,21 +225,13 @@ func (c *Conn) Ping(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		switch code {
-		case serverPong:
+		if code == serverPong {
 			return nil
-		case serverException:
-			e, err := c.r.exception()
-			if err != nil {
-				return err
-			}
-			return e
-		case serverProgress:
-			if err := c.r.progress(c.rev); err != nil {
-				return err
-			}
-		default:
+		}
+		if ok, err := c.common(code); !ok {
 			return protocolErrorf("packet %d in reply to a ping", code)
+		} else if err != nil {
+			return err
 		}
 	}
 }
@@ -381,40 +373,49 @@ func (c *Conn) receive(data func([]Column, int) error, header bool) error {
 					return err
 				}
 			}
-		case serverException:
-			e, err := c.r.exception()
-			if err != nil {
-				return err
-			}
-			return e
-		case serverProgress:
-			if err := c.r.progress(c.rev); err != nil {
-				return err
-			}
-		case serverProfileInfo:
-			if err := c.r.profileInfo(); err != nil {
-				return err
-			}
-		case serverLog: // a table name and an uncompressed block
-			if _, err := c.r.str(); err != nil {
-				return err
-			}
-			if _, _, err := c.r.block(false); err != nil {
-				return err
-			}
-		case serverTableColumns: // a table name and its columns' description
-			for range 2 {
-				if _, err := c.r.str(); err != nil {
-					return err
-				}
-			}
 		case serverEndOfStream:
 			if header {
 				return protocolErrorf("the end of an insert before its header block")
 			}
 			return nil
 		default:
-			return protocolErrorf("unexpected packet %d", code)
+			if ok, err := c.common(code); !ok {
+				return protocolErrorf("unexpected packet %d", code)
+			} else if err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// common reads a packet that any reply may carry besides its own: an exception (returned as
+// the error), progress, profile info, server logs and a table's columns. It reports whether
+// code was one of them.
+func (c *Conn) common(code uint64) (bool, error) {
+	switch code {
+	case serverException:
+		e, err := c.r.exception()
+		if err != nil {
+			return true, err
+		}
+		return true, e
+	case serverProgress:
+		return true, c.r.progress(c.rev)
+	case serverProfileInfo:
+		return true, c.r.profileInfo()
+	case serverLog: // a table name and an uncompressed block
+		if _, err := c.r.str(); err != nil {
+			return true, err
+		}
+		_, _, err := c.r.block(false)
+		return true, err
+	case serverTableColumns: // a table name and its columns' description
+		for range 2 {
+			if _, err := c.r.str(); err != nil {
+				return true, err
+			}
+		}
+		return true, nil
+	}
+	return false, nil
 }

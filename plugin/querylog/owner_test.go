@@ -5,24 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
-
-// otherUID owns the files planted by "another user"; it has no user name on this machine.
-const otherUID = 12345
-
-// plant writes a file as another user would leave it: owned by uid, with mode perm.
-func plant(t *testing.T, path, content string, perm os.FileMode, uid int) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), perm); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, perm); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(path, uid, uid); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestKeyFileOwnerAndSymlink: a key file another user owns is refused, even empty (it would
 // otherwise be replaced, and the rule is simpler without exceptions), and so is a symlink to a
@@ -31,7 +16,7 @@ func TestKeyFileOwnerAndSymlink(t *testing.T) {
 	dir := t.TempDir()
 	hexKey := strings.Repeat("ab", 32) + "\n"
 	good := filepath.Join(dir, "good.key")
-	plant(t, good, hexKey, 0o600, os.Geteuid())
+	testutil.Plant(t, good, hexKey, 0o600, os.Geteuid())
 	link := filepath.Join(dir, "link.key")
 	if err := os.Symlink(good, link); err != nil {
 		t.Fatal(err)
@@ -53,10 +38,10 @@ func TestKeyFileOwnerAndSymlink(t *testing.T) {
 	needRoot(t)
 	for _, content := range []string{hexKey, ""} {
 		foreign := filepath.Join(dir, "foreign.key")
-		plant(t, foreign, content, 0o600, otherUID)
+		testutil.Plant(t, foreign, content, 0o600, testutil.OtherUID)
 		_, err := loadKey(foreign)
 		if err == nil || !strings.Contains(err.Error(), "anonymize key "+foreign+" is owned by uid 12345 (no user name)") {
-			t.Errorf("key file of %d bytes owned by uid %d: %v, want it refused naming file and owner", len(content), otherUID, err)
+			t.Errorf("key file of %d bytes owned by uid %d: %v, want it refused naming file and owner", len(content), testutil.OtherUID, err)
 		}
 	}
 }
@@ -74,13 +59,13 @@ func TestDatabaseOwners(t *testing.T) {
 		plant  func(db string)
 		refuse string // in the error; "" for none
 	}{
-		{"empty database", func(db string) { plant(t, db, "", 0o640, otherUID) }, "database %s is owned by uid 12345"},
-		{"-wal", func(db string) { plant(t, db+"-wal", "", 0o640, otherUID) }, "database file %s-wal is owned by uid 12345"},
-		{"-shm", func(db string) { plant(t, db+"-shm", "", 0o640, 65534) }, "database file %s-shm is owned by user nobody (uid 65534)"},
+		{"empty database", func(db string) { testutil.Plant(t, db, "", 0o640, testutil.OtherUID) }, "database %s is owned by uid 12345"},
+		{"-wal", func(db string) { testutil.Plant(t, db+"-wal", "", 0o640, testutil.OtherUID) }, "database file %s-wal is owned by uid 12345"},
+		{"-shm", func(db string) { testutil.Plant(t, db+"-shm", "", 0o640, 65534) }, "database file %s-shm is owned by user nobody (uid 65534)"},
 		{"our symlink to our database", func(db string) { os.Symlink(ours, db) }, ""},
 		{"their symlink to our database", func(db string) {
 			os.Symlink(ours, db)
-			os.Lchown(db, otherUID, otherUID)
+			os.Lchown(db, testutil.OtherUID, testutil.OtherUID)
 		}, "database %s is owned by uid 12345"},
 		{"symlink to nothing", func(db string) { os.Symlink(filepath.Join(dir, "nothing.db"), db) }, "database %s is a symlink to nothing"},
 	}
