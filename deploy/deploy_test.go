@@ -121,7 +121,7 @@ var clickHouseDatabaseRe = regexp.MustCompile("clickhouse://[^\\s/`'\"]+/([a-z_]
 // the docs' ship URLs write to, so that a reader can paste them as they are.
 func TestClickHouseDatabaseAgrees(t *testing.T) {
 	files := []string{"clickhouse/querylog.sql", "clickhouse/querylog-ttl.sql", "clickhouse/queries.sql",
-		"README.md", "../README.md", "../plugin/querylog/README.md", "../docs/runbook.md", "../Corefile.example"}
+		"README.md", "../README.md", "../plugin/querylog/README.md", "../docs/runbook.md", "../docs/shipping.md", "../Corefile.example"}
 	seen := map[string][]string{} // database: files naming it
 	for _, f := range files {
 		for _, m := range clickHouseDatabaseRe.FindAllStringSubmatch(readFile(t, f), -1) {

@@ -32,7 +32,7 @@ func TestSustainedOverload(t *testing.T) {
 	l := testutil.StartLoad(t, "udp", s.dns, "o", 24, 1<<30, 0)
 	unthrottle := testutil.Throttle(t, s.db, 500*time.Millisecond, 500*time.Millisecond)
 
-	// The database file's size, sampled: the WAL comes on top of max_size (see README).
+	// The database file's size, sampled: the WAL comes on top of max_size (see docs/options.md).
 	type sample struct {
 		at   time.Time
 		size int64

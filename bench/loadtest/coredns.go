@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -33,6 +34,8 @@ func corefile(c *config, v variant, db string, dnsPort, metricsPort, readyPort, 
 		b.WriteString("    # no query logging\n")
 	case v.Name == "log":
 		b.WriteString("    log\n")
+	case v.Name == "dnstap":
+		fmt.Fprintf(&b, "    dnstap unix://%s full\n", filepath.Join(filepath.Dir(db), "dnstap.sock"))
 	case v.Querylog:
 		opts := strings.FieldsFunc(v.Options, func(r rune) bool { return r == ';' || r == '\n' })
 		if len(opts) == 0 {

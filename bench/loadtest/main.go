@@ -7,7 +7,7 @@
 //	go run ./bench/loadtest -scenario rate -short            # CI: 5 s at 2000 QPS
 //	go run ./bench/loadtest -scenario rate                   # 10000 QPS for 600 s
 //	go run ./bench/loadtest -scenario max -duration 30s      # unthrottled
-//	go run ./bench/loadtest -scenario compare -pairs 3       # none / querylog / log, 20 s each
+//	go run ./bench/loadtest -scenario compare -pairs 3       # none / querylog / log / dnstap, 20 s each
 //	go run ./bench/loadtest -scenario compare -variant 'big=batch_size 5000'   # querylog / big
 //	go run ./bench/loadtest -scenario rate -clickhouse -clickhouse-outage 60s -duration 120s -querylog-options 'ship $CLICKHOUSE'
 //	go run ./bench/loadtest -scenario rate -mix skewed       # 20,000 names, 32 client addresses
@@ -62,6 +62,7 @@ type config struct {
 	outage      time.Duration // -clickhouse-outage
 	cpuProfile  string
 	corednsBin  string
+	dnstapBin   string // golang-dnstap's receiver, built when a variant is dnstap
 	repo        string
 	keep        bool
 }
@@ -72,7 +73,7 @@ func main() {
 
 func realMain() int {
 	var c config
-	flag.StringVar(&c.scenario, "scenario", "rate", "rate (fixed QPS), max (unthrottled), compare (no logging / querylog / log, or the -variants, in rounds), or pool (the rounds of the compare reports named as arguments, together)")
+	flag.StringVar(&c.scenario, "scenario", "rate", "rate (fixed QPS), max (unthrottled), compare (no logging / querylog / log / dnstap, or the -variants, in rounds), or pool (the rounds of the compare reports named as arguments, together)")
 	flag.BoolVar(&c.short, "short", false, "short run for CI: 5 s (and 2000 QPS for rate)")
 	flag.IntVar(&c.qps, "qps", 0, "target QPS for -scenario rate (default 10000; 2000 with -short); with compare, runs every variant at this rate instead of unthrottled (to compare CPU)")
 	flag.DurationVar(&c.duration, "duration", 0, "load duration per run (default: rate 600s, max 60s, compare 20s; 5s with -short)")
@@ -91,7 +92,7 @@ func realMain() int {
 	flag.IntVar(&c.lines, "lines", 0, "lines in the dnsperf query files, split between them; dnsperf loops over each (default 200000; unique: 1.1 × rate × duration, at most 10,000,000)")
 	flag.StringVar(&c.qlOptions, "querylog-options", "", "extra querylog block options, ';'-separated, e.g. \"buffer_size 100000; batch_size 5000\"; with compare, for every querylog variant")
 	flag.Var(&c.named, "variant", "compare: `NAME=OPTIONS`, a querylog variant reported as NAME whose block has these ';'-separated options after -querylog-options, e.g. 'norollups=rollup_limit 0' or 'ship=ship $CLICKHOUSE; node bench' (repeatable); ratios are to querylog and to none")
-	flag.StringVar(&c.variantList, "variants", "", "compare: the variants of each round, a comma-separated `LIST` in order, from none, querylog, log and the -variant names (default "+defaultVariants+"; with -variant: querylog and the -variant names)")
+	flag.StringVar(&c.variantList, "variants", "", "compare: the variants of each round, a comma-separated `LIST` in order, from none, querylog, log, dnstap and the -variant names (default "+defaultVariants+"; with -variant: querylog and the -variant names)")
 	flag.BoolVar(&c.clickhouse, "clickhouse", false, "start a clickhouse-server of the run's own on loopback (data on tmpfs where there is one); "+clickhousePlaceholder+" in querylog options ships there (each run to a table of its own, the password from a file), and the report checks ClickHouse's rows against SQLite's")
 	flag.DurationVar(&c.outage, "clickhouse-outage", 0, "rate with -clickhouse: stop ClickHouse (-duration − `D`)/2 into the load and start it again D later; reports the ship lag and how soon it fell under 5 s")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "rate/max: add the pprof plugin and save a CoreDNS CPU profile of the load to this file")

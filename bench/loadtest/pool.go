@@ -23,7 +23,7 @@ type poolKey struct {
 // pool reads compare reports and writes, for every variant but none, the median over the
 // rounds of all of them of its ratios to that round's none run. The hours of this machine
 // differ by more than the costs measured, so one report's five rounds say less than all of a
-// day's (README, "Figures").
+// day's (bench/README.md, "Figures").
 func pool(w io.Writer, paths []string) error {
 	if len(paths) == 0 {
 		return errors.New("-scenario pool: name the compare reports (JSON) to pool")

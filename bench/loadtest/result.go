@@ -41,7 +41,7 @@ type querylogMetrics struct {
 type runResult struct {
 	Index           int              `json:"index"`
 	Round           int              `json:"round,omitempty"` // compare: the round (pair) of the run
-	Variant         string           `json:"variant"`         // none, querylog, log or a -variant name
+	Variant         string           `json:"variant"`         // none, querylog, log, dnstap or a -variant name
 	querylog        bool             // a querylog block: rows are counted and judged
 	Started         time.Time        `json:"started"`
 	GOMAXPROCS      int              `json:"gomaxprocs"`
@@ -55,6 +55,8 @@ type runResult struct {
 	DBDistinctNames *int64           `json:"db_distinct_names,omitempty"`    // distinct qname in the rows (not counted for the unique mix)
 	NamesRepeated   *float64         `json:"names_repeated_share,omitempty"` // unique mix: share of the queries sent after dnsperf wrapped around its file
 	LogLines        *int64           `json:"log_lines,omitempty"`            // log variant: query lines in stdout
+	DNSTapBytes     *int64           `json:"dnstap_bytes,omitempty"`         // dnstap variant: the receiver's Frame Streams file
+	ReceiverCPU     *float64         `json:"dnstap_receiver_cpu_seconds_load,omitempty"`
 	Querylog        *querylogMetrics `json:"querylog,omitempty"`
 	Ship            *shipResult      `json:"ship,omitempty"` // querylog shipped to the harness's ClickHouse
 	CPUSecondsLoad  float64          `json:"coredns_cpu_seconds_load"`

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,13 @@ func run(ctx context.Context, c *config) (*report, error) {
 		}
 	} else {
 		rep.Source = prebuilt(bin)
+	}
+	if slices.ContainsFunc(c.variants, func(v variant) bool { return v.Name == "dnstap" }) {
+		fmt.Fprintf(os.Stderr, "building golang-dnstap's dnstap receiver ...\n")
+		c.dnstapBin = filepath.Join(tmp, "dnstap")
+		if err := buildDNSTapReceiver(ctx, c.repo, c.dnstapBin); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Stat("/usr/bin/dnsperf"); err != nil {
 		return nil, errors.New("/usr/bin/dnsperf not found: apt-get install -y dnsperf")
@@ -129,6 +137,17 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	}
 	r := &runResult{Variant: v.Name, querylog: v.Querylog, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
 
+	var tap *dnstapReceiver
+	if v.Name == "dnstap" {
+		if tap, err = startDNSTapReceiver(ctx, c.dnstapBin, dir); err != nil {
+			return r, err
+		}
+		defer func() {
+			size := tap.stop() // after CoreDNS has exited: the deferred kill below runs first
+			r.DNSTapBytes = &size
+		}()
+	}
+
 	// CoreDNS, with stdout and stderr (and so the log plugin's output) in a file.
 	outPath := filepath.Join(dir, "coredns.out")
 	out, err := os.Create(outPath)
@@ -158,6 +177,10 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		return r, fmt.Errorf("%w\n%s", err, tail(outPath, 20))
 	}
 	cpu0, _ := procCPU(pid)
+	var tapCPU0 float64
+	if tap != nil {
+		tapCPU0, _ = tap.cpuSeconds()
+	}
 
 	// Scrape every second while dnsperf runs.
 	sc := &scraper{url: metricsURL}
@@ -217,6 +240,12 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		r.CPUSecondsTotal = round(cpu1, 3)
 	}
 	r.PeakRSSBytes, r.RSSBytes, _ = procMem(pid)
+	if tap != nil {
+		if cpu, err := tap.cpuSeconds(); err == nil {
+			cpu = round(cpu-tapCPU0, 3)
+			r.ReceiverCPU = &cpu
+		}
+	}
 	final, scrapeErr := scrapeOnce(ctx, metricsURL, time.Since(loadStart).Seconds())
 	r.Series = sc.series()
 	if scrapeErr == nil {

@@ -175,6 +175,9 @@ func (r *runResult) text(w io.Writer, compact bool) {
 	if r.LogLines != nil && r.DNSPerf != nil {
 		p("  log:       %d query lines on stdout; lines − completed = %d", *r.LogLines, *r.LogLines-r.DNSPerf.Completed)
 	}
+	if r.DNSTapBytes != nil && r.ReceiverCPU != nil {
+		p("  dnstap:    the receiver wrote %d bytes and used %.2f s of CPU during load, not counted in CoreDNS's", *r.DNSTapBytes, *r.ReceiverCPU)
+	}
 	if q := r.Querylog; q != nil {
 		p("  drops:     %s (at SIGTERM: enqueued %.0f, written %.0f, buffered %.0f, flush errors %.0f, ignored %.0f)",
 			drops(q.Dropped), q.Enqueued, q.Written, q.BufferedAtStop, q.FlushErrors, q.Ignored)

@@ -9,7 +9,8 @@ import (
 )
 
 // variant is one Corefile the harness runs: none (no logging), log (the log plugin writing to
-// stdout), or a querylog block: querylog itself, or a variant named with -variant, whose
+// stdout), dnstap (the dnstap plugin sending full messages to golang-dnstap's receiver on a
+// unix socket), or a querylog block: querylog itself, or a variant named with -variant, whose
 // options follow -querylog-options in the block.
 type variant struct {
 	Name     string
@@ -18,7 +19,7 @@ type variant struct {
 }
 
 // defaultVariants is what compare runs without -variant or -variants.
-const defaultVariants = "none,querylog,log"
+const defaultVariants = "none,querylog,log,dnstap"
 
 var variantNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
@@ -60,7 +61,7 @@ func (n namedVariants) find(name string) *variant {
 }
 
 // resolveVariants sets c.variants: for rate and max the querylog variant alone; for compare the
-// list of -variants in its order, by default none,querylog,log, or querylog and the -variant
+// list of -variants in its order, by default none,querylog,log,dnstap, or querylog and the -variant
 // ones when there are any.
 func (c *config) resolveVariants() error {
 	querylog := variant{Name: "querylog", Querylog: true, Options: c.qlOptions}
@@ -86,14 +87,14 @@ func (c *config) resolveVariants() error {
 		name = strings.TrimSpace(name)
 		var v variant
 		switch name {
-		case "none", "log":
+		case "none", "log", "dnstap":
 			v = variant{Name: name}
 		case "querylog":
 			v = querylog
 		default:
 			named := c.named.find(name)
 			if named == nil {
-				return fmt.Errorf("-variants: %q is neither none, querylog, log nor a -variant NAME", name)
+				return fmt.Errorf("-variants: %q is neither none, querylog, log, dnstap nor a -variant NAME", name)
 			}
 			v = *named
 			v.Options = joinOptions(c.qlOptions, named.Options)

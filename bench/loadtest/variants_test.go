@@ -23,7 +23,8 @@ func TestResolveVariants(t *testing.T) {
 		wantErr        string
 	}{
 		{scenario: "rate", want: []string{"querylog=base"}},
-		{scenario: "compare", want: []string{"none", "querylog=base", "log"}},
+		{scenario: "compare", want: []string{"none", "querylog=base", "log", "dnstap"}},
+		{scenario: "compare", list: "none,dnstap", want: []string{"none", "dnstap"}},
 		{scenario: "compare", named: named("ship=ship $CLICKHOUSE", "big=batch_size 5000"),
 			want: []string{"querylog=base", "ship=base; ship $CLICKHOUSE", "big=base; batch_size 5000"}},
 		{scenario: "compare", list: "big, none,querylog", named: named("big=batch_size 5000"),

@@ -273,7 +273,7 @@ func TestDNSInputLoggedFaithfully(t *testing.T) {
 
 // TestDNSInputAnsweredByServer sends queries that CoreDNS's server (or miekg/dns below it)
 // answers itself, before any plugin runs: they get a reply but no row, and querylog counts
-// nothing for them. The README's Guarantees table lists them: no question or several questions,
+// nothing for them. docs/guarantees.md (row 30) lists them: no question or several questions,
 // two answer or three additional records, a message that does not unpack (FORMERR from
 // miekg/dns), opcodes UPDATE and STATUS (NOTIMP from miekg/dns), EDNS version 1 (BADVERS), a
 // non-IN class when no plugin enables other classes (REFUSED), and a name under no zone of the

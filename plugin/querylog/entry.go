@@ -51,8 +51,8 @@ const (
 
 // cost is what e holds in memory, for the buffer's byte budget: its slot and the texts only it
 // refers to (the query name, answer data, metadata values). The metadata labels are shared by
-// a handler's entries and not counted. Allocator rounding is not counted either; the README's
-// RSS bound covers it.
+// a handler's entries and not counted. Allocator rounding is not counted either; the RSS bound of
+// docs/options.md (buffer_bytes) covers it.
 func (e *entry) cost() int64 {
 	n := entrySize + int64(len(e.qname))
 	if x := e.extra; x != nil {

@@ -21,14 +21,14 @@ import (
 )
 
 // TestGenerateBenchDB writes the database that the querylog command's targets are measured on
-// (README, "Asking the log"): rollups of 30 days at 10,000 queries a second, then 10 million
+// (docs/command.md, bench/README.md): rollups of 30 days at 10,000 queries a second, then 10 million
 // rows through the store's real write path, ending now. It runs only when QUERYLOG_GENDB names
 // the file to create:
 //
 //	QUERYLOG_GENDB=/tmp/bench.db go test -run TestGenerateBenchDB -count=1 -timeout 2h ./plugin/querylog/
 //
 // QUERYLOG_GENDB_ROWS (default 10000000), QUERYLOG_GENDB_DAYS (default 30) and
-// QUERYLOG_GENDB_QPS (default 10000) change the sizes: README's SQL recipes are timed on 10
+// QUERYLOG_GENDB_QPS (default 10000) change the sizes: docs/database.md's SQL recipes are timed on 10
 // million rows at 125 queries a second (22 hours, 450,000 rows in the last hour).
 //
 // The rows are real: entries go through store.write in batches of 1000 in the order a server
