@@ -38,9 +38,9 @@ func TestErrors(t *testing.T) {
 		{[]string{"tail", "-f", "--db", path("newer.db")}, exitDatabase, path("newer.db") + " has schema version 3, newer than this build of querylog reads (2): use a newer querylog"},
 		{nil, exitUsage, "Usage: querylog COMMAND"},
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
-		{[]string{"search", "--bogus", "--db", v1}, exitUsage, "flag provided but not defined: -bogus (querylog search -h lists the flags)"},
+		{[]string{"search", "--bogus", "--db", v1}, exitUsage, "flag provided but not defined: --bogus (querylog search -h lists the flags)"},
 		{[]string{"search", "--since", "yesterday", "--db", v1}, exitUsage, `"yesterday" is neither a duration ago (30m, 1h, 30d) nor an RFC 3339 time`},
-		{[]string{"search", "--slower-than", "fast", "--db", v1}, exitUsage, `invalid value "fast" for flag -slower-than`},
+		{[]string{"search", "--slower-than", "fast", "--db", v1}, exitUsage, `invalid value "fast" for flag --slower-than`},
 		{[]string{"search", "--rcode", "BOGUS", "--db", v1}, exitUsage, `--rcode "BOGUS": unknown name, and not a number`},
 		{[]string{"export", "--type", "TYPE70000", "--db", v1}, exitUsage, `--type "TYPE70000": unknown name, and not a number`},
 		{[]string{"search", "--client", "300.1.1.1", "--db", v1}, exitUsage, `--client "300.1.1.1" is neither an address, a network (CIDR) nor an anon- pseudonym`},
@@ -54,7 +54,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"top", "--db", v1}, exitUsage, "say what to count: top domains, clients, rcodes or types"},
 		{[]string{"top", "hosts", "--db", v1}, exitUsage, `cannot count "hosts"`},
 		{[]string{"top", "domains", "--since", "1h", "--until", "2h", "--db", v1}, exitUsage, "--until must be at least a minute after --since"},
-		{[]string{"tail", "-f", "--interval", "1ms", "--db", v1}, exitUsage, "-interval 1ms: must be from 50ms to 10s"},
+		{[]string{"tail", "-f", "--interval", "1ms", "--db", v1}, exitUsage, "--interval 1ms: must be from 50ms to 10s"},
 	} {
 		out, errOut, code := querylogCmd(t, c.args...)
 		if code != c.code {
@@ -75,7 +75,7 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	for _, cmd := range []string{"tail", "top", "search", "export", "stats"} {
-		if out, _, code := querylogCmd(t, cmd, "-h"); code != exitOK || !strings.HasPrefix(out, "Usage: querylog "+cmd) || !strings.Contains(out, "-db PATH") {
+		if out, _, code := querylogCmd(t, cmd, "-h"); code != exitOK || !strings.HasPrefix(out, "Usage: querylog "+cmd) || !strings.Contains(out, "\n  --db PATH\n") {
 			t.Errorf("querylog %s -h: exit %d, printed %q", cmd, code, out)
 		}
 	}

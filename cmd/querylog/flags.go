@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -36,15 +38,26 @@ func newFlags(name, synopsis string, out io.Writer, c *common, timeout time.Dura
 	fs.Usage = func() {}
 	help := func() {
 		fmt.Fprintf(out, "Usage: querylog %s %s\n\nFlags:\n", name, synopsis)
-		fs.SetOutput(out)
+		var b bytes.Buffer
+		fs.SetOutput(&b)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
+		io.WriteString(out, gnuFlags(b.String()))
 	}
 	fs.StringVar(&c.db, "db", "./querylog.db", "the database `PATH`")
 	fs.DurationVar(&c.timeout, "timeout", timeout, "time budget of the query (0: none)")
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	return flagSet{fs, help}
 }
+
+// longFlagRe finds a flag of more than one letter as the flag package spells it, at the start
+// of a line of PrintDefaults or after "flag" in its errors: -db, -slower-than.
+var longFlagRe = regexp.MustCompile(`(?m)(^  |flag |for |defined: |argument: )-([a-z][a-z-]+)`)
+
+// gnuFlags respells the flag package's -db as --db, the spelling of the usage, the README and
+// the errors (GNU's: two dashes for a word, one for a letter, as in tail -f -n 10 --db PATH).
+// The flag package accepts either when parsing.
+func gnuFlags(s string) string { return longFlagRe.ReplaceAllString(s, "$1--$2") }
 
 // parseNoArgs is parse for a command that takes flags only.
 func parseNoArgs(fs flagSet, args []string) error {
@@ -65,7 +78,7 @@ func parse(fs flagSet, args []string) ([]string, error) {
 				fs.help()
 				return nil, err
 			}
-			return nil, usageError("%v (querylog %s -h lists the flags)", err, fs.Name())
+			return nil, usageError("%s (querylog %s -h lists the flags)", gnuFlags(err.Error()), fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {

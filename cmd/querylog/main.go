@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -35,6 +36,8 @@ Commands:
                                        field that begins with =, +, - or @ as a formula)
   stats                                rows, time span, file size, rows per day, rollups,
                                        schema version
+  version                              querylog's version, Go's, and the commit it was
+                                       built from (also --version)
 
 Flags of every command:
   --db PATH        the database (default ./querylog.db)
@@ -119,10 +122,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprint(stdout, versionText(debug.ReadBuildInfo()))
+		return exitOK
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export or stats; querylog -h for help)\n", args[0])
+		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export, stats or version; querylog -h for help)\n", args[0])
 		return exitUsage
 	}
 	err := c.run(ctx, args[1:], stdout, stderr)

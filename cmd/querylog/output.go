@@ -437,7 +437,11 @@ func (d *database) tableFields(r *row, t *timeText) []string {
 
 // fixedWidths are the widths tail pads columns to, since it cannot wait for every row to align
 // them (wider values push the rest right); negative: aligned right.
-var fixedWidths = []int{24, 15, 5, 5, 8, -4, -8, 7, 11, 0}
+var fixedWidths = []int{24, clientWidth, 5, 5, 8, -4, -8, 7, 11, 0}
+
+// clientWidth fits an IPv4 address (15) and the pseudonym of anonymize hash: "anon-" and 16 hex
+// digits (plugin/querylog, clientText). Only IPv6 addresses push the columns after it right.
+const clientWidth = len("anon-") + 16
 
 // fixedLine is a row as a line of fixedWidths columns.
 func fixedLine(fields []string) string {

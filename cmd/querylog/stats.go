@@ -236,7 +236,11 @@ func (s *stats) writeTable(out io.Writer) error {
 		line("last row", *s.Last)
 	}
 	if s.Names != nil {
+		// What the counts are: a name or client seen once is in no dictionary (plugin/querylog,
+		// dict.go), and one seen every day is in it once per 24-hour epoch.
 		line("dictionaries", fmt.Sprintf("%s names, %s clients", count(*s.Names), count(*s.Clients)))
+		line("", "a name or client enters when seen twice (anew every 24 h and at each start);")
+		line("", "the rows of one seen once hold its text")
 	}
 	for _, r := range s.Rollups {
 		what := map[int64]string{60: "minutes", 3600: "hours", 86400: "days"}[r.Span]

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // statsJSON is the JSON output of stats.
@@ -101,4 +103,37 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestStatsDictionaries: stats counts the names and clients in the dictionaries, and says that
+// one enters when seen twice, which is what the plugin does: of a name asked once, one asked
+// twice and one asked three times, from one client, the dictionaries hold two names and the
+// client.
+func TestStatsDictionaries(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "q.db")
+	s := startServer(t, db)
+	once := query{"once.example.org.", dns.TypeA, "127.0.0.2", false}
+	twice := query{"twice.example.org.", dns.TypeA, "127.0.0.2", false}
+	thrice := query{"thrice.example.org.", dns.TypeA, "127.0.0.2", false}
+	s.send(t, []query{once, twice, thrice, twice, thrice, thrice})
+	s.stop()
+	if got := strs(t, db, `SELECT count(*) FROM queries`)[0][0]; got != "6" {
+		t.Fatalf("%s rows, want the 6 queries sent", got)
+	}
+	var got struct {
+		Names   int64 `json:"dictionary_names"`
+		Clients int64 `json:"dictionary_clients"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "stats", "--json", "--db", db)), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Names != 2 || got.Clients != 1 {
+		t.Errorf("dictionaries: %d names, %d clients; want 2 (the names asked twice and three times) and 1", got.Names, got.Clients)
+	}
+	out := mustRun(t, "stats", "--db", db)
+	if !containsAll(strings.Join(strings.Fields(out), " "), "dictionaries 2 names, 1 clients",
+		"a name or client enters when seen twice", "the rows of one seen once hold its text") {
+		t.Errorf("stats does not say when a name enters the dictionary:\n%s", out)
+	}
 }

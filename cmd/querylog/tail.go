@@ -29,7 +29,7 @@ func runTail(ctx context.Context, args []string, out, notes io.Writer) error {
 		return usageError("-n %d: must be from 0 to 10000", *n)
 	}
 	if *interval < 50*time.Millisecond || *interval > 10*time.Second {
-		return usageError("-interval %s: must be from 50ms to 10s", *interval)
+		return usageError("--interval %s: must be from 50ms to 10s", *interval)
 	}
 	d, w, err := openFiltered(ctx, c, &f)
 	if err != nil {

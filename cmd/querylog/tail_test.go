@@ -220,3 +220,28 @@ func TestTailFollowsRotation(t *testing.T) {
 		t.Errorf("tail said %d things on stderr, want 2:\n%s", n, notes)
 	}
 }
+
+// TestTailColumnsFitPseudonyms: with anonymize hash, tail's CLIENT column holds the pseudonyms
+// (anon- and 16 hex digits) and the columns after it stay under their headings, as they do for
+// IPv4 clients.
+func TestTailColumnsFitPseudonyms(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "q.db")
+	s := startServerWith(t, db, "anonymize hash")
+	s.send(t, mix[:8])
+	out := mustRun(t, "tail", "--db", db, "-n", "8")
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	proto := strings.Index(lines[0], "PROTO")
+	if len(lines) != 9 || proto < 0 {
+		t.Fatalf("tail -n 8: want a header and 8 lines, got\n%s", out)
+	}
+	for _, l := range lines[1:] {
+		client := strings.Fields(l)[1]
+		if !strings.HasPrefix(client, "anon-") || len(client) != len("anon-")+16 {
+			t.Errorf("client %q is not a pseudonym", client)
+		}
+		if l[proto-2:proto] != "  " || !strings.HasPrefix(l[proto:], "udp ") && !strings.HasPrefix(l[proto:], "tcp ") {
+			t.Errorf("the protocol is not under PROTO:\n%s\n%s", lines[0], l)
+		}
+	}
+}

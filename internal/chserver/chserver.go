@@ -57,6 +57,18 @@ type Server struct {
 // TLS is the certificate and key (PEM files) of the secure native port.
 type TLS struct{ CertFile, KeyFile string }
 
+// Binary is the clickhouse-server to run: on the PATH, or Debian's /usr/sbin one, which a user's
+// PATH may lack. Its error wraps ErrNotInstalled.
+func Binary() (string, error) {
+	bin, err := exec.LookPath("clickhouse-server")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/clickhouse-server"); err != nil {
+			return "", fmt.Errorf("%w: %v", ErrNotInstalled, err)
+		}
+	}
+	return bin, nil
+}
+
 // Start starts a server with its data in a new folder on tmpfs (/dev/shm) where there is one
 // (fast, and nothing left on disk), else in a new folder under dir ("" for the default
 // temporary folder). It returns once the server answers; Close stops it and deletes the folder.
@@ -65,11 +77,9 @@ func Start(dir string) (*Server, error) { return StartTLS(dir, nil) }
 // StartTLS starts a server as Start does which also listens with TLS (if tls is not nil), on
 // SecureAddr.
 func StartTLS(dir string, tls *TLS) (*Server, error) {
-	bin, err := exec.LookPath("clickhouse-server")
+	bin, err := Binary()
 	if err != nil {
-		if bin, err = exec.LookPath("/usr/sbin/clickhouse-server"); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotInstalled, err)
-		}
+		return nil, err
 	}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		dir = "/dev/shm"

@@ -43,6 +43,12 @@ type shipper struct {
 	errLog  limiter // the shipper goroutine's
 	dropLog limiter // the flusher's, for rows max_size deletes before they are shipped
 
+	// Failed attempts since shipping last worked, and when the first of them failed: the
+	// shipper goroutine's, for the one line that says shipping recovered (errLog drops most
+	// failure lines, so without it the log would end on an error).
+	failures     int
+	failingSince time.Time
+
 	leftover string // what becomes of rows not shipped when it stops: set before finish
 }
 
@@ -129,6 +135,10 @@ func (s *shipper) run(ctx context.Context) {
 				return
 			}
 			shipErrors.WithLabelValues(s.w.path).Inc()
+			if s.failures == 0 {
+				s.failingSince = time.Now()
+			}
+			s.failures++
 			if ok, suppressed := s.errLog.allow(time.Now()); ok {
 				log.Errorf("Shipping %s to ClickHouse %s (%s) as node %s failed (%d similar errors suppressed), will retry: %v",
 					s.w.path, s.o.target(), s.o.addrs, s.o.node, suppressed, err)
@@ -229,6 +239,9 @@ func (s *shipper) ship(ctx context.Context) error {
 				return err
 			}
 			check = len(send) < len(batch)
+			// Every attempt after a failure starts here: ClickHouse answered and the table is
+			// as it must be.
+			s.recovered()
 		}
 		if len(send) > 0 {
 			ictx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
@@ -324,6 +337,16 @@ func (s *shipper) unshipped(ctx context.Context, batch []shipRow) ([]shipRow, er
 		return nil, fmt.Errorf("asking which rows are already shipped: %w", err)
 	}
 	return withoutShipped(batch, have), nil
+}
+
+// recovered says once, after failed attempts, that shipping works again.
+func (s *shipper) recovered() {
+	if s.failures == 0 {
+		return
+	}
+	log.Infof("Shipping %s to ClickHouse %s recovered after %d failed attempts (since %s)",
+		s.w.path, s.o.target(), s.failures, s.failingSince.UTC().Format(time.RFC3339))
+	s.failures = 0
 }
 
 // acknowledge moves the cursor past upTo: every row of a batch of n up to it is in ClickHouse.

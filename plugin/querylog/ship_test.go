@@ -569,6 +569,51 @@ func TestShipOutage(t *testing.T) {
 	}
 }
 
+// TestShipRecoveryLogged: once shipping works again after failed attempts, one line at INFO
+// says so, with the number of attempts that failed and since when; shipping that never failed
+// says nothing.
+func TestShipRecoveryLogged(t *testing.T) {
+	shipFast(t)
+	ch := testutil.StartClickHouse(t)
+	logs := testutil.CaptureLog(t)
+	path := filepath.Join(t.TempDir(), "r.db")
+	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	entries := shipEntries(300, time.Now().Add(-time.Second))
+	for _, e := range entries[:100] {
+		w.log(e)
+	}
+	shippedUpTo(t, w, 30*time.Second)
+	if strings.Contains(logs.String(), "recovered") {
+		t.Errorf("shipping that never failed logged a recovery:\n%s", logs)
+	}
+
+	ch.Kill()
+	outage := time.Now()
+	errs := promtest.ToFloat64(shipErrors.WithLabelValues(path))
+	for _, e := range entries[100:200] {
+		w.log(e)
+	}
+	shipWait(t, 10*time.Second, "failed attempts", func() bool { return promtest.ToFloat64(shipErrors.WithLabelValues(path)) >= errs+2 })
+	ch.Start()
+	shippedUpTo(t, w, 30*time.Second)
+	for _, e := range entries[200:] { // shipped without a failure: no second line
+		w.log(e)
+	}
+	shippedUpTo(t, w, 30*time.Second)
+
+	failed := int(promtest.ToFloat64(shipErrors.WithLabelValues(path)) - errs)
+	text := logs.String()
+	want := fmt.Sprintf("[INFO] plugin/querylog: Shipping %s to ClickHouse default.querylog recovered after %d failed attempts (since ", path, failed)
+	if n := strings.Count(text, "recovered"); n != 1 || !strings.Contains(text, want) {
+		t.Fatalf("want one line %q..., got %d:\n%s", want, n, text)
+	}
+	since, _, _ := strings.Cut(text[strings.Index(text, want)+len(want):], ")")
+	at, err := time.Parse(time.RFC3339, since)
+	if err != nil || at.Before(outage.Truncate(time.Second)) || at.After(time.Now()) {
+		t.Errorf("since %q (%v): want the time of the first failure, after the outage began at %s", since, err, outage.UTC().Format(time.RFC3339))
+	}
+}
+
 // TestShipFailover lists a dead address first: rows go to the second.
 func TestShipFailover(t *testing.T) {
 	shipFast(t)
