@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/querylog/querylog/internal/retry"
 )
 
 const subsystem = "querylog"
@@ -115,13 +117,6 @@ var (
 		Help:      "Counter of failed attempts to ship (connect, check the table, insert); each is retried.",
 	}, []string{"db"})
 
-	panicsTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: subsystem,
-		Name:      "panics_total",
-		Help:      "Counter of panics recovered in querylog's goroutines (flusher, checkpointer, shipper, ship_reader); each is also a failed attempt, retried with backoff.",
-	}, []string{"db", "goroutine"})
-
 	shipDropped = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
@@ -160,7 +155,7 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 	return d
 }
 
-func init() { registered.MustRegister(bufferCollector{}) }
+func init() { registered.MustRegister(bufferCollector{}, retry.PanicsTotal) }
 
 type bufferCollector struct{}
 

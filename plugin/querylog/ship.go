@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/querylog/querylog/internal/retry"
 )
 
 // A shipper forwards one database file to ClickHouse: the SQLite file stays the durable log,
@@ -40,8 +42,8 @@ type shipper struct {
 	pending atomic.Int64 // rows after the cursor: counted at start, then kept up to date
 	oldest  atomic.Int64 // arrival (Unix ms) of the first row after the cursor when last looked; 0: none
 
-	errLog  limiter // the shipper goroutine's
-	dropLog limiter // the flusher's, for rows max_size deletes before they are shipped
+	errLog  retry.Limiter // the shipper goroutine's
+	dropLog retry.Limiter // the flusher's, for rows max_size deletes before they are shipped
 
 	// Failed attempts since shipping last worked, and when the first of them failed: the
 	// shipper goroutine's, for the one line that says shipping recovered (errLog drops most
@@ -51,6 +53,12 @@ type shipper struct {
 
 	leftover string // what becomes of rows not shipped when it stops: set before finish
 }
+
+// The shipper's goroutines, as panics_total names them.
+const (
+	inShipper    = "shipper"
+	inShipReader = "ship_reader"
+)
 
 const (
 	leftAtExit  = "they are sent from the file at the next start"
@@ -74,15 +82,15 @@ var (
 func startShipper(w *writer, o shipOptions) *shipper {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &shipper{w: w, o: o, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		final: make(chan struct{}), ch: clickHouse{o: o}, errLog: limiter{every: logEvery}, dropLog: limiter{every: logEvery},
+		final: make(chan struct{}), ch: clickHouse{o: o}, errLog: retry.Limiter{Every: retry.LogEvery}, dropLog: retry.Limiter{Every: retry.LogEvery},
 		leftover: leftAtExit}
 	s.cursor.Store(-1)
 	// Every series exists from the start, at 0.
 	shippedTotal.WithLabelValues(w.path)
 	shipErrors.WithLabelValues(w.path)
 	shipDropped.WithLabelValues(w.path, "max_size")
-	panicsTotal.WithLabelValues(w.path, inShipper)
-	panicsTotal.WithLabelValues(w.path, inShipReader)
+	retry.PanicsTotal.WithLabelValues(w.path, inShipper)
+	retry.PanicsTotal.WithLabelValues(w.path, inShipReader)
 	go s.run(ctx)
 	return s
 }
@@ -124,10 +132,10 @@ func (s *shipper) finishing() bool {
 func (s *shipper) run(ctx context.Context) {
 	defer close(s.done)
 	defer s.reset()
-	backoff := firstBackoff
+	var backoff retry.Backoff
 	for ctx.Err() == nil {
-		err := guard(s.w.path, inShipper, func() error { return s.ship(ctx) })
-		if errors.Is(err, errPanic) {
+		err := retry.Guard(s.w.path, inShipper, func() error { return s.ship(ctx) })
+		if errors.Is(err, retry.ErrPanic) {
 			s.reset() // what the connections were in the middle of is unknown
 		}
 		if err != nil {
@@ -139,7 +147,7 @@ func (s *shipper) run(ctx context.Context) {
 				s.failingSince = time.Now()
 			}
 			s.failures++
-			if ok, suppressed := s.errLog.allow(time.Now()); ok {
+			if ok, suppressed := s.errLog.Allow(time.Now()); ok {
 				log.Errorf("Shipping %s to ClickHouse %s (%s) as node %s failed (%d similar errors suppressed), will retry: %v",
 					s.w.path, s.o.target(), s.o.addrs, s.o.node, suppressed, err)
 			}
@@ -147,11 +155,10 @@ func (s *shipper) run(ctx context.Context) {
 				log.Warningf("Stopping with rows of %s not shipped to ClickHouse; %s", s.w.path, s.leftover)
 				return
 			}
-			s.wait(ctx, backoff)
-			backoff = min(2*backoff, maxBackoff)
+			s.wait(ctx, backoff.Next())
 			continue
 		}
-		backoff = firstBackoff
+		backoff.Reset()
 	}
 }
 
@@ -225,7 +232,7 @@ func (s *shipper) ship(ctx context.Context) error {
 			ahead = make(chan readResult, 1)
 			go func(dst []shipRow) {
 				var rows []shipRow
-				err := guard(s.w.path, inShipReader, func() (err error) {
+				err := retry.Guard(s.w.path, inShipReader, func() (err error) {
 					rows, err = s.reader.read(upTo, shipBatchRows, dst)
 					return err
 				})
@@ -357,7 +364,7 @@ func (s *shipper) acknowledge(upTo int64, n int) {
 	// A cursor that could not be saved is only behind: the rows after it are checked against
 	// ClickHouse at the next start, not sent again.
 	if err := s.saveCursor(upTo); err != nil {
-		if ok, suppressed := s.errLog.allow(time.Now()); ok {
+		if ok, suppressed := s.errLog.Allow(time.Now()); ok {
 			log.Warningf("Saving the ship cursor of %s (%d similar errors suppressed): %v", s.w.path, suppressed, err)
 		}
 	}
@@ -542,7 +549,7 @@ func (f *flusher) pruneOldestShipping(s *store, chunk int) (int64, error) {
 	}
 	sh.pending.Add(-unshipped)
 	shipDropped.WithLabelValues(f.w.path, "max_size").Add(float64(unshipped))
-	if ok, suppressed := sh.dropLog.allow(time.Now()); ok {
+	if ok, suppressed := sh.dropLog.Allow(time.Now()); ok {
 		log.Errorf("max_size: deleted %d rows of %s that were not shipped to ClickHouse yet (%d similar errors suppressed)", unshipped, f.w.path, suppressed)
 	}
 	return deleted, nil

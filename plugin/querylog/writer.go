@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/querylog/querylog/internal/retry"
 )
 
 // A writer owns everything behind one database file: the buffer, the SQLite store and the
@@ -40,7 +42,7 @@ type writer struct {
 	retired bool      // its counts have moved to retired[path]; guarded by registryMu
 
 	warnMu  sync.Mutex
-	warnLog limiter // watermark warnings: once per crossing, and at most once per logEvery
+	warnLog retry.Limiter // watermark warnings: once per crossing, and at most once per retry.LogEvery
 
 	gaugeMu   sync.Mutex
 	interval  time.Duration
@@ -114,7 +116,7 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		holders: []options{o},
-		warnLog: limiter{every: logEvery},
+		warnLog: retry.Limiter{Every: retry.LogEvery},
 	}
 	if err := w.open(); err != nil {
 		if permanent(err) {
@@ -344,7 +346,7 @@ func (w *writer) log(e entry) {
 
 func (w *writer) warnWatermark() {
 	w.warnMu.Lock()
-	ok, suppressed := w.warnLog.allow(time.Now())
+	ok, suppressed := w.warnLog.Allow(time.Now())
 	w.warnMu.Unlock()
 	if ok {
 		size, capacity := w.buf.fill()
