@@ -159,7 +159,7 @@ func (f *flusher) open() bool {
 	}
 	if f.reship {
 		f.reship = false
-		w.setShip(w.options().ship)
+		w.setShip(w.options().ship.Options)
 	}
 	size, _ := w.buf.fill()
 	log.Infof("Opened %s: writing the %d entries buffered meanwhile", w.path, size)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/querylog/querylog/internal/retry"
+	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
 // A writer owns everything behind one database file: the buffer, the SQLite store and the
@@ -30,8 +31,8 @@ type writer struct {
 	labels labels  // numbers of the texts entries repeat (servers, plugins, upstreams)
 	keys   keyring // anonymize hash keys of the handlers, numbered for their entries
 
-	shipMu sync.Mutex              // serializes setShip and finishShip; taken before storeMu
-	ship   atomic.Pointer[shipper] // nil unless shipping (ship.go)
+	shipMu sync.Mutex                   // serializes setShip and finishShip; taken before storeMu
+	ship   atomic.Pointer[ship.Shipper] // nil unless shipping (ship.go)
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -129,7 +130,7 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	registryMu.Lock()
 	writers[o.path] = w
 	registryMu.Unlock()
-	w.setShip(o.ship) // before the flusher's first maintenance, which asks it what may be deleted
+	w.setShip(o.ship.Options) // before the flusher's first maintenance, which asks it what may be deleted
 	go w.run()
 	return w, nil, nil
 }
@@ -187,7 +188,7 @@ func (w *writer) configure(o options) {
 	w.opts = o
 	w.optsMu.Unlock()
 	w.buf.configure(o)
-	w.setShip(o.ship)
+	w.setShip(o.ship.Options)
 }
 
 func (w *writer) options() options {
