@@ -1,3 +1,6 @@
+// Package ship forwards one querylog database to ClickHouse, each row once. It knows the
+// database only through a Source, which the plugin's writer provides (the cursor kept in the
+// file, the rows after it), and tells the writer through Bound which rows may be deleted.
 package ship
 
 import (
