@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/querylog/querylog/internal/retry"
 )
 
 // checkpointEvery is how often the WAL is copied back into the database by the checkpointer.
@@ -38,7 +40,7 @@ func startCheckpointer(path string) (*checkpointer, error) {
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	c := &checkpointer{db: db, conn: conn, path: path, stop: make(chan struct{}), done: make(chan struct{})}
-	panicsTotal.WithLabelValues(path, inCheckpointer)
+	retry.PanicsTotal.WithLabelValues(path, inCheckpointer)
 	go c.run()
 	return c, nil
 }
@@ -47,19 +49,19 @@ func (c *checkpointer) run() {
 	defer close(c.done)
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
-	errLog := limiter{every: logEvery}
+	errLog := retry.Limiter{Every: retry.LogEvery}
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
 		}
-		err := guard(c.path, inCheckpointer, func() error {
+		err := retry.Guard(c.path, inCheckpointer, func() error {
 			var busy, frames, copied int
 			return c.conn.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
 		})
 		if err != nil {
-			if ok, suppressed := errLog.allow(time.Now()); ok {
+			if ok, suppressed := errLog.Allow(time.Now()); ok {
 				log.Warningf("Checkpointing %s (%d similar warnings suppressed): %v", c.path, suppressed, err)
 			}
 		}

@@ -6,18 +6,15 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/querylog/querylog/internal/retry"
 )
 
 const (
 	// slowFlush is the batch duration above which a (rate-limited) warning is logged.
 	slowFlush = 100 * time.Millisecond
-	// logEvery bounds every repeated log line of the flusher to one per period.
-	logEvery = 10 * time.Second
 	// clockLogEvery bounds the warning about a wall clock that jumped: it holds until a restart.
 	clockLogEvery = time.Hour
-	// Retry backoff after a failed write: doubles from the first value up to the last.
-	firstBackoff = 100 * time.Millisecond
-	maxBackoff   = 5 * time.Second
 	// permanentAttempts is how often a batch that fails with a non-transient error is tried
 	// before it is dropped as write_failed.
 	permanentAttempts = 3
@@ -34,12 +31,12 @@ const (
 // must still get their turn exactly then.
 func (w *writer) run() {
 	defer close(w.done)
-	panicsTotal.WithLabelValues(w.path, inFlusher) // at 0 from the start, for increase()
-	f := flusher{w: w, backoff: firstBackoff, slowLog: limiter{every: logEvery}, errLog: limiter{every: logEvery}, capLog: limiter{every: logEvery},
-		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: limiter{every: clockLogEvery}}
+	retry.PanicsTotal.WithLabelValues(w.path, inFlusher) // at 0 from the start, for increase()
+	f := flusher{w: w, slowLog: retry.Limiter{Every: retry.LogEvery}, errLog: retry.Limiter{Every: retry.LogEvery}, capLog: retry.Limiter{Every: retry.LogEvery},
+		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: retry.Limiter{Every: clockLogEvery}}
 	f.timer = time.NewTimer(f.nextInterval())
 	defer f.timer.Stop()
-	report := time.NewTicker(logEvery)
+	report := time.NewTicker(retry.LogEvery)
 	defer report.Stop()
 	maintenance := time.NewTicker(maintenanceEvery)
 	defer maintenance.Stop()
@@ -83,7 +80,7 @@ func (w *writer) run() {
 // safeStep runs step, recovering a panic as a failed turn: the maintenance pass is abandoned,
 // the store closed (the next turn opens it afresh) and the flusher backs off.
 func (f *flusher) safeStep() {
-	if err := guard(f.w.path, inFlusher, func() error { f.step(); return nil }); err != nil {
+	if err := retry.Guard(f.w.path, inFlusher, func() error { f.step(); return nil }); err != nil {
 		flushErrors.WithLabelValues(f.w.path).Inc()
 		f.pass = nil
 		f.w.dropStore()
@@ -100,17 +97,17 @@ type flusher struct {
 	due      bool             // the interval expired: write until the buffer is empty
 	next     time.Duration    // the interval to start once it is
 	retry    <-chan time.Time // non-nil while backing off after a failed write
-	backoff  time.Duration
+	backoff  retry.Backoff
 	failures int   // consecutive failures of the current batch
 	pass     *pass // the maintenance pass under way, if any
 	reship   bool  // checkFile stopped the shipper with the old file: start one once open
-	slowLog  limiter
-	errLog   limiter
-	capLog   limiter // rollups filling max_size
+	slowLog  retry.Limiter
+	errLog   retry.Limiter
+	capLog   retry.Limiter // rollups filling max_size
 
 	startWall time.Time // the wall clock when the flusher started, and
 	startMono time.Time // the same moment with its monotonic reading (retention's clock)
-	clockLog  limiter
+	clockLog  retry.Limiter
 }
 
 // pending reports whether the flusher has work it can do now.
@@ -138,7 +135,7 @@ func (f *flusher) step() {
 		f.backOff()
 		return
 	}
-	f.backoff = firstBackoff
+	f.backoff.Reset()
 	if f.pass != nil {
 		f.maintainStep(written)
 	}
@@ -146,24 +143,23 @@ func (f *flusher) step() {
 
 // backOff pauses writing for the current backoff, and doubles it for the next failure.
 func (f *flusher) backOff() {
-	f.retry = time.NewTimer(f.backoff).C
-	f.backoff = min(2*f.backoff, maxBackoff)
+	f.retry = time.NewTimer(f.backoff.Next()).C
 }
 
-// open tries to open the database, counting and logging (at most once per logEvery) a failure.
+// open tries to open the database, counting and logging (at most once per retry.LogEvery) a failure.
 func (f *flusher) open() bool {
 	w := f.w
 	err := w.open()
 	if err != nil {
 		flushErrors.WithLabelValues(w.path).Inc()
-		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+		if ok, suppressed := f.errLog.Allow(time.Now()); ok {
 			log.Errorf("Opening %s failed (%d similar errors suppressed), will retry: %v", w.path, suppressed, err)
 		}
 		return false
 	}
 	if f.reship {
 		f.reship = false
-		w.setShip(w.options().ship)
+		w.setShip(w.options().ship.Options)
 	}
 	size, _ := w.buf.fill()
 	log.Infof("Opened %s: writing the %d entries buffered meanwhile", w.path, size)
@@ -201,14 +197,14 @@ func (f *flusher) flushBatch(n int) (int, error) {
 	start := time.Now()
 	err := w.withStore(func() error { return w.store.write(first, second) })
 	took := time.Since(start)
-	if errors.Is(err, errPanic) {
+	if errors.Is(err, retry.ErrPanic) {
 		w.dropStore()
 	}
 
 	if err != nil {
 		flushErrors.WithLabelValues(w.path).Inc()
 		f.failures++
-		if ok, suppressed := f.errLog.allow(start); ok {
+		if ok, suppressed := f.errLog.Allow(start); ok {
 			log.Errorf("Writing %d entries to %s failed (%d similar errors suppressed), will retry: %v", count, w.path, suppressed, err)
 		}
 		if !transient(err) && f.failures >= permanentAttempts {
@@ -226,7 +222,7 @@ func (f *flusher) flushBatch(n int) (int, error) {
 	size := w.store.size()
 	w.setGauges(func() { w.lastFlush = float64(time.Now().UnixNano()) / 1e9; w.dbSize = size })
 	if took > slowFlush {
-		if ok, suppressed := f.slowLog.allow(start); ok {
+		if ok, suppressed := f.slowLog.Allow(start); ok {
 			log.Warningf("Slow flush to %s: %d entries took %s (%d similar warnings suppressed)", w.path, count, took, suppressed)
 		}
 	}
@@ -290,7 +286,7 @@ func (f *flusher) drain() {
 func (f *flusher) reportDrops() {
 	if n := f.w.buf.takeDropWindow(); n > 0 {
 		s := f.w.buf.snapshot()
-		log.Errorf("Dropped %d entries for %s in the last %s (buffer %d of %d, %d of %d bytes)", n, f.w.path, logEvery, s.size, s.capacity, s.bytes, s.budget)
+		log.Errorf("Dropped %d entries for %s in the last %s (buffer %d of %d, %d of %d bytes)", n, f.w.path, retry.LogEvery, s.size, s.capacity, s.bytes, s.budget)
 	}
 }
 
@@ -313,19 +309,3 @@ func transient(err error) bool {
 // permanent reports whether opening a database failed for good: the file is not a querylog
 // database this build can use, or SQLite says it is no database or corrupt.
 func permanent(err error) bool { return refused(err) || !transient(err) }
-
-// limiter lets a repeated log line through at most once per period and counts the rest.
-type limiter struct {
-	every      time.Duration
-	last       time.Time
-	suppressed int
-}
-
-func (l *limiter) allow(now time.Time) (ok bool, suppressed int) {
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		return false, 0
-	}
-	l.last, suppressed, l.suppressed = now, l.suppressed, 0
-	return true, suppressed
-}

@@ -396,30 +396,6 @@ func TestFlushTransient(t *testing.T) {
 	}
 }
 
-func TestFlushLimiter(t *testing.T) {
-	l := limiter{every: 10 * time.Second}
-	t0 := time.Unix(1000, 0)
-	for i, tc := range []struct {
-		at         time.Duration
-		ok         bool
-		suppressed int
-	}{
-		{0, true, 0},
-		{time.Second, false, 0},
-		{5 * time.Second, false, 0},
-		{9 * time.Second, false, 0},
-		{10 * time.Second, true, 3},
-		{11 * time.Second, false, 0},
-		{25 * time.Second, true, 1},
-		{40 * time.Second, true, 0},
-	} {
-		ok, suppressed := l.allow(t0.Add(tc.at))
-		if ok != tc.ok || suppressed != tc.suppressed {
-			t.Errorf("call %d at +%s: allow = %v, %d; want %v, %d", i, tc.at, ok, suppressed, tc.ok, tc.suppressed)
-		}
-	}
-}
-
 // TestTailLogsWriteError: when the tail (replies answered after the shutdown drain) cannot
 // write, here because another connection holds the write lock, SQLite's error is logged once,
 // and that entry and the later ones are counted as shutdown drops.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -14,6 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/querylog/querylog/internal/retry"
+	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
 const subsystem = "querylog"
@@ -98,41 +100,6 @@ var (
 	}, []string{"db", "dictionary", "result"})
 )
 
-// Shipping to ClickHouse (ship.go): counters updated by the shipper and by max_size; the lag
-// gauges are read from each shipper at scrape time by bufferCollector.
-var (
-	shippedTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: subsystem,
-		Name:      "shipped_total",
-		Help:      "Counter of rows ClickHouse has acknowledged.",
-	}, []string{"db"})
-
-	shipErrors = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: subsystem,
-		Name:      "ship_errors_total",
-		Help:      "Counter of failed attempts to ship (connect, check the table, insert); each is retried.",
-	}, []string{"db"})
-
-	panicsTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: subsystem,
-		Name:      "panics_total",
-		Help:      "Counter of panics recovered in querylog's goroutines (flusher, checkpointer, shipper, ship_reader); each is also a failed attempt, retried with backoff.",
-	}, []string{"db", "goroutine"})
-
-	shipDropped = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: subsystem,
-		Name:      "ship_dropped_total",
-		Help:      "Counter of rows deleted from SQLite before they were shipped, by reason.",
-	}, []string{"db", "reason"})
-
-	descShipLagRows    = newDesc("ship_lag_rows", "Rows in SQLite after the ship cursor (difference of seq).", "db")
-	descShipLagSeconds = newDesc("ship_lag_seconds", "Age of the oldest row not yet shipped; 0 when caught up.", "db")
-)
-
 // The buffer's accounting is exported by bufferCollector from one locked snapshot per database,
 // so that enqueued = written + dropped + buffered holds exactly at every scrape.
 var (
@@ -160,7 +127,11 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 	return d
 }
 
-func init() { registered.MustRegister(bufferCollector{}) }
+// Collectors of other packages: the shipper's, and panics_total, which every goroutine shares.
+func init() {
+	registered.MustRegister(bufferCollector{}, retry.PanicsTotal)
+	registered.MustRegister(ship.Collectors(runningShippers)...)
+}
 
 type bufferCollector struct{}
 
@@ -190,11 +161,6 @@ func (bufferCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLastFlush, prometheus.GaugeValue, g.lastFlush, w.path)
 		ch <- prometheus.MustNewConstMetric(descDiskLow, prometheus.GaugeValue, b2f(g.diskLow), w.path)
 		ch <- prometheus.MustNewConstMetric(descWALSize, prometheus.GaugeValue, float64(walSize(w.path)), w.path)
-		if sh := w.ship.Load(); sh != nil {
-			rows, seconds := sh.lag(time.Now())
-			ch <- prometheus.MustNewConstMetric(descShipLagRows, prometheus.GaugeValue, float64(rows), w.path)
-			ch <- prometheus.MustNewConstMetric(descShipLagSeconds, prometheus.GaugeValue, seconds, w.path)
-		}
 	}
 
 	// Counters are summed over every buffer a database has had (a path can be closed and

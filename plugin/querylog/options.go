@@ -164,7 +164,7 @@ func parseBlock(c *caddy.Controller) (options, filter, error) {
 		// buffer then has less room than one batch while a batch is written, and drops.
 		log.Warningf("batch_size %d is more than half of buffer_size %d: under load, entries may be dropped while a batch is written", o.batchSize, o.bufferSize)
 	}
-	if !o.ship.enabled() && (o.ship.node != "" || o.ship.passwordFrom != "" || o.ship.caFile != "") {
+	if !o.ship.Enabled() && (o.ship.Node != "" || o.ship.passwordFrom != "" || o.ship.caFile != "") {
 		return o, f, errAt(c, lineOf("node", "ship_password", "ship_ca"), errors.New("node, ship_password and ship_ca need a ship line"))
 	}
 	if err := checkShip(c, &o.ship); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/querylog/querylog/internal/retry"
 	"github.com/querylog/querylog/internal/testutil"
 )
 
@@ -33,7 +34,7 @@ func TestRecoversPanics(t *testing.T) {
 		w.log(e)
 	}
 	testutil.WaitFor(t, time.Minute, "the batch written after the panic", func() bool { return testutil.CountRows(t, path, "") == 200 })
-	if n := promtest.ToFloat64(panicsTotal.WithLabelValues(path, inFlusher)); n < 1 {
+	if n := promtest.ToFloat64(retry.PanicsTotal.WithLabelValues(path, inFlusher)); n < 1 {
 		t.Errorf("panics_total{goroutine=flusher} = %v, want at least 1", n)
 	}
 	if !w.storeMu.TryLock() {
@@ -42,20 +43,5 @@ func TestRecoversPanics(t *testing.T) {
 	w.storeMu.Unlock()
 	if n := strings.Count(logs.String(), "Recovered a panic in the flusher of "+path); n != 1 {
 		t.Errorf("the panic was logged %d times, want once (at most once per 10 s):\n%s", n, logs)
-	}
-}
-
-// guard turns a panic into an error marked errPanic, counted by database and goroutine.
-func TestGuard(t *testing.T) {
-	before := promtest.ToFloat64(panicsTotal.WithLabelValues("g.db", inShipper))
-	err := guard("g.db", inShipper, func() error { panic("boom\n\x1b[2J") })
-	if err == nil || !strings.Contains(err.Error(), `panic in the shipper of g.db: boom\n\x1b[2J`) {
-		t.Errorf("error %v", err)
-	}
-	if got := promtest.ToFloat64(panicsTotal.WithLabelValues("g.db", inShipper)) - before; got != 1 {
-		t.Errorf("panics_total rose by %v, want 1", got)
-	}
-	if err := guard("g.db", inShipper, func() error { return nil }); err != nil {
-		t.Errorf("no panic: %v", err)
 	}
 }

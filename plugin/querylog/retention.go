@@ -103,7 +103,7 @@ func (f *flusher) checkFile() {
 		return w.store.truncateWAL()
 	})
 	if err != nil {
-		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+		if ok, suppressed := f.errLog.Allow(time.Now()); ok {
 			// A shipper would reopen the path, the new file, so none runs until the switch.
 			shipping := ""
 			if f.reship {
@@ -131,7 +131,7 @@ func (f *flusher) now() time.Time {
 	wall := wallClock().Round(0) // wall readings only: Sub must not use the monotonic ones
 	steady := f.startWall.Add(time.Since(f.startMono))
 	if skew := wall.Sub(steady); skew.Abs() > time.Minute {
-		if ok, _ := f.clockLog.allow(time.Now()); ok {
+		if ok, _ := f.clockLog.Allow(time.Now()); ok {
 			log.Warningf("The wall clock is %s off the steady clock since writing to %s began (stepped, or the system was suspended): retention counts from the earlier of the two until CoreDNS restarts", skew.Round(time.Second), f.w.path)
 		}
 		if skew > 0 {
@@ -213,7 +213,7 @@ func (f *flusher) maintainStep(written int) {
 		}
 	}
 	if err != nil {
-		if ok, suppressed := f.errLog.allow(time.Now()); ok {
+		if ok, suppressed := f.errLog.Allow(time.Now()); ok {
 			log.Errorf("Pruning %s failed (%d similar errors suppressed): %v", w.path, suppressed, err)
 		}
 		p.phase = phaseDone // the database is failing; the next pass tries again
@@ -235,7 +235,7 @@ func (f *flusher) pruneRollupsForCap(o options) (int64, error) {
 		return err
 	})
 	if n > 0 {
-		if ok, suppressed := f.capLog.allow(time.Now()); ok {
+		if ok, suppressed := f.capLog.Allow(time.Now()); ok {
 			log.Warningf("Rollups fill max_size %d of %s: deleting the oldest hours and days, and every row in each pass (%d similar warnings suppressed); raise max_size or lower rollup_limit or rollup_retention", o.maxSize, w.path, suppressed)
 		}
 	}

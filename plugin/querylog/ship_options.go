@@ -1,8 +1,6 @@
 package querylog
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -14,53 +12,24 @@ import (
 	"unicode"
 
 	"github.com/coredns/caddy"
+
+	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
-// shipOptions is the `ship` configuration of one querylog block; the zero value ships nothing.
-// options are compared with ==, so this stays comparable: the addresses are one string.
+// shipOptions is the `ship` configuration of one querylog block: what package ship is
+// started with, and the two options read only once the whole block is parsed. options are
+// compared with ==, so this stays comparable.
 type shipOptions struct {
-	addrs    string // "host:port,host:port": one ClickHouse, tried in this order
-	user     string
-	database string
-	table    string
-	node     string // stamped on every row; the host name unless `node` says otherwise
-	password string // read from ship_password's file or variable, never from the Corefile
-	secure   bool   // TLS, from ?secure=true
-	caPEM    string // the certificates of ship_ca, read by checkShip; empty: the system's roots
-	caFile   string // ship_ca as written, until checkShip reads it
-
+	ship.Options        // Password and CAPEM are filled in by checkShip
+	caFile       string // ship_ca as written, until checkShip reads it
 	passwordFrom string // ship_password as written ("file PATH", "env NAME"), until checkShip reads it
 }
-
-func (s shipOptions) enabled() bool { return s.addrs != "" }
-
-// target names where rows go, for the cursor kept in SQLite and for log lines. The addresses
-// are not part of it: they may change (a replica added) without rows being sent again.
-func (s shipOptions) target() string { return s.database + "." + s.table }
-
-func (s shipOptions) addrList() []string { return strings.Split(s.addrs, ",") }
 
 const (
 	defaultShipTable      = "querylog"
 	defaultShipPort       = "9000" // ClickHouse's native protocol
 	defaultSecureShipPort = "9440" // the same over TLS (tcp_port_secure)
 )
-
-// tlsConfig verifies the server at addr (host:port) against ship_ca, or the system's roots.
-func (s shipOptions) tlsConfig(addr string) (*tls.Config, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	c := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if s.caPEM != "" {
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM([]byte(s.caPEM)) {
-			return nil, fmt.Errorf("ship_ca holds no PEM certificate")
-		}
-	}
-	return c, nil
-}
 
 // identRE is what database and table names may be: they are written into SQL unquoted.
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -71,7 +40,7 @@ var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []string) error {
 	switch name {
 	case "ship":
-		if s.enabled() {
+		if s.Enabled() {
 			return c.Errf("ship given twice; list every address of one ClickHouse on one ship line")
 		}
 		if len(args) == 0 {
@@ -85,13 +54,13 @@ func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []st
 				return c.Errf("ship %q: %s", redactURL(a), strings.ReplaceAll(err.Error(), a, redactURL(a)))
 			}
 			if i == 0 {
-				s.user, s.database, s.table, s.secure = u.user, u.database, u.table, u.secure
-			} else if u.user != s.user || u.database != s.database || u.table != s.table || u.secure != s.secure {
+				s.User, s.Database, s.Table, s.Secure = u.user, u.database, u.table, u.secure
+			} else if u.user != s.User || u.database != s.Database || u.table != s.Table || u.secure != s.Secure {
 				return c.Errf("ship %q: every address must name the same user, database, table and secure as %q", a, args[0])
 			}
 			addrs = append(addrs, u.addr)
 		}
-		s.addrs = strings.Join(addrs, ",")
+		s.Addrs = strings.Join(addrs, ",")
 	case "node":
 		if len(args) != 1 {
 			return c.Errf("node needs one NAME, got %q", strings.Join(args, " "))
@@ -99,7 +68,7 @@ func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []st
 		if err := checkNode(args[0]); err != nil {
 			return c.Errf("node %q: %v", args[0], err)
 		}
-		s.node = args[0]
+		s.Node = args[0]
 	case "ship_password":
 		if len(args) != 2 || (args[0] != "file" && args[0] != "env") {
 			return c.Errf("ship_password needs file PATH or env NAME, got %q", strings.Join(args, " "))
@@ -117,11 +86,11 @@ func parseShipOption(c *caddy.Controller, s *shipOptions, name string, args []st
 // checkShip validates the ship options of a whole block, fills in the node name and reads the
 // password.
 func checkShip(c *caddy.Controller, s *shipOptions) error {
-	if !s.enabled() { // parseBlock has refused node, ship_password and ship_ca without ship
+	if !s.Enabled() { // parseBlock has refused node, ship_password and ship_ca without ship
 		return nil
 	}
 	if s.caFile != "" {
-		if !s.secure {
+		if !s.Secure {
 			return c.Errf("ship_ca %s: the ship URL needs ?secure=true", s.caFile)
 		}
 		path, err := resolvePath(c, "ship_ca", s.caFile)
@@ -132,12 +101,12 @@ func checkShip(c *caddy.Controller, s *shipOptions) error {
 		if err != nil {
 			return c.Errf("ship_ca: %v", err)
 		}
-		s.caPEM, s.caFile = string(b), ""
-		if _, err := s.tlsConfig("host:0"); err != nil {
+		s.CAPEM, s.caFile = string(b), ""
+		if _, err := s.TLSConfig("host:0"); err != nil {
 			return c.Errf("ship_ca %s: %v", path, err)
 		}
 	}
-	if s.node == "" {
+	if s.Node == "" {
 		host, err := os.Hostname()
 		if err != nil {
 			return c.Errf("ship: no node NAME given and the host name is unknown: %v", err)
@@ -145,7 +114,7 @@ func checkShip(c *caddy.Controller, s *shipOptions) error {
 		if err := checkNode(host); err != nil {
 			return c.Errf("ship: the host name %q cannot be the node name (%v); give node NAME", host, err)
 		}
-		s.node = host
+		s.Node = host
 	}
 	if s.passwordFrom == "" {
 		return nil
@@ -157,7 +126,7 @@ func checkShip(c *caddy.Controller, s *shipOptions) error {
 		if !ok {
 			return c.Errf("ship_password: environment variable %s is not set", arg)
 		}
-		s.password = v
+		s.Password = v
 	case "file":
 		path, err := resolvePath(c, "ship_password file", arg)
 		if err != nil {
@@ -167,7 +136,7 @@ func checkShip(c *caddy.Controller, s *shipOptions) error {
 		if err != nil {
 			return c.Errf("ship_password: %v", err)
 		}
-		s.password = strings.TrimRight(string(b), "\r\n")
+		s.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	s.passwordFrom = ""
 	return nil

@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/miekg/dns"
-	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/querylog/querylog/internal/testutil"
+	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
 func TestParseShip(t *testing.T) {
@@ -34,24 +33,24 @@ func TestParseShip(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
-		want  shipOptions
+		want  ship.Options
 	}{
 		{"one address, defaults", "ship clickhouse://ch.example.org:9000/logs",
-			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: host}},
+			ship.Options{Addrs: "ch.example.org:9000", User: "default", Database: "logs", Table: "querylog", Node: host}},
 		{"default port", "ship clickhouse://ch.example.org/logs",
-			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: host}},
+			ship.Options{Addrs: "ch.example.org:9000", User: "default", Database: "logs", Table: "querylog", Node: host}},
 		{"user, table, node, failover, IPv6", "ship clickhouse://ql@a.example.org:9000/logs?table=dns clickhouse://ql@[2001:db8::1]:9001/logs?table=dns\n node ns1",
-			shipOptions{addrs: "a.example.org:9000,[2001:db8::1]:9001", user: "ql", database: "logs", table: "dns", node: "ns1"}},
+			ship.Options{Addrs: "a.example.org:9000,[2001:db8::1]:9001", User: "ql", Database: "logs", Table: "dns", Node: "ns1"}},
 		{"password from a file", "ship clickhouse://ql@ch.example.org:9000/logs\n ship_password file pw",
-			shipOptions{addrs: "ch.example.org:9000", user: "ql", database: "logs", table: "querylog", node: host, password: "s3cret"}},
+			ship.Options{Addrs: "ch.example.org:9000", User: "ql", Database: "logs", Table: "querylog", Node: host, Password: "s3cret"}},
 		{"TLS on its default port, with a CA", "ship clickhouse://ch.example.org/logs?secure=true clickhouse://ch2.example.org:9441/logs?secure=true\n ship_ca ca.pem",
-			shipOptions{addrs: "ch.example.org:9440,ch2.example.org:9441", user: "default", database: "logs", table: "querylog", node: host, secure: true, caPEM: testCAPEM}},
+			ship.Options{Addrs: "ch.example.org:9440,ch2.example.org:9441", User: "default", Database: "logs", Table: "querylog", Node: host, Secure: true, CAPEM: testCAPEM}},
 		{"TLS with the system's roots", "ship clickhouse://ch.example.org/logs?secure=true&table=dns",
-			shipOptions{addrs: "ch.example.org:9440", user: "default", database: "logs", table: "dns", node: host, secure: true}},
+			ship.Options{Addrs: "ch.example.org:9440", User: "default", Database: "logs", Table: "dns", Node: host, Secure: true}},
 		{"secure=false", "ship clickhouse://ch.example.org/logs?secure=false",
-			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: host}},
+			ship.Options{Addrs: "ch.example.org:9000", User: "default", Database: "logs", Table: "querylog", Node: host}},
 		{"password from the environment, node first", "node n-1.example\n ship_password env QUERYLOG_TEST_PW\n ship clickhouse://ch.example.org:9000/logs",
-			shipOptions{addrs: "ch.example.org:9000", user: "default", database: "logs", table: "querylog", node: "n-1.example", password: "from-env"}},
+			ship.Options{Addrs: "ch.example.org:9000", User: "default", Database: "logs", Table: "querylog", Node: "n-1.example", Password: "from-env"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,8 +59,8 @@ func TestParseShip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
-			if o.ship != tc.want {
-				t.Errorf("ship options = %+v, want %+v", o.ship, tc.want)
+			if want := (shipOptions{Options: tc.want}); o.ship != want {
+				t.Errorf("ship options = %+v, want %+v", o.ship, want)
 			}
 		})
 	}
@@ -188,7 +187,7 @@ func TestShipRowMatchesReadableView(t *testing.T) {
 				t.Fatal(err)
 			}
 			reader := newShipReader(s.db)
-			var rows []shipRow
+			var rows []ship.Row
 			for after := int64(0); ; {
 				got, err := reader.read(after, 150, nil)
 				if err != nil {
@@ -197,7 +196,7 @@ func TestShipRowMatchesReadableView(t *testing.T) {
 				if len(got) == 0 {
 					break
 				}
-				rows, after = append(rows, got...), got[len(got)-1].seq
+				rows, after = append(rows, got...), got[len(got)-1].Seq
 			}
 			if len(rows) != v1Rows+500 {
 				t.Fatalf("read %d rows, want %d", len(rows), v1Rows+500)
@@ -211,22 +210,22 @@ func TestShipRowMatchesReadableView(t *testing.T) {
 			}
 			defer view.Close()
 			for i := 0; view.Next(); i++ {
-				var v shipRow
-				if err := view.Scan(&v.seq, &v.ts, &v.server, &v.clientIP, &v.proto, &v.qname, &v.qtype, &v.qclass, &v.rcode,
-					&v.size, &v.answers, &v.durationUS, &v.doBit, &v.plugin, &v.aa, &v.tc, &v.rd, &v.ra, &v.ad, &v.cd, &v.ede, &v.upstream); err != nil {
+				var v ship.Row
+				if err := view.Scan(&v.Seq, &v.TS, &v.Server, &v.ClientIP, &v.Proto, &v.Qname, &v.Qtype, &v.Qclass, &v.Rcode,
+					&v.Size, &v.Answers, &v.DurationUS, &v.DO, &v.Plugin, &v.AA, &v.TC, &v.RD, &v.RA, &v.AD, &v.CD, &v.EDE, &v.Upstream); err != nil {
 					t.Fatal(err)
 				}
 				// Rows of schema 1 are numbered by their rowid, the others in the order written.
-				v.n = v.seq
+				v.N = v.Seq
 				if i >= v1Rows {
-					v.n = rows[v1Rows].n + int64(i-v1Rows)
+					v.N = rows[v1Rows].N + int64(i-v1Rows)
 				}
 				if rows[i] != v {
 					t.Fatalf("row %d:\n shipped %+v\n view    %+v", i, rows[i], v)
 				}
 			}
-			if rows[v1Rows].n != int64(v1Rows+1) {
-				t.Errorf("the first row of schema 2 has ordinal %d, want %d", rows[v1Rows].n, v1Rows+1)
+			if rows[v1Rows].N != int64(v1Rows+1) {
+				t.Errorf("the first row of schema 2 has ordinal %d, want %d", rows[v1Rows].N, v1Rows+1)
 			}
 		})
 	}
@@ -236,15 +235,15 @@ func TestShipRowMatchesReadableView(t *testing.T) {
 func shipOpts(path, addr, node string) options {
 	o := retentionOpts(path)
 	o.retention = 0
-	o.ship = shipOptions{addrs: addr, user: testutil.ClickHouseUser, password: testutil.ClickHousePassword,
-		database: "default", table: "querylog", node: node}
+	o.ship = shipOptions{Options: ship.Options{Addrs: addr, User: testutil.ClickHouseUser, Password: testutil.ClickHousePassword,
+		Database: "default", Table: "querylog", Node: node}}
 	return o
 }
 
 func shipFast(t testing.TB) {
-	old, oldBatch := shipEvery, shipBatchRows
-	shipEvery = 50 * time.Millisecond
-	t.Cleanup(func() { shipEvery, shipBatchRows = old, oldBatch })
+	old := shipTuning
+	shipTuning.Every = 50 * time.Millisecond
+	t.Cleanup(func() { shipTuning = old })
 }
 
 // checkShipped checks that ClickHouse holds every row of the SQLite file at path exactly once,
@@ -334,7 +333,7 @@ func shippedUpTo(t *testing.T, w *writer, timeout time.Duration) {
 			return false
 		}
 		size, _ := w.buf.fill()
-		return size == 0 && s.cursor.Load() == sqliteCount(t, db, "coalesce(max(id), 0)")
+		return size == 0 && s.Bound() == sqliteCount(t, db, "coalesce(max(id), 0)")
 	})
 }
 
@@ -348,10 +347,10 @@ func TestShipExactlyOnce(t *testing.T) {
 	}
 	shippedUpTo(t, w, 30*time.Second)
 	checkShipped(t, ch, "querylog", path, "n1")
-	if got := promtest.ToFloat64(shippedTotal.WithLabelValues(path)); got != 5000 {
+	if got := testutil.Gather(t).Get(path, "shipped_total"); got != 5000 {
 		t.Errorf("shipped_total = %v, want 5000", got)
 	}
-	if got := promtest.ToFloat64(shipErrors.WithLabelValues(path)); got != 0 {
+	if got := testutil.Gather(t).Get(path, "ship_errors_total"); got != 0 {
 		t.Errorf("ship_errors_total = %v, want 0", got)
 	}
 	// The cursor is in the file.
@@ -365,61 +364,12 @@ func TestShipExactlyOnce(t *testing.T) {
 	}
 }
 
-// TestShipResumesWithoutDuplicates plays the crash between an insert and the cursor update:
-// ClickHouse already holds some of the rows after the saved cursor (a whole batch and a part
-// of one). The shipper must send exactly the others.
-func TestShipResumesWithoutDuplicates(t *testing.T) {
-	shipFast(t)
-	ch := testutil.StartClickHouse(t)
-	path := filepath.Join(t.TempDir(), "r.db")
-	s := testStore(t, path)
-	if err := s.write(shipEntries(3000, time.Now().Add(-time.Hour))); err != nil {
-		t.Fatal(err)
-	}
-	ids := logIDs(t, path)
-	if err := s.saveCursor("default.querylog", ids[999]); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := newShipReader(s.db).read(ids[999], 2000, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.close()
-	o := shipOpts(path, ch.Addr, "n1")
-	conn := &clickHouse{o: o.ship}
-	defer conn.close()
-	ctx := context.Background()
-	if err := ensureTable(ctx, conn, o.ship); err != nil {
-		t.Fatal(err)
-	}
-	// The 1001st to the 1500th rows (one batch), and the 1700th to the 1799th without the 1750th
-	// (a torn one).
-	torn := append(append([]shipRow(nil), rows[699:749]...), rows[750:799]...)
-	for _, part := range [][]shipRow{rows[:500], torn} {
-		if err := insertRows(ctx, conn, o.ship, queryID("n1", part), part, &columns{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	w := testWriter(t, o)
-	shippedUpTo(t, w, 30*time.Second)
-	if got := ch.Uint64(t, "SELECT count() FROM querylog WHERE node = 'n1'"); got != 2000 {
-		t.Errorf("ClickHouse holds %d rows, want the 2000 after the cursor", got)
-	}
-	if got := ch.Uint64(t, "SELECT uniqExact(seq) FROM querylog WHERE node = 'n1' AND seq > ?", uint64(ids[999])); got != 2000 {
-		t.Errorf("ClickHouse holds %d distinct seqs after the cursor, want 2000", got)
-	}
-	if got := promtest.ToFloat64(shippedTotal.WithLabelValues(path)); got != 2000 {
-		t.Errorf("shipped_total = %v, want 2000", got)
-	}
-}
-
 // TestShipFinishOnRelease: when the writer closes (shutdown), the rows not shipped yet are
 // sent at once, not left for a next start that may never come (a pod's file goes with it).
 func TestShipFinishOnRelease(t *testing.T) {
-	old := shipEvery
-	shipEvery = time.Hour // nothing is sent on the timer
-	t.Cleanup(func() { shipEvery = old })
+	old := shipTuning
+	shipTuning.Every = time.Hour // nothing is sent on the timer
+	t.Cleanup(func() { shipTuning = old })
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "f.db")
 	w, err := acquire(shipOpts(path, ch.Addr, "n1"))
@@ -484,52 +434,11 @@ func TestShipRowsDeletedByHand(t *testing.T) {
 	checkShipped(t, ch, "querylog", path, "n1")
 }
 
-// TestShipWaitsForRunningInsert: while a query of the node's insert id prefix runs in ClickHouse
-// (an insert whose reply was lost may still be committing), the shipper neither checks nor
-// sends; it does once that query is over.
-func TestShipWaitsForRunningInsert(t *testing.T) {
-	shipFast(t)
-	ch := testutil.StartClickHouse(t)
-	path := filepath.Join(t.TempDir(), "w.db")
-	s := testStore(t, path)
-	if err := s.write(shipEntries(100, time.Now())); err != nil {
-		t.Fatal(err)
-	}
-	s.close()
-	ch.Exec(t, tableDDL("default", "querylog"))
-
-	// A stand-in for the lost insert: a 2 s query under the node's insert id.
-	running := make(chan error, 1)
-	go func() {
-		ctx := clickhouse.Context(context.Background(), clickhouse.WithQueryID(queryIDPrefix("n1")+"1-100"))
-		running <- ch.Conn(t).Exec(ctx, "SELECT sleep(2)")
-	}()
-	shipWait(t, 10*time.Second, "the query to run", func() bool {
-		return ch.Uint64(t, "SELECT count() FROM system.processes WHERE startsWith(query_id, 'querylog:n1:')") == 1
-	})
-	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
-	for {
-		select {
-		case err := <-running:
-			if err != nil {
-				t.Fatal(err)
-			}
-			shippedUpTo(t, w, 30*time.Second)
-			checkShipped(t, ch, "querylog", path, "n1")
-			return
-		case <-time.After(20 * time.Millisecond):
-			if n := ch.Uint64(t, "SELECT count() FROM querylog"); n != 0 {
-				t.Fatalf("%d rows shipped while an insert of the node was still running", n)
-			}
-		}
-	}
-}
-
 // TestShipOutage kills ClickHouse while rows keep coming: shipping fails and is retried, the
 // lag grows, nothing is lost in SQLite; once ClickHouse is back, every row arrives once.
 func TestShipOutage(t *testing.T) {
 	shipFast(t)
-	shipBatchRows = 500 // the backlog of the outage is several full batches
+	shipTuning.BatchRows = 500 // the backlog of the outage is several full batches
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "o.db")
 	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
@@ -540,21 +449,21 @@ func TestShipOutage(t *testing.T) {
 	shippedUpTo(t, w, 30*time.Second)
 
 	ch.Kill()
-	errs := promtest.ToFloat64(shipErrors.WithLabelValues(path))
+	errs := testutil.Gather(t).Get(path, "ship_errors_total")
 	for _, e := range entries[2000:4000] {
 		w.log(e)
 	}
-	shipWait(t, 10*time.Second, "failed attempts", func() bool { return promtest.ToFloat64(shipErrors.WithLabelValues(path)) >= errs+2 })
+	shipWait(t, 10*time.Second, "failed attempts", func() bool { return testutil.Gather(t).Get(path, "ship_errors_total") >= errs+2 })
 	// Backoff (100 ms doubling) holds however many rows wait: about 5 attempts in 3 s, not one
 	// per flush.
 	time.Sleep(3 * time.Second)
-	if n := promtest.ToFloat64(shipErrors.WithLabelValues(path)) - errs; n > 8 {
+	if n := testutil.Gather(t).Get(path, "ship_errors_total") - errs; n > 8 {
 		t.Errorf("%v failed attempts in about 3 s of outage, want backoff to keep them under 8", n)
 	}
 	db := testutil.OpenRO(t, path)
 	shipWait(t, 10*time.Second, "the rows in SQLite", func() bool { return sqliteCount(t, db, "count(*)") == 4000 })
 	time.Sleep(1200 * time.Millisecond)
-	rows, seconds := w.ship.Load().lag(time.Now())
+	rows, seconds := w.ship.Load().Lag(time.Now())
 	if rows != 2000 || seconds < 5 {
 		t.Errorf("during the outage: lag %d rows, %.1fs; want 2000 rows and the age of row 2001 (over 5s)", rows, seconds)
 	}
@@ -564,7 +473,7 @@ func TestShipOutage(t *testing.T) {
 	}
 	shippedUpTo(t, w, 30*time.Second)
 	checkShipped(t, ch, "querylog", path, "n1")
-	if rows, seconds := w.ship.Load().lag(time.Now()); rows != 0 || seconds != 0 {
+	if rows, seconds := w.ship.Load().Lag(time.Now()); rows != 0 || seconds != 0 {
 		t.Errorf("after catching up: lag %d rows, %.1fs", rows, seconds)
 	}
 }
@@ -589,11 +498,11 @@ func TestShipRecoveryLogged(t *testing.T) {
 
 	ch.Kill()
 	outage := time.Now()
-	errs := promtest.ToFloat64(shipErrors.WithLabelValues(path))
+	errs := testutil.Gather(t).Get(path, "ship_errors_total")
 	for _, e := range entries[100:200] {
 		w.log(e)
 	}
-	shipWait(t, 10*time.Second, "failed attempts", func() bool { return promtest.ToFloat64(shipErrors.WithLabelValues(path)) >= errs+2 })
+	shipWait(t, 10*time.Second, "failed attempts", func() bool { return testutil.Gather(t).Get(path, "ship_errors_total") >= errs+2 })
 	ch.Start()
 	shippedUpTo(t, w, 30*time.Second)
 	for _, e := range entries[200:] { // shipped without a failure: no second line
@@ -601,7 +510,7 @@ func TestShipRecoveryLogged(t *testing.T) {
 	}
 	shippedUpTo(t, w, 30*time.Second)
 
-	failed := int(promtest.ToFloat64(shipErrors.WithLabelValues(path)) - errs)
+	failed := int(testutil.Gather(t).Get(path, "ship_errors_total") - errs)
 	text := logs.String()
 	want := fmt.Sprintf("[INFO] plugin/querylog: Shipping %s to ClickHouse default.querylog recovered after %d failed attempts (since ", path, failed)
 	if n := strings.Count(text, "recovered"); n != 1 || !strings.Contains(text, want) {
@@ -637,9 +546,9 @@ func TestShipBadTarget(t *testing.T) {
 
 	dir := t.TempDir()
 	badPassword := shipOpts(filepath.Join(dir, "p.db"), ch.Addr, "n1")
-	badPassword.ship.password = "wrong"
+	badPassword.ship.Password = "wrong"
 	wrongColumns := shipOpts(filepath.Join(dir, "c.db"), ch.Addr, "n2")
-	wrongColumns.ship.table = "wrong"
+	wrongColumns.ship.Table = "wrong"
 
 	var ws []*writer
 	for _, o := range []options{badPassword, wrongColumns} {
@@ -650,16 +559,16 @@ func TestShipBadTarget(t *testing.T) {
 		ws = append(ws, w)
 	}
 	for _, w := range ws {
-		shipWait(t, 10*time.Second, "failed attempts", func() bool { return promtest.ToFloat64(shipErrors.WithLabelValues(w.path)) >= 3 })
+		shipWait(t, 10*time.Second, "failed attempts", func() bool { return testutil.Gather(t).Get(w.path, "ship_errors_total") >= 3 })
 		db := testutil.OpenRO(t, w.path)
 		shipWait(t, 10*time.Second, "the rows in SQLite", func() bool { return sqliteCount(t, db, "count(*)") == 1000 })
-		if got := promtest.ToFloat64(shippedTotal.WithLabelValues(w.path)); got != 0 {
+		if got := testutil.Gather(t).Get(w.path, "shipped_total"); got != 0 {
 			t.Errorf("%s: shipped_total %v", w.path, got)
 		}
 	}
 	// Fix both: the right password (a reload), and the table dropped for the shipper to create.
 	o := badPassword
-	o.ship.password = testutil.ClickHousePassword
+	o.ship.Password = testutil.ClickHousePassword
 	ws[0].configure(o)
 	ch.Exec(t, "DROP TABLE wrong")
 	for _, w := range ws {
@@ -667,36 +576,6 @@ func TestShipBadTarget(t *testing.T) {
 	}
 	checkShipped(t, ch, "querylog", ws[0].path, "n1")
 	checkShipped(t, ch, "wrong", ws[1].path, "n2")
-}
-
-// TestShipErrorMessages checks that each kind of bad target names its cause.
-func TestShipErrorMessages(t *testing.T) {
-	ch := testutil.StartClickHouse(t)
-	ch.Exec(t, "CREATE TABLE wrong (node String, seq UInt64, ts String) ENGINE = MergeTree ORDER BY seq")
-	base := shipOptions{addrs: ch.Addr, user: testutil.ClickHouseUser, password: testutil.ClickHousePassword,
-		database: "default", table: "querylog", node: "n"}
-	tests := []struct {
-		name string
-		edit func(*shipOptions)
-		want string
-	}{
-		{"unreachable", func(o *shipOptions) { o.addrs = "127.0.0.1:1" }, "connection refused"},
-		{"wrong password", func(o *shipOptions) { o.password = "nope" }, "password"},
-		{"unknown database", func(o *shipOptions) { o.database = "nothere" }, "nothere"},
-		{"wrong columns", func(o *shipOptions) { o.table = "wrong" }, "column ts is String, want Int64; no column n, time, server, client_ip"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			o := base
-			tc.edit(&o)
-			conn := &clickHouse{o: o}
-			defer conn.close()
-			err := ensureTable(context.Background(), conn, o)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error = %v, want one containing %q", err, tc.want)
-			}
-		})
-	}
 }
 
 // TestShipRetention: retention deletes only rows ClickHouse has, and never the newest row;
@@ -727,8 +606,13 @@ func TestShipRetention(t *testing.T) {
 		t.Errorf("retention left %d rows, %d of them shipped; want the 2000 unshipped", n, min)
 	}
 
-	// All shipped: retention keeps the newest row, so no seq is handed out twice.
-	w.ship.Load().cursor.Store(ids[4999])
+	// All shipped: retention keeps the newest row, so no seq is handed out twice. The cursor is
+	// saved in the file and read by a shipper started afresh (another node).
+	if err := (shipSource{w}).SaveCursor("default.querylog", ids[4999]); err != nil {
+		t.Fatal(err)
+	}
+	o.ship.Node = "n2"
+	w.configure(o)
 	testutil.WaitFor(t, 10*time.Second, "all but the newest pruned", func() bool { return count() == 1 })
 	time.Sleep(100 * time.Millisecond)
 	if n := testutil.CountRows(t, path, "WHERE id = ?", ids[4999]); n != 1 {
@@ -736,7 +620,6 @@ func TestShipRetention(t *testing.T) {
 	}
 
 	// max_size with unshipped rows: they go, counted.
-	w.ship.Load().cursor.Store(ids[4999])
 	for _, e := range shipEntries(30000, time.Now()) {
 		w.log(e)
 	}
@@ -746,95 +629,9 @@ func TestShipRetention(t *testing.T) {
 	w.configure(o)
 	// None of them is shipped: every row deleted counts.
 	testutil.WaitFor(t, 10*time.Second, "max_size enforced and counted", func() bool {
-		dropped := promtest.ToFloat64(shipDropped.WithLabelValues(path, "max_size"))
+		dropped := testutil.Gather(t).Get(path, "ship_dropped_total", "reason", "max_size")
 		return dropped > 0 && int64(dropped) == 30000-count()
 	})
-}
-
-// TestShipDeployFiles keeps deploy/clickhouse/querylog.sql the table the shipper creates,
-// and checks that every statement of deploy/clickhouse runs on the real server.
-func TestShipDeployFiles(t *testing.T) {
-	shipFast(t)
-	dir := filepath.Join("..", "..", "deploy", "clickhouse")
-	ddl, err := os.ReadFile(filepath.Join(dir, "querylog.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := tableDDL("dns", "querylog") + ";"; !strings.Contains(string(ddl), want) {
-		t.Errorf("querylog.sql does not contain the table the shipper creates:\n%s", want)
-	}
-	ttl, err := os.ReadFile(filepath.Join(dir, "querylog-ttl.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range shipColumns {
-		re := "`" + c.name + "` "
-		i := strings.Index(string(ttl), re)
-		if i < 0 {
-			t.Errorf("querylog-ttl.sql has no column %s", c.name)
-			continue
-		}
-		typ, _, _ := strings.Cut(string(ttl)[i+len(re):], "\n")
-		typ = strings.TrimSuffix(strings.TrimSpace(typ), ",")
-		typ, _, _ = strings.Cut(typ, " CODEC")
-		if !compatibleType(typ, c.typ) {
-			t.Errorf("querylog-ttl.sql: column %s is %s, which the shipper does not accept for %s", c.name, typ, c.typ)
-		}
-	}
-
-	ch := testutil.StartClickHouse(t)
-	for _, stmt := range sqlStatements(string(ddl)) {
-		ch.Exec(t, stmt)
-	}
-	path := filepath.Join(t.TempDir(), "d.db")
-	o := shipOpts(path, ch.Addr, "n1")
-	o.ship.database = "dns"
-	w := testWriter(t, o)
-	for _, e := range shipEntries(100, time.Now()) {
-		w.log(e)
-	}
-	shippedUpTo(t, w, 30*time.Second)
-	queries, err := os.ReadFile(filepath.Join(dir, "queries.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := sqlStatements(string(queries))
-	if len(stmts) < 3 {
-		t.Fatalf("queries.sql has %d statements", len(stmts))
-	}
-	for _, stmt := range stmts {
-		res, err := ch.Conn(t).Query(context.Background(), stmt)
-		if err != nil {
-			t.Errorf("queries.sql: %v\n%s", err, stmt)
-			continue
-		}
-		res.Close()
-	}
-	var n, distinct uint64
-	var dups, missing int64
-	if err := ch.Conn(t).QueryRow(context.Background(), stmts[0]).Scan(new(string), &n, &distinct, &dups, &missing, new(uint64), new(uint64)); err != nil {
-		t.Fatal(err)
-	}
-	if n != 100 || distinct != 100 || dups != 0 || missing != 0 {
-		t.Errorf("gap check: %d rows, %d distinct, %d duplicates, %d missing; want 100, 100, 0, 0", n, distinct, dups, missing)
-	}
-}
-
-// sqlStatements splits a file of ';'-terminated statements, dropping '--' comment lines.
-func sqlStatements(text string) []string {
-	var lines []string
-	for _, l := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-			lines = append(lines, l)
-		}
-	}
-	var out []string
-	for _, s := range strings.Split(strings.Join(lines, "\n"), ";") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // BenchmarkShip ships a backlog of 1,000,000 rows from a real SQLite file into the real
@@ -859,22 +656,22 @@ func BenchmarkShip(b *testing.B) {
 	runs := 0
 	for _, batch := range []int{10_000, 20_000, 50_000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			old := shipBatchRows
-			shipBatchRows = batch
-			defer func() { shipBatchRows = old }()
+			old := shipTuning
+			shipTuning.BatchRows = batch
+			defer func() { shipTuning = old }()
 			for range b.N {
 				// A table, and so a cursor, of its own for each run.
 				runs++
 				table := fmt.Sprintf("bench_%d", runs)
 				o := shipOpts(path, ch.Addr, "n1")
-				o.ship.table = table
+				o.ship.Table = table
 				self, server := selfCPU(b), processCPU(b, ch.Pid())
 				start := time.Now()
 				w, err := acquire(o)
 				if err != nil {
 					b.Fatal(err)
 				}
-				for w.ship.Load().cursor.Load() < last {
+				for w.ship.Load().Bound() < last {
 					time.Sleep(time.Millisecond)
 				}
 				took := time.Since(start)

@@ -5,6 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/querylog/querylog/internal/retry"
+	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
 // A writer owns everything behind one database file: the buffer, the SQLite store and the
@@ -28,8 +31,8 @@ type writer struct {
 	labels labels  // numbers of the texts entries repeat (servers, plugins, upstreams)
 	keys   keyring // anonymize hash keys of the handlers, numbered for their entries
 
-	shipMu sync.Mutex              // serializes setShip and finishShip; taken before storeMu
-	ship   atomic.Pointer[shipper] // nil unless shipping (ship.go)
+	shipMu sync.Mutex                   // serializes setShip and finishShip; taken before storeMu
+	ship   atomic.Pointer[ship.Shipper] // nil unless shipping (ship.go)
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -40,7 +43,7 @@ type writer struct {
 	retired bool      // its counts have moved to retired[path]; guarded by registryMu
 
 	warnMu  sync.Mutex
-	warnLog limiter // watermark warnings: once per crossing, and at most once per logEvery
+	warnLog retry.Limiter // watermark warnings: once per crossing, and at most once per retry.LogEvery
 
 	gaugeMu   sync.Mutex
 	interval  time.Duration
@@ -114,7 +117,7 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		holders: []options{o},
-		warnLog: limiter{every: logEvery},
+		warnLog: retry.Limiter{Every: retry.LogEvery},
 	}
 	if err := w.open(); err != nil {
 		if permanent(err) {
@@ -127,7 +130,7 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	registryMu.Lock()
 	writers[o.path] = w
 	registryMu.Unlock()
-	w.setShip(o.ship) // before the flusher's first maintenance, which asks it what may be deleted
+	w.setShip(o.ship.Options) // before the flusher's first maintenance, which asks it what may be deleted
 	go w.run()
 	return w, nil, nil
 }
@@ -185,7 +188,7 @@ func (w *writer) configure(o options) {
 	w.opts = o
 	w.optsMu.Unlock()
 	w.buf.configure(o)
-	w.setShip(o.ship)
+	w.setShip(o.ship.Options)
 }
 
 func (w *writer) options() options {
@@ -344,7 +347,7 @@ func (w *writer) log(e entry) {
 
 func (w *writer) warnWatermark() {
 	w.warnMu.Lock()
-	ok, suppressed := w.warnLog.allow(time.Now())
+	ok, suppressed := w.warnLog.Allow(time.Now())
 	w.warnMu.Unlock()
 	if ok {
 		size, capacity := w.buf.fill()

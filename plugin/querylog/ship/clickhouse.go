@@ -1,4 +1,4 @@
-package querylog
+package ship
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 // The ClickHouse side of shipping: the table, the connection with failover, inserts, and the
 // questions the shipper asks to resume without sending a row twice.
 
-// shipColumns is the ClickHouse table, in shipRow's field order, with node first. The types work
+// columnDefs is the ClickHouse table, in Row's field order, with node first. The types work
 // on ClickHouse 18.16, which has no DateTime64: ts keeps the milliseconds and time (seconds,
 // UTC) serves partitioning and time windows. LowCardinality(T) is accepted where T is listed.
-var shipColumns = []struct{ name, typ string }{
+var columnDefs = []struct{ name, typ string }{
 	{"node", "String"},
 	{"seq", "UInt64"},
 	{"n", "UInt64"},
@@ -56,9 +56,9 @@ var shipColumns = []struct{ name, typ string }{
 func tableDDL(database, table string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s.%s\n(\n", database, table)
-	for i, c := range shipColumns {
+	for i, c := range columnDefs {
 		sep := ","
-		if i == len(shipColumns)-1 {
+		if i == len(columnDefs)-1 {
 			sep = ""
 		}
 		fmt.Fprintf(&b, "    `%s` %s%s\n", c.name, c.typ, sep)
@@ -68,32 +68,32 @@ func tableDDL(database, table string) string {
 }
 
 // insertQuery names every column, so a table may have more (with defaults).
-func insertQuery(o shipOptions) string {
-	names := make([]string, len(shipColumns))
-	for i, c := range shipColumns {
+func insertQuery(o Options) string {
+	names := make([]string, len(columnDefs))
+	for i, c := range columnDefs {
 		names[i] = "`" + c.name + "`"
 	}
-	return fmt.Sprintf("INSERT INTO %s.%s (%s)", o.database, o.table, strings.Join(names, ", "))
+	return fmt.Sprintf("INSERT INTO %s.%s (%s)", o.Database, o.Table, strings.Join(names, ", "))
 }
 
 // ensureTable creates the table if it does not exist and checks that it has every column
 // querylog ships, with a compatible type. It creates only what is missing, so a user allowed to
 // insert but not to create tables can ship to a table made for it.
-func ensureTable(ctx context.Context, ch *clickHouse, o shipOptions) error {
+func ensureTable(ctx context.Context, ch *clickHouse, o Options) error {
 	have, err := tableColumns(ctx, ch, o)
 	if err != nil {
 		return err
 	}
 	if len(have) == 0 {
-		if err := ch.exec(ctx, tableDDL(o.database, o.table)); err != nil {
-			return fmt.Errorf("creating table %s: %w", o.target(), err)
+		if err := ch.exec(ctx, tableDDL(o.Database, o.Table)); err != nil {
+			return fmt.Errorf("creating table %s: %w", o.Target(), err)
 		}
 		if have, err = tableColumns(ctx, ch, o); err != nil {
 			return err
 		}
 	}
 	var problems, missing []string
-	for _, c := range shipColumns {
+	for _, c := range columnDefs {
 		typ, ok := have[c.name]
 		switch {
 		case !ok:
@@ -106,17 +106,17 @@ func ensureTable(ctx context.Context, ch *clickHouse, o shipOptions) error {
 		problems = append(problems, "no column "+strings.Join(missing, ", "))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("table %s does not have the columns querylog ships: %s (see deploy/clickhouse/querylog.sql)", o.target(), strings.Join(problems, "; "))
+		return fmt.Errorf("table %s does not have the columns querylog ships: %s (see deploy/clickhouse/querylog.sql)", o.Target(), strings.Join(problems, "; "))
 	}
 	return nil
 }
 
 // tableColumns returns the table's columns and their types; none if it does not exist.
-func tableColumns(ctx context.Context, ch *clickHouse, o shipOptions) (map[string]string, error) {
+func tableColumns(ctx context.Context, ch *clickHouse, o Options) (map[string]string, error) {
 	cols, err := ch.query(ctx, fmt.Sprintf(`SELECT name, type FROM system.columns WHERE database = %s AND table = %s`,
-		quote(o.database), quote(o.table)), "String", "String")
+		quote(o.Database), quote(o.Table)), "String", "String")
 	if err != nil {
-		return nil, fmt.Errorf("reading the columns of %s: %w", o.target(), err)
+		return nil, fmt.Errorf("reading the columns of %s: %w", o.Target(), err)
 	}
 	have := map[string]string{}
 	for i, name := range cols[0].Strings {
@@ -135,11 +135,11 @@ func compatibleType(have, want string) bool {
 }
 
 // insertRows sends rows as one INSERT, with query id id, through the column buffers cols.
-func insertRows(ctx context.Context, ch *clickHouse, o shipOptions, id string, rows []shipRow, cols *columns) error {
-	return ch.insert(ctx, insertQuery(o), id, cols.fill(o.node, rows))
+func insertRows(ctx context.Context, ch *clickHouse, o Options, id string, rows []Row, cols *columns) error {
+	return ch.insert(ctx, insertQuery(o), id, cols.fill(o.Node, rows))
 }
 
-// columns holds a batch as one column per shipColumns entry, in its order. The shipper keeps
+// columns holds a batch as one column per columnDefs entry, in its order. The shipper keeps
 // one and reuses its buffers from batch to batch.
 type columns struct {
 	nodes, server, client, proto, qname, qtype, qclass, rcode, plugin, up, meta, data chproto.ColStr
@@ -152,7 +152,7 @@ type columns struct {
 	ede                                                                               chproto.ColInt32
 }
 
-func (c *columns) fill(node string, rows []shipRow) []chproto.InputColumn {
+func (c *columns) fill(node string, rows []Row) []chproto.InputColumn {
 	data := []chproto.ColInput{&c.nodes, &c.seq, &c.n, &c.ts, &c.time, &c.server, &c.client, &c.proto, &c.qname, &c.qtype,
 		&c.qclass, &c.rcode, &c.size, &c.answers, &c.dur, &c.do, &c.plugin, &c.aa, &c.tc, &c.rd, &c.ra, &c.ad, &c.cd,
 		&c.ede, &c.up, &c.meta, &c.data}
@@ -163,35 +163,35 @@ func (c *columns) fill(node string, rows []shipRow) []chproto.InputColumn {
 	for i := range rows {
 		r := &rows[i]
 		c.nodes.Append(node)
-		c.seq.Append(uint64(r.seq))
-		c.n.Append(uint64(r.n))
-		c.ts.Append(r.ts)
-		c.time.AppendRaw(chproto.DateTime(r.ts / 1000))
-		c.server.Append(r.server)
-		c.client.Append(r.clientIP)
-		c.proto.Append(r.proto)
-		c.qname.Append(r.qname)
-		c.qtype.Append(r.qtype)
-		c.qclass.Append(r.qclass)
-		c.rcode.Append(r.rcode)
-		c.size.Append(r.size)
-		c.answers.Append(r.answers)
-		c.dur.Append(r.durationUS)
-		c.do.Append(r.doBit)
-		c.plugin.Append(r.plugin)
-		c.aa.Append(r.aa)
-		c.tc.Append(r.tc)
-		c.rd.Append(r.rd)
-		c.ra.Append(r.ra)
-		c.ad.Append(r.ad)
-		c.cd.Append(r.cd)
-		c.ede.Append(r.ede)
-		c.up.Append(r.upstream)
-		c.meta.Append(r.metadata)
-		c.data.Append(r.answerData)
+		c.seq.Append(uint64(r.Seq))
+		c.n.Append(uint64(r.N))
+		c.ts.Append(r.TS)
+		c.time.AppendRaw(chproto.DateTime(r.TS / 1000))
+		c.server.Append(r.Server)
+		c.client.Append(r.ClientIP)
+		c.proto.Append(r.Proto)
+		c.qname.Append(r.Qname)
+		c.qtype.Append(r.Qtype)
+		c.qclass.Append(r.Qclass)
+		c.rcode.Append(r.Rcode)
+		c.size.Append(r.Size)
+		c.answers.Append(r.Answers)
+		c.dur.Append(r.DurationUS)
+		c.do.Append(r.DO)
+		c.plugin.Append(r.Plugin)
+		c.aa.Append(r.AA)
+		c.tc.Append(r.TC)
+		c.rd.Append(r.RD)
+		c.ra.Append(r.RA)
+		c.ad.Append(r.AD)
+		c.cd.Append(r.CD)
+		c.ede.Append(r.EDE)
+		c.up.Append(r.Upstream)
+		c.meta.Append(r.Metadata)
+		c.data.Append(r.AnswerData)
 	}
-	input := make([]chproto.InputColumn, len(shipColumns))
-	for i, col := range shipColumns {
+	input := make([]chproto.InputColumn, len(columnDefs))
+	for i, col := range columnDefs {
 		input[i] = chproto.InputColumn{Name: col.name, Data: data[i]}
 	}
 	return input
@@ -199,17 +199,17 @@ func (c *columns) fill(node string, rows []shipRow) []chproto.InputColumn {
 
 // shippedSeqs returns which of rows ClickHouse already holds for node, sorted. It looks only at
 // the rows' own time window, which the sort key (node, time, seq) makes a short read.
-func shippedSeqs(ctx context.Context, ch *clickHouse, o shipOptions, rows []shipRow) ([]uint64, error) {
+func shippedSeqs(ctx context.Context, ch *clickHouse, o Options, rows []Row) ([]uint64, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
-	lo, hi := rows[0].ts, rows[0].ts
+	lo, hi := rows[0].TS, rows[0].TS
 	for _, r := range rows {
-		lo, hi = min(lo, r.ts), max(hi, r.ts)
+		lo, hi = min(lo, r.TS), max(hi, r.TS)
 	}
 	q := fmt.Sprintf(`SELECT seq FROM %s.%s WHERE node = %s AND time >= toDateTime(%d) AND time <= toDateTime(%d)
-		AND seq >= %d AND seq <= %d ORDER BY seq`, o.database, o.table, quote(o.node), lo/1000, hi/1000,
-		uint64(rows[0].seq), uint64(rows[len(rows)-1].seq))
+		AND seq >= %d AND seq <= %d ORDER BY seq`, o.Database, o.Table, quote(o.Node), lo/1000, hi/1000,
+		uint64(rows[0].Seq), uint64(rows[len(rows)-1].Seq))
 	cols, err := ch.query(ctx, q, "UInt64")
 	if err != nil {
 		return nil, err
@@ -222,9 +222,9 @@ func shippedSeqs(ctx context.Context, ch *clickHouse, o shipOptions, rows []ship
 
 // insertsRunning counts the inserts of this node that ClickHouse is still executing, from any
 // process: an insert whose reply was lost may still be committing.
-func insertsRunning(ctx context.Context, ch *clickHouse, o shipOptions) (uint64, error) {
+func insertsRunning(ctx context.Context, ch *clickHouse, o Options) (uint64, error) {
 	cols, err := ch.query(ctx, fmt.Sprintf(`SELECT count() FROM system.processes WHERE startsWith(query_id, %s)`,
-		quote(queryIDPrefix(o.node))), "UInt64")
+		quote(queryIDPrefix(o.Node))), "UInt64")
 	if err != nil {
 		return 0, err
 	}
@@ -237,17 +237,17 @@ func insertsRunning(ctx context.Context, ch *clickHouse, o shipOptions) (uint64,
 // queryIDPrefix starts the query id of every insert of node: "querylog:NODE:FIRST-LAST".
 func queryIDPrefix(node string) string { return "querylog:" + node + ":" }
 
-func queryID(node string, rows []shipRow) string {
-	return fmt.Sprintf("%s%d-%d", queryIDPrefix(node), rows[0].seq, rows[len(rows)-1].seq)
+func queryID(node string, rows []Row) string {
+	return fmt.Sprintf("%s%d-%d", queryIDPrefix(node), rows[0].Seq, rows[len(rows)-1].Seq)
 }
 
 // withoutShipped removes from rows those whose seq is in shipped (both sorted by seq).
-func withoutShipped(rows []shipRow, shipped []uint64) []shipRow {
+func withoutShipped(rows []Row, shipped []uint64) []Row {
 	if len(shipped) == 0 {
 		return rows
 	}
-	return slices.DeleteFunc(rows, func(r shipRow) bool {
-		_, found := slices.BinarySearch(shipped, uint64(r.seq))
+	return slices.DeleteFunc(rows, func(r Row) bool {
+		_, found := slices.BinarySearch(shipped, uint64(r.Seq))
 		return found
 	})
 }

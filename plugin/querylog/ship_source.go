@@ -11,38 +11,60 @@ import (
 
 	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
+	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
 // Everything shipping reads from or writes to SQLite is in this file or in logreader.go, so
-// that a schema change is ported here: shipRow (one row as ClickHouse gets it) and shipReader
-// (which reads them), the cursor table, and retention's bound.
+// that a schema change is ported here: the writer as package ship's Source, shipReader (which
+// reads ship.Rows), the cursor table, and retention's bound.
 
-// shipRow is one row as shipped, field for field the ClickHouse table (shipColumns in
-// ship_clickhouse.go, in the same order). Rows of schema 1 (queries_v1, after an upgrade) have
-// zero values for the fields schema 2 added, and ede -1.
-type shipRow struct {
-	seq        int64 // the row's id: with node, its identity in ClickHouse
-	n          int64 // the row's ordinal: rows written before it, plus one (batches)
-	ts         int64 // Unix milliseconds when the query arrived
-	server     string
-	clientIP   string
-	proto      string
-	qname      string
-	qtype      string // names, as in queries_readable
-	qclass     string
-	rcode      string
-	size       uint32
-	answers    uint16
-	durationUS int64
-	doBit      uint8
-	plugin     string // answering plugin
-	aa, tc, rd uint8
-	ra, ad, cd uint8
-	ede        int32 // Extended DNS Error code, -1 when absent
-	upstream   string
-	metadata   string
-	answerData string
+// shipSource is a writer as its shipper's Source: the cursor is read and saved on the writer's
+// connection, the rows read through a read-only connection of the shipper's own.
+type shipSource struct{ w *writer }
+
+func (s shipSource) LoadCursor(target string) (int64, error) {
+	s.w.storeMu.Lock()
+	defer s.w.storeMu.Unlock()
+	if s.w.store == nil {
+		return 0, errClosed
+	}
+	return s.w.store.loadCursor(target)
 }
+
+func (s shipSource) SaveCursor(target string, seq int64) error {
+	s.w.storeMu.Lock()
+	defer s.w.storeMu.Unlock()
+	if s.w.store == nil {
+		return errClosed
+	}
+	return s.w.store.saveCursor(target, seq)
+}
+
+func (s shipSource) OpenReader() (ship.Reader, error) {
+	db, err := openShipReader(s.w.path)
+	if err != nil {
+		return nil, err
+	}
+	return &shipDB{db: db, reader: newShipReader(db)}, nil
+}
+
+// shipDB is the shipper's reader: its own connection, and the shipReader that reads through it.
+type shipDB struct {
+	db     *sql.DB
+	reader *shipReader
+}
+
+func (d *shipDB) Read(after int64, limit int, dst []ship.Row) ([]ship.Row, error) {
+	return d.reader.read(after, limit, dst)
+}
+
+func (d *shipDB) Progress(after int64) (newest, oldestTS int64, err error) {
+	return shipProgress(d.db, after)
+}
+
+func (d *shipDB) CountAfter(after int64) (int64, error) { return countAfter(d.db, after) }
+
+func (d *shipDB) Close() error { return d.db.Close() }
 
 // shipReader reads rows for the shipper: those of schema 1 here, those of the log table through
 // its logReader. One goroutine at a time reads (the shipper, or its read-ahead).
@@ -57,7 +79,7 @@ func newShipReader(db *sql.DB) *shipReader { return &shipReader{db: db, log: new
 // read reads up to limit rows with an id above after, in id order, into dst: rows of schema 1
 // first while there are any, then those of the log table. It reads the tables rather than the
 // queries view, whose UNION ALL would make SQLite sort every row after the cursor.
-func (r *shipReader) read(after int64, limit int, dst []shipRow) ([]shipRow, error) {
+func (r *shipReader) read(after int64, limit int, dst []ship.Row) ([]ship.Row, error) {
 	ctx := context.Background()
 	conn, err := r.db.Conn(ctx)
 	if err != nil {
@@ -98,15 +120,15 @@ func (r *shipReader) read(after int64, limit int, dst []shipRow) ([]shipRow, err
 }
 
 // readV1Rows reads rows of schema 1 (queries_v1) after the rowid after, up to limit in dst.
-func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst []shipRow) ([]shipRow, error) {
+func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst []ship.Row) ([]ship.Row, error) {
 	err := rawsql.Each(ctx, dc, `SELECT rowid, ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers,
 		duration_us, "do" FROM queries_v1 WHERE rowid > ? ORDER BY rowid LIMIT ?`, []any{after, limit - len(dst)}, func(v []driver.Value) error {
-		dst = append(dst, shipRow{
-			seq: asInt(v[0]), n: asInt(v[0]), ts: asInt(v[1]), server: asText(v[2]), clientIP: asText(v[3]),
-			proto: asText(v[4]), qname: asText(v[5]), qtype: typeName(uint16(asInt(v[6]))),
-			qclass: logrow.Class(asInt(v[7])), rcode: rcodeName(uint16(asInt(v[8]))),
-			size: uint32(asInt(v[9])), answers: uint16(asInt(v[10])), durationUS: asInt(v[11]),
-			doBit: uint8(asInt(v[12])), ede: -1,
+		dst = append(dst, ship.Row{
+			Seq: asInt(v[0]), N: asInt(v[0]), TS: asInt(v[1]), Server: asText(v[2]), ClientIP: asText(v[3]),
+			Proto: asText(v[4]), Qname: asText(v[5]), Qtype: typeName(uint16(asInt(v[6]))),
+			Qclass: logrow.Class(asInt(v[7])), Rcode: rcodeName(uint16(asInt(v[8]))),
+			Size: uint32(asInt(v[9])), Answers: uint16(asInt(v[10])), DurationUS: asInt(v[11]),
+			DO: uint8(asInt(v[12])), EDE: -1,
 		})
 		return nil
 	})
@@ -115,7 +137,7 @@ func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst
 
 // readLogRows appends to dst, up to limit in all, the rows of the log table after the id after,
 // numbered. meta and answers say whether the table has those columns.
-func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int64, limit int, meta, answers bool, dst []shipRow) ([]shipRow, error) {
+func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int64, limit int, meta, answers bool, dst []ship.Row) ([]ship.Row, error) {
 	var err error
 	if r.rows, err = r.log.read(ctx, dc, after, limit-len(dst), meta, answers, r.rows[:0]); err != nil || len(r.rows) == 0 {
 		return dst, err
@@ -129,14 +151,14 @@ func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int6
 }
 
 // shipRowOf is a row of the log table as shipped.
-func shipRowOf(l *logRow) shipRow {
-	return shipRow{
-		seq: l.id, ts: l.TS, server: l.server, clientIP: l.clientIP, proto: logrow.Proto(l.Proto), qname: l.qname,
-		qtype: typeName(uint16(l.Qtype)), qclass: logrow.Class(l.Qclass), rcode: rcodeName(uint16(l.Rcode)),
-		size: uint32(l.Size), answers: uint16(l.Answers), durationUS: l.DurationUS, doBit: flagBit(l.Flags, logrow.FlagDO),
-		plugin: l.plugin, ede: int32(l.EDE), upstream: l.upstream, metadata: l.metadata, answerData: l.answerData,
-		aa: flagBit(l.Flags, logrow.FlagAA), tc: flagBit(l.Flags, logrow.FlagTC), rd: flagBit(l.Flags, logrow.FlagRD),
-		ra: flagBit(l.Flags, logrow.FlagRA), ad: flagBit(l.Flags, logrow.FlagAD), cd: flagBit(l.Flags, logrow.FlagCD),
+func shipRowOf(l *logRow) ship.Row {
+	return ship.Row{
+		Seq: l.id, TS: l.TS, Server: l.server, ClientIP: l.clientIP, Proto: logrow.Proto(l.Proto), Qname: l.qname,
+		Qtype: typeName(uint16(l.Qtype)), Qclass: logrow.Class(l.Qclass), Rcode: rcodeName(uint16(l.Rcode)),
+		Size: uint32(l.Size), Answers: uint16(l.Answers), DurationUS: l.DurationUS, DO: flagBit(l.Flags, logrow.FlagDO),
+		Plugin: l.plugin, EDE: int32(l.EDE), Upstream: l.upstream, Metadata: l.metadata, AnswerData: l.answerData,
+		AA: flagBit(l.Flags, logrow.FlagAA), TC: flagBit(l.Flags, logrow.FlagTC), RD: flagBit(l.Flags, logrow.FlagRD),
+		RA: flagBit(l.Flags, logrow.FlagRA), AD: flagBit(l.Flags, logrow.FlagAD), CD: flagBit(l.Flags, logrow.FlagCD),
 	}
 }
 
@@ -149,12 +171,12 @@ func flagBit(flags, bit int64) uint8 {
 
 // numberRows sets each row's ordinal (rows written before it, plus one) from the batches table:
 // a batch's first row has n + 1, the next ones follow it.
-func numberRows(ctx context.Context, dc driver.Conn, rows []shipRow) error {
+func numberRows(ctx context.Context, dc driver.Conn, rows []ship.Row) error {
 	type batchStart struct{ firstID, n int64 }
 	var batches []batchStart
 	err := rawsql.Each(ctx, dc, `SELECT first_id, n FROM batches
 		WHERE first_id >= coalesce((SELECT max(first_id) FROM batches WHERE first_id <= ?1), 0) AND first_id <= ?2
-		ORDER BY first_id`, []any{rows[0].seq, rows[len(rows)-1].seq}, func(v []driver.Value) error {
+		ORDER BY first_id`, []any{rows[0].Seq, rows[len(rows)-1].Seq}, func(v []driver.Value) error {
 		batches = append(batches, batchStart{asInt(v[0]), asInt(v[1])})
 		return nil
 	})
@@ -163,11 +185,11 @@ func numberRows(ctx context.Context, dc driver.Conn, rows []shipRow) error {
 	}
 	b := -1
 	for i := range rows {
-		for b+1 < len(batches) && batches[b+1].firstID <= rows[i].seq {
+		for b+1 < len(batches) && batches[b+1].firstID <= rows[i].Seq {
 			b++
 		}
 		if b >= 0 {
-			rows[i].n = batches[b].n + rows[i].seq - batches[b].firstID + 1
+			rows[i].N = batches[b].n + rows[i].Seq - batches[b].firstID + 1
 		}
 	}
 	return nil

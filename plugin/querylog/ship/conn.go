@@ -1,4 +1,4 @@
-package querylog
+package ship
 
 import (
 	"context"
@@ -27,7 +27,7 @@ const (
 // passed. chwire bounds everything the server sends (a hostile server cannot make it panic or
 // allocate without limit) and reads it in the shipper's own goroutine.
 type clickHouse struct {
-	o     shipOptions
+	o     Options
 	conn  *chwire.Conn
 	addr  string // conn's, which errors name
 	since time.Time
@@ -43,10 +43,10 @@ func (c *clickHouse) get(ctx context.Context) (*chwire.Conn, error) {
 	}
 	var errs []error
 	for _, addr := range c.o.addrList() {
-		opts := chwire.Options{Addr: addr, Database: c.o.database, User: c.o.user, Password: c.o.password, DialTimeout: shipDialTimeout}
-		if c.o.secure {
+		opts := chwire.Options{Addr: addr, Database: c.o.Database, User: c.o.User, Password: c.o.Password, DialTimeout: shipDialTimeout}
+		if c.o.Secure {
 			var err error
-			if opts.TLS, err = c.o.tlsConfig(addr); err != nil {
+			if opts.TLS, err = c.o.TLSConfig(addr); err != nil {
 				return nil, err
 			}
 		}
