@@ -163,7 +163,7 @@ func TestStockKubernetesCorefile(t *testing.T) {
 	}
 	for _, c := range cases {
 		name := dns.Fqdn(c.name)
-		testutil.WaitFor(t, 2*time.Second, "a row for "+name, func() bool {
+		testutil.WaitFor(t, 5*time.Second, "a row for "+name, func() bool {
 			return testutil.CountRows(t, s.db, "WHERE qname = ? AND rcode = ?", name, c.rcode) > 0
 		})
 	}
@@ -173,7 +173,9 @@ func TestStockKubernetesCorefile(t *testing.T) {
 // TestKubernetesClientMetadata runs the stock Corefile with `pods verified`, the metadata
 // plugin and querylog's metadata option, against the fake API: queries sent from the pod IPs
 // the API declares (127.0.0.2, 127.0.0.3) are logged with that pod's namespace and name, a
-// query from an address no pod has with none, and a service added while CoreDNS runs answers.
+// query from an address no pod has with none, a query from a node's address with the name of
+// a hostNetwork pod of that node (what NodeLocal DNSCache and SNAT lead to, docs/kubernetes.md),
+// and a service added while CoreDNS runs answers.
 func TestKubernetesClientMetadata(t *testing.T) {
 	t.Parallel()
 	api := fakek8s.Start(t, cluster()...)
@@ -181,6 +183,12 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	s := newServer(t)
 	ports := testutil.Ports(t, 2)
 	ql := fmt.Sprintf("querylog %s {\n        flush_interval 100ms\n        metadata kubernetes/client-namespace kubernetes/client-pod-name\n    }", s.db)
+	// A node's address: every hostNetwork pod of the node has it as its pod IP, so the plugin
+	// names one of them, here NodeLocal DNSCache's, for a query that came from the node.
+	nodeLocal := pod("kube-system", "node-local-dns-x7k2p", "127.0.0.4")
+	nodeLocal.Spec.HostNetwork = true
+	api.Apply(namespace("kube-system"))
+	api.Apply(nodeLocal)
 	s.write(stockCorefile(s, ports[0], ports[1], "endpoint "+api.URL, "verified", up.Target, "metadata", ql))
 	s.start()
 
@@ -188,6 +196,7 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	expect(t, ask(t, s.dns, "127.0.0.3", "web.default.svc.cluster.local", dns.TypeA), "web from client-b", dns.RcodeSuccess, "10.96.0.10")
 	expect(t, ask(t, s.dns, "127.0.0.3", "missing.team-b.svc.cluster.local", dns.TypeA), "missing from client-b", dns.RcodeNameError)
 	expect(t, ask(t, s.dns, "127.0.0.9", "www.example.org", dns.TypeA), "www from no pod", dns.RcodeSuccess, testutil.UpstreamIP)
+	expect(t, ask(t, s.dns, "127.0.0.4", "www.example.org", dns.TypeA), "www from the node", dns.RcodeSuccess, testutil.UpstreamIP)
 	// verified: a pod name answers only for an IP a pod has
 	expect(t, ask(t, s.dns, "", "127-0-0-2.team-a.pod.cluster.local", dns.TypeA), "client-a's pod name", dns.RcodeSuccess, "127.0.0.2")
 	expect(t, ask(t, s.dns, "", "10-244-9-9.default.pod.cluster.local", dns.TypeA), "a pod name no pod has", dns.RcodeNameError)
@@ -217,10 +226,11 @@ func TestKubernetesClientMetadata(t *testing.T) {
 		{"127.0.0.3", "missing.team-b.svc.cluster.local", `{"kubernetes/client-namespace":"team-b","kubernetes/client-pod-name":"client-b"}`},
 		{"127.0.0.3", "cache.team-b.svc.cluster.local", `{"kubernetes/client-namespace":"team-b","kubernetes/client-pod-name":"client-b"}`},
 		{"127.0.0.9", "www.example.org", ""},
+		{"127.0.0.4", "www.example.org", `{"kubernetes/client-namespace":"kube-system","kubernetes/client-pod-name":"node-local-dns-x7k2p"}`},
 	}
 	db := testutil.OpenRO(t, s.db)
 	for _, w := range want {
-		testutil.WaitFor(t, time.Second, "a row for "+w.qname+" from "+w.client, func() bool {
+		testutil.WaitFor(t, 5*time.Second, "a row for "+w.qname+" from "+w.client, func() bool {
 			return testutil.CountRows(t, s.db, "WHERE client_ip = ? AND qname = ?", w.client, dns.Fqdn(w.qname)) > 0
 		})
 		rows, err := db.Query("SELECT metadata FROM queries WHERE client_ip = ? AND qname = ?", w.client, dns.Fqdn(w.qname))
