@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ type Server struct {
 	objects map[string]map[string]stored // resource -> namespace/name -> object
 	history []event                      // every change; history[i] has resourceVersion i+1
 	changed chan struct{}                // closed and replaced on every change
+
+	watchLists atomic.Int64 // watches with sendInitialEvents=true, for the fake's own test
 }
 
 // stored is one object as served: its JSON and what selectors match on.
@@ -105,7 +108,8 @@ current-context: fake
 }
 
 // Apply adds obj or replaces the object of the same kind, namespace and name, and sends a watch
-// event (ADDED or MODIFIED).
+// event (ADDED or MODIFIED). Like Delete, it fails the test (t.Fatalf) on a kind the fake does
+// not serve, so call it from the test's goroutine.
 func (s *Server) Apply(obj runtime.Object) {
 	s.t.Helper()
 	s.change(obj, false)
@@ -381,6 +385,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req request) {
 			initial = append(initial, watchEvent{"ADDED", it})
 		}
 		if q.Get("sendInitialEvents") == "true" {
+			s.watchLists.Add(1)
 			initial = append(initial, watchEvent{"BOOKMARK", bookmark(req.resource, now)})
 		}
 	case rv != "":

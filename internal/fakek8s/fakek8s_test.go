@@ -8,7 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -18,7 +19,8 @@ import (
 
 // TestInformers runs client-go informers against the fake, configured as CoreDNS's kubernetes
 // plugin configures its client (kubeconfig, protobuf content type, watch-list on by default):
-// the declared objects sync, and Apply and Delete while running reach the caches.
+// the declared objects sync through watch-list requests, the pod field selector excludes a
+// finished pod, and Apply and Delete while running reach the caches.
 func TestInformers(t *testing.T) {
 	t.Parallel()
 	s := Start(t,
@@ -41,15 +43,51 @@ func TestInformers(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
-	f := informers.NewSharedInformerFactoryWithOptions(client, time.Hour,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "status.phase!=Succeeded" }))
-	svcs := f.Core().V1().Services().Informer()
-	pods := f.Core().V1().Pods().Informer()
-	slices := f.Discovery().V1().EndpointSlices().Informer()
-	nss := f.Core().V1().Namespaces().Informer()
-	f.Start(ctx.Done())
+	// Informers built as controller.go in CoreDNS's kubernetes plugin builds them (not through
+	// client-go/informers, which would compile every API group's informers into this test).
+	informer := func(obj runtime.Object, list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+		watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) cache.SharedIndexInformer {
+		lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, client)
+		inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{})
+		go inf.RunWithContext(ctx)
+		return inf
+	}
+	running := func(o *metav1.ListOptions) { o.FieldSelector = "status.phase!=Succeeded,status.phase!=Failed" }
+	svcs := informer(&corev1.Service{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return client.CoreV1().Services("").List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return client.CoreV1().Services("").Watch(ctx, o)
+		})
+	pods := informer(&corev1.Pod{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			running(&o)
+			return client.CoreV1().Pods("").List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			running(&o)
+			return client.CoreV1().Pods("").Watch(ctx, o)
+		})
+	slices := informer(&discoveryv1.EndpointSlice{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return client.DiscoveryV1().EndpointSlices("").List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return client.DiscoveryV1().EndpointSlices("").Watch(ctx, o)
+		})
+	nss := informer(&corev1.Namespace{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return client.CoreV1().Namespaces().List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return client.CoreV1().Namespaces().Watch(ctx, o)
+		})
 	if !cache.WaitForCacheSync(ctx.Done(), svcs.HasSynced, pods.HasSynced, slices.HasSynced, nss.HasSynced) {
 		t.Fatal("caches did not sync")
+	}
+	if n := s.watchLists.Load(); n < 4 {
+		t.Errorf("%d watch-list requests (sendInitialEvents=true), want 4: client-go took another path", n)
 	}
 	has := func(inf cache.SharedIndexInformer, key string) func() bool {
 		return func() bool { _, ok, _ := inf.GetStore().GetByKey(key); return ok }
