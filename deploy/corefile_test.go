@@ -230,7 +230,7 @@ func serve(t *testing.T, cmd *exec.Cmd, l local, c *cluster, db string) time.Dur
 		conn.QueryRow("SELECT count(*) FROM queries WHERE "+where, args...).Scan(&n)
 		return n
 	}
-	testutil.WaitFor(t, 3*time.Second, "the rows of the queries, with the client pod's namespace and name", func() bool {
+	testutil.WaitFor(t, 6*time.Second, "the rows of the queries, with the client pod's namespace and name", func() bool {
 		return count("qname IN (?, ?, ?, ?) AND metadata = ?", "ready.example.org.", "web.default.svc.cluster.local.",
 			"nothere.default.svc.cluster.local.", "www.example.org.", wantMetadata) >= 4
 	})

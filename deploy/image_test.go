@@ -22,6 +22,7 @@ import (
 // /coredns runs there as 65532:65532 (chroot --userspec) on the manifests' Corefile against the
 // fake API. The image's /querylog stats then reads the log.
 func TestImage(t *testing.T) {
+	t.Parallel() // beside TestManifests/TestImage: both mostly wait (for the API sync, the flush, the stop)
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Skip("podman is not installed: the image is not built (.ci/run installs it)")
 	}

@@ -62,6 +62,7 @@ func render(t *testing.T, overlay string) map[string]any {
 // TestManifests renders both overlays, checks what docs/kubernetes.md says they change in the
 // stock CoreDNS, and runs their Corefile on the build the image ships, against the fake API.
 func TestManifests(t *testing.T) {
+	t.Parallel() // beside TestManifests/TestImage: both mostly wait (for the API sync, the flush, the stop)
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Skip("kubectl is not installed: the overlays are not rendered (kubectl kustomize)")
 	}
