@@ -1,7 +1,7 @@
 # querylog: build, run and test the custom CoreDNS and the querylog command.
 GO ?= go
 
-.PHONY: run build test vet unit rules bench-short
+.PHONY: run build test vet unit rules bench-short image image-context image-build
 
 # Build the custom CoreDNS and serve Corefile.example on 127.0.0.1:1053 (Ctrl-C to stop).
 run: build
@@ -15,6 +15,28 @@ build:
 	$(GO) mod download
 	$(GO) build -o coredns ./cmd/coredns
 	$(GO) build -buildvcs=auto -o querylog ./cmd/querylog 2>/dev/null || $(GO) build -buildvcs=false -o querylog ./cmd/querylog
+
+# The container image (Containerfile, deploy/image): static binaries built on this host (no base
+# image is pulled), then podman or docker, whichever is installed. IMAGE names it; STAGE is the
+# build context, which image-context fills and image-build reads (the tests call them apart, to
+# build the binaries once).
+IMAGE ?= querylog/coredns:dev
+STAGE ?= deploy/image/stage
+CONTAINER ?= $(shell command -v podman || command -v docker)
+STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
+
+image: image-context image-build
+
+image-context:
+	rm -rf $(STAGE) && mkdir -p $(STAGE)/dirs/etc/coredns $(STAGE)/dirs/var/lib $(STAGE)/state/querylog
+	chmod -R 755 $(STAGE)/dirs && chmod 750 $(STAGE)/state/querylog
+	$(STATIC) -o $(STAGE)/coredns ./cmd/coredns
+	$(STATIC) -o $(STAGE)/querylog ./cmd/querylog
+	cp /etc/ssl/certs/ca-certificates.crt deploy/image/passwd deploy/image/group $(STAGE)/
+
+image-build:
+	@test -n "$(CONTAINER)" || (echo "make image needs podman or docker" && exit 1)
+	$(CONTAINER) build -t $(IMAGE) -f Containerfile $(STAGE)
 
 # The whole test suite: what .ci/run runs.
 test: vet unit rules bench-short
