@@ -18,8 +18,8 @@ import (
 // to the minute rows in the transaction of a batch, with the id of the last row counted (state
 // rollup_id). Rollups never scan rows, but once: when the counts in memory may be wrong (at
 // open, or after a failed batch), the rows after rollup_id are counted again from the table
-// (recover), at most rollupEvery of them. Hours and days are summed from their minutes and hours
-// once they are over (and again if late rows change them).
+// (catchUp), rollupCatchUpRows of them before each batch. Hours and days are summed from their
+// minutes and hours once they are over (and again if late rows change them).
 //
 // Each period keeps at most limit names and limit clients; the rest are counted under
 // otherKey, so a flood of new names or clients cannot grow the rollups past that, and the counts
