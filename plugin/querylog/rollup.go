@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
@@ -478,13 +479,13 @@ func (s *store) catchUpRollups() error {
 		}
 	}
 	if s.catchUpReader == nil {
-		s.catchUpReader = newLogReader()
+		s.catchUpReader = logrow.NewReader(logCacheLimit)
 	}
 	ctx := context.Background()
-	var rows []logRow
+	var rows []logrow.Row
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
-			rows, err = s.catchUpReader.read(ctx, dc, max(r.counted, v2FirstID-1), rollupCatchUpRows, false, false, nil)
+			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), rollupCatchUpRows, false, false, nil)
 			return err
 		})
 	})
@@ -493,9 +494,9 @@ func (s *store) catchUpRollups() error {
 	}
 	for i := range rows {
 		l := &rows[i]
-		r.count(l.TS, keyed{text: l.qname}, keyed{text: l.clientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
-			uint8(s.batch.labels.id(labelPlugin, l.plugin)), l.DurationUS)
-		r.counted = l.id
+		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
+			uint8(s.batch.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
+		r.counted = l.ID
 	}
 	n := len(rows)
 	// Periods the counted rows touch may be over already: sum them at the next flush.
