@@ -10,19 +10,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"modernc.org/sqlite" // the SQLite the plugin writes with
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
-// What this build reads: plugin/querylog/schema.go.
 const (
-	applicationID = 0x514C4F47 // PRAGMA application_id of a querylog database ("QLOG")
-	newestSchema  = 2          // the newest PRAGMA user_version this build reads
 	// busyTimeoutMS bounds a reader's wait for a lock; in WAL mode readers wait only in rare
 	// moments (another connection recovering the WAL index), never for the writer.
 	busyTimeoutMS = 5000
@@ -50,13 +47,10 @@ type database struct {
 	rollups bool   // the rollup tables of schema 2
 	extra   bool   // the log table has the metadata and answer_data columns
 
-	qtypes, rcodes map[int64]string    // qtype_names, rcode_names: what queries_readable shows
-	labels         map[labelKey]string // labels of schema 2
-	names, clients dictCache           // dictionary texts by number, as rows need them
+	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
+	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
 	inTx           bool
 }
-
-type labelKey struct{ kind, n int64 }
 
 // sqliteDriver opens this command's connections, with its own SQL functions (filter.go).
 var sqliteDriver = &sqlite.Driver{}
@@ -156,11 +150,6 @@ func (d *database) close() {
 	if d.inTx {
 		d.exec(context.Background(), "COMMIT")
 	}
-	for _, c := range []*dictCache{&d.names, &d.clients} {
-		if c.stmt != nil {
-			c.stmt.Close()
-		}
-	}
 	d.dc.Close()
 }
 
@@ -202,64 +191,26 @@ func (d *database) row(ctx context.Context, query string, args []any, dest ...an
 func assign(dest any, v driver.Value) error {
 	switch p := dest.(type) {
 	case *int64:
-		*p = asInt(v)
+		*p = logrow.Int(v)
 	case *bool:
-		*p = asInt(v) != 0
+		*p = logrow.Int(v) != 0
 	case *string:
-		*p, _ = asText(v)
+		*p, _ = logrow.Text(v)
 	case *sql.NullInt64:
-		*p = sql.NullInt64{Int64: asInt(v), Valid: v != nil}
+		*p = sql.NullInt64{Int64: logrow.Int(v), Valid: v != nil}
 	case *sql.NullString:
-		p.String, p.Valid = asText(v)
+		p.String, p.Valid = logrow.Text(v)
 	default:
 		return fmt.Errorf("cannot store %T in %T", v, dest)
 	}
 	return nil
 }
 
-func asInt(v driver.Value) int64 {
-	switch v := v.(type) {
-	case int64:
-		return v
-	case float64:
-		return int64(v)
-	case string:
-		n, _ := strconv.ParseInt(v, 10, 64)
-		return n
-	case []byte:
-		n, _ := strconv.ParseInt(string(v), 10, 64)
-		return n
-	case bool:
-		if v {
-			return 1
-		}
-	}
-	return 0
-}
-
-// asText is a value as text, as SQLite would cast it; false for NULL.
-func asText(v driver.Value) (string, bool) {
-	switch v := v.(type) {
-	case nil:
-		return "", false
-	case string:
-		return v, true
-	case []byte:
-		return string(v), true
-	case int64:
-		return strconv.FormatInt(v, 10), true
-	case float64:
-		return strconv.FormatFloat(v, 'g', -1, 64), true
-	}
-	return fmt.Sprint(v), true
-}
-
 // identify checks the marks plugin/querylog puts on its files (store.go, identify) and finds
 // what the schema holds.
 func (d *database) identify(ctx context.Context) error {
-	var appID, version, objects int64
-	err := d.row(ctx, `SELECT (SELECT application_id FROM pragma_application_id),
-		(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema)`, nil, &appID, &version, &objects)
+	var id logrow.Identity
+	err := d.row(ctx, logrow.IdentityQuery, nil, &id.AppID, &id.Version, &id.Objects)
 	var se *sqlite.Error
 	if errors.As(err, &se) && se.Code() == sqliteReadonlyDirectory {
 		return databaseError("%s cannot be read while no server has it open: a reader of a WAL database needs its -wal and -shm files, which exist while the server runs, and this user cannot create them in the folder", d.path)
@@ -267,15 +218,15 @@ func (d *database) identify(ctx context.Context) error {
 	if err != nil {
 		return databaseError("%s is not a readable SQLite database: %v", d.path, err)
 	}
-	switch {
-	case appID != applicationID:
-		return databaseError("%s is not a querylog database (application_id %d, %d schema objects)", d.path, appID, objects)
-	case version > newestSchema:
-		return databaseError("%s has schema version %d, newer than this build of querylog reads (%d): use a newer querylog", d.path, version, newestSchema)
-	case version < 1:
+	switch id.Check() {
+	case logrow.Blank, logrow.Foreign:
+		return databaseError("%s is not a querylog database (application_id %d, %d schema objects)", d.path, id.AppID, id.Objects)
+	case logrow.Newer:
+		return databaseError("%s has schema version %d, newer than this build of querylog reads (%d): use a newer querylog", d.path, id.Version, logrow.SchemaVersion)
+	case logrow.Unmigrated:
 		return databaseError("%s is a querylog database without a schema yet", d.path)
 	}
-	d.schema = int(version)
+	d.schema = int(id.Version)
 	var hasLog, hasV1, hasRollups bool
 	err = d.row(ctx, `SELECT
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log'),
@@ -293,9 +244,8 @@ func (d *database) identify(ctx context.Context) error {
 		if hasV1 {
 			d.v1 = "queries_v1"
 		}
-		if d.names.table == "" {
-			d.names = dictCache{table: "names", column: "name"}
-			d.clients = dictCache{table: "clients", column: "addr"}
+		if d.reader == nil {
+			d.reader = logrow.NewReader(dictTexts)
 		}
 	default:
 		return databaseError("%s has schema version 2 but no log table", d.path)
@@ -311,7 +261,7 @@ func (d *database) load(ctx context.Context) error {
 		into  map[int64]string
 	}{{`SELECT code, name FROM qtype_names`, d.qtypes}, {`SELECT code, name FROM rcode_names`, d.rcodes}} {
 		err := d.each(ctx, t.query, nil, func(v []driver.Value) error {
-			t.into[asInt(v[0])], _ = asText(v[1])
+			t.into[logrow.Int(v[0])], _ = logrow.Text(v[1])
 			return nil
 		})
 		if err != nil {
@@ -324,14 +274,10 @@ func (d *database) load(ctx context.Context) error {
 // loadLabels reads the labels (servers, plugins, upstreams), which the server adds to as it
 // meets new ones.
 func (d *database) loadLabels(ctx context.Context) error {
-	d.labels = map[labelKey]string{}
 	if !d.log {
 		return nil
 	}
-	return d.each(ctx, `SELECT kind, n, text FROM labels`, nil, func(v []driver.Value) error {
-		d.labels[labelKey{asInt(v[0]), asInt(v[1])}], _ = asText(v[2])
-		return nil
-	})
+	return d.reader.Labels.Load(ctx, d.dc)
 }
 
 // queryError turns an error of a query into what the user needs to know: a query over its
@@ -362,62 +308,5 @@ func (d *database) withBudget(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, d.timeout)
 }
 
-// dictCache holds the texts of a dictionary (names, clients) by number, as rows refer to them,
-// in blocks of dictBlock consecutive numbers: rows written close together use numbers close
-// together, and a range of the table costs little more to read than one row. Numbers are never
-// reused (plugin/querylog/dict.go), so a cached text stays right. The cache is emptied when it
-// holds dictBlocks blocks, so memory stays flat on any file. A number missing from a block read
-// earlier is looked for again.
-type dictCache struct {
-	table, column string
-	blocks        map[int64]*dictBlockTexts
-	stmt          driver.Stmt
-}
-
-// dictBlockTexts are the texts of the numbers of one block; a number the table does not have
-// (pruned) has none.
-type dictBlockTexts struct {
-	texts [dictBlock]string
-	has   [dictBlock]bool
-}
-
-const (
-	dictBlock  = 1024
-	dictBlocks = 512 // half a million texts, some 40 MB
-)
-
-// text returns the text of number n; none (as the views show NULL) if the dictionary has no
-// such number.
-func (d *database) text(ctx context.Context, c *dictCache, n int64) (sql.NullString, error) {
-	block, i := n/dictBlock, n%dictBlock
-	if b := c.blocks[block]; b != nil && b.has[i] {
-		return sql.NullString{String: b.texts[i], Valid: true}, nil
-	}
-	// Not read yet, or added since the block was read (tail -f reads new rows, and the texts
-	// they add, in later snapshots).
-	if c.stmt == nil {
-		st, err := d.dc.(driver.ConnPrepareContext).PrepareContext(ctx, `SELECT id, `+c.column+` FROM `+c.table+` WHERE id >= ? AND id < ?`)
-		if err != nil {
-			return sql.NullString{}, err
-		}
-		c.stmt = st
-	}
-	if c.blocks == nil || len(c.blocks) >= dictBlocks {
-		c.blocks = map[int64]*dictBlockTexts{}
-	}
-	rows, err := c.stmt.(driver.StmtQueryContext).QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: block * dictBlock}, {Ordinal: 2, Value: (block + 1) * dictBlock}})
-	if err != nil {
-		return sql.NullString{}, err
-	}
-	b := &dictBlockTexts{}
-	err = rawsql.EachRow(ctx, rows, func(v []driver.Value) error {
-		j := asInt(v[0]) % dictBlock
-		b.texts[j], b.has[j] = asText(v[1])
-		return nil
-	})
-	if err != nil {
-		return sql.NullString{}, err
-	}
-	c.blocks[block] = b
-	return sql.NullString{String: b.texts[i], Valid: b.has[i]}, nil
-}
+// dictTexts bounds each dictionary cache, in texts: half a million, some 40 MB.
+const dictTexts = 512 * 1024

@@ -22,6 +22,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/template"
 	"github.com/miekg/dns"
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/testutil"
 	"github.com/querylog/querylog/plugin/querylog"
 )
@@ -219,7 +220,7 @@ func schema1File(t *testing.T, path string, rows int, ms int64) {
 			iif(i %% 3 = 0, 28, 1), 1, iif(i %% 10 = 0, 3, 0), 60 + i %% 200,
 			iif(i %% 10 = 0, 0, 1), 100 + i %% 900, i %% 2 FROM n;
 		PRAGMA application_id = %d; PRAGMA user_version = 1;
-		COMMIT;`, schema1DDL, rows, ms, applicationID))
+		COMMIT;`, schema1DDL, rows, ms, logrow.ApplicationID))
 }
 
 // strs reads the rows of query on the database at path as text, NULL as "<nil>", through a

@@ -32,23 +32,26 @@ type row struct {
 	ede                                             sql.NullInt64
 }
 
-// decode fills r from a log row (logrow.Decode), naming its labels. The tests compare what is
-// decoded here with the views on files the plugin wrote.
-func (d *database) decode(r *row, id, late, a, b, c int64) {
-	f := logrow.Decode(id, late, a, b, c)
+// decode fills r from the values v of a log row (logrow.Columns), naming its labels; the
+// caller has named its name and client. The tests compare what is decoded here with the views
+// on files the plugin wrote.
+func (d *database) decode(r *row, v []driver.Value) {
+	id, f := logrow.DecodeValues(v)
 	r.id, r.ts = id, f.TS
 	r.qtype, r.flags, r.rcode, r.qclass = f.Qtype, f.Flags, f.Rcode, f.Qclass
-	r.server = d.labels[labelKey{logrow.LabelServer, f.Server}]
+	r.server, _ = d.reader.Labels.Text(logrow.LabelServer, f.Server)
 	r.plugin = d.label(logrow.LabelPlugin, f.Plugin)
 	r.proto = logrow.Proto(f.Proto)
 	r.upstream = d.label(logrow.LabelUpstream, f.Upstream)
 	r.answers = f.Answers
 	r.ede = sql.NullInt64{Int64: f.EDE, Valid: f.EDE >= 0}
 	r.size, r.durationUS = f.Size, f.DurationUS
+	r.metadata.String, r.metadata.Valid = logrow.Text(v[7])
+	r.answerData.String, r.answerData.Valid = logrow.Text(v[8])
 }
 
 func (d *database) label(kind, n int64) sql.NullString {
-	t, ok := d.labels[labelKey{kind, n}]
+	t, ok := d.reader.Labels.Text(kind, n)
 	return sql.NullString{String: t, Valid: ok}
 }
 
@@ -115,14 +118,11 @@ type logScan struct {
 // limit) or q.limit passed to f, a chunk of ids at a time (see chunks).
 func (s *logScan) read(ctx context.Context, conds []string, args []any, scan int) error {
 	d, q := s.d, &s.q
-	cols := `l.id, l.name, l.client, l.late, l.a, l.b, l.c`
-	if d.extra {
-		cols += `, l.metadata, l.answer_data`
-	}
+	cols := logrow.Columns(d.extra, d.extra)
 	where := conj(append(slices.Clip(conds), q.conds...))
 	args = append(slices.Clip(args), q.args...)
 	each := func(v []driver.Value) error {
-		id := asInt(v[0])
+		id := logrow.Int(v[0])
 		if q.newest {
 			q.hi = id
 		} else {
@@ -131,18 +131,14 @@ func (s *logScan) read(ctx context.Context, conds []string, args []any, scan int
 		s.seen++
 		r := &s.r
 		var err error
-		if r.qname, err = d.ref(ctx, &d.names, v[1]); err != nil {
+		if r.qname, err = d.ref(ctx, d.reader.Names, v[1]); err != nil {
 			return err
 		}
-		if r.client, err = d.ref(ctx, &d.clients, v[2]); err != nil {
+		if r.client, err = d.ref(ctx, d.reader.Clients, v[2]); err != nil {
 			return err
 		}
 		if (q.name == "" || (r.qname.Valid && dnsname.InZone(r.qname.String, q.name))) && (q.client == nil || (r.client.Valid && q.client.match(r.client.String))) {
-			d.decode(r, id, asInt(v[3]), asInt(v[4]), asInt(v[5]), asInt(v[6]))
-			if d.extra {
-				r.metadata.String, r.metadata.Valid = asText(v[7])
-				r.answerData.String, r.answerData.Valid = asText(v[8])
-			}
+			d.decode(r, v)
 			if err := s.f(r); err != nil {
 				return err
 			}
@@ -238,7 +234,7 @@ func (d *database) matchConds(ctx context.Context, q rowQuery) (conds []string, 
 	numbers := func(table, cond string, from int64, cargs ...any) (string, error) {
 		ids := []int64{}
 		err := d.each(ctx, `SELECT id FROM `+table+` WHERE id >= ? AND `+cond, append([]any{from}, cargs...), func(v []driver.Value) error {
-			ids = append(ids, asInt(v[0]))
+			ids = append(ids, logrow.Int(v[0]))
 			return nil
 		})
 		list, _ := json.Marshal(ids)
@@ -274,13 +270,11 @@ func (d *database) matchConds(ctx context.Context, q rowQuery) (conds []string, 
 }
 
 // ref is a name or client of a log row: the text itself, or its number in a dictionary.
-func (d *database) ref(ctx context.Context, c *dictCache, v driver.Value) (sql.NullString, error) {
-	if n, ok := v.(int64); ok {
-		return d.text(ctx, c, n)
-	}
+func (d *database) ref(ctx context.Context, c *logrow.Dict, v driver.Value) (sql.NullString, error) {
 	var s sql.NullString
-	s.String, s.Valid = asText(v)
-	return s, nil
+	var err error
+	s.String, s.Valid, err = c.Ref(ctx, d.dc, v)
+	return s, err
 }
 
 // v1Rows calls f with each row of schema 1 that q selects, in (ts, rowid) order, the order of
@@ -291,15 +285,15 @@ func (d *database) v1Rows(ctx context.Context, q rowQuery, f func(*row) error) e
 	r := row{v1: true}
 	got := 0
 	each := func(v []driver.Value) error {
-		r.id, r.ts = asInt(v[0]), asInt(v[1])
-		r.server, _ = asText(v[2])
-		r.client.String, r.client.Valid = asText(v[3])
-		r.proto, _ = asText(v[4])
-		r.qname.String, r.qname.Valid = asText(v[5])
-		r.qtype, r.qclass, r.rcode = asInt(v[6]), asInt(v[7]), asInt(v[8])
-		r.size, r.answers, r.durationUS = asInt(v[9]), asInt(v[10]), asInt(v[11])
+		r.id, r.ts = logrow.Int(v[0]), logrow.Int(v[1])
+		r.server, _ = logrow.Text(v[2])
+		r.client.String, r.client.Valid = logrow.Text(v[3])
+		r.proto, _ = logrow.Text(v[4])
+		r.qname.String, r.qname.Valid = logrow.Text(v[5])
+		r.qtype, r.qclass, r.rcode = logrow.Int(v[6]), logrow.Int(v[7]), logrow.Int(v[8])
+		r.size, r.answers, r.durationUS = logrow.Int(v[9]), logrow.Int(v[10]), logrow.Int(v[11])
 		r.flags = 0
-		if asInt(v[12]) != 0 {
+		if logrow.Int(v[12]) != 0 {
 			r.flags = logrow.FlagDO
 		}
 		got++

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // stats is what stats reports.
@@ -94,8 +96,8 @@ func (d *database) stats(ctx context.Context) (*stats, error) {
 	}
 	perDay := func(query string) error {
 		return d.each(ctx, query, nil, func(v []driver.Value) error {
-			n := asInt(v[1])
-			days[asInt(v[0])] += n
+			n := logrow.Int(v[1])
+			days[logrow.Int(v[0])] += n
 			s.Rows += n
 			return nil
 		})
@@ -186,8 +188,8 @@ func (d *database) logStats(ctx context.Context, s *stats, days map[int64]int64,
 	seen(first.Int64, last.Int64)
 	add := func(query string, args ...any) error {
 		return d.each(ctx, query, args, func(v []driver.Value) error {
-			n := asInt(v[1])
-			days[asInt(v[0])] += n
+			n := logrow.Int(v[1])
+			days[logrow.Int(v[0])] += n
 			s.Rows += n
 			return nil
 		})

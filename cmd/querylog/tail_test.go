@@ -87,7 +87,9 @@ func TestTailSchema1(t *testing.T) {
 	testutil.SQLite3(t, db, `INSERT INTO queries SELECT ts + 1000, server, client_ip, proto, 'new.example.', qtype, qclass, rcode, size, answers, duration_us, "do" FROM queries LIMIT 3`)
 	testutil.WaitFor(t, 5*time.Second, "3 more rows", func() bool { return strings.Count(buf.String(), "\n") == 5 })
 	cancel()
-	<-done
+	if code := <-done; code != exitOK {
+		t.Errorf("tail -f exited with %d after its context ended, want %d:\n%s", code, exitOK, buf)
+	}
 	got := jsonRecords(t, buf.String())
 	want := schema1Rows(t, db, `ts >= (SELECT ts FROM queries WHERE rowid = 99)`)
 	checkSame(t, "tail -f", got, want)

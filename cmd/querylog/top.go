@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // topKind is what top counts, in the rollups, the log and rows of schema 1.
@@ -172,7 +174,7 @@ func (d *database) periods(ctx context.Context, span, from, to int64) ([]int64, 
 			SELECT (SELECT min(start) FROM rollup_outcomes WHERE span = ?1 AND start > p.start) FROM p
 			WHERE p.start + ?1 <= ?3)
 		SELECT start FROM p WHERE start IS NOT NULL AND start + ?1 <= ?3`, []any{span, from, to}, func(v []driver.Value) error {
-		starts = append(starts, asInt(v[0]))
+		starts = append(starts, logrow.Int(v[0]))
 		return nil
 	})
 	return starts, err
@@ -280,7 +282,7 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int) (*top
 	texts, codes, refs := map[string]int64{}, map[int64]int64{}, map[int64]int64{}
 	for _, part := range parts {
 		err := d.each(ctx, part.query, part.args, func(v []driver.Value) error {
-			c := asInt(v[1])
+			c := logrow.Int(v[1])
 			res.bySrc[part.src] += c
 			switch k := v[0].(type) {
 			case int64:
@@ -295,7 +297,7 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int) (*top
 			case nil:
 				texts["-"] += c
 			default:
-				t, _ := asText(k)
+				t, _ := logrow.Text(k)
 				texts[t] += c
 			}
 			return nil
@@ -340,8 +342,8 @@ func (d *database) nameRefs(ctx context.Context, kind topKind, refs map[int64]in
 		return err
 	}
 	err = d.each(ctx, `SELECT id, `+col+` FROM `+table+` WHERE id IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
-		id := asInt(v[0])
-		t, _ := asText(v[1])
+		id := logrow.Int(v[0])
+		t, _ := logrow.Text(v[1])
 		texts[t] += refs[id]
 		delete(refs, id)
 		return nil

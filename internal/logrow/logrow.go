@@ -1,7 +1,10 @@
-// Package logrow decodes a row of the log table (schema 2), which plugin/querylog packs
-// (codec.go there, with the SQL of its views beside it), for the readers that do not go through
-// the views: the plugin's shipper and the querylog command. It also names the codes a row
-// stores as numbers, as the view queries_readable does.
+// Package logrow is the read side of a querylog database, shared by the plugin (its shipper and
+// its rollups' catch-up) and the querylog command: the marks that say a file is one (Identity),
+// a column's value as the driver gives it (Int, Text), and the rows of the log table (schema 2),
+// which plugin/querylog packs (codec.go there, with the SQL of its views beside it), decoded
+// (Decode) and named from the dictionaries and labels (Reader, Dict, Labels) without going
+// through the views. It also names the codes a row stores as numbers, as the view
+// queries_readable does.
 package logrow
 
 import "strconv"

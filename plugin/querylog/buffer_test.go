@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 // bufOpts is a small buffer configuration; buffer tests bypass parse's limits.
@@ -371,11 +373,7 @@ func TestBufferBlockGetsRoom(t *testing.T) {
 		res, _ := b.enqueue(seqEntry(1, 2))
 		done <- res
 	}()
-	select {
-	case res := <-done:
-		t.Fatalf("enqueue into a full buffer returned %v at once, want it to wait", res)
-	case <-time.After(50 * time.Millisecond):
-	}
+	waitBlocked(t, 1)
 	b.remove(1, true, 0)
 	select {
 	case res := <-done:
@@ -430,7 +428,7 @@ func TestBufferBlockRoomForOne(t *testing.T) {
 			results <- res
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitBlocked(t, 2)
 	b.remove(1, true, 0)
 	got := map[enqueueResult]int{}
 	for range 2 {
@@ -462,7 +460,7 @@ func TestBufferClose(t *testing.T) {
 						results <- res
 					}()
 				}
-				time.Sleep(50 * time.Millisecond) // let them block
+				waitBlocked(t, producers)
 			}
 			start := time.Now()
 			b.close()
@@ -938,4 +936,12 @@ func TestBufferBytesLowered(t *testing.T) {
 		t.Errorf("below the lowered budget: %v, want accepted", res)
 	}
 	checkBalance(t, b, "end")
+}
+
+// waitBlocked waits until n producers wait in enqueue for room.
+func waitBlocked(t *testing.T, n int) {
+	t.Helper()
+	testutil.WaitFor(t, 2*time.Second, fmt.Sprintf("%d producers to wait for room", n), func() bool {
+		return testutil.Waiting("select", "querylog.(*buffer).waitForRoom") == n
+	})
 }

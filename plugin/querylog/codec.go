@@ -6,7 +6,7 @@ package querylog
 // the columns with the expressions below, kept next to the Go code that packs them;
 // TestCodecRoundTrip writes entries and reads them back through the views.
 //
-//	id   (arrival ms << 8) + n, n counting rows within a batch: see store.go
+//	id   (arrival ms << 8) + n, n counting rows within a batch: see batch.go
 //	late (id >> 8) - arrival ms, so ts = (id >> 8) - late
 //	a    qtype | flags << 16 | rcode << 23 | (qclass ^ 1) << 35
 //	b    plugin | server << 8 | proto << 16 | upstream << 19 | answers << 27 | (ede + 1) << 39
@@ -38,7 +38,7 @@ func packC(e *entry) int64 {
 	return int64(min(e.size, maxSize)) | min(int64(e.duration), maxDurationUS)<<24
 }
 
-// SQL expressions over a log row l and its label joins, for the views.
+// SQL expressions over a log row l, for the views (logColumns in schema.go).
 const (
 	sqlTS       = `(l.id >> 8) - l.late`
 	sqlQtype    = `l.a & 65535`

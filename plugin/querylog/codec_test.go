@@ -171,8 +171,13 @@ func TestRowIDs(t *testing.T) {
 	var got []string
 	for rows.Next() {
 		var id, ts int64
-		rows.Scan(&id, &ts)
+		if err := rows.Scan(&id, &ts); err != nil {
+			t.Fatal(err)
+		}
 		got = append(got, fmt.Sprintf("%d+%d:%d", id>>8, id&255, ts))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	want := "[1001+0:1000 1001+1:1001 1001+2:999 5000+0:5000 5000+1:4000 5000+2:4500 6000+0:6000]"
 	if fmt.Sprint(got) != want {

@@ -22,7 +22,7 @@ package querylog
 // Dictionary rows are pruned with the rows that use them: the writer starts a new epoch (an
 // empty cache, so every text gets a new number) at every open and every dictEpoch, and records
 // where each began (table dict_epochs), so that once retention has removed every row written
-// before an epoch, the dictionary rows numbered before it can go too (store.pruneDictionaries).
+// before an epoch, the dictionary rows numbered before it can go too (store.tidy).
 
 import (
 	"hash/maphash"

@@ -31,7 +31,6 @@ const (
 // must still get their turn exactly then.
 func (w *writer) run() {
 	defer close(w.done)
-	retry.PanicsTotal.WithLabelValues(w.path, inFlusher) // at 0 from the start, for increase()
 	f := flusher{w: w, slowLog: retry.Limiter{Every: retry.LogEvery}, errLog: retry.Limiter{Every: retry.LogEvery}, capLog: retry.Limiter{Every: retry.LogEvery},
 		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: retry.Limiter{Every: clockLogEvery}}
 	f.timer = time.NewTimer(f.nextInterval())

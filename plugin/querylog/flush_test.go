@@ -71,14 +71,17 @@ func TestFlushBatchSizeTrigger(t *testing.T) {
 		t.Errorf("rows = %d, want 10", n)
 	}
 
-	// Fewer than a batch wait for the interval.
+	// Fewer than a batch wait for the interval, even when the flusher has a turn.
 	logN(w, "dns://:53", 10, 9)
-	time.Sleep(100 * time.Millisecond)
+	flusherTurn(t, w)
 	if tot := totalsOf(w.buf); tot.written != 10 || tot.size != 9 {
 		t.Fatalf("9 entries: written %d, buffered %d; want 10, 9", tot.written, tot.size)
 	}
 	logN(w, "dns://:53", 19, 1)
 	testutil.WaitFor(t, 3*time.Second, "the second batch", func() bool { return totalsOf(w.buf).written == 20 })
+	if got := batchRows(t, o.path); got != "[10 10]" {
+		t.Errorf("batches of %s rows, want [10 10]", got)
+	}
 
 	// 25 at once: whole batches go, the rest waits.
 	logN(w, "dns://:53", 20, 25)
@@ -88,6 +91,9 @@ func TestFlushBatchSizeTrigger(t *testing.T) {
 	})
 	if n := testutil.CountRows(t, o.path, ""); n != 40 {
 		t.Errorf("rows = %d, want 40", n)
+	}
+	if got := batchRows(t, o.path); got != "[10 10 10 10]" {
+		t.Errorf("batches of %s rows, want [10 10 10 10]", got)
 	}
 	w.release(w.options(), false)
 	if n := testutil.CountRows(t, o.path, ""); n != 45 {
@@ -452,4 +458,40 @@ func TestRetiredWritersKeepOnlyCounts(t *testing.T) {
 			t.Errorf("%s: %+v, want %d enqueued in all (a series other than the two servers')", p, a, rounds*3*per)
 		}
 	}
+}
+
+// batchRows lists the rows of each batch written to the database at path, oldest first.
+func batchRows(t *testing.T, path string) string {
+	t.Helper()
+	rows, err := testutil.OpenRO(t, path).Query(`SELECT rows FROM batches ORDER BY first_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []int64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(got)
+}
+
+// flusherTurn wakes w's flusher, as a batch's worth of entries would, and waits until it has
+// taken the turn and waits again in its loop.
+func flusherTurn(t *testing.T, w *writer) {
+	t.Helper()
+	select {
+	case w.buf.notify <- struct{}{}:
+	default: // a wake is pending already
+	}
+	run := fmt.Sprintf("querylog.(*writer).run(%p", w)
+	testutil.WaitFor(t, 3*time.Second, "the flusher's turn", func() bool {
+		return len(w.buf.notify) == 0 && testutil.Waiting("select", run) == 1
+	})
 }

@@ -29,9 +29,9 @@ const otherLabel = "(other)"
 
 // labels numbers the few texts that every entry repeats, so that an entry carries a byte or
 // two instead of a string. Numbers start at 1 (0 means none) and are this process's own: the
-// store maps them to the database's numbers (labelIDs in store.go). Lookups on the DNS path
-// read a map without locking; adding a text, which happens a handful of times per process,
-// copies it.
+// store maps them to the database's numbers (batch.dbLabel, filled by store.resolveLabels).
+// Lookups on the DNS path read a map without locking; adding a text, which happens a handful of
+// times per process, copies it.
 type labels struct {
 	mu    sync.Mutex
 	known atomic.Pointer[map[labelKey]uint16]

@@ -1,7 +1,6 @@
 package querylog
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -21,34 +20,33 @@ import (
 const subsystem = "querylog"
 
 // registered registers querylog's collectors with Prometheus's default registry, which the
-// prometheus plugin serves, and keeps them so that MetricNames lists what is registered. New
-// collectors go through it: promauto.With(registered), or newDesc for bufferCollector.
-var registered = &collectors{Registerer: prometheus.DefaultRegisterer}
+// prometheus plugin serves, and records the full name of each metric as it does, so that
+// MetricNames lists what is exported. New metrics go through it: registered.counterVec,
+// registered.histogramVec, or newDesc for bufferCollector.
+var registered = &collectors{reg: prometheus.DefaultRegisterer}
 
 type collectors struct {
-	prometheus.Registerer
-	list []prometheus.Collector
+	reg   prometheus.Registerer
+	names []string // fully-qualified, in the order registered (package initialization only)
 }
 
-func (r *collectors) Register(c prometheus.Collector) error {
-	if err := r.Registerer.Register(c); err != nil {
-		return err
-	}
-	r.list = append(r.list, c)
-	return nil
+func (r *collectors) record(namespace, subsystem, name string) {
+	r.names = append(r.names, prometheus.BuildFQName(namespace, subsystem, name))
 }
 
-func (r *collectors) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			panic(err)
-		}
-	}
+func (r *collectors) counterVec(opts prometheus.CounterOpts, labels []string) *prometheus.CounterVec {
+	r.record(opts.Namespace, opts.Subsystem, opts.Name)
+	return promauto.With(r.reg).NewCounterVec(opts, labels)
+}
+
+func (r *collectors) histogramVec(opts prometheus.HistogramOpts, labels []string) *prometheus.HistogramVec {
+	r.record(opts.Namespace, opts.Subsystem, opts.Name)
+	return promauto.With(r.reg).NewHistogramVec(opts, labels)
 }
 
 // Collectors updated directly by the flusher and the handler.
 var (
-	flushDuration = promauto.With(registered).NewHistogramVec(prometheus.HistogramOpts{
+	flushDuration = registered.histogramVec(prometheus.HistogramOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "batch_flush_duration_seconds",
@@ -56,7 +54,7 @@ var (
 		Buckets:   prometheus.ExponentialBuckets(0.001, 2, 11), // 1ms .. 1.024s
 	}, []string{"db"})
 
-	flushSize = promauto.With(registered).NewHistogramVec(prometheus.HistogramOpts{
+	flushSize = registered.histogramVec(prometheus.HistogramOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "batch_flush_size",
@@ -64,35 +62,35 @@ var (
 		Buckets:   prometheus.ExponentialBuckets(1, 4, 9), // 1 .. 65536
 	}, []string{"db"})
 
-	flushErrors = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+	flushErrors = registered.counterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "flush_errors_total",
 		Help:      "Counter of failed batch writes; a failed batch stays buffered and is retried.",
 	}, []string{"db"})
 
-	prunedTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+	prunedTotal = registered.counterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "pruned_total",
 		Help:      "Counter of rows deleted by retention or the size cap.",
 	}, []string{"db"})
 
-	ignoredTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+	ignoredTotal = registered.counterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "ignored_total",
 		Help:      "Counter of responses not logged because of ignore or ignore_clients.",
 	}, []string{"server"})
 
-	truncatedTotal = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+	truncatedTotal = registered.counterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "truncated_total",
 		Help:      "Counter of texts cut to their cap before buffering, by field: answer_data (answers MAXBYTES) or metadata (a value over 256 bytes).",
 	}, []string{"server", "field"})
 
-	dictionaryLookups = promauto.With(registered).NewCounterVec(prometheus.CounterOpts{
+	dictionaryLookups = registered.counterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "dictionary_lookups_total",
@@ -122,15 +120,19 @@ var (
 var bufferDescs []*prometheus.Desc
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
+	registered.record(plugin.Namespace, subsystem, name)
 	d := prometheus.NewDesc(prometheus.BuildFQName(plugin.Namespace, subsystem, name), help, labels, nil)
 	bufferDescs = append(bufferDescs, d)
 	return d
 }
 
-// Collectors of other packages: the shipper's, and panics_total, which every goroutine shares.
+// Collectors of other packages: the shipper's, and panics_total, which every goroutine shares;
+// their names are recorded as theirs are.
 func init() {
-	registered.MustRegister(bufferCollector{}, retry.PanicsTotal)
-	registered.MustRegister(ship.Collectors(runningShippers)...)
+	registered.reg.MustRegister(bufferCollector{}, retry.PanicsTotal)
+	registered.reg.MustRegister(ship.Collectors(runningShippers)...)
+	registered.record(plugin.Namespace, subsystem, "panics_total")
+	registered.names = append(registered.names, ship.Names()...)
 }
 
 type bufferCollector struct{}
@@ -277,24 +279,6 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// MetricNames lists the full names of every metric querylog exports, from the Describe of every
-// collector it registers; deploy/ checks its alert rules and dashboard against it.
-func MetricNames() []string {
-	ch := make(chan *prometheus.Desc)
-	go func() {
-		for _, c := range registered.list {
-			c.Describe(ch)
-		}
-		close(ch)
-	}()
-	var names []string
-	for d := range ch {
-		// Desc keeps its name unexported; its String starts with it.
-		var name string
-		if _, err := fmt.Sscanf(d.String(), "Desc{fqName: %q", &name); err != nil {
-			panic(fmt.Sprintf("no metric name in %s: %v", d, err))
-		}
-		names = append(names, name)
-	}
-	return names
-}
+// MetricNames lists the full names of every metric querylog exports, as recorded when each was
+// registered; deploy/ checks its alert rules and dashboard against it.
+func MetricNames() []string { return slices.Clone(registered.names) }

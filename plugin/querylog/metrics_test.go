@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +92,30 @@ func TestMetricsExistFromStartup(t *testing.T) {
 		}
 		if sdb == db && !slices.Contains(servers, server) {
 			t.Errorf("queries counted under server %q, not one of the servers made at startup %q", server, servers)
+		}
+	}
+}
+
+// TestMetricNames checks the names recorded at registration against what is exported: every
+// querylog family the registry gathers is listed, once, and so is every documented series.
+func TestMetricNames(t *testing.T) {
+	declareSeries("metric-names.db", []string{"dns://:53"})
+	names := MetricNames()
+	listed := map[string]bool{}
+	for _, n := range names {
+		if listed[n] {
+			t.Errorf("%s listed twice", n)
+		}
+		listed[n] = true
+	}
+	for name := range testutil.Gather(t) {
+		if strings.HasPrefix(name, "coredns_querylog_") && !listed[name] {
+			t.Errorf("%s is exported but not in MetricNames", name)
+		}
+	}
+	for _, s := range slices.Concat(dbSeries, serverSeries, []string{"dropped_total", "ignored_total", "truncated_total", "panics_total"}) {
+		if !listed["coredns_querylog_"+s] {
+			t.Errorf("coredns_querylog_%s is documented but not in MetricNames", s)
 		}
 	}
 }

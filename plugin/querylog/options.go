@@ -217,31 +217,55 @@ func errAt(c *caddy.Controller, line int, err error) error {
 	return fmt.Errorf("%s:%d - Error during parsing: %w", c.File(), line, err)
 }
 
+// parseOption reads one line of the querylog block, handing it to the parser of its group.
 func parseOption(c *caddy.Controller, o *options, f *filter) error {
 	name := c.Val()
 	args := c.RemainingArgs()
-	want := func(n int) error {
-		if len(args) != n {
-			return c.Errf("%s needs %d argument(s), got %d: %q%s", name, n, len(args), strings.Join(args, " "), suggest(name, args))
-		}
-		return nil
+	switch name {
+	case "buffer_size", "buffer_bytes", "batch_size", "flush_interval", "adaptive", "watermark", "on_full", "shutdown_timeout":
+		return parseBufferOption(c, o, name, args)
+	case "retention", "rollup_retention", "rollup_limit", "max_size", "min_free":
+		return parseStorageOption(c, o, name, args)
+	case "ship", "node", "ship_password", "ship_ca":
+		return parseShipOption(c, &o.ship, name, args)
+	case "anonymize", "ignore", "ignore_clients":
+		return parsePrivacyOption(c, f, name, args)
+	case "metadata", "answers":
+		return parseRecordedOption(c, o, f, name, args)
 	}
+	if near := nearest(name, blockOptions); near != "" {
+		return c.Errf("unknown property %q (did you mean %s?)", name, near)
+	}
+	return c.Errf("unknown property %q", name)
+}
+
+// wantArgs checks that option name has n arguments.
+func wantArgs(c *caddy.Controller, name string, args []string, n int) error {
+	if len(args) != n {
+		return c.Errf("%s needs %d argument(s), got %d: %q%s", name, n, len(args), strings.Join(args, " "), suggest(name, args))
+	}
+	return nil
+}
+
+// parseBufferOption reads the options of the buffer and of flushing: how much is held in
+// memory, how it is written, and what happens when it is full or the server stops.
+func parseBufferOption(c *caddy.Controller, o *options, name string, args []string) error {
 	var err error
 	switch name {
 	case "buffer_size":
-		if err = want(1); err == nil {
+		if err = wantArgs(c, name, args, 1); err == nil {
 			o.bufferSize, err = intIn(c, name, args[0], minBufferSize, maxBufferSize)
 		}
 	case "buffer_bytes":
-		if err = want(1); err == nil {
+		if err = wantArgs(c, name, args, 1); err == nil {
 			o.bufferBytes, err = parseSize(c, name, args[0], minBufferBytes, maxBufferBytes)
 		}
 	case "batch_size":
-		if err = want(1); err == nil {
+		if err = wantArgs(c, name, args, 1); err == nil {
 			o.batchSize, err = intIn(c, name, args[0], 1, maxBatchSize)
 		}
 	case "flush_interval":
-		if err = want(1); err == nil {
+		if err = wantArgs(c, name, args, 1); err == nil {
 			o.flushInterval, err = durationIn(c, name, args[0], maxDuration)
 		}
 	case "adaptive":
@@ -263,7 +287,7 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 			return c.Errf("adaptive MIN %s is greater than MAX %s", args[0], args[1])
 		}
 	case "watermark":
-		if err = want(1); err == nil {
+		if err = wantArgs(c, name, args, 1); err == nil {
 			o.watermark, err = intIn(c, name, strings.TrimSuffix(args[0], "%"), 1, 99)
 			if err != nil {
 				err = c.Errf("watermark: invalid value %q: must be a percentage from 1 to 99", args[0])
@@ -279,35 +303,43 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 			return c.Errf("on_full needs drop or block DURATION, got %q", strings.Join(args, " "))
 		}
 	case "shutdown_timeout":
-		if err = want(1); err == nil {
+		if err = wantArgs(c, name, args, 1); err == nil {
 			o.shutdownTimeout, err = durationIn(c, name, args[0], maxShutdownWait)
 		}
+	}
+	return err
+}
+
+// parseStorageOption reads the options that bound what the database keeps: retention of rows
+// and rollups, the rollups' size, and the caps on the file and on the filesystem's free space.
+func parseStorageOption(c *caddy.Controller, o *options, name string, args []string) error {
+	if err := wantArgs(c, name, args, 1); err != nil {
+		return err
+	}
+	var err error
+	switch name {
 	case "retention":
-		if err = want(1); err == nil {
-			o.retention, err = parseRetention(c, name, args[0])
-		}
+		o.retention, err = parseRetention(c, name, args[0])
 	case "rollup_retention":
-		if err = want(1); err == nil {
-			o.rollupRetention, err = parseRetention(c, name, args[0])
-		}
+		o.rollupRetention, err = parseRetention(c, name, args[0])
 	case "rollup_limit":
-		if err = want(1); err == nil {
-			if args[0] == "0" {
-				o.rollupLimit = 0 // no rollups
-			} else if o.rollupLimit, err = strconv.Atoi(args[0]); err != nil || o.rollupLimit < minRollupLimit || o.rollupLimit > maxRollupLimit {
-				err = c.Errf("%s: invalid value %q: must be 0 (no rollups) or an integer from %d to %d", name, args[0], minRollupLimit, maxRollupLimit)
-			}
+		if args[0] == "0" {
+			o.rollupLimit = 0 // no rollups
+		} else if o.rollupLimit, err = strconv.Atoi(args[0]); err != nil || o.rollupLimit < minRollupLimit || o.rollupLimit > maxRollupLimit {
+			err = c.Errf("%s: invalid value %q: must be 0 (no rollups) or an integer from %d to %d", name, args[0], minRollupLimit, maxRollupLimit)
 		}
 	case "max_size":
-		if err = want(1); err == nil {
-			o.maxSize, err = parseSize(c, name, args[0], 1<<20, 1<<50)
-		}
+		o.maxSize, err = parseSize(c, name, args[0], 1<<20, 1<<50)
 	case "min_free":
-		if err = want(1); err == nil {
-			o.minFreeBytes, o.minFreePercent, err = parseMinFree(c, args[0])
-		}
-	case "ship", "node", "ship_password", "ship_ca":
-		return parseShipOption(c, &o.ship, name, args)
+		o.minFreeBytes, o.minFreePercent, err = parseMinFree(c, args[0])
+	}
+	return err
+}
+
+// parsePrivacyOption reads the options that decide which replies are logged and how clients
+// appear: anonymize, ignore and ignore_clients.
+func parsePrivacyOption(c *caddy.Controller, f *filter, name string, args []string) error {
+	switch name {
 	case "anonymize":
 		return parseAnonymize(c, f, args)
 	case "ignore":
@@ -326,6 +358,13 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 			}
 			f.ignoreClients = append(f.ignoreClients, p)
 		}
+	}
+	return nil
+}
+
+// parseRecordedOption reads the options that add to each row: metadata labels and answers.
+func parseRecordedOption(c *caddy.Controller, o *options, f *filter, name string, args []string) error {
+	switch name {
 	case "metadata":
 		if len(args) == 0 {
 			return c.Errf("metadata needs at least one LABEL, e.g. kubernetes/client-namespace")
@@ -351,13 +390,8 @@ func parseOption(c *caddy.Controller, o *options, f *filter) error {
 			return c.Errf("answers takes at most MAXBYTES, got %q", strings.Join(args, " "))
 		}
 		f.answers = true
-	default:
-		if near := nearest(name, blockOptions); near != "" {
-			return c.Errf("unknown property %q (did you mean %s?)", name, near)
-		}
-		return c.Errf("unknown property %q", name)
 	}
-	return err
+	return nil
 }
 
 // Value parsers for the Corefile options; each error names the option and the value.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
@@ -18,8 +19,8 @@ import (
 // to the minute rows in the transaction of a batch, with the id of the last row counted (state
 // rollup_id). Rollups never scan rows, but once: when the counts in memory may be wrong (at
 // open, or after a failed batch), the rows after rollup_id are counted again from the table
-// (recover), at most rollupEvery of them. Hours and days are summed from their minutes and hours
-// once they are over (and again if late rows change them).
+// (catchUp), rollupCatchUpRows of them before each batch. Hours and days are summed from their
+// minutes and hours once they are over (and again if late rows change them).
 //
 // Each period keeps at most limit names and limit clients; the rest are counted under
 // otherKey, so a flood of new names or clients cannot grow the rollups past that, and the counts
@@ -478,13 +479,13 @@ func (s *store) catchUpRollups() error {
 		}
 	}
 	if s.catchUpReader == nil {
-		s.catchUpReader = newLogReader()
+		s.catchUpReader = logrow.NewReader(logCacheLimit)
 	}
 	ctx := context.Background()
-	var rows []logRow
+	var rows []logrow.Row
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
-			rows, err = s.catchUpReader.read(ctx, dc, max(r.counted, v2FirstID-1), rollupCatchUpRows, false, false, nil)
+			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), rollupCatchUpRows, false, false, nil)
 			return err
 		})
 	})
@@ -493,9 +494,9 @@ func (s *store) catchUpRollups() error {
 	}
 	for i := range rows {
 		l := &rows[i]
-		r.count(l.TS, keyed{text: l.qname}, keyed{text: l.clientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
-			uint8(s.batch.labels.id(labelPlugin, l.plugin)), l.DurationUS)
-		r.counted = l.id
+		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
+			uint8(s.batch.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
+		r.counted = l.ID
 	}
 	n := len(rows)
 	// Periods the counted rows touch may be over already: sum them at the next flush.

@@ -10,14 +10,10 @@ import (
 	"github.com/querylog/querylog/internal/logrow"
 )
 
-const (
-	// applicationID marks a file as a querylog database ("QLOG"); any other non-empty SQLite
-	// file is refused rather than modified.
-	applicationID = 0x514C4F47
-	// schemaVersion is PRAGMA user_version after migrate; bump it and add a step to migrations
-	// when the schema changes.
-	schemaVersion = 2
-)
+// schemaVersion is PRAGMA user_version after migrate; when the schema changes, bump
+// logrow.SchemaVersion (the querylog command reads up to it) and add a step to migrations. A
+// file without logrow.ApplicationID is refused rather than modified.
+const schemaVersion = logrow.SchemaVersion
 
 // migrations[i] takes a database from user_version i to i+1. Each runs in the transaction that
 // sets the new user_version.

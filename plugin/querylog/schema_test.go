@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/testutil"
 )
 
@@ -25,7 +26,7 @@ func v1File(t *testing.T, path string, rows int, ms int64) {
 			'host' || (i %% 5000) || '.example.', iif(i %% 3 = 0, 28, 1), 1, iif(i %% 10 = 0, 3, 0), 60 + i %% 200,
 			iif(i %% 10 = 0, 0, 1), 100 + i %% 900, i %% 2 FROM n;
 		PRAGMA application_id = %d; PRAGMA user_version = 1;
-		COMMIT;`, migrations[0], rows, ms, applicationID))
+		COMMIT;`, migrations[0], rows, ms, logrow.ApplicationID))
 }
 
 // v1Digest sums what every row of schema 1's columns holds, through the queries view.

@@ -752,3 +752,16 @@ func createOtherDB(t *testing.T, path string, wal bool) {
 	}
 	testutil.Exec(t, path, pragma+`CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts (name) VALUES ('alice'), ('bob')`)
 }
+
+// TestParseOptionGroups checks that parseOption hands every option of the block to a group's
+// parser: given without arguments, each is either accepted or refused for its arguments, never
+// an unknown property.
+func TestParseOptionGroups(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range blockOptions {
+		_, _, err := parse(controller("querylog q.db {\n "+name+"\n}", dir))
+		if err != nil && strings.Contains(err.Error(), "unknown property") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
@@ -28,7 +29,7 @@ type store struct {
 	batch batch // the write side, batch.go
 	v1    bool  // rows of schema 1 remain in queries_v1
 
-	catchUpReader *logReader // reads rows for the rollups while they catch up (rollup.go)
+	catchUpReader *logrow.Reader // reads rows for the rollups while they catch up (rollup.go)
 }
 
 // refusal is an error about what a file is: not a querylog database, or one from a newer
@@ -75,25 +76,23 @@ func checkDatabase(path string) error {
 func identify(db interface {
 	QueryRow(query string, args ...any) *sql.Row
 }, path string) (int, error) {
-	var appID, version, objects int
-	err := db.QueryRow(`SELECT (SELECT application_id FROM pragma_application_id),
-		(SELECT user_version FROM pragma_user_version),
-		(SELECT count(*) FROM sqlite_schema)`).Scan(&appID, &version, &objects)
+	var id logrow.Identity
+	err := db.QueryRow(logrow.IdentityQuery).Scan(&id.AppID, &id.Version, &id.Objects)
 	if err != nil {
 		if transient(err) { // locked, I/O: says nothing about the file
 			return 0, fmt.Errorf("database %s: %w", path, err)
 		}
 		return 0, fmt.Errorf("database %s is not a readable SQLite database: %w", path, err)
 	}
-	switch {
-	case appID == 0 && objects == 0:
+	switch id.Check() {
+	case logrow.Blank:
 		return 0, nil
-	case appID != applicationID:
-		return 0, refusal{fmt.Sprintf("database %s is not a querylog database (application_id %d, %d schema objects); refusing to modify it", path, appID, objects)}
-	case version > schemaVersion:
-		return 0, refusal{fmt.Sprintf("database %s has schema version %d, newer than this build supports (%d)", path, version, schemaVersion)}
+	case logrow.Foreign:
+		return 0, refusal{fmt.Sprintf("database %s is not a querylog database (application_id %d, %d schema objects); refusing to modify it", path, id.AppID, id.Objects)}
+	case logrow.Newer:
+		return 0, refusal{fmt.Sprintf("database %s has schema version %d, newer than this build supports (%d)", path, id.Version, schemaVersion)}
 	}
-	return version, nil
+	return int(id.Version), nil
 }
 
 // dsn builds the modernc.org/sqlite connection string: a file: URI, so that SQLite takes mode
@@ -242,7 +241,7 @@ func (s *store) migrate() error {
 		if err := createViews(tx); err != nil {
 			return err
 		}
-		_, err = tx.Exec(fmt.Sprintf(`PRAGMA application_id = %d; PRAGMA user_version = %d`, applicationID, schemaVersion))
+		_, err = tx.Exec(fmt.Sprintf(`PRAGMA application_id = %d; PRAGMA user_version = %d`, logrow.ApplicationID, schemaVersion))
 		return err
 	})
 }

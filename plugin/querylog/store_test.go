@@ -77,8 +77,8 @@ func checkSchema(t *testing.T, s *store) {
 	if v := pragma(t, s.db, "user_version"); v != schemaVersion {
 		t.Errorf("user_version = %d, want %d", v, schemaVersion)
 	}
-	if v := pragma(t, s.db, "application_id"); v != applicationID {
-		t.Errorf("application_id = %#x, want %#x", v, applicationID)
+	if v := pragma(t, s.db, "application_id"); v != logrow.ApplicationID {
+		t.Errorf("application_id = %#x, want %#x", v, logrow.ApplicationID)
 	}
 	var mode string
 	if err := s.db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {

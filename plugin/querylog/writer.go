@@ -130,7 +130,8 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	registryMu.Lock()
 	writers[o.path] = w
 	registryMu.Unlock()
-	w.setShip(o.ship.Options) // before the flusher's first maintenance, which asks it what may be deleted
+	w.setShip(o.ship.Options)                            // before the flusher's first maintenance, which asks it what may be deleted
+	retry.PanicsTotal.WithLabelValues(w.path, inFlusher) // at 0 from the start, for increase()
 	go w.run()
 	return w, nil, nil
 }

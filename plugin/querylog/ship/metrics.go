@@ -14,29 +14,47 @@ var (
 	shippedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
-		Name:      "shipped_total",
+		Name:      nameShipped,
 		Help:      "Counter of rows ClickHouse has acknowledged.",
 	}, []string{"db"})
 
 	errorsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
-		Name:      "ship_errors_total",
+		Name:      nameErrors,
 		Help:      "Counter of failed attempts to ship (connect, check the table, insert); each is retried.",
 	}, []string{"db"})
 
 	droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
-		Name:      "ship_dropped_total",
+		Name:      nameDropped,
 		Help:      "Counter of rows deleted from SQLite before they were shipped, by reason.",
 	}, []string{"db", "reason"})
 
-	descLagRows    = newDesc("ship_lag_rows", "Rows in SQLite after the ship cursor (difference of seq).")
-	descLagSeconds = newDesc("ship_lag_seconds", "Age of the oldest row not yet shipped; 0 when caught up.")
+	descLagRows    = newDesc(nameLagRows, "Rows in SQLite after the ship cursor (difference of seq).")
+	descLagSeconds = newDesc(nameLagSeconds, "Age of the oldest row not yet shipped; 0 when caught up.")
 )
 
 const subsystem = "querylog"
+
+// The metrics' names, for the collectors and for Names.
+const (
+	nameShipped    = "shipped_total"
+	nameErrors     = "ship_errors_total"
+	nameDropped    = "ship_dropped_total"
+	nameLagRows    = "ship_lag_rows"
+	nameLagSeconds = "ship_lag_seconds"
+)
+
+// Names are the full names of the shipper's metrics, for the plugin's MetricNames.
+func Names() []string {
+	var out []string
+	for _, n := range []string{nameShipped, nameErrors, nameDropped, nameLagRows, nameLagSeconds} {
+		out = append(out, prometheus.BuildFQName(plugin.Namespace, subsystem, n))
+	}
+	return out
+}
 
 func newDesc(name, help string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(plugin.Namespace, subsystem, name), help, []string{"db"}, nil)

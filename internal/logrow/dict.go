@@ -1,0 +1,87 @@
+package logrow
+
+import (
+	"context"
+	"database/sql/driver"
+
+	"github.com/querylog/querylog/internal/rawsql"
+)
+
+// Dict holds the texts of a dictionary table (names, clients) by number, as rows refer to
+// them, in blocks of dictBlock consecutive numbers: rows written close together use numbers
+// close together, and a range of the table costs little more to read than one row. Numbers
+// are never given twice (plugin/querylog/dict.go), so a cached text stays right. The cache is
+// emptied when it holds its limit of blocks, so memory stays flat on any file. A number missing
+// from a block read earlier is looked for again (added since, or pruned). One goroutine at a
+// time uses a Dict.
+type Dict struct {
+	query     string // the texts of the numbers in [?1, ?2)
+	maxBlocks int
+	blocks    map[int64]*dictBlockTexts
+}
+
+// dictBlockTexts are the texts of the numbers of one block; a number the table does not have
+// (pruned) has none.
+type dictBlockTexts struct {
+	texts [dictBlock]string
+	has   [dictBlock]bool
+}
+
+const dictBlock = 1024
+
+// The dictionaries of the log table: the query names and the client addresses.
+const (
+	NamesTable   = "names"
+	ClientsTable = "clients"
+)
+
+// NewDict caches table, one of NamesTable and ClientsTable, holding about maxTexts texts at
+// most (some 80 bytes each).
+func NewDict(table string, maxTexts int) *Dict {
+	column := "name"
+	if table == ClientsTable {
+		column = "addr"
+	}
+	return &Dict{
+		query:     `SELECT id, ` + column + ` FROM ` + table + ` WHERE id >= ? AND id < ?`,
+		maxBlocks: max(1, maxTexts/dictBlock),
+	}
+}
+
+// Text returns the text of number n, read on dc if it is not cached; false (as the views show
+// NULL) if the dictionary has no such number.
+func (c *Dict) Text(ctx context.Context, dc driver.Conn, n int64) (string, bool, error) {
+	block, i := n/dictBlock, n%dictBlock
+	if i < 0 {
+		block, i = block-1, i+dictBlock
+	}
+	if b := c.blocks[block]; b != nil && b.has[i] {
+		return b.texts[i], true, nil
+	}
+	// Not read yet, or added since the block was read (tail -f reads new rows, and the texts
+	// they add, in later snapshots).
+	if c.blocks == nil || len(c.blocks) >= c.maxBlocks {
+		c.blocks = map[int64]*dictBlockTexts{}
+	}
+	b := &dictBlockTexts{}
+	err := rawsql.Each(ctx, dc, c.query, []any{block * dictBlock, (block + 1) * dictBlock}, func(v []driver.Value) error {
+		j := Int(v[0]) - block*dictBlock
+		b.texts[j], b.has[j] = Text(v[1])
+		return nil
+	})
+	if err != nil {
+		return "", false, err
+	}
+	c.blocks[block] = b
+	return b.texts[i], b.has[i], nil
+}
+
+// Ref is the text of a name or client column's value v: the text itself, or that of its number
+// in c; false for NULL or a number c does not have.
+func (c *Dict) Ref(ctx context.Context, dc driver.Conn, v driver.Value) (string, bool, error) {
+	if n, ok := v.(int64); ok {
+		return c.Text(ctx, dc, n)
+	}
+	s, ok := Text(v)
+	return s, ok, nil
+}
