@@ -159,7 +159,9 @@ func (s *server) start() {
 		}
 	})
 	deadline := time.Now().Add(testutil.Patience)
-	c := &dns.Client{Timeout: 200 * time.Millisecond} // tried again until the deadline
+	// Until CoreDNS listens, a probe is refused at once; once it does, a reply slower than the
+	// client's timeout would be a row of a query the test thinks unanswered: wait for it.
+	c := &dns.Client{Timeout: 10 * time.Second}
 	for i := 0; ; i++ {
 		select {
 		case <-exited:

@@ -147,18 +147,14 @@ func TestShipOutage(t *testing.T) {
 	s.out.Mark("stopping ClickHouse")
 	ch.Stop()
 	down := time.Now()
-	s.waitMetric("failed attempts", 20*time.Second, func(m testutil.Metrics) bool { return m.Get(s.db, "ship_errors_total") >= 3 })
-	time.Sleep(6*time.Second - time.Since(down))
-	during := s.mustScrape()
+	// The lag grows while ClickHouse is away: waited for, however slowly a busy machine
+	// serves the load.
+	s.waitMetric("failed attempts and a growing lag", time.Minute, func(m testutil.Metrics) bool {
+		return m.Get(s.db, "ship_errors_total") >= 3 && m.Get(s.db, "ship_lag_seconds") >= 3 && m.Get(s.db, "ship_lag_rows") >= 100
+	})
 	s.out.Mark("starting ClickHouse")
 	ch.Start()
 	outage := time.Since(down)
-	if lag := during.Get(s.db, "ship_lag_seconds"); lag < 3 {
-		t.Errorf("ship_lag_seconds %v after %s of outage, want it to grow", lag, outage)
-	}
-	if rows := during.Get(s.db, "ship_lag_rows"); rows < 100 {
-		t.Errorf("ship_lag_rows %v during the outage", rows)
-	}
 
 	// Back: the lag returns under 5 s while the load goes on.
 	back := time.Now()
