@@ -18,15 +18,12 @@ package main
 
 import (
 	"bufio"
-	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +38,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	_ "modernc.org/sqlite"
+	"github.com/querylog/querylog/internal/dblock"
 )
 
 const zone = "mem.test."
@@ -218,7 +215,7 @@ func measure(c config, bin, work, upstream, size string) (result, error) {
 	}
 	// Let the first (probe) entry be written, then hold the write lock.
 	poll(10*time.Second, func() bool { m, _ := scrape(metricsURL); return m.get("buffer_size") == 0 })
-	unlock, err := lock(db)
+	unlock, err := dblock.Hold(db)
 	if err != nil {
 		return result{}, err
 	}
@@ -333,31 +330,6 @@ func memory(pid int) (rss, hwm int64, err error) {
 		return 0, 0, errors.New("no VmRSS or VmHWM in /proc/PID/status")
 	}
 	return rss, hwm, s.Err()
-}
-
-// lock takes the database's write lock (BEGIN EXCLUSIVE) on a connection of its own.
-func lock(path string) (unlock func(), err error) {
-	u := url.URL{Scheme: "file", Path: path, RawQuery: "_pragma=busy_timeout(10000)"}
-	db, err := sql.Open("sqlite", u.String())
-	if err != nil {
-		return nil, err
-	}
-	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
-		conn.Close()
-		db.Close()
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return func() {
-		conn.ExecContext(ctx, "ROLLBACK")
-		conn.Close()
-		db.Close()
-	}, nil
 }
 
 type metrics map[string][]*sample

@@ -29,12 +29,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// Server is a running fake API server. It stops when the test ends.
+// Server is a running fake API server. Start's stops when the test ends; New's when Close is
+// called.
 type Server struct {
 	URL        string // http://127.0.0.1:PORT
-	Kubeconfig string // a kubeconfig file pointing at URL, in t.TempDir()
+	Kubeconfig string // a kubeconfig file pointing at URL, in a folder of its own
 
-	t       testing.TB
+	t       testing.TB // nil for New's: Apply and Delete then panic on a kind the fake does not serve
+	dir     string     // New's folder of Kubeconfig, removed by Close
 	http    *httptest.Server
 	closing chan struct{}
 
@@ -65,27 +67,57 @@ type event struct {
 // the test ends.
 func Start(t testing.TB, objs ...runtime.Object) *Server {
 	t.Helper()
-	s := &Server{
-		t:       t,
-		closing: make(chan struct{}),
-		objects: map[string]map[string]stored{},
-		changed: make(chan struct{}),
-	}
-	for _, o := range objs {
-		s.Apply(o)
-	}
-	s.http = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.http.URL
-	s.Kubeconfig = filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(s.Kubeconfig, []byte(kubeconfig(s.URL)), 0o600); err != nil {
+	s := &Server{t: t}
+	if err := s.start(t.TempDir(), objs); err != nil {
 		t.Fatalf("fakek8s: %v", err)
 	}
-	t.Cleanup(func() {
-		close(s.closing) // ends open watches, so that Close does not wait for them
-		s.http.CloseClientConnections()
-		s.http.Close()
-	})
+	t.Cleanup(s.stop)
 	return s
+}
+
+// New is Start for programs that are not tests (the load harness): it serves objs until Close.
+func New(objs ...runtime.Object) (*Server, error) {
+	dir, err := os.MkdirTemp("", "fakek8s-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir}
+	if err := s.start(dir, objs); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops a server made by New and removes its kubeconfig.
+func (s *Server) Close() {
+	s.stop()
+	os.RemoveAll(s.dir)
+}
+
+func (s *Server) start(dir string, objs []runtime.Object) error {
+	s.closing = make(chan struct{})
+	s.objects = map[string]map[string]stored{}
+	s.changed = make(chan struct{})
+	for _, o := range objs {
+		if err := s.change(o, false); err != nil {
+			return err
+		}
+	}
+	s.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	s.http = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.URL = s.http.URL
+	if err := os.WriteFile(s.Kubeconfig, []byte(kubeconfig(s.URL)), 0o600); err != nil {
+		s.stop()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) stop() {
+	close(s.closing) // ends open watches, so that Close does not wait for them
+	s.http.CloseClientConnections()
+	s.http.Close()
 }
 
 func kubeconfig(url string) string {
@@ -111,26 +143,34 @@ current-context: fake
 // event (ADDED or MODIFIED). Like Delete, it fails the test (t.Fatalf) on a kind the fake does
 // not serve, so call it from the test's goroutine.
 func (s *Server) Apply(obj runtime.Object) {
-	s.t.Helper()
-	s.change(obj, false)
+	s.must(s.change(obj, false))
 }
 
 // Delete removes the object of obj's kind, namespace and name, and sends a DELETED watch event.
 func (s *Server) Delete(obj runtime.Object) {
-	s.t.Helper()
-	s.change(obj, true)
+	s.must(s.change(obj, true))
 }
 
-func (s *Server) change(obj runtime.Object, remove bool) {
-	s.t.Helper()
+func (s *Server) must(err error) {
+	switch {
+	case err == nil:
+	case s.t != nil:
+		s.t.Helper()
+		s.t.Fatalf("fakek8s: %v", err)
+	default:
+		panic("fakek8s: " + err.Error()) // a program's own declared objects: a bug in it
+	}
+}
+
+func (s *Server) change(obj runtime.Object, remove bool) error {
 	obj = obj.DeepCopyObject()
 	resource, err := typeMeta(obj)
 	if err != nil {
-		s.t.Fatalf("fakek8s: %v", err)
+		return err
 	}
 	m, err := meta.Accessor(obj)
 	if err != nil {
-		s.t.Fatalf("fakek8s: %v", err)
+		return err
 	}
 	key := m.GetNamespace() + "/" + m.GetName()
 
@@ -143,7 +183,7 @@ func (s *Server) change(obj runtime.Object, remove bool) {
 	typ := "ADDED"
 	switch {
 	case remove && !exists:
-		s.t.Fatalf("fakek8s: Delete of %s %s, which does not exist", resource, key)
+		return fmt.Errorf("Delete of %s %s, which does not exist", resource, key)
 	case remove:
 		typ = "DELETED"
 	case exists:
@@ -158,7 +198,7 @@ func (s *Server) change(obj runtime.Object, remove bool) {
 	m.SetResourceVersion(fmt.Sprint(len(s.history) + 1))
 	raw, err := json.Marshal(obj)
 	if err != nil {
-		s.t.Fatalf("fakek8s: %v", err)
+		return err
 	}
 	st := stored{namespace: m.GetNamespace(), raw: raw, labels: m.GetLabels(), fields: fieldSet(obj, m)}
 	if remove {
@@ -169,6 +209,7 @@ func (s *Server) change(obj runtime.Object, remove bool) {
 	s.history = append(s.history, event{resource: resource, typ: typ, obj: st})
 	close(s.changed)
 	s.changed = make(chan struct{})
+	return nil
 }
 
 // typeMeta fills in obj's kind and apiVersion, which typed objects built in Go leave empty, and

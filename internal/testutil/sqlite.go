@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/querylog/querylog/internal/dblock"
+
 	_ "modernc.org/sqlite" // the driver querylog writes with
 )
 
@@ -84,29 +86,14 @@ func Names(t testing.TB, path string) map[string]int {
 // it) on a connection of its own, and holds it until unlock is called or the test ends.
 func Lock(t testing.TB, path string) (unlock func()) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sql.Open("sqlite", fileURI(path, "_pragma=busy_timeout(10000)"))
+	release, err := dblock.Hold(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatalf("locking %s: %v", path, err)
-	}
-	done := false
 	unlock = func() {
-		if done {
-			return
+		if err := release(); err != nil {
+			t.Error(err)
 		}
-		done = true
-		if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-			t.Errorf("unlocking %s: %v", path, err)
-		}
-		conn.Close()
-		db.Close()
 	}
 	t.Cleanup(unlock)
 	return unlock
