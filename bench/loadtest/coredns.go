@@ -37,18 +37,7 @@ func corefile(c *config, v variant, db string, dnsPort, metricsPort, readyPort, 
 	case v.Name == "dnstap":
 		fmt.Fprintf(&b, "    dnstap unix://%s full\n", filepath.Join(filepath.Dir(db), "dnstap.sock"))
 	case v.Querylog:
-		opts := strings.FieldsFunc(v.Options, func(r rune) bool { return r == ';' || r == '\n' })
-		if len(opts) == 0 {
-			fmt.Fprintf(&b, "    querylog %s\n", db)
-		} else {
-			fmt.Fprintf(&b, "    querylog %s {\n", db)
-			for _, o := range opts {
-				if o = strings.TrimSpace(o); o != "" {
-					fmt.Fprintf(&b, "        %s\n", o)
-				}
-			}
-			b.WriteString("    }\n")
-		}
+		querylogBlock(&b, db, v.Options)
 	}
 	if c.cache {
 		b.WriteString("    cache 30\n")
@@ -81,6 +70,26 @@ func corefile(c *config, v variant, db string, dnsPort, metricsPort, readyPort, 
 }
 `, nxZone, zone)
 	return b.String()
+}
+
+// querylogBlock writes the querylog line of the database db, with a block of the ';'-separated
+// options if there are any.
+func querylogBlock(b *strings.Builder, db, options string) {
+	var opts []string
+	for _, o := range strings.FieldsFunc(options, func(r rune) bool { return r == ';' || r == '\n' }) {
+		if o = strings.TrimSpace(o); o != "" {
+			opts = append(opts, o)
+		}
+	}
+	if len(opts) == 0 {
+		fmt.Fprintf(b, "    querylog %s\n", db)
+		return
+	}
+	fmt.Fprintf(b, "    querylog %s {\n", db)
+	for _, o := range opts {
+		fmt.Fprintf(b, "        %s\n", o)
+	}
+	b.WriteString("    }\n")
 }
 
 // waitReady polls the ready plugin (which waits for querylog's database) and the metrics

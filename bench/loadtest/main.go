@@ -13,6 +13,8 @@
 //	go run ./bench/loadtest -scenario rate -mix skewed       # 20,000 names, 32 client addresses
 //	go run ./bench/loadtest -scenario rate -mix unique -qps 2000 -duration 5s   # every name new
 //	go run ./bench/loadtest -scenario pool bench/results/*-compare-*.json   # rounds of many reports
+//	go run ./bench/loadtest -scenario compare -variants none,querylog -corefile kubernetes -lock-db -mix unique -duration 60s
+//	                                                         # memory: the manifests' Corefile, buffer full
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -65,6 +68,10 @@ type config struct {
 	dnstapBin   string // golang-dnstap's receiver, built when a variant is dnstap
 	repo        string
 	keep        bool
+	corefile    string // -corefile: template or kubernetes
+	upstreamRR  int    // -upstream-records
+	lockDB      bool   // -lock-db
+	gomemlimit  string // -gomemlimit: GOMEMLIMIT of CoreDNS, "" for none
 }
 
 func main() {
@@ -99,6 +106,10 @@ func realMain() int {
 	flag.StringVar(&c.corednsBin, "coredns", "", "use this CoreDNS binary instead of building ./cmd/coredns")
 	flag.StringVar(&c.repo, "repo", "", "repository root (default: found from the working directory)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary folder (Corefiles, databases, logs)")
+	flag.StringVar(&c.corefile, "corefile", corefileTemplate, "template (the harness's own zone, answered by the template plugin) or kubernetes (the Corefile of deploy/kubernetes: kubernetes with pods verified on a fake API server, metadata, forward to a loopback upstream, cache, loop, reload, loadbalance; variants none and querylog only)")
+	flag.IntVar(&c.upstreamRR, "upstream-records", 1, "-corefile kubernetes: A records in the upstream's answer to each A query (250 make a 4 KB reply)")
+	flag.BoolVar(&c.lockDB, "lock-db", false, "hold the database's write lock (BEGIN EXCLUSIVE from another connection) from startup to the end of the load: nothing is flushed, the buffer fills and what overflows is dropped and counted (judged: rows + dropped = replies)")
+	flag.StringVar(&c.gomemlimit, "gomemlimit", "", "GOMEMLIMIT of CoreDNS (e.g. 150MiB); default: unset")
 	flag.Parse()
 	if c.scenario == "pool" {
 		if err := pool(os.Stdout, flag.Args()); err != nil {
@@ -217,6 +228,9 @@ func (c *config) fill() error {
 	case c.outage < 0 || c.outage >= c.duration:
 		return fmt.Errorf("-clickhouse-outage %s: must be shorter than -duration %s", c.outage, c.duration)
 	}
+	if err := c.fillKubernetes(); err != nil {
+		return err
+	}
 	if c.cpuProfile != "" && c.scenario == "compare" {
 		return errors.New("-cpuprofile is for rate and max runs (the compare Corefiles must differ in one line only)")
 	}
@@ -254,3 +268,34 @@ func findRepo() (string, error) {
 		dir = parent
 	}
 }
+
+// fillKubernetes checks -corefile, -upstream-records, -lock-db and -gomemlimit.
+func (c *config) fillKubernetes() error {
+	switch c.corefile {
+	case corefileTemplate:
+		if c.upstreamRR != 1 {
+			return errors.New("-upstream-records is for -corefile kubernetes (the template Corefile has no upstream)")
+		}
+	case corefileKubernetes:
+		for _, v := range c.variants {
+			if !v.Querylog && v.Name != "none" {
+				return fmt.Errorf("-corefile kubernetes: variant %q; only none and querylog variants", v.Name)
+			}
+		}
+		if c.cache || c.cpuProfile != "" {
+			return errors.New("-corefile kubernetes has cache 30 of its own and no pprof: drop -cache and -cpuprofile")
+		}
+	default:
+		return fmt.Errorf("unknown -corefile %q (template or kubernetes)", c.corefile)
+	}
+	if c.upstreamRR < 0 || c.upstreamRR > 4000 {
+		return fmt.Errorf("-upstream-records %d: must be between 0 and 4000", c.upstreamRR)
+	}
+	if c.gomemlimit != "" && !gomemlimitRE.MatchString(c.gomemlimit) {
+		return fmt.Errorf("-gomemlimit %q: a number of bytes with an optional unit B, KiB, MiB, GiB or TiB (as Go's GOMEMLIMIT), or off", c.gomemlimit)
+	}
+	return nil
+}
+
+// gomemlimitRE is what the Go runtime accepts in GOMEMLIMIT.
+var gomemlimitRE = regexp.MustCompile(`^([0-9]+(B|KiB|MiB|GiB|TiB)?|off)$`)

@@ -71,6 +71,10 @@ type report struct {
 	Named       []string        `json:"variant_options,omitempty"` // -variant NAME=OPTIONS as given
 	ClickHouse  *clickhouseInfo `json:"clickhouse,omitempty"`
 	Outage      string          `json:"clickhouse_outage,omitempty"`
+	CorefileOf  string          `json:"corefile,omitempty"`           // -corefile; absent: template
+	UpstreamRR  int             `json:"upstream_records,omitempty"`   // -corefile kubernetes: A records per A answer
+	LockDB      bool            `json:"lock_db,omitempty"`            // the write lock was held during the load
+	GOMEMLIMIT  string          `json:"coredns_gomemlimit,omitempty"` // absent: unset
 	Source      *provenance     `json:"source,omitempty"`
 	Queries     queryStats      `json:"query_file"`
 	Runs        []*runResult    `json:"runs"`
@@ -90,6 +94,10 @@ func newReport(c *config) *report {
 	if c.outage > 0 {
 		rep.Outage = secs(c.outage)
 	}
+	if c.corefile == corefileKubernetes {
+		rep.CorefileOf, rep.UpstreamRR = c.corefile, c.upstreamRR
+	}
+	rep.LockDB, rep.GOMEMLIMIT = c.lockDB, c.gomemlimit
 	if c.scenario == "compare" {
 		rep.Pairs = c.pairs
 		rep.Variants = variantNames(c.variants)
@@ -230,6 +238,15 @@ func (rep *report) autoName() string {
 	}
 	if rep.Cache {
 		d += "-cache"
+	}
+	if rep.CorefileOf != "" {
+		d += "-" + rep.CorefileOf
+	}
+	if rep.LockDB {
+		d += "-locked"
+	}
+	if rep.GOMEMLIMIT != "" {
+		d += "-gomemlimit" + rep.GOMEMLIMIT
 	}
 	if rep.GOMAXPROCS != 1 {
 		d += fmt.Sprintf("-gomaxprocs%d", rep.GOMAXPROCS)

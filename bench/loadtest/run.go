@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/querylog/querylog/internal/childproc"
+	"github.com/querylog/querylog/internal/dblock"
 	"github.com/querylog/querylog/internal/freeport"
 )
 
@@ -68,6 +69,15 @@ func run(ctx context.Context, c *config) (*report, error) {
 		rep.ClickHouse = &ch.info
 	}
 
+	var k *cluster
+	if c.corefile == corefileKubernetes {
+		fmt.Fprintf(os.Stderr, "starting the fake Kubernetes API and the upstream ...\n")
+		if k, err = startCluster(c); err != nil {
+			return nil, err
+		}
+		defer k.close()
+	}
+
 	var runs []variant
 	rounds := 1
 	if c.scenario == "compare" {
@@ -90,7 +100,7 @@ func run(ctx context.Context, c *config) (*report, error) {
 			v.Options = ch.expand(v.Options, ship.table)
 		}
 		fmt.Fprintf(os.Stderr, "run %d/%d: %s, %s, %s ...\n", i+1, len(runs), v.Name, loadDesc(c), secs(c.duration))
-		r, err := runOnce(ctx, c, bin, qfiles, qs.LinesPerFile, dir, v, ship)
+		r, err := runOnce(ctx, c, bin, qfiles, qs.LinesPerFile, dir, v, ship, k)
 		if r == nil {
 			r = &runResult{Variant: v.Name, querylog: v.Querylog, GOMAXPROCS: c.gomaxprocs}
 		}
@@ -119,23 +129,30 @@ func loadDesc(c *config) string {
 
 // runOnce starts a fresh CoreDNS with a fresh database, loads it with dnsperf while scraping its
 // metrics, stops it with SIGTERM and collects the results. With ship, querylog ships to the
-// harness's ClickHouse, which -clickhouse-outage stops during the load.
-func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir string, v variant, ship *shipTarget) (*runResult, error) {
+// harness's ClickHouse, which -clickhouse-outage stops during the load. With k, CoreDNS runs the
+// kubernetes Corefile against k's API and upstream.
+func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesPerFile []int, dir string, v variant, ship *shipTarget, k *cluster) (*runResult, error) {
 	p, err := freeport.Take(4)
 	if err != nil {
 		return nil, err
 	}
 	dnsPort, metricsPort, readyPort, pprofPort := p[0], p[1], p[2], p[3]
-	if c.cpuProfile == "" {
-		pprofPort = 0
-	}
 	db := filepath.Join(dir, "querylog.db")
-	cf := corefile(c, v, db, dnsPort, metricsPort, readyPort, pprofPort)
+	var cf string
+	if k != nil {
+		cf = kubernetesCorefile(k, v, db, dnsPort, metricsPort, readyPort, p[3]) // the fourth port for health
+		pprofPort = 0
+	} else {
+		if c.cpuProfile == "" {
+			pprofPort = 0
+		}
+		cf = corefile(c, v, db, dnsPort, metricsPort, readyPort, pprofPort)
+	}
 	cfPath := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(cfPath, []byte(cf), 0o644); err != nil {
 		return nil, err
 	}
-	r := &runResult{Variant: v.Name, querylog: v.Querylog, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
+	r := &runResult{Variant: v.Name, querylog: v.Querylog, lockedDB: c.lockDB, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
 
 	var tap *dnstapReceiver
 	if v.Name == "dnstap" {
@@ -158,6 +175,9 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	cmd := exec.Command(bin, "-conf", cfPath)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(c.gomaxprocs))
+	if c.gomemlimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+c.gomemlimit)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	exited, _, err := childproc.Start(cmd)
 	if err != nil {
@@ -171,10 +191,19 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		}
 	}()
 	pid := cmd.Process.Pid
+	var unlock func() error // -lock-db
 
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", readyPort), metricsURL, exited); err != nil {
 		return r, fmt.Errorf("%w\n%s", err, tail(outPath, 20))
+	}
+	if c.lockDB && v.Querylog {
+		release, err := dblock.Hold(db)
+		if err != nil {
+			return r, err
+		}
+		defer release()
+		unlock = release
 	}
 	cpu0, _ := procCPU(pid)
 	var tapCPU0 float64
@@ -257,7 +286,12 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 		sr.scraped(r.Series, final)
 	}
 
-	// Stop, and wait for the drain.
+	// Stop, and wait for the drain, which needs the lock.
+	if unlock != nil {
+		if err := unlock(); err != nil {
+			return r, err
+		}
+	}
 	stopStart := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {

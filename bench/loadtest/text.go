@@ -27,6 +27,15 @@ func (rep *report) text() string {
 		load = fmt.Sprintf("target %d QPS", rep.TargetQPS)
 	}
 	p("machine:  %d cores (runtime.NumCPU), shared by dnsperf and CoreDNS; CoreDNS GOMAXPROCS=%d; %s", rep.Cores, rep.GOMAXPROCS, rep.GoVersion)
+	if rep.GOMEMLIMIT != "" {
+		p("          CoreDNS GOMEMLIMIT=%s", rep.GOMEMLIMIT)
+	}
+	if rep.CorefileOf != "" {
+		p("corefile: %s (deploy/kubernetes's, fake API, loopback upstream with %d A records per A answer)", rep.CorefileOf, rep.UpstreamRR)
+	}
+	if rep.LockDB {
+		p("lock:     the database's write lock held by another connection from startup to the end of the load")
+	}
 	edns := map[bool]string{true: " -e", false: ""}[rep.EDNS]
 	if k := rep.ClientAddrs; k > 1 {
 		p("load:     %s for %s per run; %d dnsperf processes at once, each -c %d -T %d -q %d%s and 1/%d of the rate; cache %s",
@@ -147,7 +156,9 @@ func (r *runResult) text(w io.Writer, compact bool) {
 		rc := "n/a"
 		if r.RowsMinusCompl != nil {
 			rc = strconv.FormatInt(*r.RowsMinusCompl, 10)
-			if *r.RowsMinusCompl == 0 {
+			if r.lockedDB && r.Querylog != nil && *r.RowsMinusCompl == -int64(r.Querylog.DroppedTotal) {
+				rc += " = − dropped (OK: -lock-db)"
+			} else if *r.RowsMinusCompl == 0 {
 				rc += " (OK)"
 			} else {
 				rc += " (MUST BE 0)"
@@ -156,6 +167,9 @@ func (r *runResult) text(w io.Writer, compact bool) {
 		re := ""
 		if r.RowsMinusEnq != nil {
 			re = fmt.Sprintf("; rows − enqueued_total = %d", *r.RowsMinusEnq)
+		}
+		if r.LoopProbes > 0 {
+			re += fmt.Sprintf(" (with the loop plugin's %d probe row(s), not counted as written)", r.LoopProbes)
 		}
 		p("  rows:      %d written; rows − completed = %s%s", *r.Rows, rc, re)
 	}
