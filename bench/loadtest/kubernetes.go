@@ -122,6 +122,10 @@ func upstreamHandler(records int) dns.HandlerFunc {
 	}
 }
 
+// manifestQuerylogOptions are the querylog block's lines in deploy/kubernetes's Corefile but
+// its ship lines, which need a ClickHouse (TestKubernetesCorefileMatchesManifest).
+const manifestQuerylogOptions = "max_size 384MiB; shutdown_timeout 5s; buffer_bytes 16MiB; metadata kubernetes/client-namespace kubernetes/client-pod-name"
+
 // kubernetesCorefile is the Corefile of deploy/kubernetes/components/querylog (the stock
 // kube-system Corefile with metadata, pods verified and querylog) with what a loopback run must
 // change: ports on 127.0.0.1, the fake API's kubeconfig, forward to the harness's upstream
@@ -150,7 +154,7 @@ func kubernetesCorefileWith(k *cluster, kubeconfig string, v variant, db string,
     prometheus 127.0.0.1:%d
 `, dnsPort, healthPort, readyPort, kubeconfig, metricsPort)
 	if v.Querylog {
-		querylogBlock(&b, db, "max_size 384MiB; shutdown_timeout 5s; metadata kubernetes/client-namespace kubernetes/client-pod-name; "+v.Options)
+		querylogBlock(&b, db, manifestQuerylogOptions+"; "+v.Options)
 	}
 	fmt.Fprintf(&b, `    forward . %s {
         max_concurrent 1000

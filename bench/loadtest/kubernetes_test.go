@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func TestKubernetesCorefileDiffersByQuerylogOnly(t *testing.T) {
 	}
 	none := cf(variant{Name: "none"})
 	ql := cf(variant{Name: "querylog", Querylog: true, Options: "answers"})
-	block := "    querylog /tmp/q.db {\n        max_size 384MiB\n        shutdown_timeout 5s\n" +
+	block := "    querylog /tmp/q.db {\n        max_size 384MiB\n        shutdown_timeout 5s\n        buffer_bytes 16MiB\n" +
 		"        metadata kubernetes/client-namespace kubernetes/client-pod-name\n        answers\n    }\n"
 	if !strings.Contains(ql, block) {
 		t.Fatalf("querylog Corefile lacks the block %q:\n%s", block, ql)
@@ -95,5 +96,30 @@ func TestUpstreamAnswers(t *testing.T) {
 	}
 	if r := ask("a."+zone, dns.TypeAAAA, 0); len(r.Answer) != 1 {
 		t.Errorf("AAAA: %d records", len(r.Answer))
+	}
+}
+
+// TestKubernetesCorefileMatchesManifest: the harness's querylog block is the manifest's, but
+// for the lines that ship to ClickHouse.
+func TestKubernetesCorefileMatchesManifest(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/kubernetes/components/querylog/corefile.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "querylog":
+			in = true
+		case in && len(f) == 1 && f[0] == "}":
+			in = false
+		case in && len(f) > 0 && !strings.HasPrefix(f[0], "#") && f[0] != "node" && !strings.HasPrefix(f[0], "ship"):
+			opts = append(opts, strings.Join(f, " "))
+		}
+	}
+	if got := strings.Join(opts, "; "); got != manifestQuerylogOptions {
+		t.Errorf("the manifest's querylog options (without ship lines) are\n  %s\nthe harness's\n  %s", got, manifestQuerylogOptions)
 	}
 }
