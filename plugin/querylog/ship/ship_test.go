@@ -2,6 +2,7 @@ package ship
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,4 +232,23 @@ func sqlStatements(text string) []string {
 		}
 	}
 	return out
+}
+
+// TestShipReadsNothingWhileClickHouseIsDown: an attempt connects before it reads, so a
+// ClickHouse that refuses connections costs no batch read and dropped at every retry (52 MiB of
+// RSS at saturation before, bench/README.md's memory budget).
+func TestShipReadsNothingWhileClickHouseIsDown(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.Ports(t, 1)[0]) // free: nothing listens
+	src := newMemSource(testRows(3*20000, time.Now().Add(-time.Hour)))
+	db := "down-" + t.Name()
+	s := startShipper(t, db, src, testOptions(addr, "n1"))
+	testutil.WaitFor(t, 30*time.Second, "three failed attempts", func() bool {
+		return promtest.ToFloat64(errorsTotal.WithLabelValues(db)) >= 3
+	})
+	s.Stop()
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.read != 0 {
+		t.Errorf("the shipper read %d rows while ClickHouse refused every connection, want 0", src.read)
+	}
 }

@@ -12,6 +12,7 @@ type memSource struct {
 	mu      sync.Mutex
 	rows    []Row
 	cursors map[string]int64
+	read    int // rows returned by Read, in all
 }
 
 func newMemSource(rows []Row) *memSource { return &memSource{rows: rows, cursors: map[string]int64{}} }
@@ -53,6 +54,7 @@ func (r memReader) Read(after int64, limit int, dst []Row) ([]Row, error) {
 		}
 		if row.Seq > after {
 			dst = append(dst, row)
+			r.m.read++
 		}
 	}
 	return dst, nil
