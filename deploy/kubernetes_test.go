@@ -150,6 +150,10 @@ func checkPod(t *testing.T, spec corev1.PodSpec, corefile, nodeField string) {
 		t.Errorf("memory limit %s, want the stock 170Mi", lim.String())
 	}
 
+	if gml := envValue(ctr.Env, "GOMEMLIMIT"); gml != "150MiB" {
+		t.Errorf("GOMEMLIMIT %q, want 150MiB: below the 170Mi limit by the binary's pages and SQLite's memory (bench/README.md, Memory budget)", gml)
+	}
+
 	lameduck := duration(t, corefileSetting(corefile, "lameduck", "0s"))
 	shutdown := duration(t, corefileSetting(corefile, "shutdown_timeout", "5s"))
 	need := lameduck + 2*shutdown // the drain, then the shipper's last pass
@@ -257,4 +261,14 @@ func duration(t *testing.T, s string) time.Duration {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// envValue is the literal value of the variable name in env, "" if it is not set so.
+func envValue(env []corev1.EnvVar, name string) string {
+	for _, e := range env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }

@@ -241,6 +241,9 @@ func (rep *report) autoName() string {
 	}
 	if rep.CorefileOf != "" {
 		d += "-" + rep.CorefileOf
+		if rep.UpstreamRR != 1 {
+			d += fmt.Sprintf("-upstream%drr", rep.UpstreamRR)
+		}
 	}
 	if rep.LockDB {
 		d += "-locked"
