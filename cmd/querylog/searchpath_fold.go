@@ -138,6 +138,7 @@ func (a *spAnalysis) learn(s *spStream) {
 		base   int32
 		suffix string
 		ts     int64
+		row    int // of the expansion: within a millisecond, the order the rows are in
 	}
 	var events []event
 	for i := range s.rows {
@@ -150,13 +151,15 @@ func (a *spAnalysis) learn(s *spStream) {
 			}
 			e := a.names[p.name]
 			if suffix, ok := extends(e, b); ok { // an expansion, then the name as asked
-				events = append(events, event{q.name, suffix, p.ts})
+				events = append(events, event{q.name, suffix, p.ts, j})
 			} else if suffix, ok := extends(b, e); ok { // the name as asked, then an expansion
-				events = append(events, event{p.name, suffix, q.ts})
+				events = append(events, event{p.name, suffix, q.ts, i})
 			}
 		}
 	}
-	slices.SortStableFunc(events, func(x, y event) int { return cmp.Or(cmp.Compare(x.base, y.base), cmp.Compare(x.ts, y.ts)) })
+	slices.SortFunc(events, func(x, y event) int {
+		return cmp.Or(cmp.Compare(x.base, y.base), cmp.Compare(x.ts, y.ts), cmp.Compare(x.row, y.row))
+	})
 	g := a.groups[s.group]
 	for i := 0; i < len(events); {
 		// one lookup: the events of a base within lookupGapMS of each other
