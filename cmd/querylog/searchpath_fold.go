@@ -10,11 +10,11 @@ import (
 
 // spQuery is one A or AAAA query as searchpath needs it.
 type spQuery struct {
-	ts, id int64 // arrival (Unix ms) and the log's id (the order written)
-	name   int32 // index in spAnalysis.names: fully qualified, lower-cased
-	aaaa   bool
-	rcode  uint16
-	ok     bool // NOERROR with at least one answer: the resolver stops there
+	ts, seq int64 // arrival (Unix ms), and the order read (of the log: by id, the order written)
+	name    int32 // index in spAnalysis.names: fully qualified, lower-cased
+	aaaa    bool
+	rcode   uint16
+	ok      bool // NOERROR with at least one answer: the resolver stops there
 }
 
 // spStream is the queries of one client in one namespace (or none), in arrival order once
@@ -242,7 +242,8 @@ func (a *spAnalysis) candidate(l *spLookup, name string, suffixes []string) int 
 func (a *spAnalysis) fold(s *spStream) {
 	suffixes := a.groups[s.group].suffixes
 	n := len(suffixes)
-	var open []*spLookup
+	var open, free []*spLookup
+	var oldest int64 // the earliest lastTS of the open lookups, or before it
 	end := func(l *spLookup) {
 		key := spKey{s.group, l.base}
 		st := a.stats[key]
@@ -257,17 +258,22 @@ func (a *spAnalysis) fold(s *spStream) {
 		for nd := 1; nd <= maxNdots; nd++ {
 			st.whatIf[nd-1] += whatIf(l.outcome, dots, nd)
 		}
+		free = append(free, l)
 	}
 	for i := range s.rows {
 		q := &s.rows[i]
 		name := a.names[q.name]
-		open = slices.DeleteFunc(open, func(l *spLookup) bool {
-			if q.ts-l.lastTS > lookupGapMS {
-				end(l)
-				return true
-			}
-			return false
-		})
+		if len(open) > 0 && q.ts-oldest > lookupGapMS {
+			oldest = q.ts
+			open = slices.DeleteFunc(open, func(l *spLookup) bool {
+				if q.ts-l.lastTS > lookupGapMS {
+					end(l)
+					return true
+				}
+				oldest = min(oldest, l.lastTS)
+				return false
+			})
+		}
 		bit := uint8(1)
 		if q.aaaa {
 			bit = 2
@@ -286,7 +292,16 @@ func (a *spAnalysis) fold(s *spStream) {
 			}
 		}
 		if into == nil {
-			into = &spLookup{base: q.name, asIsFirst: true, seen: make([]uint8, n+1), outcome: make([]uint8, n+1)}
+			if k := len(free); k > 0 { // lookups ended are used again: one allocation less a lookup
+				into, free = free[k-1], free[:k-1]
+				seen, outcome := into.seen, into.outcome
+				clear(seen)
+				clear(outcome)
+				*into = spLookup{seen: seen, outcome: outcome}
+			} else {
+				into = &spLookup{seen: make([]uint8, n+1), outcome: make([]uint8, n+1)}
+			}
+			into.base, into.asIsFirst = q.name, true
 			k = n
 			if n > 0 && len(name) > len(suffixes[0]) && strings.HasSuffix(name, suffixes[0]) && endsInLabel(name, len(suffixes[0])) {
 				// A search begins with the first suffix.
@@ -297,6 +312,9 @@ func (a *spAnalysis) fold(s *spStream) {
 				open = open[1:]
 			}
 			open = append(open, into)
+			if len(open) == 1 {
+				oldest = q.ts
+			}
 		}
 		into.pos = max(into.pos, into.position(k, n))
 		into.lastTS = q.ts
@@ -344,7 +362,7 @@ func whatIf(outcome []uint8, dots, ndots int) int64 {
 // analyse learns each group's search list (unless given) and folds every stream.
 func (a *spAnalysis) analyse(given []string) {
 	for _, s := range a.streams {
-		slices.SortFunc(s.rows, func(x, y spQuery) int { return cmp.Or(cmp.Compare(x.ts, y.ts), cmp.Compare(x.id, y.id)) })
+		slices.SortFunc(s.rows, func(x, y spQuery) int { return cmp.Or(cmp.Compare(x.ts, y.ts), cmp.Compare(x.seq, y.seq)) })
 	}
 	if given != nil {
 		for _, g := range a.groups {
