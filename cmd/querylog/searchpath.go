@@ -50,7 +50,7 @@ func runSearchpath(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var since timeFlag
 	fs := newFlags("searchpath", "[--since 1h] [--namespace NS] [--search SUFFIX,...] [-n 20]", out, &c, defaultTimeout)
-	fs.Var(&since, "since", "lookups that began at or after `T`: a duration ago (30m, 1h) or an RFC 3339 time (default 1h)")
+	fs.Var(&since, "since", "the queries that arrived at or after `T`: a duration ago (30m, 1h) or an RFC 3339 time (default 1h)")
 	ns := fs.String("namespace", "", "only the lookups of pods in namespace `NS` (the metadata label "+nsLabel+")")
 	search := fs.String("search", "", "the search list, comma-separated `SUFFIXES` in the resolvers' order (default: learned from the log)")
 	n := fs.Int("n", 20, "how many names (1 to 10000)")
@@ -137,7 +137,7 @@ func (d *database) searchpath(ctx context.Context, w *where, opt spOptions) (*sp
 
 // spScan reads rows into an spAnalysis. Log rows mostly hold numbers of the names and clients
 // dictionaries: each number is looked up once, and only the columns searchpath needs are read
-// (logRows would name every row's labels, which costs twice as much).
+// (logRows decodes and names every column of every row, which cost half as much again).
 type spScan struct {
 	d          *database
 	a          *spAnalysis
