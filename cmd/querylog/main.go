@@ -36,6 +36,10 @@ Commands:
                                        field that begins with =, +, - or @ as a formula)
   stats                                rows, time span, file size, rows per day, rollups,
                                        schema version
+  searchpath [--since 1h] [--namespace NS] [--search SUFFIX,...] [-n 20]
+                                       the A and AAAA queries of each lookup folded into the
+                                       name asked, per namespace or client: what the search
+                                       list cost, and would cost with ndots 1 to 5
   version                              querylog's version, Go's, and the commit it was
                                        built from (also --version)
 
@@ -102,6 +106,8 @@ var commands = map[string]command{
 	"search": {runSearch},
 	"export": {runExport},
 	"stats":  {runStats},
+
+	"searchpath": {runSearchpath},
 }
 
 func main() {
@@ -128,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export, stats or version; querylog -h for help)\n", args[0])
+		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export, stats, searchpath or version; querylog -h for help)\n", args[0])
 		return exitUsage
 	}
 	err := c.run(ctx, args[1:], stdout, stderr)
