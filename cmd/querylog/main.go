@@ -102,6 +102,7 @@ var commands = map[string]command{
 	"search": {runSearch},
 	"export": {runExport},
 	"stats":  {runStats},
+	"new":    {runNew},
 }
 
 func main() {
