@@ -541,6 +541,9 @@ func (r *newResult) writeTable(out io.Writer) error {
 	if err := writeAligned(out, lines); err != nil {
 		return err
 	}
+	if len(r.names) == 0 {
+		io.WriteString(out, "no name first seen in the window\n")
+	}
 	if r.newNames > len(r.names) {
 		fmt.Fprintf(out, "(%d of %s; -n shows more)\n", len(r.names), plural(int64(r.newNames), "new name"))
 	}
@@ -551,6 +554,9 @@ func (r *newResult) writeTable(out io.Writer) error {
 	io.WriteString(out, "\n")
 	if err := writeAligned(out, lines); err != nil {
 		return err
+	}
+	if len(r.domains) == 0 {
+		io.WriteString(out, "no registered domain first seen in the window\n")
 	}
 	if r.newDoms > len(r.domains) {
 		fmt.Fprintf(out, "(%d of %s; -n shows more)\n", len(r.domains), plural(int64(r.newDoms), "new domain"))
