@@ -85,10 +85,10 @@ type newResult struct {
 	winDoms   int   // domains of the window
 	queries   int64 // queries of the window (of --namespace)
 	oldest    sql.NullInt64
-	olderRows int64 // rows before the window read (texts), 0 if not needed
-	scanned   bool  // every row before the window was read
-	rollupsTo int64 // rollup periods that begin before this were read (Unix seconds); 0: none
-	folded    int64 // queries of rollup periods read that are counted under (other)
+	olderRows int64           // rows before the window read (texts), 0 if not needed
+	scanned   bool            // every row before the window was read
+	rollupsTo int64           // rollup periods that begin before this were read (Unix seconds); 0: none
+	folded    map[int64]int64 // by span: queries of the rollup periods read counted under (other)
 	v1        bool
 }
 
@@ -161,20 +161,20 @@ type newState struct {
 	domains   map[string]*newDomain
 	openNames map[string]*newName // not known to be old
 	openDoms  map[string]*newDomain
-	changed   bool                // the open names or domains changed since textConds made conds
 	conds     map[string]textCond // textConds' conditions, by column
+	condsOpen int                 // how many names and domains were open when they were made
 }
 
 // seen marks a text seen before the window: the name if it is one of the window, and the
 // domain it is at or under.
 func (s *newState) seen(text string) {
 	if nm, ok := s.openNames[text]; ok {
-		nm.old, s.changed = true, true
+		nm.old = true
 		delete(s.openNames, text)
 	}
 	if len(s.openDoms) > 0 {
 		if dom := underAny(text, s.openDoms); dom != "" {
-			s.domains[dom].old, s.changed = true, true
+			s.domains[dom].old = true
 			delete(s.openDoms, dom)
 		}
 	}
@@ -183,14 +183,15 @@ func (s *newState) seen(text string) {
 func (s *newState) done() bool { return len(s.openNames) == 0 && len(s.openDoms) == 0 }
 
 // textConds is an SQL condition that col holds a text still open: one of the names, or a name
-// at or under one of the domains, when they are few; otherwise any text, matched in Go. It is
-// made anew only when what is open changed (a scan asks at every chunk).
+// at or under one of the domains, when they are few; otherwise any text, matched in Go. A scan
+// asks at every chunk: the condition is made anew once an eighth of what it names is known to
+// be old (the rest only selects rows that change nothing).
 func (s *newState) textConds(col string) (string, []any) {
 	if len(s.openDoms) > 16 {
 		return "1", nil
 	}
-	if s.changed || s.conds == nil {
-		s.conds, s.changed = map[string]textCond{}, false
+	if open := len(s.openNames) + len(s.openDoms); s.conds == nil || open <= s.condsOpen-s.condsOpen/8-1 {
+		s.conds, s.condsOpen = map[string]textCond{}, open
 	}
 	if c, ok := s.conds[col]; ok {
 		return c.cond, c.args
@@ -215,7 +216,7 @@ type textCond struct {
 type epoch struct{ logID, nameID int64 }
 
 func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (*newResult, error) {
-	res := &newResult{from: from, namespace: ns, v1: d.v1 != ""}
+	res := &newResult{from: from, namespace: ns, v1: d.v1 != "", folded: map[int64]int64{}}
 	s := &newState{names: map[string]*newName{}, domains: map[string]*newDomain{}}
 	w0 := from * 1000 << 8 // the first id a row of the window can have
 	var epochs []epoch
@@ -418,7 +419,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 				append([]any{span, before, from, otherKey}, args...), func(v []driver.Value) error {
 					t, _ := logrow.Text(v[0])
 					if t == otherKey {
-						res.folded += logrow.Int(v[1])
+						res.folded[span] += logrow.Int(v[1])
 						return nil
 					}
 					s.seen(t)
@@ -510,7 +511,8 @@ func (r *newResult) sources() []string {
 	case !r.oldest.Valid:
 		out = append(out, "before the window: the file has no rows")
 	case r.oldest.Int64 >= r.from*1000:
-		out = append(out, "before the window: no rows (the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+", is in it)")
+		out = append(out, "before the window: no rows; the window begins before the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+
+			": its names from before then, which only rollups keep, are not listed")
 	case r.scanned:
 		out = append(out, fmt.Sprintf("before the window: rows from %s, every one read (%s holding a name as text matched)",
 			time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339), count(r.olderRows)))
@@ -521,9 +523,18 @@ func (r *newResult) sources() []string {
 	if r.rollupsTo > 0 {
 		out = append(out, "rollups: the days, hours and minutes before "+rfc3339(r.rollupsTo)+" (where there are no rows)")
 	}
-	if r.folded > 0 {
-		out = append(out, fmt.Sprintf("%s: %s of those rollups are of names past the rollups' limit per period: a name asked only then is shown as new",
-			otherKey, plural(r.folded, "query")))
+	var folded []string
+	for _, l := range []struct {
+		span int64
+		what string
+	}{{86400, "days"}, {3600, "hours"}, {60, "minutes"}} {
+		if n := r.folded[l.span]; n > 0 {
+			folded = append(folded, "the "+l.what+" "+count(n))
+		}
+	}
+	if len(folded) > 0 {
+		out = append(out, fmt.Sprintf("%s: of those rollups, %s queries are of names past the rollups' limit per period: a name asked only among them is shown as new",
+			otherKey, strings.Join(folded, ", ")))
 	}
 	if r.v1 {
 		out = append(out, "rows of schema 1: read too (they have no namespace)")
@@ -583,19 +594,22 @@ func (r *newResult) writeJSON(out io.Writer) error {
 		ns = &r.namespace
 	}
 	v := struct {
-		Since         string       `json:"since"`
-		Namespace     *string      `json:"namespace"`
-		Names         []jsonName   `json:"names"`
-		Domains       []jsonDomain `json:"domains"`
-		NewNames      int          `json:"new_names"`
-		NewDomains    int          `json:"new_domains"`
-		WindowQueries int64        `json:"window_queries"`
-		WindowNames   int          `json:"window_names"`
-		WindowDomains int          `json:"window_domains"`
-		Folded        int64        `json:"rollup_other_queries"`
-		Sources       []string     `json:"sources"`
+		Since         string           `json:"since"`
+		Namespace     *string          `json:"namespace"`
+		Names         []jsonName       `json:"names"`
+		Domains       []jsonDomain     `json:"domains"`
+		NewNames      int              `json:"new_names"`
+		NewDomains    int              `json:"new_domains"`
+		WindowQueries int64            `json:"window_queries"`
+		WindowNames   int              `json:"window_names"`
+		WindowDomains int              `json:"window_domains"`
+		Folded        map[string]int64 `json:"rollup_other_queries"`
+		Sources       []string         `json:"sources"`
 	}{Since: rfc3339(r.from), Namespace: ns, Names: []jsonName{}, Domains: []jsonDomain{}, NewNames: r.newNames, NewDomains: r.newDoms,
-		WindowQueries: r.queries, WindowNames: r.winNames, WindowDomains: r.winDoms, Folded: r.folded, Sources: r.sources()}
+		WindowQueries: r.queries, WindowNames: r.winNames, WindowDomains: r.winDoms, Folded: map[string]int64{}, Sources: r.sources()}
+	for span, n := range r.folded {
+		v.Folded[map[int64]string{86400: "days", 3600: "hours", 60: "minutes"}[span]] = n
+	}
 	for _, nm := range r.names {
 		v.Names = append(v.Names, jsonName{nm.text, nm.domain, nm.queries, msText(nm.first)})
 	}
