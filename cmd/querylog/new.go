@@ -222,16 +222,12 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 	var epochs []epoch
 	var last sql.NullInt64
 	if d.log {
-		var first sql.NullInt64
-		if err := d.row(ctx, `SELECT (SELECT min(id) FROM log), (SELECT max(id) FROM log)`, nil, &first, &last); err != nil {
+		b, err := d.logBounds(ctx, true)
+		if err != nil {
 			return nil, err
 		}
-		if first.Valid {
-			if err := d.row(ctx, `SELECT min((id >> 8) - late) FROM log WHERE id < ? + (60000 << 8)`, []any{first.Int64}, &res.oldest); err != nil {
-				return nil, err
-			}
-		}
-		err := d.each(ctx, `SELECT log_id, name_id FROM dict_epochs ORDER BY log_id`, nil, func(v []driver.Value) error {
+		last, res.oldest = b.last, b.oldest
+		err = d.each(ctx, `SELECT log_id, name_id FROM dict_epochs ORDER BY log_id`, nil, func(v []driver.Value) error {
 			epochs = append(epochs, epoch{logrow.Int(v[0]), logrow.Int(v[1])})
 			return nil
 		})

@@ -57,18 +57,16 @@ func (d *database) topUpstreams(ctx context.Context, from, to int64, n int) (*up
 	if !d.log {
 		return res, nil
 	}
-	var first, last sql.NullInt64
-	if err := d.row(ctx, `SELECT (SELECT min(id) FROM log), (SELECT max(id) FROM log)`, nil, &first, &last); err != nil || !first.Valid {
+	b, err := d.logBounds(ctx, true)
+	if err != nil || !b.first.Valid {
 		return res, err
 	}
-	if err := d.row(ctx, `SELECT min((id >> 8) - late) FROM log WHERE id < ? + (60000 << 8)`, []any{first.Int64}, &res.oldest); err != nil {
-		return nil, err
-	}
+	res.oldest = b.oldest
 	cond, args := timeCond(from, to, 0, math.MaxInt64)
-	lo, hi := args[0].(int64), min(args[1].(int64), last.Int64+1)
+	lo, hi := args[0].(int64), min(args[1].(int64), b.last.Int64+1)
 	byLabel := map[int64]*upstreamStats{}
 	query := `SELECT (l.b >> 19) & 255, (l.a >> 23) & 4095, l.c >> 24 FROM log l WHERE ` + cond
-	err := chunks(ctx, lo, hi, chunkIDs, false, func(from, to int64) error {
+	err = chunks(ctx, lo, hi, chunkIDs, false, func(from, to int64) error {
 		args[0], args[1] = from, to
 		return d.each(ctx, query, args, func(v []driver.Value) error {
 			res.read++
