@@ -505,7 +505,7 @@ func (r *newResult) sources() []string {
 		fmt.Sprintf("new: %s, %s", plural(int64(r.newNames), "name"), plural(int64(r.newDoms), "registered domain"))}
 	switch {
 	case !r.oldest.Valid:
-		out = append(out, "before the window: the file has no rows")
+		out = append(out, "before the window: the file has no rows of schema 2")
 	case r.oldest.Int64 >= r.from*1000:
 		out = append(out, "before the window: no rows; the window begins before the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+
 			": its names from before then, which only rollups keep, are not listed")

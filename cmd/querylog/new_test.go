@@ -148,3 +148,23 @@ func TestNew(t *testing.T) {
 		t.Errorf("new -n 1:\n%s", out)
 	}
 }
+
+// TestNewSchema1: a file of schema 1 has only its rows, texts: new compares the window's names
+// with the earlier rows' (none is new here), and top upstreams has nothing to count.
+func TestNewSchema1(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "v1.db")
+	// 5 s of rows 90 minutes ago, 2 s of them before a minute begins: 500 names and 3 more,
+	// every one asked in those 2 s.
+	from := time.Now().Add(-90*time.Minute).Unix() / 60 * 60 * 1000
+	schema1File(t, db, 5000, from-2000)
+	got := runNewJSON(t, "--db", db, "--since", time.UnixMilli(from).UTC().Format(time.RFC3339))
+	wantNames := atoi(t, strs(t, db, `SELECT count(DISTINCT qname) FROM queries WHERE ts >= ?`, from)[0][0])
+	wantNew := atoi(t, strs(t, db, `SELECT count(DISTINCT qname) FROM queries WHERE ts >= ?1 AND qname NOT IN (SELECT qname FROM queries WHERE ts < ?1)`, from)[0][0])
+	if wantNames != 503 || wantNew != 0 || int64(got.WindowNames) != wantNames || int64(got.NewNames) != wantNew || !strings.Contains(strings.Join(got.Sources, "\n"), "rows of schema 1") {
+		t.Errorf("new on schema 1: %d names, %d new; want %d, %d; sources %q", got.WindowNames, got.NewNames, wantNames, wantNew, got.Sources)
+	}
+	if out := mustRun(t, "top", "upstreams", "--db", db, "--since", "2h"); !strings.Contains(out, "no queries with an upstream") || !strings.Contains(out, "rows of schema 1 have no upstream") {
+		t.Errorf("top upstreams on schema 1:\n%s", out)
+	}
+}

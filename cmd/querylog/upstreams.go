@@ -118,7 +118,7 @@ func (r *upstreamsResult) sources() []string {
 		from += "; the file keeps rows from " + time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339) +
 			" on, so the window's queries before then are not counted"
 	} else if !r.oldest.Valid {
-		from += "; the file has no rows"
+		from += "; the file has no rows of schema 2"
 	}
 	out = append(out, from)
 	if r.v1 {
