@@ -65,15 +65,19 @@ func (d *database) topUpstreams(ctx context.Context, from, to int64, n int) (*up
 	cond, args := timeCond(from, to, 0, math.MaxInt64)
 	lo, hi := args[0].(int64), min(args[1].(int64), b.last.Int64+1)
 	byLabel := map[int64]*upstreamStats{}
-	query := `SELECT (l.b >> 19) & 255, (l.a >> 23) & 4095, l.c >> 24 FROM log l WHERE ` + cond
+	// The rows with an upstream come to Go; the others are only counted.
+	const up = `(l.b >> 19) & 255`
+	query := `SELECT ` + up + `, (l.a >> 23) & 4095, l.c >> 24 FROM log l WHERE ` + cond + ` AND ` + up + ` != 0
+		UNION ALL SELECT 0, 0, count(*) FROM log l WHERE ` + cond + ` AND ` + up + ` = 0`
 	err = chunks(ctx, lo, hi, chunkIDs, false, func(from, to int64) error {
 		args[0], args[1] = from, to
-		return d.each(ctx, query, args, func(v []driver.Value) error {
-			res.read++
+		return d.each(ctx, query, append(slices.Clip(args), args...), func(v []driver.Value) error {
 			label := logrow.Int(v[0])
 			if label == 0 {
+				res.read += logrow.Int(v[2])
 				return nil
 			}
+			res.read++
 			u := byLabel[label]
 			if u == nil {
 				text, ok := d.reader.Labels.Text(logrow.LabelUpstream, label)
