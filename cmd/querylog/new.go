@@ -48,8 +48,9 @@ import (
 // A name is new if none of these shows it before the window; a registered domain (the label
 // left of the public suffix, golang.org/x/net/publicsuffix) is new if no name at or under it
 // was seen before the window. Proving a name new takes reading every row before the window
-// that holds a text (there is no index of names): the command reads the cheap sources first
-// and stops as soon as every name and domain of the window is known to be old.
+// that holds a text (there is no index of names): the command reads the window and the
+// dictionary first, then those rows, then the rollups, and stops as soon as every name and
+// domain of the window is known to be old.
 
 // namespaceLabel is the metadata label --namespace matches (the kubernetes plugin's).
 const namespaceLabel = "kubernetes/client-namespace"
@@ -211,6 +212,10 @@ type textCond struct {
 	cond string
 	args []any
 }
+
+// rollupSeekNames is how many names new looks for in each rollup period by the primary key,
+// at most; with more, reading every name row of the periods (about rollup_limit each) costs less.
+const rollupSeekNames = 100
 
 // epoch is a dictionary epoch: where it began in the log and its first name number.
 type epoch struct{ logID, nameID int64 }
@@ -399,47 +404,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 			return nil, err
 		}
 	}
-	// 4. The rollups of the periods before the oldest row (all of them if there are no rows).
-	if d.rollups && !s.done() {
-		before := from // periods that start before this, and end by the window
-		if res.oldest.Valid {
-			before = min(before, (res.oldest.Int64+999)/1000)
-		}
-		for _, span := range []int64{86400, 3600, 60} {
-			if s.done() {
-				break
-			}
-			// The numbered parameters come first; the condition's take the numbers after them.
-			cond, args := s.textConds("name")
-			err := d.each(ctx, `SELECT name, n FROM rollup_names WHERE span = ?1 AND start < ?2 AND start + ?1 <= ?3 AND (name = ?4 OR `+cond+`)`,
-				append([]any{span, before, from, otherKey}, args...), func(v []driver.Value) error {
-					t, _ := logrow.Text(v[0])
-					if t == otherKey {
-						res.folded[span] += logrow.Int(v[1])
-						return nil
-					}
-					s.seen(t)
-					return nil
-				})
-			if err != nil {
-				return nil, err
-			}
-		}
-		res.rollupsTo = before
-	}
-	// 5. Rows of schema 1 before the window.
-	if d.v1 != "" && !s.done() {
-		cond, args := s.textConds("qname")
-		err := d.each(ctx, `SELECT qname FROM `+d.v1+` WHERE ts < ? AND `+cond, append([]any{from * 1000}, args...), func(v []driver.Value) error {
-			t, _ := logrow.Text(v[0])
-			s.seen(t)
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	// 6. The rows before the window that hold a text (SQLite orders every number before every
+	// 4. The rows before the window that hold a text (SQLite orders every number before every
 	// text), newest first, until every name and domain is known to be old. Rows with ids below
 	// the window's arrived before it; above, only late ones did.
 	if d.log && last.Valid && !s.done() {
@@ -465,6 +430,62 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 		if err != nil && !errors.Is(err, errEnough) {
 			return nil, err
 		}
+	}
+	// 5. Rows of schema 1 before the window.
+	if d.v1 != "" && !s.done() {
+		cond, args := s.textConds("qname")
+		err := d.each(ctx, `SELECT qname FROM `+d.v1+` WHERE ts < ? AND `+cond, append([]any{from * 1000}, args...), func(v []driver.Value) error {
+			t, _ := logrow.Text(v[0])
+			s.seen(t)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// 6. The rollups of the periods before the oldest row (all of them if there are no rows),
+	// last: by then few names are open, and each is looked for in each period, by the primary
+	// key; while a domain is open (a name under it can be any), or many names are, every name
+	// row of the periods is read.
+	if d.rollups && !s.done() {
+		before := from // periods that start before this, and end by the window
+		if res.oldest.Valid {
+			before = min(before, (res.oldest.Int64+999)/1000)
+		}
+		for _, span := range []int64{86400, 3600, 60} {
+			if s.done() {
+				break
+			}
+			query, args := `SELECT name, n FROM rollup_names WHERE span = ?1 AND start < ?2 AND start + ?1 <= ?3 AND (name = ?4 OR `, []any{span, before, from, otherKey}
+			if len(s.openDoms) == 0 && len(s.openNames) < rollupSeekNames {
+				starts, err := d.periods(ctx, span, 0, from)
+				if err != nil {
+					return nil, err
+				}
+				starts = slices.DeleteFunc(starts, func(start int64) bool { return start >= before })
+				list, _ := json.Marshal(starts)
+				names, _ := json.Marshal(append(slices.Collect(maps.Keys(s.openNames)), otherKey))
+				query, args = `SELECT name, n FROM rollup_names WHERE span = ? AND start IN (SELECT value FROM json_each(?))
+					AND name IN (SELECT value FROM json_each(?))`, []any{span, string(list), string(names)}
+			} else {
+				// The numbered parameters come first; the condition's take the numbers after them.
+				cond, condArgs := s.textConds("name")
+				query, args = query+cond+`)`, append(args, condArgs...)
+			}
+			err := d.each(ctx, query, args, func(v []driver.Value) error {
+				t, _ := logrow.Text(v[0])
+				if t == otherKey {
+					res.folded[span] += logrow.Int(v[1])
+					return nil
+				}
+				s.seen(t)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		res.rollupsTo = before
 	}
 	for _, nm := range s.names {
 		if !nm.old {
