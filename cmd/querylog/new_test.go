@@ -113,6 +113,7 @@ func TestNew(t *testing.T) {
 	// The kubernetes plugin's metadata, as it would have been (and one row's unreadable).
 	testutil.Exec(t, db, `UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-a"}' WHERE id IN (SELECT id FROM queries WHERE qname LIKE '%.example.net.');
 		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-b"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'fresh.example.org.');
+		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-c"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'pruned.example.org.');
 		UPDATE log SET metadata = '{bad' WHERE id = (SELECT max(id) FROM queries WHERE qname = 'fresh.example.org.')`)
 
 	got := runNewJSON(t, "--db", db, "--since", "1h")
@@ -135,6 +136,10 @@ func TestNew(t *testing.T) {
 	}
 	if got := runNewJSON(t, "--db", db, "--namespace", "team-b"); got.summary() != "fresh.example.org.:1 | " || got.WindowQueries != 1 {
 		t.Errorf("new --namespace team-b: %s, %d queries", got.summary(), got.WindowQueries)
+	}
+	// Only a name left, no domain: it is looked for in each rollup period by the primary key.
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-c"); got.summary() != " | " || got.WindowQueries != 1 {
+		t.Errorf("new --namespace team-c: %s, %d queries; want nothing new of 1", got.summary(), got.WindowQueries)
 	}
 	if got := runNewJSON(t, "--db", db, "--namespace", "nobody"); got.summary() != " | " || got.WindowQueries != 0 {
 		t.Errorf("new --namespace nobody: %s", got.summary())
