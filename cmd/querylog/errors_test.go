@@ -51,10 +51,15 @@ func TestErrors(t *testing.T) {
 		{[]string{"search", "example.org", "--db", v1}, exitUsage, `unexpected argument "example.org"`},
 		{[]string{"export", "--format", "xml", "--db", v1}, exitUsage, `--format "xml": csv or jsonl`},
 		{[]string{"export", "--format", "csv", "--json", "--db", v1}, exitUsage, "--json and --format csv disagree"},
-		{[]string{"top", "--db", v1}, exitUsage, "say what to count: top domains, clients, rcodes or types"},
+		{[]string{"top", "--db", v1}, exitUsage, "say what to count: top domains, clients, rcodes, types or upstreams"},
 		{[]string{"top", "hosts", "--db", v1}, exitUsage, `cannot count "hosts"`},
 		{[]string{"top", "domains", "--since", "1h", "--until", "2h", "--db", v1}, exitUsage, "--until must be at least a minute after --since"},
 		{[]string{"tail", "-f", "--interval", "1ms", "--db", v1}, exitUsage, "--interval 1ms: must be from 50ms to 10s"},
+		{[]string{"top", "upstreams", "--since", "1h", "--until", "2h", "--db", v1}, exitUsage, "--until 2h must be after --since 1h"},
+		{[]string{"new", "--namespace", "team-a", "--db", v1}, exitUsage, `--namespace "team-a": ` + v1 + ` has no metadata column`},
+		{[]string{"new", "--since", "yesterday", "--db", v1}, exitUsage, `"yesterday" is neither a duration ago`},
+		{[]string{"new", "-n", "0", "--db", v1}, exitUsage, "-n 0: must be from 1 to 10000"},
+		{[]string{"new", "extra", "--db", v1}, exitUsage, `unexpected argument "extra"`},
 	} {
 		out, errOut, code := querylogCmd(t, c.args...)
 		if code != c.code {

@@ -42,7 +42,7 @@ func TestHelpSpellsFlagsOneWay(t *testing.T) {
 func TestDocsSpellFlagsOneWay(t *testing.T) {
 	docs, _ := filepath.Glob("../../docs/*.md")
 	docs = append(docs, "../../README.md", "../../plugin/querylog/README.md", "../../deploy/README.md")
-	commandRe := regexp.MustCompile("querylog (?:tail|top|search|export|stats|version)\\b[^`\\n]*")
+	commandRe := regexp.MustCompile("querylog (?:tail|top|new|searchpath|search|export|stats|version)\\b[^`\\n]*")
 	for _, doc := range docs {
 		b, err := os.ReadFile(doc)
 		if err != nil {
@@ -53,5 +53,21 @@ func TestDocsSpellFlagsOneWay(t *testing.T) {
 				t.Errorf("%s: %q spells a flag -%s; want --%s", doc, line, m[1], m[1])
 			}
 		}
+	}
+}
+
+// TestDocsShowUsage: the querylog -h of docs/command.md is the command's.
+func TestDocsShowUsage(t *testing.T) {
+	b, err := os.ReadFile("../../docs/command.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "$ ./querylog -h\n")
+	shown, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/command.md shows no querylog -h in a code block")
+	}
+	if got := mustRun(t, "-h"); shown != got {
+		t.Errorf("docs/command.md shows a querylog -h that is not the command's; it prints:\n%s", got)
 	}
 }

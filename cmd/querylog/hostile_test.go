@@ -76,6 +76,12 @@ func TestHostileTexts(t *testing.T) {
 		}
 	}
 	checkPrintable(t, "stats", mustRun(t, "stats", "--db", db))
+	checkPrintable(t, "top upstreams", mustRun(t, "top", "upstreams", "--db", db))
+	newOut := mustRun(t, "new", "--db", db, "-n", "100")
+	checkPrintable(t, "new", newOut)
+	if !strings.Contains(newOut, `\x1b]0;owned\a\rx\nFAKE LINE`) {
+		t.Errorf("new shows no escaped name:\n%s", newOut)
+	}
 
 	// Data for machines: exact, and valid.
 	checkSame(t, "export csv", csvRecords(t, mustRun(t, "export", "--db", db))[1:], nullsAs(want, ""))
@@ -97,7 +103,8 @@ func TestHostileTexts(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"export", "--json"}, {"tail", "--json", "-n", "100"}, {"search", "--json", "-n", "100"},
-		{"top", "domains", "--json"}, {"top", "clients", "--json"}, {"top", "types", "--json"}, {"stats", "--json"}} {
+		{"top", "domains", "--json"}, {"top", "clients", "--json"}, {"top", "types", "--json"}, {"top", "upstreams", "--json"},
+		{"new", "--json"}, {"stats", "--json"}} {
 		out := mustRun(t, append(args, "--db", db)...)
 		for i, r := range out {
 			if r != '\n' && unicode.IsControl(r) {

@@ -1,8 +1,9 @@
 // Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 or 2)
 // and answers the usual questions about it: the newest rows, the most asked names, clients,
-// rcodes and types, a search, an export, and what the file holds. It never slows the writer:
-// it opens the file read-only, reads each command's answer from one WAL snapshot, and gives a
-// query a time budget. See the README, "Asking the log".
+// rcodes and types, the upstreams, the names first seen, what the search list costs, a
+// search, an export, and what the file holds. It never slows the writer: it opens the file
+// read-only, reads each command's answer from one WAL snapshot, and gives a query a time
+// budget. See the README, "Asking the log".
 package main
 
 import (
@@ -28,6 +29,12 @@ Commands:
   top domains|clients|rcodes|types [--since 24h] [--until T] [-n 20]
                                        the most frequent, from the rollups where they cover
                                        the window, from the rows otherwise
+  top upstreams [--since 24h] [--until T] [-n 20]
+                                       per upstream: queries, SERVFAIL share, reply time p50
+                                       and p99, from the rows (rollups keep no upstream)
+  new [--since 1h] [--namespace NS] [-n 20]
+                                       names and registered domains first seen in the
+                                       window: in no row, dictionary entry or rollup before
   search [filters] [-n 50] [--after CURSOR]
                                        matching rows, newest first, a page at a time
   export [--format csv|jsonl] [filters]
@@ -106,6 +113,7 @@ var commands = map[string]command{
 	"search": {runSearch},
 	"export": {runExport},
 	"stats":  {runStats},
+	"new":    {runNew},
 
 	"searchpath": {runSearchpath},
 }
@@ -134,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, search, export, stats, searchpath or version; querylog -h for help)\n", args[0])
+		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, new, search, export, stats, searchpath or version; querylog -h for help)\n", args[0])
 		return exitUsage
 	}
 	err := c.run(ctx, args[1:], stdout, stderr)

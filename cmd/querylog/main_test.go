@@ -72,11 +72,15 @@ type server struct {
 func startServer(t *testing.T, db string) *server { return startServerWith(t, db, "") }
 
 // startServerWith is startServer with more querylog options (lines of its block).
-func startServerWith(t *testing.T, db, opts string) *server {
+func startServerWith(t *testing.T, db, opts string) *server { return startServerBlock(t, db, opts, "") }
+
+// startServerBlock is startServerWith with more lines in the server block (plugins).
+func startServerBlock(t *testing.T, db, opts, lines string) *server {
 	t.Helper()
 	upstream := slowUpstream(t)
 	inst, stop := testutil.StartCoreDNS(t, fmt.Sprintf(`.:0 {
     bind 127.0.0.1
+    %s
     querylog %s {
         flush_interval 50ms
         adaptive 10ms 100ms
@@ -93,7 +97,7 @@ func startServerWith(t *testing.T, db, opts string) *server {
     }
     forward slow.example.com %s
 }
-`, db, opts, upstream))
+`, lines, db, opts, upstream))
 	s := &server{db: db, udp: inst.Servers()[0].LocalAddr().String(), tcp: inst.Servers()[0].Addr().String()}
 	s.stop = func() {
 		stop()
@@ -111,16 +115,24 @@ func startServerWith(t *testing.T, db, opts string) *server {
 
 // slowUpstream serves A answers after 150 ms on a loopback UDP port, until the test ends.
 func slowUpstream(t *testing.T) string {
+	return fakeUpstream(t, 150*time.Millisecond, dns.RcodeSuccess)
+}
+
+// fakeUpstream serves replies with rcode (NOERROR ones with an A record) after delay on a
+// loopback UDP port, until the test ends.
+func fakeUpstream(t *testing.T, delay time.Duration, rcode int) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(delay)
 		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 9)})
+		m.SetRcode(r, rcode)
+		if rcode == dns.RcodeSuccess {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 9)})
+		}
 		w.WriteMsg(m)
 	})}
 	go srv.ActivateAndServe()

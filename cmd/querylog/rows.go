@@ -81,11 +81,11 @@ var matchScan = 20_000
 // logRows calls f with each row of the log that q selects, in id order.
 func (d *database) logRows(ctx context.Context, q rowQuery, f func(*row) error) error {
 	// The ids there are, so that chunks of a scan are not spent on ids no row has.
-	var first, last sql.NullInt64
-	if err := d.row(ctx, `SELECT (SELECT min(id) FROM log), (SELECT max(id) FROM log)`, nil, &first, &last); err != nil || !first.Valid {
+	b, err := d.logBounds(ctx, false)
+	if err != nil || !b.first.Valid {
 		return err
 	}
-	q.lo, q.hi = max(q.lo, first.Int64), min(q.hi, last.Int64+1)
+	q.lo, q.hi = max(q.lo, b.first.Int64), min(q.hi, b.last.Int64+1)
 	s := &logScan{d: d, q: q, f: f}
 	if q.name == "" && q.client == nil {
 		return s.read(ctx, nil, nil, 0)
@@ -100,6 +100,21 @@ func (d *database) logRows(ctx context.Context, q rowQuery, f func(*row) error) 
 		return err
 	}
 	return s.read(ctx, conds, args, 0)
+}
+
+// logBounds are the first and last ids of the log, and with oldest its oldest arrival (Unix
+// ms); NULL when it has no rows.
+type logBounds struct{ first, last, oldest sql.NullInt64 }
+
+// logBounds finds the bounds of the log. A row is written late by seconds at most, so the
+// oldest arrival is among the rows of the first minute of ids (as stats finds it).
+func (d *database) logBounds(ctx context.Context, oldest bool) (logBounds, error) {
+	var b logBounds
+	err := d.row(ctx, `SELECT (SELECT min(id) FROM log), (SELECT max(id) FROM log)`, nil, &b.first, &b.last)
+	if err == nil && oldest && b.first.Valid {
+		err = d.row(ctx, `SELECT min((id >> 8) - late) FROM log WHERE id < ? + (60000 << 8)`, []any{b.first.Int64}, &b.oldest)
+	}
+	return b, err
 }
 
 // errScanned stops reading rows once a query has read as many as it meant to.

@@ -47,7 +47,7 @@ const openEnd = math.MaxInt64 >> 12
 func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var since, until timeFlag
-	fs := newFlags("top", "domains|clients|rcodes|types [--since 24h] [--until T] [-n 20]", out, &c, defaultTimeout)
+	fs := newFlags("top", "domains|clients|rcodes|types|upstreams [--since 24h] [--until T] [-n 20]", out, &c, defaultTimeout)
 	fs.Var(&since, "since", "the window starts at `T`: a duration ago (30m, 1h, 30d) or an RFC 3339 time (default 24h)")
 	fs.Var(&until, "until", "the window ends at `T` (default: now)")
 	n := fs.Int("n", 20, "how many (1 to 10000)")
@@ -56,11 +56,11 @@ func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageError("say what to count: top domains, clients, rcodes or types")
+		return usageError("say what to count: top domains, clients, rcodes, types or upstreams")
 	}
 	kind, ok := topKinds[pos[0]]
-	if !ok {
-		return usageError("cannot count %q: top domains, clients, rcodes or types", pos[0])
+	if !ok && pos[0] != "upstreams" {
+		return usageError("cannot count %q: top domains, clients, rcodes, types or upstreams", pos[0])
 	}
 	if *n < 1 || *n > 10000 {
 		return usageError("-n %d: must be from 1 to 10000", *n)
@@ -68,6 +68,9 @@ func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 	now := time.Now()
 	if !since.set() {
 		since.Set("24h")
+	}
+	if pos[0] == "upstreams" {
+		return runTopUpstreams(ctx, c, since, until, *n, out)
 	}
 	// Rollups count whole minutes: the window is rounded down to them.
 	w := window{from: since.t.Unix() / 60 * 60, to: openEnd, now: now.Unix()}

@@ -1,0 +1,637 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/querylog/querylog/internal/logrow"
+)
+
+// new: the names, and registered domains, asked in a window that the file never saw before it.
+//
+// What the file knows of the time before the window, and what each part can tell:
+//
+//   - The rows before the window, as long as retention keeps them: every name asked, with its
+//     time. A row holds a name's text the first time the writer sees it in a dictionary epoch
+//     (24 hours, or from a start) and a number of the names dictionary from the second time on.
+//   - The names dictionary says a name was asked twice in an epoch, not when; but its numbers
+//     are given in time order within an epoch, and dict_epochs says where each epoch began.
+//     So a number of an epoch that ended before the window was given before the window. Within
+//     the epoch the window begins in, a row uses only numbers given by then: a number no
+//     higher than one a row just before the window uses was given before the window. (Newer
+//     numbers say nothing by themselves.)
+//   - The writer numbers a name when it sees it the second time in an epoch, and the first
+//     time stores its text. So when the first row of the window that holds a name holds a
+//     number of an epoch begun before the window, the writer had seen the name before the
+//     window: its first sighting, a row holding the text, is not in the window. (But for two
+//     names with the same 64-bit hash in the writer's set of names seen once.)
+//   - The rollups keep, per minute, hour and day, the names counted (at most rollup_limit per
+//     period; the rest under (other)). They are read for the periods before the oldest row,
+//     where they are all that is left: where rows are kept, a period's names are among them.
+//     A name counted under (other) there is not known by name: it is shown as new, and the
+//     sources line says how many queries of such periods were folded.
+//
+// A name is new if none of these shows it before the window; a registered domain (the label
+// left of the public suffix, golang.org/x/net/publicsuffix) is new if no name at or under it
+// was seen before the window. Proving a name new takes reading every row before the window
+// that holds a text (there is no index of names): the command reads the window and the
+// dictionary first, then those rows, then the rollups, and stops as soon as every name and
+// domain of the window is known to be old.
+
+// namespaceLabel is the metadata label --namespace matches (the kubernetes plugin's).
+const namespaceLabel = "kubernetes/client-namespace"
+
+// newName is a name of the window: its counts among the rows --namespace selects, and what is
+// known of it before the window.
+type newName struct {
+	text     string
+	queries  int64 // rows of the window (of --namespace) holding it
+	first    int64 // the first of them, Unix ms
+	domain   string
+	firstRow int64 // the id of the first row of the window holding it, of any namespace
+	numbered bool  // that row holds a number of an epoch begun before the window
+	old      bool  // seen before the window
+}
+
+type newDomain struct {
+	domain  string
+	queries int64
+	names   int
+	first   int64
+	old     bool
+}
+
+type newResult struct {
+	from      int64 // the window, Unix seconds (whole minutes)
+	namespace string
+	names     []*newName   // new names, most asked first
+	domains   []*newDomain // new domains, most asked first
+	newNames  int          // how many names are new (names may be cut to -n)
+	newDoms   int
+	winNames  int   // names of the window
+	winDoms   int   // domains of the window
+	queries   int64 // queries of the window (of --namespace)
+	oldest    sql.NullInt64
+	olderRows int64           // rows before the window read (texts), 0 if not needed
+	scanned   bool            // every row before the window was read
+	rollupsTo int64           // rollup periods that begin before this were read (Unix seconds); 0: none
+	folded    map[int64]int64 // by span: queries of the rollup periods read counted under (other)
+	v1        bool
+}
+
+func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
+	var c common
+	var since timeFlag
+	fs := newFlags("new", "[--since 1h] [--namespace NS] [-n 20]", out, &c, defaultTimeout)
+	fs.Var(&since, "since", "the window starts at `T`: a duration ago (30m, 1h, 30d) or an RFC 3339 time (default 1h)")
+	ns := fs.String("namespace", "", "only names asked by clients of Kubernetes namespace `NS` (the metadata label "+namespaceLabel+")")
+	n := fs.Int("n", 20, "how many names and domains to list (1 to 10000)")
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 10000 {
+		return usageError("-n %d: must be from 1 to 10000", *n)
+	}
+	if !since.set() {
+		since.Set("1h")
+	}
+	d, err := openDatabase(ctx, c.db, c.timeout)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if *ns != "" && !d.extra {
+		return usageError("--namespace %q: %s has no metadata column (the plugin's metadata option was never on), so no row says its namespace", *ns, d.path)
+	}
+	qctx, cancel := d.withBudget(ctx)
+	defer cancel()
+	// Rollups count whole minutes: the window is rounded down to them, as top does.
+	res, err := d.newNames(qctx, since.t.Unix()/60*60, *ns, *n)
+	if err != nil {
+		return d.queryError(err)
+	}
+	if c.json {
+		return res.writeJSON(out)
+	}
+	return res.writeTable(out)
+}
+
+// registeredDomain is the registered domain of a name, fully qualified (example.org. for
+// www.example.org.), or "" if it has none (a public suffix itself, the root, not a name).
+func registeredDomain(name string) string {
+	d, err := publicsuffix.EffectiveTLDPlusOne(strings.TrimSuffix(name, "."))
+	if err != nil || d == "" {
+		return ""
+	}
+	return d + "."
+}
+
+// underAny returns the domain of domains that name is or is under, on label boundaries, or "".
+func underAny(name string, domains map[string]*newDomain) string {
+	for s := name; s != ""; {
+		if _, ok := domains[s]; ok {
+			return s
+		}
+		i := strings.IndexByte(s, '.')
+		if i < 0 || i == len(s)-1 {
+			return ""
+		}
+		s = s[i+1:]
+	}
+	return ""
+}
+
+// newState is what newNames keeps while it looks: the window's names and domains, and those
+// still not known to be old.
+type newState struct {
+	names     map[string]*newName
+	domains   map[string]*newDomain
+	openNames map[string]*newName // not known to be old
+	openDoms  map[string]*newDomain
+	conds     map[string]textCond // textConds' conditions, by column
+	condsOpen int                 // how many names and domains were open when they were made
+}
+
+// seen marks a text seen before the window: the name if it is one of the window, and the
+// domain it is at or under.
+func (s *newState) seen(text string) {
+	if nm, ok := s.openNames[text]; ok {
+		nm.old = true
+		delete(s.openNames, text)
+	}
+	if len(s.openDoms) > 0 {
+		if dom := underAny(text, s.openDoms); dom != "" {
+			s.domains[dom].old = true
+			delete(s.openDoms, dom)
+		}
+	}
+}
+
+func (s *newState) done() bool { return len(s.openNames) == 0 && len(s.openDoms) == 0 }
+
+// textConds is an SQL condition that col holds a text still open: one of the names, or a name
+// at or under one of the domains, when they are few; otherwise any text, matched in Go. A scan
+// asks at every chunk: the condition is made anew once an eighth of what it names is known to
+// be old (the rest only selects rows that change nothing).
+func (s *newState) textConds(col string) (string, []any) {
+	if len(s.openDoms) > 16 {
+		return "1", nil
+	}
+	if open := len(s.openNames) + len(s.openDoms); s.conds == nil || open <= s.condsOpen-s.condsOpen/8-1 {
+		s.conds, s.condsOpen = map[string]textCond{}, open
+	}
+	if c, ok := s.conds[col]; ok {
+		return c.cond, c.args
+	}
+	list, _ := json.Marshal(slices.Collect(maps.Keys(s.openNames)))
+	conds, args := []string{col + ` IN (SELECT value FROM json_each(?))`}, []any{string(list)}
+	for dom := range s.openDoms {
+		c, a := nameCond(col, dom)
+		conds, args = append(conds, c), append(args, a...)
+	}
+	c := textCond{"(" + strings.Join(conds, " OR ") + ")", args}
+	s.conds[col] = c
+	return c.cond, c.args
+}
+
+type textCond struct {
+	cond string
+	args []any
+}
+
+// rollupSeekNames is how many names new looks for in each rollup period by the primary key,
+// at most; with more, reading every name row of the periods (about rollup_limit each) costs less.
+const rollupSeekNames = 100
+
+// epoch is a dictionary epoch: where it began in the log and its first name number.
+type epoch struct{ logID, nameID int64 }
+
+func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (*newResult, error) {
+	res := &newResult{from: from, namespace: ns, v1: d.v1 != "", folded: map[int64]int64{}}
+	s := &newState{names: map[string]*newName{}, domains: map[string]*newDomain{}}
+	w0 := from * 1000 << 8 // the first id a row of the window can have
+	var epochs []epoch
+	var last sql.NullInt64
+	if d.log {
+		b, err := d.logBounds(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		last, res.oldest = b.last, b.oldest
+		err = d.each(ctx, `SELECT log_id, name_id FROM dict_epochs ORDER BY log_id`, nil, func(v []driver.Value) error {
+			epochs = append(epochs, epoch{logrow.Int(v[0]), logrow.Int(v[1])})
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// The epoch a name number belongs to.
+	epochOf := func(num int64) (epoch, int) {
+		i := epochIndex(epochs, num)
+		if i < 0 {
+			return epoch{}, -1
+		}
+		return epochs[i], i
+	}
+
+	// 1. The window's rows, oldest first: every name's first row (of any namespace), and the
+	// counts of the namespace's.
+	type valueInfo struct {
+		firstRow       int64
+		queries, first int64
+	}
+	nums, texts := map[int64]*valueInfo{}, map[string]*valueInfo{}
+	note := func(info *valueInfo, ts int64, match bool) {
+		if match {
+			info.queries++
+			info.first = min(info.first, ts)
+			res.queries++
+		}
+	}
+	newInfo := func(id int64) *valueInfo { return &valueInfo{firstRow: id, first: math.MaxInt64} }
+	if d.v1 != "" {
+		// Rows of schema 1 came before every log row; they have no namespace.
+		err := d.each(ctx, `SELECT qname, ts FROM `+d.v1+` WHERE ts >= ? ORDER BY ts`, []any{from * 1000}, func(v []driver.Value) error {
+			t, _ := logrow.Text(v[0])
+			info := texts[t]
+			if info == nil {
+				info = newInfo(-1)
+				texts[t] = info
+			}
+			note(info, logrow.Int(v[1]), ns == "")
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if d.log && last.Valid {
+		// The window has no end: ids from its start on, then arrivals (see timeCond).
+		match, args := "", []any{nil, nil, from * 1000}
+		if ns != "" {
+			match = `, CASE WHEN json_valid(l.metadata) THEN json_extract(l.metadata, '$."` + namespaceLabel + `"') END = ?4`
+			args = append(args, ns)
+		}
+		query := `SELECT l.id, l.name, l.late` + match + ` FROM log l
+			WHERE l.id >= ?1 AND l.id < ?2 AND (l.id >> 8) - l.late >= ?3 ORDER BY l.id`
+		err := chunks(ctx, w0, last.Int64+1, chunkIDs, false, func(a, b int64) error {
+			args[0], args[1] = a, b
+			return d.each(ctx, query, args, func(v []driver.Value) error {
+				id := logrow.Int(v[0])
+				ts, m := id>>8-logrow.Int(v[2]), ns == "" || logrow.Int(v[3]) == 1
+				var info *valueInfo
+				switch k := v[1].(type) {
+				case int64:
+					if info = nums[k]; info == nil {
+						info = newInfo(id)
+						nums[k] = info
+					}
+				case nil:
+					return nil
+				default:
+					t, _ := logrow.Text(k)
+					if info = texts[t]; info == nil {
+						info = newInfo(id)
+						texts[t] = info
+					}
+				}
+				note(info, ts, m)
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Numbers to texts, in one query; each text's first row, and whether it held a number of
+	// an epoch begun before the window.
+	add := func(text string, info *valueInfo, numbered bool) {
+		nm := s.names[text]
+		if nm == nil {
+			nm = &newName{text: text, first: math.MaxInt64, firstRow: math.MaxInt64}
+			s.names[text] = nm
+		}
+		nm.queries += info.queries
+		nm.first = min(nm.first, info.first)
+		if info.firstRow < nm.firstRow {
+			nm.firstRow, nm.numbered = info.firstRow, numbered
+		}
+	}
+	for t, info := range texts {
+		add(t, info, false)
+	}
+	if len(nums) > 0 {
+		list, _ := json.Marshal(slices.Collect(maps.Keys(nums)))
+		err := d.each(ctx, `SELECT id, name FROM names WHERE id IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
+			num := logrow.Int(v[0])
+			t, _ := logrow.Text(v[1])
+			e, i := epochOf(num)
+			add(t, nums[num], i >= 0 && e.logID < w0)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// The names of the namespace, and their domains.
+	s.openNames, s.openDoms = map[string]*newName{}, map[string]*newDomain{}
+	for t, nm := range s.names {
+		if nm.queries == 0 { // asked in the window by other namespaces only
+			delete(s.names, t)
+			continue
+		}
+		s.openNames[t] = nm
+		nm.domain = registeredDomain(t)
+		if nm.domain == "" {
+			continue
+		}
+		dom := s.domains[nm.domain]
+		if dom == nil {
+			dom = &newDomain{domain: nm.domain, first: math.MaxInt64}
+			s.domains[nm.domain] = dom
+			s.openDoms[nm.domain] = dom
+		}
+		dom.queries += nm.queries
+		dom.names++
+		dom.first = min(dom.first, nm.first)
+	}
+	res.winNames, res.winDoms = len(s.names), len(s.domains)
+	// 2. A name whose first row in the window holds a number was seen before the window.
+	for t, nm := range s.names {
+		if nm.numbered {
+			s.seen(t)
+		}
+	}
+	// 3. The dictionary: numbers of epochs that ended before the window, or no higher than one
+	// a row of the minute before the window uses.
+	if d.log && !s.done() {
+		var recent sql.NullInt64
+		err := d.row(ctx, `SELECT max(name) FROM log WHERE id >= ? AND id < ? AND typeof(name) = 'integer'`,
+			[]any{(from*1000 - 60_000) << 8, w0}, &recent)
+		if err != nil {
+			return nil, err
+		}
+		cond, args := s.textConds("name")
+		err = d.each(ctx, `SELECT id, name FROM names WHERE `+cond, args, func(v []driver.Value) error {
+			num := logrow.Int(v[0])
+			e, i := epochOf(num)
+			if i < 0 || e.logID >= w0 {
+				return nil
+			}
+			ended := i+1 < len(epochs) && epochs[i+1].logID <= w0
+			if ended || (recent.Valid && num <= recent.Int64 && num >= e.nameID) {
+				t, _ := logrow.Text(v[1])
+				s.seen(t)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// 4. The rows before the window that hold a text (SQLite orders every number before every
+	// text), newest first, until every name and domain is known to be old. Rows with ids below
+	// the window's arrived before it; above, only late ones did.
+	if d.log && last.Valid && !s.done() {
+		res.scanned = true
+		query := `SELECT l.name FROM log l WHERE l.id >= ? AND l.id < ? AND l.name >= '' AND `
+		err := chunks(ctx, 0, min(w0+lateMargin.Milliseconds()<<8, last.Int64+1), chunkIDs, true, func(a, b int64) error {
+			if s.done() {
+				res.scanned = false
+				return errEnough
+			}
+			cond, args := s.textConds("l.name")
+			q := query + cond
+			if b > w0 {
+				q += ` AND (l.id >> 8) - l.late < ` + strconv.FormatInt(from*1000, 10)
+			}
+			return d.each(ctx, q, append([]any{a, b}, args...), func(v []driver.Value) error {
+				res.olderRows++
+				t, _ := logrow.Text(v[0])
+				s.seen(t)
+				return nil
+			})
+		})
+		if err != nil && !errors.Is(err, errEnough) {
+			return nil, err
+		}
+	}
+	// 5. Rows of schema 1 before the window.
+	if d.v1 != "" && !s.done() {
+		cond, args := s.textConds("qname")
+		err := d.each(ctx, `SELECT qname FROM `+d.v1+` WHERE ts < ? AND `+cond, append([]any{from * 1000}, args...), func(v []driver.Value) error {
+			t, _ := logrow.Text(v[0])
+			s.seen(t)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// 6. The rollups of the periods before the oldest row (all of them if there are no rows),
+	// last: by then few names are open, and each is looked for in each period, by the primary
+	// key; while a domain is open (a name under it can be any), or many names are, every name
+	// row of the periods is read.
+	if d.rollups && !s.done() {
+		before := from // periods that start before this, and end by the window
+		if res.oldest.Valid {
+			before = min(before, (res.oldest.Int64+999)/1000)
+		}
+		for _, span := range []int64{86400, 3600, 60} {
+			if s.done() {
+				break
+			}
+			query, args := `SELECT name, n FROM rollup_names WHERE span = ?1 AND start < ?2 AND start + ?1 <= ?3 AND (name = ?4 OR `, []any{span, before, from, otherKey}
+			if len(s.openDoms) == 0 && len(s.openNames) < rollupSeekNames {
+				starts, err := d.periods(ctx, span, 0, from)
+				if err != nil {
+					return nil, err
+				}
+				starts = slices.DeleteFunc(starts, func(start int64) bool { return start >= before })
+				list, _ := json.Marshal(starts)
+				names, _ := json.Marshal(append(slices.Collect(maps.Keys(s.openNames)), otherKey))
+				query, args = `SELECT name, n FROM rollup_names WHERE span = ? AND start IN (SELECT value FROM json_each(?))
+					AND name IN (SELECT value FROM json_each(?))`, []any{span, string(list), string(names)}
+			} else {
+				// The numbered parameters come first; the condition's take the numbers after them.
+				cond, condArgs := s.textConds("name")
+				query, args = query+cond+`)`, append(args, condArgs...)
+			}
+			err := d.each(ctx, query, args, func(v []driver.Value) error {
+				t, _ := logrow.Text(v[0])
+				if t == otherKey {
+					res.folded[span] += logrow.Int(v[1])
+					return nil
+				}
+				s.seen(t)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		res.rollupsTo = before
+	}
+	for _, nm := range s.names {
+		if !nm.old {
+			res.names = append(res.names, nm)
+		}
+	}
+	for _, dom := range s.domains {
+		if !dom.old {
+			res.domains = append(res.domains, dom)
+		}
+	}
+	slices.SortFunc(res.names, func(a, b *newName) int {
+		return cmp.Or(cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.text, b.text))
+	})
+	slices.SortFunc(res.domains, func(a, b *newDomain) int {
+		return cmp.Or(cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.domain, b.domain))
+	})
+	res.newNames, res.newDoms = len(res.names), len(res.domains)
+	res.names, res.domains = res.names[:min(n, len(res.names))], res.domains[:min(n, len(res.domains))]
+	return res, nil
+}
+
+// epochIndex returns the index of the epoch num belongs to (the last that begins at or below it), or
+// -1.
+func epochIndex(epochs []epoch, num int64) int {
+	i, _ := slices.BinarySearchFunc(epochs, num+1, func(e epoch, n int64) int { return cmp.Compare(e.nameID, n) })
+	return i - 1
+}
+
+// sources says in words what the window held and what was read of the time before it.
+func (r *newResult) sources() []string {
+	what := plural(r.queries, "query")
+	if r.namespace != "" {
+		what += " from namespace " + printable(r.namespace)
+	}
+	out := []string{fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, %s, %s",
+		rfc3339(r.from), what, plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain")),
+		fmt.Sprintf("new: %s, %s", plural(int64(r.newNames), "name"), plural(int64(r.newDoms), "registered domain"))}
+	switch {
+	case !r.oldest.Valid:
+		out = append(out, "before the window: the file has no rows of schema 2")
+	case r.oldest.Int64 >= r.from*1000:
+		out = append(out, "before the window: no rows; the window begins before the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+
+			": its names from before then, which only rollups keep, are not listed")
+	case r.scanned:
+		out = append(out, fmt.Sprintf("before the window: rows from %s, every one read (%s holding a name as text matched)",
+			time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339), count(r.olderRows)))
+	default:
+		out = append(out, fmt.Sprintf("before the window: rows from %s, and the names dictionary; every name and domain was known before all were read",
+			time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)))
+	}
+	if r.rollupsTo > 0 {
+		out = append(out, "rollups: the days, hours and minutes before "+rfc3339(r.rollupsTo)+" (where there are no rows)")
+	}
+	var folded []string
+	for _, l := range []struct {
+		span int64
+		what string
+	}{{86400, "days"}, {3600, "hours"}, {60, "minutes"}} {
+		if n := r.folded[l.span]; n > 0 {
+			folded = append(folded, "the "+l.what+" "+count(n))
+		}
+	}
+	if len(folded) > 0 {
+		out = append(out, fmt.Sprintf("%s: of those rollups, %s queries are of names past the rollups' limit per period: a name asked only among them is shown as new",
+			otherKey, strings.Join(folded, ", ")))
+	}
+	if r.v1 {
+		out = append(out, "rows of schema 1: read too (they have no namespace)")
+	}
+	return out
+}
+
+func msText(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func (r *newResult) writeTable(out io.Writer) error {
+	lines := [][]string{{"NEW NAME", "QUERIES", "FIRST SEEN"}}
+	for _, nm := range r.names {
+		lines = append(lines, []string{printable(nm.text), count(nm.queries), msText(nm.first)})
+	}
+	if err := writeAligned(out, lines); err != nil {
+		return err
+	}
+	if len(r.names) == 0 {
+		io.WriteString(out, "no name first seen in the window\n")
+	}
+	if r.newNames > len(r.names) {
+		fmt.Fprintf(out, "(%d of %s; -n shows more)\n", len(r.names), plural(int64(r.newNames), "new name"))
+	}
+	lines = [][]string{{"NEW DOMAIN", "QUERIES", "NAMES", "FIRST SEEN"}}
+	for _, dom := range r.domains {
+		lines = append(lines, []string{printable(dom.domain), count(dom.queries), count(int64(dom.names)), msText(dom.first)})
+	}
+	io.WriteString(out, "\n")
+	if err := writeAligned(out, lines); err != nil {
+		return err
+	}
+	if len(r.domains) == 0 {
+		io.WriteString(out, "no registered domain first seen in the window\n")
+	}
+	if r.newDoms > len(r.domains) {
+		fmt.Fprintf(out, "(%d of %s; -n shows more)\n", len(r.domains), plural(int64(r.newDoms), "new domain"))
+	}
+	_, err := io.WriteString(out, "\n"+strings.Join(r.sources(), "\n")+"\n")
+	return err
+}
+
+func (r *newResult) writeJSON(out io.Writer) error {
+	type jsonName struct {
+		Name      string `json:"name"`
+		Domain    string `json:"domain"`
+		Queries   int64  `json:"queries"`
+		FirstSeen string `json:"first_seen"`
+	}
+	type jsonDomain struct {
+		Domain    string `json:"domain"`
+		Queries   int64  `json:"queries"`
+		Names     int    `json:"names"`
+		FirstSeen string `json:"first_seen"`
+	}
+	var ns *string
+	if r.namespace != "" {
+		ns = &r.namespace
+	}
+	v := struct {
+		Since         string           `json:"since"`
+		Namespace     *string          `json:"namespace"`
+		Names         []jsonName       `json:"names"`
+		Domains       []jsonDomain     `json:"domains"`
+		NewNames      int              `json:"new_names"`
+		NewDomains    int              `json:"new_domains"`
+		WindowQueries int64            `json:"window_queries"`
+		WindowNames   int              `json:"window_names"`
+		WindowDomains int              `json:"window_domains"`
+		Folded        map[string]int64 `json:"rollup_other_queries"`
+		Sources       []string         `json:"sources"`
+	}{Since: rfc3339(r.from), Namespace: ns, Names: []jsonName{}, Domains: []jsonDomain{}, NewNames: r.newNames, NewDomains: r.newDoms,
+		WindowQueries: r.queries, WindowNames: r.winNames, WindowDomains: r.winDoms, Folded: map[string]int64{}, Sources: r.sources()}
+	for span, n := range r.folded {
+		v.Folded[map[int64]string{86400: "days", 3600: "hours", 60: "minutes"}[span]] = n
+	}
+	for _, nm := range r.names {
+		v.Names = append(v.Names, jsonName{nm.text, nm.domain, nm.queries, msText(nm.first)})
+	}
+	for _, dom := range r.domains {
+		v.Domains = append(v.Domains, jsonDomain{dom.domain, dom.queries, dom.names, msText(dom.first)})
+	}
+	return writeJSON(out, v)
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
+)
+
+// moveBack moves the rows the plugin wrote with ids up to upTo back in time by d, as if they
+// had arrived then: their ids, and the marks that refer to ids (the dictionary epochs, the
+// batches, rollup_id). The server must be stopped.
+func moveBack(t *testing.T, db string, d time.Duration, upTo int64) {
+	t.Helper()
+	shift := d.Milliseconds() << 8
+	stmts := fmt.Sprintf(`UPDATE log SET id = id - %[1]d WHERE id <= %[2]d;
+		UPDATE dict_epochs SET log_id = log_id - %[1]d WHERE log_id <= %[2]d;
+		UPDATE batches SET first_id = first_id - %[1]d WHERE first_id <= %[2]d;
+		UPDATE state SET value = value - %[1]d WHERE key = 'rollup_id' AND value <= %[2]d;`, shift, upTo)
+	testutil.Exec(t, db, stmts)
+}
+
+// newJSON is the JSON output of new.
+type newJSON struct {
+	Names []struct {
+		Name    string `json:"name"`
+		Domain  string `json:"domain"`
+		Queries int64  `json:"queries"`
+	} `json:"names"`
+	Domains []struct {
+		Domain  string `json:"domain"`
+		Queries int64  `json:"queries"`
+		Names   int    `json:"names"`
+	} `json:"domains"`
+	NewNames      int      `json:"new_names"`
+	NewDomains    int      `json:"new_domains"`
+	WindowQueries int64    `json:"window_queries"`
+	WindowNames   int      `json:"window_names"`
+	Sources       []string `json:"sources"`
+}
+
+// summary is the names and domains as name:queries, in order.
+func (v newJSON) summary() string {
+	var names, domains []string
+	for _, n := range v.Names {
+		names = append(names, fmt.Sprintf("%s:%d", n.Name, n.Queries))
+	}
+	for _, d := range v.Domains {
+		domains = append(domains, fmt.Sprintf("%s:%d/%d", d.Domain, d.Queries, d.Names))
+	}
+	return strings.Join(names, " ") + " | " + strings.Join(domains, " ")
+}
+
+func runNewJSON(t *testing.T, args ...string) newJSON {
+	t.Helper()
+	out := mustRun(t, append([]string{"new", "--json"}, args...)...)
+	var v newJSON
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("new output is not JSON: %v\n%s", err, out)
+	}
+	return v
+}
+
+// TestNew: new lists the names, and registered domains, of the window that the file never saw
+// before it, whichever part of the file saw them: a name asked once last week (a row holding
+// its text), one asked twice then (a number of an older epoch of the dictionary), one whose rows
+// are gone but that the rollups of a day long ago still hold, and one asked two hours ago in the
+// epoch the window begins in (the window's first row holding it holds its number) are not new.
+func TestNew(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "q.db")
+	opts := "retention 30d\n        metadata " + namespaceLabel
+	a := func(name string, n int) []query {
+		var qs []query
+		for range n {
+			qs = append(qs, query{name, dns.TypeA, "127.0.0.2", false})
+		}
+		return qs
+	}
+	// Last week.
+	s := startServerWith(t, db, opts)
+	s.send(t, append(a("once.example.org.", 1), a("twice.example.org.", 2)...))
+	s.stop()
+	moveBack(t, db, 8*24*time.Hour, math.MaxInt64)
+	// Its rollups are dropped, so that only its rows say it; and rows pruned long ago, whose
+	// names the rollups of a day still hold.
+	day := time.Now().Unix()/86400*86400 - 20*86400
+	testutil.Exec(t, db, fmt.Sprintf(`DELETE FROM rollup_names; DELETE FROM rollup_clients; DELETE FROM rollup_outcomes;
+		INSERT INTO rollup_names VALUES (86400, %[1]d, 'pruned.example.org.', 0, 3), (86400, %[1]d, '(other)', 0, 40);
+		INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us) VALUES (86400, %[1]d, 0, 1, 'udp', '', 43, 4300)`, day))
+	// Two hours ago, then in the window: one epoch of the dictionary.
+	s = startServerWith(t, db, opts)
+	s.send(t, a("earlier.example.org.", 1))
+	before := atoi(t, strs(t, db, `SELECT max(id) FROM log`)[0][0])
+	var window []query
+	for _, q := range []struct {
+		name string
+		n    int
+	}{{"once.example.org.", 1}, {"twice.example.org.", 1}, {"pruned.example.org.", 1}, {"earlier.example.org.", 2},
+		{"fresh.example.org.", 2}, {"a.fresh.example.net.", 3}, {"b.example.net.", 1}} {
+		window = append(window, a(q.name, q.n)...)
+	}
+	s.send(t, window)
+	s.stop()
+	moveBack(t, db, 2*time.Hour, before)
+	// The kubernetes plugin's metadata, as it would have been (and one row's unreadable).
+	testutil.Exec(t, db, `UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-a"}' WHERE id IN (SELECT id FROM queries WHERE qname LIKE '%.example.net.');
+		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-b"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'fresh.example.org.');
+		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-c"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'pruned.example.org.');
+		UPDATE log SET metadata = '{bad' WHERE id = (SELECT max(id) FROM queries WHERE qname = 'fresh.example.org.')`)
+
+	got := runNewJSON(t, "--db", db, "--since", "1h")
+	// The most asked first (then the first asked).
+	if want := "a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | example.net.:4/2"; got.summary() != want {
+		t.Errorf("new:\n got %s\nwant %s\nsources %q", got.summary(), want, got.Sources)
+	}
+	if got.NewNames != 3 || got.NewDomains != 1 || got.WindowQueries != int64(len(window)) || got.WindowNames != 7 {
+		t.Errorf("new: %d new names, %d new domains, window %d queries of %d names; want 3, 1, %d, 7", got.NewNames, got.NewDomains,
+			got.WindowQueries, got.WindowNames, len(window))
+	}
+	// The same with the window reaching back before the earlier row: it is new then.
+	got = runNewJSON(t, "--db", db, "--since", "3h")
+	if want := "earlier.example.org.:3 a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | example.net.:4/2"; got.summary() != want {
+		t.Errorf("new --since 3h:\n got %s\nwant %s", got.summary(), want)
+	}
+	// By namespace: the names a namespace asked that no one asked before.
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-a"); got.summary() != "a.fresh.example.net.:3 b.example.net.:1 | example.net.:4/2" {
+		t.Errorf("new --namespace team-a: %s", got.summary())
+	}
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-b"); got.summary() != "fresh.example.org.:1 | " || got.WindowQueries != 1 {
+		t.Errorf("new --namespace team-b: %s, %d queries", got.summary(), got.WindowQueries)
+	}
+	// Only a name left, no domain: it is looked for in each rollup period by the primary key.
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-c"); got.summary() != " | " || got.WindowQueries != 1 {
+		t.Errorf("new --namespace team-c: %s, %d queries; want nothing new of 1", got.summary(), got.WindowQueries)
+	}
+	if got := runNewJSON(t, "--db", db, "--namespace", "nobody"); got.summary() != " | " || got.WindowQueries != 0 {
+		t.Errorf("new --namespace nobody: %s", got.summary())
+	}
+	// -n cuts each list; the table says how many there are.
+	out := mustRun(t, "new", "--db", db, "-n", "1")
+	lines := strings.Split(out, "\n")
+	if !strings.HasPrefix(lines[0], "NEW NAME") || !strings.HasPrefix(lines[1], "a.fresh.example.net.") || !strings.Contains(out, "(1 of 3 new names; -n shows more)") ||
+		!strings.Contains(out, "\nNEW DOMAIN") || !strings.Contains(out, "\nexample.net.") || !strings.Contains(out, "new: 3 names, 1 registered domain") ||
+		!strings.Contains(out, "before the window: rows from ") || !strings.Contains(out, "(other): of those rollups, the days 40 queries are of names past") {
+		t.Errorf("new -n 1:\n%s", out)
+	}
+}
+
+// TestNewSchema1: a file of schema 1 has only its rows, texts: new compares the window's names
+// with the earlier rows' (none is new here), and top upstreams has nothing to count.
+func TestNewSchema1(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "v1.db")
+	// 5 s of rows 90 minutes ago, 2 s of them before a minute begins: 500 names and 3 more,
+	// every one asked in those 2 s.
+	from := time.Now().Add(-90*time.Minute).Unix() / 60 * 60 * 1000
+	schema1File(t, db, 5000, from-2000)
+	got := runNewJSON(t, "--db", db, "--since", time.UnixMilli(from).UTC().Format(time.RFC3339))
+	wantNames := atoi(t, strs(t, db, `SELECT count(DISTINCT qname) FROM queries WHERE ts >= ?`, from)[0][0])
+	wantNew := atoi(t, strs(t, db, `SELECT count(DISTINCT qname) FROM queries WHERE ts >= ?1 AND qname NOT IN (SELECT qname FROM queries WHERE ts < ?1)`, from)[0][0])
+	if wantNames != 503 || wantNew != 0 || int64(got.WindowNames) != wantNames || int64(got.NewNames) != wantNew || !strings.Contains(strings.Join(got.Sources, "\n"), "rows of schema 1") {
+		t.Errorf("new on schema 1: %d names, %d new; want %d, %d; sources %q", got.WindowNames, got.NewNames, wantNames, wantNew, got.Sources)
+	}
+	if out := mustRun(t, "top", "upstreams", "--db", db, "--since", "2h"); !strings.Contains(out, "no queries with an upstream") || !strings.Contains(out, "rows of schema 1 have no upstream") {
+		t.Errorf("top upstreams on schema 1:\n%s", out)
+	}
+}
