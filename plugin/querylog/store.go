@@ -20,6 +20,10 @@ import (
 // fails and is retried with backoff by the flusher.
 const busyTimeoutMS = 1000
 
+// logCacheLimit bounds each dictionary cache of a log reader (the shipper's, the rollups'
+// catch-up), in texts (about 100 bytes each).
+const logCacheLimit = 200_000
+
 // store is the SQLite side of one database file: a single connection, used by one goroutine
 // at a time (the flusher, or a tail write after shutdown, serialized by the writer).
 type store struct {
@@ -548,12 +552,7 @@ func (s *store) close() error {
 // withConn runs f on the store's connection as the driver has it (the writer's statements are
 // prepared on it).
 func (s *store) withConn(ctx context.Context, f func(dc driver.Conn) error) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error { return f(dc.(driver.Conn)) })
+	return rawsql.WithConn(ctx, s.db, f)
 }
 
 // flushRollups writes the rollups' counts now, in a transaction of their own.
