@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // rowsPerInsert is the number of rows bound by one multi-row INSERT: a few hundred parameters,
@@ -147,71 +145,6 @@ func clientText(e *entry, keys *keyring) string {
 	b, _ := a.MarshalBinary()
 	m.Write(b)
 	return "anon-" + hex.EncodeToString(m.Sum(nil)[:8])
-}
-
-// writeRows commits the entries of all segments in one transaction, or nothing, on the store's
-// connection dc.
-func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entry) (err error) {
-	b := &s.batch
-	n := 0
-	var newest int64
-	extra := false
-	for _, seg := range segments {
-		n += len(seg)
-		for i := range seg {
-			newest = max(newest, seg[i].start/1e6)
-			extra = extra || seg[i].extra != nil
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	b.use(dc)
-	if time.Since(b.epochStart) >= dictEpoch {
-		b.startEpoch()
-	}
-	first := max(b.lastID+1, newest<<8)
-	// Where the epoch begins, before this batch numbers anything new.
-	epoch := []any{first, b.names.next, b.clients.next}
-	b.vals = b.vals[:0]
-	id := first
-	for _, seg := range segments {
-		for i := range seg {
-			b.appendRow(&seg[i], id, extra)
-			id++
-		}
-	}
-
-	defer func() {
-		if err != nil {
-			b.forget()
-			b.rollups.reset()
-		}
-	}()
-	flushed := false
-	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
-		if err := b.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
-			return err
-		}
-		newest = max(newest, b.newest)
-		if b.rollups.live() {
-			b.rollups.counted = first + int64(n) - 1
-		}
-		if flushed = b.rollups.due(time.Now()); flushed {
-			return b.rollups.flush(ctx, dc, newest, b.labels)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if flushed {
-		b.rollups.flushed, b.rollups.flushNow = time.Now(), false
-	}
-	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
-	b.newEpoch = false
-	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
-	clear(b.vals) // drop references to names until the next batch
-	return nil
 }
 
 // insertRows inserts the batch's n rows (b.vals), the first with the id first, and what they

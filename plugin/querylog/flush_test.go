@@ -490,7 +490,7 @@ func flusherTurn(t *testing.T, w *writer) {
 	case w.buf.notify <- struct{}{}:
 	default: // a wake is pending already
 	}
-	run := fmt.Sprintf("querylog.(*writer).run(%p", w)
+	run := fmt.Sprintf("querylog.runFlusher(%p", w)
 	testutil.WaitFor(t, 3*time.Second, "the flusher's turn", func() bool {
 		return len(w.buf.notify) == 0 && testutil.Waiting("select", run) == 1
 	})

@@ -11,9 +11,9 @@ import (
 	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
-// Everything shipping reads from or writes to SQLite is in this file, so that a schema change
-// is ported here: the writer as package ship's Source, shipReader (which reads ship.Rows, those
-// of the log table through logrow's Reader), the cursor table, and retention's bound.
+// What shipping reads from SQLite: the writer as package ship's Source, and shipReader, which
+// reads ship.Rows (those of the log table through logrow's Reader). The store keeps the cursor
+// and deletes only what was shipped (store.go).
 
 // shipSource is a writer as its shipper's Source: the cursor is read and saved on the writer's
 // connection, the rows read through a read-only connection of the shipper's own.
@@ -238,74 +238,4 @@ func openShipReader(path string) (*sql.DB, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	return db, nil
-}
-
-// The cursor is the highest seq ClickHouse has acknowledged, per target, in the state table of
-// the database itself (key "ship:" and the target), so that it moves with the file (a backup,
-// a restored copy).
-
-// loadCursor returns target's cursor (0 if none). It runs on the writer's connection.
-func (s *store) loadCursor(target string) (int64, error) {
-	var seq int64
-	err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = ?), 0)`, "ship:"+target).Scan(&seq)
-	return seq, err
-}
-
-// saveCursor records target's cursor; a tiny transaction on the writer's connection.
-func (s *store) saveCursor(target string, seq int64) error {
-	_, err := s.db.Exec(`INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-		"ship:"+target, seq)
-	return err
-}
-
-// pruneOlderShipped is pruneOlder for a shipping writer: only rows ClickHouse holds (id up to
-// shipped) are deleted, and never the newest row, so that an id is never handed out again.
-func (s *store) pruneOlderShipped(cutoff, shipped int64, limit int) (int64, error) {
-	if s.v1 {
-		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ? AND rowid <= ?
-			ORDER BY rowid LIMIT ?)`, cutoff, shipped, limit)
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ? AND id <= ?
-		AND id < (SELECT max(id) FROM log) ORDER BY id LIMIT ?)`, cutoff<<8, shipped, limit)
-}
-
-// pruneOldestShipping is pruneOldest for a shipping writer: it deletes up to limit of the
-// oldest rows but the newest, and also returns how many of them had not been shipped (id above
-// shipped).
-func (s *store) pruneOldestShipping(limit int, shipped int64) (deleted, unshipped int64, err error) {
-	table, id := "log", "id"
-	if s.v1 {
-		var empty bool
-		if err := s.db.QueryRow(`SELECT NOT EXISTS (SELECT 1 FROM queries_v1)`).Scan(&empty); err != nil {
-			return 0, 0, err
-		}
-		if !empty {
-			table, id = "queries_v1", "rowid"
-		}
-	}
-	tx, err := s.db.Begin()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer tx.Rollback()
-	var upTo int64
-	err = tx.QueryRow(`SELECT coalesce(max(`+id+`), 0) FROM (SELECT `+id+` FROM `+table+`
-		WHERE `+id+` < (SELECT max(id) FROM log) ORDER BY `+id+` LIMIT ?)`, limit).Scan(&upTo)
-	if err != nil || upTo == 0 {
-		return 0, 0, err
-	}
-	if err := tx.QueryRow(`SELECT count(*) FROM `+table+` WHERE `+id+` > ? AND `+id+` <= ?`, shipped, upTo).Scan(&unshipped); err != nil {
-		return 0, 0, err
-	}
-	res, err := tx.Exec(`DELETE FROM `+table+` WHERE `+id+` <= ?`, upTo)
-	if err != nil {
-		return 0, 0, err
-	}
-	if deleted, err = res.RowsAffected(); err != nil {
-		return 0, 0, err
-	}
-	return deleted, unshipped, tx.Commit()
 }

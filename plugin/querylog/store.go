@@ -369,6 +369,71 @@ func hasExtra(segments [][]entry) bool {
 	return false
 }
 
+// writeRows commits the entries of all segments in one transaction, or nothing, on the store's
+// connection dc.
+func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entry) (err error) {
+	b := &s.batch
+	n := 0
+	var newest int64
+	extra := false
+	for _, seg := range segments {
+		n += len(seg)
+		for i := range seg {
+			newest = max(newest, seg[i].start/1e6)
+			extra = extra || seg[i].extra != nil
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	b.use(dc)
+	if time.Since(b.epochStart) >= dictEpoch {
+		b.startEpoch()
+	}
+	first := max(b.lastID+1, newest<<8)
+	// Where the epoch begins, before this batch numbers anything new.
+	epoch := []any{first, b.names.next, b.clients.next}
+	b.vals = b.vals[:0]
+	id := first
+	for _, seg := range segments {
+		for i := range seg {
+			b.appendRow(&seg[i], id, extra)
+			id++
+		}
+	}
+
+	defer func() {
+		if err != nil {
+			b.forget()
+			b.rollups.reset()
+		}
+	}()
+	flushed := false
+	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
+		if err := b.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
+			return err
+		}
+		newest = max(newest, b.newest)
+		if b.rollups.live() {
+			b.rollups.counted = first + int64(n) - 1
+		}
+		if flushed = b.rollups.due(time.Now()); flushed {
+			return b.rollups.flush(ctx, dc, newest, b.labels)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if flushed {
+		b.rollups.flushed, b.rollups.flushNow = time.Now(), false
+	}
+	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
+	b.newEpoch = false
+	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
+	clear(b.vals) // drop references to names until the next batch
+	return nil
+}
+
 // pruneOlder deletes up to limit of the oldest rows that arrived before cutoff (Unix ms), rows
 // of schema 1 first. In the log table that is every row whose id says so: a row that arrived
 // before cutoff but was written much later (late) goes when its id does.
@@ -565,4 +630,149 @@ func (s *store) flushRollups() error {
 	return s.withConn(ctx, func(dc driver.Conn) error {
 		return rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error { return r.flush(ctx, dc, s.batch.newest, s.batch.labels) })
 	})
+}
+
+// catchUp counts up to rollupCatchUpRows rows after counted, and turns live once none is left
+// (before the batch at hand is written, so that its rows are counted as they are written). The
+// first time, after an open or a failed batch, it starts from rollup_id, and marks for summing
+// the hours and days that may have ended unsummed (their last minutes flushed, the process
+// gone before the hour was over).
+func (s *store) catchUpRollups() error {
+	r := s.batch.rollups
+	if r.counted < 0 {
+		r.dropAllMinutes()
+		err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`).Scan(&r.counted)
+		if err != nil {
+			return err
+		}
+		if err := s.markUnsummed(); err != nil {
+			return err
+		}
+	}
+	if s.catchUpReader == nil {
+		s.catchUpReader = logrow.NewReader(logCacheLimit)
+	}
+	ctx := context.Background()
+	var rows []logrow.Row
+	err := s.withConn(ctx, func(dc driver.Conn) error {
+		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
+			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), rollupCatchUpRows, false, false, nil)
+			return err
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for i := range rows {
+		l := &rows[i]
+		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
+			uint8(s.batch.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
+		r.counted = l.ID
+	}
+	n := len(rows)
+	// Periods the counted rows touch may be over already: sum them at the next flush.
+	for start := range r.minutes {
+		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
+	}
+	r.flushNow = n > 0
+	r.catchingUp = n == rollupCatchUpRows
+	if !r.catchingUp {
+		s.catchUpReader = nil // its caches are not needed until the next catch-up
+	}
+	return nil
+}
+
+// markUnsummed marks for summing the hours from the last one summed on, and the days from the
+// last one summed on: summing again a period already summed gives the same rows.
+func (s *store) markUnsummed() error {
+	for _, p := range [][2]int64{{3600, 60}, {86400, 3600}} {
+		rows, err := s.db.Query(`SELECT DISTINCT start / ?1 * ?1 FROM rollup_outcomes WHERE span = ?2
+			AND start >= coalesce((SELECT max(start) FROM rollup_outcomes WHERE span = ?1), 0)`, p[0], p[1])
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var start int64
+			if err := rows.Scan(&start); err != nil {
+				rows.Close()
+				return err
+			}
+			s.batch.rollups.dirty[[2]int64{p[0], start}] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The cursor is the highest seq ClickHouse has acknowledged, per target, in the state table of
+// the database itself (key "ship:" and the target), so that it moves with the file (a backup,
+// a restored copy).
+
+// loadCursor returns target's cursor (0 if none). It runs on the writer's connection.
+func (s *store) loadCursor(target string) (int64, error) {
+	var seq int64
+	err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = ?), 0)`, "ship:"+target).Scan(&seq)
+	return seq, err
+}
+
+// saveCursor records target's cursor; a tiny transaction on the writer's connection.
+func (s *store) saveCursor(target string, seq int64) error {
+	_, err := s.db.Exec(`INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		"ship:"+target, seq)
+	return err
+}
+
+// pruneOlderShipped is pruneOlder for a shipping writer: only rows ClickHouse holds (id up to
+// shipped) are deleted, and never the newest row, so that an id is never handed out again.
+func (s *store) pruneOlderShipped(cutoff, shipped int64, limit int) (int64, error) {
+	if s.v1 {
+		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ? AND rowid <= ?
+			ORDER BY rowid LIMIT ?)`, cutoff, shipped, limit)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ? AND id <= ?
+		AND id < (SELECT max(id) FROM log) ORDER BY id LIMIT ?)`, cutoff<<8, shipped, limit)
+}
+
+// pruneOldestShipping is pruneOldest for a shipping writer: it deletes up to limit of the
+// oldest rows but the newest, and also returns how many of them had not been shipped (id above
+// shipped).
+func (s *store) pruneOldestShipping(limit int, shipped int64) (deleted, unshipped int64, err error) {
+	table, id := "log", "id"
+	if s.v1 {
+		var empty bool
+		if err := s.db.QueryRow(`SELECT NOT EXISTS (SELECT 1 FROM queries_v1)`).Scan(&empty); err != nil {
+			return 0, 0, err
+		}
+		if !empty {
+			table, id = "queries_v1", "rowid"
+		}
+	}
+	tx, err := s.db.Begin()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	var upTo int64
+	err = tx.QueryRow(`SELECT coalesce(max(`+id+`), 0) FROM (SELECT `+id+` FROM `+table+`
+		WHERE `+id+` < (SELECT max(id) FROM log) ORDER BY `+id+` LIMIT ?)`, limit).Scan(&upTo)
+	if err != nil || upTo == 0 {
+		return 0, 0, err
+	}
+	if err := tx.QueryRow(`SELECT count(*) FROM `+table+` WHERE `+id+` > ? AND `+id+` <= ?`, shipped, upTo).Scan(&unshipped); err != nil {
+		return 0, 0, err
+	}
+	res, err := tx.Exec(`DELETE FROM `+table+` WHERE `+id+` <= ?`, upTo)
+	if err != nil {
+		return 0, 0, err
+	}
+	if deleted, err = res.RowsAffected(); err != nil {
+		return 0, 0, err
+	}
+	return deleted, unshipped, tx.Commit()
 }

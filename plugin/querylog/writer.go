@@ -32,7 +32,7 @@ type writer struct {
 	keys   keyring // anonymize hash keys of the handlers, numbered for their entries
 
 	shipMu sync.Mutex                   // serializes setShip and finishShip; taken before storeMu
-	ship   atomic.Pointer[ship.Shipper] // nil unless shipping (ship.go)
+	ship   atomic.Pointer[ship.Shipper] // nil unless shipping (setShip)
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -134,6 +134,13 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	retry.PanicsTotal.WithLabelValues(w.path, inFlusher) // at 0 from the start, for increase()
 	go w.run()
 	return w, nil, nil
+}
+
+// run is the flusher goroutine (runFlusher), under this name in goroutine dumps
+// (docs/runbook.md).
+func (w *writer) run() {
+	defer close(w.done)
+	runFlusher(w)
 }
 
 // join adds a reference with options o to the live writer for o.path, if there is one. If
@@ -409,4 +416,98 @@ func writersForMetrics() (live, all []*writer) {
 		all = append(all, rw)
 	}
 	return live, all
+}
+
+// The writer's side of shipping (package ship): one shipper per writer, started, replaced and
+// stopped as its options change, woken by the flusher, and asked by retention what may be
+// deleted.
+
+// What becomes of the rows not shipped when a shipper stops, for its log line.
+const (
+	leftAtExit  = "they are sent from the file at the next start"
+	leftRotated = "they stay in the old file, which is no longer read"
+)
+
+// shipTuning is every shipper's pace; zero fields take package ship's defaults (a variable so
+// tests can shorten it).
+var shipTuning ship.Tuning
+
+// setShip starts, replaces or stops the writer's shipper to match o. The old shipper stops
+// before a new one starts, so two never send the same rows, and stays visible to retention
+// until then.
+func (w *writer) setShip(o ship.Options) {
+	w.shipMu.Lock()
+	defer w.shipMu.Unlock()
+	old := w.ship.Load()
+	if old != nil && old.Options() == o {
+		return
+	}
+	if old == nil && !o.Enabled() {
+		return
+	}
+	if old != nil {
+		old.Stop()
+	}
+	var s *ship.Shipper
+	if o.Enabled() {
+		s = ship.Start(w.path, shipSource{w}, o, shipTuning)
+	}
+	w.ship.Store(s)
+}
+
+// finishShip lets the shipper send what is left, bounded by shutdown_timeout, and stops it. The
+// writer's last holder calls it once the flusher has drained the buffer, and the flusher before
+// it leaves a renamed file (leftRotated). It reports whether there was a shipper.
+func (w *writer) finishShip(leftover string) bool {
+	w.shipMu.Lock()
+	defer w.shipMu.Unlock()
+	s := w.ship.Load()
+	if s != nil {
+		s.Finish(w.options().shutdownTimeout, leftover)
+		w.ship.Store(nil)
+	}
+	return s != nil
+}
+
+// shipWake tells the shipper, if any, that n rows were committed. It never blocks.
+func (w *writer) shipWake(n int) {
+	if s := w.ship.Load(); s != nil {
+		s.Wake(n)
+	}
+}
+
+// shipBound reports whether rows are being shipped and, if so, the highest rowid that may be
+// deleted without losing a row ClickHouse does not have.
+func (w *writer) shipBound() (shipped int64, shipping bool) {
+	if s := w.ship.Load(); s != nil {
+		return s.Bound(), true
+	}
+	return 0, false
+}
+
+// runningShippers returns the shipper of every live writer, for the lag gauges.
+func runningShippers() []*ship.Shipper {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	var out []*ship.Shipper
+	for _, w := range writers {
+		if s := w.ship.Load(); s != nil && !w.retired {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// withStore runs fn with storeMu held, in the flusher: the lock is released and a panic
+// returned as an error whatever fn does.
+func (w *writer) withStore(fn func() error) error {
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	return retry.Guard(w.path, inFlusher, fn)
+}
+
+// dropStore closes the store after a panic in the flusher, which left its state unknown (its
+// transaction, its dictionaries' cache): the next turn opens the database afresh.
+func (w *writer) dropStore() {
+	retry.Guard(w.path, inFlusher, func() error { w.closeStore(); return nil })
 }
