@@ -572,7 +572,7 @@ func benchPrune(b *testing.B, chunk, rows int, entries []entry, old int64) {
 		cutoff := time.Now().Add(-7 * 24 * time.Hour).UnixMilli()
 		for {
 			start := time.Now()
-			n, err := s.pruneOlder(cutoff, chunk)
+			n, err := s.pruneOlder(cutoff, chunk, shipBound{})
 			took := time.Since(start)
 			if err != nil {
 				b.Fatal(err)

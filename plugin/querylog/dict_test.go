@@ -134,7 +134,7 @@ func TestDictPrunedWithRows(t *testing.T) {
 	if n := count("names"); n != 4 {
 		t.Errorf("tidy removed names that rows use: %d left, want 4", n)
 	}
-	if n, err := s.pruneOlder(now-1000, 1000); err != nil || n != 4 {
+	if n, err := s.pruneOlder(now-1000, 1000, shipBound{}); err != nil || n != 4 {
 		t.Fatalf("pruned %d (%v), want the 4 old rows", n, err)
 	}
 	if _, err := s.tidy(1000); err != nil {

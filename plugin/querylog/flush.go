@@ -260,7 +260,7 @@ func (f *flusher) drain() {
 	w := f.w
 	o := w.options()
 	deadline := time.Now().Add(o.shutdownTimeout)
-	backoff := 10 * time.Millisecond
+	backoff := retry.Backoff{Start: 10 * time.Millisecond, Limit: 500 * time.Millisecond} // within shutdown_timeout
 	for time.Now().Before(deadline) {
 		if size, _ := w.buf.fill(); size == 0 {
 			return
@@ -272,8 +272,7 @@ func (f *flusher) drain() {
 			_, err = f.flushBatch(max(o.batchSize, drainBatch))
 		}
 		if err != nil {
-			time.Sleep(min(backoff, time.Until(deadline)))
-			backoff = min(2*backoff, 500*time.Millisecond)
+			time.Sleep(min(backoff.Next(), time.Until(deadline)))
 		}
 	}
 	if size, _ := w.buf.fill(); size > 0 {
@@ -412,10 +411,7 @@ func (f *flusher) maintainStep(written int) {
 	case phaseRetention:
 		var n int64
 		if n, err = f.prune(func(s *store) (int64, error) {
-			if shipped, ok := w.shipBound(); ok {
-				return s.pruneOlderShipped(p.cutoff, shipped, pruneChunk) // never unshipped rows
-			}
-			return s.pruneOlder(p.cutoff, pruneChunk)
+			return s.pruneOlder(p.cutoff, pruneChunk, shipBoundOf(w.ship.Load())) // never unshipped rows
 		}); n < int64(pruneChunk) {
 			p.phase = phaseRollups
 		}
@@ -452,7 +448,7 @@ func (f *flusher) maintainStep(written int) {
 		chunk := pruneChunk + written
 		var n int64
 		n, err = f.prune(func(s *store) (int64, error) {
-			n, err := f.pruneOldestShipping(s, chunk)
+			n, err := f.pruneOldest(s, chunk)
 			if err != nil {
 				return n, err
 			}
@@ -565,14 +561,11 @@ func (f *flusher) diskLow() bool {
 	return low
 }
 
-// pruneOldestShipping deletes a chunk of the oldest rows for max_size, and while shipping counts
-// and logs those not shipped yet: max_size leaves no choice.
-func (f *flusher) pruneOldestShipping(s *store, chunk int) (int64, error) {
+// pruneOldest deletes a chunk of the oldest rows for max_size, and while shipping counts and
+// logs those not shipped yet.
+func (f *flusher) pruneOldest(s *store, chunk int) (int64, error) {
 	sh := f.w.ship.Load()
-	if sh == nil {
-		return s.pruneOldest(chunk)
-	}
-	deleted, unshipped, err := s.pruneOldestShipping(chunk, sh.Bound())
+	deleted, unshipped, err := s.pruneOldest(chunk, shipBoundOf(sh))
 	if err != nil || unshipped == 0 {
 		return deleted, err
 	}

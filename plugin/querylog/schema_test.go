@@ -75,7 +75,7 @@ func TestMigrateFromV1(t *testing.T) {
 	// deletions through modernc.org/sqlite take minutes.)
 	testutil.SQLite3(t, path, `DELETE FROM queries_v1 WHERE rowid > 5000`)
 	for {
-		n, err := s.pruneOlder(time.Now().Add(-time.Hour).UnixMilli(), 100_000)
+		n, err := s.pruneOlder(time.Now().Add(-time.Hour).UnixMilli(), 100_000, shipBound{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -88,10 +88,7 @@ func (r *shipReader) read(after int64, limit int, dst []ship.Row) ([]ship.Row, e
 		}
 		defer rawsql.Exec(ctx, dc, "ROLLBACK")
 		var has [3]bool // queries_v1, log.metadata, log.answer_data
-		if err := rawsql.Each(ctx, dc, `SELECT
-			EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
-			EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
-			EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`, nil, func(v []driver.Value) error {
+		if err := rawsql.Each(ctx, dc, `SELECT `+layoutColumns, nil, func(v []driver.Value) error {
 			for i := range has {
 				has[i] = logrow.Int(v[i]) != 0
 			}

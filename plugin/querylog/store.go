@@ -194,12 +194,11 @@ func (s *store) replaced() bool {
 // load reads where the log and the dictionaries end, which the next batch continues from.
 func (s *store) load() error {
 	var lastID, written, nextName, nextClient int64
-	var extraCols bool
+	var extraCols, answers bool // addExtraColumns adds both: metadata tells for the two
 	err := s.db.QueryRow(`SELECT coalesce((SELECT max(id) FROM log), 0),
 		coalesce((SELECT n + rows FROM batches ORDER BY first_id DESC LIMIT 1), -1),
 		coalesce((SELECT max(id) FROM names), 0) + 1, coalesce((SELECT max(id) FROM clients), 0) + 1,
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
-		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata')`).Scan(&lastID, &written, &nextName, &nextClient, &s.v1, &extraCols)
+		`+layoutColumns).Scan(&lastID, &written, &nextName, &nextClient, &s.v1, &extraCols, &answers)
 	if err != nil {
 		return err
 	}
@@ -434,28 +433,77 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	return nil
 }
 
-// pruneOlder deletes up to limit of the oldest rows that arrived before cutoff (Unix ms), rows
-// of schema 1 first. In the log table that is every row whose id says so: a row that arrived
-// before cutoff but was written much later (late) goes when its id does.
-func (s *store) pruneOlder(cutoff int64, limit int) (int64, error) {
-	if s.v1 {
-		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ? ORDER BY ts LIMIT ?)`, cutoff, limit)
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ? ORDER BY id LIMIT ?)`, cutoff<<8, limit)
+// shipBound is what pruning must leave while shipping (shipping): the rows ClickHouse does not
+// hold yet (id above shipped), and the newest row, so that an id is never handed out again. The
+// zero value, not shipping, leaves nothing.
+type shipBound struct {
+	shipping bool
+	shipped  int64
 }
 
-// pruneOldest deletes up to limit of the oldest rows, rows of schema 1 first.
-func (s *store) pruneOldest(limit int) (int64, error) {
+// pruneOlder deletes up to limit of the oldest rows that arrived before cutoff (Unix ms), rows
+// of schema 1 first, but those bound keeps. In the log table that is every row whose id says
+// so: a row that arrived before cutoff but was written much later (late) goes when its id does.
+func (s *store) pruneOlder(cutoff int64, limit int, bound shipBound) (int64, error) {
+	v1Args, logArgs := []any{cutoff}, []any{cutoff << 8}
+	v1Kept, v1Order, logKept := "", "ts", ""
+	if bound.shipping {
+		v1Kept, v1Order = " AND rowid <= ?", "rowid"
+		logKept = " AND id <= ? AND id < (SELECT max(id) FROM log)"
+		v1Args, logArgs = append(v1Args, bound.shipped), append(logArgs, bound.shipped)
+	}
 	if s.v1 {
-		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 ORDER BY rowid LIMIT ?)`, limit)
+		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ?`+v1Kept+`
+			ORDER BY `+v1Order+` LIMIT ?)`, append(v1Args, limit)...)
 		if n > 0 || err != nil {
 			return n, err
 		}
 	}
-	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ?)`, limit)
+	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ?`+logKept+` ORDER BY id LIMIT ?)`,
+		append(logArgs, limit)...)
+}
+
+// pruneOldest deletes up to limit of the oldest rows, rows of schema 1 first, but the newest
+// row while shipping. It also returns how many of them had not been shipped (id above
+// bound.shipped): max_size leaves no choice.
+func (s *store) pruneOldest(limit int, bound shipBound) (deleted, unshipped int64, err error) {
+	table, id := "log", "id"
+	if s.v1 {
+		var empty bool
+		if err := s.db.QueryRow(`SELECT NOT EXISTS (SELECT 1 FROM queries_v1)`).Scan(&empty); err != nil {
+			return 0, 0, err
+		}
+		if !empty {
+			table, id = "queries_v1", "rowid"
+		}
+	}
+	kept := ""
+	if bound.shipping {
+		kept = ` WHERE ` + id + ` < (SELECT max(id) FROM log)`
+	}
+	tx, err := s.db.Begin()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	var upTo int64
+	err = tx.QueryRow(`SELECT coalesce(max(`+id+`), 0) FROM (SELECT `+id+` FROM `+table+kept+` ORDER BY `+id+` LIMIT ?)`, limit).Scan(&upTo)
+	if err != nil || upTo == 0 {
+		return 0, 0, err
+	}
+	if bound.shipping {
+		if err := tx.QueryRow(`SELECT count(*) FROM `+table+` WHERE `+id+` > ? AND `+id+` <= ?`, bound.shipped, upTo).Scan(&unshipped); err != nil {
+			return 0, 0, err
+		}
+	}
+	res, err := tx.Exec(`DELETE FROM `+table+` WHERE `+id+` <= ?`, upTo)
+	if err != nil {
+		return 0, 0, err
+	}
+	if deleted, err = res.RowsAffected(); err != nil {
+		return 0, 0, err
+	}
+	return deleted, unshipped, tx.Commit()
 }
 
 // pruneRollups deletes the rollup rows of up to periods periods per table and span that began
@@ -723,56 +771,4 @@ func (s *store) saveCursor(target string, seq int64) error {
 	_, err := s.db.Exec(`INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
 		"ship:"+target, seq)
 	return err
-}
-
-// pruneOlderShipped is pruneOlder for a shipping writer: only rows ClickHouse holds (id up to
-// shipped) are deleted, and never the newest row, so that an id is never handed out again.
-func (s *store) pruneOlderShipped(cutoff, shipped int64, limit int) (int64, error) {
-	if s.v1 {
-		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ? AND rowid <= ?
-			ORDER BY rowid LIMIT ?)`, cutoff, shipped, limit)
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ? AND id <= ?
-		AND id < (SELECT max(id) FROM log) ORDER BY id LIMIT ?)`, cutoff<<8, shipped, limit)
-}
-
-// pruneOldestShipping is pruneOldest for a shipping writer: it deletes up to limit of the
-// oldest rows but the newest, and also returns how many of them had not been shipped (id above
-// shipped).
-func (s *store) pruneOldestShipping(limit int, shipped int64) (deleted, unshipped int64, err error) {
-	table, id := "log", "id"
-	if s.v1 {
-		var empty bool
-		if err := s.db.QueryRow(`SELECT NOT EXISTS (SELECT 1 FROM queries_v1)`).Scan(&empty); err != nil {
-			return 0, 0, err
-		}
-		if !empty {
-			table, id = "queries_v1", "rowid"
-		}
-	}
-	tx, err := s.db.Begin()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer tx.Rollback()
-	var upTo int64
-	err = tx.QueryRow(`SELECT coalesce(max(`+id+`), 0) FROM (SELECT `+id+` FROM `+table+`
-		WHERE `+id+` < (SELECT max(id) FROM log) ORDER BY `+id+` LIMIT ?)`, limit).Scan(&upTo)
-	if err != nil || upTo == 0 {
-		return 0, 0, err
-	}
-	if err := tx.QueryRow(`SELECT count(*) FROM `+table+` WHERE `+id+` > ? AND `+id+` <= ?`, shipped, upTo).Scan(&unshipped); err != nil {
-		return 0, 0, err
-	}
-	res, err := tx.Exec(`DELETE FROM `+table+` WHERE `+id+` <= ?`, upTo)
-	if err != nil {
-		return 0, 0, err
-	}
-	if deleted, err = res.RowsAffected(); err != nil {
-		return 0, 0, err
-	}
-	return deleted, unshipped, tx.Commit()
 }

@@ -476,13 +476,12 @@ func (w *writer) shipWake(n int) {
 	}
 }
 
-// shipBound reports whether rows are being shipped and, if so, the highest rowid that may be
-// deleted without losing a row ClickHouse does not have.
-func (w *writer) shipBound() (shipped int64, shipping bool) {
-	if s := w.ship.Load(); s != nil {
-		return s.Bound(), true
+// shipBoundOf is what pruning must leave for sh; nil: not shipping.
+func shipBoundOf(sh *ship.Shipper) shipBound {
+	if sh == nil {
+		return shipBound{}
 	}
-	return 0, false
+	return shipBound{shipping: true, shipped: sh.Bound()}
 }
 
 // runningShippers returns the shipper of every live writer, for the lag gauges.
