@@ -75,10 +75,10 @@ func TestDictAcrossBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		if round == 1 {
-			s.batch.forget()
+			s.state.forget()
 		}
 		if round == 2 {
-			s.batch.startEpoch()
+			s.state.startEpoch()
 		}
 	}
 	rows, err := s.db.Query(`SELECT qname FROM queries ORDER BY id`)
@@ -122,7 +122,7 @@ func TestDictPrunedWithRows(t *testing.T) {
 	}
 	old := time.Now().Add(-48 * time.Hour).UnixMilli()
 	write(old, "a.", "a.", "b.", "b.")
-	s.batch.startEpoch()
+	s.state.startEpoch()
 	now := time.Now().UnixMilli()
 	write(now, "a.", "a.", "c.", "c.")
 	if n := count("names"); n != 4 {

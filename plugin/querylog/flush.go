@@ -329,7 +329,7 @@ func (f *flusher) startPass() {
 		p.longer = now.Add(-o.rollupRetention).Unix()
 	}
 	if f.w.store != nil {
-		f.w.withStore(func() error { f.w.store.batch.rollups.configure(o.rollupLimit); return nil })
+		f.w.withStore(func() error { f.w.store.state.rollups.configure(o.rollupLimit); return nil })
 	}
 	f.pass = p
 }

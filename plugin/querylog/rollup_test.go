@@ -12,7 +12,7 @@ import (
 func rollupStore(t *testing.T, path string, limit int) *store {
 	t.Helper()
 	s := testStore(t, path)
-	s.batch.rollups.configure(limit)
+	s.state.rollups.configure(limit)
 	return s
 }
 
@@ -24,7 +24,7 @@ func writeAt(t *testing.T, s *store, ms int64, client string, names ...string) {
 		e := entryOf(&testLabels, queryRow{ts: ms, server: "dns://:53", client: client, proto: "udp", qname: n, qtype: 1, qclass: 1, us: 700})
 		batch = append(batch, e)
 	}
-	s.batch.rollups.flushed = s.batch.rollups.flushed.Add(-rollupEvery) // due with this batch
+	s.state.rollups.flushed = s.state.rollups.flushed.Add(-rollupEvery) // due with this batch
 	if err := s.write(batch); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestRollupsRecover(t *testing.T) {
 	const minute = 1_700_000_040_000
 	writeAt(t, s, minute, "192.0.2.1", "a.example.", "b.example.")
 	// Not flushed: as after kill -9.
-	s.batch.rollups.flushed = s.batch.rollups.flushed.Add(rollupEvery)
+	s.state.rollups.flushed = s.state.rollups.flushed.Add(rollupEvery)
 	if err := s.write([]entry{entryOf(&testLabels, queryRow{ts: minute + 1, client: "192.0.2.1", qname: "c.example."})}); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestRollupsOff(t *testing.T) {
 	catchUp := func(how string) {
 		t.Helper()
 		batches := 0
-		for ; !s.batch.rollups.live(); batches++ {
+		for ; !s.state.rollups.live(); batches++ {
 			writeAt(t, s, minute+int64(10+batches), "192.0.2.1", fmt.Sprintf("%s%d.example.", how, batches))
 		}
 		if err := s.flushRollups(); err != nil {
@@ -190,15 +190,15 @@ func TestRollupsOff(t *testing.T) {
 		checkRollupsAddUp(t, path)
 	}
 
-	s.batch.rollups.configure(0)
+	s.state.rollups.configure(0)
 	writeAt(t, s, minute+1, "192.0.2.1", "off1.example.", "off2.example.", "off3.example.")
 	if got := counted(); got != "1 of 4" {
 		t.Errorf("with rollup_limit 0 the rollups count %s rows; want only the one written before", got)
 	}
-	s.batch.rollups.configure(1000)
+	s.state.rollups.configure(1000)
 	catchUp("reload")
 
-	s.batch.rollups.configure(0)
+	s.state.rollups.configure(0)
 	writeAt(t, s, minute+2, "192.0.2.1", "off4.example.", "off5.example.", "off6.example.")
 	s.db.Close() // kill -9
 	s = rollupStore(t, path, 1000)
@@ -242,10 +242,10 @@ func TestRollupsCatchUpCountsAsLive(t *testing.T) {
 	}
 
 	later := rollupStore(t, laterPath, 100_000)
-	later.batch.rollups.configure(0)
+	later.state.rollups.configure(0)
 	write(later)
-	later.batch.rollups.configure(100_000)
-	for !later.batch.rollups.live() {
+	later.state.rollups.configure(100_000)
+	for !later.state.rollups.live() {
 		if err := later.catchUpRollups(); err != nil {
 			t.Fatal(err)
 		}

@@ -650,7 +650,7 @@ func BenchmarkShip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	last := s.batch.lastID // the cursor is a row id, and ids carry the time
+	last := s.state.lastID // the cursor is a row id, and ids carry the time
 	s.close()
 	ch := testutil.StartClickHouse(b)
 	runs := 0

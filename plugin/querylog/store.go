@@ -30,8 +30,8 @@ type store struct {
 	path  string
 	file  os.FileInfo // the file opened, to notice when path names another one
 	db    *sql.DB
-	batch batch // the write side, batch.go
-	v1    bool  // rows of schema 1 remain in queries_v1
+	state writeState // what writing needs between batches (writestate.go)
+	v1    bool       // rows of schema 1 remain in queries_v1
 
 	catchUpReader *logrow.Reader // reads rows for the rollups while they catch up (rollup.go)
 }
@@ -206,13 +206,13 @@ func (s *store) load() error {
 		// The first batch after an upgrade: the rows of schema 1 were numbered by their rowid.
 		err = s.db.QueryRow(`SELECT coalesce(max(rowid), 0) FROM queries_v1`).Scan(&written)
 	}
-	s.batch = newBatch(nil, nil, lastID, max(written, 0), nextName, nextClient)
-	s.batch.extraCols = extraCols
+	s.state = newWriteState(nil, nil, lastID, max(written, 0), nextName, nextClient)
+	s.state.extraCols = extraCols
 	return err
 }
 
 // use gives the store the writer's labels and hash keys, which entries refer to by number.
-func (s *store) use(l *labels, k *keyring) { s.batch.labels, s.batch.keys = l, k }
+func (s *store) use(l *labels, k *keyring) { s.state.labels, s.state.keys = l, k }
 
 // migrate brings the database to schemaVersion. A current database is only read.
 func (s *store) migrate() error {
@@ -269,7 +269,7 @@ func (s *store) write(segments ...[]entry) error {
 	if err := s.resolveLabels(segments); err != nil {
 		return err
 	}
-	if r := s.batch.rollups; r.catchingUp && !r.off {
+	if r := s.state.rollups; r.catchingUp && !r.off {
 		if err := s.catchUpRollups(); err != nil {
 			return fmt.Errorf("counting rows for the rollups: %w", err)
 		}
@@ -278,10 +278,10 @@ func (s *store) write(segments ...[]entry) error {
 		return err
 	}
 	ctx := context.Background()
-	before := s.batch.lookups()
+	before := s.state.lookups()
 	err := s.withConn(ctx, func(dc driver.Conn) error { return s.writeRows(ctx, dc, segments) })
 	if err == nil {
-		after := s.batch.lookups()
+		after := s.state.lookups()
 		for i, name := range [2]string{"names", "clients"} {
 			for j, result := range [3]string{"hit", "added", "inline"} {
 				dictionaryLookups.WithLabelValues(s.path, name, result).Add(float64(after[i][j] - before[i][j]))
@@ -295,22 +295,22 @@ func (s *store) write(segments ...[]entry) error {
 // entries use for the first time. Label rows are committed on their own: one nothing uses is
 // harmless, and the numbers hold whatever happens to the batch.
 func (s *store) resolveLabels(segments [][]entry) error {
-	b := &s.batch
+	ws := &s.state
 	for _, seg := range segments {
 		for i := range seg {
 			e := &seg[i]
 			for kind, id := range [numLabelKinds]uint16{labelServer: uint16(e.server), labelPlugin: uint16(e.plugin), labelUpstream: e.upstream} {
-				if id == 0 || (int(id) < len(b.dbLabel[kind]) && b.dbLabel[kind][id] != 0) {
+				if id == 0 || (int(id) < len(ws.dbLabel[kind]) && ws.dbLabel[kind][id] != 0) {
 					continue
 				}
-				n, err := s.labelNumber(labelKind(kind), b.labels.text(labelKind(kind), id))
+				n, err := s.labelNumber(labelKind(kind), ws.labels.text(labelKind(kind), id))
 				if err != nil {
 					return err
 				}
-				for len(b.dbLabel[kind]) <= int(id) {
-					b.dbLabel[kind] = append(b.dbLabel[kind], 0)
+				for len(ws.dbLabel[kind]) <= int(id) {
+					ws.dbLabel[kind] = append(ws.dbLabel[kind], 0)
 				}
-				b.dbLabel[kind][id] = n
+				ws.dbLabel[kind][id] = n
 			}
 		}
 	}
@@ -342,7 +342,7 @@ func (s *store) labelNumber(kind labelKind, text string) (n int64, err error) {
 // addExtraColumns adds the metadata and answer_data columns the first time a batch has such
 // fields, so that databases without them pay nothing for them.
 func (s *store) addExtraColumns(segments [][]entry) error {
-	if s.batch.extraCols || !hasExtra(segments) {
+	if s.state.extraCols || !hasExtra(segments) {
 		return nil
 	}
 	err := s.change(func(tx *sql.Tx) error {
@@ -353,7 +353,7 @@ func (s *store) addExtraColumns(segments [][]entry) error {
 		}
 		return createViews(tx)
 	})
-	s.batch.extraCols = err == nil
+	s.state.extraCols = err == nil
 	return err
 }
 
@@ -371,7 +371,7 @@ func hasExtra(segments [][]entry) bool {
 // writeRows commits the entries of all segments in one transaction, or nothing, on the store's
 // connection dc.
 func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entry) (err error) {
-	b := &s.batch
+	ws := &s.state
 	n := 0
 	var newest int64
 	extra := false
@@ -385,51 +385,51 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	if n == 0 {
 		return nil
 	}
-	b.use(dc)
-	if time.Since(b.epochStart) >= dictEpoch {
-		b.startEpoch()
+	ws.use(dc)
+	if time.Since(ws.epochStart) >= dictEpoch {
+		ws.startEpoch()
 	}
-	first := max(b.lastID+1, newest<<8)
+	first := max(ws.lastID+1, newest<<8)
 	// Where the epoch begins, before this batch numbers anything new.
-	epoch := []any{first, b.names.next, b.clients.next}
-	b.vals = b.vals[:0]
+	epoch := []any{first, ws.names.next, ws.clients.next}
+	ws.vals = ws.vals[:0]
 	id := first
 	for _, seg := range segments {
 		for i := range seg {
-			b.appendRow(&seg[i], id, extra)
+			ws.appendRow(&seg[i], id, extra)
 			id++
 		}
 	}
 
 	defer func() {
 		if err != nil {
-			b.forget()
-			b.rollups.reset()
+			ws.forget()
+			ws.rollups.reset()
 		}
 	}()
 	flushed := false
 	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
-		if err := b.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
+		if err := ws.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
 			return err
 		}
-		newest = max(newest, b.newest)
-		if b.rollups.live() {
-			b.rollups.counted = first + int64(n) - 1
+		newest = max(newest, ws.newest)
+		if ws.rollups.live() {
+			ws.rollups.counted = first + int64(n) - 1
 		}
-		if flushed = b.rollups.due(time.Now()); flushed {
-			return b.rollups.flush(ctx, dc, newest, b.labels)
+		if flushed = ws.rollups.due(time.Now()); flushed {
+			return ws.rollups.flush(ctx, dc, newest, ws.labels)
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	if flushed {
-		b.rollups.flushed, b.rollups.flushNow = time.Now(), false
+		ws.rollups.flushed, ws.rollups.flushNow = time.Now(), false
 	}
-	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
-	b.newEpoch = false
-	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
-	clear(b.vals) // drop references to names until the next batch
+	ws.lastID, ws.newest, ws.written = first+int64(n)-1, newest, ws.written+int64(n)
+	ws.newEpoch = false
+	ws.names.pending, ws.clients.pending = ws.names.pending[:0], ws.clients.pending[:0]
+	clear(ws.vals) // drop references to names until the next batch
 	return nil
 }
 
@@ -658,7 +658,7 @@ func (s *store) size() int64 {
 
 func (s *store) close() error {
 	err := s.flushRollups()
-	s.withConn(context.Background(), func(driver.Conn) error { s.batch.closeStmts(); return nil })
+	s.withConn(context.Background(), func(driver.Conn) error { s.state.closeStmts(); return nil })
 	return errors.Join(err, s.db.Close())
 }
 
@@ -670,13 +670,13 @@ func (s *store) withConn(ctx context.Context, f func(dc driver.Conn) error) erro
 
 // flushRollups writes the rollups' counts now, in a transaction of their own.
 func (s *store) flushRollups() error {
-	r := s.batch.rollups
+	r := s.state.rollups
 	if len(r.minutes) == 0 {
 		return nil // rollup_id is current, or the next open counts the rows after it
 	}
 	ctx := context.Background()
 	return s.withConn(ctx, func(dc driver.Conn) error {
-		return rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error { return r.flush(ctx, dc, s.batch.newest, s.batch.labels) })
+		return rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error { return r.flush(ctx, dc, s.state.newest, s.state.labels) })
 	})
 }
 
@@ -686,7 +686,7 @@ func (s *store) flushRollups() error {
 // the hours and days that may have ended unsummed (their last minutes flushed, the process
 // gone before the hour was over).
 func (s *store) catchUpRollups() error {
-	r := s.batch.rollups
+	r := s.state.rollups
 	if r.counted < 0 {
 		r.dropAllMinutes()
 		err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`).Scan(&r.counted)
@@ -714,7 +714,7 @@ func (s *store) catchUpRollups() error {
 	for i := range rows {
 		l := &rows[i]
 		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
-			uint8(s.batch.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
+			uint8(s.state.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
 		r.counted = l.ID
 	}
 	n := len(rows)
@@ -745,7 +745,7 @@ func (s *store) markUnsummed() error {
 				rows.Close()
 				return err
 			}
-			s.batch.rollups.dirty[[2]int64{p[0], start}] = true
+			s.state.rollups.dirty[[2]int64{p[0], start}] = true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {

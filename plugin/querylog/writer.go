@@ -264,7 +264,7 @@ func (w *writer) open() error {
 		return err
 	}
 	st.use(&w.labels, &w.keys)
-	st.batch.rollups.configure(w.options().rollupLimit)
+	st.state.rollups.configure(w.options().rollupLimit)
 	ckpt, err := startCheckpointer(w.path)
 	if err != nil {
 		st.close()
