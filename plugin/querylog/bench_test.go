@@ -78,7 +78,7 @@ func benchStore(b *testing.B, name string) (*store, *checkpointer) {
 		b.Fatal(err)
 	}
 	s.use(&testLabels, &keyring{})
-	ckpt, err := startCheckpointer(path)
+	ckpt, err := startCheckpointer(path, defaultCheckpointEvery)
 	if err != nil {
 		b.Fatal(err)
 	}

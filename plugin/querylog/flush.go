@@ -34,12 +34,12 @@ const (
 // must still get their turn exactly then.
 func runFlusher(w *writer) {
 	f := flusher{w: w, slowLog: retry.Limiter{Every: retry.LogEvery}, errLog: retry.Limiter{Every: retry.LogEvery}, capLog: retry.Limiter{Every: retry.LogEvery},
-		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: retry.Limiter{Every: clockLogEvery}}
+		startWall: w.tune.wallClock().Round(0), startMono: time.Now(), clockLog: retry.Limiter{Every: clockLogEvery}}
 	f.timer = time.NewTimer(f.nextInterval())
 	defer f.timer.Stop()
 	report := time.NewTicker(retry.LogEvery)
 	defer report.Stop()
-	maintenance := time.NewTicker(maintenanceEvery)
+	maintenance := time.NewTicker(w.tune.maintenanceEvery)
 	defer maintenance.Stop()
 	f.startPass()
 
@@ -388,7 +388,7 @@ func (f *flusher) checkFile() {
 // one that jumps back would make rows written after the jump look old to the steady clock.
 // Either way rows are kept longer, never deleted early, and the disagreement is logged.
 func (f *flusher) now() time.Time {
-	wall := wallClock().Round(0) // wall readings only: Sub must not use the monotonic ones
+	wall := f.w.tune.wallClock().Round(0) // wall readings only: Sub must not use the monotonic ones
 	steady := f.startWall.Add(time.Since(f.startMono))
 	if skew := wall.Sub(steady); skew.Abs() > time.Minute {
 		if ok, _ := f.clockLog.Allow(time.Now()); ok {

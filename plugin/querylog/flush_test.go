@@ -38,7 +38,13 @@ func tempDB(t *testing.T) string {
 // testWriter acquires a writer and releases it at the end of the test unless the test did.
 func testWriter(t *testing.T, o options) *writer {
 	t.Helper()
-	w, err := acquire(o)
+	return tunedWriter(t, o, tuning{})
+}
+
+// tunedWriter is testWriter with the pace tu.
+func tunedWriter(t *testing.T, o options, tu tuning) *writer {
+	t.Helper()
+	w, err := acquire(o, tu)
 	if err != nil {
 		t.Fatalf("acquire(%s): %v", o.path, err)
 	}

@@ -473,7 +473,7 @@ func TestAcquireNotBlockedByDrainingWriter(t *testing.T) {
 	openMu.Lock()
 	gotA := make(chan *writer, 1)
 	go func() {
-		w, err := acquire(a)
+		w, err := acquire(a, tuning{})
 		if err != nil {
 			t.Errorf("acquire(%s): %v", a.path, err)
 		}
@@ -492,7 +492,7 @@ func TestAcquireNotBlockedByDrainingWriter(t *testing.T) {
 
 	gotB := make(chan *writer, 1)
 	go func() {
-		w, err := acquire(b)
+		w, err := acquire(b, tuning{})
 		if err != nil {
 			t.Errorf("acquire(%s): %v", b.path, err)
 		}

@@ -409,7 +409,7 @@ func (q *QueryLog) start() error {
 		}
 		q.filter.key = key
 	}
-	w, err := acquire(q.opts)
+	w, err := acquire(q.opts, tuning{})
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,10 @@
 package querylog
 
-import (
-	"time"
-)
+import "time"
 
-var (
-	// maintenanceEvery is how often retention and the size cap are enforced (a variable so
-	// tests can shorten it).
-	maintenanceEvery = 10 * time.Second
+const (
+	// defaultMaintenanceEvery is how often retention and the size cap are enforced.
+	defaultMaintenanceEvery = 10 * time.Second
 	// pruneChunk is the number of rows deleted per transaction: 3.6-4.3 ms each on average
 	// (BenchmarkPrune), so a flush waiting behind one is delayed by a few milliseconds.
 	pruneChunk = 2000
@@ -16,9 +13,6 @@ var (
 	// rollupPeriodsChunk is the number of rollup periods per table and span deleted per step
 	// (a period has at most a few thousand rows, rollup_limit).
 	rollupPeriodsChunk = 10
-	// wallClock is the wall clock retention compares rows' ts with (a variable so tests can
-	// make it jump).
-	wallClock = time.Now
 )
 
 // pass is one maintenance run: rows older than retention are deleted; then, above max_size,

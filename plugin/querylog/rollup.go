@@ -18,8 +18,8 @@ import (
 // to the minute rows in the transaction of a batch, with the id of the last row counted (state
 // rollup_id). Rollups never scan rows, but once: when the counts in memory may be wrong (at
 // open, or after a failed batch), the rows after rollup_id are counted again from the table
-// (catchUp), rollupCatchUpRows of them before each batch. Hours and days are summed from their
-// minutes and hours once they are over (and again if late rows change them).
+// (catchUpRollups), rollupCatchUpRows of them before each batch. Hours and days are summed
+// from their minutes and hours once they are over (and again if late rows change them).
 //
 // Each period keeps at most limit names and limit clients; the rest are counted under
 // otherKey, so a flood of new names or clients cannot grow the rollups past that, and the counts
@@ -143,16 +143,18 @@ type rollups struct {
 	dirty      map[[2]int64]bool // hours and days ([span, start]) to sum again once over
 	flushed    time.Time
 	flushNow   bool // a catch-up chunk was counted: write it with the next batch
+
+	catchUpRows int // rows counted before a batch while catching up: rollupCatchUpRows
 }
 
 // rollupCatchUpRows is how many rows catching up counts before a batch: 1.35 µs a row
 // (BenchmarkRollupCatchUp), so about 14 ms, and a backlog of millions delays no batch by more.
 // The 10 s of rows a crash leaves (100,000 at 10,000 QPS) take 10 batches.
-var rollupCatchUpRows = 10_000
+const rollupCatchUpRows = 10_000
 
 func newRollups(limit int) *rollups {
 	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, flushed: time.Now(),
-		catchingUp: true, counted: -1}
+		catchingUp: true, counted: -1, catchUpRows: rollupCatchUpRows}
 }
 
 // configure applies rollup_limit: 0 turns counting off; turned on again, the rows written

@@ -165,11 +165,9 @@ func TestRollupsFlood(t *testing.T) {
 // start (even after a kill -9), the writer catches up a few rows before each batch, until the
 // rollups count every row again.
 func TestRollupsOff(t *testing.T) {
-	old := rollupCatchUpRows
-	rollupCatchUpRows = 2
-	t.Cleanup(func() { rollupCatchUpRows = old })
 	path := tempDB(t)
 	s := rollupStore(t, path, 1000)
+	s.state.rollups.catchUpRows = 2
 	const minute = 1_700_000_040_000
 	counted := func() string {
 		return testutil.SQLite3(t, path, `SELECT (SELECT sum(n) FROM rollup_names) || ' of ' || (SELECT count(*) FROM log)`)
@@ -202,6 +200,7 @@ func TestRollupsOff(t *testing.T) {
 	writeAt(t, s, minute+2, "192.0.2.1", "off4.example.", "off5.example.", "off6.example.")
 	s.db.Close() // kill -9
 	s = rollupStore(t, path, 1000)
+	s.state.rollups.catchUpRows = 2
 	catchUp("restart")
 }
 

@@ -680,7 +680,7 @@ func (s *store) flushRollups() error {
 	})
 }
 
-// catchUp counts up to rollupCatchUpRows rows after counted, and turns live once none is left
+// catchUpRollups counts up to r.catchUpRows rows after counted, and turns live once none is left
 // (before the batch at hand is written, so that its rows are counted as they are written). The
 // first time, after an open or a failed batch, it starts from rollup_id, and marks for summing
 // the hours and days that may have ended unsummed (their last minutes flushed, the process
@@ -704,7 +704,7 @@ func (s *store) catchUpRollups() error {
 	var rows []logrow.Row
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
-			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), rollupCatchUpRows, false, false, nil)
+			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), r.catchUpRows, false, false, nil)
 			return err
 		})
 	})
@@ -723,7 +723,7 @@ func (s *store) catchUpRollups() error {
 		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
 	}
 	r.flushNow = n > 0
-	r.catchingUp = n == rollupCatchUpRows
+	r.catchingUp = n == r.catchUpRows
 	if !r.catchingUp {
 		s.catchUpReader = nil // its caches are not needed until the next catch-up
 	}

@@ -17,6 +17,7 @@ import (
 type writer struct {
 	path string
 	buf  *buffer
+	tune tuning
 
 	optsMu sync.Mutex
 	opts   options // the newest acquirer's
@@ -52,6 +53,28 @@ type writer struct {
 	diskLow   bool
 }
 
+// tuning is the pace of a writer's background work: the defaults, or shorter ones that a test
+// gives acquire. Zero fields take the defaults.
+type tuning struct {
+	maintenanceEvery time.Duration    // retention and the size cap
+	checkpointEvery  time.Duration    // copying the WAL back into the database
+	wallClock        func() time.Time // the clock retention compares rows' times with
+	ship             ship.Tuning      // zero fields take package ship's defaults
+}
+
+func (t tuning) withDefaults() tuning {
+	if t.maintenanceEvery <= 0 {
+		t.maintenanceEvery = defaultMaintenanceEvery
+	}
+	if t.checkpointEvery <= 0 {
+		t.checkpointEvery = defaultCheckpointEvery
+	}
+	if t.wallClock == nil {
+		t.wallClock = time.Now
+	}
+	return t
+}
+
 // The writer registry, under its own lock.
 var (
 	registryMu sync.Mutex
@@ -76,19 +99,20 @@ const tailGrace = 6 * time.Second
 // finish: that would stop every other database from opening.
 var openMu sync.Mutex
 
-// acquire returns the writer for o.path, opening the database and starting the flusher if this
-// is the first user. A later user's options replace the current ones.
+// acquire returns the writer for o.path, opening the database and starting the flusher, paced
+// by tu, if this is the first user. A later user's options replace the current ones; its tu is
+// not used.
 //
 // A logging problem must not keep CoreDNS from starting: if the database cannot be opened for
 // a reason that may pass (another process holds the write lock, the disk is full, an I/O error,
 // a read-only file), the writer starts without it, buffers entries, and its flusher opens the
 // database with backoff. Only a file that is not a usable querylog database fails.
-func acquire(o options) (*writer, error) {
+func acquire(o options, tu tuning) (*writer, error) {
 	for {
 		w, draining := join(o)
 		if w == nil && draining == nil {
 			var err error
-			if w, draining, err = openOrJoin(o); err != nil {
+			if w, draining, err = openOrJoin(o, tu); err != nil {
 				return nil, err
 			}
 		}
@@ -103,7 +127,7 @@ func acquire(o options) (*writer, error) {
 
 // openOrJoin opens a new writer for o.path under openMu, or joins (or reports draining) one
 // that was opened, or began to close, while this waited for openMu.
-func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
+func openOrJoin(o options, tu tuning) (w *writer, draining <-chan struct{}, err error) {
 	openMu.Lock()
 	defer openMu.Unlock()
 	if w, draining := join(o); w != nil || draining != nil {
@@ -112,6 +136,7 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	w = &writer{
 		path:    o.path,
 		buf:     newBuffer(o),
+		tune:    tu.withDefaults(),
 		opts:    o,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -265,7 +290,7 @@ func (w *writer) open() error {
 	}
 	st.use(&w.labels, &w.keys)
 	st.state.rollups.configure(w.options().rollupLimit)
-	ckpt, err := startCheckpointer(w.path)
+	ckpt, err := startCheckpointer(w.path, w.tune.checkpointEvery)
 	if err != nil {
 		st.close()
 		return err
@@ -428,10 +453,6 @@ const (
 	leftRotated = "they stay in the old file, which is no longer read"
 )
 
-// shipTuning is every shipper's pace; zero fields take package ship's defaults (a variable so
-// tests can shorten it).
-var shipTuning ship.Tuning
-
 // setShip starts, replaces or stops the writer's shipper to match o. The old shipper stops
 // before a new one starts, so two never send the same rows, and stays visible to retention
 // until then.
@@ -450,7 +471,7 @@ func (w *writer) setShip(o ship.Options) {
 	}
 	var s *ship.Shipper
 	if o.Enabled() {
-		s = ship.Start(w.path, shipSource{w}, o, shipTuning)
+		s = ship.Start(w.path, shipSource{w}, o, w.tune.ship)
 	}
 	w.ship.Store(s)
 }
