@@ -65,6 +65,7 @@ func logN(w *writer, server string, from, n int) {
 }
 
 func TestFlushBatchSizeTrigger(t *testing.T) {
+	t.Parallel()
 	o := writerOpts(tempDB(t))
 	o.batchSize = 10
 	w := testWriter(t, o)
@@ -108,6 +109,7 @@ func TestFlushBatchSizeTrigger(t *testing.T) {
 }
 
 func TestFlushIntervalTrigger(t *testing.T) {
+	t.Parallel()
 	const interval = 150 * time.Millisecond
 	o := writerOpts(tempDB(t))
 	o.batchSize = 100
@@ -135,6 +137,7 @@ func TestFlushIntervalTrigger(t *testing.T) {
 }
 
 func TestFlushNextInterval(t *testing.T) {
+	t.Parallel()
 	const (
 		lo   = 100 * time.Millisecond
 		base = time.Second
@@ -184,6 +187,7 @@ func TestFlushNextInterval(t *testing.T) {
 // right after the buffer has been written out is always about zero, so choosing from it would
 // pin the interval at MAX.)
 func TestFlushAdaptiveFollowsLoad(t *testing.T) {
+	t.Parallel()
 	const (
 		lo   = 150 * time.Millisecond
 		base = 300 * time.Millisecond
@@ -324,6 +328,7 @@ func TestFlushDrainOnRelease(t *testing.T) {
 // TestFlushShutdownTimeout: when the drain cannot write within shutdown_timeout, what is left
 // is counted as dropped with reason shutdown and release returns.
 func TestFlushShutdownTimeout(t *testing.T) {
+	t.Parallel()
 	o := writerOpts(tempDB(t))
 	o.batchSize = 100
 	o.shutdownTimeout = 200 * time.Millisecond
@@ -363,6 +368,7 @@ func TestFlushShutdownTimeout(t *testing.T) {
 }
 
 func TestFlushTransient(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "t.db")
 	createQuerylogDB(t, path, 0)

@@ -529,6 +529,7 @@ func TestAcquireNotBlockedByDrainingWriter(t *testing.T) {
 // waits until that store is closed, and only then opens its own: never two connections
 // writing to one file from one process.
 func TestJoinWaitsForStoreClose(t *testing.T) {
+	t.Parallel()
 	o := writerOpts(tempDB(t))
 	w := testWriter(t, o)
 	logN(w, "dns://:53", 0, 3)

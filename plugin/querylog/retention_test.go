@@ -117,6 +117,7 @@ func TestMaxSizeShrinksFile(t *testing.T) {
 // TestDiskLowGuard drives the free-disk guard with thresholds above and below what the
 // filesystem really has.
 func TestDiskLowGuard(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "d.db")
 	o := retentionOpts(path)
 	o.minFreePercent = 99.99 // more than any test filesystem has free
@@ -296,6 +297,7 @@ func capTo(t *testing.T, path string, maxSize int64) {
 // TestMaxSizeFreePagesOnly: a file above max_size whose rows fit under 90% of it (the rest are
 // free pages) shrinks, and no row is deleted.
 func TestMaxSizeFreePagesOnly(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	createQuerylogDB(t, path, 0)
 	addRows(t, path, 40_000, time.Now().UnixMilli())
@@ -311,6 +313,7 @@ func TestMaxSizeFreePagesOnly(t *testing.T) {
 // its own (batch_size 1 under load), so the table batches has a row per row: left alone, it
 // kept the file above the cap until the last row was gone.
 func TestMaxSizeDeletesWhatRowsUsed(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := testStore(t, path)
 	for _, e := range entriesAt(30_000, time.Now()) {

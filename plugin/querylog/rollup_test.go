@@ -57,6 +57,7 @@ func checkRollupsAddUp(t *testing.T, path string) {
 // TestRollupsCount: minutes, hours and days count every row, a period keeps limit names and
 // clients and folds the rest into (other), and the duration buckets hold every query.
 func TestRollupsCount(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 3)
 	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
@@ -89,6 +90,7 @@ func TestRollupsCount(t *testing.T) {
 // TestRollupsRecover: counts still in memory when the process dies are counted again from
 // the rows at the next open, and late rows add to periods already written.
 func TestRollupsRecover(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s, err := openStore(path)
 	if err != nil {
@@ -120,6 +122,7 @@ func TestRollupsRecover(t *testing.T) {
 // them: a name counted before the first flush found them is folded into (other), and so are its
 // later rows, though its dictionary entry remembers where it was counted (a tally).
 func TestRollupsAfterFold(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	const minute = 1_700_000_040_000
 	s := rollupStore(t, path, 2)
@@ -141,6 +144,7 @@ func TestRollupsAfterFold(t *testing.T) {
 // TestRollupsFlood: a flood of new names and clients in one minute grows the rollups by limit
 // rows, not by the flood.
 func TestRollupsFlood(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 50)
 	const minute = 1_700_000_040_000
@@ -165,6 +169,7 @@ func TestRollupsFlood(t *testing.T) {
 // start (even after a kill -9), the writer catches up a few rows before each batch, until the
 // rollups count every row again.
 func TestRollupsOff(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 1000)
 	s.state.rollups.catchUpRows = 2
@@ -208,6 +213,7 @@ func TestRollupsOff(t *testing.T) {
 // give the same minutes as the same rows counted as they were written: names stored inline and
 // by number, clients, rcodes, types, transports, answering plugins and durations.
 func TestRollupsCatchUpCountsAsLive(t *testing.T) {
+	t.Parallel()
 	entries := benchMix("skewed", 3000)
 	forward := uint8(testLabels.id(labelPlugin, "forward"))
 	for i := range entries {
@@ -262,6 +268,7 @@ func TestRollupsCatchUpCountsAsLive(t *testing.T) {
 // stopped, before the hour was over, is summed (and its day) once the next start writes rows
 // after it.
 func TestRollupsSumAfterRestart(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 1000)
 	const hour = 1_699_999_200_000 // a whole hour, in ms, the day's last but one

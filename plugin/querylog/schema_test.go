@@ -41,6 +41,7 @@ func v1Digest(t *testing.T, path, where string) string {
 // starts at once), read the same through the views, and leave with retention, rows of schema 1
 // first; then their table goes.
 func TestMigrateFromV1(t *testing.T) {
+	t.Parallel()
 	rows := 1_000_000
 	if testing.Short() {
 		rows = 10_000

@@ -176,6 +176,7 @@ func logIDs(t *testing.T, path string) []int64 {
 // (whose rows come first), read 150 rows at a time by one reader (whose caches the later reads
 // use), so that reads start inside batches.
 func TestShipRowMatchesReadableView(t *testing.T) {
+	t.Parallel()
 	for _, v1Rows := range []int{0, 300} {
 		t.Run(fmt.Sprintf("v1rows=%d", v1Rows), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "v.db")
@@ -384,6 +385,7 @@ func TestShipFinishOnRelease(t *testing.T) {
 // TestShipFinishBounded: with ClickHouse away, closing the writer does not wait for it beyond
 // shutdown_timeout, and the rows stay in SQLite.
 func TestShipFinishBounded(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "b.db")
 	o := shipOpts(path, "127.0.0.1:1", "n1")
 	o.shutdownTimeout = time.Second
