@@ -33,7 +33,7 @@ type store struct {
 	state writeState // what writing needs between batches (writestate.go)
 	v1    bool       // rows of schema 1 remain in queries_v1
 
-	catchUpReader *logrow.Reader // reads rows for the rollups while they catch up (rollup.go)
+	catchUpReader *logrow.Reader // reads rows for the rollups while they catch up (catchUpRollups)
 }
 
 // refusal is an error about what a file is: not a querylog database, or one from a newer
@@ -433,9 +433,9 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	return nil
 }
 
-// shipBound is what pruning must leave while shipping (shipping): the rows ClickHouse does not
-// hold yet (id above shipped), and the newest row, so that an id is never handed out again. The
-// zero value, not shipping, leaves nothing.
+// shipBound is what pruning must leave for a shipper: the rows ClickHouse does not hold yet (id
+// above shipped), and the newest row, so that an id is never handed out again. The zero value,
+// no shipper, leaves nothing.
 type shipBound struct {
 	shipping bool
 	shipped  int64
