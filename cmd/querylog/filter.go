@@ -39,7 +39,7 @@ func (f *filter) flags(fs flagSet, times bool) {
 }
 
 // lateMargin is how much later than its arrival a row is looked for by --until. A row's id
-// carries the newest arrival of its batch (plugin/querylog/batch.go), so a row is written "late"
+// carries the newest arrival of its batch (plugin/querylog/writestate.go), so a row is written "late"
 // by the spread of its batch: the replies answered together (a slow reply among fast ones; at
 // most the flush interval, 5 s when idle), more after a storage outage at a low query rate, or
 // a clock stepped back. --until T reads ids up to T plus this margin.

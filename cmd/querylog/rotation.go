@@ -29,7 +29,7 @@ const (
 
 // pathNow tells whether d's path still names the file d has open. A rotation renames the file
 // (the server, within 10 s, notices and creates a new one at the path: plugin/querylog
-// retention.go, checkFile); a replacement puts another file there.
+// flush.go, checkFile); a replacement puts another file there.
 func (d *database) pathNow() pathState {
 	fi, err := os.Stat(d.abs)
 	switch {

@@ -71,7 +71,7 @@ func runTail(ctx context.Context, args []string, out, notes io.Writer) error {
 	}
 
 	// Each poll reads the rows after the last one seen, in a snapshot of its own: ids only grow
-	// (plugin/querylog/batch.go), so every row written is read once, whenever it arrived.
+	// (plugin/querylog/writestate.go), so every row written is read once, whenever it arrived.
 	t := time.NewTicker(*interval)
 	defer t.Stop()
 	for {

@@ -7,7 +7,11 @@
 // queries_readable does.
 package logrow
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/miekg/dns"
+)
 
 // Fields are the values a log row packs into its id and its columns late, a, b and c.
 type Fields struct {
@@ -71,4 +75,22 @@ func Class(code int64) string {
 		return "ANY"
 	}
 	return "CLASS" + strconv.FormatInt(code, 10)
+}
+
+// Type is a query type's name as miekg/dns has it, or TYPE and the number.
+func Type(code int64) string {
+	t := uint16(code)
+	if n, ok := dns.TypeToString[t]; ok {
+		return n
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+// Rcode is a response code's name as miekg/dns has it, or RCODE and the number.
+func Rcode(code int64) string {
+	r := uint16(code)
+	if n, ok := dns.RcodeToString[int(r)]; ok {
+		return n
+	}
+	return "RCODE" + strconv.Itoa(int(r))
 }

@@ -28,3 +28,16 @@ func TestValues(t *testing.T) {
 		}
 	}
 }
+
+// The names of codes are miekg/dns's, as queries_readable shows them, or the number.
+func TestCodeNames(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{Type(1), "A"}, {Type(28), "AAAA"}, {Type(65280), "TYPE65280"},
+		{Rcode(0), "NOERROR"}, {Rcode(3), "NXDOMAIN"}, {Rcode(3841), "RCODE3841"},
+		{Class(1), "IN"}, {Class(2), "CLASS2"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ package rawsql
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -16,6 +17,16 @@ import (
 func Exec(ctx context.Context, dc driver.Conn, query string, args ...any) error {
 	_, err := dc.(driver.ExecerContext).ExecContext(ctx, query, NamedValues(args))
 	return err
+}
+
+// WithConn runs f on one of db's connections as the driver has it.
+func WithConn(ctx context.Context, db *sql.DB, f func(dc driver.Conn) error) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error { return f(dc.(driver.Conn)) })
 }
 
 // InTx runs f in a transaction on dc, begun with begin ("BEGIN IMMEDIATE" for a writer): it

@@ -14,13 +14,24 @@ const (
 	Max   = 5 * time.Second
 )
 
-// Backoff is the pause before the next attempt; the zero value starts at First.
-type Backoff struct{ next time.Duration }
+// Backoff is the pause before the next attempt, from Start up to Limit; zero fields take First
+// and Max.
+type Backoff struct {
+	Start, Limit time.Duration
+	next         time.Duration
+}
 
 // Next returns the pause before this attempt, and doubles the one after it.
 func (b *Backoff) Next() time.Duration {
-	d := max(b.next, First)
-	b.next = min(2*d, Max)
+	first, limit := First, Max
+	if b.Start > 0 {
+		first = b.Start
+	}
+	if b.Limit > 0 {
+		limit = b.Limit
+	}
+	d := max(b.next, first)
+	b.next = min(2*d, limit)
 	return d
 }
 

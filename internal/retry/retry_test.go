@@ -52,6 +52,21 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestBackoffBounds: a Backoff with its own bounds doubles between them.
+func TestBackoffBounds(t *testing.T) {
+	b := Backoff{Start: 10 * time.Millisecond, Limit: 500 * time.Millisecond}
+	var got []time.Duration
+	for range 8 {
+		got = append(got, b.Next())
+	}
+	want := []time.Duration{10, 20, 40, 80, 160, 320, 500, 500}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Fatalf("pauses %v, want %v ms", got, want)
+		}
+	}
+}
+
 // Guard turns a panic into an error marked ErrPanic, counted by database and goroutine.
 func TestGuard(t *testing.T) {
 	before := promtest.ToFloat64(PanicsTotal.WithLabelValues("g.db", "shipper"))

@@ -78,7 +78,7 @@ func benchStore(b *testing.B, name string) (*store, *checkpointer) {
 		b.Fatal(err)
 	}
 	s.use(&testLabels, &keyring{})
-	ckpt, err := startCheckpointer(path)
+	ckpt, err := startCheckpointer(path, defaultCheckpointEvery)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func BenchmarkStoreWrite(b *testing.B) {
 					defer ckpt.close()
 					switch layout {
 					case "v2-norollups":
-						s.batch.rollups.configure(0)
+						s.state.rollups.configure(0)
 					case "v2-driver":
 						write = driverWriter(b, s, entries)
 					}
@@ -186,7 +186,7 @@ func driverWriter(b *testing.B, s *store, entries []entry) func(off, n int) erro
 	if err := s.resolveLabels([][]entry{entries}); err != nil {
 		b.Fatal(err)
 	}
-	bt := &s.batch
+	bt := &s.state
 	bt.rollups.configure(0)
 	for range 2 { // the second pass finds nearly every text in the dictionaries
 		bt.vals = bt.vals[:0]
@@ -217,23 +217,23 @@ func BenchmarkRollupCatchUp(b *testing.B) {
 	s, ckpt := benchStore(b, "catchup.db")
 	defer s.close()
 	defer ckpt.close()
-	s.batch.rollups.configure(0)
+	s.state.rollups.configure(0)
 	entries := benchMix("skewed", b.N)
 	for done := 0; done < b.N; done += 1000 {
 		if err := s.write(entries[done:min(done+1000, b.N)]); err != nil {
 			b.Fatal(err)
 		}
 	}
-	s.batch.rollups.configure(defaultRollupLimit)
+	s.state.rollups.configure(defaultRollupLimit)
 	b.ResetTimer()
-	for s.batch.rollups.catchingUp {
+	for s.state.rollups.catchingUp {
 		if err := s.catchUpRollups(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
-	if r := s.batch.rollups; r.counted != s.batch.lastID {
-		b.Fatalf("counted up to %d, want %d", r.counted, s.batch.lastID)
+	if r := s.state.rollups; r.counted != s.state.lastID {
+		b.Fatalf("counted up to %d, want %d", r.counted, s.state.lastID)
 	}
 }
 
@@ -572,7 +572,7 @@ func benchPrune(b *testing.B, chunk, rows int, entries []entry, old int64) {
 		cutoff := time.Now().Add(-7 * 24 * time.Hour).UnixMilli()
 		for {
 			start := time.Now()
-			n, err := s.pruneOlder(cutoff, chunk)
+			n, err := s.pruneOlder(cutoff, chunk, shipBound{})
 			took := time.Since(start)
 			if err != nil {
 				b.Fatal(err)

@@ -78,6 +78,7 @@ func checkBalance(t *testing.T, b *buffer, step string) totals {
 }
 
 func TestBufferOverflow(t *testing.T) {
+	t.Parallel()
 	b := newBuffer(bufOpts(4, 4, 80, 0))
 	type step struct {
 		enqueue int // entries to offer
@@ -141,6 +142,7 @@ func TestBufferOverflow(t *testing.T) {
 }
 
 func TestBufferWatermarkHysteresis(t *testing.T) {
+	t.Parallel()
 	// 20 entries, watermark 50%: warns at 10, re-arms only below 5.
 	b := newBuffer(bufOpts(20, 20, 50, 0))
 	next := 0
@@ -186,6 +188,7 @@ func TestBufferWatermarkHysteresis(t *testing.T) {
 }
 
 func TestBufferWatermarkRounding(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		size, percent, want int
 	}{
@@ -211,6 +214,7 @@ func TestBufferWatermarkRounding(t *testing.T) {
 }
 
 func TestBufferPeak(t *testing.T) {
+	t.Parallel()
 	b := newBuffer(bufOpts(10, 10, 80, 0))
 	next := 0
 	enq := func(n int) {
@@ -243,6 +247,7 @@ func TestBufferPeak(t *testing.T) {
 // The ring is used in place: after enough rounds every position has been the head, and the
 // oldest entries come back in order across the wrap.
 func TestBufferFIFOWrap(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		capacity, add, take int
 		wraps               bool
@@ -293,6 +298,7 @@ func TestBufferFIFOWrap(t *testing.T) {
 }
 
 func TestBufferRemoveReasons(t *testing.T) {
+	t.Parallel()
 	b := newBuffer(bufOpts(100, 100, 80, 0))
 	for i := range 30 {
 		server := uint8(1) // dns://:53
@@ -338,6 +344,7 @@ func TestBufferRemoveReasons(t *testing.T) {
 }
 
 func TestBufferNotifyAtBatch(t *testing.T) {
+	t.Parallel()
 	b := newBuffer(bufOpts(10, 3, 80, 0))
 	pending := func() bool {
 		select {
@@ -396,6 +403,7 @@ func TestBufferBlockGetsRoom(t *testing.T) {
 }
 
 func TestBufferBlockTimesOut(t *testing.T) {
+	t.Parallel()
 	const block = 60 * time.Millisecond
 	b := newBuffer(bufOpts(2, 2, 80, block))
 	b.enqueue(seqEntry(1, 0))
@@ -508,6 +516,7 @@ func TestBufferClose(t *testing.T) {
 
 // release keeps a ring that still holds entries.
 func TestBufferReleaseKeepsEntries(t *testing.T) {
+	t.Parallel()
 	b := newBuffer(bufOpts(4, 4, 80, 0))
 	b.enqueue(seqEntry(1, 0))
 	b.close()
@@ -518,6 +527,7 @@ func TestBufferReleaseKeepsEntries(t *testing.T) {
 }
 
 func TestBufferConfigure(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		capacity  int
@@ -594,6 +604,7 @@ func TestBufferConfigure(t *testing.T) {
 // TestBufferConcurrent runs many producers against one consumer that behaves like the flusher
 // (peek, read without the lock, remove) and checks the accounting exactly, per server.
 func TestBufferConcurrent(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		block time.Duration
@@ -692,6 +703,7 @@ func TestBufferConcurrent(t *testing.T) {
 // TestBufferConfigureWhileConsuming grows the ring (as a reload with a larger buffer_size does)
 // while a producer and the consumer run: the consumer's remove and the ring copy must not race.
 func TestBufferConfigureWhileConsuming(t *testing.T) {
+	t.Parallel()
 	const rounds = 800
 	b := newBuffer(bufOpts(16, 4, 80, 0))
 	stop := make(chan struct{})
@@ -769,6 +781,7 @@ func heldBytes(b *buffer) int64 {
 // buffer_bytes, while there is room in entries; the accounting balances, and a removal gives
 // its bytes back.
 func TestBufferBytesBudget(t *testing.T) {
+	t.Parallel()
 	big := dataEntry(1, 0, 1000)
 	small := seqEntry(1, 0)
 	budget := 3*big.cost() + small.cost()
@@ -833,6 +846,7 @@ const minBufferSizeForTest = 8
 // TestBufferBytesAnyReplies: whatever sizes arrive, concurrently, the bytes held never pass
 // the budget and every entry is accounted for.
 func TestBufferBytesAnyReplies(t *testing.T) {
+	t.Parallel()
 	const budget = 64 << 10
 	b := newBuffer(bytesOpts(1000, budget, 0))
 	var wg sync.WaitGroup
@@ -918,6 +932,7 @@ func TestBufferBytesBlock(t *testing.T) {
 // TestBufferBytesLowered: lowering buffer_bytes (a reload) keeps the entries held; new ones are
 // dropped until the held bytes fall below the new budget.
 func TestBufferBytesLowered(t *testing.T) {
+	t.Parallel()
 	e := dataEntry(1, 0, 1000)
 	one := e.cost()
 	b := newBuffer(bytesOpts(100, 10*one, 0))

@@ -9,26 +9,28 @@ import (
 	"github.com/querylog/querylog/internal/retry"
 )
 
-// checkpointEvery is how often the WAL is copied back into the database by the checkpointer.
-var checkpointEvery = time.Second
+// defaultCheckpointEvery is how often the checkpointer copies the WAL back into the database.
+const defaultCheckpointEvery = time.Second
 
 // checkpointer copies the WAL into the database from its own connection, so that the cost of
 // a checkpoint (tens of milliseconds for a few MB) is not paid inside a flush, as SQLite's
 // automatic checkpoint on commit would. A PASSIVE checkpoint never blocks the writer. The
 // writer connection keeps a far-off automatic checkpoint as a backstop.
 type checkpointer struct {
-	db   *sql.DB
-	conn *sql.Conn
-	path string
-	stop chan struct{}
-	done chan struct{}
+	db    *sql.DB
+	conn  *sql.Conn
+	path  string
+	every time.Duration // between checkpoints
+	stop  chan struct{}
+	done  chan struct{}
 }
 
-// startCheckpointer connects to the database at path, which the writer has just opened. It
+// startCheckpointer connects to the database at path, which the writer has just opened, and
+// checkpoints it every so often. It
 // connects at once and keeps that one connection: database/sql would otherwise connect on
 // first use, or again after an error, by name, and if the file has been renamed or deleted
 // meanwhile that creates a new one beside the writer's WAL, which the two would then share.
-func startCheckpointer(path string) (*checkpointer, error) {
+func startCheckpointer(path string, every time.Duration) (*checkpointer, error) {
 	db, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -39,7 +41,7 @@ func startCheckpointer(path string) (*checkpointer, error) {
 		db.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	c := &checkpointer{db: db, conn: conn, path: path, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &checkpointer{db: db, conn: conn, path: path, every: every, stop: make(chan struct{}), done: make(chan struct{})}
 	retry.PanicsTotal.WithLabelValues(path, inCheckpointer)
 	go c.run()
 	return c, nil
@@ -47,7 +49,7 @@ func startCheckpointer(path string) (*checkpointer, error) {
 
 func (c *checkpointer) run() {
 	defer close(c.done)
-	t := time.NewTicker(checkpointEvery)
+	t := time.NewTicker(c.every)
 	defer t.Stop()
 	errLog := retry.Limiter{Every: retry.LogEvery}
 	for {

@@ -6,7 +6,7 @@ package querylog
 // the columns with the expressions below, kept next to the Go code that packs them;
 // TestCodecRoundTrip writes entries and reads them back through the views.
 //
-//	id   (arrival ms << 8) + n, n counting rows within a batch: see batch.go
+//	id   (arrival ms << 8) + n, n counting rows within a batch: see writestate.go
 //	late (id >> 8) - arrival ms, so ts = (id >> 8) - late
 //	a    qtype | flags << 16 | rcode << 23 | (qclass ^ 1) << 35
 //	b    plugin | server << 8 | proto << 16 | upstream << 19 | answers << 27 | (ede + 1) << 39

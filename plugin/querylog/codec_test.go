@@ -48,6 +48,7 @@ func readRich(t *testing.T, db *sql.DB) []richRow {
 // TestCodecRoundTrip writes entries whose packed fields take every position of their bits and
 // reads them back through the views.
 func TestCodecRoundTrip(t *testing.T) {
+	t.Parallel()
 	s := testStore(t, tempDB(t))
 	l := &testLabels
 	up := l.id(labelUpstream, "192.0.2.53:53")
@@ -150,6 +151,7 @@ func TestCodecRoundTrip(t *testing.T) {
 // TestRowIDs checks the id scheme: ids grow, the first of a batch is the batch's newest arrival
 // shifted by 8 unless that would not grow, and SQLite numbers the rest after it.
 func TestRowIDs(t *testing.T) {
+	t.Parallel()
 	s := testStore(t, tempDB(t))
 	at := func(ms ...int64) []entry {
 		var out []entry

@@ -127,3 +127,11 @@ func (s *seenSet) sighted(h uint64) bool {
 	b[1], b[0] = b[0], h
 	return false
 }
+
+// tallyOf is the entry's tally; nil (a text stored inline) has none.
+func (e *dictEntry) tallyOf() *minuteTally {
+	if e == nil {
+		return nil
+	}
+	return &e.tally
+}

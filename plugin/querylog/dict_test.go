@@ -11,6 +11,7 @@ import (
 // A text is stored in its row the first time, added to the dictionary the second, and found
 // there afterwards; the cache never holds more than dictLimit texts.
 func TestDictRefs(t *testing.T) {
+	t.Parallel()
 	d := newDict[string](1)
 	text := func(s string) func() string { return func() string { return s } }
 	for i, want := range []any{"a.", int64(1), int64(1)} {
@@ -33,6 +34,7 @@ func TestDictRefs(t *testing.T) {
 
 // The set of texts seen once keeps two per bucket, and a third takes the older one's place.
 func TestSeenSetBuckets(t *testing.T) {
+	t.Parallel()
 	var s seenSet
 	s.reset()
 	a, b, c := uint64(7), uint64(7+seenBuckets), uint64(7+2*seenBuckets) // one bucket
@@ -75,10 +77,10 @@ func TestDictAcrossBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		if round == 1 {
-			s.batch.forget()
+			s.state.forget()
 		}
 		if round == 2 {
-			s.batch.startEpoch()
+			s.state.startEpoch()
 		}
 	}
 	rows, err := s.db.Query(`SELECT qname FROM queries ORDER BY id`)
@@ -106,6 +108,7 @@ func TestDictAcrossBatches(t *testing.T) {
 // Once retention has removed every row of an epoch, its dictionary rows go too; rows of later
 // epochs keep theirs.
 func TestDictPrunedWithRows(t *testing.T) {
+	t.Parallel()
 	s := testStore(t, tempDB(t))
 	write := func(ms int64, names ...string) {
 		var batch []entry
@@ -122,7 +125,7 @@ func TestDictPrunedWithRows(t *testing.T) {
 	}
 	old := time.Now().Add(-48 * time.Hour).UnixMilli()
 	write(old, "a.", "a.", "b.", "b.")
-	s.batch.startEpoch()
+	s.state.startEpoch()
 	now := time.Now().UnixMilli()
 	write(now, "a.", "a.", "c.", "c.")
 	if n := count("names"); n != 4 {
@@ -134,7 +137,7 @@ func TestDictPrunedWithRows(t *testing.T) {
 	if n := count("names"); n != 4 {
 		t.Errorf("tidy removed names that rows use: %d left, want 4", n)
 	}
-	if n, err := s.pruneOlder(now-1000, 1000); err != nil || n != 4 {
+	if n, err := s.pruneOlder(now-1000, 1000, shipBound{}); err != nil || n != 4 {
 		t.Fatalf("pruned %d (%v), want the 4 old rows", n, err)
 	}
 	if _, err := s.tidy(1000); err != nil {
@@ -152,6 +155,7 @@ func TestDictPrunedWithRows(t *testing.T) {
 
 // Labels past a kind's limit are stored as "(other)".
 func TestLabelLimit(t *testing.T) {
+	t.Parallel()
 	var l labels
 	for i := range labelLimit[labelServer] + 10 {
 		id := l.id(labelServer, fmt.Sprintf("dns://:%d", i))

@@ -2,8 +2,11 @@ package querylog
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -20,24 +23,23 @@ const (
 	permanentAttempts = 3
 )
 
-// run is the flusher goroutine of one writer. It writes a batch as soon as batch_size entries
-// wait, and everything waiting whenever the adaptive interval expires. A failed write leaves
-// the batch in the buffer and is retried with backoff; the buffer absorbs new entries meanwhile.
-// On stop it drains the buffer, bounded by shutdown_timeout.
+// runFlusher is the flusher goroutine of one writer. It writes a batch as soon as batch_size
+// entries wait, and everything waiting whenever the adaptive interval expires. A failed write
+// leaves the batch in the buffer and is retried with backoff; the buffer absorbs new entries
+// meanwhile. On stop it drains the buffer, bounded by shutdown_timeout.
 //
 // Every turn of the loop does a bounded amount of work, at most one batch and one maintenance
 // step, and then looks at its timers and at stop again. Under sustained overload the flusher
 // never runs out of work, and the drop summary, retention, the size cap and shutdown_timeout
 // must still get their turn exactly then.
-func (w *writer) run() {
-	defer close(w.done)
+func runFlusher(w *writer) {
 	f := flusher{w: w, slowLog: retry.Limiter{Every: retry.LogEvery}, errLog: retry.Limiter{Every: retry.LogEvery}, capLog: retry.Limiter{Every: retry.LogEvery},
-		startWall: wallClock().Round(0), startMono: time.Now(), clockLog: retry.Limiter{Every: clockLogEvery}}
+		startWall: w.tune.wallClock().Round(0), startMono: time.Now(), clockLog: retry.Limiter{Every: clockLogEvery}}
 	f.timer = time.NewTimer(f.nextInterval())
 	defer f.timer.Stop()
 	report := time.NewTicker(retry.LogEvery)
 	defer report.Stop()
-	maintenance := time.NewTicker(maintenanceEvery)
+	maintenance := time.NewTicker(w.tune.maintenanceEvery)
 	defer maintenance.Stop()
 	f.startPass()
 
@@ -258,7 +260,7 @@ func (f *flusher) drain() {
 	w := f.w
 	o := w.options()
 	deadline := time.Now().Add(o.shutdownTimeout)
-	backoff := 10 * time.Millisecond
+	backoff := retry.Backoff{Start: 10 * time.Millisecond, Limit: 500 * time.Millisecond} // within shutdown_timeout
 	for time.Now().Before(deadline) {
 		if size, _ := w.buf.fill(); size == 0 {
 			return
@@ -270,8 +272,7 @@ func (f *flusher) drain() {
 			_, err = f.flushBatch(max(o.batchSize, drainBatch))
 		}
 		if err != nil {
-			time.Sleep(min(backoff, time.Until(deadline)))
-			backoff = min(2*backoff, 500*time.Millisecond)
+			time.Sleep(min(backoff.Next(), time.Until(deadline)))
 		}
 	}
 	if size, _ := w.buf.fill(); size > 0 {
@@ -308,3 +309,266 @@ func transient(err error) bool {
 // permanent reports whether opening a database failed for good: the file is not a querylog
 // database this build can use, or SQLite says it is no database or corrupt.
 func permanent(err error) bool { return refused(err) || !transient(err) }
+
+// startPass begins a maintenance pass, unless one is under way, after checking that the
+// database file is still the one open.
+func (f *flusher) startPass() {
+	f.checkFile()
+	if f.pass != nil {
+		return
+	}
+	o, now := f.w.options(), f.now()
+	p := &pass{phase: phaseRetention}
+	if o.retention > 0 {
+		p.cutoff = now.Add(-o.retention).UnixMilli()
+		p.minutes = now.Add(-max(o.retention, 24*time.Hour)).Unix() // minutes go with the rows
+	} else {
+		p.phase = phaseRollups
+	}
+	if o.rollupRetention > 0 {
+		p.longer = now.Add(-o.rollupRetention).Unix()
+	}
+	if f.w.store != nil {
+		f.w.withStore(func() error { f.w.store.state.rollups.configure(o.rollupLimit); return nil })
+	}
+	f.pass = p
+}
+
+// checkFile closes the database if its path no longer names the file open: it was deleted,
+// renamed (log rotation) or replaced. Rows would otherwise go on into a file nobody looks at,
+// with every metric healthy. The flusher then opens the path afresh, as at startup.
+//
+// SQLite does not checkpoint a file that has moved when it closes it, and its WAL and -shm
+// stay beside the path: the WAL's last commits would be missing from the old file and applied
+// to the new one. So first the whole WAL is moved into the old file, and after the close both
+// are removed (a process still reading the old file keeps its own open copies). While a reader
+// keeps the WAL from being moved, writing goes on into the old file, and the next pass tries
+// again.
+//
+// A shipper reads the old file to its end first (bounded by shutdown_timeout, while the
+// flusher waits and the buffer takes the load), saving its cursor in that file; the flusher
+// starts a new one on the new file once it is open.
+func (f *flusher) checkFile() {
+	w := f.w
+	if w.store == nil || !w.store.replaced() {
+		return
+	}
+	if w.finishShip(leftRotated) {
+		f.reship = true
+	}
+	// The checkpointer first: a checkpoint of its own would make this one fail, and it must not
+	// reconnect by name, to the new file.
+	err := w.withStore(func() error {
+		w.stopCheckpointer()
+		return w.store.truncateWAL()
+	})
+	if err != nil {
+		if ok, suppressed := f.errLog.Allow(time.Now()); ok {
+			// A shipper would reopen the path, the new file, so none runs until the switch.
+			shipping := ""
+			if f.reship {
+				shipping = " (not shipping what is written meanwhile)"
+			}
+			log.Errorf("%s was renamed, deleted or replaced, but its last commits cannot be moved into it yet (%d similar errors suppressed); still writing to it%s: %v", w.path, suppressed, shipping, err)
+		}
+		return
+	}
+	log.Warningf("%s was renamed, deleted or replaced: closing the old file and opening it afresh", w.path)
+	w.closeStore()
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(w.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Errorf("Removing %s of the old file: %v", w.path+suffix, err)
+		}
+	}
+}
+
+// now is the time retention counts from: the earlier of the wall clock and a clock set from
+// it when the writer started and advanced by the monotonic clock since. A wall clock that
+// jumps forward by more than retention would otherwise delete the whole log at the next pass;
+// one that jumps back would make rows written after the jump look old to the steady clock.
+// Either way rows are kept longer, never deleted early, and the disagreement is logged.
+func (f *flusher) now() time.Time {
+	wall := f.w.tune.wallClock().Round(0) // wall readings only: Sub must not use the monotonic ones
+	steady := f.startWall.Add(time.Since(f.startMono))
+	if skew := wall.Sub(steady); skew.Abs() > time.Minute {
+		if ok, _ := f.clockLog.Allow(time.Now()); ok {
+			log.Warningf("The wall clock is %s off the steady clock since writing to %s began (stepped, or the system was suspended): retention counts from the earlier of the two until CoreDNS restarts", skew.Round(time.Second), f.w.path)
+		}
+		if skew > 0 {
+			return steady
+		}
+	}
+	return wall
+}
+
+// maintainStep does one step of the pass: one chunk of rows or pages, or one check. written is
+// the rows the flusher wrote in this turn: above max_size each step deletes a chunk more than
+// that, so the cap wins against a writer that never idles.
+func (f *flusher) maintainStep(written int) {
+	w, p, o := f.w, f.pass, f.w.options()
+	var err error
+	switch p.phase {
+	case phaseRetention:
+		var n int64
+		if n, err = f.prune(func(s *store) (int64, error) {
+			return s.pruneOlder(p.cutoff, pruneChunk, shipBoundOf(w.ship.Load())) // never unshipped rows
+		}); n < int64(pruneChunk) {
+			p.phase = phaseRollups
+		}
+	case phaseRollups:
+		var n int64
+		err = w.withStore(func() (err error) {
+			n, err = w.store.pruneRollups(p.minutes, p.longer, rollupPeriodsChunk)
+			return err
+		})
+		if n == 0 {
+			p.phase = phaseTidy
+		}
+	case phaseTidy:
+		var more bool
+		err = w.withStore(func() (err error) {
+			more, err = w.store.tidy(pruneChunk)
+			return err
+		})
+		if !more {
+			p.phase = phaseSizeCheck
+		}
+	case phaseSizeCheck:
+		switch {
+		case o.maxSize == 0:
+			p.phase = phaseDone
+		case f.overCap(o.maxSize):
+			p.phase = phaseSizeCap
+		case w.store.size() > o.maxSize: // free pages or the WAL: nothing to delete
+			p.phase = phaseVacuum
+		default:
+			p.phase = phaseDone
+		}
+	case phaseSizeCap:
+		chunk := pruneChunk + written
+		var n int64
+		n, err = f.prune(func(s *store) (int64, error) {
+			n, err := f.pruneOldest(s, chunk)
+			if err != nil {
+				return n, err
+			}
+			return n, s.pruneWithRows(chunk, f.now())
+		})
+		if err == nil && n == 0 && f.overCap(o.maxSize) {
+			n, err = f.pruneRollupsForCap(o)
+		}
+		if n == 0 || !f.overCap(o.maxSize) {
+			p.phase = phaseVacuum
+		}
+	case phaseVacuum:
+		more, verr := f.vacuumStep()
+		if verr != nil {
+			log.Warningf("Returning free pages of %s to the filesystem: %v", w.path, verr)
+		}
+		if !more || verr != nil {
+			p.phase = phaseDone
+		}
+	}
+	if err != nil {
+		if ok, suppressed := f.errLog.Allow(time.Now()); ok {
+			log.Errorf("Pruning %s failed (%d similar errors suppressed): %v", w.path, suppressed, err)
+		}
+		p.phase = phaseDone // the database is failing; the next pass tries again
+	}
+	if p.phase == phaseDone {
+		f.pass = nil
+		size := w.store.size()
+		w.setGauges(func() { w.dbSize = size })
+	}
+}
+
+// pruneRollupsForCap deletes the oldest hourly and daily rollups when the size cap has no row
+// left to delete: they take the whole of max_size. It reports the rollup rows deleted.
+func (f *flusher) pruneRollupsForCap(o options) (int64, error) {
+	w := f.w
+	var n int64
+	err := w.withStore(func() (err error) {
+		n, err = w.store.pruneRollups(0, f.now().Unix(), rollupPeriodsChunk)
+		return err
+	})
+	if n > 0 {
+		if ok, suppressed := f.capLog.Allow(time.Now()); ok {
+			log.Warningf("Rollups fill max_size %d of %s: deleting the oldest hours and days, and every row in each pass (%d similar warnings suppressed); raise max_size or lower rollup_limit or rollup_retention", o.maxSize, w.path, suppressed)
+		}
+	}
+	return n, err
+}
+
+// vacuumStep gives back a chunk of free pages and, once none are left, truncates the WAL so
+// that the file shrinks. It reports whether free pages remain.
+func (f *flusher) vacuumStep() (more bool, err error) {
+	w := f.w
+	err = w.withStore(func() (err error) {
+		if more, err = w.store.vacuumStep(vacuumChunk); more || err != nil {
+			return err
+		}
+		return w.store.truncateWAL()
+	})
+	return more, err
+}
+
+// prune runs del once and counts the rows it deleted.
+func (f *flusher) prune(del func(*store) (int64, error)) (int64, error) {
+	w := f.w
+	var n int64
+	err := w.withStore(func() (err error) {
+		n, err = del(w.store)
+		return err
+	})
+	prunedTotal.WithLabelValues(w.path).Add(float64(n))
+	return n, err
+}
+
+// overCap reports whether the pages in use exceed 90% of maxSize.
+func (f *flusher) overCap(maxSize int64) bool {
+	w := f.w
+	var used int64
+	err := w.withStore(func() (err error) {
+		used, err = w.store.usedBytes()
+		return err
+	})
+	return err == nil && used > maxSize*9/10
+}
+
+// diskLow reports whether the filesystem holding the database has less free space than
+// min_free, and exports and logs the transitions.
+func (f *flusher) diskLow() bool {
+	o := f.w.options()
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(f.w.path), &st); err != nil {
+		return false // cannot tell: let the write itself fail or succeed
+	}
+	free := int64(st.Bavail) * st.Bsize
+	need := o.minFreeBytes
+	if o.minFreePercent > 0 {
+		need = int64(float64(st.Blocks) * float64(st.Bsize) * o.minFreePercent / 100)
+	}
+	low := free < need
+	was := f.w.gauges().diskLow
+	if low != was {
+		f.w.setGauges(func() { f.w.diskLow = low })
+		if low {
+			log.Errorf("Filesystem of %s has %d bytes free, below min_free %d: dropping entries (disk_low) until space is freed", f.w.path, free, need)
+		} else {
+			log.Infof("Filesystem of %s has %d bytes free again: writing resumed", f.w.path, free)
+		}
+	}
+	return low
+}
+
+// pruneOldest deletes a chunk of the oldest rows for max_size, and while shipping counts and
+// logs those not shipped yet.
+func (f *flusher) pruneOldest(s *store, chunk int) (int64, error) {
+	sh := f.w.ship.Load()
+	deleted, unshipped, err := s.pruneOldest(chunk, shipBoundOf(sh))
+	if err != nil || unshipped == 0 {
+		return deleted, err
+	}
+	sh.Dropped("max_size", unshipped)
+	return deleted, nil
+}

@@ -38,7 +38,13 @@ func tempDB(t *testing.T) string {
 // testWriter acquires a writer and releases it at the end of the test unless the test did.
 func testWriter(t *testing.T, o options) *writer {
 	t.Helper()
-	w, err := acquire(o)
+	return tunedWriter(t, o, tuning{})
+}
+
+// tunedWriter is testWriter with the pace tu.
+func tunedWriter(t *testing.T, o options, tu tuning) *writer {
+	t.Helper()
+	w, err := acquire(o, tu)
 	if err != nil {
 		t.Fatalf("acquire(%s): %v", o.path, err)
 	}
@@ -59,6 +65,7 @@ func logN(w *writer, server string, from, n int) {
 }
 
 func TestFlushBatchSizeTrigger(t *testing.T) {
+	t.Parallel()
 	o := writerOpts(tempDB(t))
 	o.batchSize = 10
 	w := testWriter(t, o)
@@ -102,6 +109,7 @@ func TestFlushBatchSizeTrigger(t *testing.T) {
 }
 
 func TestFlushIntervalTrigger(t *testing.T) {
+	t.Parallel()
 	const interval = 150 * time.Millisecond
 	o := writerOpts(tempDB(t))
 	o.batchSize = 100
@@ -129,6 +137,7 @@ func TestFlushIntervalTrigger(t *testing.T) {
 }
 
 func TestFlushNextInterval(t *testing.T) {
+	t.Parallel()
 	const (
 		lo   = 100 * time.Millisecond
 		base = time.Second
@@ -178,6 +187,7 @@ func TestFlushNextInterval(t *testing.T) {
 // right after the buffer has been written out is always about zero, so choosing from it would
 // pin the interval at MAX.)
 func TestFlushAdaptiveFollowsLoad(t *testing.T) {
+	t.Parallel()
 	const (
 		lo   = 150 * time.Millisecond
 		base = 300 * time.Millisecond
@@ -318,6 +328,7 @@ func TestFlushDrainOnRelease(t *testing.T) {
 // TestFlushShutdownTimeout: when the drain cannot write within shutdown_timeout, what is left
 // is counted as dropped with reason shutdown and release returns.
 func TestFlushShutdownTimeout(t *testing.T) {
+	t.Parallel()
 	o := writerOpts(tempDB(t))
 	o.batchSize = 100
 	o.shutdownTimeout = 200 * time.Millisecond
@@ -357,6 +368,7 @@ func TestFlushShutdownTimeout(t *testing.T) {
 }
 
 func TestFlushTransient(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "t.db")
 	createQuerylogDB(t, path, 0)
@@ -490,7 +502,7 @@ func flusherTurn(t *testing.T, w *writer) {
 	case w.buf.notify <- struct{}{}:
 	default: // a wake is pending already
 	}
-	run := fmt.Sprintf("querylog.(*writer).run(%p", w)
+	run := fmt.Sprintf("querylog.runFlusher(%p", w)
 	testutil.WaitFor(t, 3*time.Second, "the flusher's turn", func() bool {
 		return len(w.buf.notify) == 0 && testutil.Waiting("select", run) == 1
 	})

@@ -80,7 +80,7 @@ func TestGenerateBenchDB(t *testing.T) {
 	}
 	t.Logf("wrote %d rows in %s", rows, time.Since(start).Round(time.Second))
 	// Closed without writing the counts of the last rows: they stay after rollup_id.
-	s.batch.closeStmts()
+	s.state.closeStmts()
 	if err := s.db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -245,9 +245,9 @@ func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
 			m := min(1000, len(entries))
 			last := entries[m-1].start / 1e6
 			if tail := n - 10*qps; done < tail && (last-counted >= rollupEvery.Milliseconds() || done+m >= tail) {
-				s.batch.rollups.flushed, counted = time.Now().Add(-rollupEvery), last
+				s.state.rollups.flushed, counted = time.Now().Add(-rollupEvery), last
 			} else {
-				s.batch.rollups.flushed = time.Now().Add(time.Hour)
+				s.state.rollups.flushed = time.Now().Add(time.Hour)
 			}
 			if err := s.write(entries[:m]); err != nil {
 				return err

@@ -107,27 +107,6 @@ func (g *generation) start() error {
 	return nil
 }
 
-// start loads the handler's hash key, if any, and acquires its writer.
-func (q *QueryLog) start() error {
-	if q.filter.hash {
-		key, err := loadKey(q.filter.keyFile)
-		if err != nil {
-			return err
-		}
-		q.filter.key = key
-	}
-	w, err := acquire(q.opts)
-	if err != nil {
-		return err
-	}
-	if q.filter.keyIndex, err = w.keys.index(q.filter.key); err != nil {
-		w.release(q.opts, false)
-		return err
-	}
-	q.writer, q.sink = w, w
-	return nil
-}
-
 // stop releases the generation's writers, once, after those of any orphaned generation, so
 // that a final shutdown drains writers the orphans still hold.
 func (g *generation) stop(final bool) {

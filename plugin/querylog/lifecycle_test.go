@@ -473,7 +473,7 @@ func TestAcquireNotBlockedByDrainingWriter(t *testing.T) {
 	openMu.Lock()
 	gotA := make(chan *writer, 1)
 	go func() {
-		w, err := acquire(a)
+		w, err := acquire(a, tuning{})
 		if err != nil {
 			t.Errorf("acquire(%s): %v", a.path, err)
 		}
@@ -492,7 +492,7 @@ func TestAcquireNotBlockedByDrainingWriter(t *testing.T) {
 
 	gotB := make(chan *writer, 1)
 	go func() {
-		w, err := acquire(b)
+		w, err := acquire(b, tuning{})
 		if err != nil {
 			t.Errorf("acquire(%s): %v", b.path, err)
 		}
@@ -529,6 +529,7 @@ func TestAcquireNotBlockedByDrainingWriter(t *testing.T) {
 // waits until that store is closed, and only then opens its own: never two connections
 // writing to one file from one process.
 func TestJoinWaitsForStoreClose(t *testing.T) {
+	t.Parallel()
 	o := writerOpts(tempDB(t))
 	w := testWriter(t, o)
 	logN(w, "dns://:53", 0, 3)

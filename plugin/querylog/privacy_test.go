@@ -42,6 +42,7 @@ func serveFromAddr(t *testing.T, f filter, name string, w dns.ResponseWriter) []
 // (fe80::1%eth0), an IPv4 client on a dual-stack socket as ::ffff:192.0.2.1. Both are the same
 // client as the plain address for ignore_clients, anonymize and the hash pseudonym.
 func TestZonedAndMappedClients(t *testing.T) {
+	t.Parallel()
 	udp := func(ip, zone string) dns.ResponseWriter {
 		return &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 5353, Zone: zone}}
 	}
@@ -117,6 +118,7 @@ func (a textAddr) Network() string { return "other" }
 func (a textAddr) String() string  { return string(a) }
 
 func TestAnonymizeTruncates(t *testing.T) {
+	t.Parallel()
 	f := filter{anonV4: 24, anonV6: 56}
 	for _, tc := range []struct{ client, want string }{
 		{"192.0.2.77", "192.0.2.0"},
@@ -133,6 +135,7 @@ func TestAnonymizeTruncates(t *testing.T) {
 }
 
 func TestAnonymizeHashIsKeyedAndStable(t *testing.T) {
+	t.Parallel()
 	keyFile := filepath.Join(t.TempDir(), "q.db.key")
 	key, err := loadKey(keyFile)
 	if err != nil {

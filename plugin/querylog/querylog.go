@@ -399,3 +399,24 @@ func (r *recorder) recordSynthesized(w dns.ResponseWriter, req *dns.Msg, rc int)
 	r.size = uint32(m.Len())
 	r.flags = headerFlags(false, false, m.RecursionDesired, false, false, m.CheckingDisabled)
 }
+
+// start loads the handler's hash key, if any, and acquires its writer.
+func (q *QueryLog) start() error {
+	if q.filter.hash {
+		key, err := loadKey(q.filter.keyFile)
+		if err != nil {
+			return err
+		}
+		q.filter.key = key
+	}
+	w, err := acquire(q.opts, tuning{})
+	if err != nil {
+		return err
+	}
+	if q.filter.keyIndex, err = w.keys.index(q.filter.key); err != nil {
+		w.release(q.opts, false)
+		return err
+	}
+	q.writer, q.sink = w, w
+	return nil
+}

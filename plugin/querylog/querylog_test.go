@@ -146,6 +146,7 @@ func serve(t *testing.T, ctx context.Context, w dns.ResponseWriter, r *dns.Msg, 
 }
 
 func TestServeDNSReply(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		w       dns.ResponseWriter
@@ -238,6 +239,7 @@ func TestServeDNSReply(t *testing.T) {
 
 // The reply goes to the client before the entry is handed to the sink.
 func TestServeDNSReplyFirst(t *testing.T) {
+	t.Parallel()
 	client := dnstest.NewRecorder(&test.ResponseWriter{})
 	replied := false
 	s := &memSink{onLog: func(entry) { replied = client.Msg != nil }}
@@ -250,6 +252,7 @@ func TestServeDNSReplyFirst(t *testing.T) {
 
 // A plugin that writes the packed reply with Write instead of WriteMsg.
 func TestServeDNSWriteBytes(t *testing.T) {
+	t.Parallel()
 	var packed []byte
 	next := test.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 		m := new(dns.Msg)
@@ -274,6 +277,7 @@ func TestServeDNSWriteBytes(t *testing.T) {
 // Several messages for one query (a zone transfer): sizes add up, the last one's rcode and
 // answer count are kept.
 func TestServeDNSSeveralMessages(t *testing.T) {
+	t.Parallel()
 	var sizes []int
 	next := test.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 		for _, n := range []int{5, 2} {
@@ -313,6 +317,7 @@ func errorReply(r *dns.Msg, rc int) *dns.Msg {
 }
 
 func TestServeDNSSynthesized(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("boom")
 	for _, tc := range []struct {
 		rc  int
@@ -350,6 +355,7 @@ func TestServeDNSSynthesized(t *testing.T) {
 
 // Without a next plugin NextOrFailure answers SERVFAIL, which the server then writes.
 func TestServeDNSNoNext(t *testing.T) {
+	t.Parallel()
 	got, rc, err := serve(t, context.Background(), &test.ResponseWriter{}, query("example.org.", dns.TypeA, dns.ClassINET), nil)
 	if rc != dns.RcodeServerFailure || err == nil || got.rcode != dns.RcodeServerFailure {
 		t.Errorf("ServeDNS = %d, %v, entry rcode %d; want SERVFAIL with an error, logged", rc, err, got.rcode)
@@ -359,6 +365,7 @@ func TestServeDNSNoNext(t *testing.T) {
 // When the chain returns an rcode that means "already answered" without writing anything (an
 // acl drop), the client got nothing and nothing is logged.
 func TestServeDNSNothingWritten(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		rc  int
 		err error
@@ -383,6 +390,7 @@ func TestServeDNSNothingWritten(t *testing.T) {
 // A reply written although the plugin returns SERVFAIL (test.ErrorHandler) is logged once, as
 // written.
 func TestServeDNSWrittenServfail(t *testing.T) {
+	t.Parallel()
 	client := dnstest.NewRecorder(&test.ResponseWriter{})
 	got, rc, _ := serve(t, context.Background(), client, query("example.org.", dns.TypeA, dns.ClassINET), test.ErrorHandler())
 	if rc != dns.RcodeServerFailure || got.rcode != dns.RcodeServerFailure || got.size != uint32(client.Len) {
@@ -391,6 +399,7 @@ func TestServeDNSWrittenServfail(t *testing.T) {
 }
 
 func TestServeDNSPluginTracker(t *testing.T) {
+	t.Parallel()
 	inner := named{"inner", replyWith(dns.RcodeSuccess, 1, nil)}
 	tests := []struct {
 		name    string
@@ -432,6 +441,7 @@ func TestServeDNSPluginTracker(t *testing.T) {
 }
 
 func TestRecorderSetPlugin(t *testing.T) {
+	t.Parallel()
 	tracker := metrics.NewRecorder(&test.ResponseWriter{})
 	r := &recorder{ResponseWriter: tracker}
 	var _ plugin.PluginTracker = r
@@ -451,6 +461,7 @@ func TestRecorderSetPlugin(t *testing.T) {
 }
 
 func TestServeDNSNilSink(t *testing.T) {
+	t.Parallel()
 	for _, next := range []plugin.Handler{
 		replyWith(dns.RcodeSuccess, 1, nil),
 		test.NextHandler(dns.RcodeServerFailure, nil),
@@ -473,6 +484,7 @@ func TestServeDNSNilSink(t *testing.T) {
 
 // A query without a question (FORMERR material) is logged without crashing.
 func TestServeDNSNoQuestion(t *testing.T) {
+	t.Parallel()
 	r := new(dns.Msg)
 	r.Id = 7
 	got, _, _ := serve(t, context.Background(), &test.ResponseWriter{}, r, test.NextHandler(dns.RcodeFormatError, nil))
@@ -482,6 +494,7 @@ func TestServeDNSNoQuestion(t *testing.T) {
 }
 
 func TestReady(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		sink sink
 		want bool
@@ -588,6 +601,7 @@ func TestServeDNSFilter(t *testing.T) {
 // answerData keeps A and AAAA addresses and CNAME targets, in order; extendedError the first
 // EDE code of a reply, plus one.
 func TestAnswerDataAndEDE(t *testing.T) {
+	t.Parallel()
 	m := new(dns.Msg)
 	m.Answer = []dns.RR{test.CNAME("www.example. 60 IN CNAME web.example."), test.A("web.example. 60 IN A 192.0.2.1"),
 		test.MX("web.example. 60 IN MX 10 mx.example."), test.AAAA("web.example. 60 IN AAAA 2001:db8::1")}
@@ -608,6 +622,7 @@ func TestAnswerDataAndEDE(t *testing.T) {
 // TestAnswerDataCut: answerData stays within its cap, cuts at a record boundary, and says how
 // many records it left out with a final " +N" (or "+N" when not even the first fits).
 func TestAnswerDataCut(t *testing.T) {
+	t.Parallel()
 	a := func(i int) dns.RR { return test.A(fmt.Sprintf("x. 60 IN A 192.0.2.%d", i)) }
 	msg := func(rrs ...dns.RR) *dns.Msg { return &dns.Msg{Answer: rrs} }
 	long := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + ".example." // 130 bytes

@@ -14,12 +14,8 @@ import (
 	"github.com/querylog/querylog/internal/testutil"
 )
 
-// fastMaintenance shortens maintenance for one test.
-func fastMaintenance(t *testing.T) {
-	old := maintenanceEvery
-	maintenanceEvery = 20 * time.Millisecond
-	t.Cleanup(func() { maintenanceEvery = old })
-}
+// fastMaintenance is a writer's pace with a maintenance pass every 20 ms.
+var fastMaintenance = tuning{maintenanceEvery: 20 * time.Millisecond}
 
 // retentionOpts is a writer configuration with short flush intervals and no disk guard.
 func retentionOpts(path string) options {
@@ -42,7 +38,6 @@ func entriesAt(n int, start time.Time) []entry {
 }
 
 func TestRetentionDeletesOldRows(t *testing.T) {
-	fastMaintenance(t)
 	path := filepath.Join(t.TempDir(), "r.db")
 	s := testStore(t, path)
 	if err := s.write(entriesAt(5000, time.Now().Add(-48*time.Hour))); err != nil {
@@ -55,7 +50,7 @@ func TestRetentionDeletesOldRows(t *testing.T) {
 
 	o := retentionOpts(path)
 	o.retention = 24 * time.Hour
-	w, err := acquire(o)
+	w, err := acquire(o, fastMaintenance)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +65,10 @@ func TestRetentionDeletesOldRows(t *testing.T) {
 // the file must shrink under the cap, and come back under it after each round of writing
 // that follows. It logs the file size over time.
 func TestMaxSizeShrinksFile(t *testing.T) {
-	fastMaintenance(t)
 	path := filepath.Join(t.TempDir(), "m.db")
 	o := retentionOpts(path)
 	o.retention = 0
-	w, err := acquire(o)
+	w, err := acquire(o, fastMaintenance)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,10 +117,11 @@ func TestMaxSizeShrinksFile(t *testing.T) {
 // TestDiskLowGuard drives the free-disk guard with thresholds above and below what the
 // filesystem really has.
 func TestDiskLowGuard(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "d.db")
 	o := retentionOpts(path)
 	o.minFreePercent = 99.99 // more than any test filesystem has free
-	w, err := acquire(o)
+	w, err := acquire(o, tuning{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,15 +219,12 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// fakeWallClock makes retention's wall clock the real one plus an offset that the returned
-// function sets, for the rest of the test; the monotonic clock is not affected. Call it before
-// starting a writer.
-func fakeWallClock(t *testing.T) (jump func(time.Duration)) {
+// fakeWallClock is a wall clock for retention (tuning.wallClock): the real one plus an offset
+// that jump sets; the monotonic clock is not affected.
+func fakeWallClock() (clock func() time.Time, jump func(time.Duration)) {
 	var offset atomic.Int64 // the flusher reads it while the test sets it
-	old := wallClock
-	wallClock = func() time.Time { return time.Now().Round(0).Add(time.Duration(offset.Load())) }
-	t.Cleanup(func() { wallClock = old })
-	return func(d time.Duration) { offset.Store(int64(d)) }
+	clock = func() time.Time { return time.Now().Round(0).Add(time.Duration(offset.Load())) }
+	return clock, func(d time.Duration) { offset.Store(int64(d)) }
 }
 
 // TestRetentionClockJump makes the wall clock jump by twice the retention, forward and back,
@@ -243,8 +235,9 @@ func TestRetentionClockJump(t *testing.T) {
 	const retention = 24 * time.Hour
 	for _, jump := range []time.Duration{2 * retention, -2 * retention} {
 		t.Run(fmt.Sprintf("jump=%s", jump), func(t *testing.T) {
-			fastMaintenance(t)
-			setJump := fakeWallClock(t)
+			tu := fastMaintenance
+			clock, setJump := fakeWallClock()
+			tu.wallClock = clock
 			logs := testutil.CaptureLog(t)
 			path := tempDB(t)
 			now := time.Now()
@@ -258,7 +251,7 @@ func TestRetentionClockJump(t *testing.T) {
 			s.close()
 			o := retentionOpts(path)
 			o.retention = retention
-			w := testWriter(t, o)
+			w := tunedWriter(t, o, tu)
 			testutil.WaitFor(t, 10*time.Second, "the expired rows to go", func() bool { return testutil.CountRows(t, path, "") == 200 })
 
 			setJump(jump)
@@ -297,14 +290,14 @@ func capTo(t *testing.T, path string, maxSize int64) {
 	o := retentionOpts(path)
 	o.retention = 0
 	o.maxSize = maxSize
-	testWriter(t, o)
+	tunedWriter(t, o, fastMaintenance)
 	testutil.WaitFor(t, 10*time.Second, "the file to shrink under max_size", func() bool { return fileSize(path) <= maxSize })
 }
 
 // TestMaxSizeFreePagesOnly: a file above max_size whose rows fit under 90% of it (the rest are
 // free pages) shrinks, and no row is deleted.
 func TestMaxSizeFreePagesOnly(t *testing.T) {
-	fastMaintenance(t)
+	t.Parallel()
 	path := tempDB(t)
 	createQuerylogDB(t, path, 0)
 	addRows(t, path, 40_000, time.Now().UnixMilli())
@@ -320,7 +313,7 @@ func TestMaxSizeFreePagesOnly(t *testing.T) {
 // its own (batch_size 1 under load), so the table batches has a row per row: left alone, it
 // kept the file above the cap until the last row was gone.
 func TestMaxSizeDeletesWhatRowsUsed(t *testing.T) {
-	fastMaintenance(t)
+	t.Parallel()
 	path := tempDB(t)
 	s := testStore(t, path)
 	for _, e := range entriesAt(30_000, time.Now()) {
@@ -339,7 +332,6 @@ func TestMaxSizeDeletesWhatRowsUsed(t *testing.T) {
 // TestMaxSizeRollupsFillCap: when hourly and daily rollups alone fill max_size, the size cap
 // deletes the oldest of them (after the rows), the newest stay, and it says so in the log.
 func TestMaxSizeRollupsFillCap(t *testing.T) {
-	fastMaintenance(t)
 	logs := testutil.CaptureLog(t)
 	path := tempDB(t)
 	createQuerylogDB(t, path, 0)

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
@@ -19,8 +18,8 @@ import (
 // to the minute rows in the transaction of a batch, with the id of the last row counted (state
 // rollup_id). Rollups never scan rows, but once: when the counts in memory may be wrong (at
 // open, or after a failed batch), the rows after rollup_id are counted again from the table
-// (catchUp), rollupCatchUpRows of them before each batch. Hours and days are summed from their
-// minutes and hours once they are over (and again if late rows change them).
+// (catchUpRollups), rollupCatchUpRows of them before each batch. Hours and days are summed
+// from their minutes and hours once they are over (and again if late rows change them).
 //
 // Each period keeps at most limit names and limit clients; the rest are counted under
 // otherKey, so a flood of new names or clients cannot grow the rollups past that, and the counts
@@ -119,14 +118,6 @@ type keyed struct {
 	tally *minuteTally
 }
 
-// tallyOf is the entry's tally; nil (a text stored inline) has none.
-func (e *dictEntry) tallyOf() *minuteTally {
-	if e == nil {
-		return nil
-	}
-	return &e.tally
-}
-
 // valid reports whether t holds the counts of m.
 func (t *minuteTally) valid(m *minuteCounts) bool {
 	return t != nil && t.minute == m.serial && t.folds == m.folds
@@ -152,16 +143,18 @@ type rollups struct {
 	dirty      map[[2]int64]bool // hours and days ([span, start]) to sum again once over
 	flushed    time.Time
 	flushNow   bool // a catch-up chunk was counted: write it with the next batch
+
+	catchUpRows int // rows counted before a batch while catching up: rollupCatchUpRows
 }
 
 // rollupCatchUpRows is how many rows catching up counts before a batch: 1.35 µs a row
 // (BenchmarkRollupCatchUp), so about 14 ms, and a backlog of millions delays no batch by more.
 // The 10 s of rows a crash leaves (100,000 at 10,000 QPS) take 10 batches.
-var rollupCatchUpRows = 10_000
+const rollupCatchUpRows = 10_000
 
 func newRollups(limit int) *rollups {
 	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, flushed: time.Now(),
-		catchingUp: true, counted: -1}
+		catchingUp: true, counted: -1, catchUpRows: rollupCatchUpRows}
 }
 
 // configure applies rollup_limit: 0 turns counting off; turned on again, the rows written
@@ -459,81 +452,6 @@ func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any
 		return nil
 	})
 	return out, err
-}
-
-// catchUp counts up to rollupCatchUpRows rows after counted, and turns live once none is left
-// (before the batch at hand is written, so that its rows are counted as they are written). The
-// first time, after an open or a failed batch, it starts from rollup_id, and marks for summing
-// the hours and days that may have ended unsummed (their last minutes flushed, the process
-// gone before the hour was over).
-func (s *store) catchUpRollups() error {
-	r := s.batch.rollups
-	if r.counted < 0 {
-		r.dropAllMinutes()
-		err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`).Scan(&r.counted)
-		if err != nil {
-			return err
-		}
-		if err := s.markUnsummed(); err != nil {
-			return err
-		}
-	}
-	if s.catchUpReader == nil {
-		s.catchUpReader = logrow.NewReader(logCacheLimit)
-	}
-	ctx := context.Background()
-	var rows []logrow.Row
-	err := s.withConn(ctx, func(dc driver.Conn) error {
-		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
-			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), rollupCatchUpRows, false, false, nil)
-			return err
-		})
-	})
-	if err != nil {
-		return err
-	}
-	for i := range rows {
-		l := &rows[i]
-		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
-			uint8(s.batch.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
-		r.counted = l.ID
-	}
-	n := len(rows)
-	// Periods the counted rows touch may be over already: sum them at the next flush.
-	for start := range r.minutes {
-		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
-	}
-	r.flushNow = n > 0
-	r.catchingUp = n == rollupCatchUpRows
-	if !r.catchingUp {
-		s.catchUpReader = nil // its caches are not needed until the next catch-up
-	}
-	return nil
-}
-
-// markUnsummed marks for summing the hours from the last one summed on, and the days from the
-// last one summed on: summing again a period already summed gives the same rows.
-func (s *store) markUnsummed() error {
-	for _, p := range [][2]int64{{3600, 60}, {86400, 3600}} {
-		rows, err := s.db.Query(`SELECT DISTINCT start / ?1 * ?1 FROM rollup_outcomes WHERE span = ?2
-			AND start >= coalesce((SELECT max(start) FROM rollup_outcomes WHERE span = ?1), 0)`, p[0], p[1])
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var start int64
-			if err := rows.Scan(&start); err != nil {
-				rows.Close()
-				return err
-			}
-			s.batch.rollups.dirty[[2]int64{p[0], start}] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // v2FirstID is below every id schema 2 gives (ids carry the time, and any time after 1970 is

@@ -12,7 +12,7 @@ import (
 func rollupStore(t *testing.T, path string, limit int) *store {
 	t.Helper()
 	s := testStore(t, path)
-	s.batch.rollups.configure(limit)
+	s.state.rollups.configure(limit)
 	return s
 }
 
@@ -24,7 +24,7 @@ func writeAt(t *testing.T, s *store, ms int64, client string, names ...string) {
 		e := entryOf(&testLabels, queryRow{ts: ms, server: "dns://:53", client: client, proto: "udp", qname: n, qtype: 1, qclass: 1, us: 700})
 		batch = append(batch, e)
 	}
-	s.batch.rollups.flushed = s.batch.rollups.flushed.Add(-rollupEvery) // due with this batch
+	s.state.rollups.flushed = s.state.rollups.flushed.Add(-rollupEvery) // due with this batch
 	if err := s.write(batch); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +57,7 @@ func checkRollupsAddUp(t *testing.T, path string) {
 // TestRollupsCount: minutes, hours and days count every row, a period keeps limit names and
 // clients and folds the rest into (other), and the duration buckets hold every query.
 func TestRollupsCount(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 3)
 	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
@@ -89,6 +90,7 @@ func TestRollupsCount(t *testing.T) {
 // TestRollupsRecover: counts still in memory when the process dies are counted again from
 // the rows at the next open, and late rows add to periods already written.
 func TestRollupsRecover(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s, err := openStore(path)
 	if err != nil {
@@ -98,7 +100,7 @@ func TestRollupsRecover(t *testing.T) {
 	const minute = 1_700_000_040_000
 	writeAt(t, s, minute, "192.0.2.1", "a.example.", "b.example.")
 	// Not flushed: as after kill -9.
-	s.batch.rollups.flushed = s.batch.rollups.flushed.Add(rollupEvery)
+	s.state.rollups.flushed = s.state.rollups.flushed.Add(rollupEvery)
 	if err := s.write([]entry{entryOf(&testLabels, queryRow{ts: minute + 1, client: "192.0.2.1", qname: "c.example."})}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +122,7 @@ func TestRollupsRecover(t *testing.T) {
 // them: a name counted before the first flush found them is folded into (other), and so are its
 // later rows, though its dictionary entry remembers where it was counted (a tally).
 func TestRollupsAfterFold(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	const minute = 1_700_000_040_000
 	s := rollupStore(t, path, 2)
@@ -141,6 +144,7 @@ func TestRollupsAfterFold(t *testing.T) {
 // TestRollupsFlood: a flood of new names and clients in one minute grows the rollups by limit
 // rows, not by the flood.
 func TestRollupsFlood(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 50)
 	const minute = 1_700_000_040_000
@@ -165,11 +169,10 @@ func TestRollupsFlood(t *testing.T) {
 // start (even after a kill -9), the writer catches up a few rows before each batch, until the
 // rollups count every row again.
 func TestRollupsOff(t *testing.T) {
-	old := rollupCatchUpRows
-	rollupCatchUpRows = 2
-	t.Cleanup(func() { rollupCatchUpRows = old })
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 1000)
+	s.state.rollups.catchUpRows = 2
 	const minute = 1_700_000_040_000
 	counted := func() string {
 		return testutil.SQLite3(t, path, `SELECT (SELECT sum(n) FROM rollup_names) || ' of ' || (SELECT count(*) FROM log)`)
@@ -178,7 +181,7 @@ func TestRollupsOff(t *testing.T) {
 	catchUp := func(how string) {
 		t.Helper()
 		batches := 0
-		for ; !s.batch.rollups.live(); batches++ {
+		for ; !s.state.rollups.live(); batches++ {
 			writeAt(t, s, minute+int64(10+batches), "192.0.2.1", fmt.Sprintf("%s%d.example.", how, batches))
 		}
 		if err := s.flushRollups(); err != nil {
@@ -190,18 +193,19 @@ func TestRollupsOff(t *testing.T) {
 		checkRollupsAddUp(t, path)
 	}
 
-	s.batch.rollups.configure(0)
+	s.state.rollups.configure(0)
 	writeAt(t, s, minute+1, "192.0.2.1", "off1.example.", "off2.example.", "off3.example.")
 	if got := counted(); got != "1 of 4" {
 		t.Errorf("with rollup_limit 0 the rollups count %s rows; want only the one written before", got)
 	}
-	s.batch.rollups.configure(1000)
+	s.state.rollups.configure(1000)
 	catchUp("reload")
 
-	s.batch.rollups.configure(0)
+	s.state.rollups.configure(0)
 	writeAt(t, s, minute+2, "192.0.2.1", "off4.example.", "off5.example.", "off6.example.")
 	s.db.Close() // kill -9
 	s = rollupStore(t, path, 1000)
+	s.state.rollups.catchUpRows = 2
 	catchUp("restart")
 }
 
@@ -209,6 +213,7 @@ func TestRollupsOff(t *testing.T) {
 // give the same minutes as the same rows counted as they were written: names stored inline and
 // by number, clients, rcodes, types, transports, answering plugins and durations.
 func TestRollupsCatchUpCountsAsLive(t *testing.T) {
+	t.Parallel()
 	entries := benchMix("skewed", 3000)
 	forward := uint8(testLabels.id(labelPlugin, "forward"))
 	for i := range entries {
@@ -242,10 +247,10 @@ func TestRollupsCatchUpCountsAsLive(t *testing.T) {
 	}
 
 	later := rollupStore(t, laterPath, 100_000)
-	later.batch.rollups.configure(0)
+	later.state.rollups.configure(0)
 	write(later)
-	later.batch.rollups.configure(100_000)
-	for !later.batch.rollups.live() {
+	later.state.rollups.configure(100_000)
+	for !later.state.rollups.live() {
 		if err := later.catchUpRollups(); err != nil {
 			t.Fatal(err)
 		}
@@ -263,6 +268,7 @@ func TestRollupsCatchUpCountsAsLive(t *testing.T) {
 // stopped, before the hour was over, is summed (and its day) once the next start writes rows
 // after it.
 func TestRollupsSumAfterRestart(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := rollupStore(t, path, 1000)
 	const hour = 1_699_999_200_000 // a whole hour, in ms, the day's last but one

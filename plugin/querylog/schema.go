@@ -92,6 +92,12 @@ var migrations = []string{
 		PRIMARY KEY (span, start, rcode, qtype, proto, plugin)) WITHOUT ROWID;`,
 }
 
+// layoutColumns are what a database's tables are like now, as three booleans: rows of schema
+// 1 remain (queries_v1), and the log table has the metadata and the answer_data column.
+const layoutColumns = `EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
+	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
+	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`
+
 // createViews (re)creates the views over what the database holds now: the log table, the
 // optional columns once they have been added, and rows of schema 1 while there are any.
 //
@@ -99,10 +105,7 @@ var migrations = []string{
 // added; queries_readable shows the same rows with names for codes and an ISO 8601 time.
 func createViews(tx *sql.Tx) error {
 	var v1, meta, answers bool
-	if err := tx.QueryRow(`SELECT
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
-		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
-		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`).Scan(&v1, &meta, &answers); err != nil {
+	if err := tx.QueryRow(`SELECT `+layoutColumns).Scan(&v1, &meta, &answers); err != nil {
 		return err
 	}
 	queries := `CREATE VIEW queries AS

@@ -41,6 +41,7 @@ func v1Digest(t *testing.T, path, where string) string {
 // starts at once), read the same through the views, and leave with retention, rows of schema 1
 // first; then their table goes.
 func TestMigrateFromV1(t *testing.T) {
+	t.Parallel()
 	rows := 1_000_000
 	if testing.Short() {
 		rows = 10_000
@@ -75,7 +76,7 @@ func TestMigrateFromV1(t *testing.T) {
 	// deletions through modernc.org/sqlite take minutes.)
 	testutil.SQLite3(t, path, `DELETE FROM queries_v1 WHERE rowid > 5000`)
 	for {
-		n, err := s.pruneOlder(time.Now().Add(-time.Hour).UnixMilli(), 100_000)
+		n, err := s.pruneOlder(time.Now().Add(-time.Hour).UnixMilli(), 100_000, shipBound{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,19 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"strconv"
 	"strings"
-
-	"github.com/miekg/dns"
 
 	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
 	"github.com/querylog/querylog/plugin/querylog/ship"
 )
 
-// Everything shipping reads from or writes to SQLite is in this file or in logreader.go, so
-// that a schema change is ported here: the writer as package ship's Source, shipReader (which
-// reads ship.Rows), the cursor table, and retention's bound.
+// What shipping reads from SQLite: the writer as package ship's Source, and shipReader, which
+// reads ship.Rows (those of the log table through logrow's Reader). The store keeps the cursor
+// and deletes only what was shipped (store.go).
 
 // shipSource is a writer as its shipper's Source: the cursor is read and saved on the writer's
 // connection, the rows read through a read-only connection of the shipper's own.
@@ -67,45 +64,39 @@ func (d *shipDB) CountAfter(after int64) (int64, error) { return countAfter(d.db
 func (d *shipDB) Close() error { return d.db.Close() }
 
 // shipReader reads rows for the shipper: those of schema 1 here, those of the log table through
-// its logReader. One goroutine at a time reads (the shipper, or its read-ahead).
+// logrow's Reader. One goroutine at a time reads (the shipper, or its read-ahead).
 type shipReader struct {
 	db   *sql.DB
-	log  *logReader
-	rows []logRow // the log rows of the last read, kept for the next
+	log  *logrow.Reader
+	rows []logrow.Row // the log rows of the last read, kept for the next
 }
 
-func newShipReader(db *sql.DB) *shipReader { return &shipReader{db: db, log: newLogReader()} }
+func newShipReader(db *sql.DB) *shipReader {
+	return &shipReader{db: db, log: logrow.NewReader(logCacheLimit)}
+}
 
 // read reads up to limit rows with an id above after, in id order, into dst: rows of schema 1
 // first while there are any, then those of the log table. It reads the tables rather than the
 // queries view, whose UNION ALL would make SQLite sort every row after the cursor.
 func (r *shipReader) read(after int64, limit int, dst []ship.Row) ([]ship.Row, error) {
 	ctx := context.Background()
-	conn, err := r.db.Conn(ctx)
-	if err != nil {
-		return dst, err
-	}
-	defer conn.Close()
 	// Straight from the driver (database/sql's Scan would take about a third of the time), in
 	// one read transaction, so that rows, dictionaries, labels and batches agree.
-	err = conn.Raw(func(c any) error {
-		dc := c.(driver.Conn)
+	err := rawsql.WithConn(ctx, r.db, func(dc driver.Conn) error {
 		if err := rawsql.Exec(ctx, dc, "BEGIN"); err != nil {
 			return err
 		}
 		defer rawsql.Exec(ctx, dc, "ROLLBACK")
 		var has [3]bool // queries_v1, log.metadata, log.answer_data
-		if err := rawsql.Each(ctx, dc, `SELECT
-			EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
-			EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
-			EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`, nil, func(v []driver.Value) error {
+		if err := rawsql.Each(ctx, dc, `SELECT `+layoutColumns, nil, func(v []driver.Value) error {
 			for i := range has {
-				has[i] = asInt(v[i]) != 0
+				has[i] = logrow.Int(v[i]) != 0
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
+		var err error
 		if has[0] && after < v2FirstID {
 			if dst, err = readV1Rows(ctx, dc, after, limit, dst); err != nil {
 				return err
@@ -123,12 +114,13 @@ func (r *shipReader) read(after int64, limit int, dst []ship.Row) ([]ship.Row, e
 func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst []ship.Row) ([]ship.Row, error) {
 	err := rawsql.Each(ctx, dc, `SELECT rowid, ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers,
 		duration_us, "do" FROM queries_v1 WHERE rowid > ? ORDER BY rowid LIMIT ?`, []any{after, limit - len(dst)}, func(v []driver.Value) error {
+		text := func(i int) string { s, _ := logrow.Text(v[i]); return s }
 		dst = append(dst, ship.Row{
-			Seq: asInt(v[0]), N: asInt(v[0]), TS: asInt(v[1]), Server: asText(v[2]), ClientIP: asText(v[3]),
-			Proto: asText(v[4]), Qname: asText(v[5]), Qtype: typeName(uint16(asInt(v[6]))),
-			Qclass: logrow.Class(asInt(v[7])), Rcode: rcodeName(uint16(asInt(v[8]))),
-			Size: uint32(asInt(v[9])), Answers: uint16(asInt(v[10])), DurationUS: asInt(v[11]),
-			DO: uint8(asInt(v[12])), EDE: -1,
+			Seq: logrow.Int(v[0]), N: logrow.Int(v[0]), TS: logrow.Int(v[1]), Server: text(2), ClientIP: text(3),
+			Proto: text(4), Qname: text(5), Qtype: logrow.Type(logrow.Int(v[6])),
+			Qclass: logrow.Class(logrow.Int(v[7])), Rcode: logrow.Rcode(logrow.Int(v[8])),
+			Size: uint32(logrow.Int(v[9])), Answers: uint16(logrow.Int(v[10])), DurationUS: logrow.Int(v[11]),
+			DO: uint8(logrow.Int(v[12])), EDE: -1,
 		})
 		return nil
 	})
@@ -139,7 +131,7 @@ func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst
 // numbered. meta and answers say whether the table has those columns.
 func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int64, limit int, meta, answers bool, dst []ship.Row) ([]ship.Row, error) {
 	var err error
-	if r.rows, err = r.log.read(ctx, dc, after, limit-len(dst), meta, answers, r.rows[:0]); err != nil || len(r.rows) == 0 {
+	if r.rows, err = r.log.Read(ctx, dc, after, limit-len(dst), meta, answers, r.rows[:0]); err != nil || len(r.rows) == 0 {
 		return dst, err
 	}
 	first := len(dst)
@@ -151,12 +143,12 @@ func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int6
 }
 
 // shipRowOf is a row of the log table as shipped.
-func shipRowOf(l *logRow) ship.Row {
+func shipRowOf(l *logrow.Row) ship.Row {
 	return ship.Row{
-		Seq: l.id, TS: l.TS, Server: l.server, ClientIP: l.clientIP, Proto: logrow.Proto(l.Proto), Qname: l.qname,
-		Qtype: typeName(uint16(l.Qtype)), Qclass: logrow.Class(l.Qclass), Rcode: rcodeName(uint16(l.Rcode)),
+		Seq: l.ID, TS: l.TS, Server: l.ServerLabel, ClientIP: l.ClientIP, Proto: logrow.Proto(l.Proto), Qname: l.QName,
+		Qtype: logrow.Type(l.Qtype), Qclass: logrow.Class(l.Qclass), Rcode: logrow.Rcode(l.Rcode),
 		Size: uint32(l.Size), Answers: uint16(l.Answers), DurationUS: l.DurationUS, DO: flagBit(l.Flags, logrow.FlagDO),
-		Plugin: l.plugin, EDE: int32(l.EDE), Upstream: l.upstream, Metadata: l.metadata, AnswerData: l.answerData,
+		Plugin: l.PluginLabel, EDE: int32(l.EDE), Upstream: l.UpstreamLabel, Metadata: l.Metadata, AnswerData: l.AnswerData,
 		AA: flagBit(l.Flags, logrow.FlagAA), TC: flagBit(l.Flags, logrow.FlagTC), RD: flagBit(l.Flags, logrow.FlagRD),
 		RA: flagBit(l.Flags, logrow.FlagRA), AD: flagBit(l.Flags, logrow.FlagAD), CD: flagBit(l.Flags, logrow.FlagCD),
 	}
@@ -177,7 +169,7 @@ func numberRows(ctx context.Context, dc driver.Conn, rows []ship.Row) error {
 	err := rawsql.Each(ctx, dc, `SELECT first_id, n FROM batches
 		WHERE first_id >= coalesce((SELECT max(first_id) FROM batches WHERE first_id <= ?1), 0) AND first_id <= ?2
 		ORDER BY first_id`, []any{rows[0].Seq, rows[len(rows)-1].Seq}, func(v []driver.Value) error {
-		batches = append(batches, batchStart{asInt(v[0]), asInt(v[1])})
+		batches = append(batches, batchStart{logrow.Int(v[0]), logrow.Int(v[1])})
 		return nil
 	})
 	if err != nil {
@@ -193,21 +185,6 @@ func numberRows(ctx context.Context, dc driver.Conn, rows []ship.Row) error {
 		}
 	}
 	return nil
-}
-
-// typeName and rcodeName give the names queries_readable shows.
-func typeName(t uint16) string {
-	if n, ok := dns.TypeToString[t]; ok {
-		return n
-	}
-	return "TYPE" + strconv.Itoa(int(t))
-}
-
-func rcodeName(r uint16) string {
-	if n, ok := dns.RcodeToString[int(r)]; ok {
-		return n
-	}
-	return "RCODE" + strconv.Itoa(int(r))
 }
 
 // shipProgress is what the shipper reports about the database: the newest id and the arrival
@@ -258,74 +235,4 @@ func openShipReader(path string) (*sql.DB, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	return db, nil
-}
-
-// The cursor is the highest seq ClickHouse has acknowledged, per target, in the state table of
-// the database itself (key "ship:" and the target), so that it moves with the file (a backup,
-// a restored copy).
-
-// loadCursor returns target's cursor (0 if none). It runs on the writer's connection.
-func (s *store) loadCursor(target string) (int64, error) {
-	var seq int64
-	err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = ?), 0)`, "ship:"+target).Scan(&seq)
-	return seq, err
-}
-
-// saveCursor records target's cursor; a tiny transaction on the writer's connection.
-func (s *store) saveCursor(target string, seq int64) error {
-	_, err := s.db.Exec(`INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-		"ship:"+target, seq)
-	return err
-}
-
-// pruneOlderShipped is pruneOlder for a shipping writer: only rows ClickHouse holds (id up to
-// shipped) are deleted, and never the newest row, so that an id is never handed out again.
-func (s *store) pruneOlderShipped(cutoff, shipped int64, limit int) (int64, error) {
-	if s.v1 {
-		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ? AND rowid <= ?
-			ORDER BY rowid LIMIT ?)`, cutoff, shipped, limit)
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ? AND id <= ?
-		AND id < (SELECT max(id) FROM log) ORDER BY id LIMIT ?)`, cutoff<<8, shipped, limit)
-}
-
-// pruneOldestShipping is pruneOldest for a shipping writer: it deletes up to limit of the
-// oldest rows but the newest, and also returns how many of them had not been shipped (id above
-// shipped).
-func (s *store) pruneOldestShipping(limit int, shipped int64) (deleted, unshipped int64, err error) {
-	table, id := "log", "id"
-	if s.v1 {
-		var empty bool
-		if err := s.db.QueryRow(`SELECT NOT EXISTS (SELECT 1 FROM queries_v1)`).Scan(&empty); err != nil {
-			return 0, 0, err
-		}
-		if !empty {
-			table, id = "queries_v1", "rowid"
-		}
-	}
-	tx, err := s.db.Begin()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer tx.Rollback()
-	var upTo int64
-	err = tx.QueryRow(`SELECT coalesce(max(`+id+`), 0) FROM (SELECT `+id+` FROM `+table+`
-		WHERE `+id+` < (SELECT max(id) FROM log) ORDER BY `+id+` LIMIT ?)`, limit).Scan(&upTo)
-	if err != nil || upTo == 0 {
-		return 0, 0, err
-	}
-	if err := tx.QueryRow(`SELECT count(*) FROM `+table+` WHERE `+id+` > ? AND `+id+` <= ?`, shipped, upTo).Scan(&unshipped); err != nil {
-		return 0, 0, err
-	}
-	res, err := tx.Exec(`DELETE FROM `+table+` WHERE `+id+` <= ?`, upTo)
-	if err != nil {
-		return 0, 0, err
-	}
-	if deleted, err = res.RowsAffected(); err != nil {
-		return 0, 0, err
-	}
-	return deleted, unshipped, tx.Commit()
 }

@@ -176,6 +176,7 @@ func logIDs(t *testing.T, path string) []int64 {
 // (whose rows come first), read 150 rows at a time by one reader (whose caches the later reads
 // use), so that reads start inside batches.
 func TestShipRowMatchesReadableView(t *testing.T) {
+	t.Parallel()
 	for _, v1Rows := range []int{0, 300} {
 		t.Run(fmt.Sprintf("v1rows=%d", v1Rows), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "v.db")
@@ -240,11 +241,8 @@ func shipOpts(path, addr, node string) options {
 	return o
 }
 
-func shipFast(t testing.TB) {
-	old := shipTuning
-	shipTuning.Every = 50 * time.Millisecond
-	t.Cleanup(func() { shipTuning = old })
-}
+// shipFast is a writer's pace with the shipper sending every 50 ms.
+var shipFast = tuning{ship: ship.Tuning{Every: 50 * time.Millisecond}}
 
 // checkShipped checks that ClickHouse holds every row of the SQLite file at path exactly once,
 // for node: the same seqs, each once, with the same qname.
@@ -338,10 +336,9 @@ func shippedUpTo(t *testing.T, w *writer, timeout time.Duration) {
 }
 
 func TestShipExactlyOnce(t *testing.T) {
-	shipFast(t)
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "s.db")
-	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	w := tunedWriter(t, shipOpts(path, ch.Addr, "n1"), shipFast)
 	for _, e := range shipEntries(5000, time.Now()) {
 		w.log(e)
 	}
@@ -367,12 +364,9 @@ func TestShipExactlyOnce(t *testing.T) {
 // TestShipFinishOnRelease: when the writer closes (shutdown), the rows not shipped yet are
 // sent at once, not left for a next start that may never come (a pod's file goes with it).
 func TestShipFinishOnRelease(t *testing.T) {
-	old := shipTuning
-	shipTuning.Every = time.Hour // nothing is sent on the timer
-	t.Cleanup(func() { shipTuning = old })
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "f.db")
-	w, err := acquire(shipOpts(path, ch.Addr, "n1"))
+	w, err := acquire(shipOpts(path, ch.Addr, "n1"), tuning{ship: ship.Tuning{Every: time.Hour}}) // nothing is sent on the timer
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,10 +385,11 @@ func TestShipFinishOnRelease(t *testing.T) {
 // TestShipFinishBounded: with ClickHouse away, closing the writer does not wait for it beyond
 // shutdown_timeout, and the rows stay in SQLite.
 func TestShipFinishBounded(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "b.db")
 	o := shipOpts(path, "127.0.0.1:1", "n1")
 	o.shutdownTimeout = time.Second
-	w, err := acquire(o)
+	w, err := acquire(o, tuning{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +412,6 @@ func TestShipFinishBounded(t *testing.T) {
 // newest rowid, and SQLite numbers new rows below it again. The shipper must start over rather
 // than skip them.
 func TestShipRowsDeletedByHand(t *testing.T) {
-	shipFast(t)
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "h.db")
 	s := testStore(t, path)
@@ -429,7 +423,7 @@ func TestShipRowsDeletedByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.close()
-	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	w := tunedWriter(t, shipOpts(path, ch.Addr, "n1"), shipFast)
 	shippedUpTo(t, w, 30*time.Second)
 	checkShipped(t, ch, "querylog", path, "n1")
 }
@@ -437,11 +431,11 @@ func TestShipRowsDeletedByHand(t *testing.T) {
 // TestShipOutage kills ClickHouse while rows keep coming: shipping fails and is retried, the
 // lag grows, nothing is lost in SQLite; once ClickHouse is back, every row arrives once.
 func TestShipOutage(t *testing.T) {
-	shipFast(t)
-	shipTuning.BatchRows = 500 // the backlog of the outage is several full batches
+	tu := shipFast
+	tu.ship.BatchRows = 500 // the backlog of the outage is several full batches
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "o.db")
-	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	w := tunedWriter(t, shipOpts(path, ch.Addr, "n1"), tu)
 	entries := shipEntries(6000, time.Now().Add(-10*time.Second))
 	for _, e := range entries[:2000] {
 		w.log(e)
@@ -482,11 +476,10 @@ func TestShipOutage(t *testing.T) {
 // says so, with the number of attempts that failed and since when; shipping that never failed
 // says nothing.
 func TestShipRecoveryLogged(t *testing.T) {
-	shipFast(t)
 	ch := testutil.StartClickHouse(t)
 	logs := testutil.CaptureLog(t)
 	path := filepath.Join(t.TempDir(), "r.db")
-	w := testWriter(t, shipOpts(path, ch.Addr, "n1"))
+	w := tunedWriter(t, shipOpts(path, ch.Addr, "n1"), shipFast)
 	entries := shipEntries(300, time.Now().Add(-time.Second))
 	for _, e := range entries[:100] {
 		w.log(e)
@@ -525,11 +518,10 @@ func TestShipRecoveryLogged(t *testing.T) {
 
 // TestShipFailover lists a dead address first: rows go to the second.
 func TestShipFailover(t *testing.T) {
-	shipFast(t)
 	ch := testutil.StartClickHouse(t)
 	path := filepath.Join(t.TempDir(), "f.db")
 	o := shipOpts(path, "127.0.0.1:1,"+ch.Addr, "n1")
-	w := testWriter(t, o)
+	w := tunedWriter(t, o, shipFast)
 	for _, e := range shipEntries(1000, time.Now()) {
 		w.log(e)
 	}
@@ -540,7 +532,6 @@ func TestShipFailover(t *testing.T) {
 // TestShipBadTarget: a wrong password and a table with the wrong columns fail every attempt
 // (counted, retried), lose nothing locally, and shipping resumes once the cause is fixed.
 func TestShipBadTarget(t *testing.T) {
-	shipFast(t)
 	ch := testutil.StartClickHouse(t)
 	ch.Exec(t, "CREATE TABLE wrong (node String, seq UInt64, ts String) ENGINE = MergeTree ORDER BY seq")
 
@@ -552,7 +543,7 @@ func TestShipBadTarget(t *testing.T) {
 
 	var ws []*writer
 	for _, o := range []options{badPassword, wrongColumns} {
-		w := testWriter(t, o)
+		w := tunedWriter(t, o, shipFast)
 		for _, e := range shipEntries(1000, time.Now()) {
 			w.log(e)
 		}
@@ -581,8 +572,6 @@ func TestShipBadTarget(t *testing.T) {
 // TestShipRetention: retention deletes only rows ClickHouse has, and never the newest row;
 // max_size deletes what it must and counts the unshipped rows among them.
 func TestShipRetention(t *testing.T) {
-	fastMaintenance(t)
-	shipFast(t)
 	path := filepath.Join(t.TempDir(), "k.db")
 	s := testStore(t, path)
 	if err := s.write(shipEntries(5000, time.Now().Add(-48*time.Hour))); err != nil {
@@ -597,7 +586,7 @@ func TestShipRetention(t *testing.T) {
 	o := shipOpts(path, "127.0.0.1:1", "n1") // nothing more is shipped
 	o.retention = 24 * time.Hour
 	o.bufferSize = 40000
-	w := testWriter(t, o)
+	w := tunedWriter(t, o, tuning{maintenanceEvery: fastMaintenance.maintenanceEvery, ship: shipFast.ship})
 	db := testutil.OpenRO(t, path)
 	count := func() int64 { return sqliteCount(t, db, "count(*)") }
 	testutil.WaitFor(t, 10*time.Second, "shipped rows pruned", func() bool { return count() == 2000 })
@@ -650,15 +639,12 @@ func BenchmarkShip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	last := s.batch.lastID // the cursor is a row id, and ids carry the time
+	last := s.state.lastID // the cursor is a row id, and ids carry the time
 	s.close()
 	ch := testutil.StartClickHouse(b)
 	runs := 0
 	for _, batch := range []int{10_000, 20_000, 50_000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			old := shipTuning
-			shipTuning.BatchRows = batch
-			defer func() { shipTuning = old }()
 			for range b.N {
 				// A table, and so a cursor, of its own for each run.
 				runs++
@@ -667,7 +653,7 @@ func BenchmarkShip(b *testing.B) {
 				o.ship.Table = table
 				self, server := selfCPU(b), processCPU(b, ch.Pid())
 				start := time.Now()
-				w, err := acquire(o)
+				w, err := acquire(o, tuning{ship: ship.Tuning{BatchRows: batch}})
 				if err != nil {
 					b.Fatal(err)
 				}

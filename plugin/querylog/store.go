@@ -20,16 +20,20 @@ import (
 // fails and is retried with backoff by the flusher.
 const busyTimeoutMS = 1000
 
+// logCacheLimit bounds each dictionary cache of a log reader (the shipper's, the rollups'
+// catch-up), in texts (about 100 bytes each).
+const logCacheLimit = 200_000
+
 // store is the SQLite side of one database file: a single connection, used by one goroutine
 // at a time (the flusher, or a tail write after shutdown, serialized by the writer).
 type store struct {
 	path  string
 	file  os.FileInfo // the file opened, to notice when path names another one
 	db    *sql.DB
-	batch batch // the write side, batch.go
-	v1    bool  // rows of schema 1 remain in queries_v1
+	state writeState // what writing needs between batches (writestate.go)
+	v1    bool       // rows of schema 1 remain in queries_v1
 
-	catchUpReader *logrow.Reader // reads rows for the rollups while they catch up (rollup.go)
+	catchUpReader *logrow.Reader // reads rows for the rollups while they catch up (catchUpRollups)
 }
 
 // refusal is an error about what a file is: not a querylog database, or one from a newer
@@ -190,12 +194,11 @@ func (s *store) replaced() bool {
 // load reads where the log and the dictionaries end, which the next batch continues from.
 func (s *store) load() error {
 	var lastID, written, nextName, nextClient int64
-	var extraCols bool
+	var extraCols, answers bool // addExtraColumns adds both: metadata tells for the two
 	err := s.db.QueryRow(`SELECT coalesce((SELECT max(id) FROM log), 0),
 		coalesce((SELECT n + rows FROM batches ORDER BY first_id DESC LIMIT 1), -1),
 		coalesce((SELECT max(id) FROM names), 0) + 1, coalesce((SELECT max(id) FROM clients), 0) + 1,
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
-		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata')`).Scan(&lastID, &written, &nextName, &nextClient, &s.v1, &extraCols)
+		`+layoutColumns).Scan(&lastID, &written, &nextName, &nextClient, &s.v1, &extraCols, &answers)
 	if err != nil {
 		return err
 	}
@@ -203,13 +206,13 @@ func (s *store) load() error {
 		// The first batch after an upgrade: the rows of schema 1 were numbered by their rowid.
 		err = s.db.QueryRow(`SELECT coalesce(max(rowid), 0) FROM queries_v1`).Scan(&written)
 	}
-	s.batch = newBatch(nil, nil, lastID, max(written, 0), nextName, nextClient)
-	s.batch.extraCols = extraCols
+	s.state = newWriteState(nil, nil, lastID, max(written, 0), nextName, nextClient)
+	s.state.extraCols = extraCols
 	return err
 }
 
 // use gives the store the writer's labels and hash keys, which entries refer to by number.
-func (s *store) use(l *labels, k *keyring) { s.batch.labels, s.batch.keys = l, k }
+func (s *store) use(l *labels, k *keyring) { s.state.labels, s.state.keys = l, k }
 
 // migrate brings the database to schemaVersion. A current database is only read.
 func (s *store) migrate() error {
@@ -266,7 +269,7 @@ func (s *store) write(segments ...[]entry) error {
 	if err := s.resolveLabels(segments); err != nil {
 		return err
 	}
-	if r := s.batch.rollups; r.catchingUp && !r.off {
+	if r := s.state.rollups; r.catchingUp && !r.off {
 		if err := s.catchUpRollups(); err != nil {
 			return fmt.Errorf("counting rows for the rollups: %w", err)
 		}
@@ -275,10 +278,10 @@ func (s *store) write(segments ...[]entry) error {
 		return err
 	}
 	ctx := context.Background()
-	before := s.batch.lookups()
+	before := s.state.lookups()
 	err := s.withConn(ctx, func(dc driver.Conn) error { return s.writeRows(ctx, dc, segments) })
 	if err == nil {
-		after := s.batch.lookups()
+		after := s.state.lookups()
 		for i, name := range [2]string{"names", "clients"} {
 			for j, result := range [3]string{"hit", "added", "inline"} {
 				dictionaryLookups.WithLabelValues(s.path, name, result).Add(float64(after[i][j] - before[i][j]))
@@ -292,22 +295,22 @@ func (s *store) write(segments ...[]entry) error {
 // entries use for the first time. Label rows are committed on their own: one nothing uses is
 // harmless, and the numbers hold whatever happens to the batch.
 func (s *store) resolveLabels(segments [][]entry) error {
-	b := &s.batch
+	ws := &s.state
 	for _, seg := range segments {
 		for i := range seg {
 			e := &seg[i]
 			for kind, id := range [numLabelKinds]uint16{labelServer: uint16(e.server), labelPlugin: uint16(e.plugin), labelUpstream: e.upstream} {
-				if id == 0 || (int(id) < len(b.dbLabel[kind]) && b.dbLabel[kind][id] != 0) {
+				if id == 0 || (int(id) < len(ws.dbLabel[kind]) && ws.dbLabel[kind][id] != 0) {
 					continue
 				}
-				n, err := s.labelNumber(labelKind(kind), b.labels.text(labelKind(kind), id))
+				n, err := s.labelNumber(labelKind(kind), ws.labels.text(labelKind(kind), id))
 				if err != nil {
 					return err
 				}
-				for len(b.dbLabel[kind]) <= int(id) {
-					b.dbLabel[kind] = append(b.dbLabel[kind], 0)
+				for len(ws.dbLabel[kind]) <= int(id) {
+					ws.dbLabel[kind] = append(ws.dbLabel[kind], 0)
 				}
-				b.dbLabel[kind][id] = n
+				ws.dbLabel[kind][id] = n
 			}
 		}
 	}
@@ -339,7 +342,7 @@ func (s *store) labelNumber(kind labelKind, text string) (n int64, err error) {
 // addExtraColumns adds the metadata and answer_data columns the first time a batch has such
 // fields, so that databases without them pay nothing for them.
 func (s *store) addExtraColumns(segments [][]entry) error {
-	if s.batch.extraCols || !hasExtra(segments) {
+	if s.state.extraCols || !hasExtra(segments) {
 		return nil
 	}
 	err := s.change(func(tx *sql.Tx) error {
@@ -350,7 +353,7 @@ func (s *store) addExtraColumns(segments [][]entry) error {
 		}
 		return createViews(tx)
 	})
-	s.batch.extraCols = err == nil
+	s.state.extraCols = err == nil
 	return err
 }
 
@@ -365,28 +368,142 @@ func hasExtra(segments [][]entry) bool {
 	return false
 }
 
-// pruneOlder deletes up to limit of the oldest rows that arrived before cutoff (Unix ms), rows
-// of schema 1 first. In the log table that is every row whose id says so: a row that arrived
-// before cutoff but was written much later (late) goes when its id does.
-func (s *store) pruneOlder(cutoff int64, limit int) (int64, error) {
-	if s.v1 {
-		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ? ORDER BY ts LIMIT ?)`, cutoff, limit)
-		if n > 0 || err != nil {
-			return n, err
+// writeRows commits the entries of all segments in one transaction, or nothing, on the store's
+// connection dc.
+func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entry) (err error) {
+	ws := &s.state
+	n := 0
+	var newest int64
+	extra := false
+	for _, seg := range segments {
+		n += len(seg)
+		for i := range seg {
+			newest = max(newest, seg[i].start/1e6)
+			extra = extra || seg[i].extra != nil
 		}
 	}
-	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ? ORDER BY id LIMIT ?)`, cutoff<<8, limit)
+	if n == 0 {
+		return nil
+	}
+	ws.use(dc)
+	if time.Since(ws.epochStart) >= dictEpoch {
+		ws.startEpoch()
+	}
+	first := max(ws.lastID+1, newest<<8)
+	// Where the epoch begins, before this batch numbers anything new.
+	epoch := []any{first, ws.names.next, ws.clients.next}
+	ws.vals = ws.vals[:0]
+	id := first
+	for _, seg := range segments {
+		for i := range seg {
+			ws.appendRow(&seg[i], id, extra)
+			id++
+		}
+	}
+
+	defer func() {
+		if err != nil {
+			ws.forget()
+			ws.rollups.reset()
+		}
+	}()
+	flushed := false
+	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
+		if err := ws.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
+			return err
+		}
+		newest = max(newest, ws.newest)
+		if ws.rollups.live() {
+			ws.rollups.counted = first + int64(n) - 1
+		}
+		if flushed = ws.rollups.due(time.Now()); flushed {
+			return ws.rollups.flush(ctx, dc, newest, ws.labels)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if flushed {
+		ws.rollups.flushed, ws.rollups.flushNow = time.Now(), false
+	}
+	ws.lastID, ws.newest, ws.written = first+int64(n)-1, newest, ws.written+int64(n)
+	ws.newEpoch = false
+	ws.names.pending, ws.clients.pending = ws.names.pending[:0], ws.clients.pending[:0]
+	clear(ws.vals) // drop references to names until the next batch
+	return nil
 }
 
-// pruneOldest deletes up to limit of the oldest rows, rows of schema 1 first.
-func (s *store) pruneOldest(limit int) (int64, error) {
+// shipBound is what pruning must leave for a shipper: the rows ClickHouse does not hold yet (id
+// above shipped), and the newest row, so that an id is never handed out again. The zero value,
+// no shipper, leaves nothing.
+type shipBound struct {
+	shipping bool
+	shipped  int64
+}
+
+// pruneOlder deletes up to limit of the oldest rows that arrived before cutoff (Unix ms), rows
+// of schema 1 first, but those bound keeps. In the log table that is every row whose id says
+// so: a row that arrived before cutoff but was written much later (late) goes when its id does.
+func (s *store) pruneOlder(cutoff int64, limit int, bound shipBound) (int64, error) {
+	v1Args, logArgs := []any{cutoff}, []any{cutoff << 8}
+	v1Kept, v1Order, logKept := "", "ts", ""
+	if bound.shipping {
+		v1Kept, v1Order = " AND rowid <= ?", "rowid"
+		logKept = " AND id <= ? AND id < (SELECT max(id) FROM log)"
+		v1Args, logArgs = append(v1Args, bound.shipped), append(logArgs, bound.shipped)
+	}
 	if s.v1 {
-		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 ORDER BY rowid LIMIT ?)`, limit)
+		n, err := s.exec(`DELETE FROM queries_v1 WHERE rowid IN (SELECT rowid FROM queries_v1 WHERE ts < ?`+v1Kept+`
+			ORDER BY `+v1Order+` LIMIT ?)`, append(v1Args, limit)...)
 		if n > 0 || err != nil {
 			return n, err
 		}
 	}
-	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ?)`, limit)
+	return s.exec(`DELETE FROM log WHERE id IN (SELECT id FROM log WHERE id < ?`+logKept+` ORDER BY id LIMIT ?)`,
+		append(logArgs, limit)...)
+}
+
+// pruneOldest deletes up to limit of the oldest rows, rows of schema 1 first, but the newest
+// row while shipping. It also returns how many of them had not been shipped (id above
+// bound.shipped): max_size leaves no choice.
+func (s *store) pruneOldest(limit int, bound shipBound) (deleted, unshipped int64, err error) {
+	table, id := "log", "id"
+	if s.v1 {
+		var empty bool
+		if err := s.db.QueryRow(`SELECT NOT EXISTS (SELECT 1 FROM queries_v1)`).Scan(&empty); err != nil {
+			return 0, 0, err
+		}
+		if !empty {
+			table, id = "queries_v1", "rowid"
+		}
+	}
+	kept := ""
+	if bound.shipping {
+		kept = ` WHERE ` + id + ` < (SELECT max(id) FROM log)`
+	}
+	tx, err := s.db.Begin()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	var upTo int64
+	err = tx.QueryRow(`SELECT coalesce(max(`+id+`), 0) FROM (SELECT `+id+` FROM `+table+kept+` ORDER BY `+id+` LIMIT ?)`, limit).Scan(&upTo)
+	if err != nil || upTo == 0 {
+		return 0, 0, err
+	}
+	if bound.shipping {
+		if err := tx.QueryRow(`SELECT count(*) FROM `+table+` WHERE `+id+` > ? AND `+id+` <= ?`, bound.shipped, upTo).Scan(&unshipped); err != nil {
+			return 0, 0, err
+		}
+	}
+	res, err := tx.Exec(`DELETE FROM `+table+` WHERE `+id+` <= ?`, upTo)
+	if err != nil {
+		return 0, 0, err
+	}
+	if deleted, err = res.RowsAffected(); err != nil {
+		return 0, 0, err
+	}
+	return deleted, unshipped, tx.Commit()
 }
 
 // pruneRollups deletes the rollup rows of up to periods periods per table and span that began
@@ -541,29 +658,117 @@ func (s *store) size() int64 {
 
 func (s *store) close() error {
 	err := s.flushRollups()
-	s.withConn(context.Background(), func(driver.Conn) error { s.batch.closeStmts(); return nil })
+	s.withConn(context.Background(), func(driver.Conn) error { s.state.closeStmts(); return nil })
 	return errors.Join(err, s.db.Close())
 }
 
 // withConn runs f on the store's connection as the driver has it (the writer's statements are
 // prepared on it).
 func (s *store) withConn(ctx context.Context, f func(dc driver.Conn) error) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error { return f(dc.(driver.Conn)) })
+	return rawsql.WithConn(ctx, s.db, f)
 }
 
 // flushRollups writes the rollups' counts now, in a transaction of their own.
 func (s *store) flushRollups() error {
-	r := s.batch.rollups
+	r := s.state.rollups
 	if len(r.minutes) == 0 {
 		return nil // rollup_id is current, or the next open counts the rows after it
 	}
 	ctx := context.Background()
 	return s.withConn(ctx, func(dc driver.Conn) error {
-		return rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error { return r.flush(ctx, dc, s.batch.newest, s.batch.labels) })
+		return rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error { return r.flush(ctx, dc, s.state.newest, s.state.labels) })
 	})
+}
+
+// catchUpRollups counts up to r.catchUpRows rows after counted, and turns live once none is left
+// (before the batch at hand is written, so that its rows are counted as they are written). The
+// first time, after an open or a failed batch, it starts from rollup_id, and marks for summing
+// the hours and days that may have ended unsummed (their last minutes flushed, the process
+// gone before the hour was over).
+func (s *store) catchUpRollups() error {
+	r := s.state.rollups
+	if r.counted < 0 {
+		r.dropAllMinutes()
+		err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`).Scan(&r.counted)
+		if err != nil {
+			return err
+		}
+		if err := s.markUnsummed(); err != nil {
+			return err
+		}
+	}
+	if s.catchUpReader == nil {
+		s.catchUpReader = logrow.NewReader(logCacheLimit)
+	}
+	ctx := context.Background()
+	var rows []logrow.Row
+	err := s.withConn(ctx, func(dc driver.Conn) error {
+		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
+			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), r.catchUpRows, false, false, nil)
+			return err
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for i := range rows {
+		l := &rows[i]
+		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
+			uint8(s.state.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
+		r.counted = l.ID
+	}
+	n := len(rows)
+	// Periods the counted rows touch may be over already: sum them at the next flush.
+	for start := range r.minutes {
+		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
+	}
+	r.flushNow = n > 0
+	r.catchingUp = n == r.catchUpRows
+	if !r.catchingUp {
+		s.catchUpReader = nil // its caches are not needed until the next catch-up
+	}
+	return nil
+}
+
+// markUnsummed marks for summing the hours from the last one summed on, and the days from the
+// last one summed on: summing again a period already summed gives the same rows.
+func (s *store) markUnsummed() error {
+	for _, p := range [][2]int64{{3600, 60}, {86400, 3600}} {
+		rows, err := s.db.Query(`SELECT DISTINCT start / ?1 * ?1 FROM rollup_outcomes WHERE span = ?2
+			AND start >= coalesce((SELECT max(start) FROM rollup_outcomes WHERE span = ?1), 0)`, p[0], p[1])
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var start int64
+			if err := rows.Scan(&start); err != nil {
+				rows.Close()
+				return err
+			}
+			s.state.rollups.dirty[[2]int64{p[0], start}] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The cursor is the highest seq ClickHouse has acknowledged, per target, in the state table of
+// the database itself (key "ship:" and the target), so that it moves with the file (a backup,
+// a restored copy).
+
+// loadCursor returns target's cursor (0 if none). It runs on the writer's connection.
+func (s *store) loadCursor(target string) (int64, error) {
+	var seq int64
+	err := s.db.QueryRow(`SELECT coalesce((SELECT value FROM state WHERE key = ?), 0)`, "ship:"+target).Scan(&seq)
+	return seq, err
+}
+
+// saveCursor records target's cursor; a tiny transaction on the writer's connection.
+func (s *store) saveCursor(target string, seq int64) error {
+	_, err := s.db.Exec(`INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		"ship:"+target, seq)
+	return err
 }

@@ -123,6 +123,7 @@ func queryPlan(t *testing.T, db *sql.DB, query string) string {
 }
 
 func TestStoreFreshFile(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s := testStore(t, path)
 	checkSchema(t, s)
@@ -150,6 +151,7 @@ func TestStoreFreshFile(t *testing.T) {
 }
 
 func TestStoreEmptyFile(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -160,6 +162,7 @@ func TestStoreEmptyFile(t *testing.T) {
 
 // A valid SQLite file with nothing in it (application_id 0, no schema) is adopted.
 func TestStoreBlankSQLiteFile(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	testutil.Exec(t, path, `CREATE TABLE x (a); DROP TABLE x`)
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
@@ -171,6 +174,7 @@ func TestStoreBlankSQLiteFile(t *testing.T) {
 
 // Reopening keeps the rows and does not migrate again.
 func TestStoreReopen(t *testing.T) {
+	t.Parallel()
 	path := tempDB(t)
 	s, err := openStore(path)
 	if err != nil {
@@ -191,6 +195,7 @@ func TestStoreReopen(t *testing.T) {
 }
 
 func TestStoreRefusesForeignFiles(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		create func(t *testing.T, path string)
@@ -361,6 +366,7 @@ func longEscapedName() string {
 }
 
 func TestStoreRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{longName(), longEscapedName()} {
 		buf := make([]byte, 512)
 		if n, err := dns.PackDomainName(name, buf, 0, nil, false); err != nil || n != 255 {
@@ -425,6 +431,7 @@ func TestStoreRoundTrip(t *testing.T) {
 // Many rows, split over two segments (a wrapped ring) and several multi-row INSERTs, arrive
 // complete and in order.
 func TestStoreWriteSegments(t *testing.T) {
+	t.Parallel()
 	s := testStore(t, tempDB(t))
 	for _, split := range [][2]int{{0, 0}, {1, 0}, {0, 1}, {64, 0}, {63, 2}, {70, 30}, {200, 129}, {1, 300}} {
 		var first, second []entry
@@ -462,6 +469,7 @@ func TestStoreWriteSegments(t *testing.T) {
 
 // A batch is one transaction: when it fails, nothing of it is stored.
 func TestStoreWriteAtomic(t *testing.T) {
+	t.Parallel()
 	s := testStore(t, tempDB(t))
 	if _, err := s.db.Exec(`CREATE TRIGGER no_bad BEFORE INSERT ON log WHEN NEW.name = 'bad.' BEGIN SELECT RAISE(ABORT, 'bad row'); END`); err != nil {
 		t.Fatal(err)
@@ -488,6 +496,7 @@ func TestStoreWriteAtomic(t *testing.T) {
 }
 
 func TestStoreReadableView(t *testing.T) {
+	t.Parallel()
 	s := testStore(t, tempDB(t))
 	tests := []struct {
 		qtype, qclass, rcode uint16
@@ -548,6 +557,7 @@ func TestStoreReadableView(t *testing.T) {
 }
 
 func TestStoreCheckDatabaseAbsentOrEmpty(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := checkDatabase(filepath.Join(dir, "absent.db")); err != nil {
 		t.Errorf("absent file: %v", err)

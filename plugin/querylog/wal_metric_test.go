@@ -14,7 +14,7 @@ import (
 // while a reader holds a snapshot (as tail -f did between polls), whoever writes.
 func TestWALSizeGauge(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "w.db")
-	w, err := acquire(retentionOpts(path))
+	w, err := acquire(retentionOpts(path), tuning{})
 	if err != nil {
 		t.Fatal(err)
 	}

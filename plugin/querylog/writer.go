@@ -17,6 +17,7 @@ import (
 type writer struct {
 	path string
 	buf  *buffer
+	tune tuning
 
 	optsMu sync.Mutex
 	opts   options // the newest acquirer's
@@ -32,7 +33,7 @@ type writer struct {
 	keys   keyring // anonymize hash keys of the handlers, numbered for their entries
 
 	shipMu sync.Mutex                   // serializes setShip and finishShip; taken before storeMu
-	ship   atomic.Pointer[ship.Shipper] // nil unless shipping (ship.go)
+	ship   atomic.Pointer[ship.Shipper] // nil unless shipping (setShip)
 
 	stop   chan struct{} // closed to make the flusher drain and exit
 	done   chan struct{} // closed by the flusher when it has exited
@@ -50,6 +51,28 @@ type writer struct {
 	lastFlush float64 // Unix seconds
 	dbSize    int64
 	diskLow   bool
+}
+
+// tuning is the pace of a writer's background work: the defaults, or shorter ones that a test
+// gives acquire. Zero fields take the defaults.
+type tuning struct {
+	maintenanceEvery time.Duration    // retention and the size cap
+	checkpointEvery  time.Duration    // copying the WAL back into the database
+	wallClock        func() time.Time // the clock retention compares rows' times with
+	ship             ship.Tuning      // zero fields take package ship's defaults
+}
+
+func (t tuning) withDefaults() tuning {
+	if t.maintenanceEvery <= 0 {
+		t.maintenanceEvery = defaultMaintenanceEvery
+	}
+	if t.checkpointEvery <= 0 {
+		t.checkpointEvery = defaultCheckpointEvery
+	}
+	if t.wallClock == nil {
+		t.wallClock = time.Now
+	}
+	return t
 }
 
 // The writer registry, under its own lock.
@@ -76,19 +99,20 @@ const tailGrace = 6 * time.Second
 // finish: that would stop every other database from opening.
 var openMu sync.Mutex
 
-// acquire returns the writer for o.path, opening the database and starting the flusher if this
-// is the first user. A later user's options replace the current ones.
+// acquire returns the writer for o.path, opening the database and starting the flusher, paced
+// by tu, if this is the first user. A later user's options replace the current ones; its tu is
+// not used.
 //
 // A logging problem must not keep CoreDNS from starting: if the database cannot be opened for
 // a reason that may pass (another process holds the write lock, the disk is full, an I/O error,
 // a read-only file), the writer starts without it, buffers entries, and its flusher opens the
 // database with backoff. Only a file that is not a usable querylog database fails.
-func acquire(o options) (*writer, error) {
+func acquire(o options, tu tuning) (*writer, error) {
 	for {
 		w, draining := join(o)
 		if w == nil && draining == nil {
 			var err error
-			if w, draining, err = openOrJoin(o); err != nil {
+			if w, draining, err = openOrJoin(o, tu); err != nil {
 				return nil, err
 			}
 		}
@@ -103,7 +127,7 @@ func acquire(o options) (*writer, error) {
 
 // openOrJoin opens a new writer for o.path under openMu, or joins (or reports draining) one
 // that was opened, or began to close, while this waited for openMu.
-func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
+func openOrJoin(o options, tu tuning) (w *writer, draining <-chan struct{}, err error) {
 	openMu.Lock()
 	defer openMu.Unlock()
 	if w, draining := join(o); w != nil || draining != nil {
@@ -112,6 +136,7 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	w = &writer{
 		path:    o.path,
 		buf:     newBuffer(o),
+		tune:    tu.withDefaults(),
 		opts:    o,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -134,6 +159,13 @@ func openOrJoin(o options) (w *writer, draining <-chan struct{}, err error) {
 	retry.PanicsTotal.WithLabelValues(w.path, inFlusher) // at 0 from the start, for increase()
 	go w.run()
 	return w, nil, nil
+}
+
+// run is the flusher goroutine (runFlusher), under this name in goroutine dumps
+// (docs/runbook.md).
+func (w *writer) run() {
+	defer close(w.done)
+	runFlusher(w)
 }
 
 // join adds a reference with options o to the live writer for o.path, if there is one. If
@@ -257,8 +289,8 @@ func (w *writer) open() error {
 		return err
 	}
 	st.use(&w.labels, &w.keys)
-	st.batch.rollups.configure(w.options().rollupLimit)
-	ckpt, err := startCheckpointer(w.path)
+	st.state.rollups.configure(w.options().rollupLimit)
+	ckpt, err := startCheckpointer(w.path, w.tune.checkpointEvery)
 	if err != nil {
 		st.close()
 		return err
@@ -409,4 +441,93 @@ func writersForMetrics() (live, all []*writer) {
 		all = append(all, rw)
 	}
 	return live, all
+}
+
+// The writer's side of shipping (package ship): one shipper per writer, started, replaced and
+// stopped as its options change, woken by the flusher, and asked by retention what may be
+// deleted.
+
+// What becomes of the rows not shipped when a shipper stops, for its log line.
+const (
+	leftAtExit  = "they are sent from the file at the next start"
+	leftRotated = "they stay in the old file, which is no longer read"
+)
+
+// setShip starts, replaces or stops the writer's shipper to match o. The old shipper stops
+// before a new one starts, so two never send the same rows, and stays visible to retention
+// until then.
+func (w *writer) setShip(o ship.Options) {
+	w.shipMu.Lock()
+	defer w.shipMu.Unlock()
+	old := w.ship.Load()
+	if old != nil && old.Options() == o {
+		return
+	}
+	if old == nil && !o.Enabled() {
+		return
+	}
+	if old != nil {
+		old.Stop()
+	}
+	var s *ship.Shipper
+	if o.Enabled() {
+		s = ship.Start(w.path, shipSource{w}, o, w.tune.ship)
+	}
+	w.ship.Store(s)
+}
+
+// finishShip lets the shipper send what is left, bounded by shutdown_timeout, and stops it. The
+// writer's last holder calls it once the flusher has drained the buffer, and the flusher before
+// it leaves a renamed file (leftRotated). It reports whether there was a shipper.
+func (w *writer) finishShip(leftover string) bool {
+	w.shipMu.Lock()
+	defer w.shipMu.Unlock()
+	s := w.ship.Load()
+	if s != nil {
+		s.Finish(w.options().shutdownTimeout, leftover)
+		w.ship.Store(nil)
+	}
+	return s != nil
+}
+
+// shipWake tells the shipper, if any, that n rows were committed. It never blocks.
+func (w *writer) shipWake(n int) {
+	if s := w.ship.Load(); s != nil {
+		s.Wake(n)
+	}
+}
+
+// shipBoundOf is what pruning must leave for sh; nil: not shipping.
+func shipBoundOf(sh *ship.Shipper) shipBound {
+	if sh == nil {
+		return shipBound{}
+	}
+	return shipBound{shipping: true, shipped: sh.Bound()}
+}
+
+// runningShippers returns the shipper of every live writer, for the lag gauges.
+func runningShippers() []*ship.Shipper {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	var out []*ship.Shipper
+	for _, w := range writers {
+		if s := w.ship.Load(); s != nil && !w.retired {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// withStore runs fn with storeMu held, in the flusher: the lock is released and a panic
+// returned as an error whatever fn does.
+func (w *writer) withStore(fn func() error) error {
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	return retry.Guard(w.path, inFlusher, fn)
+}
+
+// dropStore closes the store after a panic in the flusher, which left its state unknown (its
+// transaction, its dictionaries' cache): the next turn opens the database afresh.
+func (w *writer) dropStore() {
+	retry.Guard(w.path, inFlusher, func() error { w.closeStore(); return nil })
 }

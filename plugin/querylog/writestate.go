@@ -10,24 +10,23 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // rowsPerInsert is the number of rows bound by one multi-row INSERT: a few hundred parameters,
 // far below SQLite's limit of 32766.
 const rowsPerInsert = 64
 
-// batch is the write side of a store: it turns entries into log rows, adding what the
-// dictionaries and labels need, and writes them in one transaction through the driver's own
-// statements (database/sql's argument checks cost a tenth of a row's time; BenchmarkStoreWrite).
+// writeState is what a store keeps from batch to batch to write: it turns entries into log
+// rows, adding what the dictionaries and labels need, and writes them in one transaction
+// through the driver's own statements (database/sql's argument checks cost a tenth of a row's
+// time; BenchmarkStoreWrite).
 //
 // Row ids carry the time (codec.go): the first row of a batch gets the id
 // max(last id + 1, newest arrival ms << 8) and SQLite numbers the others after it, which is as
 // cheap as letting it number them all (giving every row its id makes SQLite look each one up
 // first: 0.4 µs a row). So id >> 8 is never before a row's arrival, and late says by how much
 // it is after.
-type batch struct {
+type writeState struct {
 	names   *dict[string]
 	clients *dict[clientKey]
 	labels  *labels                // the writer's: numbers entries carry
@@ -96,25 +95,25 @@ func (k stmtKey) columns() []string {
 	return cols
 }
 
-func newBatch(l *labels, keys *keyring, lastID, written, nextName, nextClient int64) batch {
-	return batch{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), labels: l, keys: keys,
+func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClient int64) writeState {
+	return writeState{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), labels: l, keys: keys,
 		rollups: newRollups(defaultRollupLimit), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
 }
 
 // startEpoch makes every text new to the dictionaries; the next batch records it.
-func (b *batch) startEpoch() {
-	b.names.reset()
-	b.clients.reset()
-	b.epochStart, b.newEpoch = time.Now(), true
+func (ws *writeState) startEpoch() {
+	ws.names.reset()
+	ws.clients.reset()
+	ws.epochStart, ws.newEpoch = time.Now(), true
 }
 
 // forget undoes what a failed transaction took for granted: dictionary rows it would have
 // added are not there, so the numbers given to them must not be used. Numbers are not reused,
 // so rows written later still only use numbers at or after their epoch's start.
-func (b *batch) forget() {
-	b.names.reset()
-	b.clients.reset()
-	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
+func (ws *writeState) forget() {
+	ws.names.reset()
+	ws.clients.reset()
+	ws.names.pending, ws.clients.pending = ws.names.pending[:0], ws.clients.pending[:0]
 }
 
 // clientKey is how the clients dictionary looks an address up: the address and, when it is
@@ -149,95 +148,30 @@ func clientText(e *entry, keys *keyring) string {
 	return "anon-" + hex.EncodeToString(m.Sum(nil)[:8])
 }
 
-// writeRows commits the entries of all segments in one transaction, or nothing, on the store's
-// connection dc.
-func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entry) (err error) {
-	b := &s.batch
-	n := 0
-	var newest int64
-	extra := false
-	for _, seg := range segments {
-		n += len(seg)
-		for i := range seg {
-			newest = max(newest, seg[i].start/1e6)
-			extra = extra || seg[i].extra != nil
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	b.use(dc)
-	if time.Since(b.epochStart) >= dictEpoch {
-		b.startEpoch()
-	}
-	first := max(b.lastID+1, newest<<8)
-	// Where the epoch begins, before this batch numbers anything new.
-	epoch := []any{first, b.names.next, b.clients.next}
-	b.vals = b.vals[:0]
-	id := first
-	for _, seg := range segments {
-		for i := range seg {
-			b.appendRow(&seg[i], id, extra)
-			id++
-		}
-	}
-
-	defer func() {
-		if err != nil {
-			b.forget()
-			b.rollups.reset()
-		}
-	}()
-	flushed := false
-	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
-		if err := b.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
-			return err
-		}
-		newest = max(newest, b.newest)
-		if b.rollups.live() {
-			b.rollups.counted = first + int64(n) - 1
-		}
-		if flushed = b.rollups.due(time.Now()); flushed {
-			return b.rollups.flush(ctx, dc, newest, b.labels)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if flushed {
-		b.rollups.flushed, b.rollups.flushNow = time.Now(), false
-	}
-	b.lastID, b.newest, b.written = first+int64(n)-1, newest, b.written+int64(n)
-	b.newEpoch = false
-	b.names.pending, b.clients.pending = b.names.pending[:0], b.clients.pending[:0]
-	clear(b.vals) // drop references to names until the next batch
-	return nil
-}
-
-// insertRows inserts the batch's n rows (b.vals), the first with the id first, and what they
+// insertRows inserts the batch's n rows (ws.vals), the first with the id first, and what they
 // need: the dictionary rows they refer to, the batch's record and, at a new epoch, where it
 // begins (epoch).
-func (b *batch) insertRows(ctx context.Context, dc driver.Conn, first int64, n int, epoch []any, extra bool) error {
-	if b.newEpoch {
-		if err := b.exec(ctx, dc, stmtKey{table: "dict_epochs", rows: 1}, epoch); err != nil {
+func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int64, n int, epoch []any, extra bool) error {
+	if ws.newEpoch {
+		if err := ws.exec(ctx, dc, stmtKey{table: "dict_epochs", rows: 1}, epoch); err != nil {
 			return err
 		}
 	}
-	if err := b.exec(ctx, dc, stmtKey{table: "batches", rows: 1}, []any{first, b.written, int64(n)}); err != nil {
+	if err := ws.exec(ctx, dc, stmtKey{table: "batches", rows: 1}, []any{first, ws.written, int64(n)}); err != nil {
 		return err
 	}
-	if _, err := b.insertAll(ctx, dc, stmtKey{table: "names"}, b.names.pending); err != nil {
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "names"}, ws.names.pending); err != nil {
 		return err
 	}
-	if _, err := b.insertAll(ctx, dc, stmtKey{table: "clients"}, b.clients.pending); err != nil {
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "clients"}, ws.clients.pending); err != nil {
 		return err
 	}
 	// The first row with its id, the others numbered by SQLite after it.
 	cols := len(stmtKey{table: "log", extra: extra}.columns())
-	if err := b.exec(ctx, dc, stmtKey{table: "log", rows: 1, id: true, extra: extra}, append([]any{first}, b.vals[:cols]...)); err != nil {
+	if err := ws.exec(ctx, dc, stmtKey{table: "log", rows: 1, id: true, extra: extra}, append([]any{first}, ws.vals[:cols]...)); err != nil {
 		return err
 	}
-	last, err := b.insertAll(ctx, dc, stmtKey{table: "log", extra: extra}, b.vals[cols:])
+	last, err := ws.insertAll(ctx, dc, stmtKey{table: "log", extra: extra}, ws.vals[cols:])
 	if err != nil {
 		return err
 	}
@@ -250,23 +184,23 @@ func (b *batch) insertRows(ctx context.Context, dc driver.Conn, first int64, n i
 }
 
 // use prepares statements on dc from now on, forgetting those of an earlier connection.
-func (b *batch) use(dc driver.Conn) {
-	if b.stmtConn != dc {
-		b.stmtConn, b.stmts = dc, map[stmtKey]driver.Stmt{}
+func (ws *writeState) use(dc driver.Conn) {
+	if ws.stmtConn != dc {
+		ws.stmtConn, ws.stmts = dc, map[stmtKey]driver.Stmt{}
 	}
 }
 
 // appendRow adds the values of one log row, in the order of stmtKey.columns.
-func (b *batch) appendRow(e *entry, id int64, extra bool) {
+func (ws *writeState) appendRow(e *entry, id int64, extra bool) {
 	ts := e.start / 1e6
-	name, _, nameEntry := b.names.ref(e.qname, func() string { return e.qname })
-	client, clientText, clientEntry := b.clients.ref(keyOf(e), func() string { return clientText(e, b.keys) })
-	if b.rollups.live() {
-		b.rollups.count(ts, keyed{e.qname, nameEntry.tallyOf()}, keyed{clientText, clientEntry.tallyOf()},
+	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname })
+	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) })
+	if ws.rollups.live() {
+		ws.rollups.count(ts, keyed{e.qname, nameEntry.tallyOf()}, keyed{clientText, clientEntry.tallyOf()},
 			int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
 	}
-	b.vals = append(b.vals, name, client, (id>>8)-ts, b.boxA.box(packA(e)),
-		b.boxB.box(packB(e, b.dbNumber(labelPlugin, uint16(e.plugin)), b.dbNumber(labelServer, uint16(e.server)), b.dbNumber(labelUpstream, e.upstream))),
+	ws.vals = append(ws.vals, name, client, (id>>8)-ts, ws.boxA.box(packA(e)),
+		ws.boxB.box(packB(e, ws.dbNumber(labelPlugin, uint16(e.plugin)), ws.dbNumber(labelServer, uint16(e.server)), ws.dbNumber(labelUpstream, e.upstream))),
 		packC(e))
 	if extra {
 		var meta, answers any
@@ -278,16 +212,16 @@ func (b *batch) appendRow(e *entry, id int64, extra bool) {
 				answers = x.answers
 			}
 		}
-		b.vals = append(b.vals, meta, answers)
+		ws.vals = append(ws.vals, meta, answers)
 	}
 }
 
 // dbNumber is the database's number of a label (resolveLabels found them all), 0 for none.
-func (b *batch) dbNumber(kind labelKind, id uint16) int64 {
-	if int(id) >= len(b.dbLabel[kind]) {
+func (ws *writeState) dbNumber(kind labelKind, id uint16) int64 {
+	if int(id) >= len(ws.dbLabel[kind]) {
 		return 0
 	}
-	return b.dbLabel[kind][id]
+	return ws.dbLabel[kind][id]
 }
 
 // metadataJSON is the metadata column: a JSON object of the labels that have a value.
@@ -307,12 +241,12 @@ func metadataJSON(labels, values []string) string {
 
 // insertAll inserts vals (whole rows of k's columns) rowsPerInsert rows at a time, and returns
 // the rowid of the last row inserted (0 for none).
-func (b *batch) insertAll(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) (int64, error) {
+func (ws *writeState) insertAll(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) (int64, error) {
 	cols := len(k.columns())
 	var last int64
 	for len(vals) > 0 {
 		k.rows = min(len(vals)/cols, rowsPerInsert)
-		res, err := b.execResult(ctx, dc, k, vals[:k.rows*cols])
+		res, err := ws.execResult(ctx, dc, k, vals[:k.rows*cols])
 		if err != nil {
 			return 0, err
 		}
@@ -325,13 +259,13 @@ func (b *batch) insertAll(ctx context.Context, dc driver.Conn, k stmtKey, vals [
 }
 
 // exec runs k's INSERT with vals, preparing it on first use.
-func (b *batch) exec(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) error {
-	_, err := b.execResult(ctx, dc, k, vals)
+func (ws *writeState) exec(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) error {
+	_, err := ws.execResult(ctx, dc, k, vals)
 	return err
 }
 
-func (b *batch) execResult(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) (driver.Result, error) {
-	st, ok := b.stmts[k]
+func (ws *writeState) execResult(ctx context.Context, dc driver.Conn, k stmtKey, vals []any) (driver.Result, error) {
+	st, ok := ws.stmts[k]
 	if !ok {
 		cols := k.columns()
 		row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
@@ -341,26 +275,26 @@ func (b *batch) execResult(ctx context.Context, dc driver.Conn, k stmtKey, vals 
 		if st, err = dc.(driver.ConnPrepareContext).PrepareContext(ctx, query); err != nil {
 			return nil, err
 		}
-		b.stmts[k] = st
+		ws.stmts[k] = st
 	}
-	b.args = b.args[:0]
+	ws.args = ws.args[:0]
 	for i, v := range vals {
-		b.args = append(b.args, driver.NamedValue{Ordinal: i + 1, Value: v})
+		ws.args = append(ws.args, driver.NamedValue{Ordinal: i + 1, Value: v})
 	}
-	res, err := st.(driver.StmtExecContext).ExecContext(ctx, b.args)
-	clear(b.args)
+	res, err := st.(driver.StmtExecContext).ExecContext(ctx, ws.args)
+	clear(ws.args)
 	return res, err
 }
 
 // lookups returns the dictionaries' lookup counts: names then clients; hit, added, inline.
-func (b *batch) lookups() [2][3]uint64 {
-	return [2][3]uint64{{b.names.hits, b.names.added, b.names.inline}, {b.clients.hits, b.clients.added, b.clients.inline}}
+func (ws *writeState) lookups() [2][3]uint64 {
+	return [2][3]uint64{{ws.names.hits, ws.names.added, ws.names.inline}, {ws.clients.hits, ws.clients.added, ws.clients.inline}}
 }
 
 // closeStmts closes the prepared statements.
-func (b *batch) closeStmts() {
-	for _, st := range b.stmts {
+func (ws *writeState) closeStmts() {
+	for _, st := range ws.stmts {
 		st.Close()
 	}
-	b.stmts = nil
+	ws.stmts = nil
 }
