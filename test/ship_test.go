@@ -325,10 +325,12 @@ func TestShipBadTarget(t *testing.T) {
 		loads = append(loads, testutil.StartLoad(t, "udp", c.s.dns, "x", 1, 1<<30, 5*time.Millisecond))
 	}
 	for i, c := range cases {
-		// Wait for retries and their log line, however slowly the machine starts CoreDNS;
-		// then the lines may be at most one per 10 s since it started.
-		m := c.s.waitMetric("retries", time.Minute, func(m testutil.Metrics) bool {
-			return m.Get(c.s.db, "ship_errors_total") >= 3 && shipFailedRE.MatchString(c.s.out.String())
+		// Wait for retries, their log line and rows waiting, however slowly the machine starts
+		// CoreDNS (the shipper fails before the first flush); then the lines may be at most one
+		// per 10 s since it started.
+		m := c.s.waitMetric("retries and a lag", time.Minute, func(m testutil.Metrics) bool {
+			return m.Get(c.s.db, "ship_errors_total") >= 3 && m.Get(c.s.db, "ship_lag_rows") > 0 &&
+				shipFailedRE.MatchString(c.s.out.String())
 		})
 		lines := shipFailedRE.FindAllStringSubmatch(c.s.out.String(), -1)
 		if m.Get(c.s.db, "shipped_total") != 0 || m.Get(c.s.db, "ship_lag_rows") == 0 {
