@@ -217,14 +217,20 @@ func (s *Shipper) ship(ctx context.Context) error {
 		}
 		s.pending.Store(n)
 	}
-	// Connect before reading: while ClickHouse is down, every attempt would otherwise read a
-	// batch and its read-ahead (2 x BatchRows rows) only to drop them: 52 MiB more RSS at
-	// saturation (bench/README.md, Memory budget).
-	pctx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
-	err := s.ch.ping(pctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("connecting: %w", err)
+	// With rows to send, connect before reading them: while ClickHouse is down, every attempt
+	// would otherwise read a batch and its read-ahead (2 x BatchRows rows) only to drop them,
+	// 52 MiB more RSS at saturation (bench/README.md, Memory budget). Without rows, nothing is
+	// sent and nothing fails until some come.
+	if err := s.progress(); err != nil {
+		return err
+	}
+	if s.newest.Load() > s.cursor.Load() {
+		pctx, cancel := context.WithTimeout(ctx, shipQueryTimeout)
+		err := s.ch.ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("connecting: %w", err)
+		}
 	}
 	// Until a batch turns out to be wholly new, each one is checked against ClickHouse: at
 	// start, because the last process may have died between an insert and saving the cursor;
