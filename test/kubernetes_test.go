@@ -182,7 +182,8 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	up := testutil.StartUpstream(t)
 	s := newServer(t)
 	ports := testutil.Ports(t, 2)
-	ql := fmt.Sprintf("querylog %s {\n        flush_interval 100ms\n        metadata kubernetes/client-namespace kubernetes/client-pod-name\n    }", s.db)
+	// No metadata option: the namespace and pod are logged whenever the kubernetes plugin gives them.
+	ql := fmt.Sprintf("querylog %s {\n        flush_interval 100ms\n    }", s.db)
 	// A node's address: every hostNetwork pod of the node has it as its pod IP, so the plugin
 	// names one of them, here NodeLocal DNSCache's, for a query that came from the node.
 	nodeLocal := pod("kube-system", "node-local-dns-x7k2p", "127.0.0.4")
@@ -193,6 +194,7 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	s.start()
 
 	expect(t, ask(t, s.dns, "127.0.0.2", "web.default.svc.cluster.local", dns.TypeA), "web from client-a", dns.RcodeSuccess, "10.96.0.10")
+	expect(t, ask(t, s.dns, "127.0.0.2", "web.default.svc.cluster.local", dns.TypeA), "web from client-a again", dns.RcodeSuccess, "10.96.0.10")
 	expect(t, ask(t, s.dns, "127.0.0.3", "web.default.svc.cluster.local", dns.TypeA), "web from client-b", dns.RcodeSuccess, "10.96.0.10")
 	expect(t, ask(t, s.dns, "127.0.0.3", "missing.team-b.svc.cluster.local", dns.TypeA), "missing from client-b", dns.RcodeNameError)
 	expect(t, ask(t, s.dns, "127.0.0.9", "www.example.org", dns.TypeA), "www from no pod", dns.RcodeSuccess, testutil.UpstreamIP)
@@ -220,33 +222,44 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	})
 	expect(t, ask(t, s.dns, "127.0.0.3", "cache.team-b.svc.cluster.local", dns.TypeA), "new service", dns.RcodeSuccess, "10.96.0.20")
 
-	want := []struct{ client, qname, metadata string }{
-		{"127.0.0.2", "web.default.svc.cluster.local", `{"kubernetes/client-namespace":"team-a","kubernetes/client-pod-name":"client-a"}`},
-		{"127.0.0.3", "web.default.svc.cluster.local", `{"kubernetes/client-namespace":"team-b","kubernetes/client-pod-name":"client-b"}`},
-		{"127.0.0.3", "missing.team-b.svc.cluster.local", `{"kubernetes/client-namespace":"team-b","kubernetes/client-pod-name":"client-b"}`},
-		{"127.0.0.3", "cache.team-b.svc.cluster.local", `{"kubernetes/client-namespace":"team-b","kubernetes/client-pod-name":"client-b"}`},
-		{"127.0.0.9", "www.example.org", ""},
-		{"127.0.0.4", "www.example.org", `{"kubernetes/client-namespace":"kube-system","kubernetes/client-pod-name":"node-local-dns-x7k2p"}`},
+	// Each row in the order asked: who asked, and which plugin answered, from cache or not
+	// (the cache probe sits behind the stock Corefile's cache 30).
+	want := []struct{ client, qname, namespace, pod, plugin, cache string }{
+		{"127.0.0.2", "web.default.svc.cluster.local", "team-a", "client-a", "kubernetes", "miss"},
+		{"127.0.0.2", "web.default.svc.cluster.local", "team-a", "client-a", "cache", "hit"},
+		{"127.0.0.3", "web.default.svc.cluster.local", "team-b", "client-b", "cache", "hit"},
+		{"127.0.0.3", "missing.team-b.svc.cluster.local", "team-b", "client-b", "kubernetes", "miss"},
+		{"127.0.0.9", "www.example.org", "", "", "forward", "miss"},
+		{"127.0.0.4", "www.example.org", "kube-system", "node-local-dns-x7k2p", "cache", "hit"},
+		{"127.0.0.3", "cache.team-b.svc.cluster.local", "team-b", "client-b", "kubernetes", "miss"},
 	}
+	testutil.WaitFor(t, 5*time.Second, "a row for each query from a client", func() bool {
+		return testutil.CountRows(t, s.db, "WHERE client_ip LIKE '127.0.0.%' AND client_ip <> '127.0.0.1'") >= int64(len(want))
+	})
 	db := testutil.OpenRO(t, s.db)
-	for _, w := range want {
-		testutil.WaitFor(t, 5*time.Second, "a row for "+w.qname+" from "+w.client, func() bool {
-			return testutil.CountRows(t, s.db, "WHERE client_ip = ? AND qname = ?", w.client, dns.Fqdn(w.qname)) > 0
-		})
-		rows, err := db.Query("SELECT metadata FROM queries WHERE client_ip = ? AND qname = ?", w.client, dns.Fqdn(w.qname))
-		if err != nil {
+	rows, err := db.Query(`SELECT client_ip, qname, coalesce(namespace, ''), coalesce(pod, ''), plugin, coalesce(cache, ''), metadata FROM queries
+		WHERE client_ip LIKE '127.0.0.%' AND client_ip <> '127.0.0.1' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var got struct{ client, qname, namespace, pod, plugin, cache string }
+		var md sql.NullString
+		if err := rows.Scan(&got.client, &got.qname, &got.namespace, &got.pod, &got.plugin, &got.cache, &md); err != nil {
 			t.Fatal(err)
 		}
-		for rows.Next() {
-			var md sql.NullString
-			if err := rows.Scan(&md); err != nil {
-				t.Fatal(err)
-			}
-			if md.String != w.metadata {
-				t.Errorf("%s from %s: metadata %q, want %q", w.qname, w.client, md.String, w.metadata)
-			}
+		if md.Valid {
+			t.Errorf("row %d: metadata %q, want none (the namespace and pod have their own columns)", i, md.String)
 		}
-		rows.Close()
+		if w := want[min(i, len(want)-1)]; i >= len(want) || got.client != w.client || got.qname != dns.Fqdn(w.qname) ||
+			got.namespace != w.namespace || got.pod != w.pod || got.plugin != w.plugin || got.cache != w.cache {
+			t.Errorf("row %d: %+v, want %+v", i, got, w)
+		}
+	}
+	if i != len(want) {
+		t.Errorf("%d rows, want %d", i, len(want))
 	}
 	s.checkLog("Loop (", "[ERROR]", "[FATAL]")
 }

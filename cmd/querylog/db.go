@@ -40,12 +40,14 @@ type database struct {
 	file    fileID // the file the connection opened (checked just before)
 	dc      driver.Conn
 	timeout time.Duration
-	schema  int // PRAGMA user_version: 1 or 2
+	schema  int // PRAGMA user_version: 1, 2 or 3
 
 	log     bool   // the log table of schema 2
 	v1      string // the table of the rows of schema 1: queries (schema 1), queries_v1 (left by the upgrade to 2), or ""
 	rollups bool   // the rollup tables of schema 2
 	extra   bool   // the log table has the metadata and answer_data columns
+	cluster bool   // the log table has the pod and cache columns (schema 3)
+	pods    bool   // the pods, retries and rollup_namespaces tables of schema 3
 
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
@@ -232,7 +234,9 @@ func (d *database) identify(ctx context.Context) error {
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_outcomes'),
-		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata')`, nil, &hasLog, &hasV1, &hasRollups, &d.extra)
+		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
+		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'pod'),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'pods')`, nil, &hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods)
 	if err != nil {
 		return d.queryError(err)
 	}

@@ -27,6 +27,7 @@ type row struct {
 	flags  int64 // bits aa tc rd ra ad cd do, as the log stores them
 
 	client, qname, plugin, upstream, metadata, answerData sql.NullString
+	namespace, pod, cache                                 sql.NullString // NULL: not known (cache: not probed)
 
 	qtype, qclass, rcode, size, answers, durationUS int64
 	ede                                             sql.NullInt64
@@ -48,6 +49,29 @@ func (d *database) decode(r *row, v []driver.Value) {
 	r.size, r.durationUS = f.Size, f.DurationUS
 	r.metadata.String, r.metadata.Valid = logrow.Text(v[7])
 	r.answerData.String, r.answerData.Valid = logrow.Text(v[8])
+	r.cache = sql.NullString{}
+	switch logrow.CacheOf(v[10]) {
+	case logrow.CacheHit:
+		r.cache = sql.NullString{String: "hit", Valid: true}
+	case logrow.CacheMiss:
+		r.cache = sql.NullString{String: "miss", Valid: true}
+	}
+}
+
+// pod names the namespace and pod of a log row's pod column value v.
+func (d *database) pod(ctx context.Context, r *row, v driver.Value) error {
+	r.namespace, r.pod = sql.NullString{}, sql.NullString{}
+	n, ok := v.(int64)
+	if !ok {
+		return nil
+	}
+	text, ok, err := d.reader.Pods.Text(ctx, d.dc, n)
+	if err != nil || !ok {
+		return err
+	}
+	ns, pod := logrow.SplitPod(text)
+	r.namespace, r.pod = sql.NullString{String: ns, Valid: true}, sql.NullString{String: pod, Valid: true}
+	return nil
 }
 
 func (d *database) label(kind, n int64) sql.NullString {
@@ -133,7 +157,7 @@ type logScan struct {
 // limit) or q.limit passed to f, a chunk of ids at a time (see chunks).
 func (s *logScan) read(ctx context.Context, conds []string, args []any, scan int) error {
 	d, q := s.d, &s.q
-	cols := logrow.Columns(d.extra, d.extra)
+	cols := logrow.Columns(logrow.Layout{Meta: d.extra, Answers: d.extra, Cluster: d.cluster})
 	where := conj(append(slices.Clip(conds), q.conds...))
 	args = append(slices.Clip(args), q.args...)
 	each := func(v []driver.Value) error {
@@ -154,6 +178,9 @@ func (s *logScan) read(ctx context.Context, conds []string, args []any, scan int
 		}
 		if (q.name == "" || (r.qname.Valid && dnsname.InZone(r.qname.String, q.name))) && (q.client == nil || (r.client.Valid && q.client.match(r.client.String))) {
 			d.decode(r, v)
+			if err := d.pod(ctx, r, v[9]); err != nil {
+				return err
+			}
 			if err := s.f(r); err != nil {
 				return err
 			}

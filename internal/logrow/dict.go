@@ -3,6 +3,7 @@ package logrow
 import (
 	"context"
 	"database/sql/driver"
+	"strings"
 
 	"github.com/querylog/querylog/internal/rawsql"
 )
@@ -29,18 +30,23 @@ type dictBlockTexts struct {
 
 const dictBlock = 1024
 
-// The dictionaries of the log table: the query names and the client addresses.
+// The dictionaries of the log table: the query names, the client addresses, and the clients'
+// Kubernetes pods.
 const (
 	NamesTable   = "names"
 	ClientsTable = "clients"
+	PodsTable    = "pods" // texts "namespace/pod" (SplitPod): a namespace has no slash
 )
 
-// NewDict caches table, one of NamesTable and ClientsTable, holding about maxTexts texts at
-// most (some 80 bytes each).
+// NewDict caches table, one of NamesTable, ClientsTable and PodsTable, holding about maxTexts
+// texts at most (some 80 bytes each).
 func NewDict(table string, maxTexts int) *Dict {
 	column := "name"
-	if table == ClientsTable {
+	switch table {
+	case ClientsTable:
 		column = "addr"
+	case PodsTable:
+		column = "namespace || '/' || name"
 	}
 	return &Dict{
 		query:     `SELECT id, ` + column + ` FROM ` + table + ` WHERE id >= ? AND id < ?`,
@@ -84,4 +90,10 @@ func (c *Dict) Ref(ctx context.Context, dc driver.Conn, v driver.Value) (string,
 	}
 	s, ok := Text(v)
 	return s, ok, nil
+}
+
+// SplitPod splits a text of the pods dictionary into namespace and pod name.
+func SplitPod(text string) (namespace, pod string) {
+	namespace, pod, _ = strings.Cut(text, "/")
+	return namespace, pod
 }

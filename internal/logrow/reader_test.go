@@ -13,7 +13,8 @@ import (
 
 // logDDL is the part of schema 2 (plugin/querylog/schema.go) that Reader reads.
 const logDDL = `CREATE TABLE log (id INTEGER PRIMARY KEY, name, client, late INTEGER NOT NULL,
-		a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL, metadata TEXT, answer_data TEXT);
+		a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL, metadata TEXT, answer_data TEXT, pod, cache);
+	CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
 	CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
 	CREATE TABLE clients (id INTEGER PRIMARY KEY, addr TEXT NOT NULL);
 	CREATE TABLE labels (kind INTEGER NOT NULL, n INTEGER NOT NULL, text TEXT NOT NULL,
@@ -32,7 +33,7 @@ func packed(f logrow.Fields) (a, b, c int64) {
 func insertRow(t *testing.T, path string, id, ts int64, name, client any, f logrow.Fields, meta string) {
 	t.Helper()
 	a, b, c := packed(f)
-	testutil.Exec(t, path, fmt.Sprintf(`INSERT INTO log VALUES (%d, %s, %s, %d, %d, %d, %d, %s, NULL)`,
+	testutil.Exec(t, path, fmt.Sprintf(`INSERT INTO log VALUES (%d, %s, %s, %d, %d, %d, %d, %s, NULL, NULL, NULL)`,
 		id, sqlValue(name), sqlValue(client), id>>8-ts, a, b, c, sqlValue(meta)))
 }
 
@@ -78,25 +79,30 @@ func TestReaderRead(t *testing.T) {
 	insertRow(t, path, 2000<<8, 1990, "inline.example.", "198.51.100.7", f2, "")
 	insertRow(t, path, 2000<<8+1, 2000, 1024, 6, f1, "") // client 6: pruned
 	insertRow(t, path, 2000<<8+2, 2000, -3, "", f1, "")  // hostile: a negative number, a NULL client
+	testutil.Exec(t, path, `INSERT INTO pods VALUES (1, 'team-a', 'web-1')`)
+	testutil.Exec(t, path, `UPDATE log SET pod = 1, cache = 1 WHERE id = 1000 << 8`)
+	testutil.Exec(t, path, `UPDATE log SET pod = 7, cache = 0 WHERE id = 2000 << 8`) // pod 7: pruned
 
 	r := logrow.NewReader(10_000)
 	var rows []logrow.Row
 	withConn(t, path, func(dc driver.Conn) {
 		var err error
-		if rows, err = r.Read(context.Background(), dc, 0, 3, true, false, nil); err != nil {
+		if rows, err = r.Read(context.Background(), dc, 0, 3, logrow.Layout{Meta: true, Cluster: true}, nil); err != nil {
 			t.Fatal(err)
 		}
 		// A label added since the cache was read is read at the next Read.
 		testutil.Exec(t, path, `INSERT INTO labels VALUES (2, 1, '192.0.2.53:53')`)
-		if rows, err = r.Read(context.Background(), dc, 1000<<8, 10, true, false, rows[:1]); err != nil {
+		if rows, err = r.Read(context.Background(), dc, 1000<<8, 10, logrow.Layout{Meta: true, Cluster: true}, rows[:1]); err != nil {
 			t.Fatal(err)
 		}
 	})
 	want := []logrow.Row{
-		{ID: 1000 << 8, Fields: f1, QName: "a.example.", ClientIP: "192.0.2.1", ServerLabel: "dns://:53", PluginLabel: "forward", Metadata: `{"k":"v"}`},
-		{ID: 2000 << 8, Fields: f2, QName: "inline.example.", ClientIP: "198.51.100.7", ServerLabel: "dns://:53", UpstreamLabel: "192.0.2.53:53"},
-		{ID: 2000<<8 + 1, Fields: f1, QName: "b.example.", ServerLabel: "dns://:53", PluginLabel: "forward"},
-		{ID: 2000<<8 + 2, Fields: f1, ServerLabel: "dns://:53", PluginLabel: "forward"},
+		{ID: 1000 << 8, Fields: f1, QName: "a.example.", ClientIP: "192.0.2.1", ServerLabel: "dns://:53", PluginLabel: "forward", Metadata: `{"k":"v"}`,
+			Namespace: "team-a", Pod: "web-1", Cache: logrow.CacheHit},
+		{ID: 2000 << 8, Fields: f2, QName: "inline.example.", ClientIP: "198.51.100.7", ServerLabel: "dns://:53", UpstreamLabel: "192.0.2.53:53",
+			Cache: logrow.CacheMiss},
+		{ID: 2000<<8 + 1, Fields: f1, QName: "b.example.", ServerLabel: "dns://:53", PluginLabel: "forward", Cache: logrow.CacheNone},
+		{ID: 2000<<8 + 2, Fields: f1, ServerLabel: "dns://:53", PluginLabel: "forward", Cache: logrow.CacheNone},
 	}
 	want[2].TS, want[3].TS = 2000, 2000
 	if len(rows) != len(want) {

@@ -191,7 +191,7 @@ func driverWriter(b *testing.B, s *store, entries []entry) func(off, n int) erro
 	for range 2 { // the second pass finds nearly every text in the dictionaries
 		bt.vals = bt.vals[:0]
 		for i := range entries {
-			bt.appendRow(&entries[i], entries[i].start/1e6<<8, false)
+			bt.appendRow(&entries[i], entries[i].start/1e6<<8, stmtKey{table: "log"})
 		}
 	}
 	vals := slices.Clone(bt.vals)

@@ -19,12 +19,13 @@ type richRow struct {
 	plugin, upstream               sql.NullString
 	ede                            sql.NullInt64
 	metadata, answers, flags, time sql.NullString
+	namespace, pod, cache          sql.NullString
 }
 
 func readRich(t *testing.T, db *sql.DB) []richRow {
 	t.Helper()
 	rows, err := db.Query(`SELECT q.ts, q.qtype, q.qclass, q.rcode, q.aa, q.tc, q.rd, q.ra, q.ad, q.cd, q."do",
-		q.plugin, q.upstream, q.ede, q.metadata, q.answer_data, r.flags, r.time
+		q.plugin, q.upstream, q.ede, q.metadata, q.answer_data, r.flags, r.time, r.namespace, r.pod, r.cache
 		FROM queries q JOIN queries_readable r USING (id) ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +35,8 @@ func readRich(t *testing.T, db *sql.DB) []richRow {
 	for rows.Next() {
 		var r richRow
 		if err := rows.Scan(&r.ts, &r.qtype, &r.qclass, &r.rcode, &r.aa, &r.tc, &r.rd, &r.ra, &r.ad, &r.cd, &r.do,
-			&r.plugin, &r.upstream, &r.ede, &r.metadata, &r.answers, &r.flags, &r.time); err != nil {
+			&r.plugin, &r.upstream, &r.ede, &r.metadata, &r.answers, &r.flags, &r.time,
+			&r.namespace, &r.pod, &r.cache); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, r)
@@ -91,13 +93,22 @@ func TestCodecRoundTrip(t *testing.T) {
 	// Late entries: one that arrived before the others of its batch, one a day before.
 	add(mk(-500, 0, dns.TypeA, dns.ClassINET, 0, 0, "", 0), richRow{qtype: 1, qclass: 1, flags: sql.NullString{Valid: true}})
 	add(mk(-86_400_000, 0, dns.TypeA, dns.ClassINET, 0, 0, "", 0), richRow{qtype: 1, qclass: 1, flags: sql.NullString{Valid: true}})
-	// With the opt-in fields, which add their columns on first use.
+	// A cache hit and a miss: the pod and cache columns are added with the first.
+	hit, miss := mk(14, 0, dns.TypeA, dns.ClassINET, 0, 0, "cache", 0), mk(15, 0, dns.TypeA, dns.ClassINET, 0, 0, "kubernetes", 0)
+	hit.cache, miss.cache = cacheHit, cacheMiss
+	add(hit, richRow{qtype: 1, qclass: 1, plugin: sql.NullString{String: "cache", Valid: true}, flags: sql.NullString{Valid: true},
+		cache: sql.NullString{String: "hit", Valid: true}})
+	add(miss, richRow{qtype: 1, qclass: 1, plugin: sql.NullString{String: "kubernetes", Valid: true}, flags: sql.NullString{Valid: true},
+		cache: sql.NullString{String: "miss", Valid: true}})
+	// With the opt-in fields, which add their columns on first use; the namespace and pod have
+	// their own columns, not the metadata column.
 	x := mk(13, 0, dns.TypeA, dns.ClassINET, 0, 0, "template", 0)
 	x.extra = &extra{metadataLabels: []string{"kubernetes/client-namespace", "geoip/country/code", "unset/label"},
-		metadata: []string{"default", "DE", ""}, answers: "192.0.2.1 2001:db8::1 alias.example."}
+		metadata: []string{"default", "DE", ""}, answers: "192.0.2.1 2001:db8::1 alias.example.", namespace: "default", pod: "web-1"}
 	add(x, richRow{qtype: 1, qclass: 1, plugin: sql.NullString{String: "template", Valid: true}, flags: sql.NullString{Valid: true},
-		metadata: sql.NullString{String: `{"geoip/country/code":"DE","kubernetes/client-namespace":"default"}`, Valid: true},
-		answers:  sql.NullString{String: "192.0.2.1 2001:db8::1 alias.example.", Valid: true}})
+		metadata:  sql.NullString{String: `{"geoip/country/code":"DE"}`, Valid: true},
+		answers:   sql.NullString{String: "192.0.2.1 2001:db8::1 alias.example.", Valid: true},
+		namespace: sql.NullString{String: "default", Valid: true}, pod: sql.NullString{String: "web-1", Valid: true}})
 
 	if err := s.write(batch[:len(batch)-1]); err != nil {
 		t.Fatal(err)

@@ -73,13 +73,7 @@ func (d *dict[K]) reset() {
 // ref returns what a row stores for k: its number, or (the first time it is seen) its text,
 // which text makes only then; the text; and its entry, nil while it is not in the dictionary.
 func (d *dict[K]) ref(k K, text func() string) (any, string, *dictEntry) {
-	if e, ok := d.ids[k]; ok {
-		d.hits++
-		return e.id, e.text, e
-	}
-	if e, ok := d.older[k]; ok {
-		d.hits++
-		d.remember(k, e)
+	if e := d.lookup(k); e != nil {
 		return e.id, e.text, e
 	}
 	t := text()
@@ -93,6 +87,36 @@ func (d *dict[K]) ref(k K, text func() string) (any, string, *dictEntry) {
 	d.remember(k, e)
 	d.pending = append(d.pending, e.id, t)
 	return e.id, t, e
+}
+
+// number returns k's number, adding it at once if it is new, with the values row makes of its
+// number and text for the table's columns. For a dictionary of few texts that every row of
+// them repeats (pods), where storing a text inline first would only cost.
+func (d *dict[K]) number(k K, text func() string, row func(id any, text string) []any) (any, string, *dictEntry) {
+	if e := d.lookup(k); e != nil {
+		return e.id, e.text, e
+	}
+	d.added++
+	t := text()
+	e := &dictEntry{id: d.next, text: t}
+	d.next++
+	d.remember(k, e)
+	d.pending = append(d.pending, row(e.id, t)...)
+	return e.id, t, e
+}
+
+// lookup returns k's entry if it is in the cache, counting a hit.
+func (d *dict[K]) lookup(k K) *dictEntry {
+	e, ok := d.ids[k]
+	if !ok {
+		if e, ok = d.older[k]; ok {
+			d.remember(k, e)
+		}
+	}
+	if ok {
+		d.hits++
+	}
+	return e
 }
 
 func (d *dict[K]) remember(k K, e *dictEntry) {

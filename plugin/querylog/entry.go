@@ -11,7 +11,7 @@ import (
 )
 
 // entry is one logged response. It is stored by value in the buffer's ring, so it is kept small
-// (72 bytes, BenchmarkBufferMemory) and holds one string, the query name, which is the request's
+// (80 bytes, BenchmarkBufferMemory) and holds one string, the query name, which is the request's
 // own string unless it had to be lower-cased. Text that every row repeats (server, answering
 // plugin, upstream) is a small label number (labels.go), and nothing is formatted: turning
 // values into text happens in the flusher, off the DNS path.
@@ -32,13 +32,18 @@ type entry struct {
 	plugin   uint8  // label: the plugin that wrote the reply; 0: unknown
 	flags    flags  // header bits of the reply and the query's DO bit
 	bits     uint8  // transport (low 3 bits) and hash key index (high 5)
+	port     uint16 // the client's source port, and
+	id       uint16 // the query's DNS id: with the rest, they tell a retransmission (retransmit.go)
+	cache    cacheStatus
 }
 
-// extra holds the opt-in fields of an entry (the metadata and answers options).
+// extra holds the fields of an entry that most entries do not have: the metadata and answers
+// options', and the client's namespace and pod (cluster.go).
 type extra struct {
 	metadataLabels []string // the configured metadata labels (shared by a handler's entries)
 	metadata       []string // their values, in that order; "" where unset
 	answers        string   // answer data, space separated (answerData)
+	namespace, pod string   // the kubernetes plugin's client-namespace and client-pod-name
 }
 
 // Sizes the byte budget (buffer_bytes) charges for: an entry's slot in the ring, and the extra
@@ -49,6 +54,20 @@ const (
 	valueSize = int64(unsafe.Sizeof("")) // one string header in extra.metadata
 )
 
+// wantsColumns reports whether the row needs the metadata and answer_data columns: it has answer
+// data, or metadata for the metadata column (the namespace and pod have their own).
+func (x *extra) wantsColumns() bool {
+	if x.answers != "" {
+		return true
+	}
+	for i, v := range x.metadata {
+		if v != "" && i < len(x.metadataLabels) && x.metadataLabels[i] != namespaceLabel && x.metadataLabels[i] != podLabel {
+			return true
+		}
+	}
+	return false
+}
+
 // cost is what e holds in memory, for the buffer's byte budget: its slot and the texts only it
 // refers to (the query name, answer data, metadata values). The metadata labels are shared by
 // a handler's entries and not counted. Allocator rounding is not counted either; the RSS bound of
@@ -56,7 +75,7 @@ const (
 func (e *entry) cost() int64 {
 	n := entrySize + int64(len(e.qname))
 	if x := e.extra; x != nil {
-		n += extraSize + int64(len(x.answers)) + int64(len(x.metadata))*valueSize
+		n += extraSize + int64(len(x.answers)) + int64(len(x.metadata))*valueSize + int64(len(x.namespace)+len(x.pod))
 		for _, v := range x.metadata {
 			n += int64(len(v))
 		}

@@ -94,7 +94,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "dictionary_lookups_total",
-		Help:      "Counter of dictionary lookups by the writer, by result: hit (a number from the cache), added (a text seen twice, added), inline (a text seen once, stored in the row).",
+		Help:      "Counter of dictionary lookups by the writer (names, clients, pods), by result: hit (a number from the cache), added (a text seen twice, added), inline (a text seen once, stored in the row).",
 	}, []string{"db", "dictionary", "result"})
 )
 
@@ -219,7 +219,7 @@ func declareSeries(db string, servers []string) {
 	prunedTotal.WithLabelValues(db)
 	flushDuration.WithLabelValues(db)
 	flushSize.WithLabelValues(db)
-	for _, dict := range []string{"names", "clients"} {
+	for _, dict := range dictionaryNames {
 		for _, result := range []string{"hit", "added", "inline"} {
 			dictionaryLookups.WithLabelValues(db, dict, result)
 		}

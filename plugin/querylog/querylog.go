@@ -39,7 +39,8 @@ type QueryLog struct {
 	sink   sink    // set in OnStartup, before any query is served
 	writer *writer // the writer behind sink, which the generation releases (lifecycle.go)
 
-	servers, plugins labelMemo // the label numbers this handler uses
+	servers, plugins labelMemo       // the label numbers this handler uses
+	cacheNames       map[string]bool // with a cache probe, who answers from cache (cluster.go); set in OnStartup
 }
 
 // Name implements plugin.Handler.
@@ -53,6 +54,10 @@ func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
 func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, keepData: q.filter.answers, dataMax: q.opts.answersMax}
+	if q.cacheNames != nil {
+		pc := &probeContext{Context: ctx}
+		ctx, rec.probe = pc, pc
+	}
 	if q.sink != nil {
 		// A panic below: CoreDNS's server recovers it and answers SERVFAIL (unless the debug
 		// plugin is on, and the process dies). Log that answer, or the reply written before the
@@ -120,11 +125,18 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 			answered = "forward"
 		}
 	}
+	switch e.cache = rec.cacheStatus(answered, q.cacheNames); {
+	case e.cache == cacheHit:
+		answered = "cache" // a plugin in front of it may have hidden the name (loadbalance)
+	case e.cache == cacheMiss && rec.below != "" && e.upstream == 0:
+		answered = rec.below
+	}
 	e.plugin = uint8(q.plugins.id(l, labelPlugin, answered))
-	if len(q.filter.metadata) == 0 && !q.filter.answers {
+	namespace, pod := podOf(ctx)
+	if len(q.filter.metadata) == 0 && !q.filter.answers && namespace == "" && pod == "" {
 		return
 	}
-	x := &extra{answers: rec.answerData}
+	x := &extra{answers: rec.answerData, namespace: namespace, pod: pod}
 	if rec.dataCut {
 		truncatedTotal.WithLabelValues(server, "answer_data").Inc()
 	}
@@ -156,6 +168,8 @@ func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, st
 		flags:    rec.flags,
 	}
 	e.setAddr(clientAddr(remote))
+	e.port = clientPort(remote)
+	e.id = r.Id
 	p, plain := transport(server)
 	if plain {
 		if _, tcp := remote.(*net.TCPAddr); tcp {
@@ -216,6 +230,17 @@ type recorder struct {
 	dataMax    int    // its cap in bytes (answers MAXBYTES)
 	answerData string
 	dataCut    bool // answerData was cut to dataMax
+
+	probe     *probeContext // the cache probe's view of this query; nil without one (cluster.go)
+	cacheMiss bool          // the reply came up through the probe
+	below     string        // the plugin below the cache that wrote it, if said
+}
+
+// probed notes, as a reply is written, whether it is coming up through the cache probe.
+func (r *recorder) probed() {
+	if miss, below := r.probe.passing(); miss {
+		r.cacheMiss, r.below = true, below
+	}
 }
 
 // track passes the answering plugin's name to a tracker below, as plugin.NextOrFailure's
@@ -231,6 +256,7 @@ func (r *recorder) track() {
 
 func (r *recorder) WriteMsg(m *dns.Msg) error {
 	r.track()
+	r.probed()
 	err := r.ResponseWriter.WriteMsg(m)
 	// Measured after the write: the server's ScrubWriter below has by then added the OPT
 	// record and truncated m in place, so this is the size that went on the wire.
@@ -248,6 +274,7 @@ func (r *recorder) WriteMsg(m *dns.Msg) error {
 
 func (r *recorder) Write(b []byte) (int, error) {
 	r.track()
+	r.probed()
 	n, err := r.ResponseWriter.Write(b)
 	if err == nil && len(b) >= 12 {
 		r.written = true

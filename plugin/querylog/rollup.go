@@ -7,12 +7,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
 // Rollups are counts per period that outlive the rows: per minute, hour and day (span 60, 3600
-// and 86400 seconds), of query names by rcode, of clients, and of outcomes (rcode, type,
-// transport, answering plugin) with their durations in buckets.
+// and 86400 seconds), of query names by rcode, of clients, of outcomes (rcode, type,
+// transport, answering plugin) with their durations in buckets and cache hits, and of the
+// clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions).
 //
 // The writer counts each row in memory as it writes it, and every rollupEvery adds the counts
 // to the minute rows in the transaction of a batch, with the id of the last row counted (state
@@ -48,8 +50,38 @@ type outcomeKey struct {
 }
 
 type outcomeCounts struct {
-	n, durationUS int64
-	buckets       [16]int64
+	n, durationUS, hits int64
+	buckets             [16]int64
+}
+
+// clusterFacts are what a row tells of who asked and how (cluster.go, retransmit.go).
+type clusterFacts struct {
+	namespace string
+	cache     cacheStatus
+	retry     bool // the row is one of a retransmitted pair
+}
+
+// namespaceCounts are one namespace's counts in a minute.
+type namespaceCounts struct {
+	n, nxdomain, hits, retries int64
+}
+
+// cacheStatusOf is the cacheStatus of a cache column value (logrow.Row.Cache).
+func cacheStatusOf(v int64) cacheStatus {
+	switch v {
+	case logrow.CacheHit:
+		return cacheHit
+	case logrow.CacheMiss:
+		return cacheMiss
+	}
+	return cacheNone
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // rcodeCounts are one name's counts in a minute by rcode: NOERROR to NXDOMAIN in place, the
@@ -92,12 +124,13 @@ func (c *rcodeCounts) each(f func(rcode, n int64) error) error {
 // names or clients once it has a row or counts in the minute: at most limit of each, and
 // otherKey.
 type minuteCounts struct {
-	names    map[string]*rcodeCounts
-	clients  map[string]*int64
-	outcomes map[outcomeKey]*outcomeCounts
-	checked  bool   // the keys include the minute's rows written before these counts
-	folds    int    // how many times checkLimits folded keys into otherKey (tallies taken before are stale)
-	serial   uint64 // tells these counts from any others of the process, for tallies
+	names      map[string]*rcodeCounts
+	clients    map[string]*int64
+	outcomes   map[outcomeKey]*outcomeCounts
+	namespaces map[string]*namespaceCounts // at most limit, and otherKey; only rows with a namespace
+	checked    bool                        // the keys include the minute's rows written before these counts
+	folds      int                         // how many times checkLimits folded keys into otherKey (tallies taken before are stale)
+	serial     uint64                      // tells these counts from any others of the process, for tallies
 }
 
 // minuteTally is where one text is counted in a minute, kept in its dictionary entry (dict.go), so
@@ -180,7 +213,7 @@ func (r *rollups) minute(start int64) *minuteCounts {
 	if c == nil {
 		r.serials++
 		c = &minuteCounts{names: map[string]*rcodeCounts{}, clients: map[string]*int64{}, outcomes: map[outcomeKey]*outcomeCounts{},
-			serial: r.serials}
+			namespaces: map[string]*namespaceCounts{}, serial: r.serials}
 		r.minutes[start] = c
 	}
 	r.last, r.lastStart = c, start
@@ -201,7 +234,7 @@ func (r *rollups) dropAllMinutes() {
 
 // count adds one row, arrived at ts (Unix ms). It is on the writer's path for every row, so
 // it looks each of name and client up once at most, and not at all with a valid tally.
-func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16, p proto, plugin uint8, durationUS int64) {
+func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16, p proto, plugin uint8, durationUS int64, cf clusterFacts) {
 	m := r.minute(floorDiv(ts, 60_000) * 60)
 	var nc *rcodeCounts
 	if name.tally.valid(m) {
@@ -231,8 +264,17 @@ func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16,
 	}
 	o.n++
 	o.durationUS += durationUS
+	hit := b2i(cf.cache == cacheHit)
+	o.hits += hit
 	i, _ := slices.BinarySearch(durationBounds, durationUS)
 	o.buckets[i]++
+	if cf.namespace != "" {
+		nc := counter(m.namespaces, cf.namespace, r.limit, func() *namespaceCounts { return &namespaceCounts{} })
+		nc.n++
+		nc.nxdomain += b2i(rcode == 3)
+		nc.hits += hit
+		nc.retries += b2i(cf.retry)
+	}
 }
 
 // counter returns the counts of key in a minute's counts, adding them (made by add) if there is
@@ -299,8 +341,19 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 			}
 			*n = 0
 		}
+		for ns, c := range m.namespaces {
+			if c.n == 0 {
+				continue
+			}
+			if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_namespaces (span, start, namespace, n, nxdomain, hits, retries) VALUES (60, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT DO UPDATE SET n = n + excluded.n, nxdomain = nxdomain + excluded.nxdomain, hits = hits + excluded.hits,
+				retries = retries + excluded.retries`, start, ns, c.n, c.nxdomain, c.hits, c.retries); err != nil {
+				return err
+			}
+			*c = namespaceCounts{}
+		}
 		for k, o := range m.outcomes {
-			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS}
+			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS, o.hits}
 			for _, b := range o.buckets {
 				args = append(args, b)
 			}
@@ -365,6 +418,18 @@ func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, 
 		delete(m.clients, client)
 	}
 	addKeys(m.clients, stored, func() *int64 { return new(int64) })
+	if stored, err = queryStrings(ctx, dc, `SELECT namespace FROM rollup_namespaces WHERE span = 60 AND start = ? AND namespace <> '(other)'`, start); err != nil {
+		return err
+	}
+	for ns, c := range fold(m.namespaces, stored, r.limit) {
+		if m.namespaces[otherKey] == nil {
+			m.namespaces[otherKey] = &namespaceCounts{}
+		}
+		o := m.namespaces[otherKey]
+		o.n, o.nxdomain, o.hits, o.retries = o.n+c.n, o.nxdomain+c.nxdomain, o.hits+c.hits, o.retries+c.retries
+		delete(m.namespaces, ns)
+	}
+	addKeys(m.namespaces, stored, func() *namespaceCounts { return &namespaceCounts{} })
 	m.checked = true
 	return nil
 }
@@ -407,9 +472,9 @@ var upsertOutcome = func() string {
 		vals += ", ?"
 		sums += fmt.Sprintf(", d%d = d%d + excluded.d%d", i, i, i)
 	}
-	return `INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us` + cols + `)
-		VALUES (60, ?, ?, ?, ?, ?, ?, ?` + vals + `)
-		ON CONFLICT DO UPDATE SET n = n + excluded.n, duration_us = duration_us + excluded.duration_us` + sums
+	return `INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits` + cols + `)
+		VALUES (60, ?, ?, ?, ?, ?, ?, ?, ?` + vals + `)
+		ON CONFLICT DO UPDATE SET n = n + excluded.n, duration_us = duration_us + excluded.duration_us, hits = hits + excluded.hits` + sums
 }()
 
 // sumPeriod (re)computes the rows of one hour or day from its minutes or hours: the limit names
@@ -432,9 +497,16 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 		      keep AS (SELECT client FROM parts WHERE client <> '(other)' ORDER BY n DESC, client LIMIT ?4)
 		INSERT INTO rollup_clients (span, start, client, n)
 		SELECT ?1, ?2, iif(client IN keep, client, '(other)') AS folded, sum(n) FROM parts GROUP BY folded`,
+		`DELETE FROM rollup_namespaces WHERE span = ?1 AND start = ?2`,
+		`WITH parts AS (SELECT namespace, sum(n) AS n, sum(nxdomain) AS nxdomain, sum(hits) AS hits, sum(retries) AS retries
+		              FROM rollup_namespaces WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace),
+		      keep AS (SELECT namespace FROM parts WHERE namespace <> '(other)' ORDER BY n DESC, namespace LIMIT ?4)
+		INSERT INTO rollup_namespaces (span, start, namespace, n, nxdomain, hits, retries)
+		SELECT ?1, ?2, iif(namespace IN keep, namespace, '(other)') AS folded, sum(n), sum(nxdomain), sum(hits), sum(retries)
+		FROM parts GROUP BY folded`,
 		`DELETE FROM rollup_outcomes WHERE span = ?1 AND start = ?2`,
-		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us` + buckets + `)
-		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us)` + sumBuckets + `
+		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits` + buckets + `)
+		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us), sum(hits)` + sumBuckets + `
 		FROM rollup_outcomes WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY rcode, qtype, proto, plugin`,
 	} {
 		if err := rawsql.Exec(ctx, dc, q, span, start, sub, limit); err != nil {
@@ -460,4 +532,4 @@ func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any
 const v2FirstID = 1 << 40
 
 // rollupTables are the rollup tables, for retention and the size cap.
-var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes"}
+var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces"}

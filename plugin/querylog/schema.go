@@ -90,13 +90,37 @@ var migrations = []string{
 		d8 INTEGER NOT NULL DEFAULT 0, d9 INTEGER NOT NULL DEFAULT 0, d10 INTEGER NOT NULL DEFAULT 0, d11 INTEGER NOT NULL DEFAULT 0,
 		d12 INTEGER NOT NULL DEFAULT 0, d13 INTEGER NOT NULL DEFAULT 0, d14 INTEGER NOT NULL DEFAULT 0, d15 INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (span, start, rcode, qtype, proto, plugin)) WITHOUT ROWID;`,
+
+	// 3: who asked and how it was answered (cluster.go). The log table's pod and cache columns
+	// are added with the first row that has either (addColumns), so that a server outside
+	// Kubernetes and without cache pays nothing for them. pods is a dictionary (dict.go) of
+	// the kubernetes plugin's client metadata: a pod is in one namespace, so one number names
+	// both. retries lists the rows that retransmit an earlier query (retransmit.go), most rows
+	// none. rollup_namespaces counts per namespace; rollup_outcomes.hits counts cache hits.
+	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
+	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
+	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
+	CREATE TABLE rollup_namespaces (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL,
+		n INTEGER NOT NULL, nxdomain INTEGER NOT NULL, hits INTEGER NOT NULL, retries INTEGER NOT NULL,
+		PRIMARY KEY (span, start, namespace)) WITHOUT ROWID;
+	ALTER TABLE rollup_outcomes ADD COLUMN hits INTEGER NOT NULL DEFAULT 0;`,
 }
 
-// layoutColumns are what a database's tables are like now, as three booleans: rows of schema
-// 1 remain (queries_v1), and the log table has the metadata and the answer_data column.
+// layoutColumns are what a database's tables are like now, as four booleans: rows of schema
+// 1 remain (queries_v1), the log table has the metadata column, the answer_data column, and
+// the pod and cache columns.
 const layoutColumns = `EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'queries_v1'),
 	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
-	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data')`
+	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data'),
+	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'pod')`
+
+// layout is what layoutColumns tells.
+type layout struct {
+	v1 bool
+	logrow.Layout
+}
+
+func (l *layout) dest() []any { return []any{&l.v1, &l.Meta, &l.Answers, &l.Cluster} }
 
 // createViews (re)creates the views over what the database holds now: the log table, the
 // optional columns once they have been added, and rows of schema 1 while there are any.
@@ -104,18 +128,18 @@ const layoutColumns = `EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' 
 // queries has the columns of schema 1's table (codes as integers) and the fields schema 2
 // added; queries_readable shows the same rows with names for codes and an ISO 8601 time.
 func createViews(tx *sql.Tx) error {
-	var v1, meta, answers bool
-	if err := tx.QueryRow(`SELECT `+layoutColumns).Scan(&v1, &meta, &answers); err != nil {
+	var lay layout
+	if err := tx.QueryRow(`SELECT ` + layoutColumns).Scan(lay.dest()...); err != nil {
 		return err
 	}
 	queries := `CREATE VIEW queries AS
-	SELECT ` + logColumns(meta, answers) + `
+	SELECT ` + logColumns(lay) + `
 	FROM log l`
-	if v1 {
+	if lay.v1 {
 		queries += `
 	UNION ALL
 	SELECT rowid, ts, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us,
-	       NULL, NULL, NULL, NULL, NULL, NULL, "do", NULL, NULL, NULL, NULL, NULL
+	       NULL, NULL, NULL, NULL, NULL, NULL, "do", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 	FROM queries_v1`
 	}
 	readable := `CREATE VIEW queries_readable AS
@@ -128,7 +152,7 @@ func createViews(tx *sql.Tx) error {
 	       q.size, q.answers, q.duration_us, q."do", q.plugin,
 	       trim(iif(q.aa, 'aa ', '') || iif(q.tc, 'tc ', '') || iif(q.rd, 'rd ', '') || iif(q.ra, 'ra ', '') ||
 	            iif(q.ad, 'ad ', '') || iif(q.cd, 'cd ', '')) AS flags,
-	       q.ede, q.upstream, q.metadata, q.answer_data
+	       q.ede, q.upstream, q.metadata, q.answer_data, q.namespace, q.pod, q.cache, q.retry_of
 	FROM queries q
 	LEFT JOIN qtype_names t ON t.code = q.qtype
 	LEFT JOIN rcode_names r ON r.code = q.rcode`
@@ -142,9 +166,8 @@ func createViews(tx *sql.Tx) error {
 
 // logColumns is the select list of the queries view over a log row l, for the view and for
 // readers that must not go through it (the shipper: an ORDER BY over the view's UNION ALL with
-// schema 1's rows sorts all of them). meta and answers say whether the table has the optional
-// columns.
-func logColumns(meta, answers bool) string {
+// schema 1's rows sorts all of them). lay says which optional columns the table has.
+func logColumns(lay layout) string {
 	var flagCols strings.Builder
 	for i, name := range flagColumns {
 		fmt.Fprintf(&flagCols, ", "+sqlFlag+" AS %s", 16+i, name)
@@ -172,7 +195,19 @@ func logColumns(meta, answers bool) string {
 	       ` + sqlSize + ` AS size, ` + sqlAnswers + ` AS answers, ` + sqlDuration + ` AS duration_us` +
 		flagCols.String() + `,
 	       ` + label(labelPlugin, sqlPlugin) + ` AS plugin, ` + sqlEDE + ` AS ede, ` + label(labelUpstream, sqlUpstream) + ` AS upstream,
-	       ` + optional(meta, "metadata") + ` AS metadata, ` + optional(answers, "answer_data") + ` AS answer_data`
+	       ` + optional(lay.Meta, "metadata") + ` AS metadata, ` + optional(lay.Answers, "answer_data") + ` AS answer_data,
+	       ` + podColumns(lay.Cluster) + `,
+	       (SELECT first_id FROM retries WHERE id = l.id) AS retry_of`
+}
+
+// podColumns are the namespace, pod and cache columns of the view, from the pods dictionary
+// and the cache column (cluster.go) where the table has them.
+func podColumns(has bool) string {
+	if !has {
+		return `NULL AS namespace, NULL AS pod, NULL AS cache`
+	}
+	return `(SELECT namespace FROM pods WHERE id = l.pod) AS namespace, (SELECT name FROM pods WHERE id = l.pod) AS pod,
+	       CASE l.cache WHEN 1 THEN 'hit' WHEN 0 THEN 'miss' END AS cache`
 }
 
 // fillNames stores miekg/dns's type and rcode names for the queries_readable view.

@@ -19,9 +19,15 @@ func setup(c *caddy.Controller) error {
 	if err := generationOf(c).add(q); err != nil {
 		return plugin.Error("querylog", err)
 	}
-	// After the generation's start (registered first), which opened q's writer.
-	c.OnStartup(func() error { declareSeries(q.writer.path, listeners(c)); return nil })
-	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+	// After the generation's start (registered first), which opened q's writer; the chain is
+	// built by then, and no query is served yet.
+	cfg := dnsserver.GetConfig(c)
+	c.OnStartup(func() error {
+		declareSeries(q.writer.path, listeners(c))
+		q.cacheNames = installCacheProbe(cfg)
+		return nil
+	})
+	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
 		q.Next = next
 		return q
 	})

@@ -87,23 +87,23 @@ func (r *shipReader) read(after int64, limit int, dst []ship.Row) ([]ship.Row, e
 			return err
 		}
 		defer rawsql.Exec(ctx, dc, "ROLLBACK")
-		var has [3]bool // queries_v1, log.metadata, log.answer_data
+		var lay layout
 		if err := rawsql.Each(ctx, dc, `SELECT `+layoutColumns, nil, func(v []driver.Value) error {
-			for i := range has {
-				has[i] = logrow.Int(v[i]) != 0
+			for i, p := range lay.dest() {
+				*p.(*bool) = logrow.Int(v[i]) != 0
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
 		var err error
-		if has[0] && after < v2FirstID {
+		if lay.v1 && after < v2FirstID {
 			if dst, err = readV1Rows(ctx, dc, after, limit, dst); err != nil {
 				return err
 			}
 		}
 		if len(dst) < limit {
-			dst, err = r.readLogRows(ctx, dc, after, limit, has[1], has[2], dst)
+			dst, err = r.readLogRows(ctx, dc, after, limit, lay.Layout, dst)
 		}
 		return err
 	})
@@ -128,10 +128,10 @@ func readV1Rows(ctx context.Context, dc driver.Conn, after int64, limit int, dst
 }
 
 // readLogRows appends to dst, up to limit in all, the rows of the log table after the id after,
-// numbered. meta and answers say whether the table has those columns.
-func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int64, limit int, meta, answers bool, dst []ship.Row) ([]ship.Row, error) {
+// numbered. lay says which optional columns the table has.
+func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int64, limit int, lay logrow.Layout, dst []ship.Row) ([]ship.Row, error) {
 	var err error
-	if r.rows, err = r.log.Read(ctx, dc, after, limit-len(dst), meta, answers, r.rows[:0]); err != nil || len(r.rows) == 0 {
+	if r.rows, err = r.log.Read(ctx, dc, after, limit-len(dst), lay, r.rows[:0]); err != nil || len(r.rows) == 0 {
 		return dst, err
 	}
 	first := len(dst)

@@ -194,20 +194,23 @@ func (s *store) replaced() bool {
 // load reads where the log and the dictionaries end, which the next batch continues from.
 func (s *store) load() error {
 	var lastID, written, nextName, nextClient int64
-	var extraCols, answers bool // addExtraColumns adds both: metadata tells for the two
+	var nextPod int64
+	var lay layout // addExtraColumns adds both metadata and answer_data: metadata tells for the two
 	err := s.db.QueryRow(`SELECT coalesce((SELECT max(id) FROM log), 0),
 		coalesce((SELECT n + rows FROM batches ORDER BY first_id DESC LIMIT 1), -1),
 		coalesce((SELECT max(id) FROM names), 0) + 1, coalesce((SELECT max(id) FROM clients), 0) + 1,
-		`+layoutColumns).Scan(&lastID, &written, &nextName, &nextClient, &s.v1, &extraCols, &answers)
+		coalesce((SELECT max(id) FROM pods), 0) + 1,
+		` + layoutColumns).Scan(append([]any{&lastID, &written, &nextName, &nextClient, &nextPod}, lay.dest()...)...)
 	if err != nil {
 		return err
 	}
+	s.v1 = lay.v1
 	if written < 0 && s.v1 {
 		// The first batch after an upgrade: the rows of schema 1 were numbered by their rowid.
 		err = s.db.QueryRow(`SELECT coalesce(max(rowid), 0) FROM queries_v1`).Scan(&written)
 	}
-	s.state = newWriteState(nil, nil, lastID, max(written, 0), nextName, nextClient)
-	s.state.extraCols = extraCols
+	s.state = newWriteState(nil, nil, lastID, max(written, 0), nextName, nextClient, nextPod)
+	s.state.extraCols, s.state.clusterCols = lay.Meta, lay.Cluster
 	return err
 }
 
@@ -274,7 +277,7 @@ func (s *store) write(segments ...[]entry) error {
 			return fmt.Errorf("counting rows for the rollups: %w", err)
 		}
 	}
-	if err := s.addExtraColumns(segments); err != nil {
+	if err := s.addColumns(segments); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -282,7 +285,7 @@ func (s *store) write(segments ...[]entry) error {
 	err := s.withConn(ctx, func(dc driver.Conn) error { return s.writeRows(ctx, dc, segments) })
 	if err == nil {
 		after := s.state.lookups()
-		for i, name := range [2]string{"names", "clients"} {
+		for i, name := range dictionaryNames {
 			for j, result := range [3]string{"hit", "added", "inline"} {
 				dictionaryLookups.WithLabelValues(s.path, name, result).Add(float64(after[i][j] - before[i][j]))
 			}
@@ -339,33 +342,52 @@ func (s *store) labelNumber(kind labelKind, text string) (n int64, err error) {
 	return n, err
 }
 
-// addExtraColumns adds the metadata and answer_data columns the first time a batch has such
-// fields, so that databases without them pay nothing for them.
-func (s *store) addExtraColumns(segments [][]entry) error {
-	if s.state.extraCols || !hasExtra(segments) {
-		return nil
-	}
-	err := s.change(func(tx *sql.Tx) error {
-		for _, stmt := range []string{`ALTER TABLE log ADD COLUMN metadata TEXT`, `ALTER TABLE log ADD COLUMN answer_data TEXT`} {
-			if _, err := tx.Exec(stmt); err != nil {
-				return err
-			}
+// addColumns adds the optional columns the first time a batch has such fields, so that
+// databases without them pay nothing for them: metadata and answer_data, and pod and cache.
+func (s *store) addColumns(segments [][]entry) error {
+	k := columnsOf(segments)
+	for _, c := range []struct {
+		want bool
+		has  *bool
+		cols []string
+	}{
+		{k.extra, &s.state.extraCols, []string{"metadata TEXT", "answer_data TEXT"}},
+		{k.cluster, &s.state.clusterCols, []string{"pod", "cache"}},
+	} {
+		if !c.want || *c.has {
+			continue
 		}
-		return createViews(tx)
-	})
-	s.state.extraCols = err == nil
-	return err
+		err := s.change(func(tx *sql.Tx) error {
+			for _, col := range c.cols {
+				if _, err := tx.Exec(`ALTER TABLE log ADD COLUMN ` + col); err != nil {
+					return err
+				}
+			}
+			return createViews(tx)
+		})
+		if err != nil {
+			return err
+		}
+		*c.has = true
+	}
+	return nil
 }
 
-func hasExtra(segments [][]entry) bool {
+// columnsOf is the log INSERT the entries need: with the metadata and answer_data columns if
+// one has those options on, with the pod and cache columns if one has either.
+func columnsOf(segments [][]entry) stmtKey {
+	k := stmtKey{table: "log"}
 	for _, seg := range segments {
 		for i := range seg {
-			if seg[i].extra != nil {
-				return true
+			e := &seg[i]
+			if x := e.extra; x != nil {
+				k.extra = k.extra || x.wantsColumns()
+				k.cluster = k.cluster || x.namespace != "" || x.pod != ""
 			}
+			k.cluster = k.cluster || e.cache != cacheNone
 		}
 	}
-	return false
+	return k
 }
 
 // writeRows commits the entries of all segments in one transaction, or nothing, on the store's
@@ -374,14 +396,15 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	ws := &s.state
 	n := 0
 	var newest int64
-	extra := false
 	for _, seg := range segments {
 		n += len(seg)
 		for i := range seg {
 			newest = max(newest, seg[i].start/1e6)
-			extra = extra || seg[i].extra != nil
 		}
 	}
+	// A table that has optional columns (addColumns) gets them bound in every row: omitted,
+	// they would be stored as NULL all the same.
+	k := stmtKey{table: "log", extra: ws.extraCols, cluster: ws.clusterCols}
 	if n == 0 {
 		return nil
 	}
@@ -391,12 +414,12 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	}
 	first := max(ws.lastID+1, newest<<8)
 	// Where the epoch begins, before this batch numbers anything new.
-	epoch := []any{first, ws.names.next, ws.clients.next}
+	epoch := []any{first, ws.names.next, ws.clients.next, ws.pods.next}
 	ws.vals = ws.vals[:0]
 	id := first
 	for _, seg := range segments {
 		for i := range seg {
-			ws.appendRow(&seg[i], id, extra)
+			ws.appendRow(&seg[i], id, k)
 			id++
 		}
 	}
@@ -409,7 +432,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	}()
 	flushed := false
 	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
-		if err := ws.insertRows(ctx, dc, first, n, epoch, extra); err != nil {
+		if err := ws.insertRows(ctx, dc, first, n, epoch, k); err != nil {
 			return err
 		}
 		newest = max(newest, ws.newest)
@@ -550,11 +573,11 @@ func (s *store) tidy(limit int) (more bool, err error) {
 		}
 	}
 	// The newest epoch that began at or before the oldest row: nothing older is used.
-	var oldest, logID, nameID, clientID int64
+	var oldest, logID, nameID, clientID, podID int64
 	if err := s.db.QueryRow(`SELECT coalesce((SELECT min(id) FROM log), 9223372036854775807)`).Scan(&oldest); err != nil {
 		return false, err
 	}
-	err = s.db.QueryRow(`SELECT log_id, name_id, client_id FROM dict_epochs WHERE log_id <= ? ORDER BY log_id DESC LIMIT 1`, oldest).Scan(&logID, &nameID, &clientID)
+	err = s.db.QueryRow(`SELECT log_id, name_id, client_id, pod_id FROM dict_epochs WHERE log_id <= ? ORDER BY log_id DESC LIMIT 1`, oldest).Scan(&logID, &nameID, &clientID, &podID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -568,6 +591,8 @@ func (s *store) tidy(limit int) (more bool, err error) {
 	}{
 		{`DELETE FROM names WHERE id IN (SELECT id FROM names WHERE id < ? ORDER BY id LIMIT ?)`, nameID},
 		{`DELETE FROM clients WHERE id IN (SELECT id FROM clients WHERE id < ? ORDER BY id LIMIT ?)`, clientID},
+		{`DELETE FROM pods WHERE id IN (SELECT id FROM pods WHERE id < ? ORDER BY id LIMIT ?)`, podID},
+		{`DELETE FROM retries WHERE id IN (SELECT id FROM retries WHERE id < ? ORDER BY id LIMIT ?)`, oldest},
 		{`DELETE FROM dict_epochs WHERE log_id IN (SELECT log_id FROM dict_epochs WHERE log_id < ? ORDER BY log_id LIMIT ?)`, logID},
 		// Batches wholly before the oldest row (the one it is in stays, for its ordinal).
 		{`DELETE FROM batches WHERE first_id IN (SELECT first_id FROM batches WHERE first_id < coalesce(
@@ -704,7 +729,7 @@ func (s *store) catchUpRollups() error {
 	var rows []logrow.Row
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
-			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), r.catchUpRows, false, false, nil)
+			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), r.catchUpRows, logrow.Layout{Cluster: s.state.clusterCols}, nil)
 			return err
 		})
 	})
@@ -713,8 +738,9 @@ func (s *store) catchUpRollups() error {
 	}
 	for i := range rows {
 		l := &rows[i]
+		// Retransmissions are not counted again: the retries table is not read.
 		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
-			uint8(s.state.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS)
+			uint8(s.state.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS, clusterFacts{namespace: l.Namespace, cache: cacheStatusOf(l.Cache)})
 		r.counted = l.ID
 	}
 	n := len(rows)

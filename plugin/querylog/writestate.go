@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/querylog/querylog/internal/logrow"
 )
 
 // rowsPerInsert is the number of rows bound by one multi-row INSERT: a few hundred parameters,
@@ -29,17 +31,20 @@ const rowsPerInsert = 64
 type writeState struct {
 	names   *dict[string]
 	clients *dict[clientKey]
+	pods    *dict[podKey]
+	retries *retransmits
 	labels  *labels                // the writer's: numbers entries carry
 	keys    *keyring               // the writer's anonymize hash keys
 	dbLabel [numLabelKinds][]int64 // the database's number of each label, by the process's
 
-	rollups    *rollups  // counts for the rollup tables
-	lastID     int64     // the largest id in the log table
-	written    int64     // rows written to the file, ever (batches)
-	newest     int64     // the newest arrival written (Unix ms)
-	epochStart time.Time // when the dictionaries' current epoch began
-	newEpoch   bool      // the next batch records where the epoch began
-	extraCols  bool      // the log table has the metadata and answer_data columns
+	rollups     *rollups  // counts for the rollup tables
+	lastID      int64     // the largest id in the log table
+	written     int64     // rows written to the file, ever (batches)
+	newest      int64     // the newest arrival written (Unix ms)
+	epochStart  time.Time // when the dictionaries' current epoch began
+	newEpoch    bool      // the next batch records where the epoch began
+	extraCols   bool      // the log table has the metadata and answer_data columns
+	clusterCols bool      // the log table has the pod and cache columns (cluster.go)
 
 	stmtConn driver.Conn             // the connection the statements belong to
 	stmts    map[stmtKey]driver.Stmt // prepared INSERTs
@@ -71,6 +76,8 @@ type stmtKey struct {
 	rows  int
 	id    bool // log: the first column is the id
 	extra bool // log: with the metadata and answer_data columns
+	// log: with the pod and cache columns
+	cluster bool
 }
 
 // columns lists the columns an INSERT binds.
@@ -80,8 +87,12 @@ func (k stmtKey) columns() []string {
 		return []string{"id", "name"}
 	case "clients":
 		return []string{"id", "addr"}
+	case "pods":
+		return []string{"id", "namespace", "name"}
 	case "dict_epochs":
-		return []string{"log_id", "name_id", "client_id"}
+		return []string{"log_id", "name_id", "client_id", "pod_id"}
+	case "retries":
+		return []string{"id", "first_id"}
 	case "batches":
 		return []string{"first_id", "n", "rows"}
 	}
@@ -92,11 +103,15 @@ func (k stmtKey) columns() []string {
 	if k.extra {
 		cols = append(cols, "metadata", "answer_data")
 	}
+	if k.cluster {
+		cols = append(cols, "pod", "cache")
+	}
 	return cols
 }
 
-func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClient int64) writeState {
-	return writeState{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), labels: l, keys: keys,
+func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClient, nextPod int64) writeState {
+	return writeState{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod),
+		retries: newRetransmits(), labels: l, keys: keys,
 		rollups: newRollups(defaultRollupLimit), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
 }
 
@@ -104,6 +119,7 @@ func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClie
 func (ws *writeState) startEpoch() {
 	ws.names.reset()
 	ws.clients.reset()
+	ws.pods.reset()
 	ws.epochStart, ws.newEpoch = time.Now(), true
 }
 
@@ -111,10 +127,15 @@ func (ws *writeState) startEpoch() {
 // added are not there, so the numbers given to them must not be used. Numbers are not reused,
 // so rows written later still only use numbers at or after their epoch's start.
 func (ws *writeState) forget() {
-	ws.names.reset()
-	ws.clients.reset()
-	ws.names.pending, ws.clients.pending = ws.names.pending[:0], ws.clients.pending[:0]
+	for _, d := range []interface{ reset() }{ws.names, ws.clients, ws.pods} {
+		d.reset()
+	}
+	ws.names.pending, ws.clients.pending, ws.pods.pending = ws.names.pending[:0], ws.clients.pending[:0], ws.pods.pending[:0]
+	ws.retries.forget()
 }
+
+// podKey is how the pods dictionary looks a client's pod up.
+type podKey struct{ namespace, pod string }
 
 // clientKey is how the clients dictionary looks an address up: the address and, when it is
 // stored as a keyed hash, which key.
@@ -151,7 +172,7 @@ func clientText(e *entry, keys *keyring) string {
 // insertRows inserts the batch's n rows (ws.vals), the first with the id first, and what they
 // need: the dictionary rows they refer to, the batch's record and, at a new epoch, where it
 // begins (epoch).
-func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int64, n int, epoch []any, extra bool) error {
+func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int64, n int, epoch []any, k stmtKey) error {
 	if ws.newEpoch {
 		if err := ws.exec(ctx, dc, stmtKey{table: "dict_epochs", rows: 1}, epoch); err != nil {
 			return err
@@ -166,12 +187,21 @@ func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int6
 	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "clients"}, ws.clients.pending); err != nil {
 		return err
 	}
-	// The first row with its id, the others numbered by SQLite after it.
-	cols := len(stmtKey{table: "log", extra: extra}.columns())
-	if err := ws.exec(ctx, dc, stmtKey{table: "log", rows: 1, id: true, extra: extra}, append([]any{first}, ws.vals[:cols]...)); err != nil {
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "pods"}, ws.pods.pending); err != nil {
 		return err
 	}
-	last, err := ws.insertAll(ctx, dc, stmtKey{table: "log", extra: extra}, ws.vals[cols:])
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "retries"}, ws.retries.pending); err != nil {
+		return err
+	}
+	// The first row with its id, the others numbered by SQLite after it.
+	k.table = "log"
+	cols := len(k.columns())
+	first1 := k
+	first1.rows, first1.id = 1, true
+	if err := ws.exec(ctx, dc, first1, append([]any{first}, ws.vals[:cols]...)); err != nil {
+		return err
+	}
+	last, err := ws.insertAll(ctx, dc, k, ws.vals[cols:])
 	if err != nil {
 		return err
 	}
@@ -190,19 +220,27 @@ func (ws *writeState) use(dc driver.Conn) {
 	}
 }
 
-// appendRow adds the values of one log row, in the order of stmtKey.columns.
-func (ws *writeState) appendRow(e *entry, id int64, extra bool) {
+// appendRow adds the values of one log row, in the order of k's columns.
+func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	ts := e.start / 1e6
 	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname })
 	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) })
+	var pod any
+	namespace := ""
+	if x := e.extra; x != nil && (x.namespace != "" || x.pod != "") {
+		pod, _, _ = ws.pods.number(podKey{x.namespace, x.pod}, func() string { return x.namespace },
+			func(id any, _ string) []any { return []any{id, x.namespace, x.pod} })
+		namespace = x.namespace
+	}
+	retry := ws.retries.check(e, id)
 	if ws.rollups.live() {
 		ws.rollups.count(ts, keyed{e.qname, nameEntry.tallyOf()}, keyed{clientText, clientEntry.tallyOf()},
-			int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration))
+			int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration), clusterFacts{namespace, e.cache, retry})
 	}
 	ws.vals = append(ws.vals, name, client, (id>>8)-ts, ws.boxA.box(packA(e)),
 		ws.boxB.box(packB(e, ws.dbNumber(labelPlugin, uint16(e.plugin)), ws.dbNumber(labelServer, uint16(e.server)), ws.dbNumber(labelUpstream, e.upstream))),
 		packC(e))
-	if extra {
+	if k.extra {
 		var meta, answers any
 		if x := e.extra; x != nil {
 			if m := metadataJSON(x.metadataLabels, x.metadata); m != "" {
@@ -214,7 +252,13 @@ func (ws *writeState) appendRow(e *entry, id int64, extra bool) {
 		}
 		ws.vals = append(ws.vals, meta, answers)
 	}
+	if k.cluster {
+		ws.vals = append(ws.vals, pod, cacheValue[e.cache])
+	}
 }
+
+// cacheValue is the cache column of each cacheStatus, boxed once.
+var cacheValue = [...]any{cacheNone: nil, cacheHit: int64(logrow.CacheHit), cacheMiss: int64(logrow.CacheMiss)}
 
 // dbNumber is the database's number of a label (resolveLabels found them all), 0 for none.
 func (ws *writeState) dbNumber(kind labelKind, id uint16) int64 {
@@ -224,11 +268,12 @@ func (ws *writeState) dbNumber(kind labelKind, id uint16) int64 {
 	return ws.dbLabel[kind][id]
 }
 
-// metadataJSON is the metadata column: a JSON object of the labels that have a value.
+// metadataJSON is the metadata column: a JSON object of the labels that have a value, but for
+// the namespace and pod, which have their own column.
 func metadataJSON(labels, values []string) string {
 	m := map[string]string{}
 	for i, v := range values {
-		if v != "" && i < len(labels) {
+		if v != "" && i < len(labels) && labels[i] != namespaceLabel && labels[i] != podLabel {
 			m[labels[i]] = v
 		}
 	}
@@ -286,9 +331,14 @@ func (ws *writeState) execResult(ctx context.Context, dc driver.Conn, k stmtKey,
 	return res, err
 }
 
-// lookups returns the dictionaries' lookup counts: names then clients; hit, added, inline.
-func (ws *writeState) lookups() [2][3]uint64 {
-	return [2][3]uint64{{ws.names.hits, ws.names.added, ws.names.inline}, {ws.clients.hits, ws.clients.added, ws.clients.inline}}
+// dictionaryNames name the dictionaries in the order of lookups, for
+// coredns_querylog_dictionary_lookups_total.
+var dictionaryNames = [...]string{"names", "clients", "pods"}
+
+// lookups returns the dictionaries' lookup counts: names, clients, pods; hit, added, inline.
+func (ws *writeState) lookups() [3][3]uint64 {
+	return [3][3]uint64{{ws.names.hits, ws.names.added, ws.names.inline}, {ws.clients.hits, ws.clients.added, ws.clients.inline},
+		{ws.pods.hits, ws.pods.added, ws.pods.inline}}
 }
 
 // closeStmts closes the prepared statements.
