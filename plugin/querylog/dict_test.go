@@ -105,15 +105,18 @@ func TestDictAcrossBatches(t *testing.T) {
 	}
 }
 
-// Once retention has removed every row of an epoch, its dictionary rows go too; rows of later
-// epochs keep theirs.
+// Once retention has removed every row of an epoch, its dictionary rows (names, pods) go too,
+// and the retransmission marks of its rows; rows of later epochs keep theirs.
 func TestDictPrunedWithRows(t *testing.T) {
 	t.Parallel()
 	s := testStore(t, tempDB(t))
 	write := func(ms int64, names ...string) {
 		var batch []entry
 		for _, n := range names {
-			batch = append(batch, entryOf(&testLabels, queryRow{ts: ms, qname: n, client: "192.0.2.9"}))
+			e := entryOf(&testLabels, queryRow{ts: ms, qname: n, client: "192.0.2.9"})
+			e.port, e.id = 5353, 7 // each name twice: the second a retransmission of the first
+			e.extra = &extra{namespace: "team-a", pod: "pod-" + n}
+			batch = append(batch, e)
 		}
 		if err := s.write(batch); err != nil {
 			t.Fatal(err)
@@ -128,8 +131,8 @@ func TestDictPrunedWithRows(t *testing.T) {
 	s.state.startEpoch()
 	now := time.Now().UnixMilli()
 	write(now, "a.", "a.", "c.", "c.")
-	if n := count("names"); n != 4 {
-		t.Fatalf("%d dictionary names, want 4 (a. and b., then a. and c. in the new epoch)", n)
+	if n, p, r := count("names"), count("pods"), count("retries"); n != 4 || p != 4 || r != 4 {
+		t.Fatalf("%d dictionary names, %d pods, %d retransmissions; want 4, 4 (a. and b., then a. and c. in the new epoch), 4", n, p, r)
 	}
 	if more, err := s.tidy(1000); err != nil || more {
 		t.Fatalf("tidy: %v, %v", more, err)
@@ -143,13 +146,13 @@ func TestDictPrunedWithRows(t *testing.T) {
 	if _, err := s.tidy(1000); err != nil {
 		t.Fatal(err)
 	}
-	if n, e := count("names"), count("dict_epochs"); n != 2 || e != 1 {
-		t.Errorf("%d names and %d epochs left, want the new epoch's 2 and 1", n, e)
+	if n, p, r, e := count("names"), count("pods"), count("retries"), count("dict_epochs"); n != 2 || p != 2 || r != 2 || e != 1 {
+		t.Errorf("%d names, %d pods, %d retransmissions and %d epochs left, want the new epoch's 2, 2, 2 and 1", n, p, r, e)
 	}
 	var names string
-	s.db.QueryRow(`SELECT group_concat(qname, ' ' ORDER BY id) FROM queries`).Scan(&names)
-	if names != "a. a. c. c." {
-		t.Errorf("rows read %q after pruning, want a. a. c. c.", names)
+	s.db.QueryRow(`SELECT group_concat(qname || ' ' || pod || ' ' || (retry_of IS NOT NULL), ' ' ORDER BY id) FROM queries`).Scan(&names)
+	if names != "a. pod-a. 0 a. pod-a. 1 c. pod-c. 0 c. pod-c. 1" {
+		t.Errorf("rows read %q after pruning, want a. and c. twice, in their pods, the second a retransmission", names)
 	}
 }
 

@@ -451,7 +451,8 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	}
 	ws.lastID, ws.newest, ws.written = first+int64(n)-1, newest, ws.written+int64(n)
 	ws.newEpoch = false
-	ws.names.pending, ws.clients.pending = ws.names.pending[:0], ws.clients.pending[:0]
+	ws.names.pending, ws.clients.pending, ws.pods.pending = ws.names.pending[:0], ws.clients.pending[:0], ws.pods.pending[:0]
+	ws.retries.pending = ws.retries.pending[:0]
 	clear(ws.vals) // drop references to names until the next batch
 	return nil
 }
