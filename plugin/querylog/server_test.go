@@ -27,9 +27,9 @@ import (
 
 func init() {
 	dirs := WithDirective(dnsserver.Directives)
-	// Test-only plugins: testmeta (e2e_test.go) after metadata, panictest (panic_test.go) right
+	// Test-only plugins: testmeta (e2e_test.go) and testpod (cluster_test.go) after metadata, panictest (panic_test.go) right
 	// below querylog.
-	dirs = slices.Insert(dirs, slices.Index(dirs, "metadata")+1, "testmeta")
+	dirs = slices.Insert(dirs, slices.Index(dirs, "metadata")+1, "testmeta", "testpod")
 	dirs = slices.Insert(dirs, slices.Index(dirs, "querylog")+1, "panictest")
 	if err := dnsserver.SetDirectives(dirs); err != nil {
 		panic(err)

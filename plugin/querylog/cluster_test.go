@@ -1,0 +1,128 @@
+package querylog
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	"github.com/coredns/coredns/plugin/metadata"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
+)
+
+// testpod is a test-only plugin that gives the metadata the kubernetes plugin gives for a
+// client that is a pod: 127.0.0.1 is pod web-1 of namespace team-a; other clients are none.
+type testpod struct{ next plugin.Handler }
+
+func init() {
+	plugin.Register("testpod", func(c *caddy.Controller) error {
+		for c.Next() {
+		}
+		dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler { return testpod{next} })
+		return nil
+	})
+}
+
+func (t testpod) Name() string { return "testpod" }
+func (t testpod) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return plugin.NextOrFailure(t.Name(), t.next, ctx, w, r)
+}
+func (t testpod) Metadata(ctx context.Context, state request.Request) context.Context {
+	if state.IP() == "127.0.0.1" {
+		metadata.SetValueFunc(ctx, namespaceLabel, func() string { return "team-a" })
+		metadata.SetValueFunc(ctx, podLabel, func() string { return "web-1" })
+	}
+	return ctx
+}
+
+// TestClusterColumns: each reply's row says who asked (namespace and pod, whenever the
+// metadata gives them, whatever the metadata option lists) and whether the cache answered,
+// with the plugin that really did (the cache hides it, and loadbalance in front of the cache
+// hides the cache's); a block without a cache says nothing of it. A query sent again from the
+// same socket with the same id is marked as a retransmission of the first. The rollups count
+// the namespace's queries, NXDOMAINs, hits and retransmissions, and the outcomes' hits.
+func TestClusterColumns(t *testing.T) {
+	tests := []struct {
+		name, plugins string
+		want          []string // plugin, cache status of: miss.example.org twice, nx.example.net twice
+	}{
+		// The template's NXDOMAIN has no SOA, so the cache does not keep it.
+		{"cache", "cache 30", []string{"template miss", "cache hit", "template miss", "template miss"}},
+		{"loadbalance and cache", "loadbalance\n    cache 30", []string{"template miss", "cache hit", "template miss", "template miss"}},
+		{"no cache", "", []string{"template -", "template -", "template -", "template -"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db := filepath.Join(t.TempDir(), "q.db")
+			inst := startCoreDNS(t, fmt.Sprintf(`.:0 {
+    bind 127.0.0.1
+    metadata
+    testpod
+    querylog %s {
+        metadata testpod/none kubernetes/client-namespace
+    }
+    %s
+%s
+}`, db, tc.plugins, e2eBlock))
+			conn, err := net.Dial("udp", udpAddr(inst, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			co := &dns.Conn{Conn: conn}
+			ask := func(name string, qtype uint16, id uint16) {
+				m := new(dns.Msg)
+				m.SetQuestion(name, qtype)
+				m.Id = id
+				if err := co.WriteMsg(m); err != nil {
+					t.Fatal(err)
+				}
+				if r, err := co.ReadMsg(); err != nil || r.Id != id {
+					t.Fatalf("%s: %v, %v", name, r, err)
+				}
+			}
+			ask("miss.example.org.", dns.TypeA, 1)
+			ask("miss.example.org.", dns.TypeA, 2)
+			ask("nx.example.net.", dns.TypeA, 3)
+			ask("nx.example.net.", dns.TypeA, 3) // the same id from the same port: a retransmission
+			testutil.StopCoreDNS(t, inst)
+
+			got := strings.Split(testutil.SQLite3(t, db, `SELECT plugin || ' ' || coalesce(cache, '-') || ' ' || namespace || '/' || pod
+				|| ' ' || coalesce(metadata, '-') || ' ' || coalesce(retry_of - (SELECT min(id) FROM log), '-') FROM queries ORDER BY id`), "\n")
+			var want []string
+			for i, w := range tc.want {
+				retry := "-"
+				if i == 3 {
+					retry = "2" // the third row's id, less the first's
+				}
+				want = append(want, w+" team-a/web-1 - "+retry)
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("rows (plugin, cache, namespace/pod, metadata, retry of the row):\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+
+			// The rollups are written as the database closes, after the final shutdown's grace.
+			hits := strings.Count(strings.Join(tc.want, " "), "hit")
+			testutil.WaitFor(t, 3*tailGrace, "the rollups to be written", func() bool {
+				return testutil.SQLite3(t, db, `SELECT count(*) FROM rollup_namespaces`) != "0"
+			})
+			ns := testutil.SQLite3(t, db, `SELECT namespace, n, nxdomain, hits, retries FROM rollup_namespaces WHERE span = 60`)
+			if want := fmt.Sprintf("team-a|4|2|%d|1", hits); ns != want {
+				t.Errorf("rollup_namespaces: %q, want %q", ns, want)
+			}
+			if got := testutil.SQLite3(t, db, `SELECT sum(hits) FROM rollup_outcomes WHERE span = 60`); got != fmt.Sprint(hits) {
+				t.Errorf("rollup_outcomes counts %s hits, want %d", got, hits)
+			}
+		})
+	}
+}
