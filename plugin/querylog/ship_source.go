@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"strings"
 
 	"github.com/querylog/querylog/internal/logrow"
@@ -142,16 +143,36 @@ func (r *shipReader) readLogRows(ctx context.Context, dc driver.Conn, after int6
 	return dst, numberRows(ctx, dc, dst[first:])
 }
 
-// shipRowOf is a row of the log table as shipped.
+// shipRowOf is a row of the log table as shipped. The ClickHouse table has no columns for the
+// client's namespace and pod: they are shipped in the metadata JSON, under the kubernetes
+// plugin's labels, as before they had columns of their own.
 func shipRowOf(l *logrow.Row) ship.Row {
 	return ship.Row{
 		Seq: l.ID, TS: l.TS, Server: l.ServerLabel, ClientIP: l.ClientIP, Proto: logrow.Proto(l.Proto), Qname: l.QName,
 		Qtype: logrow.Type(l.Qtype), Qclass: logrow.Class(l.Qclass), Rcode: logrow.Rcode(l.Rcode),
 		Size: uint32(l.Size), Answers: uint16(l.Answers), DurationUS: l.DurationUS, DO: flagBit(l.Flags, logrow.FlagDO),
-		Plugin: l.PluginLabel, EDE: int32(l.EDE), Upstream: l.UpstreamLabel, Metadata: l.Metadata, AnswerData: l.AnswerData,
+		Plugin: l.PluginLabel, EDE: int32(l.EDE), Upstream: l.UpstreamLabel, Metadata: withPod(l.Metadata, l.Namespace, l.Pod), AnswerData: l.AnswerData,
 		AA: flagBit(l.Flags, logrow.FlagAA), TC: flagBit(l.Flags, logrow.FlagTC), RD: flagBit(l.Flags, logrow.FlagRD),
 		RA: flagBit(l.Flags, logrow.FlagRA), AD: flagBit(l.Flags, logrow.FlagAD), CD: flagBit(l.Flags, logrow.FlagCD),
 	}
+}
+
+// withPod adds the namespace and pod, where known, to a metadata column's JSON object.
+func withPod(metadata, namespace, pod string) string {
+	if namespace == "" && pod == "" {
+		return metadata
+	}
+	m := map[string]string{}
+	if metadata != "" {
+		json.Unmarshal([]byte(metadata), &m) // the writer's own JSON; a bad one is replaced
+	}
+	for label, v := range map[string]string{namespaceLabel: namespace, podLabel: pod} {
+		if v != "" {
+			m[label] = v
+		}
+	}
+	out, _ := json.Marshal(m) // keys sorted, as metadataJSON writes them
+	return string(out)
 }
 
 func flagBit(flags, bit int64) uint8 {

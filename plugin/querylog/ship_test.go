@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/testutil"
 	"github.com/querylog/querylog/plugin/querylog/ship"
 )
@@ -711,6 +712,24 @@ func BenchmarkShipSaveCursor(b *testing.B) {
 	for i := range b.N {
 		if err := s.saveCursor("db.table", int64(i)); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The ClickHouse table has no namespace and pod columns: a row's namespace and pod are shipped
+// in its metadata JSON, under the kubernetes plugin's labels, beside the labels it had.
+func TestShipMetadataWithPod(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ metadata, namespace, pod, want string }{
+		{"", "", "", ""},
+		{`{"geoip/country/code":"DE"}`, "", "", `{"geoip/country/code":"DE"}`},
+		{"", "team-a", "web-1", `{"kubernetes/client-namespace":"team-a","kubernetes/client-pod-name":"web-1"}`},
+		{`{"geoip/country/code":"DE"}`, "team-a", "", `{"geoip/country/code":"DE","kubernetes/client-namespace":"team-a"}`},
+		{`not json`, "team-a", "web-1", `{"kubernetes/client-namespace":"team-a","kubernetes/client-pod-name":"web-1"}`},
+	} {
+		row := shipRowOf(&logrow.Row{Metadata: tc.metadata, Namespace: tc.namespace, Pod: tc.pod})
+		if row.Metadata != tc.want {
+			t.Errorf("metadata %q, namespace %q, pod %q: shipped %q, want %q", tc.metadata, tc.namespace, tc.pod, row.Metadata, tc.want)
 		}
 	}
 }
