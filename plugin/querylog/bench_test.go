@@ -19,6 +19,7 @@ import (
 
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
@@ -406,6 +407,19 @@ func BenchmarkServeDNS(b *testing.B) {
 			if size, _ := buf.fill(); size == 1<<20 {
 				buf.remove(size, true, 0)
 			}
+		}
+	})
+	b.Run("querylog-cluster", func(b *testing.B) {
+		// With a cache probed in the block (a context of its own per query) and a client that is
+		// a pod (its namespace and pod read from the metadata and held in the entry's extra).
+		q := &QueryLog{Next: next, sink: &discardSink{}, cacheNames: map[string]bool{"cache": true}}
+		mctx := metadata.ContextWithMetadata(ctx)
+		metadata.SetValueFunc(mctx, namespaceLabel, func() string { return "team-a" })
+		metadata.SetValueFunc(mctx, podLabel, func() string { return "web-7d9f8c6b5-x2k4q" })
+		w := newBenchWriter()
+		b.ReportAllocs()
+		for b.Loop() {
+			q.ServeDNS(mctx, w, req)
 		}
 	})
 	b.Run("log-plugin-recorder", func(b *testing.B) {
