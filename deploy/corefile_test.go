@@ -59,9 +59,8 @@ type cluster struct {
 const (
 	serviceIP    = "192.0.2.80" // the service's ClusterIP: only an answer, never a destination
 	upstreamIP   = "192.0.2.53" // what the upstream answers for A queries
-	clientPod    = "client"
-	clientNS     = "default"
-	wantMetadata = `{"kubernetes/client-namespace":"default","kubernetes/client-pod-name":"client"}`
+	clientPod  = "client"
+	clientNS   = "default"
 )
 
 // startCluster starts the fake API, the ClickHouse and an upstream listening on upstreamAddr
@@ -231,8 +230,8 @@ func serve(t *testing.T, cmd *exec.Cmd, l local, c *cluster, db string) time.Dur
 		return n
 	}
 	testutil.WaitFor(t, 6*time.Second, "the rows of the queries, with the client pod's namespace and name", func() bool {
-		return count("qname IN (?, ?, ?, ?) AND metadata = ?", "ready.example.org.", "web.default.svc.cluster.local.",
-			"nothere.default.svc.cluster.local.", "www.example.org.", wantMetadata) >= 4
+		return count("qname IN (?, ?, ?, ?) AND namespace = ? AND pod = ?", "ready.example.org.", "web.default.svc.cluster.local.",
+			"nothere.default.svc.cluster.local.", "www.example.org.", clientNS, clientPod) >= 4
 	})
 	testutil.WaitFor(t, 3*time.Second, "the shipper's call to ClickHouse", func() bool { return c.clickhouse.Conns() > 0 })
 
