@@ -97,8 +97,14 @@ func TestClusterColumns(t *testing.T) {
 			ask("nx.example.net.", dns.TypeA, 3) // the same id from the same port: a retransmission
 			testutil.StopCoreDNS(t, inst)
 
-			got := strings.Split(testutil.SQLite3(t, db, `SELECT plugin || ' ' || coalesce(cache, '-') || ' ' || namespace || '/' || pod
-				|| ' ' || coalesce(metadata, '-') || ' ' || coalesce(retry_of - (SELECT min(id) FROM log), '-') FROM queries ORDER BY id`), "\n")
+			ro := testutil.OpenRO(t, db) // waits for the writer's locks, where sqlite3 would fail
+			var rows string
+			if err := ro.QueryRow(`SELECT group_concat(plugin || ' ' || coalesce(cache, '-') || ' ' || namespace || '/' || pod
+				|| ' ' || coalesce(metadata, '-') || ' ' || coalesce(retry_of - (SELECT min(id) FROM log), '-'), char(10) ORDER BY id)
+				FROM queries`).Scan(&rows); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Split(rows, "\n")
 			var want []string
 			for i, w := range tc.want {
 				retry := "-"
@@ -114,14 +120,19 @@ func TestClusterColumns(t *testing.T) {
 			// The rollups are written as the database closes, after the final shutdown's grace.
 			hits := strings.Count(strings.Join(tc.want, " "), "hit")
 			testutil.WaitFor(t, 3*tailGrace, "the rollups to be written", func() bool {
-				return testutil.SQLite3(t, db, `SELECT count(*) FROM rollup_namespaces`) != "0"
+				return testutil.CountRows(t, db, "WHERE EXISTS (SELECT 1 FROM rollup_namespaces)") > 0
 			})
-			ns := testutil.SQLite3(t, db, `SELECT namespace, n, nxdomain, hits, retries FROM rollup_namespaces WHERE span = 60`)
+			var ns string
+			if err := ro.QueryRow(`SELECT group_concat(namespace || '|' || n || '|' || nxdomain || '|' || hits || '|' || retries)
+				FROM rollup_namespaces WHERE span = 60`).Scan(&ns); err != nil {
+				t.Fatal(err)
+			}
 			if want := fmt.Sprintf("team-a|4|2|%d|1", hits); ns != want {
 				t.Errorf("rollup_namespaces: %q, want %q", ns, want)
 			}
-			if got := testutil.SQLite3(t, db, `SELECT sum(hits) FROM rollup_outcomes WHERE span = 60`); got != fmt.Sprint(hits) {
-				t.Errorf("rollup_outcomes counts %s hits, want %d", got, hits)
+			var outcomeHits int
+			if err := ro.QueryRow(`SELECT sum(hits) FROM rollup_outcomes WHERE span = 60`).Scan(&outcomeHits); err != nil || outcomeHits != hits {
+				t.Errorf("rollup_outcomes counts %d hits (%v), want %d", outcomeHits, err, hits)
 			}
 		})
 	}
