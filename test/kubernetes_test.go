@@ -50,9 +50,8 @@ func stockCorefile(s *server, hport, rport int, api, pods, upstream, extra, quer
 `, s.port, extra, hport, rport, api, pods, s.mport, upstream, querylog)
 }
 
-func namespace(name string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-}
+// namespace and pod declare the objects the tests' clusters have (fakek8s).
+var namespace, pod = fakek8s.Namespace, fakek8s.Pod
 
 func service(ns, name, clusterIP string) *corev1.Service {
 	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -72,11 +71,6 @@ func endpointSlice(ns, name string, ips ...string) *discoveryv1.EndpointSlice {
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
 	}
 	return es
-}
-
-func pod(ns, name, ip string) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}}
 }
 
 // cluster is what the fake API declares in both tests: two namespaces, a ClusterIP service, a

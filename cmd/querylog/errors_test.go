@@ -51,7 +51,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"search", "example.org", "--db", v1}, exitUsage, `unexpected argument "example.org"`},
 		{[]string{"export", "--format", "xml", "--db", v1}, exitUsage, `--format "xml": csv or jsonl`},
 		{[]string{"export", "--format", "csv", "--json", "--db", v1}, exitUsage, "--json and --format csv disagree"},
-		{[]string{"top", "--db", v1}, exitUsage, "say what to count: top domains, clients, rcodes, types or upstreams"},
+		{[]string{"top", "--db", v1}, exitUsage, "say what to count: top domains, clients, rcodes, types, namespaces, pods or upstreams"},
 		{[]string{"top", "hosts", "--db", v1}, exitUsage, `cannot count "hosts"`},
 		{[]string{"top", "domains", "--since", "1h", "--until", "2h", "--db", v1}, exitUsage, "--until must be at least a minute after --since"},
 		{[]string{"tail", "-f", "--interval", "1ms", "--db", v1}, exitUsage, "--interval 1ms: must be from 50ms to 10s"},

@@ -13,7 +13,7 @@ import (
 
 // readableColumns selects exportColumns from queries_readable.
 const readableColumns = `id, ts, time, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do",
-	plugin, flags, ede, upstream, metadata, answer_data`
+	plugin, flags, ede, upstream, metadata, answer_data, namespace, pod, cache`
 
 // schema1Rows reads exportColumns of the rows of a file of schema 1 that where selects, by ts:
 // from its queries_readable view, which has neither the id (the rowid of the queries table)
@@ -22,7 +22,8 @@ func schema1Rows(t *testing.T, db, where string, args ...any) [][]string {
 	t.Helper()
 	ids := strs(t, db, `SELECT rowid FROM queries WHERE `+where+` ORDER BY ts`, args...)
 	rows := strs(t, db, `SELECT NULL, ts, time, server, client_ip, proto, qname, qtype, qclass, rcode, size, answers, duration_us, "do",
-		NULL AS plugin, '' AS flags, NULL AS ede, NULL AS upstream, NULL AS metadata, NULL AS answer_data
+		NULL AS plugin, '' AS flags, NULL AS ede, NULL AS upstream, NULL AS metadata, NULL AS answer_data,
+		NULL AS namespace, NULL AS pod, NULL AS cache
 		FROM queries_readable WHERE `+where+` ORDER BY ts`, args...)
 	if len(ids) != len(rows) {
 		t.Fatalf("%d ids, %d rows", len(ids), len(rows))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql/driver"
+	"fmt"
 	"math"
 	"net/netip"
 	"slices"
@@ -22,6 +23,7 @@ type filter struct {
 	name         string // a name, fully qualified and lower-cased; its subdomains match too
 	client       string // an address, a network (CIDR) or an anon- pseudonym, as given
 	rcode, qtype string
+	pods         podMatch
 	slower       durationFlag
 	since, until timeFlag
 }
@@ -31,6 +33,7 @@ func (f *filter) flags(fs flagSet, times bool) {
 	fs.StringVar(&f.client, "client", "", "client `IP`, CIDR network, or anon- pseudonym")
 	fs.StringVar(&f.rcode, "rcode", "", "response code `NAME` (NXDOMAIN) or number")
 	fs.StringVar(&f.qtype, "type", "", "query `TYPE` (AAAA) or number")
+	f.pods.flags(fs)
 	fs.Var(&f.slower, "slower-than", "answered in more than this `DURATION`")
 	if times {
 		fs.Var(&f.since, "since", "rows that arrived at or after `T`: a duration ago (30m, 1h, 30d) or an RFC 3339 time")
@@ -50,9 +53,10 @@ const lateMargin = time.Minute
 // primary key by one lower and one upper bound, and given two (--until and a cursor) it may
 // take the looser one and scan the rows between.
 type where struct {
-	lo, hi  int64   // ids of the log: lo <= id < hi
-	name    string  // log rows: this name or a name under it
-	client  *client // log rows: this client
+	lo, hi  int64     // ids of the log: lo <= id < hi
+	name    string    // log rows: this name or a name under it
+	client  *client   // log rows: this client
+	pods    *podMatch // log rows: of these pods
 	log, v1 []string
 	logArgs []any
 	v1Args  []any
@@ -78,7 +82,7 @@ func (w *where) ids(lo, hi int64) {
 
 // logQuery is a rowQuery of the log rows w selects with ids in [lo, hi) too.
 func (w *where) logQuery(lo, hi int64) rowQuery {
-	return rowQuery{lo: max(w.lo, lo), hi: min(w.hi, hi), conds: slices.Clip(w.log), args: slices.Clip(w.logArgs), name: w.name, client: w.client}
+	return rowQuery{lo: max(w.lo, lo), hi: min(w.hi, hi), conds: slices.Clip(w.log), args: slices.Clip(w.logArgs), name: w.name, client: w.client, pods: w.pods}
 }
 
 // v1Query is a rowQuery of the rows of schema 1 w selects.
@@ -165,11 +169,74 @@ func (f *filter) sql(d *database) (*where, error) {
 		}
 		w.add(`l.a & 65535 = ?`, []any{code}, `q.qtype = ?`, code)
 	}
+	if f.pods.set() {
+		if err := f.pods.check(d); err != nil {
+			return nil, err
+		}
+		// Log rows: by the pods dictionary (logScan.read); rows of schema 1 have no pod.
+		w.pods = &f.pods
+		w.add("", nil, `0`)
+	}
 	if f.slower.d > 0 {
 		us := f.slower.d.Microseconds()
 		w.add(`l.c >> 24 > ?`, []any{us}, `q.duration_us > ?`, us)
 	}
 	return w, nil
+}
+
+// podMatch is a --namespace and --pod filter: the clients of a Kubernetes namespace, a pod of
+// it, or pods of a name in any namespace.
+type podMatch struct {
+	namespace, pod string
+}
+
+func (m *podMatch) flags(fs flagSet) {
+	fs.StringVar(&m.namespace, "namespace", "", "clients in Kubernetes namespace `NS` (the kubernetes plugin's client metadata)")
+	fs.StringVar(&m.pod, "pod", "", "clients that are the pod `NAME` (of any namespace, or of --namespace)")
+}
+
+func (m *podMatch) set() bool { return m.namespace != "" || m.pod != "" }
+
+// option names the flags given, with their values, for messages.
+func (m *podMatch) option() string {
+	var opts []string
+	if m.namespace != "" {
+		opts = append(opts, fmt.Sprintf("--namespace %q", m.namespace))
+	}
+	if m.pod != "" {
+		opts = append(opts, fmt.Sprintf("--pod %q", m.pod))
+	}
+	return strings.Join(opts, " ")
+}
+
+// check refuses a file whose schema has no pods: no row of it can match, and an operator who
+// gets nothing should know why. A file of schema 3 whose log has no pod column yet (added with
+// the first row that has a pod or a cache status) has no matching row so far, and may get
+// some: tail -f waits for them.
+func (m *podMatch) check(d *database) error {
+	if !d.pods {
+		return usageError("%s: %s is of schema %d, whose rows do not say their client's namespace and pod (schema 3 does: a server of this version upgrades the file)",
+			m.option(), d.path, d.schema)
+	}
+	return nil
+}
+
+// cond is the SQL condition on log rows l of d: their pod is in the pods dictionary with this
+// namespace and name, whichever epoch gave it its number. The subquery is read once per
+// statement (the dictionary holds one entry per pod and epoch), never once per row.
+func (m *podMatch) cond(d *database) (string, []any) {
+	if !d.cluster {
+		return `0`, nil
+	}
+	var conds []string
+	var args []any
+	if m.namespace != "" {
+		conds, args = append(conds, `namespace = ?`), append(args, m.namespace)
+	}
+	if m.pod != "" {
+		conds, args = append(conds, `name = ?`), append(args, m.pod)
+	}
+	return `l.pod IN (SELECT id FROM pods WHERE ` + conj(conds) + `)`, args
 }
 
 // nameCond is an SQL condition that col is zone or a name under it, on label boundaries

@@ -26,9 +26,13 @@ connection, one snapshot per command, and a time budget per query.
 
 Commands:
   tail [-f] [-n 10] [filters]          the newest rows, oldest first; -f follows new ones
-  top domains|clients|rcodes|types [--since 24h] [--until T] [-n 20]
+  top domains|clients|rcodes|types|namespaces [--since 24h] [--until T] [-n 20]
                                        the most frequent, from the rollups where they cover
-                                       the window, from the rows otherwise
+                                       the window, from the rows otherwise; with the cache
+                                       hit ratio (namespaces: each one's too)
+  top pods [--since 24h] [--until T] [-n 20]
+                                       the client pods (namespace/pod) and their cache hit
+                                       ratio, from the rows (rollups keep no pod)
   top upstreams [--since 24h] [--until T] [-n 20]
                                        per upstream: queries, SERVFAIL share, reply time p50
                                        and p99, from the rows (rollups keep no upstream)
@@ -55,7 +59,8 @@ Flags of every command:
   --timeout D      time budget of the command's query (default 10s; export: none); 0: none
   --json           JSON instead of a table (export: JSON lines)
 
-Filters (search and export; tail takes all but --since and --until):
+Filters (search and export; tail takes all but --since and --until; top --namespace
+and --pod, which make it count from the rows only):
   --name SUFFIX    the name and every name under it (example.org: www.example.org. too),
                    on label boundaries (not evil\.example.org., a name under org.)
   --client A       a client address or network (192.0.2.1, 10.0.0.0/8, 2001:db8::/32), or
@@ -63,6 +68,9 @@ Filters (search and export; tail takes all but --since and --until):
   --rcode R        NOERROR, NXDOMAIN, SERVFAIL, ... or a number
   --type T         A, AAAA, HTTPS, ... or a number
   --slower-than D  answered in more than D (e.g. 100ms)
+  --namespace NS   clients in Kubernetes namespace NS, as the kubernetes plugin named them
+                   (schema 3: the pods table; refused on older files)
+  --pod NAME       clients that are pod NAME, of any namespace unless --namespace
   --since T        arrived at or after T: a duration ago (30m, 1h, 30d) or an RFC 3339 time
   --until T        arrived before T
 

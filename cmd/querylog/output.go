@@ -110,9 +110,9 @@ func nullText(s sql.NullString, null string) string {
 	return s.String
 }
 
-// The columns of rows in JSON and CSV: queries_readable's.
+// The columns of rows in JSON and CSV: queries_readable's, in its order, but retry_of.
 var exportColumns = []string{"id", "ts", "time", "server", "client_ip", "proto", "qname", "qtype", "qclass", "rcode",
-	"size", "answers", "duration_us", "do", "plugin", "flags", "ede", "upstream", "metadata", "answer_data"}
+	"size", "answers", "duration_us", "do", "plugin", "flags", "ede", "upstream", "metadata", "answer_data", "namespace", "pod", "cache"}
 
 // rowWriter writes rows as JSON lines, CSV or an aligned table.
 type rowWriter interface {
@@ -188,6 +188,12 @@ func (j *jsonRows) appendRow(b []byte, r *row) []byte {
 	b = appendJSONNull(b, r.metadata)
 	b = append(b, `,"answer_data":`...)
 	b = appendJSONNull(b, r.answerData)
+	b = append(b, `,"namespace":`...)
+	b = appendJSONNull(b, r.namespace)
+	b = append(b, `,"pod":`...)
+	b = appendJSONNull(b, r.pod)
+	b = append(b, `,"cache":`...)
+	b = appendJSONNull(b, r.cache)
 	return append(b, '}')
 }
 
@@ -326,7 +332,7 @@ func (c *csvRows) write(r *row) error {
 	if r.ede.Valid {
 		b = strconv.AppendInt(b, r.ede.Int64, 10)
 	}
-	for _, s := range [...]string{r.upstream.String, r.metadata.String, r.answerData.String} {
+	for _, s := range [...]string{r.upstream.String, r.metadata.String, r.answerData.String, r.namespace.String, r.pod.String, r.cache.String} {
 		b = append(b, ',')
 		b = appendCSV(b, s)
 	}
@@ -418,8 +424,9 @@ func needsQuoting(s string) bool {
 	return false
 }
 
-// tableColumns are the columns of rows for people, the name last since it varies most.
-var tableColumns = []string{"TIME", "CLIENT", "PROTO", "TYPE", "RCODE", "SIZE", "DURATION", "PLUGIN", "FLAGS", "QNAME"}
+// tableColumns are the columns of rows for people, the name last since it varies most. POD is
+// the client's namespace and pod as kubectl writes them (team-a/web-1); CACHE hit or miss.
+var tableColumns = []string{"TIME", "CLIENT", "PROTO", "TYPE", "RCODE", "SIZE", "DURATION", "PLUGIN", "CACHE", "FLAGS", "POD", "QNAME"}
 
 // tableFields are a row's fields for people, in tableColumns' order, printable.
 func (d *database) tableFields(r *row, t *timeText) []string {
@@ -428,16 +435,28 @@ func (d *database) tableFields(r *row, t *timeText) []string {
 		flags = strings.TrimSpace(flags + " do")
 	}
 	fields := []string{t.format(r.ts), nullText(r.client, "-"), r.proto, d.typeName(r.qtype), d.rcodeName(r.rcode),
-		strconv.FormatInt(r.size, 10), duration(r.durationUS), nullText(r.plugin, "-"), flags, nullText(r.qname, "-")}
+		strconv.FormatInt(r.size, 10), duration(r.durationUS), nullText(r.plugin, "-"), nullText(r.cache, "-"), flags, podText(r), nullText(r.qname, "-")}
 	for i, f := range fields {
 		fields[i] = printable(f)
 	}
 	return fields
 }
 
+// podText is a row's namespace and pod for people: namespace/pod, or - when not known.
+func podText(r *row) string {
+	if !r.namespace.Valid {
+		return "-"
+	}
+	return r.namespace.String + "/" + r.pod.String
+}
+
 // fixedWidths are the widths tail pads columns to, since it cannot wait for every row to align
 // them (wider values push the rest right); negative: aligned right.
-var fixedWidths = []int{24, clientWidth, 5, 5, 8, -4, -8, 7, 11, 0}
+var fixedWidths = []int{24, clientWidth, 5, 5, 8, -4, -8, 7, 5, 11, podWidth, 0}
+
+// podWidth fits most namespace/pod texts of a cluster's own workloads (kube-system/coredns-
+// and its hash are longer, and push the name right).
+const podWidth = 24
 
 // clientWidth fits an IPv4 address (15) and the pseudonym of anonymize hash: "anon-" and 16 hex
 // digits (plugin/querylog, clientText). Only IPv6 addresses push the columns after it right.

@@ -87,9 +87,10 @@ type rowQuery struct {
 	args    []any
 	newest  bool // newest first
 	limit   int
-	byRowid bool    // schema 1: in rowid order (the order written) rather than by ts
-	name    string  // log rows: this name or one under it, matched as rows are read
-	client  *client // log rows: this client, matched as rows are read
+	byRowid bool      // schema 1: in rowid order (the order written) rather than by ts
+	name    string    // log rows: this name or one under it, matched as rows are read
+	client  *client   // log rows: this client, matched as rows are read
+	pods    *podMatch // log rows: of these pods (by SQL)
 }
 
 // errEnough stops reading rows once a query has what it needs.
@@ -158,8 +159,13 @@ type logScan struct {
 func (s *logScan) read(ctx context.Context, conds []string, args []any, scan int) error {
 	d, q := s.d, &s.q
 	cols := logrow.Columns(logrow.Layout{Meta: d.extra, Answers: d.extra, Cluster: d.cluster})
-	where := conj(append(slices.Clip(conds), q.conds...))
+	all := append(slices.Clip(conds), q.conds...)
 	args = append(slices.Clip(args), q.args...)
+	if q.pods != nil {
+		cond, podArgs := q.pods.cond(d)
+		all, args = append(all, cond), append(args, podArgs...)
+	}
+	where := conj(all)
 	each := func(v []driver.Value) error {
 		id := logrow.Int(v[0])
 		if q.newest {

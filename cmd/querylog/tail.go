@@ -222,6 +222,11 @@ func (d *database) newRows(ctx context.Context, w *where, last *int64) ([]row, e
 		}
 		*last = 0
 	}
+	if d.log && !d.cluster { // the pod and cache columns come with the first row that has either
+		if err := d.identify(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.loadLabels(ctx); err != nil {
 		return nil, err
 	}

@@ -20,22 +20,45 @@ import (
 
 // topKind is what top counts, in the rollups, the log and rows of schema 1.
 type topKind struct {
-	heading string
-	rollup  string // the rollup table and its key column
-	key     string
-	logKey  string // the key of a log row l: a dictionary reference for names and clients
-	dict    string // the dictionary (and its text column) logKey refers to, if any
-	v1Key   string // the column of schema 1
-	folded  bool   // rollups fold what is past rollup_limit per period into (other)
-	code    func(d *database, code int64) string
+	heading  string
+	rollup   string // the rollup table and its key column
+	key      string
+	logKey   string // the key of a log row l: a dictionary reference for names and clients
+	dict     string // the dictionary (and its text column) logKey refers to, if any
+	v1Key    string // the column of schema 1
+	folded   bool   // rollups fold what is past rollup_limit per period into (other)
+	code     func(d *database, code int64) string
+	hits     bool   // the rollup table counts cache hits
+	pods     bool   // keys are of rows with a pod only: schema 3, no rows of schema 1
+	rowsOnly string // no rollups count it: what top says
 }
 
 var topKinds = map[string]topKind{
 	"domains": {heading: "QNAME", rollup: "rollup_names", key: "name", logKey: "l.name", dict: "names name", v1Key: "q.qname", folded: true},
 	"clients": {heading: "CLIENT", rollup: "rollup_clients", key: "client", logKey: "l.client", dict: "clients addr", v1Key: "q.client_ip", folded: true},
-	"rcodes":  {heading: "RCODE", rollup: "rollup_outcomes", key: "rcode", logKey: "(l.a >> 23) & 4095", v1Key: "q.rcode", code: (*database).rcodeName},
-	"types":   {heading: "TYPE", rollup: "rollup_outcomes", key: "qtype", logKey: "l.a & 65535", v1Key: "q.qtype", code: (*database).typeName},
+	"rcodes":  {heading: "RCODE", rollup: "rollup_outcomes", key: "rcode", logKey: "(l.a >> 23) & 4095", v1Key: "q.rcode", code: (*database).rcodeName, hits: true},
+	"types":   {heading: "TYPE", rollup: "rollup_outcomes", key: "qtype", logKey: "l.a & 65535", v1Key: "q.qtype", code: (*database).typeName, hits: true},
+	// The rollups count namespaces of rows with a pod only (plugin/querylog/rollup.go).
+	"namespaces": {heading: "NAMESPACE", rollup: "rollup_namespaces", key: "namespace", logKey: "l.pod", dict: "pods namespace", folded: true, hits: true, pods: true},
+	"pods":       {heading: "POD", logKey: "l.pod", dict: "pods namespace || '/' || name", pods: true, rowsOnly: "the rollups do not count pods"},
 }
+
+// topWhat lists what top counts, for messages.
+const topWhat = "domains, clients, rcodes, types, namespaces, pods or upstreams"
+
+// topNotes ends top -h: where each count comes from.
+const topNotes = `
+What top counts, and from where:
+  domains, clients, rcodes, types  from the rollups where they cover the window, from the
+                                   rows otherwise
+  namespaces                       the same: the Kubernetes namespaces of the clients that
+                                   are pods (rows with a namespace only)
+  pods                             from the rows only: the rollups do not count pods
+  upstreams                        from the rows only: the rollups do not count upstreams
+With --namespace or --pod, from the rows only: the rollups do not count by namespace or pod.
+Every top but upstreams gives the cache hit ratio (hits of the replies with a cache status);
+top namespaces and pods give each one's too.
+`
 
 // otherKey is the name and client under which rollups count what is past their limit
 // (plugin/querylog/rollup.go).
@@ -47,20 +70,27 @@ const openEnd = math.MaxInt64 >> 12
 func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var since, until timeFlag
-	fs := newFlags("top", "domains|clients|rcodes|types|upstreams [--since 24h] [--until T] [-n 20]", out, &c, defaultTimeout)
+	var pods podMatch
+	fs := newFlags("top", "domains|clients|rcodes|types|namespaces|pods|upstreams [--since 24h] [--until T] [--namespace NS] [--pod NAME] [-n 20]", out, &c, defaultTimeout)
 	fs.Var(&since, "since", "the window starts at `T`: a duration ago (30m, 1h, 30d) or an RFC 3339 time (default 24h)")
 	fs.Var(&until, "until", "the window ends at `T` (default: now)")
+	pods.flags(fs)
 	n := fs.Int("n", 20, "how many (1 to 10000)")
+	help := fs.help
+	fs.help = func() { help(); io.WriteString(out, topNotes) }
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageError("say what to count: top domains, clients, rcodes, types or upstreams")
+		return usageError("say what to count: top " + topWhat)
 	}
 	kind, ok := topKinds[pos[0]]
 	if !ok && pos[0] != "upstreams" {
-		return usageError("cannot count %q: top domains, clients, rcodes, types or upstreams", pos[0])
+		return usageError("cannot count %q: top %s", pos[0], topWhat)
+	}
+	if pods.set() && pos[0] == "upstreams" {
+		return usageError("%s: top upstreams does not narrow by namespace or pod", pods.option())
 	}
 	if *n < 1 || *n > 10000 {
 		return usageError("-n %d: must be from 1 to 10000", *n)
@@ -85,9 +115,22 @@ func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 		return err
 	}
 	defer d.close()
+	if pods.set() {
+		if err := pods.check(d); err != nil {
+			return err
+		}
+		kind.rowsOnly = "the rollups do not count by namespace or pod"
+	} else if kind.pods && !d.pods {
+		return usageError("top %s: %s is of schema %d, whose rows do not say their client's namespace and pod (schema 3 does: a server of this version upgrades the file)",
+			pos[0], d.path, d.schema)
+	}
 	qctx, cancel := d.withBudget(ctx)
 	defer cancel()
-	res, err := d.top(qctx, kind, w, *n)
+	var match *podMatch
+	if pods.set() {
+		match = &pods
+	}
+	res, err := d.top(qctx, kind, w, *n, match)
 	if err != nil {
 		return d.queryError(err)
 	}
@@ -218,90 +261,173 @@ const (
 	srcAfter   = 2 // log rows after rollup_id
 	srcOld     = 3 // log rows in minutes the rollups no longer keep
 	srcV1      = 4 // rows of schema 1
+	srcRows    = 5 // log rows of the whole window: what no rollup counts
 )
+
+// tally is what top counts of a key: queries, cache hits, and replies with a cache status.
+type tally struct{ n, hits, status int64 }
+
+func (t *tally) add(u tally) { t.n, t.hits, t.status = t.n+u.n, t.hits+u.hits, t.status+u.status }
 
 type topRow struct {
 	key string
-	n   int64
+	tally
 }
 
 type topResult struct {
-	kind    topKind
-	what    string
-	w       window
-	plan    *plan
-	rows    []topRow
-	total   int64
-	bySrc   [5]int64
-	other   int64
-	rawFrom int64 // Unix ms from which the rows after the rollups arrived (their first id)
+	kind       topKind
+	what       string
+	w          window
+	plan       *plan
+	pods       *podMatch // --namespace, --pod
+	rows       []topRow
+	total      int64
+	bySrc      [6]int64
+	other      int64
+	rawFrom    int64         // Unix ms from which the rows after the rollups arrived (their first id)
+	oldest     sql.NullInt64 // rows only: the oldest row's arrival, Unix ms
+	cache      tally         // the window's cache hits and replies with a cache status
+	rollupHits struct{ hits, n int64 }
 }
 
-// topPart is a query whose rows are a key and a count, of one source.
+// topPart is a query whose rows are a key, a count, cache hits and replies with a cache
+// status, of one source.
 type topPart struct {
 	src   int
 	query string
 	args  []any
-	refs  bool // integer keys are numbers in a dictionary (names and clients of log rows)
+	refs  bool // integer keys are numbers in a dictionary (names, clients and pods of log rows)
 }
 
-// top counts the n most frequent keys of kind in window w, from one snapshot. Each part is read
-// row by row and summed in a map: SQLite's sorted GROUP BY costs three times as much here.
-func (d *database) top(ctx context.Context, kind topKind, w window, n int) (*topResult, error) {
-	p, err := d.plan(ctx, w)
-	if err != nil {
-		return nil, err
-	}
-	res := &topResult{w: w, plan: p, rawFrom: p.rollupID >> 8}
+// top counts the n most frequent keys of kind in window w, from one snapshot; with pods, of
+// their rows only. Each part is read row by row and summed in a map: SQLite's sorted GROUP BY
+// costs three times as much here.
+//
+// Cache hits: a log row of schema 3 says hit, miss or neither (no cache probed); the rollups
+// count hits but not misses, so the queries of rollup periods count as having a cache status
+// when the rollups of the window counted any hit (a cache that never hits in whole periods
+// while one is probed is rare; a server block without cache is not).
+func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods *podMatch) (*topResult, error) {
+	res := &topResult{w: w, pods: pods, plan: &plan{oldestMinute: openEnd, oldest: openEnd}}
 	var parts []topPart
-	for _, l := range []struct {
-		span  int64
-		spans []span
-	}{{86400, p.days}, {3600, p.hours}, {60, p.minutes}} {
-		for _, s := range l.spans {
-			parts = append(parts, topPart{srcRollups, `SELECT ` + kind.key + `, n FROM ` + kind.rollup + ` WHERE span = ? AND start >= ? AND start < ?`,
-				[]any{l.span, s.from, s.to}, false})
-		}
+	cache := `0, 0`
+	if d.cluster {
+		cache = `l.cache = 1, l.cache IS NOT NULL`
 	}
-	if d.log {
-		// Rows after rollup_id, and rows in minutes the rollups no longer keep (which the
-		// rollups once counted): the two never meet.
-		cond, args := timeCond(w.from, w.to, p.rollupID+1, math.MaxInt64)
-		parts = append(parts, topPart{srcAfter, `SELECT ` + kind.logKey + `, 1 FROM log l WHERE ` + cond, args, kind.dict != ""})
-		for _, s := range p.uncovered {
-			cond, args := timeCond(s.from, s.to, 0, p.rollupID+1)
-			parts = append(parts, topPart{srcOld, `SELECT ` + kind.logKey + `, 1 FROM log l WHERE ` + cond, args, kind.dict != ""})
+	logPart := func(src int, cond string, args []any) {
+		if kind.pods {
+			if !d.cluster {
+				return // no row has a pod
+			}
+			cond += ` AND l.pod IS NOT NULL`
 		}
+		if pods != nil {
+			c, a := pods.cond(d)
+			cond, args = cond+` AND `+c, append(slices.Clip(args), a...)
+		}
+		parts = append(parts, topPart{src, `SELECT ` + kind.logKey + `, 1, ` + cache + ` FROM log l WHERE ` + cond, args, kind.dict != ""})
 	}
-	if d.v1 != "" {
-		cond, args := `q.ts >= ?`, []any{w.from * 1000}
-		if w.to != openEnd {
-			cond += ` AND q.ts < ?`
-			args = append(args, w.to*1000)
+	if kind.rowsOnly != "" {
+		if d.log {
+			b, err := d.logBounds(ctx, true)
+			if err != nil {
+				return nil, err
+			}
+			res.oldest = b.oldest
+			cond, args := timeCond(w.from, w.to, 0, math.MaxInt64)
+			logPart(srcRows, cond, args)
 		}
-		parts = append(parts, topPart{srcV1, `SELECT ` + kind.v1Key + `, count(*) FROM ` + d.v1 + ` q WHERE ` + cond + ` GROUP BY 1`, args, false})
+	} else {
+		p, err := d.plan(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		res.plan, res.rawFrom = p, p.rollupID>>8
+		hits := `0`
+		if kind.hits && d.pods {
+			hits = `hits`
+		}
+		hitsTable := kind.rollup
+		if !kind.hits {
+			hitsTable = "rollup_outcomes"
+		}
+		for _, l := range []struct {
+			span  int64
+			spans []span
+		}{{86400, p.days}, {3600, p.hours}, {60, p.minutes}} {
+			for _, s := range l.spans {
+				args := []any{l.span, s.from, s.to}
+				parts = append(parts, topPart{srcRollups, `SELECT ` + kind.key + `, n, ` + hits + `, 0 FROM ` + kind.rollup + ` WHERE span = ? AND start >= ? AND start < ?`, args, false})
+				if d.pods {
+					err := d.row(ctx, `SELECT coalesce(sum(hits), 0), coalesce(sum(n), 0) FROM `+hitsTable+` WHERE span = ? AND start >= ? AND start < ?`, args,
+						&res.rollupHits.hits, &res.rollupHits.n)
+					if err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		if d.log {
+			// Rows after rollup_id, and rows in minutes the rollups no longer keep (which the
+			// rollups once counted): the two never meet.
+			cond, args := timeCond(w.from, w.to, p.rollupID+1, math.MaxInt64)
+			logPart(srcAfter, cond, args)
+			for _, s := range p.uncovered {
+				cond, args := timeCond(s.from, s.to, 0, p.rollupID+1)
+				logPart(srcOld, cond, args)
+			}
+		}
+		if d.v1 != "" && !kind.pods {
+			cond, args := `q.ts >= ?`, []any{w.from * 1000}
+			if w.to != openEnd {
+				cond += ` AND q.ts < ?`
+				args = append(args, w.to*1000)
+			}
+			parts = append(parts, topPart{srcV1, `SELECT ` + kind.v1Key + `, count(*), 0, 0 FROM ` + d.v1 + ` q WHERE ` + cond + ` GROUP BY 1`, args, false})
+		}
 	}
 
-	texts, codes, refs := map[string]int64{}, map[int64]int64{}, map[int64]int64{}
+	texts, codes, refs := map[string]*tally{}, map[int64]*tally{}, map[int64]*tally{}
+	at := func(m map[int64]*tally, k int64) *tally {
+		t := m[k]
+		if t == nil {
+			t = &tally{}
+			m[k] = t
+		}
+		return t
+	}
+	text := func(k string) *tally {
+		t := texts[k]
+		if t == nil {
+			t = &tally{}
+			texts[k] = t
+		}
+		return t
+	}
+	// The rollups' queries have a cache status if they counted a hit (see above).
+	probed := res.rollupHits.hits > 0
 	for _, part := range parts {
 		err := d.each(ctx, part.query, part.args, func(v []driver.Value) error {
-			c := logrow.Int(v[1])
-			res.bySrc[part.src] += c
+			c := tally{logrow.Int(v[1]), logrow.Int(v[2]), logrow.Int(v[3])}
+			if part.src == srcRollups && probed && kind.hits {
+				c.status = c.n
+			}
+			res.bySrc[part.src] += c.n
 			switch k := v[0].(type) {
 			case int64:
 				switch {
 				case part.refs:
-					refs[k] += c
+					at(refs, k).add(c)
 				case kind.code != nil:
-					codes[k] += c
+					at(codes, k).add(c)
 				default:
-					texts[strconv.FormatInt(k, 10)] += c
+					text(strconv.FormatInt(k, 10)).add(c)
 				}
 			case nil:
-				texts["-"] += c
+				text("-").add(c)
 			default:
 				t, _ := logrow.Text(k)
-				texts[t] += c
+				text(t).add(c)
 			}
 			return nil
 		})
@@ -309,22 +435,36 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int) (*top
 			return nil, err
 		}
 	}
-	if err := d.nameRefs(ctx, kind, refs, texts); err != nil {
+	if err := d.nameRefs(ctx, kind, refs, text); err != nil {
 		return nil, err
 	}
 	for _, c := range res.bySrc {
 		res.total += c
 	}
-	res.other = texts[otherKey]
-	delete(texts, otherKey)
+	for _, t := range texts {
+		res.cache.add(tally{hits: t.hits, status: t.status})
+	}
+	for _, t := range codes {
+		res.cache.add(tally{hits: t.hits, status: t.status})
+	}
+	if !kind.hits {
+		res.cache.hits += res.rollupHits.hits
+		if probed {
+			res.cache.status += res.rollupHits.n
+		}
+	}
+	if o := texts[otherKey]; o != nil {
+		res.other = o.n
+		delete(texts, otherKey)
+	}
 	for k, c := range texts {
-		res.rows = append(res.rows, topRow{k, c})
+		res.rows = append(res.rows, topRow{k, *c})
 	}
 	byCount := func(a, b topRow) int { return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.key, b.key)) }
 	if kind.code != nil {
 		keys := slices.Sorted(maps.Keys(codes)) // ties in code order
 		for _, k := range keys {
-			res.rows = append(res.rows, topRow{kind.code(d, k), codes[k]})
+			res.rows = append(res.rows, topRow{kind.code(d, k), *codes[k]})
 		}
 		byCount = func(a, b topRow) int { return cmp.Compare(b.n, a.n) }
 	}
@@ -335,7 +475,7 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int) (*top
 
 // nameRefs adds the counts of dictionary numbers to the counts of their texts, looking every
 // number up in one query; a number without its text (never expected) counts as "-".
-func (d *database) nameRefs(ctx context.Context, kind topKind, refs map[int64]int64, texts map[string]int64) error {
+func (d *database) nameRefs(ctx context.Context, kind topKind, refs map[int64]*tally, text func(string) *tally) error {
 	if len(refs) == 0 {
 		return nil
 	}
@@ -347,12 +487,12 @@ func (d *database) nameRefs(ctx context.Context, kind topKind, refs map[int64]in
 	err = d.each(ctx, `SELECT id, `+col+` FROM `+table+` WHERE id IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
 		id := logrow.Int(v[0])
 		t, _ := logrow.Text(v[1])
-		texts[t] += refs[id]
+		text(t).add(*refs[id])
 		delete(refs, id)
 		return nil
 	})
 	for _, c := range refs {
-		texts["-"] += c
+		text("-").add(*c)
 	}
 	return err
 }
@@ -381,6 +521,9 @@ func (r *topResult) sources(d *database) []string {
 			}
 		}
 		return n
+	}
+	if r.kind.rowsOnly != "" {
+		return r.rowSources(d)
 	}
 	var used, out []string
 	for _, l := range []struct {
@@ -420,17 +563,72 @@ func (r *topResult) sources(d *database) []string {
 				plural(mins, "minute"), rfc3339(lost[0].from), rfc3339(lost[len(lost)-1].to)))
 		}
 	}
-	if d.v1 != "" {
+	switch {
+	case d.v1 != "" && r.kind.pods:
+		out = append(out, "rows of schema 1 have no namespace and are not counted")
+	case d.v1 != "":
 		out = append(out, "rows of schema 1: "+count(r.bySrc[srcV1]))
 	}
 	return out
 }
 
+// rowSources says where the counts came from when only rows count them.
+func (r *topResult) rowSources(d *database) []string {
+	from := "from raw rows only (" + plural(r.bySrc[srcRows], "row") + "): " + r.kind.rowsOnly
+	switch {
+	case !r.oldest.Valid:
+		from += "; the file has no rows of schema 2 or 3"
+	case r.oldest.Int64 > r.w.from*1000:
+		from += "; the file keeps rows from " + time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339) +
+			" on, so the window's queries before then are not counted"
+	}
+	out := []string{from}
+	if d.v1 != "" {
+		out = append(out, "rows of schema 1 have no namespace or pod and are not counted")
+	}
+	if r.oldest.Valid && !d.cluster {
+		out = append(out, "no row of this file has a namespace or pod yet")
+	}
+	return out
+}
+
+// of says whose queries top counted: of --namespace and --pod.
+func (r *topResult) of() string {
+	switch m := r.pods; {
+	case m == nil:
+		return ""
+	case m.namespace != "" && m.pod != "":
+		return " of pod " + printable(m.namespace+"/"+m.pod)
+	case m.namespace != "":
+		return " of namespace " + printable(m.namespace)
+	}
+	return " of pods named " + printable(r.pods.pod)
+}
+
+// hitRatio is the share of hits among the replies with a cache status, "-" without any.
+func hitRatio(t tally) string { return share(t.hits, t.status) }
+
+// cacheText says the window's cache hit ratio.
+func (r *topResult) cacheText() string {
+	if r.cache.status == 0 {
+		return "cache hits: not known: no reply counted had a cache status (none passed a cache, or the rows are older than schema 3)"
+	}
+	text := fmt.Sprintf("cache hits: %s (%s of %s with a cache status)", hitRatio(r.cache), count(r.cache.hits), plural(r.cache.status, "reply"))
+	if r.kind.rowsOnly == "" && r.rollupHits.hits > 0 {
+		text += "; the rollups count hits, not misses: their " + plural(r.rollupHits.n, "query") + " are taken as passing the cache"
+	}
+	return text
+}
+
+// perRowCache reports whether the table and JSON give each row's cache hit ratio: counts of
+// clients' namespaces and pods, where the rollups (if any) count hits per key.
+func (r *topResult) perRowCache() bool { return r.kind.pods }
+
 func plural(n int64, unit string) string {
 	switch {
 	case n == 1:
 		return "1 " + unit
-	case strings.HasSuffix(unit, "ry"): // query
+	case strings.HasSuffix(unit, "ry"), strings.HasSuffix(unit, "ly"): // query, reply
 		return count(n) + " " + unit[:len(unit)-1] + "ies"
 	}
 	return count(n) + " " + unit + "s"
@@ -468,31 +666,31 @@ func share(n, total int64) string {
 
 func (r *topResult) writeTable(d *database, out io.Writer) error {
 	// Numbers aligned right, so tabwriter (which aligns left) is not used here.
-	kw, nw, sw := len(r.kind.heading), len("QUERIES"), len("SHARE")
-	keys := make([]string, len(r.rows))
-	for i, t := range r.rows {
-		keys[i] = printable(t.key)
-		kw, nw, sw = max(kw, len(keys[i])), max(nw, len(count(t.n))), max(sw, len(share(t.n, r.total)))
+	lines := [][]string{{r.kind.heading, "QUERIES", "SHARE"}}
+	if r.perRowCache() {
+		lines[0] = append(lines[0], "CACHE HITS")
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-*s  %*s  %*s\n", kw, r.kind.heading, nw, "QUERIES", sw, "SHARE")
-	for i, t := range r.rows {
-		fmt.Fprintf(&b, "%-*s  %*s  %*s\n", kw, keys[i], nw, count(t.n), sw, share(t.n, r.total))
+	for _, t := range r.rows {
+		l := []string{printable(t.key), count(t.n), share(t.n, r.total)}
+		if r.perRowCache() {
+			l = append(l, hitRatio(t.tally))
+		}
+		lines = append(lines, l)
 	}
-	if _, err := io.WriteString(out, b.String()); err != nil {
+	if err := writeAligned(out, lines); err != nil {
 		return err
 	}
 	if len(r.rows) == 0 {
-		io.WriteString(out, "no queries in the window\n")
+		io.WriteString(out, "no queries in the window"+r.of()+"\n")
 	}
-	lines := []string{r.windowText() + "; " + plural(r.total, "query")}
-	lines = append(lines, r.sources(d)...)
+	notes := []string{r.windowText() + "; " + plural(r.total, "query") + r.of(), r.cacheText()}
+	notes = append(notes, r.sources(d)...)
 	if r.kind.folded && r.other > 0 {
-		what := map[string]string{"domains": "names", "clients": "clients"}[r.what]
-		lines = append(lines, fmt.Sprintf("%s: %s queries (%s) are of %s past the rollups' limit per period; the counts above are at least these",
+		what := map[string]string{"domains": "names", "clients": "clients", "namespaces": "namespaces"}[r.what]
+		notes = append(notes, fmt.Sprintf("%s: %s queries (%s) are of %s past the rollups' limit per period; the counts above are at least these",
 			otherKey, count(r.other), share(r.other, r.total), what))
 	}
-	_, err := io.WriteString(out, strings.Join(lines, "\n")+"\n")
+	_, err := io.WriteString(out, strings.Join(notes, "\n")+"\n")
 	return err
 }
 
@@ -502,38 +700,64 @@ func (r *topResult) writeJSON(d *database, out io.Writer) error {
 		Queries int64   `json:"queries"`
 		Share   float64 `json:"share"`
 	}
+	type jsonCacheRow struct {
+		jsonTopRow
+		jsonCache
+	}
 	var until *string
 	if r.w.to != openEnd {
 		t := rfc3339(r.w.to)
 		until = &t
 	}
 	v := struct {
-		Top     string       `json:"top"`
-		Since   string       `json:"since"`
-		Until   *string      `json:"until"`
-		Rows    []jsonTopRow `json:"rows"`
-		Total   int64        `json:"total"`
-		Other   *int64       `json:"other,omitempty"`
-		Sources struct {
+		Top       string    `json:"top"`
+		Since     string    `json:"since"`
+		Until     *string   `json:"until"`
+		Namespace *string   `json:"namespace,omitempty"`
+		Pod       *string   `json:"pod,omitempty"`
+		Rows      []any     `json:"rows"`
+		Total     int64     `json:"total"`
+		Other     *int64    `json:"other,omitempty"`
+		Cache     jsonCache `json:"cache"`
+		Sources   struct {
 			RollupQueries int64    `json:"rollup_queries"`
 			RawRows       int64    `json:"raw_rows"`
 			RawSince      *string  `json:"raw_since"`
+			RowsOnly      bool     `json:"rows_only"`
+			OldestRow     *string  `json:"oldest_row,omitempty"`
 			OldRawRows    int64    `json:"old_raw_rows"`
 			Schema1Rows   int64    `json:"schema1_rows"`
 			Text          []string `json:"text"`
 		} `json:"sources"`
-	}{Top: r.what, Since: rfc3339(r.w.from), Until: until, Rows: []jsonTopRow{}, Total: r.total}
+	}{Top: r.what, Since: rfc3339(r.w.from), Until: until, Rows: []any{}, Total: r.total, Cache: cacheJSON(r.cache)}
+	if m := r.pods; m != nil {
+		if m.namespace != "" {
+			v.Namespace = &m.namespace
+		}
+		if m.pod != "" {
+			v.Pod = &m.pod
+		}
+	}
 	for _, t := range r.rows {
 		s := 0.0
 		if r.total > 0 {
 			s = float64(t.n) / float64(r.total)
 		}
-		v.Rows = append(v.Rows, jsonTopRow{t.key, t.n, s})
+		if r.perRowCache() {
+			v.Rows = append(v.Rows, jsonCacheRow{jsonTopRow{t.key, t.n, s}, cacheJSON(t.tally)})
+		} else {
+			v.Rows = append(v.Rows, jsonTopRow{t.key, t.n, s})
+		}
 	}
 	if r.kind.folded {
 		v.Other = &r.other
 	}
-	v.Sources.RollupQueries, v.Sources.RawRows = r.bySrc[srcRollups], r.bySrc[srcAfter]
+	v.Sources.RollupQueries, v.Sources.RawRows = r.bySrc[srcRollups], r.bySrc[srcAfter]+r.bySrc[srcRows]
+	v.Sources.RowsOnly = r.kind.rowsOnly != ""
+	if r.kind.rowsOnly != "" && r.oldest.Valid {
+		t := time.UnixMilli(r.oldest.Int64).UTC().Format("2006-01-02T15:04:05.000Z")
+		v.Sources.OldestRow = &t
+	}
 	v.Sources.OldRawRows, v.Sources.Schema1Rows = r.bySrc[srcOld], r.bySrc[srcV1]
 	if r.plan.rollupID > 0 {
 		t := time.UnixMilli(r.rawFrom).UTC().Format("2006-01-02T15:04:05.000Z")
@@ -541,4 +765,21 @@ func (r *topResult) writeJSON(d *database, out io.Writer) error {
 	}
 	v.Sources.Text = r.sources(d)
 	return writeJSON(out, v)
+}
+
+// jsonCache is a cache hit ratio in JSON: hits, replies with a cache status, and their ratio
+// (null without any).
+type jsonCache struct {
+	Hits     int64    `json:"hits"`
+	Replies  int64    `json:"cache_replies"`
+	HitRatio *float64 `json:"hit_ratio"`
+}
+
+func cacheJSON(t tally) jsonCache {
+	c := jsonCache{Hits: t.hits, Replies: t.status}
+	if t.status > 0 {
+		r := float64(t.hits) / float64(t.status)
+		c.HitRatio = &r
+	}
+	return c
 }

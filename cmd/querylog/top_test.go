@@ -19,16 +19,26 @@ type topJSON struct {
 		Key     string  `json:"key"`
 		Queries int64   `json:"queries"`
 		Share   float64 `json:"share"`
+		topCache
 	} `json:"rows"`
-	Total   int64  `json:"total"`
-	Other   *int64 `json:"other"`
+	Total   int64    `json:"total"`
+	Other   *int64   `json:"other"`
+	Cache   topCache `json:"cache"`
 	Sources struct {
 		RollupQueries int64    `json:"rollup_queries"`
 		RawRows       int64    `json:"raw_rows"`
 		OldRawRows    int64    `json:"old_raw_rows"`
 		Schema1Rows   int64    `json:"schema1_rows"`
+		RowsOnly      bool     `json:"rows_only"`
 		Text          []string `json:"text"`
 	} `json:"sources"`
+}
+
+// topCache is a cache hit ratio of top's JSON.
+type topCache struct {
+	Hits     int64    `json:"hits"`
+	Replies  int64    `json:"cache_replies"`
+	HitRatio *float64 `json:"hit_ratio"`
 }
 
 func runTopJSON(t *testing.T, args ...string) topJSON {
