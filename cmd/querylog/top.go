@@ -287,7 +287,7 @@ type topResult struct {
 	rawFrom    int64         // Unix ms from which the rows after the rollups arrived (their first id)
 	oldest     sql.NullInt64 // rows only: the oldest row's arrival, Unix ms
 	cache      tally         // the window's cache hits and replies with a cache status
-	rollupHits struct{ hits, n int64 }
+	rollupCache tally // the hits of rollup_outcomes, for kinds whose rollups do not count them
 }
 
 // topPart is a query whose rows are a key, a count, cache hits and replies with a cache
@@ -304,9 +304,7 @@ type topPart struct {
 // costs three times as much here.
 //
 // Cache hits: a log row of schema 3 says hit, miss or neither (no cache probed); the rollups
-// count hits but not misses, so the queries of rollup periods count as having a cache status
-// when the rollups of the window counted any hit (a cache that never hits in whole periods
-// while one is probed is rare; a server block without cache is not).
+// count hits and misses.
 func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods *podMatch) (*topResult, error) {
 	res := &topResult{w: w, pods: pods, plan: &plan{oldestMinute: openEnd, oldest: openEnd}}
 	var parts []topPart
@@ -343,9 +341,9 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods 
 			return nil, err
 		}
 		res.plan, res.rawFrom = p, p.rollupID>>8
-		hits := `0`
+		hits := `0, 0`
 		if kind.hits && d.pods {
-			hits = `hits`
+			hits = `hits, hits + misses`
 		}
 		hitsTable := kind.rollup
 		if !kind.hits {
@@ -357,10 +355,12 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods 
 		}{{86400, p.days}, {3600, p.hours}, {60, p.minutes}} {
 			for _, s := range l.spans {
 				args := []any{l.span, s.from, s.to}
-				parts = append(parts, topPart{srcRollups, `SELECT ` + kind.key + `, n, ` + hits + `, 0 FROM ` + kind.rollup + ` WHERE span = ? AND start >= ? AND start < ?`, args, false})
-				if d.pods {
-					err := d.row(ctx, `SELECT coalesce(sum(hits), 0), coalesce(sum(n), 0) FROM `+hitsTable+` WHERE span = ? AND start >= ? AND start < ?`, args,
-						&res.rollupHits.hits, &res.rollupHits.n)
+				parts = append(parts, topPart{srcRollups, `SELECT ` + kind.key + `, n, ` + hits + ` FROM ` + kind.rollup + ` WHERE span = ? AND start >= ? AND start < ?`, args, false})
+				if d.pods && !kind.hits {
+					var c tally
+					err := d.row(ctx, `SELECT coalesce(sum(hits), 0), coalesce(sum(hits + misses), 0) FROM `+hitsTable+` WHERE span = ? AND start >= ? AND start < ?`, args,
+						&c.hits, &c.status)
+					res.rollupCache.add(c)
 					if err != nil {
 						return nil, err
 					}
@@ -404,14 +404,9 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods 
 		}
 		return t
 	}
-	// The rollups' queries have a cache status if they counted a hit (see above).
-	probed := res.rollupHits.hits > 0
 	for _, part := range parts {
 		err := d.each(ctx, part.query, part.args, func(v []driver.Value) error {
 			c := tally{logrow.Int(v[1]), logrow.Int(v[2]), logrow.Int(v[3])}
-			if part.src == srcRollups && probed && kind.hits {
-				c.status = c.n
-			}
 			res.bySrc[part.src] += c.n
 			switch k := v[0].(type) {
 			case int64:
@@ -447,12 +442,7 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods 
 	for _, t := range codes {
 		res.cache.add(tally{hits: t.hits, status: t.status})
 	}
-	if !kind.hits {
-		res.cache.hits += res.rollupHits.hits
-		if probed {
-			res.cache.status += res.rollupHits.n
-		}
-	}
+	res.cache.add(res.rollupCache) // kinds whose rollup table does not count hits
 	if o := texts[otherKey]; o != nil {
 		res.other = o.n
 		delete(texts, otherKey)
@@ -613,11 +603,7 @@ func (r *topResult) cacheText() string {
 	if r.cache.status == 0 {
 		return "cache hits: not known: no reply counted had a cache status (none passed a cache, or the rows are older than schema 3)"
 	}
-	text := fmt.Sprintf("cache hits: %s (%s of %s with a cache status)", hitRatio(r.cache), count(r.cache.hits), plural(r.cache.status, "reply"))
-	if r.kind.rowsOnly == "" && r.rollupHits.hits > 0 {
-		text += "; the rollups count hits, not misses: their " + plural(r.rollupHits.n, "query") + " are taken as passing the cache"
-	}
-	return text
+	return fmt.Sprintf("cache hits: %s (%s of %s with a cache status)", hitRatio(r.cache), count(r.cache.hits), plural(r.cache.status, "reply"))
 }
 
 // perRowCache reports whether the table and JSON give each row's cache hit ratio: counts of

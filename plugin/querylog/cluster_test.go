@@ -118,21 +118,22 @@ func TestClusterColumns(t *testing.T) {
 			}
 
 			// The rollups are written as the database closes, after the final shutdown's grace.
-			hits := strings.Count(strings.Join(tc.want, " "), "hit")
+			hits, misses := strings.Count(strings.Join(tc.want, " "), "hit"), strings.Count(strings.Join(tc.want, " "), "miss")
 			testutil.WaitFor(t, 3*tailGrace, "the rollups to be written", func() bool {
 				return testutil.CountRows(t, db, "WHERE EXISTS (SELECT 1 FROM rollup_namespaces)") > 0
 			})
 			var ns string
-			if err := ro.QueryRow(`SELECT group_concat(namespace || '|' || n || '|' || nxdomain || '|' || hits || '|' || retries)
+			if err := ro.QueryRow(`SELECT group_concat(namespace || '|' || n || '|' || nxdomain || '|' || hits || '|' || misses || '|' || retries)
 				FROM rollup_namespaces WHERE span = 60`).Scan(&ns); err != nil {
 				t.Fatal(err)
 			}
-			if want := fmt.Sprintf("team-a|4|2|%d|1", hits); ns != want {
+			if want := fmt.Sprintf("team-a|4|2|%d|%d|1", hits, misses); ns != want {
 				t.Errorf("rollup_namespaces: %q, want %q", ns, want)
 			}
-			var outcomeHits int
-			if err := ro.QueryRow(`SELECT sum(hits) FROM rollup_outcomes WHERE span = 60`).Scan(&outcomeHits); err != nil || outcomeHits != hits {
-				t.Errorf("rollup_outcomes counts %d hits (%v), want %d", outcomeHits, err, hits)
+			var outcomeHits, outcomeMisses int
+			err = ro.QueryRow(`SELECT sum(hits), sum(misses) FROM rollup_outcomes WHERE span = 60`).Scan(&outcomeHits, &outcomeMisses)
+			if err != nil || outcomeHits != hits || outcomeMisses != misses {
+				t.Errorf("rollup_outcomes counts %d hits and %d misses (%v), want %d and %d", outcomeHits, outcomeMisses, err, hits, misses)
 			}
 		})
 	}

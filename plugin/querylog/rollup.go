@@ -50,8 +50,8 @@ type outcomeKey struct {
 }
 
 type outcomeCounts struct {
-	n, durationUS, hits int64
-	buckets             [16]int64
+	n, durationUS, hits, misses int64
+	buckets                     [16]int64
 }
 
 // clusterFacts are what a row tells of who asked and how (cluster.go, retransmit.go).
@@ -63,7 +63,11 @@ type clusterFacts struct {
 
 // namespaceCounts are one namespace's counts in a minute.
 type namespaceCounts struct {
-	n, nxdomain, hits, retries int64
+	n, nxdomain, hits, misses, retries int64
+}
+
+func (c *namespaceCounts) add(o *namespaceCounts) {
+	c.n, c.nxdomain, c.hits, c.misses, c.retries = c.n+o.n, c.nxdomain+o.nxdomain, c.hits+o.hits, c.misses+o.misses, c.retries+o.retries
 }
 
 // cacheStatusOf is the cacheStatus of a cache column value (logrow.Row.Cache).
@@ -264,8 +268,9 @@ func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16,
 	}
 	o.n++
 	o.durationUS += durationUS
-	hit := b2i(cf.cache == cacheHit)
+	hit, miss := b2i(cf.cache == cacheHit), b2i(cf.cache == cacheMiss)
 	o.hits += hit
+	o.misses += miss
 	i, _ := slices.BinarySearch(durationBounds, durationUS)
 	o.buckets[i]++
 	if cf.namespace != "" {
@@ -273,6 +278,7 @@ func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16,
 		nc.n++
 		nc.nxdomain += b2i(rcode == 3)
 		nc.hits += hit
+		nc.misses += miss
 		nc.retries += b2i(cf.retry)
 	}
 }
@@ -345,15 +351,16 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 			if c.n == 0 {
 				continue
 			}
-			if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_namespaces (span, start, namespace, n, nxdomain, hits, retries) VALUES (60, ?, ?, ?, ?, ?, ?)
+			if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_namespaces (span, start, namespace, n, nxdomain, hits, misses, retries)
+				VALUES (60, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT DO UPDATE SET n = n + excluded.n, nxdomain = nxdomain + excluded.nxdomain, hits = hits + excluded.hits,
-				retries = retries + excluded.retries`, start, ns, c.n, c.nxdomain, c.hits, c.retries); err != nil {
+				misses = misses + excluded.misses, retries = retries + excluded.retries`, start, ns, c.n, c.nxdomain, c.hits, c.misses, c.retries); err != nil {
 				return err
 			}
 			*c = namespaceCounts{}
 		}
 		for k, o := range m.outcomes {
-			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS, o.hits}
+			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS, o.hits, o.misses}
 			for _, b := range o.buckets {
 				args = append(args, b)
 			}
@@ -425,8 +432,7 @@ func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, 
 		if m.namespaces[otherKey] == nil {
 			m.namespaces[otherKey] = &namespaceCounts{}
 		}
-		o := m.namespaces[otherKey]
-		o.n, o.nxdomain, o.hits, o.retries = o.n+c.n, o.nxdomain+c.nxdomain, o.hits+c.hits, o.retries+c.retries
+		m.namespaces[otherKey].add(c)
 		delete(m.namespaces, ns)
 	}
 	addKeys(m.namespaces, stored, func() *namespaceCounts { return &namespaceCounts{} })
@@ -472,9 +478,10 @@ var upsertOutcome = func() string {
 		vals += ", ?"
 		sums += fmt.Sprintf(", d%d = d%d + excluded.d%d", i, i, i)
 	}
-	return `INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits` + cols + `)
-		VALUES (60, ?, ?, ?, ?, ?, ?, ?, ?` + vals + `)
-		ON CONFLICT DO UPDATE SET n = n + excluded.n, duration_us = duration_us + excluded.duration_us, hits = hits + excluded.hits` + sums
+	return `INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses` + cols + `)
+		VALUES (60, ?, ?, ?, ?, ?, ?, ?, ?, ?` + vals + `)
+		ON CONFLICT DO UPDATE SET n = n + excluded.n, duration_us = duration_us + excluded.duration_us, hits = hits + excluded.hits,
+		misses = misses + excluded.misses` + sums
 }()
 
 // sumPeriod (re)computes the rows of one hour or day from its minutes or hours: the limit names
@@ -498,15 +505,16 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 		INSERT INTO rollup_clients (span, start, client, n)
 		SELECT ?1, ?2, iif(client IN keep, client, '(other)') AS folded, sum(n) FROM parts GROUP BY folded`,
 		`DELETE FROM rollup_namespaces WHERE span = ?1 AND start = ?2`,
-		`WITH parts AS (SELECT namespace, sum(n) AS n, sum(nxdomain) AS nxdomain, sum(hits) AS hits, sum(retries) AS retries
+		`WITH parts AS (SELECT namespace, sum(n) AS n, sum(nxdomain) AS nxdomain, sum(hits) AS hits, sum(misses) AS misses,
+		                     sum(retries) AS retries
 		              FROM rollup_namespaces WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace),
 		      keep AS (SELECT namespace FROM parts WHERE namespace <> '(other)' ORDER BY n DESC, namespace LIMIT ?4)
-		INSERT INTO rollup_namespaces (span, start, namespace, n, nxdomain, hits, retries)
-		SELECT ?1, ?2, iif(namespace IN keep, namespace, '(other)') AS folded, sum(n), sum(nxdomain), sum(hits), sum(retries)
+		INSERT INTO rollup_namespaces (span, start, namespace, n, nxdomain, hits, misses, retries)
+		SELECT ?1, ?2, iif(namespace IN keep, namespace, '(other)') AS folded, sum(n), sum(nxdomain), sum(hits), sum(misses), sum(retries)
 		FROM parts GROUP BY folded`,
 		`DELETE FROM rollup_outcomes WHERE span = ?1 AND start = ?2`,
-		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits` + buckets + `)
-		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us), sum(hits)` + sumBuckets + `
+		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses` + buckets + `)
+		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us), sum(hits), sum(misses)` + sumBuckets + `
 		FROM rollup_outcomes WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY rcode, qtype, proto, plugin`,
 	} {
 		if err := rawsql.Exec(ctx, dc, q, span, start, sub, limit); err != nil {

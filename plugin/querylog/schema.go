@@ -96,14 +96,15 @@ var migrations = []string{
 	// Kubernetes and without cache pays nothing for them. pods is a dictionary (dict.go) of
 	// the kubernetes plugin's client metadata: a pod is in one namespace, so one number names
 	// both. retries lists the rows that retransmit an earlier query (retransmit.go), most rows
-	// none. rollup_namespaces counts per namespace; rollup_outcomes.hits counts cache hits.
+	// none. rollup_namespaces counts per namespace; hits and misses count the cache's replies.
 	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
 	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
 	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
 	CREATE TABLE rollup_namespaces (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL,
-		n INTEGER NOT NULL, nxdomain INTEGER NOT NULL, hits INTEGER NOT NULL, retries INTEGER NOT NULL,
+		n INTEGER NOT NULL, nxdomain INTEGER NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL, retries INTEGER NOT NULL,
 		PRIMARY KEY (span, start, namespace)) WITHOUT ROWID;
-	ALTER TABLE rollup_outcomes ADD COLUMN hits INTEGER NOT NULL DEFAULT 0;`,
+	ALTER TABLE rollup_outcomes ADD COLUMN hits INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE rollup_outcomes ADD COLUMN misses INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // layoutColumns are what a database's tables are like now, as four booleans: rows of schema
