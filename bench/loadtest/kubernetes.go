@@ -20,8 +20,9 @@ const (
 	corefileKubernetes = "kubernetes"
 )
 
-// benchNamespace holds the pods the fake API declares at dnsperf's client addresses, so that
-// querylog's metadata columns are filled as in a cluster.
+// benchNamespace holds the pods the fake API declares at dnsperf's client addresses (127.0.0.1,
+// or those of -client-addrs; not hostNetwork), so that every row names the client's namespace
+// and pod as in a cluster; the run fails otherwise (db_rows_with_pod).
 const benchNamespace = "bench"
 
 // cluster is what the kubernetes Corefile needs around CoreDNS: a fake Kubernetes API and the

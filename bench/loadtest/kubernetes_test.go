@@ -1,8 +1,10 @@
 package main
 
 import (
+	"database/sql"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -121,5 +123,42 @@ func TestKubernetesCorefileMatchesManifest(t *testing.T) {
 	}
 	if got := strings.Join(opts, "; "); got != manifestQuerylogOptions {
 		t.Errorf("the manifest's querylog options (without ship lines) are\n  %s\nthe harness's\n  %s", got, manifestQuerylogOptions)
+	}
+}
+
+// TestRowsNamePods: with -corefile kubernetes every client is a pod of the fake API, so a run
+// whose rows (but the loop plugin's probe) do not all name the client's namespace and pod
+// fails.
+func TestRowsNamePods(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rows      string
+		with, all int64
+		pass      bool
+	}{
+		{"all", `(1, 'a.', 'bench', 'dnsperf-0'), (28, 'b.', 'bench', 'dnsperf-0'), (13, 'probe.', 'bench', 'dnsperf-0')`, 2, 2, true},
+		{"one without", `(1, 'a.', 'bench', 'dnsperf-0'), (1, 'b.', NULL, NULL), (13, 'probe.', NULL, NULL)`, 1, 2, false},
+	} {
+		path := filepath.Join(t.TempDir(), "q.db")
+		db, err := sql.Open("sqlite", "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The columns of the queries view that countRows reads.
+		_, err = db.Exec(`CREATE TABLE queries (qtype, qname, namespace, pod, client_ip DEFAULT '127.0.0.1');
+			INSERT INTO queries (qtype, qname, namespace, pod) VALUES ` + tc.rows)
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &runResult{querylog: true, pods: true, DNSPerf: &dnsperfResult{Completed: tc.all}, Querylog: &querylogMetrics{}}
+		if err := r.countRows(path, true); err != nil {
+			t.Fatal(err)
+		}
+		r.judge()
+		if *r.Rows != tc.all || r.LoopProbes != 1 || r.DBRowsWithPod == nil || *r.DBRowsWithPod != tc.with || *r.DBPods != 1 || r.Pass != tc.pass {
+			t.Errorf("%s: rows %d, probes %d, with pod %v, pods %v, pass %v (%v); want %d, 1, %d, 1, %v",
+				tc.name, *r.Rows, r.LoopProbes, r.DBRowsWithPod, r.DBPods, r.Pass, r.Problems, tc.all, tc.with, tc.pass)
+		}
 	}
 }

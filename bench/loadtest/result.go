@@ -44,6 +44,7 @@ type runResult struct {
 	Variant         string           `json:"variant"`         // none, querylog, log, dnstap or a -variant name
 	querylog        bool             // a querylog block: rows are counted and judged
 	lockedDB        bool             // -lock-db: drops are expected, and judged with the rows
+	pods            bool             // -corefile kubernetes: every client is a pod of the fake API, and its rows must name it
 	Started         time.Time        `json:"started"`
 	GOMAXPROCS      int              `json:"gomaxprocs"`
 	GOMAXPROCSSeen  float64          `json:"gomaxprocs_observed"` // go_sched_gomaxprocs_threads
@@ -54,6 +55,8 @@ type runResult struct {
 	RowsMinusCompl  *int64           `json:"rows_minus_completed,omitempty"`
 	RowsMinusEnq    *int64           `json:"rows_minus_enqueued,omitempty"`
 	DBClientAddrs   *int64           `json:"db_client_addresses,omitempty"`  // distinct client_ip in the rows
+	DBRowsWithPod   *int64           `json:"db_rows_with_pod,omitempty"`     // -corefile kubernetes: rows (but LoopProbes) with the client's namespace and pod
+	DBPods          *int64           `json:"db_pods,omitempty"`              // -corefile kubernetes: distinct namespace and pod in the rows
 	DBDistinctNames *int64           `json:"db_distinct_names,omitempty"`    // distinct qname in the rows (not counted for the unique mix)
 	NamesRepeated   *float64         `json:"names_repeated_share,omitempty"` // unique mix: share of the queries sent after dnsperf wrapped around its file
 	LogLines        *int64           `json:"log_lines,omitempty"`            // log variant: query lines in stdout
@@ -174,12 +177,35 @@ func (r *runResult) countRows(path string, countNames bool) error {
 		return fmt.Errorf("counting rows in %s: %w", path, err)
 	}
 	r.Rows, r.DBClientAddrs, r.LoopProbes = &n, &clients, probes
+	if r.pods {
+		if err := r.countPods(path); err != nil {
+			return err
+		}
+	}
 	if fi, err := os.Stat(path); err == nil {
 		r.DBBytes = fi.Size()
 	}
 	if n > 0 {
 		r.BytesPerRow = round(float64(r.DBBytes)/float64(n), 1)
 	}
+	return nil
+}
+
+// countPods counts the rows, but the loop plugin's probe, that name the client's namespace and
+// pod (the kubernetes plugin's metadata, in the pods dictionary), and the pods they name.
+func (r *runResult) countPods(path string) error {
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var with, pods int64
+	err = db.QueryRow(`SELECT coalesce(sum(namespace IS NOT NULL AND pod IS NOT NULL), 0), count(DISTINCT namespace || '/' || pod)
+		FROM queries WHERE qtype <> 13`).Scan(&with, &pods)
+	if err != nil {
+		return fmt.Errorf("counting the rows with a pod in %s: %w", path, err)
+	}
+	r.DBRowsWithPod, r.DBPods = &with, &pods
 	return nil
 }
 
@@ -220,6 +246,13 @@ func (r *runResult) judge() {
 			case d != 0:
 				r.Problems = append(r.Problems, fmt.Sprintf("rows − completed = %d (must be 0)", d))
 			}
+		}
+		if r.pods && r.Rows != nil && (r.DBRowsWithPod == nil || *r.DBRowsWithPod != *r.Rows) {
+			with := int64(-1)
+			if r.DBRowsWithPod != nil {
+				with = *r.DBRowsWithPod
+			}
+			r.Problems = append(r.Problems, fmt.Sprintf("%d of %d rows name the client's namespace and pod (must be all: every client is a pod)", with, *r.Rows))
 		}
 		if r.Querylog == nil {
 			r.Problems = append(r.Problems, "no querylog metrics")

@@ -152,7 +152,7 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	if err := os.WriteFile(cfPath, []byte(cf), 0o644); err != nil {
 		return nil, err
 	}
-	r := &runResult{Variant: v.Name, querylog: v.Querylog, lockedDB: c.lockDB, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
+	r := &runResult{Variant: v.Name, querylog: v.Querylog, lockedDB: c.lockDB, pods: k != nil, Corefile: cf, GOMAXPROCS: c.gomaxprocs, Started: time.Now().UTC()}
 
 	var tap *dnstapReceiver
 	if v.Name == "dnstap" {

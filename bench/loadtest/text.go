@@ -181,6 +181,9 @@ func (r *runResult) text(w io.Writer, compact bool) {
 		case r.DBClientAddrs != nil:
 			parts = append(parts, fmt.Sprintf("%d client address(es) in the rows", *r.DBClientAddrs))
 		}
+		if r.DBRowsWithPod != nil && r.DBPods != nil {
+			parts = append(parts, fmt.Sprintf("%d rows with the client's namespace and pod (%d pod(s))", *r.DBRowsWithPod, *r.DBPods))
+		}
 		if r.NamesRepeated != nil {
 			parts = append(parts, fmt.Sprintf("%.2f%% of the queries sent repeated a name (dnsperf starts its file over after the last line)", 100**r.NamesRepeated))
 		}

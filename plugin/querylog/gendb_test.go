@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -102,15 +103,24 @@ func envInt(t *testing.T, name string, def int) int {
 // with a Zipf popularity (s = 1.1), a tenth of them under example.org. (example.org. itself the
 // fourth most asked) and a tenth NXDOMAIN names under example.net.; 1% SERVFAIL; 500 IPv4 and
 // 20 IPv6 clients asking equally; A 50%, AAAA 20%, HTTPS, PTR and TXT 10% each; udp 90%, tcp 4%,
-// dot and doh 3% each; 80% answered by cache in 30-500 µs, 20% by forward in 2-80 ms. One name,
-// rare.example.net., is asked 5 times in the rows and never in the rollups.
+// dot and doh 3% each; 80% answered by cache in 30-500 µs (cache hits), 20% by forward in 2-80
+// ms (misses). One name, rare.example.net., is asked 5 times in the rows and never in the
+// rollups.
+//
+// The IPv4 clients are pods (kubePods: 39 namespaces of skewed sizes, names such as
+// web-7d9f8c6b5-x2k4q), and their rows name their namespace and pod, as with the metadata
+// option listing the kubernetes plugin's two client labels; the IPv6 clients are not pods. In
+// the rows, genSearchShare of the pods' lookups go through a stub resolver's search list
+// (ndots:5, search NS.svc.cluster.local svc.cluster.local cluster.local; genSearch).
 type genMix struct {
 	pmf      []float64 // popularity of name k
 	nxMass   float64   // share of queries for NXDOMAIN names
 	clients  []netip.Addr
+	pods     []kubePod  // of clients[i], i < len(pods)
+	metadata [][]string // their values of the metadata option's two labels
 	labels   *labels
 	server   uint8
-	plugins  [2]uint8 // cache, forward
+	plugins  [3]uint8 // cache, forward, kubernetes
 	upstream uint16
 }
 
@@ -120,6 +130,11 @@ const (
 	genRareName  = "rare.example.net."
 	genRareCount = 5
 )
+
+// genSearchShare is the share of the pods' lookups in the rows that go through the search
+// list: 8 queries each (A and AAAA of 3 expansions, NXDOMAIN, then of the name itself), so that
+// about a fifth of the rows are theirs.
+const genSearchShare = 0.03
 
 var (
 	genTypes      = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS, dns.TypePTR, dns.TypeTXT}
@@ -148,7 +163,11 @@ func newGenMix(l *labels) *genMix {
 		g.clients = append(g.clients, netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", c+1)))
 	}
 	g.server = uint8(l.id(labelServer, "dns://:53"))
-	g.plugins = [2]uint8{uint8(l.id(labelPlugin, "cache")), uint8(l.id(labelPlugin, "forward"))}
+	g.pods = kubePods(rand.New(rand.NewPCG(7, 8)), 500)
+	for _, p := range g.pods {
+		g.metadata = append(g.metadata, []string{p.namespace, p.pod})
+	}
+	g.plugins = [3]uint8{uint8(l.id(labelPlugin, "cache")), uint8(l.id(labelPlugin, "forward")), uint8(l.id(labelPlugin, "kubernetes"))}
 	g.upstream = l.id(labelUpstream, "192.0.2.53:53")
 	return g
 }
@@ -198,7 +217,15 @@ func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
 		rare[n/genRareCount*i+12_345] = true
 	}
 	entries := make([]entry, 0, chunk)
-	counted := first // the rows' time of the last rollups write
+	counted := first                 // the rows' time of the last rollups write
+	searchFree := func(i int) bool { // the lookup's 8 rows fit, and none is one of the rare name's
+		for j := i; j < i+8; j++ {
+			if rare[j] {
+				return false
+			}
+		}
+		return i+8 <= n
+	}
 	for done := 0; done < n; {
 		entries = entries[:0]
 		for i := done; i < min(done+chunk, n); i++ {
@@ -231,8 +258,21 @@ func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
 			if r.IntN(10) < 3 {
 				e.flags |= flagDO
 			}
-			e.setAddr(g.clients[r.IntN(len(g.clients))])
+			c := r.IntN(len(g.clients))
+			e.setAddr(g.clients[c])
 			e.setProto(genProtos[pick(r, genProtoShare)])
+			e.cache = cacheHit
+			if forward {
+				e.cache = cacheMiss
+			}
+			if c < len(g.pods) {
+				e.extra = &extra{metadataLabels: genPodLabels, metadata: g.metadata[c], namespace: g.pods[c].namespace, pod: g.pods[c].pod}
+				if r.Float64() < genSearchShare && searchFree(i) {
+					entries = g.search(r, entries, e)
+					i += 7
+					continue
+				}
+			}
 			entries = append(entries, e)
 		}
 		// In the order they are answered, as the buffer hands them over.
@@ -256,6 +296,36 @@ func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
 		}
 	}
 	return nil
+}
+
+// genPodLabels are the metadata option's labels in the rows of pods.
+var genPodLabels = []string{namespaceLabel, podLabel}
+
+// search appends the 8 queries of a lookup of e's name (of fewer than 5 dots) by a pod's stub
+// resolver with ndots:5: A and AAAA of each expansion by the search list, answered NXDOMAIN
+// (by the cache, or kubernetes on a miss), then of the name itself, with e's answer. A and
+// AAAA go together; each pair after the slower reply of the one before.
+func (g *genMix) search(r *rand.Rand, entries []entry, e entry) []entry {
+	asked := strings.TrimSuffix(e.qname, ".")
+	at := e.start
+	for _, suffix := range []string{e.extra.namespace + ".svc.cluster.local.", "svc.cluster.local.", "cluster.local.", ""} {
+		var slowest int64
+		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			q := e
+			q.qtype, q.start = qtype, at+r.Int64N(20_000)
+			if suffix != "" {
+				q.qname, q.rcode, q.answers, q.upstream = asked+"."+suffix, dns.RcodeNameError, 0, 0
+				q.plugin, q.cache, q.duration = g.plugins[0], cacheHit, uint32(genDuration(r, false))
+				if r.IntN(5) == 0 {
+					q.plugin, q.cache, q.duration = g.plugins[2], cacheMiss, uint32(100+r.IntN(900))
+				}
+			}
+			slowest = max(slowest, q.start-at+int64(q.duration)*1000)
+			entries = append(entries, q)
+		}
+		at += slowest + 20_000 + r.Int64N(80_000)
+	}
+	return entries
 }
 
 // synthesizeRollups writes the rollups of the minutes from start to end (Unix seconds, minute
@@ -398,7 +468,11 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 				assigned += buckets[b]
 			}
 			buckets[slices.Index(buckets[:], slices.Max(buckets[:]))] += count - assigned
-			row := []any{start, rcode, int64(genTypes[c.t]), genProtos[c.p].String(), []string{"cache", "forward"}[c.f], count, us * count / sample}
+			hits := int64(0)
+			if c.f == 0 {
+				hits = count // the cache's answers
+			}
+			row := []any{start, rcode, int64(genTypes[c.t]), genProtos[c.p].String(), []string{"cache", "forward"}[c.f], count, us * count / sample, hits}
 			for _, b := range buckets {
 				row = append(row, b)
 			}
@@ -411,11 +485,24 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 	if err := insertRollupRows(ctx, dc, "rollup_clients (span, start, client, n)", 60, 3, clientRows); err != nil {
 		return err
 	}
-	cols := "span, start, rcode, qtype, proto, plugin, n, duration_us"
+	// Namespaces: the pods' share of the clients, each client asking equally.
+	perNamespace := map[string]int64{}
+	for _, p := range g.pods {
+		perNamespace[p.namespace]++
+	}
+	var namespaceRows []any
+	for _, ns := range slices.Sorted(maps.Keys(perNamespace)) {
+		n := poisson(float64(total) * float64(perNamespace[ns]) / float64(len(g.clients)))
+		namespaceRows = append(namespaceRows, start, ns, n, int64(math.Round(float64(n)*g.nxMass)), int64(math.Round(float64(n)*0.8)), int64(0))
+	}
+	if err := insertRollupRows(ctx, dc, "rollup_namespaces (span, start, namespace, n, nxdomain, hits, retries)", 60, 6, namespaceRows); err != nil {
+		return err
+	}
+	cols := "span, start, rcode, qtype, proto, plugin, n, duration_us, hits"
 	for i := range 16 {
 		cols += fmt.Sprintf(", d%d", i)
 	}
-	return insertRollupRows(ctx, dc, "rollup_outcomes ("+cols+")", 60, 23, outcomeRows)
+	return insertRollupRows(ctx, dc, "rollup_outcomes ("+cols+")", 60, 24, outcomeRows)
 }
 
 // insertRollupRows inserts rows of cols values each (after span) into into, 100 rows a statement.
