@@ -468,11 +468,11 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 				assigned += buckets[b]
 			}
 			buckets[slices.Index(buckets[:], slices.Max(buckets[:]))] += count - assigned
-			hits := int64(0)
+			hits, misses := int64(0), count // forward's answers are the cache's misses
 			if c.f == 0 {
-				hits = count // the cache's answers
+				hits, misses = count, 0 // the cache's answers
 			}
-			row := []any{start, rcode, int64(genTypes[c.t]), genProtos[c.p].String(), []string{"cache", "forward"}[c.f], count, us * count / sample, hits}
+			row := []any{start, rcode, int64(genTypes[c.t]), genProtos[c.p].String(), []string{"cache", "forward"}[c.f], count, us * count / sample, hits, misses}
 			for _, b := range buckets {
 				row = append(row, b)
 			}
@@ -493,16 +493,17 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 	var namespaceRows []any
 	for _, ns := range slices.Sorted(maps.Keys(perNamespace)) {
 		n := poisson(float64(total) * float64(perNamespace[ns]) / float64(len(g.clients)))
-		namespaceRows = append(namespaceRows, start, ns, n, int64(math.Round(float64(n)*g.nxMass)), int64(math.Round(float64(n)*0.8)), int64(0))
+		hits := int64(math.Round(float64(n) * 0.8))
+		namespaceRows = append(namespaceRows, start, ns, n, int64(math.Round(float64(n)*g.nxMass)), hits, n-hits, int64(0))
 	}
-	if err := insertRollupRows(ctx, dc, "rollup_namespaces (span, start, namespace, n, nxdomain, hits, retries)", 60, 6, namespaceRows); err != nil {
+	if err := insertRollupRows(ctx, dc, "rollup_namespaces (span, start, namespace, n, nxdomain, hits, misses, retries)", 60, 7, namespaceRows); err != nil {
 		return err
 	}
-	cols := "span, start, rcode, qtype, proto, plugin, n, duration_us, hits"
+	cols := "span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses"
 	for i := range 16 {
 		cols += fmt.Sprintf(", d%d", i)
 	}
-	return insertRollupRows(ctx, dc, "rollup_outcomes ("+cols+")", 60, 24, outcomeRows)
+	return insertRollupRows(ctx, dc, "rollup_outcomes ("+cols+")", 60, 25, outcomeRows)
 }
 
 // insertRollupRows inserts rows of cols values each (after span) into into, 100 rows a statement.
