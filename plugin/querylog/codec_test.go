@@ -103,8 +103,8 @@ func TestCodecRoundTrip(t *testing.T) {
 	// With the opt-in fields, which add their columns on first use; the namespace and pod have
 	// their own columns, not the metadata column.
 	x := mk(13, 0, dns.TypeA, dns.ClassINET, 0, 0, "template", 0)
-	x.extra = &extra{metadataLabels: []string{"kubernetes/client-namespace", "geoip/country/code", "unset/label"},
-		metadata: []string{"default", "DE", ""}, answers: "192.0.2.1 2001:db8::1 alias.example.", namespace: "default", pod: "web-1"}
+	x.extra = &extra{metadataLabels: []string{"geoip/country/code", "unset/label"},
+		metadata: []string{"DE", ""}, answers: "192.0.2.1 2001:db8::1 alias.example.", namespace: "default", pod: "web-1"}
 	add(x, richRow{qtype: 1, qclass: 1, plugin: sql.NullString{String: "template", Valid: true}, flags: sql.NullString{Valid: true},
 		metadata:  sql.NullString{String: `{"geoip/country/code":"DE"}`, Valid: true},
 		answers:   sql.NullString{String: "192.0.2.1 2001:db8::1 alias.example.", Valid: true},

@@ -54,19 +54,9 @@ const (
 	valueSize = int64(unsafe.Sizeof("")) // one string header in extra.metadata
 )
 
-// wantsColumns reports whether the row needs the metadata and answer_data columns: it has answer
-// data, or metadata for the metadata column (the namespace and pod have their own).
-func (x *extra) wantsColumns() bool {
-	if x.answers != "" {
-		return true
-	}
-	for i, v := range x.metadata {
-		if v != "" && i < len(x.metadataLabels) && x.metadataLabels[i] != namespaceLabel && x.metadataLabels[i] != podLabel {
-			return true
-		}
-	}
-	return false
-}
+// wantsColumns reports whether the row needs the metadata and answer_data columns: the metadata
+// or answers option is on (the namespace and pod have columns of their own).
+func (x *extra) wantsColumns() bool { return x.metadataLabels != nil || x.answers != "" }
 
 // cost is what e holds in memory, for the buffer's byte budget: its slot and the texts only it
 // refers to (the query name, answer data, metadata values). The metadata labels are shared by

@@ -367,13 +367,14 @@ func parseRecordedOption(c *caddy.Controller, o *options, f *filter, name string
 	switch name {
 	case "metadata":
 		if len(args) == 0 {
-			return c.Errf("metadata needs at least one LABEL, e.g. kubernetes/client-namespace")
+			return c.Errf("metadata needs at least one LABEL, e.g. kubernetes/client-label/app")
 		}
 		for _, a := range args {
 			if !metadata.IsLabel(a) {
 				return c.Errf("metadata: invalid label %q: must look like plugin/name", a)
 			}
-			if !slices.Contains(f.metadata, a) {
+			// The client's namespace and pod are logged in columns of their own, always.
+			if !slices.Contains(f.metadata, a) && a != namespaceLabel && a != podLabel {
 				f.metadata = append(f.metadata, a)
 			}
 		}

@@ -208,8 +208,11 @@ func TestParseFilter(t *testing.T) {
 			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/32")}}},
 		{"ignore_clients IPv4-mapped", "querylog {\n ignore_clients ::ffff:10.0.0.0/104 ::ffff:192.0.2.1\n}", filter{ignoreClients: []netip.Prefix{
 			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}}},
-		{"metadata and answers", "querylog {\n metadata kubernetes/client-namespace geoip/country/code\n metadata kubernetes/client-namespace\n answers\n}",
-			filter{metadata: []string{"kubernetes/client-namespace", "geoip/country/code"}, answers: true}},
+		{"metadata and answers", "querylog {\n metadata kubernetes/client-label/app geoip/country/code\n metadata kubernetes/client-label/app\n answers\n}",
+			filter{metadata: []string{"kubernetes/client-label/app", "geoip/country/code"}, answers: true}},
+		// The namespace and pod have columns of their own, always filled: listing them adds nothing.
+		{"metadata of the namespace and pod", "querylog {\n metadata kubernetes/client-namespace geoip/country/code kubernetes/client-pod-name\n}",
+			filter{metadata: []string{"geoip/country/code"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -268,12 +268,11 @@ func (ws *writeState) dbNumber(kind labelKind, id uint16) int64 {
 	return ws.dbLabel[kind][id]
 }
 
-// metadataJSON is the metadata column: a JSON object of the labels that have a value, but for
-// the namespace and pod, which have their own column.
+// metadataJSON is the metadata column: a JSON object of the labels that have a value.
 func metadataJSON(labels, values []string) string {
 	m := map[string]string{}
 	for i, v := range values {
-		if v != "" && i < len(labels) && labels[i] != namespaceLabel && labels[i] != podLabel {
+		if v != "" && i < len(labels) {
 			m[labels[i]] = v
 		}
 	}
