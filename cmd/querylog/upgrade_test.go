@@ -54,7 +54,7 @@ func TestUpgradedFile(t *testing.T) {
 	}
 
 	st := runStatsJSON(t, db)
-	checkStats(t, "stats", db, st, 2, -1)
+	checkStats(t, "stats", db, st, 3, -1)
 	if st.V1Rows == nil || *st.V1Rows != 300 {
 		t.Errorf("stats: rows of schema 1 %v, want 300", st.V1Rows)
 	}
