@@ -78,10 +78,10 @@ func endpointSlice(ns, name string, ips ...string) *discoveryv1.EndpointSlice {
 func cluster() []runtime.Object {
 	headless := service("team-a", "db", "None")
 	return []runtime.Object{
-		namespace("default"), namespace("team-a"), namespace("team-b"),
+		fakek8s.Namespace("default"), fakek8s.Namespace("team-a"), fakek8s.Namespace("team-b"),
 		service("default", "web", "10.96.0.10"), endpointSlice("default", "web", "10.244.1.5"),
 		headless, endpointSlice("team-a", "db", "10.244.2.7"),
-		pod("team-a", "client-a", "127.0.0.2"), pod("team-b", "client-b", "127.0.0.3"),
+		fakek8s.Pod("team-a", "client-a", "127.0.0.2"), fakek8s.Pod("team-b", "client-b", "127.0.0.3"),
 	}
 }
 
@@ -180,9 +180,9 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	ql := fmt.Sprintf("querylog %s {\n        flush_interval 100ms\n    }", s.db)
 	// A node's address: every hostNetwork pod of the node has it as its pod IP, so the plugin
 	// names one of them, here NodeLocal DNSCache's, for a query that came from the node.
-	nodeLocal := pod("kube-system", "node-local-dns-x7k2p", "127.0.0.4")
+	nodeLocal := fakek8s.Pod("kube-system", "node-local-dns-x7k2p", "127.0.0.4")
 	nodeLocal.Spec.HostNetwork = true
-	api.Apply(namespace("kube-system"))
+	api.Apply(fakek8s.Namespace("kube-system"))
 	api.Apply(nodeLocal)
 	s.write(stockCorefile(s, ports[0], ports[1], "endpoint "+api.URL, "verified", up.Target, "metadata", ql))
 	s.start()

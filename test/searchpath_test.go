@@ -244,10 +244,10 @@ func TestSearchpathRealResolvers(t *testing.T) {
 	podA := net.pod("search "+strings.Join(searchA, " "), "options ndots:5")
 	podB := net.pod("search "+strings.Join(searchB, " "), "options ndots:2")
 
-	api := fakek8s.Start(t, namespace("team-a"), namespace("team-b"),
+	api := fakek8s.Start(t, fakek8s.Namespace("team-a"), fakek8s.Namespace("team-b"),
 		service("team-a", "web", "10.96.0.10"), endpointSlice("team-a", "web", "10.244.1.5"),
 		service("team-b", "db", "10.96.0.20"), endpointSlice("team-b", "db", "10.244.2.7"),
-		pod("team-a", "client-a", podA.ip), pod("team-b", "client-b", podB.ip))
+		fakek8s.Pod("team-a", "client-a", podA.ip), fakek8s.Pod("team-b", "client-b", podB.ip))
 	up := testutil.StartUpstream(t)
 	s := newServer(t)
 	s.port, s.dns = 53, net.gateway+":53" // resolv.conf has no port

@@ -42,7 +42,7 @@ func TestHelpSpellsFlagsOneWay(t *testing.T) {
 func TestDocsSpellFlagsOneWay(t *testing.T) {
 	docs, _ := filepath.Glob("../../docs/*.md")
 	docs = append(docs, "../../README.md", "../../plugin/querylog/README.md", "../../deploy/README.md")
-	commandRe := regexp.MustCompile("querylog (?:tail|top|new|searchpath|search|export|stats|version)\\b[^`\\n]*")
+	commandRe := regexp.MustCompile("querylog (?:tail|top|new|retries|searchpath|search|export|stats|version)\\b[^`\\n]*")
 	for _, doc := range docs {
 		b, err := os.ReadFile(doc)
 		if err != nil {

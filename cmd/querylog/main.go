@@ -1,6 +1,6 @@
-// Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 or 2)
+// Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 to 3)
 // and answers the usual questions about it: the newest rows, the most asked names, clients,
-// rcodes and types, the upstreams, the names first seen, what the search list costs, a
+// rcodes and types, the upstreams, the names first seen, the retransmissions, what the search list costs, a
 // search, an export, and what the file holds. It never slows the writer: it opens the file
 // read-only, reads each command's answer from one WAL snapshot, and gives a query a time
 // budget. See the README, "Asking the log".
@@ -21,7 +21,7 @@ import (
 
 const usage = `Usage: querylog COMMAND [flags]
 
-Reads a querylog database (schema 1 or 2) without slowing the server writing it: a read-only
+Reads a querylog database (schema 1 to 3) without slowing the server writing it: a read-only
 connection, one snapshot per command, and a time budget per query.
 
 Commands:
@@ -36,9 +36,15 @@ Commands:
   top upstreams [--since 24h] [--until T] [-n 20]
                                        per upstream: queries, SERVFAIL share, reply time p50
                                        and p99, from the rows (rollups keep no upstream)
-  new [--since 1h] [--namespace NS] [-n 20]
+  new [--since 1h] [--namespace NS] [--exact] [-n 20]
                                        names and registered domains first seen in the
-                                       window: in no row, dictionary entry or rollup before
+                                       window: in no dictionary entry or rollup before it
+                                       (--exact: nor in any row before it; slower)
+  retries [--since 1h] [--until T] [--namespace NS] [-n 20]
+                                       the queries clients sent again (same port, id, name
+                                       and type within 5 s): the clients, namespaces, names
+                                       and upstreams with the most, and whether the first
+                                       query was answered before the client asked again
   search [filters] [-n 50] [--after CURSOR]
                                        matching rows, newest first, a page at a time
   export [--format csv|jsonl] [filters]
@@ -46,7 +52,8 @@ Commands:
                                        texts for programs (a spreadsheet may run a CSV
                                        field that begins with =, +, - or @ as a formula)
   stats                                rows, time span, file size, rows per day, rollups,
-                                       schema version
+                                       schema version, cache hit ratio, retransmissions,
+                                       namespaces and pods
   searchpath [--since 1h] [--namespace NS] [--search SUFFIX,...] [-n 20]
                                        the A and AAAA queries of each lookup folded into the
                                        name asked, per namespace or client: what the search
@@ -123,6 +130,8 @@ var commands = map[string]command{
 	"stats":  {runStats},
 	"new":    {runNew},
 
+	"retries": {runRetries},
+
 	"searchpath": {runSearchpath},
 }
 
@@ -150,7 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, new, search, export, stats, searchpath or version; querylog -h for help)\n", args[0])
+		fmt.Fprintf(stderr, "querylog: unknown command %q (tail, top, new, retries, search, export, stats, searchpath or version; querylog -h for help)\n", args[0])
 		return exitUsage
 	}
 	err := c.run(ctx, args[1:], stdout, stderr)

@@ -52,9 +52,6 @@ import (
 // dictionary first, then those rows, then the rollups, and stops as soon as every name and
 // domain of the window is known to be old.
 
-// namespaceLabel is the metadata label --namespace matches (the kubernetes plugin's).
-const namespaceLabel = "kubernetes/client-namespace"
-
 // newName is a name of the window: its counts among the rows --namespace selects, and what is
 // known of it before the window.
 type newName struct {
@@ -76,29 +73,32 @@ type newDomain struct {
 }
 
 type newResult struct {
-	from      int64 // the window, Unix seconds (whole minutes)
-	namespace string
-	names     []*newName   // new names, most asked first
-	domains   []*newDomain // new domains, most asked first
-	newNames  int          // how many names are new (names may be cut to -n)
-	newDoms   int
-	winNames  int   // names of the window
-	winDoms   int   // domains of the window
-	queries   int64 // queries of the window (of --namespace)
-	oldest    sql.NullInt64
-	olderRows int64           // rows before the window read (texts), 0 if not needed
-	scanned   bool            // every row before the window was read
-	rollupsTo int64           // rollup periods that begin before this were read (Unix seconds); 0: none
-	folded    map[int64]int64 // by span: queries of the rollup periods read counted under (other)
-	v1        bool
+	from        int64 // the window, Unix seconds (whole minutes)
+	namespace   string
+	names       []*newName   // new names, most asked first
+	domains     []*newDomain // new domains, most asked first
+	newNames    int          // how many names are new (names may be cut to -n)
+	newDoms     int
+	winNames    int   // names of the window
+	winDoms     int   // domains of the window
+	queries     int64 // queries of the window (of --namespace)
+	oldest      sql.NullInt64
+	olderRows   int64 // rows before the window read (texts), 0 if not needed
+	scanned     bool  // every row before the window was read
+	rollupsTo   int64 // rollup periods that begin before this were read (Unix seconds); 0: none
+	minutesFrom int64 // by default, the minutes read begin here (after the last hour or day before the window)
+	exact       bool
+	folded      map[int64]int64 // by span: queries of the rollup periods read counted under (other)
+	v1          bool
 }
 
 func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
 	var c common
 	var since timeFlag
-	fs := newFlags("new", "[--since 1h] [--namespace NS] [-n 20]", out, &c, defaultTimeout)
+	fs := newFlags("new", "[--since 1h] [--namespace NS] [--exact] [-n 20]", out, &c, defaultTimeout)
 	fs.Var(&since, "since", "the window starts at `T`: a duration ago (30m, 1h, 30d) or an RFC 3339 time (default 1h)")
-	ns := fs.String("namespace", "", "only names asked by clients of Kubernetes namespace `NS` (the metadata label "+namespaceLabel+")")
+	ns := fs.String("namespace", "", "only names asked by clients of Kubernetes namespace `NS`")
+	exact := fs.Bool("exact", false, "also read every row before the window that holds a name as text (slower: it finds the names seen only once in a period whose rollup folded them under (other))")
 	n := fs.Int("n", 20, "how many names and domains to list (1 to 10000)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
@@ -109,25 +109,13 @@ func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
 	if !since.set() {
 		since.Set("1h")
 	}
-	d, err := openDatabase(ctx, c.db, c.timeout)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	if *ns != "" && !d.extra {
-		return usageError("--namespace %q: %s has no metadata column (the plugin's metadata option was never on), so no row says its namespace", *ns, d.path)
-	}
-	qctx, cancel := d.withBudget(ctx)
-	defer cancel()
-	// Rollups count whole minutes: the window is rounded down to them, as top does.
-	res, err := d.newNames(qctx, since.t.Unix()/60*60, *ns, *n)
-	if err != nil {
-		return d.queryError(err)
-	}
-	if c.json {
-		return res.writeJSON(out)
-	}
-	return res.writeTable(out)
+	return answer(ctx, c, out, func(ctx context.Context, d *database) (*newResult, error) {
+		if err := d.namespaceKnown("--namespace", *ns); err != nil {
+			return nil, err
+		}
+		// Rollups count whole minutes: the window is rounded down to them, as top does.
+		return d.newNames(ctx, since.t.Unix()/60*60, *ns, *exact, *n)
+	})
 }
 
 // registeredDomain is the registered domain of a name, fully qualified (example.org. for
@@ -220,8 +208,8 @@ const rollupSeekNames = 100
 // epoch is a dictionary epoch: where it began in the log and its first name number.
 type epoch struct{ logID, nameID int64 }
 
-func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (*newResult, error) {
-	res := &newResult{from: from, namespace: ns, v1: d.v1 != "", folded: map[int64]int64{}}
+func (d *database) newNames(ctx context.Context, from int64, ns string, exact bool, n int) (*newResult, error) {
+	res := &newResult{from: from, namespace: ns, v1: d.v1 != "", folded: map[int64]int64{}, exact: exact}
 	s := &newState{names: map[string]*newName{}, domains: map[string]*newDomain{}}
 	w0 := from * 1000 << 8 // the first id a row of the window can have
 	var epochs []epoch
@@ -284,7 +272,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 		// The window has no end: ids from its start on, then arrivals (see timeCond).
 		match, args := "", []any{nil, nil, from * 1000}
 		if ns != "" {
-			match = `, CASE WHEN json_valid(l.metadata) THEN json_extract(l.metadata, '$."` + namespaceLabel + `"') END = ?4`
+			match = `, ` + d.namespaceCond("?4")
 			args = append(args, ns)
 		}
 		query := `SELECT l.id, l.name, l.late` + match + ` FROM log l
@@ -407,7 +395,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 	// 4. The rows before the window that hold a text (SQLite orders every number before every
 	// text), newest first, until every name and domain is known to be old. Rows with ids below
 	// the window's arrived before it; above, only late ones did.
-	if d.log && last.Valid && !s.done() {
+	if exact && d.log && last.Valid && !s.done() {
 		res.scanned = true
 		query := `SELECT l.name FROM log l WHERE l.id >= ? AND l.id < ? AND l.name >= '' AND `
 		err := chunks(ctx, 0, min(w0+lateMargin.Milliseconds()<<8, last.Int64+1), chunkIDs, true, func(a, b int64) error {
@@ -443,22 +431,40 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 			return nil, err
 		}
 	}
-	// 6. The rollups of the periods before the oldest row (all of them if there are no rows),
-	// last: by then few names are open, and each is looked for in each period, by the primary
-	// key; while a domain is open (a name under it can be any), or many names are, every name
-	// row of the periods is read.
+	// 6. The rollups, last: by then few names are open, and each is looked for in each period,
+	// by the primary key; while a domain is open (a name under it can be any), or many names
+	// are, every name row of the periods is read. By default, the periods of every span that
+	// end by the window: days and hours, and the minutes after the last hour (the rows before
+	// the window are not read). With --exact, the periods before the oldest row, where the
+	// rows read say nothing.
 	if d.rollups && !s.done() {
 		before := from // periods that start before this, and end by the window
-		if res.oldest.Valid {
+		if exact && res.oldest.Valid {
 			before = min(before, (res.oldest.Int64+999)/1000)
+		}
+		res.rollupsTo = before
+		after := map[int64]int64{} // per span, periods that start before this are not read
+		if !exact {
+			var hours, days sql.NullInt64
+			err := d.row(ctx, `SELECT (SELECT max(start) FROM rollup_names WHERE span = 3600 AND start <= ?1 - 3600),
+				(SELECT max(start) FROM rollup_names WHERE span = 86400 AND start <= ?1 - 86400)`, []any{from}, &hours, &days)
+			if err != nil {
+				return nil, err
+			}
+			if hours.Valid {
+				after[60] = hours.Int64 + 3600
+			} else if days.Valid {
+				after[60] = days.Int64 + 86400
+			}
+			res.minutesFrom = after[60]
 		}
 		for _, span := range []int64{86400, 3600, 60} {
 			if s.done() {
 				break
 			}
-			query, args := `SELECT name, n FROM rollup_names WHERE span = ?1 AND start < ?2 AND start + ?1 <= ?3 AND (name = ?4 OR `, []any{span, before, from, otherKey}
+			query, args := `SELECT name, n FROM rollup_names WHERE span = ?1 AND start >= ?5 AND start < ?2 AND start + ?1 <= ?3 AND (name = ?4 OR `, []any{span, before, from, otherKey, after[span]}
 			if len(s.openDoms) == 0 && len(s.openNames) < rollupSeekNames {
-				starts, err := d.periods(ctx, span, 0, from)
+				starts, err := d.periods(ctx, span, after[span], from)
 				if err != nil {
 					return nil, err
 				}
@@ -485,7 +491,6 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, n int) (
 				return nil, err
 			}
 		}
-		res.rollupsTo = before
 	}
 	for _, nm := range s.names {
 		if !nm.old {
@@ -530,6 +535,8 @@ func (r *newResult) sources() []string {
 	case r.oldest.Int64 >= r.from*1000:
 		out = append(out, "before the window: no rows; the window begins before the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+
 			": its names from before then, which only rollups keep, are not listed")
+	case !r.exact:
+		out = append(out, "before the window: the names dictionary and the rollups, not the rows (--exact reads them too, slower: it also finds the names asked only in periods whose rollups counted them under "+otherKey+")")
 	case r.scanned:
 		out = append(out, fmt.Sprintf("before the window: rows from %s, every one read (%s holding a name as text matched)",
 			time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339), count(r.olderRows)))
@@ -537,7 +544,12 @@ func (r *newResult) sources() []string {
 		out = append(out, fmt.Sprintf("before the window: rows from %s, and the names dictionary; every name and domain was known before all were read",
 			time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)))
 	}
-	if r.rollupsTo > 0 {
+	switch {
+	case r.rollupsTo > 0 && !r.exact && r.minutesFrom > 0:
+		out = append(out, "rollups: the days and hours that end by the window, and the minutes from "+rfc3339(r.minutesFrom)+" to it")
+	case r.rollupsTo > 0 && !r.exact:
+		out = append(out, "rollups: the days, hours and minutes that end by the window")
+	case r.rollupsTo > 0:
 		out = append(out, "rollups: the days, hours and minutes before "+rfc3339(r.rollupsTo)+" (where there are no rows)")
 	}
 	var folded []string

@@ -69,14 +69,17 @@ func runNewJSON(t *testing.T, args ...string) newJSON {
 }
 
 // TestNew: new lists the names, and registered domains, of the window that the file never saw
-// before it, whichever part of the file saw them: a name asked once last week (a row holding
-// its text), one asked twice then (a number of an older epoch of the dictionary), one whose rows
-// are gone but that the rollups of a day long ago still hold, and one asked two hours ago in the
-// epoch the window begins in (the window's first row holding it holds its number) are not new.
+// before it, whichever part of the file saw them: one asked twice last week (a number of an older
+// epoch of the dictionary), one whose rows are gone but that the rollups of a day long ago still
+// hold, and one asked two hours ago in the epoch the window begins in (the window's first row
+// holding it holds its number) are not new. A name asked once last week is known only by the row
+// holding its text (its rollups are gone here, as a name past a period's rollup_limit is folded
+// under (other)): only --exact, which reads the rows before the window, finds it; by default it
+// is new, and the sources say what was read.
 func TestNew(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "q.db")
-	opts := "retention 30d\n        metadata " + namespaceLabel
+	opts := "retention 30d"
 	a := func(name string, n int) []query {
 		var qs []query
 		for range n {
@@ -110,42 +113,56 @@ func TestNew(t *testing.T) {
 	s.send(t, window)
 	s.stop()
 	moveBack(t, db, 2*time.Hour, before)
-	// The kubernetes plugin's metadata, as it would have been (and one row's unreadable).
-	testutil.Exec(t, db, `UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-a"}' WHERE id IN (SELECT id FROM queries WHERE qname LIKE '%.example.net.');
+	// The kubernetes plugin's metadata, as files before schema 3 kept it (schema 3 keeps the
+	// namespace in the pod column: TestClusterNamespaces), and one row's unreadable.
+	testutil.Exec(t, db, `ALTER TABLE log ADD COLUMN metadata TEXT; ALTER TABLE log ADD COLUMN answer_data TEXT;
+		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-a"}' WHERE id IN (SELECT id FROM queries WHERE qname LIKE '%.example.net.');
 		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-b"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'fresh.example.org.');
 		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-c"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'pruned.example.org.');
 		UPDATE log SET metadata = '{bad' WHERE id = (SELECT max(id) FROM queries WHERE qname = 'fresh.example.org.')`)
 
-	got := runNewJSON(t, "--db", db, "--since", "1h")
+	got := runNewJSON(t, "--db", db, "--since", "1h", "--exact")
 	// The most asked first (then the first asked).
 	if want := "a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | example.net.:4/2"; got.summary() != want {
-		t.Errorf("new:\n got %s\nwant %s\nsources %q", got.summary(), want, got.Sources)
+		t.Errorf("new --exact:\n got %s\nwant %s\nsources %q", got.summary(), want, got.Sources)
+	}
+	if src := strings.Join(got.Sources, "\n"); !strings.Contains(src, "before the window: rows from ") || !strings.Contains(src, "every one read") {
+		t.Errorf("new --exact: sources %q", got.Sources)
+	}
+	// By default the rows before the window are not read: once.example.org. is new.
+	def := runNewJSON(t, "--db", db, "--since", "1h")
+	if want := "a.fresh.example.net.:3 fresh.example.org.:2 once.example.org.:1 b.example.net.:1 | example.net.:4/2"; def.summary() != want {
+		t.Errorf("new:\n got %s\nwant %s\nsources %q", def.summary(), want, def.Sources)
+	}
+	if src := strings.Join(def.Sources, "\n"); !strings.Contains(src, "before the window: the names dictionary and the rollups, not the rows (--exact") ||
+		!strings.Contains(src, "rollups: the days and hours that end by the window") {
+		t.Errorf("new: sources %q", def.Sources)
 	}
 	if got.NewNames != 3 || got.NewDomains != 1 || got.WindowQueries != int64(len(window)) || got.WindowNames != 7 {
 		t.Errorf("new: %d new names, %d new domains, window %d queries of %d names; want 3, 1, %d, 7", got.NewNames, got.NewDomains,
 			got.WindowQueries, got.WindowNames, len(window))
 	}
 	// The same with the window reaching back before the earlier row: it is new then.
-	got = runNewJSON(t, "--db", db, "--since", "3h")
+	got = runNewJSON(t, "--db", db, "--since", "3h", "--exact")
 	if want := "earlier.example.org.:3 a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | example.net.:4/2"; got.summary() != want {
 		t.Errorf("new --since 3h:\n got %s\nwant %s", got.summary(), want)
 	}
 	// By namespace: the names a namespace asked that no one asked before.
-	if got := runNewJSON(t, "--db", db, "--namespace", "team-a"); got.summary() != "a.fresh.example.net.:3 b.example.net.:1 | example.net.:4/2" {
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-a", "--exact"); got.summary() != "a.fresh.example.net.:3 b.example.net.:1 | example.net.:4/2" {
 		t.Errorf("new --namespace team-a: %s", got.summary())
 	}
-	if got := runNewJSON(t, "--db", db, "--namespace", "team-b"); got.summary() != "fresh.example.org.:1 | " || got.WindowQueries != 1 {
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-b", "--exact"); got.summary() != "fresh.example.org.:1 | " || got.WindowQueries != 1 {
 		t.Errorf("new --namespace team-b: %s, %d queries", got.summary(), got.WindowQueries)
 	}
 	// Only a name left, no domain: it is looked for in each rollup period by the primary key.
-	if got := runNewJSON(t, "--db", db, "--namespace", "team-c"); got.summary() != " | " || got.WindowQueries != 1 {
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-c", "--exact"); got.summary() != " | " || got.WindowQueries != 1 {
 		t.Errorf("new --namespace team-c: %s, %d queries; want nothing new of 1", got.summary(), got.WindowQueries)
 	}
 	if got := runNewJSON(t, "--db", db, "--namespace", "nobody"); got.summary() != " | " || got.WindowQueries != 0 {
 		t.Errorf("new --namespace nobody: %s", got.summary())
 	}
 	// -n cuts each list; the table says how many there are.
-	out := mustRun(t, "new", "--db", db, "-n", "1")
+	out := mustRun(t, "new", "--db", db, "-n", "1", "--exact")
 	lines := strings.Split(out, "\n")
 	if !strings.HasPrefix(lines[0], "NEW NAME") || !strings.HasPrefix(lines[1], "a.fresh.example.net.") || !strings.Contains(out, "(1 of 3 new names; -n shows more)") ||
 		!strings.Contains(out, "\nNEW DOMAIN") || !strings.Contains(out, "\nexample.net.") || !strings.Contains(out, "new: 3 names, 1 registered domain") ||

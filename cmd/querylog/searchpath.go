@@ -36,9 +36,6 @@ const lookupGapMS = 5000
 // learning suffixes: a lookup's names come one after the other, A and AAAA together.
 const learnBack = 32
 
-// nsLabel is the metadata label that names a client's namespace (kubernetes, pods verified).
-const nsLabel = "kubernetes/client-namespace"
-
 // spOptions are searchpath's flags, checked.
 type spOptions struct {
 	namespace string
@@ -51,7 +48,7 @@ func runSearchpath(ctx context.Context, args []string, out, _ io.Writer) error {
 	var since timeFlag
 	fs := newFlags("searchpath", "[--since 1h] [--namespace NS] [--search SUFFIX,...] [-n 20]", out, &c, defaultTimeout)
 	fs.Var(&since, "since", "the queries that arrived at or after `T`: a duration ago (30m, 1h) or an RFC 3339 time (default 1h)")
-	ns := fs.String("namespace", "", "only the lookups of pods in namespace `NS` (the metadata label "+nsLabel+")")
+	ns := fs.String("namespace", "", "only the lookups of pods in namespace `NS`")
 	search := fs.String("search", "", "the search list, comma-separated `SUFFIXES` in the resolvers' order (default: learned from the log)")
 	n := fs.Int("n", 20, "how many names (1 to 10000)")
 	if err := parseNoArgs(fs, args); err != nil {
@@ -86,6 +83,9 @@ func runSearchpath(ctx context.Context, args []string, out, _ io.Writer) error {
 		return err
 	}
 	defer d.close()
+	if err := d.namespaceKnown("--namespace", opt.namespace); err != nil {
+		return err
+	}
 	qctx, cancel := d.withBudget(ctx)
 	defer cancel()
 	res, err := d.searchpath(qctx, w, opt)
@@ -110,7 +110,7 @@ type spResult struct {
 // schema 1 by ts.
 func (d *database) searchpath(ctx context.Context, w *where, opt spOptions) (*spResult, error) {
 	sc := &spScan{d: d, a: newSPAnalysis(), opt: opt, streams: map[[2]string]*spStream{}, groups: map[[2]string]int32{},
-		namespaces: map[string]string{}, nameRefs: map[int64]int32{}, clientRefs: map[int64]string{}}
+		namespaces: newNamespaces(d), nameRefs: map[int64]int32{}, clientRefs: map[int64]string{}}
 	if d.log {
 		if err := sc.log(ctx, w); err != nil {
 			return nil, err
@@ -144,7 +144,7 @@ type spScan struct {
 	opt        spOptions
 	streams    map[[2]string]*spStream // by namespace and client
 	groups     map[[2]string]int32     // by namespace, or client without namespace
-	namespaces map[string]string       // metadata text -> namespace
+	namespaces *namespaces             // a row's namespace, by pod or metadata
 	nameRefs   map[int64]int32         // names dictionary number -> name index
 	clientRefs map[int64]string        // clients dictionary number -> address
 }
@@ -156,10 +156,15 @@ func (sc *spScan) log(ctx context.Context, w *where) error {
 		return err
 	}
 	q := w.logQuery(first.Int64, last.Int64+1)
-	cols := `l.name, l.client`
-	if d.extra {
-		cols += `, l.metadata`
+	// The namespace: by the pod column, else (rows of older files) by the metadata.
+	pod, meta := `NULL`, `NULL`
+	if d.cluster {
+		pod = `l.pod`
 	}
+	if d.extra {
+		meta = `l.metadata`
+	}
+	cols := `l.name, l.client, ` + pod + `, ` + meta
 	// Arrival, type, rcode and "answered" in one integer (logrow.Decode's fields, worked out in
 	// SQL, where & | << >> have one precedence, left to right): each column read costs more
 	// than the arithmetic.
@@ -197,11 +202,11 @@ func (sc *spScan) log(ctx context.Context, w *where) error {
 			default:
 				client, _ = logrow.Text(c)
 			}
-			meta := ""
-			if len(v) > 3 {
-				meta, _ = logrow.Text(v[3])
+			ns, _, err := sc.namespaces.of(ctx, v[3], v[4])
+			if err != nil {
+				return err
 			}
-			sc.add(packed>>14, name, client, meta, packed>>12&1 == 1, uint16(packed&4095), packed>>13&1 == 1)
+			sc.add(packed>>14, name, client, ns, packed>>12&1 == 1, uint16(packed&4095), packed>>13&1 == 1)
 			return nil
 		})
 	})
@@ -249,21 +254,10 @@ func (sc *spScan) resolveNames(ctx context.Context) error {
 	return nil
 }
 
-// add adds an A or AAAA query: its arrival, name index, client, metadata (JSON, or ""), type,
-// rcode, and whether it was answered (NOERROR with answers). Rows come in the order written:
-// within a millisecond, the order they are taken in.
-func (sc *spScan) add(ts int64, name int32, client, meta string, aaaa bool, rcode uint16, ok bool) {
-	ns := ""
-	if meta != "" {
-		var ok bool
-		if ns, ok = sc.namespaces[meta]; !ok {
-			var md map[string]any
-			if json.Unmarshal([]byte(meta), &md) == nil {
-				ns, _ = md[nsLabel].(string)
-			}
-			sc.namespaces[meta] = ns
-		}
-	}
+// add adds an A or AAAA query: its arrival, name index, client, namespace (or ""), type, rcode,
+// and whether it was answered (NOERROR with answers). Rows come in the order written: within a
+// millisecond, the order they are taken in.
+func (sc *spScan) add(ts int64, name int32, client, ns string, aaaa bool, rcode uint16, ok bool) {
 	if sc.opt.namespace != "" && ns != sc.opt.namespace {
 		return
 	}

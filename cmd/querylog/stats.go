@@ -32,6 +32,13 @@ type stats struct {
 	AfterRows  *int64      `json:"rows_after_rollups,omitempty"`
 	Names      *int64      `json:"dictionary_names,omitempty"`
 	Clients    *int64      `json:"dictionary_clients,omitempty"`
+	CacheHits  *int64      `json:"cache_hits"`      // null: no row says a cache status
+	HitRatio   *float64    `json:"cache_hit_ratio"` // of rows
+	Retries    *int64      `json:"retransmissions,omitempty"`
+	RetryShare *float64    `json:"retransmission_share,omitempty"`
+	Namespaces *int64      `json:"namespaces,omitempty"`
+	Pods       *int64      `json:"pods,omitempty"`
+	hits       int64
 	firstMS    int64
 	lastMS     int64
 	hasRows    bool
@@ -56,22 +63,10 @@ func runStats(ctx context.Context, args []string, out, _ io.Writer) error {
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	d, err := openDatabase(ctx, c.db, c.timeout)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	qctx, cancel := d.withBudget(ctx)
-	defer cancel()
-	s, err := d.stats(qctx)
-	if err != nil {
-		return d.queryError(err)
-	}
-	if c.json {
-		return writeJSON(out, s)
-	}
-	return s.writeTable(out)
+	return answer(ctx, c, out, func(ctx context.Context, d *database) (*stats, error) { return d.stats(ctx) })
 }
+
+func (s *stats) writeJSON(out io.Writer) error { return writeJSON(out, s) }
 
 func (d *database) stats(ctx context.Context) (*stats, error) {
 	s := &stats{File: d.path, Schema: d.schema}
@@ -128,6 +123,9 @@ func (d *database) stats(ctx context.Context) (*stats, error) {
 			return nil, err
 		}
 		s.Names, s.Clients = &names, &clients
+		if err := d.clusterStats(ctx, s); err != nil {
+			return nil, err
+		}
 	}
 	for day := range days {
 		s.PerDay = append(s.PerDay, dayCount{time.UnixMilli(day * 86400000).UTC().Format("2006-01-02"), days[day]})
@@ -191,11 +189,20 @@ func (d *database) logStats(ctx context.Context, s *stats, days map[int64]int64,
 			n := logrow.Int(v[1])
 			days[logrow.Int(v[0])] += n
 			s.Rows += n
+			s.hits += logrow.Int(v[2])
 			return nil
 		})
 	}
+	// Cache hits: counted by the minute rollups (schema 3), and the cache column of rows.
+	rowHits, rollupHits := `0`, `0`
+	if d.cluster {
+		rowHits = `coalesce(sum(cache = 1), 0)`
+	}
+	if d.pods {
+		rollupHits = `sum(hits)`
+	}
 	if !d.rollups {
-		return add(`SELECT ((id >> 8) - late) / 86400000, count(*) FROM log GROUP BY 1`)
+		return add(`SELECT ((id >> 8) - late) / 86400000, count(*), ` + rowHits + ` FROM log GROUP BY 1`)
 	}
 	if err := d.row(ctx, `SELECT coalesce((SELECT value FROM state WHERE key = 'rollup_id'), 0)`, nil, &rollupID); err != nil {
 		return err
@@ -205,15 +212,42 @@ func (d *database) logStats(ctx context.Context, s *stats, days map[int64]int64,
 		query string
 		args  []any
 	}{
-		{`SELECT start / 86400, sum(n) FROM rollup_outcomes WHERE span = 60 AND start > ? GROUP BY 1`, []any{minute}},
-		{`SELECT ?3 / 86400, count(*) FROM log WHERE id >= ?1 AND id < ?2 AND id <= ?4 AND (id >> 8) - late < ?5`,
+		{`SELECT start / 86400, sum(n), ` + rollupHits + ` FROM rollup_outcomes WHERE span = 60 AND start > ? GROUP BY 1`, []any{minute}},
+		{`SELECT ?3 / 86400, count(*), ` + rowHits + ` FROM log WHERE id >= ?1 AND id < ?2 AND id <= ?4 AND (id >> 8) - late < ?5`,
 			[]any{first.Int64 << 8, ((minute+60)*1000 + lateMargin.Milliseconds()) << 8, minute, rollupID.Int64, (minute + 60) * 1000}},
-		{`SELECT ((id >> 8) - late) / 86400000, count(*) FROM log WHERE id > ? GROUP BY 1`, []any{rollupID.Int64}},
+		{`SELECT ((id >> 8) - late) / 86400000, count(*), ` + rowHits + ` FROM log WHERE id > ? GROUP BY 1`, []any{rollupID.Int64}},
 	} {
 		if err := add(q.query, q.args...); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// clusterStats adds what schema 3 tells: cache hits (logStats counts them with the rows),
+// retransmissions, and the namespaces and pods of the pods dictionary (a pod is numbered anew
+// in each dictionary epoch: distinct texts are counted).
+func (d *database) clusterStats(ctx context.Context, s *stats) error {
+	ratio := func(n int64) *float64 {
+		var r float64
+		if s.Rows > 0 {
+			r = float64(n) / float64(s.Rows)
+		}
+		return &r
+	}
+	if hits := s.hits; hits > 0 || d.cluster {
+		s.CacheHits, s.HitRatio = &hits, ratio(hits)
+	}
+	if !d.pods {
+		return nil
+	}
+	var retries, namespaces, pods int64
+	err := d.row(ctx, `SELECT (SELECT count(*) FROM retries), (SELECT count(DISTINCT namespace) FROM pods),
+		(SELECT count(*) FROM (SELECT DISTINCT namespace, name FROM pods))`, nil, &retries, &namespaces, &pods)
+	if err != nil {
+		return err
+	}
+	s.Retries, s.RetryShare, s.Namespaces, s.Pods = &retries, ratio(retries), &namespaces, &pods
 	return nil
 }
 
@@ -243,6 +277,17 @@ func (s *stats) writeTable(out io.Writer) error {
 		line("dictionaries", fmt.Sprintf("%s names, %s clients", count(*s.Names), count(*s.Clients)))
 		line("", "a name or client enters when seen twice (anew every 24 h and at each start);")
 		line("", "the rows of one seen once hold its text")
+	}
+	if s.Names != nil {
+		hits := "no cache status (no row was answered behind a cache the plugin probes; schema 3)"
+		if s.CacheHits != nil {
+			hits = fmt.Sprintf("%s (%s of rows)", count(*s.CacheHits), share(*s.CacheHits, s.Rows))
+		}
+		line("cache hits", hits)
+	}
+	if s.Retries != nil {
+		line("retransmissions", fmt.Sprintf("%s (%s of rows)", count(*s.Retries), share(*s.Retries, s.Rows)))
+		line("kubernetes", fmt.Sprintf("%s, %s (of the pods dictionary)", plural(*s.Namespaces, "namespace"), plural(*s.Pods, "pod")))
 	}
 	for _, r := range s.Rollups {
 		what := map[int64]string{60: "minutes", 3600: "hours", 86400: "days"}[r.Span]
