@@ -193,6 +193,7 @@ func TestClusterNamespaces(t *testing.T) {
 	var st struct {
 		Rows       int64    `json:"rows"`
 		Hits       *int64   `json:"cache_hits"`
+		Cached     *int64   `json:"cache_replies"`
 		HitRatio   *float64 `json:"cache_hit_ratio"`
 		Retries    *int64   `json:"retransmissions"`
 		Namespaces *int64   `json:"namespaces"`
@@ -202,7 +203,9 @@ func TestClusterNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	hits, retries := testutil.CountRows(t, db, `WHERE cache = 'hit'`), testutil.CountRows(t, db, `WHERE retry_of IS NOT NULL`)
-	if st.Hits == nil || *st.Hits != hits || hits == 0 || *st.HitRatio != float64(hits)/float64(st.Rows) || st.Retries == nil || *st.Retries != retries ||
+	cached := testutil.CountRows(t, db, `WHERE cache IS NOT NULL`)
+	if st.Hits == nil || *st.Hits != hits || hits == 0 || *st.Cached != cached || *st.HitRatio != float64(hits)/float64(cached) ||
+		st.Retries == nil || *st.Retries != retries ||
 		*st.Namespaces != 2 || *st.Pods != 2 {
 		t.Errorf("stats: %+v; want %d hits, %d retransmissions, 2 namespaces, 2 pods", st, hits, retries)
 	}

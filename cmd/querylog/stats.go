@@ -33,12 +33,14 @@ type stats struct {
 	Names      *int64      `json:"dictionary_names,omitempty"`
 	Clients    *int64      `json:"dictionary_clients,omitempty"`
 	CacheHits  *int64      `json:"cache_hits"`      // null: no row says a cache status
-	HitRatio   *float64    `json:"cache_hit_ratio"` // of rows
+	Cached     *int64      `json:"cache_replies"`   // rows with a cache status: hits and misses
+	HitRatio   *float64    `json:"cache_hit_ratio"` // hits of cache_replies; null without any
 	Retries    *int64      `json:"retransmissions,omitempty"`
 	RetryShare *float64    `json:"retransmission_share,omitempty"`
 	Namespaces *int64      `json:"namespaces,omitempty"`
 	Pods       *int64      `json:"pods,omitempty"`
 	hits       int64
+	cached     int64
 	firstMS    int64
 	lastMS     int64
 	hasRows    bool
@@ -190,16 +192,18 @@ func (d *database) logStats(ctx context.Context, s *stats, days map[int64]int64,
 			days[logrow.Int(v[0])] += n
 			s.Rows += n
 			s.hits += logrow.Int(v[2])
+			s.cached += logrow.Int(v[3])
 			return nil
 		})
 	}
-	// Cache hits: counted by the minute rollups (schema 3), and the cache column of rows.
-	rowHits, rollupHits := `0`, `0`
+	// Cache hits and misses: counted by the minute rollups (schema 3), and the cache column of
+	// rows.
+	rowHits, rollupHits := `0, 0`, `0, 0`
 	if d.cluster {
-		rowHits = `coalesce(sum(cache = 1), 0)`
+		rowHits = `coalesce(sum(cache = 1), 0), coalesce(sum(cache IS NOT NULL), 0)`
 	}
 	if d.pods {
-		rollupHits = `sum(hits)`
+		rollupHits = `sum(hits), sum(hits + misses)`
 	}
 	if !d.rollups {
 		return add(`SELECT ((id >> 8) - late) / 86400000, count(*), ` + rowHits + ` FROM log GROUP BY 1`)
@@ -235,8 +239,9 @@ func (d *database) clusterStats(ctx context.Context, s *stats) error {
 		}
 		return &r
 	}
-	if hits := s.hits; hits > 0 || d.cluster {
-		s.CacheHits, s.HitRatio = &hits, ratio(hits)
+	if hits, cached := s.hits, s.cached; cached > 0 {
+		r := float64(hits) / float64(cached)
+		s.CacheHits, s.Cached, s.HitRatio = &hits, &cached, &r
 	}
 	if !d.pods {
 		return nil
@@ -281,7 +286,7 @@ func (s *stats) writeTable(out io.Writer) error {
 	if s.Names != nil {
 		hits := "no cache status (no row was answered behind a cache the plugin probes; schema 3)"
 		if s.CacheHits != nil {
-			hits = fmt.Sprintf("%s (%s of rows)", count(*s.CacheHits), share(*s.CacheHits, s.Rows))
+			hits = fmt.Sprintf("%s (%s of %s with a cache status)", count(*s.CacheHits), share(*s.CacheHits, *s.Cached), plural(*s.Cached, "reply"))
 		}
 		line("cache hits", hits)
 	}

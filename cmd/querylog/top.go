@@ -275,19 +275,19 @@ type topRow struct {
 }
 
 type topResult struct {
-	kind       topKind
-	what       string
-	w          window
-	plan       *plan
-	pods       *podMatch // --namespace, --pod
-	rows       []topRow
-	total      int64
-	bySrc      [6]int64
-	other      int64
-	rawFrom    int64         // Unix ms from which the rows after the rollups arrived (their first id)
-	oldest     sql.NullInt64 // rows only: the oldest row's arrival, Unix ms
-	cache      tally         // the window's cache hits and replies with a cache status
-	rollupCache tally // the hits of rollup_outcomes, for kinds whose rollups do not count them
+	kind        topKind
+	what        string
+	w           window
+	plan        *plan
+	pods        *podMatch // --namespace, --pod
+	rows        []topRow
+	total       int64
+	bySrc       [6]int64
+	other       int64
+	rawFrom     int64         // Unix ms from which the rows after the rollups arrived (their first id)
+	oldest      sql.NullInt64 // rows only: the oldest row's arrival, Unix ms
+	cache       tally         // the window's cache hits and replies with a cache status
+	rollupCache tally         // the hits of rollup_outcomes, for kinds whose rollups do not count them
 }
 
 // topPart is a query whose rows are a key, a count, cache hits and replies with a cache
