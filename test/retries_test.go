@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -92,6 +93,16 @@ func TestRetransmissionsRealResolvers(t *testing.T) {
 	if n := testutil.CountRows(t, s.db, "WHERE retry_of IS NOT NULL AND qname <> 'www.silent.example.'"); n != 0 {
 		t.Errorf("%d rows of answered names marked as retransmissions, want none", n)
 	}
+	var report struct {
+		Retransmissions int64 `json:"retransmissions"`
+	}
+	if err := json.Unmarshal([]byte(querylogRun(t, "retries", "--db", s.db, "--since", "1h", "--json")), &report); err != nil {
+		t.Fatal(err)
+	}
+	if report.Retransmissions != types {
+		t.Errorf("querylog retries: %d retransmissions, want %d", report.Retransmissions, types)
+	}
+	t.Logf("querylog retries --since 1h (README shows this output):\n%s", querylogRun(t, "retries", "--db", s.db, "--since", "1h"))
 	s.stop()
 	if got := testutil.SQLite3(t, s.db, `SELECT sum(retries) FROM rollup_namespaces WHERE span = 60 AND namespace = 'team-c'`); got != fmt.Sprint(types) {
 		t.Errorf("rollup_namespaces counts %s retransmissions in team-c, want %d", got, types)

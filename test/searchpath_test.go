@@ -429,5 +429,32 @@ func TestSearchpathRealResolvers(t *testing.T) {
 	}
 	t.Logf("querylog searchpath --db %s:\n%s", db, querylogRun(t, "searchpath", "--db", db))
 	t.Logf("querylog searchpath --namespace team-b:\n%s", querylogRun(t, "searchpath", "--db", db, "--namespace", "team-b"))
+
+	// The other cluster answers on the same rows: queries per namespace and per pod, as the
+	// views count them, with the cache's share (README shows this output).
+	var top struct {
+		Rows []struct {
+			Key     string `json:"key"`
+			Queries int64  `json:"queries"`
+		} `json:"rows"`
+	}
+	for _, kind := range []string{"namespaces", "pods"} {
+		if err := json.Unmarshal([]byte(querylogRun(t, "top", kind, "--db", db, "--since", "1h", "--json")), &top); err != nil {
+			t.Fatal(err)
+		}
+		col := map[string]string{"namespaces": "namespace", "pods": "namespace || '/' || pod"}[kind]
+		for _, r := range top.Rows {
+			if want := testutil.CountRows(t, db, "WHERE "+col+" = ?", r.Key); r.Queries != want {
+				t.Errorf("top %s: %s asked %d queries, want %d", kind, r.Key, r.Queries, want)
+			}
+		}
+		if len(top.Rows) != 2 {
+			t.Errorf("top %s: %d rows, want the 2 pods' (%+v)", kind, len(top.Rows), top.Rows)
+		}
+		t.Logf("querylog top %s --since 1h:\n%s", kind, querylogRun(t, "top", kind, "--db", db, "--since", "1h"))
+	}
+	t.Logf("querylog top domains --namespace team-a -n 5:\n%s", querylogRun(t, "top", "domains", "--db", db, "--since", "1h", "--namespace", "team-a", "-n", "5"))
+	t.Logf("querylog new --since 1h --namespace team-b:\n%s", querylogRun(t, "new", "--db", db, "--since", "1h", "--namespace", "team-b"))
+	t.Logf("querylog stats:\n%s", querylogRun(t, "stats", "--db", db))
 	s.checkLog("[ERROR]", "[FATAL]")
 }

@@ -42,7 +42,7 @@ Commands:
                                        (--exact: nor in any row before it; slower)
   retries [--since 1h] [--until T] [--namespace NS] [-n 20]
                                        the queries clients sent again (same port, id, name
-                                       and type within 5 s): the clients, namespaces, names
+                                       and type within 5.5 s): the clients, namespaces, names
                                        and upstreams with the most, and whether the first
                                        query was answered before the client asked again
   search [filters] [-n 50] [--after CURSOR]

@@ -205,7 +205,7 @@ func (r *retriesResult) sources() []string {
 	if !r.table {
 		return append(out, fmt.Sprintf("the file has schema %d and no retries table: the writer marks retransmissions from schema 3 on", r.schema))
 	}
-	out = append(out, "from the retries table (a query sent again from the same address and port with the same id, name and type within 5 s) and the rows of each pair")
+	out = append(out, "from the retries table (a query sent again from the same address and port with the same id, name and type within 5.5 s) and the rows of each pair")
 	if r.oldest.Valid && r.oldest.Int64 > r.from*1000 {
 		out = append(out, "the file keeps rows from "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+" on: the window's before then are not counted")
 	}
