@@ -452,7 +452,7 @@ func podText(r *row) string {
 
 // fixedWidths are the widths tail pads columns to, since it cannot wait for every row to align
 // them (wider values push the rest right); negative: aligned right.
-var fixedWidths = []int{24, clientWidth, 5, 5, 8, -4, -8, 7, 5, 11, podWidth, 0}
+var fixedWidths = []int{24, clientWidth, 5, 5, 8, -4, -8, 10, 5, 11, podWidth, 0} // PLUGIN: kubernetes
 
 // podWidth fits most namespace/pod texts of a cluster's own workloads (kube-system/coredns-
 // and its hash are longer, and push the name right).
