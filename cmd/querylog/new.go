@@ -88,6 +88,7 @@ type newResult struct {
 	rollupsTo   int64 // rollup periods that begin before this were read (Unix seconds); 0: none
 	minutesFrom int64 // by default, the minutes read begin here (after the last hour or day before the window)
 	exact       bool
+	indexed     bool            // the open names were looked for in every rollup period by the names index (schema 3)
 	folded      map[int64]int64 // by span: queries of the rollup periods read counted under (other)
 	v1          bool
 }
@@ -431,6 +432,27 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			return nil, err
 		}
 	}
+	// 6a. Schema 3 indexes the rollups' names: one seek per open name finds any period, of any
+	// span, that counted it and ended by the window, however long ago.
+	var indexed bool
+	if d.pods && !s.done() && len(s.openNames) > 0 {
+		if err := d.row(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'rollup_names_name')`, nil, &indexed); err != nil {
+			return nil, err
+		}
+	}
+	if indexed {
+		list, _ := json.Marshal(slices.Collect(maps.Keys(s.openNames)))
+		err := d.each(ctx, `SELECT j.value FROM json_each(?1) j WHERE EXISTS (SELECT 1 FROM rollup_names r
+			WHERE r.name = j.value AND r.start < ?2 AND r.start + r.span <= ?2)`, []any{string(list), from}, func(v []driver.Value) error {
+			t, _ := logrow.Text(v[0])
+			s.seen(t)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		res.indexed = true
+	}
 	// 6. The rollups, last: by then few names are open, and each is looked for in each period,
 	// by the primary key; while a domain is open (a name under it can be any), or many names
 	// are, every name row of the periods is read. By default, the periods of every span that
@@ -545,6 +567,8 @@ func (r *newResult) sources() []string {
 			time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)))
 	}
 	switch {
+	case r.indexed:
+		out = append(out, "rollups: every period that ended by the window, by the index of their names")
 	case r.rollupsTo > 0 && !r.exact && r.minutesFrom > 0:
 		out = append(out, "rollups: the days and hours that end by the window, and the minutes from "+rfc3339(r.minutesFrom)+" to it")
 	case r.rollupsTo > 0 && !r.exact:

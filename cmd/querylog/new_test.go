@@ -135,8 +135,16 @@ func TestNew(t *testing.T) {
 		t.Errorf("new:\n got %s\nwant %s\nsources %q", def.summary(), want, def.Sources)
 	}
 	if src := strings.Join(def.Sources, "\n"); !strings.Contains(src, "before the window: the names dictionary and the rollups, not the rows (--exact") ||
-		!strings.Contains(src, "rollups: the days and hours that end by the window") {
+		!strings.Contains(src, "rollups: every period that ended by the window, by the index of their names") {
 		t.Errorf("new: sources %q", def.Sources)
+	}
+	// A minute's rollup of long ago that counted it is found by the index of the rollups' names
+	// (a copy: the file's other checks go on without it).
+	minute := filepath.Join(t.TempDir(), "minute.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, minute))
+	testutil.Exec(t, minute, fmt.Sprintf(`INSERT INTO rollup_names VALUES (60, %d, 'once.example.org.', 0, 1)`, day+600))
+	if want := "a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | example.net.:4/2"; runNewJSON(t, "--db", minute, "--since", "1h").summary() != want {
+		t.Errorf("new with a minute's rollup of once.example.org. 20 days ago: got %s, want %s", runNewJSON(t, "--db", minute, "--since", "1h").summary(), want)
 	}
 	if got.NewNames != 3 || got.NewDomains != 1 || got.WindowQueries != int64(len(window)) || got.WindowNames != 7 {
 		t.Errorf("new: %d new names, %d new domains, window %d queries of %d names; want 3, 1, %d, 7", got.NewNames, got.NewDomains,
