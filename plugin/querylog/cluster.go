@@ -72,9 +72,9 @@ func (p *cacheProbe) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 // probeKey finds a query's probeContext.
 type probeKey struct{}
 
-// probeContext is the request's context with what the probe saw, in one allocation. A cache
-// prefetch runs below the cache on its own goroutine with this context, so it is read and
-// written atomically.
+// probeContext is the request's context with what the probe saw, held in the query's recorder.
+// A cache prefetch runs below the cache on its own goroutine with this context, so it is read
+// and written atomically.
 type probeContext struct {
 	context.Context
 	reached  atomic.Bool            // the query went below the cache

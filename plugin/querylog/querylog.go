@@ -55,8 +55,8 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, keepData: q.filter.answers, dataMax: q.opts.answersMax}
 	if q.cacheNames != nil {
-		pc := &probeContext{Context: ctx}
-		ctx, rec.probe = pc, pc
+		rec.pc.Context = ctx // in the recorder: no allocation of its own
+		ctx, rec.probe = &rec.pc, &rec.pc
 	}
 	if q.sink != nil {
 		// A panic below: CoreDNS's server recovers it and answers SERVFAIL (unless the debug
@@ -231,7 +231,8 @@ type recorder struct {
 	answerData string
 	dataCut    bool // answerData was cut to dataMax
 
-	probe     *probeContext // the cache probe's view of this query; nil without one (cluster.go)
+	pc        probeContext  // the context below querylog when a cache is probed
+	probe     *probeContext // &pc when a cache is probed, nil otherwise (cluster.go)
 	cacheMiss bool          // the reply came up through the probe
 	below     string        // the plugin below the cache that wrote it, if said
 }
