@@ -86,18 +86,15 @@ func benchMix(mix string, n int) []entry {
 func kubeMix(out []entry) []entry {
 	r := rand.New(rand.NewPCG(3, 4))
 	pods := kubePods(r, 500)
-	metadataLabels := []string{namespaceLabel, podLabel}
-	values := make([][]string, len(pods))
-	for i, p := range pods {
-		values[i] = []string{p.namespace, p.pod}
-	}
 	cache, kubernetes, forward := uint8(testLabels.id(labelPlugin, "cache")), uint8(testLabels.id(labelPlugin, "kubernetes")), uint8(testLabels.id(labelPlugin, "forward"))
 	upstream := testLabels.id(labelUpstream, "10.0.0.2:53")
 	for i := range out {
 		e := &out[i]
 		a := e.addr().As4()
 		c := int(a[2])<<8 | int(a[3]) // the client's number, from benchMix's address
-		e.extra = &extra{metadataLabels: metadataLabels, metadata: values[c], namespace: pods[c].namespace, pod: pods[c].pod}
+		// As the handler makes it with `metadata kubernetes/client-namespace
+		// kubernetes/client-pod-name` (labels the option ignores: they have columns of their own).
+		e.extra = &extra{namespace: pods[c].namespace, pod: pods[c].pod}
 		e.port, e.id = uint16(32768+r.IntN(28232)), uint16(r.Uint32())
 		switch k := r.IntN(100); {
 		case k < 80:
