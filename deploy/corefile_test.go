@@ -57,8 +57,8 @@ type cluster struct {
 }
 
 const (
-	serviceIP    = "192.0.2.80" // the service's ClusterIP: only an answer, never a destination
-	upstreamIP   = "192.0.2.53" // what the upstream answers for A queries
+	serviceIP  = "192.0.2.80" // the service's ClusterIP: only an answer, never a destination
+	upstreamIP = "192.0.2.53" // what the upstream answers for A queries
 	clientPod  = "client"
 	clientNS   = "default"
 )
