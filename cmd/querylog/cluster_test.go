@@ -16,6 +16,13 @@ import (
 	"github.com/querylog/querylog/internal/testutil"
 )
 
+// clusterBlock is what the cluster tests' server block adds: the metadata plugin, the
+// kubernetes plugin on the fake API at url (pods verified, so that it names client pods) and a
+// cache.
+func clusterBlock(url string) string {
+	return fmt.Sprintf("metadata\n    kubernetes cluster.local {\n        endpoint %s\n        pods verified\n    }\n    cache 30", url)
+}
+
 // startClusterServer is startServer with the kubernetes plugin (pods verified) on a fake API
 // server, the metadata plugin and cache 30: a query from 127.0.0.2 is logged as pod web-1 of
 // team-a, from 127.0.0.3 as web-1 of team-b (the same name in another namespace), from
@@ -25,7 +32,7 @@ func startClusterServer(t *testing.T, db string) *server {
 	t.Helper()
 	api := fakek8s.Start(t, fakek8s.Namespace("team-a"), fakek8s.Namespace("team-b"),
 		fakek8s.Pod("team-a", "web-1", "127.0.0.2"), fakek8s.Pod("team-b", "web-1", "127.0.0.3"), fakek8s.Pod("team-b", "db-0", "127.0.0.5"))
-	s := startServerBlock(t, db, "", fmt.Sprintf("metadata\n    kubernetes cluster.local {\n        endpoint %s\n        pods verified\n    }\n    cache 30", api.URL))
+	s := startServerBlock(t, db, "", clusterBlock(api.URL))
 	// The kubernetes plugin may serve before it has listed the pods: ask, each time a new name
 	// (a cached reply would tell nothing new), until the row names the pod.
 	asked := int64(0)

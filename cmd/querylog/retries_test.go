@@ -26,12 +26,7 @@ func clusterFile(t *testing.T) string {
 	api := fakek8s.Start(t, fakek8s.Namespace("team-a"), fakek8s.Namespace("team-b"),
 		fakek8s.Pod("team-a", "client-a", "127.0.0.2"), fakek8s.Pod("team-b", "client-b", "127.0.0.3"))
 	db := filepath.Join(t.TempDir(), "q.db")
-	s := startServerBlock(t, db, "", fmt.Sprintf(`metadata
-    kubernetes cluster.local {
-        endpoint %s
-        pods verified
-    }
-    cache 30`, api.URL))
+	s := startServerBlock(t, db, "", clusterBlock(api.URL))
 	// One socket per client; a query is written with id, its reply read after the next write
 	// when pipelined (the first of a pair that the server answers after the second arrives).
 	socket := func(client string) *dns.Conn {
