@@ -728,10 +728,15 @@ func (s *store) catchUpRollups() error {
 	}
 	ctx := context.Background()
 	var rows []logrow.Row
+	retries := map[int64]bool{} // the rows read that retransmit an earlier query
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		return rawsql.InTx(ctx, dc, "BEGIN", func() (err error) { // rows and dictionaries agree
 			rows, err = s.catchUpReader.Read(ctx, dc, max(r.counted, v2FirstID-1), r.catchUpRows, logrow.Layout{Cluster: s.state.clusterCols}, nil)
-			return err
+			if err != nil || len(rows) == 0 {
+				return err
+			}
+			return rawsql.Each(ctx, dc, `SELECT id FROM retries WHERE id >= ? AND id <= ?`, []any{rows[0].ID, rows[len(rows)-1].ID},
+				func(v []driver.Value) error { retries[logrow.Int(v[0])] = true; return nil })
 		})
 	})
 	if err != nil {
@@ -739,9 +744,9 @@ func (s *store) catchUpRollups() error {
 	}
 	for i := range rows {
 		l := &rows[i]
-		// Retransmissions are not counted again: the retries table is not read.
 		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
-			uint8(s.state.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS, clusterFacts{namespace: l.Namespace, cache: cacheStatusOf(l.Cache)})
+			uint8(s.state.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS,
+			clusterFacts{namespace: l.Namespace, cache: cacheStatusOf(l.Cache), retry: retries[l.ID]})
 		r.counted = l.ID
 	}
 	n := len(rows)
