@@ -56,6 +56,7 @@ func pragma(t *testing.T, db *sql.DB, name string) int64 {
 func checkSchema(t *testing.T, s *store) {
 	t.Helper()
 	want := []string{
+		"index rollup_names_name",
 		"table batches",
 		"table clients",
 		"table dict_epochs",
