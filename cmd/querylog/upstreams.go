@@ -229,19 +229,7 @@ func runTopUpstreams(ctx context.Context, c common, since, until timeFlag, n int
 	if to <= from {
 		return usageError("--until %s must be after --since %s", until.text, since.text)
 	}
-	d, err := openDatabase(ctx, c.db, c.timeout)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	qctx, cancel := d.withBudget(ctx)
-	defer cancel()
-	res, err := d.topUpstreams(qctx, from, to, n)
-	if err != nil {
-		return d.queryError(err)
-	}
-	if c.json {
-		return res.writeJSON(out)
-	}
-	return res.writeTable(out)
+	return answer(ctx, c, out, func(ctx context.Context, d *database) (*upstreamsResult, error) {
+		return d.topUpstreams(ctx, from, to, n)
+	})
 }

@@ -90,8 +90,8 @@ func TestRetransmitCheckUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	if marked < sent*97/100 {
-		t.Errorf("%d of %d retransmissions marked, want at least 97%%", marked, sent)
+	if marked < sent*96/100 { // 98.5% expected; 96% is five standard deviations below
+		t.Errorf("%d of %d retransmissions marked, want at least 96%%", marked, sent)
 	}
 	t.Logf("%d of %d retransmissions marked (%.2f%%)", marked, sent, 100*float64(marked)/float64(sent))
 }
