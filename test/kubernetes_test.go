@@ -187,12 +187,25 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	s.write(stockCorefile(s, ports[0], ports[1], "endpoint "+api.URL, "verified", up.Target, "metadata", ql))
 	s.start()
 
-	expect(t, ask(t, s.dns, "127.0.0.2", "web.default.svc.cluster.local", dns.TypeA), "web from client-a", dns.RcodeSuccess, "10.96.0.10")
-	expect(t, ask(t, s.dns, "127.0.0.2", "web.default.svc.cluster.local", dns.TypeA), "web from client-a again", dns.RcodeSuccess, "10.96.0.10")
-	expect(t, ask(t, s.dns, "127.0.0.3", "web.default.svc.cluster.local", dns.TypeA), "web from client-b", dns.RcodeSuccess, "10.96.0.10")
-	expect(t, ask(t, s.dns, "127.0.0.3", "missing.team-b.svc.cluster.local", dns.TypeA), "missing from client-b", dns.RcodeNameError)
-	expect(t, ask(t, s.dns, "127.0.0.9", "www.example.org", dns.TypeA), "www from no pod", dns.RcodeSuccess, testutil.UpstreamIP)
-	expect(t, ask(t, s.dns, "127.0.0.4", "www.example.org", dns.TypeA), "www from the node", dns.RcodeSuccess, testutil.UpstreamIP)
+	// The rows are compared in the order asked, but a reply reaches the client before querylog
+	// queues its row: each query from a client waits for its row before the next is sent.
+	const clientRows = "WHERE client_ip LIKE '127.0.0.%' AND client_ip <> '127.0.0.1'"
+	logged := int64(0)
+	askLogged := func(from, name string) *dns.Msg {
+		t.Helper()
+		r := ask(t, s.dns, from, name, dns.TypeA)
+		logged++
+		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("row %d (%s from %s)", logged, name, from), func() bool {
+			return testutil.CountRows(t, s.db, clientRows) >= logged
+		})
+		return r
+	}
+	expect(t, askLogged("127.0.0.2", "web.default.svc.cluster.local"), "web from client-a", dns.RcodeSuccess, "10.96.0.10")
+	expect(t, askLogged("127.0.0.2", "web.default.svc.cluster.local"), "web from client-a again", dns.RcodeSuccess, "10.96.0.10")
+	expect(t, askLogged("127.0.0.3", "web.default.svc.cluster.local"), "web from client-b", dns.RcodeSuccess, "10.96.0.10")
+	expect(t, askLogged("127.0.0.3", "missing.team-b.svc.cluster.local"), "missing from client-b", dns.RcodeNameError)
+	expect(t, askLogged("127.0.0.9", "www.example.org"), "www from no pod", dns.RcodeSuccess, testutil.UpstreamIP)
+	expect(t, askLogged("127.0.0.4", "www.example.org"), "www from the node", dns.RcodeSuccess, testutil.UpstreamIP)
 	// verified: a pod name answers only for an IP a pod has
 	expect(t, ask(t, s.dns, "", "127-0-0-2.team-a.pod.cluster.local", dns.TypeA), "client-a's pod name", dns.RcodeSuccess, "127.0.0.2")
 	expect(t, ask(t, s.dns, "", "10-244-9-9.default.pod.cluster.local", dns.TypeA), "a pod name no pod has", dns.RcodeNameError)
@@ -214,7 +227,7 @@ func TestKubernetesClientMetadata(t *testing.T) {
 		m, err := s.scrape()
 		return err == nil && histogramCount(m, "coredns_kubernetes_dns_programming_duration_seconds", "service_kind", "cluster_ip") > 0
 	})
-	expect(t, ask(t, s.dns, "127.0.0.3", "cache.team-b.svc.cluster.local", dns.TypeA), "new service", dns.RcodeSuccess, "10.96.0.20")
+	expect(t, askLogged("127.0.0.3", "cache.team-b.svc.cluster.local"), "new service", dns.RcodeSuccess, "10.96.0.20")
 
 	// Each row in the order asked: who asked, and which plugin answered, from cache or not
 	// (the cache probe sits behind the stock Corefile's cache 30).
@@ -227,12 +240,9 @@ func TestKubernetesClientMetadata(t *testing.T) {
 		{"127.0.0.4", "www.example.org", "kube-system", "node-local-dns-x7k2p", "cache", "hit"},
 		{"127.0.0.3", "cache.team-b.svc.cluster.local", "team-b", "client-b", "kubernetes", "miss"},
 	}
-	testutil.WaitFor(t, 5*time.Second, "a row for each query from a client", func() bool {
-		return testutil.CountRows(t, s.db, "WHERE client_ip LIKE '127.0.0.%' AND client_ip <> '127.0.0.1'") >= int64(len(want))
-	})
 	db := testutil.OpenRO(t, s.db)
 	rows, err := db.Query(`SELECT client_ip, qname, coalesce(namespace, ''), coalesce(pod, ''), plugin, coalesce(cache, ''), metadata FROM queries
-		WHERE client_ip LIKE '127.0.0.%' AND client_ip <> '127.0.0.1' ORDER BY id`)
+		` + clientRows + ` ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
