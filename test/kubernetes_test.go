@@ -187,17 +187,14 @@ func TestKubernetesClientMetadata(t *testing.T) {
 	s.write(stockCorefile(s, ports[0], ports[1], "endpoint "+api.URL, "verified", up.Target, "metadata", ql))
 	s.start()
 
-	// The rows are compared in the order asked, but a reply reaches the client before querylog
-	// queues its row: each query from a client waits for its row before the next is sent.
+	// The rows are compared in the order asked: each query from a client waits for its row.
 	const clientRows = "WHERE client_ip LIKE '127.0.0.%' AND client_ip <> '127.0.0.1'"
 	logged := int64(0)
 	askLogged := func(from, name string) *dns.Msg {
 		t.Helper()
 		r := ask(t, s.dns, from, name, dns.TypeA)
 		logged++
-		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("row %d (%s from %s)", logged, name, from), func() bool {
-			return testutil.CountRows(t, s.db, clientRows) >= logged
-		})
+		testutil.WaitRows(t, s.db, logged, clientRows)
 		return r
 	}
 	expect(t, askLogged("127.0.0.2", "web.default.svc.cluster.local"), "web from client-a", dns.RcodeSuccess, "10.96.0.10")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"net/url"
 	"os/exec"
@@ -58,6 +59,20 @@ func CountRows(t testing.TB, path, where string, args ...any) int64 {
 		t.Fatalf("counting rows in %s: %v", path, err)
 	}
 	return n
+}
+
+// WaitRows waits until the queries table at path holds n rows (with an optional WHERE clause).
+// A reply reaches the client before querylog queues its row, so a test that reads rows in the
+// order it asked waits for each row before it sends the next query.
+func WaitRows(t testing.TB, path string, n int64, where string, args ...any) {
+	t.Helper()
+	what := fmt.Sprintf("%d rows in %s", n, path)
+	if where != "" {
+		what += " " + where
+	}
+	WaitFor(t, 5*time.Second, what, func() bool {
+		return CountRows(t, path, where, args...) >= n
+	})
 }
 
 // Names reads the qname of every row at path, with its number of rows.

@@ -70,6 +70,7 @@ func TestClusterColumns(t *testing.T) {
     testpod
     querylog %s {
         metadata testpod/none kubernetes/client-namespace
+        flush_interval 100ms
     }
     %s
 %s
@@ -80,6 +81,7 @@ func TestClusterColumns(t *testing.T) {
 			}
 			defer conn.Close()
 			co := &dns.Conn{Conn: conn}
+			asked := int64(0)
 			ask := func(name string, qtype uint16, id uint16) {
 				m := new(dns.Msg)
 				m.SetQuestion(name, qtype)
@@ -90,6 +92,8 @@ func TestClusterColumns(t *testing.T) {
 				if r, err := co.ReadMsg(); err != nil || r.Id != id {
 					t.Fatalf("%s: %v, %v", name, r, err)
 				}
+				asked++
+				testutil.WaitRows(t, db, asked, "") // the rows are compared in the order asked
 			}
 			ask("miss.example.org.", dns.TypeA, 1)
 			ask("miss.example.org.", dns.TypeA, 2)

@@ -147,13 +147,14 @@ blocked.example:%d {
 }`, ports[0], db, upstream, ports[0], db, ports[1]))
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	c := new(dns.Client)
-	for _, name := range []string{"www.example.org.", "www.example.org.", "x.blocked.example."} {
+	for i, name := range []string{"www.example.org.", "www.example.org.", "x.blocked.example."} {
 		m := new(dns.Msg)
 		m.SetQuestion(name, dns.TypeA)
 		m.SetEdns0(1232, true)
 		if _, _, err := c.Exchange(m, addr); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		testutil.WaitRows(t, db, int64(i+1), "") // the rows are compared in the order asked
 	}
 	testutil.StopCoreDNS(t, inst)
 
