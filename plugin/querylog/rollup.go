@@ -14,7 +14,8 @@ import (
 // Rollups are counts per period that outlive the rows: per minute, hour and day (span 60, 3600
 // and 86400 seconds), of query names by rcode, of clients, of outcomes (rcode, type,
 // transport, answering plugin) with their durations in buckets and cache hits, and of the
-// clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions).
+// clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions), and of
+// names and clients within each namespace (rollup_namespace.go).
 //
 // The writer counts each row in memory as it writes it, and every rollupEvery adds the counts
 // to the minute rows in the transaction of a batch, with the id of the last row counted (state
@@ -23,7 +24,8 @@ import (
 // (catchUpRollups), rollupCatchUpRows of them before each batch. Hours and days are summed
 // from their minutes and hours once they are over (and again if late rows change them).
 //
-// Each period keeps at most limit names and limit clients; the rest are counted under
+// Each period keeps at most limit names and limit clients, and within each of at most limit
+// namespaces, limit names and clients; the rest are counted under
 // otherKey, so a flood of new names or clients cannot grow the rollups past that, and the counts
 // of a period always add up to its rows. A minute is exact rollupEvery after its last row is
 // written.
@@ -59,15 +61,18 @@ type clusterFacts struct {
 	namespace string
 	cache     cacheStatus
 	retry     bool // the row is one of a retransmitted pair
+	answered  bool // the reply had answers (a search list goes on after one without)
 }
 
 // namespaceCounts are one namespace's counts in a minute.
 type namespaceCounts struct {
 	n, nxdomain, hits, misses, retries int64
+	detail                             nsDetail // its names and clients (rollup_namespace.go)
 }
 
-func (c *namespaceCounts) add(o *namespaceCounts) {
+func (c *namespaceCounts) add(o *namespaceCounts, limit int) {
 	c.n, c.nxdomain, c.hits, c.misses, c.retries = c.n+o.n, c.nxdomain+o.nxdomain, c.hits+o.hits, c.misses+o.misses, c.retries+o.retries
+	c.detail.merge(&o.detail, limit)
 }
 
 // cacheStatusOf is the cacheStatus of a cache column value (logrow.Row.Cache).
@@ -280,6 +285,7 @@ func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16,
 		nc.hits += hit
 		nc.misses += miss
 		nc.retries += b2i(cf.retry)
+		nc.detail.countIn(name.text, client.text, rcode, qtype, cf.answered, r.limit)
 	}
 }
 
@@ -351,13 +357,16 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 			if c.n == 0 {
 				continue
 			}
+			if err := c.detail.flush(ctx, dc, start, ns); err != nil {
+				return err
+			}
 			if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_namespaces (span, start, namespace, n, nxdomain, hits, misses, retries)
 				VALUES (60, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT DO UPDATE SET n = n + excluded.n, nxdomain = nxdomain + excluded.nxdomain, hits = hits + excluded.hits,
 				misses = misses + excluded.misses, retries = retries + excluded.retries`, start, ns, c.n, c.nxdomain, c.hits, c.misses, c.retries); err != nil {
 				return err
 			}
-			*c = namespaceCounts{}
+			*c = namespaceCounts{detail: c.detail}
 		}
 		for k, o := range m.outcomes {
 			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS, o.hits, o.misses}
@@ -432,10 +441,13 @@ func (r *rollups) checkLimits(ctx context.Context, dc driver.Conn, start int64, 
 		if m.namespaces[otherKey] == nil {
 			m.namespaces[otherKey] = &namespaceCounts{}
 		}
-		m.namespaces[otherKey].add(c)
+		m.namespaces[otherKey].add(c, r.limit)
 		delete(m.namespaces, ns)
 	}
 	addKeys(m.namespaces, stored, func() *namespaceCounts { return &namespaceCounts{} })
+	if err := checkNamespaceLimits(ctx, dc, start, m, r.limit); err != nil {
+		return err
+	}
 	m.checked = true
 	return nil
 }
@@ -493,7 +505,7 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 		buckets += fmt.Sprintf(", d%d", i)
 		sumBuckets += fmt.Sprintf(", sum(d%d)", i)
 	}
-	for _, q := range []string{
+	for _, q := range append([]string{
 		`DELETE FROM rollup_names WHERE span = ?1 AND start = ?2`,
 		`WITH parts AS (SELECT name, rcode, sum(n) AS n FROM rollup_names WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY name, rcode),
 		      keep AS (SELECT name FROM parts WHERE name <> '(other)' GROUP BY name ORDER BY sum(n) DESC, name LIMIT ?4)
@@ -516,7 +528,7 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses` + buckets + `)
 		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us), sum(hits), sum(misses)` + sumBuckets + `
 		FROM rollup_outcomes WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY rcode, qtype, proto, plugin`,
-	} {
+	}, sumNamespaceDetail...) {
 		if err := rawsql.Exec(ctx, dc, q, span, start, sub, limit); err != nil {
 			return fmt.Errorf("summing the rollups of %d s from %d: %w", span, start, err)
 		}
@@ -540,4 +552,4 @@ func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any
 const v2FirstID = 1 << 40
 
 // rollupTables are the rollup tables, for retention and the size cap.
-var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces"}
+var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces", "rollup_namespace_names", "rollup_namespace_clients"}

@@ -96,7 +96,8 @@ var migrations = []string{
 	// Kubernetes and without cache pays nothing for them. pods is a dictionary (dict.go) of
 	// the kubernetes plugin's client metadata: a pod is in one namespace, so one number names
 	// both. retries lists the rows that retransmit an earlier query (retransmit.go), most rows
-	// none. rollup_namespaces counts per namespace; hits and misses count the cache's replies.
+	// none. rollup_namespaces counts per namespace; hits and misses count the cache's replies;
+	// rollup_namespace_names and _clients count within each namespace (rollup_namespace.go).
 	// rollup_names_name finds the periods that counted a name (querylog new): a few hundred
 	// rows a minute to index, against the log's thousands of rows a second.
 	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
@@ -107,7 +108,12 @@ var migrations = []string{
 		PRIMARY KEY (span, start, namespace)) WITHOUT ROWID;
 	ALTER TABLE rollup_outcomes ADD COLUMN hits INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE rollup_outcomes ADD COLUMN misses INTEGER NOT NULL DEFAULT 0;
-	CREATE INDEX rollup_names_name ON rollup_names (name, start);`,
+	CREATE INDEX rollup_names_name ON rollup_names (name, start);
+	CREATE TABLE rollup_namespace_names (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+		rcode INTEGER NOT NULL, n INTEGER NOT NULL, a INTEGER NOT NULL, aaaa INTEGER NOT NULL, answered INTEGER NOT NULL,
+		PRIMARY KEY (span, start, namespace, name, rcode)) WITHOUT ROWID;
+	CREATE TABLE rollup_namespace_clients (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL, client TEXT NOT NULL,
+		n INTEGER NOT NULL, PRIMARY KEY (span, start, namespace, client)) WITHOUT ROWID;`,
 }
 
 // layoutColumns are what a database's tables are like now, as four booleans: rows of schema

@@ -69,6 +69,8 @@ func checkSchema(t *testing.T, s *store) {
 		"table retries",
 		"table rollup_clients",
 		"table rollup_names",
+		"table rollup_namespace_clients",
+		"table rollup_namespace_names",
 		"table rollup_namespaces",
 		"table rollup_outcomes",
 		"table state",

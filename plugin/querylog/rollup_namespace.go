@@ -1,0 +1,206 @@
+package querylog
+
+import (
+	"context"
+	"database/sql/driver"
+
+	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/rawsql"
+)
+
+// Within each namespace, the rollups count names (rollup_namespace_names) and clients
+// (rollup_namespace_clients), each namespace keeping at most rollup_limit of each per period,
+// the rest under otherKey: what `querylog top domains|clients --namespace` and `querylog
+// searchpath` read for windows longer than the rows. A name's counts say, besides its queries
+// by rcode, how many were A and AAAA and how many of those were answered: what a stub
+// resolver's search list does with a name (it goes on to the next name until one answers).
+
+// nsNameCounts are one name's counts in a namespace in a minute, for one rcode.
+type nsNameCounts struct {
+	n, a, aaaa, answered int64
+}
+
+func (c *nsNameCounts) add(o *nsNameCounts) {
+	c.n, c.a, c.aaaa, c.answered = c.n+o.n, c.a+o.a, c.aaaa+o.aaaa, c.answered+o.answered
+}
+
+// nsDetail is what a namespace's counts hold of its names and clients in a minute. A key
+// stays once it has a row or counts in the minute (its counts zeroed when written), so that
+// it counts towards the limit.
+type nsDetail struct {
+	names   map[string]map[int64]*nsNameCounts // by name, then rcode
+	clients map[string]*int64
+}
+
+// countIn adds one row of name, client, rcode and qtype to the namespace's counts.
+func (d *nsDetail) countIn(name, client string, rcode int64, qtype uint16, answered bool, limit int) {
+	c := d.countsOf(name, rcode, limit)
+	c.n++
+	aaaa := qtype == dns.TypeAAAA
+	if a := qtype == dns.TypeA; a || aaaa {
+		c.a += b2i(a)
+		c.aaaa += b2i(aaaa)
+		c.answered += b2i(answered)
+	}
+	*counter(d.clients, client, limit, func() *int64 { return new(int64) }) += 1
+}
+
+// counterMap is counter for a key whose counts are a map.
+func counterMap[K comparable, V any](counts map[string]map[K]V, key string, limit int) map[K]V {
+	c := counts[key]
+	if c == nil {
+		if len(counts) >= limit {
+			key = otherKey
+			c = counts[key]
+		}
+		if c == nil {
+			c = map[K]V{}
+			counts[key] = c
+		}
+	}
+	return c
+}
+
+// merge adds o's counts, past limit under otherKey: a namespace folded into otherKey.
+func (d *nsDetail) merge(o *nsDetail, limit int) {
+	for name, byRcode := range o.names {
+		for rcode, c := range byRcode {
+			d.countsOf(name, rcode, limit).add(c)
+		}
+	}
+	for client, n := range o.clients {
+		*counter(d.clients, client, limit, func() *int64 { return new(int64) }) += *n
+	}
+}
+
+// countsOf returns the counts of name and rcode, under otherKey past limit names.
+func (d *nsDetail) countsOf(name string, rcode int64, limit int) *nsNameCounts {
+	d.init()
+	byRcode := counterMap(d.names, name, limit)
+	c := byRcode[rcode]
+	if c == nil {
+		c = &nsNameCounts{}
+		byRcode[rcode] = c
+	}
+	return c
+}
+
+func (d *nsDetail) init() {
+	if d.names == nil {
+		d.names, d.clients = map[string]map[int64]*nsNameCounts{}, map[string]*int64{}
+	}
+}
+
+// flush writes a namespace's counts of the minute from start, and zeroes them.
+func (d *nsDetail) flush(ctx context.Context, dc driver.Conn, start int64, namespace string) error {
+	for name, byRcode := range d.names {
+		for rcode, c := range byRcode {
+			if c.n == 0 {
+				continue
+			}
+			if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
+				VALUES (60, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT DO UPDATE SET n = n + excluded.n, a = a + excluded.a, aaaa = aaaa + excluded.aaaa, answered = answered + excluded.answered`,
+				start, namespace, name, rcode, c.n, c.a, c.aaaa, c.answered); err != nil {
+				return err
+			}
+			*c = nsNameCounts{}
+		}
+	}
+	for client, n := range d.clients {
+		if *n == 0 {
+			continue
+		}
+		if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_namespace_clients (span, start, namespace, client, n) VALUES (60, ?, ?, ?, ?)
+			ON CONFLICT DO UPDATE SET n = n + excluded.n`, start, namespace, client, *n); err != nil {
+			return err
+		}
+		*n = 0
+	}
+	return nil
+}
+
+// checkNamespaceLimits is checkLimits for the names and clients of each namespace of a minute:
+// those the minute already has rows for count towards the limit, and counts past it are
+// folded into otherKey.
+func checkNamespaceLimits(ctx context.Context, dc driver.Conn, start int64, m *minuteCounts, limit int) error {
+	for _, q := range []struct {
+		query string
+		check func(d *nsDetail, stored []string)
+	}{
+		{`SELECT DISTINCT namespace, name FROM rollup_namespace_names WHERE span = 60 AND start = ? AND name <> '(other)'`,
+			func(d *nsDetail, stored []string) {
+				for name, byRcode := range fold(d.names, stored, limit) {
+					for rcode, c := range byRcode {
+						d.countsOf(otherKey, rcode, limit).add(c)
+					}
+					delete(d.names, name)
+				}
+				for _, k := range stored {
+					if d.names[k] == nil {
+						d.names[k] = map[int64]*nsNameCounts{}
+					}
+				}
+			}},
+		{`SELECT namespace, client FROM rollup_namespace_clients WHERE span = 60 AND start = ? AND client <> '(other)'`,
+			func(d *nsDetail, stored []string) {
+				for client, n := range fold(d.clients, stored, limit) {
+					if d.clients[otherKey] == nil {
+						d.clients[otherKey] = new(int64)
+					}
+					*d.clients[otherKey] += *n
+					delete(d.clients, client)
+				}
+				addKeys(d.clients, stored, func() *int64 { return new(int64) })
+			}},
+	} {
+		stored := map[string][]string{}
+		if err := rawsql.Each(ctx, dc, q.query, []any{start}, func(v []driver.Value) error {
+			ns := asText(v[0])
+			stored[ns] = append(stored[ns], asText(v[1]))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for ns, c := range m.namespaces {
+			c.detail.init()
+			q.check(&c.detail, stored[ns])
+		}
+	}
+	return nil
+}
+
+// asText is a text column's value as the driver gives it.
+func asText(v driver.Value) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case []byte:
+		return string(t)
+	}
+	return ""
+}
+
+// sumNamespaceDetail are sumPeriod's statements for the names and clients of each namespace:
+// within each namespace, the limit (?4) with the most queries keep their own rows.
+var sumNamespaceDetail = []string{
+	`DELETE FROM rollup_namespace_names WHERE span = ?1 AND start = ?2`,
+	`WITH parts AS (SELECT namespace, name, rcode, sum(n) AS n, sum(a) AS a, sum(aaaa) AS aaaa, sum(answered) AS answered
+	                FROM rollup_namespace_names WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, name, rcode),
+	      ranked AS (SELECT namespace, name, row_number() OVER (PARTITION BY namespace ORDER BY sum(n) DESC, name) AS r
+	                 FROM parts WHERE name <> '(other)' GROUP BY namespace, name),
+	      keep AS (SELECT namespace, name FROM ranked WHERE r <= ?4)
+	INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
+	SELECT ?1, ?2, p.namespace, iif(k.name IS NULL, '(other)', p.name) AS folded, p.rcode, sum(p.n), sum(p.a), sum(p.aaaa), sum(p.answered)
+	FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.name = p.name GROUP BY p.namespace, folded, p.rcode`,
+	`DELETE FROM rollup_namespace_clients WHERE span = ?1 AND start = ?2`,
+	`WITH parts AS (SELECT namespace, client, sum(n) AS n FROM rollup_namespace_clients
+	                WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, client),
+	      ranked AS (SELECT namespace, client, row_number() OVER (PARTITION BY namespace ORDER BY n DESC, client) AS r
+	                 FROM parts WHERE client <> '(other)'),
+	      keep AS (SELECT namespace, client FROM ranked WHERE r <= ?4)
+	INSERT INTO rollup_namespace_clients (span, start, namespace, client, n)
+	SELECT ?1, ?2, p.namespace, iif(k.client IS NULL, '(other)', p.client) AS folded, sum(p.n)
+	FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.client = p.client GROUP BY p.namespace, folded`,
+}

@@ -1,0 +1,80 @@
+package querylog
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
+)
+
+// TestRollupsNamespaceDetail: within each namespace, a period keeps limit names and clients and
+// folds the rest into (other); a name's counts say how many were A and AAAA and answered; an
+// hour keeps the limit names of each namespace with the most queries; and every namespace's
+// names and clients add up to its queries in rollup_namespaces.
+func TestRollupsNamespaceDetail(t *testing.T) {
+	t.Parallel()
+	path := tempDB(t)
+	s := rollupStore(t, path, 2)
+	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
+	row := func(ms int64, client, namespace, name string, qtype uint16, rcode, answers int64) entry {
+		e := entryOf(&testLabels, queryRow{ts: ms, server: "dns://:53", client: client, proto: "udp", qname: name,
+			qtype: int64(qtype), qclass: 1, rcode: rcode, answers: answers, us: 700})
+		e.extra = &extra{namespace: namespace, pod: client}
+		return e
+	}
+	write := func(es ...entry) {
+		t.Helper()
+		s.state.rollups.flushed = s.state.rollups.flushed.Add(-rollupEvery) // due with this batch
+		if err := s.write(es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Namespace a: api. asked through its search list (an NXDOMAIN expansion, then the name as is,
+	// A and AAAA, AAAA without answers), then a third name and client past the limit.
+	write(
+		row(hour, "10.0.0.1", "a", "api.a.svc.cluster.local.", dns.TypeA, dns.RcodeNameError, 0),
+		row(hour, "10.0.0.1", "a", "api.a.svc.cluster.local.", dns.TypeAAAA, dns.RcodeNameError, 0),
+		row(hour+1, "10.0.0.1", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1),
+		row(hour+1, "10.0.0.1", "a", "api.", dns.TypeAAAA, dns.RcodeSuccess, 0),
+		row(hour+2, "10.0.0.2", "a", "api.", dns.TypeMX, dns.RcodeSuccess, 1),
+		row(hour+3, "10.0.0.3", "a", "third.", dns.TypeA, dns.RcodeSuccess, 1),
+		row(hour+4, "10.0.0.4", "b", "third.", dns.TypeA, dns.RcodeSuccess, 1),
+	)
+	// The next minute: third. is asked more than the expansion in a, so the hour keeps it instead.
+	write(
+		row(hour+60_000, "10.0.0.3", "a", "third.", dns.TypeA, dns.RcodeSuccess, 1),
+		row(hour+60_001, "10.0.0.3", "a", "third.", dns.TypeA, dns.RcodeSuccess, 1),
+		row(hour+60_002, "10.0.0.3", "a", "third.", dns.TypeA, dns.RcodeSuccess, 1),
+	)
+	write(row(hour+2*3600_000, "10.0.0.9", "b", "late.", dns.TypeA, dns.RcodeSuccess, 1)) // ends the hour
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	names := func(span int64) string {
+		return testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || name || ':' || rcode || '=' || n || ':' || a || ':' || aaaa || ':' || answered AS x
+			FROM rollup_namespace_names WHERE span = `+fmt.Sprint(span)+` AND start < `+fmt.Sprint(hour/1000+3600)+` ORDER BY 1)`)
+	}
+	clients := func(span int64) string {
+		return testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || client || '=' || n AS x
+			FROM rollup_namespace_clients WHERE span = `+fmt.Sprint(span)+` AND start = `+fmt.Sprint(hour/1000)+` ORDER BY 1)`)
+	}
+	// name:rcode=n:a:aaaa:answered
+	if got, want := names(60), "a/(other):0=1:1:0:1 a/api.:0=3:1:1:1 a/api.a.svc.cluster.local.:3=2:1:1:0 a/third.:0=3:3:0:3 b/third.:0=1:1:0:1"; got != want {
+		t.Errorf("the minutes' names:\n got %s\nwant %s", got, want)
+	}
+	if got, want := clients(60), "a/(other)=1 a/10.0.0.1=4 a/10.0.0.2=1 b/10.0.0.4=1"; got != want {
+		t.Errorf("the first minute's clients:\n got %s\nwant %s", got, want)
+	}
+	if got, want := names(3600), "a/(other):0=1:1:0:1 a/(other):3=2:1:1:0 a/api.:0=3:1:1:1 a/third.:0=3:3:0:3 b/third.:0=1:1:0:1"; got != want {
+		t.Errorf("the hour's names:\n got %s\nwant %s", got, want)
+	}
+	for _, table := range []string{"rollup_namespace_names", "rollup_namespace_clients"} {
+		got := testutil.SQLite3(t, path, `SELECT count(*) FROM (SELECT span, start, namespace, sum(n) AS n FROM `+table+` GROUP BY 1, 2, 3) d
+			JOIN rollup_namespaces r USING (span, start, namespace) WHERE d.n <> r.n`)
+		if got != "0" {
+			t.Errorf("%s: %s periods of a namespace whose counts differ from rollup_namespaces", table, got)
+		}
+	}
+}
