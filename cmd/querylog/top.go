@@ -31,11 +31,33 @@ type topKind struct {
 	hits     bool   // the rollup table counts cache hits
 	pods     bool   // keys are of rows with a pod only: schema 3, no rows of schema 1
 	rowsOnly string // no rollups count it: what top says
+	// With --namespace: the rollup table that counts within a namespace (namespaceRollup), and
+	// the condition top puts on its rows and on the rows of hitsTable.
+	byNamespace string
+	rollupCond  string
+	rollupArgs  []any
+	hitsTable   string // counts the hits of the window when the rollup table does not (default rollup_outcomes)
+}
+
+// namespaceRollup narrows kind to one namespace in the rollups, if they count kind by
+// namespace (domains, clients, namespaces: plugin/querylog/rollup_namespace.go).
+func (k *topKind) namespaceRollup(namespace string) bool {
+	switch {
+	case k.byNamespace != "":
+		k.rollup, k.hitsTable = k.byNamespace, "rollup_namespaces"
+	case k.rollup == "rollup_namespaces":
+	default:
+		return false
+	}
+	k.rollupCond, k.rollupArgs = ` AND namespace = ?`, []any{namespace}
+	return true
 }
 
 var topKinds = map[string]topKind{
-	"domains": {heading: "QNAME", rollup: "rollup_names", key: "name", logKey: "l.name", dict: "names name", v1Key: "q.qname", folded: true},
-	"clients": {heading: "CLIENT", rollup: "rollup_clients", key: "client", logKey: "l.client", dict: "clients addr", v1Key: "q.client_ip", folded: true},
+	"domains": {heading: "QNAME", rollup: "rollup_names", key: "name", logKey: "l.name", dict: "names name", v1Key: "q.qname", folded: true,
+		byNamespace: "rollup_namespace_names"},
+	"clients": {heading: "CLIENT", rollup: "rollup_clients", key: "client", logKey: "l.client", dict: "clients addr", v1Key: "q.client_ip", folded: true,
+		byNamespace: "rollup_namespace_clients"},
 	"rcodes":  {heading: "RCODE", rollup: "rollup_outcomes", key: "rcode", logKey: "(l.a >> 23) & 4095", v1Key: "q.rcode", code: (*database).rcodeName, hits: true},
 	"types":   {heading: "TYPE", rollup: "rollup_outcomes", key: "qtype", logKey: "l.a & 65535", v1Key: "q.qtype", code: (*database).typeName, hits: true},
 	// The rollups count namespaces of rows with a pod only (plugin/querylog/rollup.go).
@@ -55,7 +77,8 @@ What top counts, and from where:
                                    are pods (rows with a namespace only)
   pods                             from the rows only: the rollups do not count pods
   upstreams                        from the rows only: the rollups do not count upstreams
-With --namespace or --pod, from the rows only: the rollups do not count by namespace or pod.
+With --namespace, domains, clients and namespaces from the rollups too (they count names and
+clients within each namespace); the rest, and anything with --pod, from the rows only.
 Every top but upstreams gives the cache hit ratio (hits of the replies with a cache status);
 top namespaces and pods give each one's too.
 `
@@ -119,7 +142,9 @@ func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 		if err := pods.check(d); err != nil {
 			return err
 		}
-		kind.rowsOnly = "the rollups do not count by namespace or pod"
+		if pods.pod != "" || !kind.namespaceRollup(pods.namespace) {
+			kind.rowsOnly = "the rollups do not count " + pos[0] + " by namespace or pod"
+		}
 	} else if kind.pods && !d.pods {
 		return usageError("top %s: %s is of schema %d, whose rows do not say their client's namespace and pod (schema 3 does: a server of this version upgrades the file)",
 			pos[0], d.path, d.schema)
@@ -347,18 +372,18 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods 
 		}
 		hitsTable := kind.rollup
 		if !kind.hits {
-			hitsTable = "rollup_outcomes"
+			hitsTable = cmp.Or(kind.hitsTable, "rollup_outcomes")
 		}
 		for _, l := range []struct {
 			span  int64
 			spans []span
 		}{{86400, p.days}, {3600, p.hours}, {60, p.minutes}} {
 			for _, s := range l.spans {
-				args := []any{l.span, s.from, s.to}
-				parts = append(parts, topPart{srcRollups, `SELECT ` + kind.key + `, n, ` + hits + ` FROM ` + kind.rollup + ` WHERE span = ? AND start >= ? AND start < ?`, args, false})
+				args := append([]any{l.span, s.from, s.to}, kind.rollupArgs...)
+				parts = append(parts, topPart{srcRollups, `SELECT ` + kind.key + `, n, ` + hits + ` FROM ` + kind.rollup + ` WHERE span = ? AND start >= ? AND start < ?` + kind.rollupCond, args, false})
 				if d.pods && !kind.hits {
 					var c tally
-					err := d.row(ctx, `SELECT coalesce(sum(hits), 0), coalesce(sum(hits + misses), 0) FROM `+hitsTable+` WHERE span = ? AND start >= ? AND start < ?`, args,
+					err := d.row(ctx, `SELECT coalesce(sum(hits), 0), coalesce(sum(hits + misses), 0) FROM `+hitsTable+` WHERE span = ? AND start >= ? AND start < ?`+kind.rollupCond, args,
 						&c.hits, &c.status)
 					res.rollupCache.add(c)
 					if err != nil {
@@ -377,7 +402,7 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods 
 				logPart(srcOld, cond, args)
 			}
 		}
-		if d.v1 != "" && !kind.pods {
+		if d.v1 != "" && !kind.pods && pods == nil { // rows of schema 1 have no namespace
 			cond, args := `q.ts >= ?`, []any{w.from * 1000}
 			if w.to != openEnd {
 				cond += ` AND q.ts < ?`
@@ -554,10 +579,13 @@ func (r *topResult) sources(d *database) []string {
 		}
 	}
 	switch {
-	case d.v1 != "" && r.kind.pods:
+	case d.v1 != "" && (r.kind.pods || r.pods != nil):
 		out = append(out, "rows of schema 1 have no namespace and are not counted")
 	case d.v1 != "":
 		out = append(out, "rows of schema 1: "+count(r.bySrc[srcV1]))
+	}
+	if r.pods != nil && d.log && !d.cluster {
+		out = append(out, "no row of this file has a namespace or pod yet")
 	}
 	return out
 }
