@@ -57,7 +57,8 @@ Commands:
   searchpath [--since 1h] [--namespace NS] [--search SUFFIX,...] [-n 20]
                                        the A and AAAA queries of each lookup folded into the
                                        name asked, per namespace or client: what the search
-                                       list cost, and would cost with ndots 1 to 5
+                                       list cost, and would cost with ndots 1 to 5 (windows
+                                       over 1h: the namespaces' names, from the rollups)
   version                              querylog's version, Go's, and the commit it was
                                        built from (also --version)
 
@@ -66,8 +67,8 @@ Flags of every command:
   --timeout D      time budget of the command's query (default 10s; export: none); 0: none
   --json           JSON instead of a table (export: JSON lines)
 
-Filters (search and export; tail takes all but --since and --until; top --namespace
-and --pod, which make it count from the rows only):
+Filters (search and export; tail takes all but --since and --until; top takes --namespace
+and --pod):
   --name SUFFIX    the name and every name under it (example.org: www.example.org. too),
                    on label boundaries (not evil\.example.org., a name under org.)
   --client A       a client address or network (192.0.2.1, 10.0.0.0/8, 2001:db8::/32), or

@@ -88,11 +88,22 @@ func runSearchpath(ctx context.Context, args []string, out, _ io.Writer) error {
 	}
 	qctx, cancel := d.withBudget(ctx)
 	defer cancel()
-	res, err := d.searchpath(qctx, w, opt)
+	var res *spResult
+	// --since 1h (the flag's "now" a moment ago) is an hour of rows: a minute's slack.
+	if now := time.Now(); now.Sub(since.t) > spRowsWindow*time.Second+time.Minute {
+		// Rollups count whole minutes: the window is rounded down to them.
+		res, err = d.searchpathRollups(qctx, window{from: since.t.Unix() / 60 * 60, to: openEnd, now: now.Unix()}, opt)
+	} else {
+		res, err = d.searchpath(qctx, w, opt)
+	}
 	if err != nil {
 		return d.queryError(err)
 	}
 	res.since = since.t.UnixMilli()
+	if res.rollups != nil {
+		res.since = res.rollups.w.from * 1000
+		res.sources = res.rollups.sources(d)
+	}
 	if c.json {
 		return res.writeJSON(out, opt.n)
 	}
@@ -101,8 +112,10 @@ func runSearchpath(ctx context.Context, args []string, out, _ io.Writer) error {
 
 // spResult is searchpath's answer.
 type spResult struct {
-	a     *spAnalysis
-	since int64 // Unix ms
+	a       *spAnalysis
+	since   int64      // Unix ms
+	rollups *spRollups // folded from the rollups (searchpath_rollups.go); nil: from the rows
+	sources []string   // from the rollups: where the counts came from, in words
 }
 
 // searchpath reads the A and AAAA rows w selects and folds them: rows of the log by a range
@@ -391,8 +404,12 @@ func (r *spResult) writeTable(out io.Writer, n int) error {
 		b.WriteString("no A or AAAA queries in the window\n")
 	}
 	t := r.totals()
-	fmt.Fprintf(&b, "window: %s to now; %s A and AAAA queries in %s lookups of %s names (%s per lookup), %s NXDOMAIN to expanded names\n",
-		time.UnixMilli(r.since).UTC().Format(time.RFC3339), count(a.rows), count(t.lookups), count(int64(len(a.stats))), perLookup(&t), count(t.nxdomain))
+	rounded, of, learnedFrom := "", "", "lookup"
+	if r.rollups != nil {
+		rounded, of, learnedFrom = " (rounded to whole minutes, as rollups count them)", " of pods", "name"
+	}
+	fmt.Fprintf(&b, "window: %s to now%s; %s A and AAAA queries%s in %s lookups of %s names (%s per lookup), %s NXDOMAIN to expanded names\n",
+		time.UnixMilli(r.since).UTC().Format(time.RFC3339), rounded, count(a.rows), of, count(t.lookups), count(int64(len(a.stats))), perLookup(&t), count(t.nxdomain))
 	var whatIf []string
 	for _, w := range t.whatIf {
 		whatIf = append(whatIf, count(w))
@@ -409,7 +426,7 @@ func (r *spResult) writeTable(out io.Writer, n int) error {
 		case len(g.suffixes) == 0:
 			none++
 		default:
-			fmt.Fprintf(&b, "search list of %s, learned from %s: %s\n", what, plural(int64(g.seenIn), "lookup"), strings.Join(printables(g.suffixes), " "))
+			fmt.Fprintf(&b, "search list of %s, learned from %s: %s\n", what, plural(int64(g.seenIn), learnedFrom), strings.Join(printables(g.suffixes), " "))
 		}
 	}
 	if len(a.groups) > 0 && a.groups[0].given {
@@ -421,6 +438,12 @@ func (r *spResult) writeTable(out io.Writer, n int) error {
 			what = count(int64(none)) + " namespaces or clients: their"
 		}
 		fmt.Fprintf(&b, "no search list learned for %s queries are counted as asked (give --search)\n", what)
+	}
+	if r.rollups != nil {
+		b.WriteString("folded from counts by name (the window is longer than 1h): lookups are the most A or AAAA queries of any name of a lookup\n")
+		for _, line := range r.sources {
+			b.WriteString(line + "\n")
+		}
 	}
 	_, err := io.WriteString(out, b.String())
 	return err
@@ -468,8 +491,13 @@ func (r *spResult) writeJSON(out io.Writer, n int) error {
 		Ndots    [maxNdots]int64 `json:"queries_with_ndots"`
 		Names    []jsonLine      `json:"names"`
 		Lists    []jsonList      `json:"search_lists"`
+		From     string          `json:"from"`    // rows, or rollups (counts by name)
+		Sources  []string        `json:"sources"` // from the rollups: where the counts came from
 	}{Since: time.UnixMilli(r.since).UTC().Format("2006-01-02T15:04:05.000Z"), Rows: a.rows, Lookups: t.lookups, Queries: t.queries,
-		NXDomain: t.nxdomain, Ndots: t.whatIf, Names: []jsonLine{}, Lists: []jsonList{}}
+		NXDomain: t.nxdomain, Ndots: t.whatIf, Names: []jsonLine{}, Lists: []jsonList{}, From: "rows", Sources: []string{}}
+	if r.rollups != nil {
+		v.From, v.Sources = "rollups", r.sources
+	}
 	for _, l := range r.lines(n) {
 		ns, client := who(a.groups[l.key.group])
 		v.Names = append(v.Names, jsonLine{asked(a.names[l.key.name]), ns, client, l.lookups, l.queries, l.nxdomain, l.whatIf})

@@ -58,8 +58,8 @@ var topKinds = map[string]topKind{
 		byNamespace: "rollup_namespace_names"},
 	"clients": {heading: "CLIENT", rollup: "rollup_clients", key: "client", logKey: "l.client", dict: "clients addr", v1Key: "q.client_ip", folded: true,
 		byNamespace: "rollup_namespace_clients"},
-	"rcodes":  {heading: "RCODE", rollup: "rollup_outcomes", key: "rcode", logKey: "(l.a >> 23) & 4095", v1Key: "q.rcode", code: (*database).rcodeName, hits: true},
-	"types":   {heading: "TYPE", rollup: "rollup_outcomes", key: "qtype", logKey: "l.a & 65535", v1Key: "q.qtype", code: (*database).typeName, hits: true},
+	"rcodes": {heading: "RCODE", rollup: "rollup_outcomes", key: "rcode", logKey: "(l.a >> 23) & 4095", v1Key: "q.rcode", code: (*database).rcodeName, hits: true},
+	"types":  {heading: "TYPE", rollup: "rollup_outcomes", key: "qtype", logKey: "l.a & 65535", v1Key: "q.qtype", code: (*database).typeName, hits: true},
 	// The rollups count namespaces of rows with a pod only (plugin/querylog/rollup.go).
 	"namespaces": {heading: "NAMESPACE", rollup: "rollup_namespaces", key: "namespace", logKey: "l.pod", dict: "pods namespace", folded: true, hits: true, pods: true},
 	"pods":       {heading: "POD", logKey: "l.pod", dict: "pods namespace || '/' || name", pods: true, rowsOnly: "the rollups do not count pods"},
