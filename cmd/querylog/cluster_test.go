@@ -281,3 +281,31 @@ func TestTopNamespacesPods(t *testing.T) {
 		t.Errorf("top upstreams --namespace: exit %d, %q", code, errOut)
 	}
 }
+
+// TestTopNamespaceByHours: an hour's sum keeps a namespace's names and clients by the hour only,
+// so top domains and clients --namespace take a window that begins inside a summed hour from
+// the hour's start, and say so.
+func TestTopNamespaceByHours(t *testing.T) {
+	t.Parallel()
+	db := loggedFile(t)
+	hour := time.Now().Unix()/3600*3600 - 3*3600
+	testutil.SQLite3(t, db, fmt.Sprintf(`
+		INSERT INTO rollup_namespace_names VALUES (3600, %[1]d, 'team-a', 'old.example.', 0, 7, 7, 0, 7),
+			(3600, %[1]d, 'team-b', 'other.example.', 0, 5, 5, 0, 5);
+		INSERT INTO rollup_namespace_clients VALUES (3600, %[1]d, 'team-a', '10.9.9.9', 7);
+		INSERT INTO rollup_namespaces VALUES (3600, %[1]d, 'team-a', 7, 0, 0, 0, 0), (3600, %[1]d, 'team-b', 5, 0, 0, 0, 0);
+		INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us) VALUES (3600, %[1]d, 0, 1, 'udp', 'cache', 12, 1200);`, hour))
+	since := time.Unix(hour+1800, 0).UTC().Format(time.RFC3339)
+	for kind, want := range map[string]map[string]int64{"domains": {"old.example.": 7}, "clients": {"10.9.9.9": 7}} {
+		got := runTopJSON(t, kind, "--db", db, "--namespace", "team-a", "--since", since)
+		checkTop(t, "top "+kind+" --namespace team-a --since "+since, got, want, 7)
+		out := mustRun(t, "top", kind, "--db", db, "--namespace", "team-a", "--since", since)
+		if !strings.Contains(out, "window: "+rfc3339(hour)+" to now (rounded to whole hours, as rollups keep a namespace's names and clients once the hour is over)") {
+			t.Errorf("top %s --namespace team-a --since %s:\n%s", kind, since, out)
+		}
+	}
+	// top domains without --namespace still begins at the minute.
+	if out := mustRun(t, "top", "domains", "--db", db, "--since", since); !strings.Contains(out, "window: "+since+" to now (rounded to whole minutes") {
+		t.Errorf("top domains --since %s:\n%s", since, out)
+	}
+}

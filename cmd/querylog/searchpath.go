@@ -406,7 +406,7 @@ func (r *spResult) writeTable(out io.Writer, n int) error {
 	t := r.totals()
 	rounded, of, learnedFrom := "", "", "lookup"
 	if r.rollups != nil {
-		rounded, of, learnedFrom = " (rounded to whole minutes, as rollups count them)", " of pods", "name"
+		rounded, of, learnedFrom = " ("+r.rollups.w.rounded()+")", " of pods", "name"
 	}
 	fmt.Fprintf(&b, "window: %s to now%s; %s A and AAAA queries%s in %s lookups of %s names (%s per lookup), %s NXDOMAIN to expanded names\n",
 		time.UnixMilli(r.since).UTC().Format(time.RFC3339), rounded, count(a.rows), of, count(t.lookups), count(int64(len(a.stats))), perLookup(&t), count(t.nxdomain))

@@ -94,6 +94,10 @@ func (sp *spRollups) sources(d *database) []string {
 
 // searchpathRollups folds the window w of the rollups and the rows after them.
 func (d *database) searchpathRollups(ctx context.Context, w window, opt spOptions) (*spResult, error) {
+	w, err := d.byHours(ctx, w)
+	if err != nil {
+		return nil, err
+	}
 	p, err := d.plan(ctx, w)
 	if err != nil {
 		return nil, err

@@ -53,6 +53,10 @@ func (k *topKind) namespaceRollup(namespace string) bool {
 	return true
 }
 
+// hourly reports whether kind is read from tables that keep minutes only for the hours not
+// summed yet (byHours).
+func (k *topKind) hourly() bool { return k.rollup == k.byNamespace && k.byNamespace != "" }
+
 var topKinds = map[string]topKind{
 	"domains": {heading: "QNAME", rollup: "rollup_names", key: "name", logKey: "l.name", dict: "names name", v1Key: "q.qname", folded: true,
 		byNamespace: "rollup_namespace_names"},
@@ -167,8 +171,11 @@ func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 }
 
 // window is top's time window in Unix seconds, whole minutes: [from, to); to is openEnd
-// without --until.
-type window struct{ from, to, now int64 }
+// without --until. hourly: from was rounded down to the hour (byHours).
+type window struct {
+	from, to, now int64
+	hourly        bool
+}
 
 // span is a range of Unix seconds [from, to).
 type span struct{ from, to int64 }
@@ -361,6 +368,13 @@ func (d *database) top(ctx context.Context, kind topKind, w window, n int, pods 
 			logPart(srcRows, cond, args)
 		}
 	} else {
+		if kind.hourly() {
+			var err error
+			if w, err = d.byHours(ctx, w); err != nil {
+				return nil, err
+			}
+			res.w = w
+		}
 		p, err := d.plan(ctx, w)
 		if err != nil {
 			return nil, err
@@ -668,7 +682,28 @@ func (r *topResult) windowText() string {
 	if r.w.to != openEnd {
 		to = rfc3339(r.w.to)
 	}
-	return "window: " + rfc3339(r.w.from) + " to " + to + " (rounded to whole minutes, as rollups count them)"
+	return "window: " + rfc3339(r.w.from) + " to " + to + " (" + r.w.rounded() + ")"
+}
+
+// rounded says how the window was rounded.
+func (w window) rounded() string {
+	if w.hourly {
+		return "rounded to whole hours, as rollups keep a namespace's names and clients once the hour is over"
+	}
+	return "rounded to whole minutes, as rollups count them"
+}
+
+// byHours rounds the start of w down to the hour if that hour is summed in the rollups: an
+// hour's sum deletes the minutes of the namespaces' names and clients (plugin/querylog/rollup_namespace.go).
+func (d *database) byHours(ctx context.Context, w window) (window, error) {
+	var summed sql.NullInt64
+	if err := d.row(ctx, `SELECT max(start) FROM rollup_outcomes WHERE span = 3600`, nil, &summed); err != nil {
+		return w, err
+	}
+	if summed.Valid && w.from < summed.Int64+3600 && w.from%3600 != 0 {
+		w.from, w.hourly = w.from/3600*3600, true
+	}
+	return w, nil
 }
 
 func share(n, total int64) string {

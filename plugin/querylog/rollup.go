@@ -528,13 +528,16 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses` + buckets + `)
 		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us), sum(hits), sum(misses)` + sumBuckets + `
 		FROM rollup_outcomes WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY rcode, qtype, proto, plugin`,
-	}, sumNamespaceDetail...) {
+	}, namespaceSums[span]...) {
 		if err := rawsql.Exec(ctx, dc, q, span, start, sub, limit); err != nil {
 			return fmt.Errorf("summing the rollups of %d s from %d: %w", span, start, err)
 		}
 	}
 	return nil
 }
+
+// namespaceSums are the statements that sum a period's namespace names and clients, by span.
+var namespaceSums = map[int64][]string{3600: sumNamespaceHour, 86400: sumNamespaceDay}
 
 // queryStrings returns the first column of query's rows on the driver connection.
 func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any) ([]string, error) {

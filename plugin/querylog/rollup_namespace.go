@@ -182,9 +182,49 @@ func asText(v driver.Value) string {
 	return ""
 }
 
-// sumNamespaceDetail are sumPeriod's statements for the names and clients of each namespace:
-// within each namespace, the limit (?4) with the most queries keep their own rows.
-var sumNamespaceDetail = []string{
+// A namespace's names and clients take the most room of the rollups: up to limit rows per
+// namespace and minute. Minutes serve only the hours not summed yet, so an hour's sum adds its
+// minutes to the hour's rows and deletes them (a late row's minute adds to the hour again), and
+// a day is summed from its hours. The querylog command reads them by whole hours.
+
+// sumNamespaceHour are sumPeriod's statements for the names and clients of each namespace in
+// the hour from ?2: the minutes are added to the hour's rows (those of an earlier sum, if late
+// rows came), deleted, and within each namespace the limit (?4) names or clients with the most
+// queries keep their own rows, the others are added to (other).
+var sumNamespaceHour = []string{
+	`INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
+	SELECT ?1, ?2, namespace, name, rcode, sum(n), sum(a), sum(aaaa), sum(answered) FROM rollup_namespace_names
+	WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, name, rcode
+	ON CONFLICT DO UPDATE SET n = n + excluded.n, a = a + excluded.a, aaaa = aaaa + excluded.aaaa, answered = answered + excluded.answered`,
+	`DELETE FROM rollup_namespace_names WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1`,
+	`INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
+	SELECT ?1, ?2, namespace, '(other)', rcode, sum(n), sum(a), sum(aaaa), sum(answered) FROM rollup_namespace_names
+	WHERE span = ?1 AND start = ?2 AND (namespace, name) IN (` + pastLimit("name", "rollup_namespace_names") + `) GROUP BY namespace, rcode
+	ON CONFLICT DO UPDATE SET n = n + excluded.n, a = a + excluded.a, aaaa = aaaa + excluded.aaaa, answered = answered + excluded.answered`,
+	`DELETE FROM rollup_namespace_names WHERE span = ?1 AND start = ?2 AND (namespace, name) IN (` + pastLimit("name", "rollup_namespace_names") + `)`,
+	`INSERT INTO rollup_namespace_clients (span, start, namespace, client, n)
+	SELECT ?1, ?2, namespace, client, sum(n) FROM rollup_namespace_clients
+	WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, client
+	ON CONFLICT DO UPDATE SET n = n + excluded.n`,
+	`DELETE FROM rollup_namespace_clients WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1`,
+	`INSERT INTO rollup_namespace_clients (span, start, namespace, client, n)
+	SELECT ?1, ?2, namespace, '(other)', sum(n) FROM rollup_namespace_clients
+	WHERE span = ?1 AND start = ?2 AND (namespace, client) IN (` + pastLimit("client", "rollup_namespace_clients") + `) GROUP BY namespace
+	ON CONFLICT DO UPDATE SET n = n + excluded.n`,
+	`DELETE FROM rollup_namespace_clients WHERE span = ?1 AND start = ?2 AND (namespace, client) IN (` + pastLimit("client", "rollup_namespace_clients") + `)`,
+}
+
+// pastLimit selects the namespace and key of the rows of the period (?1, ?2) of table that
+// rank past the limit (?4) of their namespace by queries.
+func pastLimit(key, table string) string {
+	return `SELECT namespace, ` + key + ` FROM (SELECT namespace, ` + key + `, row_number() OVER (PARTITION BY namespace ORDER BY sum(n) DESC, ` + key + `) AS r
+		FROM ` + table + ` WHERE span = ?1 AND start = ?2 AND ` + key + ` <> '(other)' GROUP BY namespace, ` + key + `) WHERE r > ?4`
+}
+
+// sumNamespaceDay are sumPeriod's statements for the names and clients of each namespace in the
+// day from ?2, from its hours: within each namespace, the limit (?4) with the most queries keep
+// their own rows.
+var sumNamespaceDay = []string{
 	`DELETE FROM rollup_namespace_names WHERE span = ?1 AND start = ?2`,
 	`WITH parts AS (SELECT namespace, name, rcode, sum(n) AS n, sum(a) AS a, sum(aaaa) AS aaaa, sum(answered) AS answered
 	                FROM rollup_namespace_names WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, name, rcode),

@@ -2,6 +2,7 @@ package querylog
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -11,8 +12,9 @@ import (
 
 // TestRollupsNamespaceDetail: within each namespace, a period keeps limit names and clients and
 // folds the rest into (other); a name's counts say how many were A and AAAA and answered; an
-// hour keeps the limit names of each namespace with the most queries; and every namespace's
-// names and clients add up to its queries in rollup_namespaces.
+// hour keeps the limit names of each namespace with the most queries, and once summed its
+// minutes go, a late row adding to the hour; and every namespace's names and clients add up to
+// its queries in rollup_namespaces.
 func TestRollupsNamespaceDetail(t *testing.T) {
 	t.Parallel()
 	path := tempDB(t)
@@ -48,7 +50,6 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 		row(hour+60_001, "10.0.0.3", "a", "third.", dns.TypeA, dns.RcodeSuccess, 1),
 		row(hour+60_002, "10.0.0.3", "a", "third.", dns.TypeA, dns.RcodeSuccess, 1),
 	)
-	write(row(hour+2*3600_000, "10.0.0.9", "b", "late.", dns.TypeA, dns.RcodeSuccess, 1)) // ends the hour
 	if err := s.flushRollups(); err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +68,32 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	if got, want := clients(60), "a/(other)=1 a/10.0.0.1=4 a/10.0.0.2=1 b/10.0.0.4=1"; got != want {
 		t.Errorf("the first minute's clients:\n got %s\nwant %s", got, want)
 	}
-	if got, want := names(3600), "a/(other):0=1:1:0:1 a/(other):3=2:1:1:0 a/api.:0=3:1:1:1 a/third.:0=3:3:0:3 b/third.:0=1:1:0:1"; got != want {
-		t.Errorf("the hour's names:\n got %s\nwant %s", got, want)
+
+	// Once the hour is over it is summed, and its minutes go.
+	write(row(hour+2*3600_000, "10.0.0.9", "b", "late.", dns.TypeA, dns.RcodeSuccess, 1))
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	hourNames := "a/(other):0=1:1:0:1 a/(other):3=2:1:1:0 a/api.:0=3:1:1:1 a/third.:0=3:3:0:3 b/third.:0=1:1:0:1"
+	if got := names(3600); got != hourNames {
+		t.Errorf("the hour's names:\n got %s\nwant %s", got, hourNames)
+	}
+	if got, want := clients(3600), "a/(other)=2 a/10.0.0.1=4 a/10.0.0.3=3 b/10.0.0.4=1"; got != want {
+		t.Errorf("the hour's clients:\n got %s\nwant %s", got, want)
+	}
+	if got := names(60) + clients(60); got != "" {
+		t.Errorf("minutes of the summed hour: %q, want none", got)
+	}
+	// A late row of the hour adds to it.
+	write(row(hour+5, "10.0.0.1", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1))
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(3600), strings.Replace(hourNames, "a/api.:0=3:1:1:1", "a/api.:0=4:2:1:2", 1); got != want {
+		t.Errorf("the hour's names after a late row:\n got %s\nwant %s", got, want)
+	}
+	if got := names(60) + clients(60); got != "" {
+		t.Errorf("minutes of the summed hour after a late row: %q, want none", got)
 	}
 	for _, table := range []string{"rollup_namespace_names", "rollup_namespace_clients"} {
 		got := testutil.SQLite3(t, path, `SELECT count(*) FROM (SELECT span, start, namespace, sum(n) AS n FROM `+table+` GROUP BY 1, 2, 3) d
