@@ -430,6 +430,20 @@ func TestSearchpathRealResolvers(t *testing.T) {
 	t.Logf("querylog searchpath --db %s:\n%s", db, querylogRun(t, "searchpath", "--db", db))
 	t.Logf("querylog searchpath --namespace team-b:\n%s", querylogRun(t, "searchpath", "--db", db, "--namespace", "team-b"))
 
+	// Over more than an hour, from the namespaces' names in the rollups (and the rows after
+	// them), by name: the same lines and lists for the pods' lookups.
+	var long spJSON
+	if err := json.Unmarshal([]byte(querylogRun(t, "searchpath", "--db", db, "--json", "-n", "100", "--since", "2h")), &long); err != nil {
+		t.Fatal(err)
+	}
+	check("from the rollups (--since 2h)", long, "")
+	for _, l := range long.Lists {
+		if l.Namespace != nil && !slices.Equal(l.Suffixes, lists[*l.Namespace]) {
+			t.Errorf("--since 2h: search list of %s %v, want %v (learned from the rows)", *l.Namespace, l.Suffixes, lists[*l.Namespace])
+		}
+	}
+	t.Logf("querylog searchpath --since 2h --namespace team-b:\n%s", querylogRun(t, "searchpath", "--db", db, "--since", "2h", "--namespace", "team-b"))
+
 	// The other cluster answers on the same rows: queries per namespace and per pod, as the
 	// views count them, with the cache's share (README shows this output).
 	var top struct {

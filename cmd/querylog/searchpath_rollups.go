@@ -255,8 +255,9 @@ func baseOf(name string, suffixes []string, names map[string]*spCounts) (string,
 // learnFromCounts learns a namespace's search list from its names: a suffix is what a name
 // that failed (NXDOMAIN) has after a name the namespace asked as is. The list is ordered by
 // how often its expansions were asked (a lookup goes on to the next suffix only when the one
-// before failed), the longer first where that ties, as when every lookup failed them all. It
-// returns the list and how many names taught it.
+// before failed), except that a suffix comes after every learned suffix that ends with it (a
+// search list goes outwards: team-a.svc.cluster.local. before svc.cluster.local.). It returns
+// the list and how many names taught it.
 func learnFromCounts(names map[string]*spCounts) ([]string, int) {
 	weight := map[string]int64{}
 	taught := 0
@@ -278,9 +279,24 @@ func learnFromCounts(names map[string]*spCounts) ([]string, int) {
 			taught++
 		}
 	}
-	list := slices.Collect(maps.Keys(weight))
-	slices.SortFunc(list, func(x, y string) int {
+	// The most asked first, but a suffix that another ends with after it: counts differ by
+	// what each period folded into (other), and where every lookup failed them all they tie.
+	rest := slices.Collect(maps.Keys(weight))
+	slices.SortFunc(rest, func(x, y string) int {
 		return cmp.Or(cmp.Compare(weight[y], weight[x]), cmp.Compare(len(y), len(x)), strings.Compare(x, y))
 	})
+	var list []string
+	for len(rest) > 0 {
+		i := slices.IndexFunc(rest, func(s string) bool {
+			return !slices.ContainsFunc(rest, func(longer string) bool { return nests(longer, s) })
+		})
+		list, rest = append(list, rest[i]), slices.Delete(rest, i, i+1)
+	}
 	return list, taught
+}
+
+// nests reports whether suffix longer ends with suffix s on a label boundary
+// (team-a.svc.cluster.local. with svc.cluster.local.).
+func nests(longer, s string) bool {
+	return len(longer) > len(s) && strings.HasSuffix(longer, s) && endsInLabel(longer, len(s))
 }

@@ -66,10 +66,13 @@ func TestGenerateBenchDB(t *testing.T) {
 	// of rollups is made once the time the rows begin is known.
 	start := time.Now()
 	split := (start.Unix() - int64(rows/qps) - 3600) / 60 * 60
+	// Where the rows will begin, about: the synthetic rollups take minutes.
+	g.rollupsStart, g.rollupsEnd = split-int64(days)*86400, split+3600
 	if err := g.synthesizeRollups(s, split-int64(days)*86400, split, 7*86400); err != nil {
 		t.Fatal(err)
 	}
 	first := (time.Now().UnixMilli() - int64(rows)*1000/int64(qps)) / 60_000 * 60
+	g.rollupsEnd = first
 	if err := g.synthesizeRollups(s, split, first, 7*86400); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +125,9 @@ type genMix struct {
 	server   uint8
 	plugins  [3]uint8 // cache, forward, kubernetes
 	upstream uint16
+	// The synthetic rollups' time (Unix seconds), which namespaceDetail draws by the day, hour
+	// or minute.
+	rollupsStart, rollupsEnd int64
 }
 
 const (
@@ -352,15 +358,34 @@ func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand
 		if err := g.minute(ctx, dc, r, m); err != nil {
 			return err
 		}
+		if hour+3600 > g.rollupsEnd { // an hour not summed keeps its namespaces' minutes
+			if err := g.namespaceDetail(ctx, dc, r, 60, m); err != nil {
+				return err
+			}
+		}
 	}
 	if hour+3600 <= end {
 		if err := sumPeriod(ctx, dc, 3600, hour, defaultRollupLimit); err != nil {
 			return err
 		}
+		// The namespaces' names and clients of the hour, as its sum leaves them, drawn for the
+		// hour at once (the minutes of 39 namespaces are too many rows to write and sum here),
+		// for the hours of the first and the last two days: the days between get day rows only,
+		// which a window of days reads.
+		if hour < g.rollupsStart+86400 || hour >= g.rollupsEnd-2*86400 {
+			if err := g.namespaceDetail(ctx, dc, r, 3600, hour); err != nil {
+				return err
+			}
+		}
 	}
 	if day := (hour + 3600) - 86400; (hour+3600)%86400 == 0 && hour+3600 <= end && day >= start/86400*86400 {
 		if err := sumPeriod(ctx, dc, 86400, day, defaultRollupLimit); err != nil {
 			return err
+		}
+		if day >= g.rollupsStart+86400 && day+86400 < g.rollupsEnd-2*86400 {
+			if err := g.namespaceDetail(ctx, dc, r, 86400, day); err != nil {
+				return err
+			}
 		}
 	}
 	if hour+3600 <= end-keep {
@@ -504,6 +529,111 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 		cols += fmt.Sprintf(", d%d", i)
 	}
 	return insertRollupRows(ctx, dc, "rollup_outcomes ("+cols+")", 60, 25, outcomeRows)
+}
+
+// namespaceDetail writes the rows of rollup_namespace_names and rollup_namespace_clients of one
+// period (span seconds from start) at 10,000 queries a second, as the writer would leave them:
+// each namespace has its pods' share of the queries; genSearchShare of their lookups go through
+// the search list (genMix.search: A and AAAA of three NXDOMAIN expansions, then of the name),
+// the rest ask names as is (A 50%, AAAA 20%); the rollup_limit names with the most queries keep
+// their own rows, the rest are under (other); every pod is a client.
+func (g *genMix) namespaceDetail(ctx context.Context, dc driver.Conn, r *rand.Rand, span, start int64) error {
+	poisson := func(mean float64) int64 {
+		return max(0, int64(math.Round(mean+math.Sqrt(mean)*r.NormFloat64())))
+	}
+	pods := map[string][]string{}
+	for c, p := range g.pods {
+		pods[p.namespace] = append(pods[p.namespace], g.clients[c].String())
+	}
+	type counts struct{ n, a, aaaa, answered int64 }
+	type key struct {
+		name  string
+		rcode int64
+	}
+	var nameRows, clientRows []any
+	for _, ns := range slices.Sorted(maps.Keys(pods)) {
+		total := float64(10_000*span) * float64(len(pods[ns])) / float64(len(g.clients))
+		lookups := total * genSearchShare / (1 - genSearchShare + 8*genSearchShare) // 8 queries each
+		direct := total - 8*lookups
+		names := map[key]*counts{}
+		add := func(name string, rcode, n, a, aaaa, answered int64) {
+			if n == 0 {
+				return
+			}
+			c := names[key{name, rcode}]
+			if c == nil {
+				c = &counts{}
+				names[key{name, rcode}] = c
+			}
+			c.n, c.a, c.aaaa, c.answered = c.n+n, c.a+a, c.aaaa+aaaa, c.answered+answered
+		}
+		for k := range 4 * defaultRollupLimit { // the names past these are too rare to be kept
+			n := poisson(direct * g.pmf[k])
+			a, aaaa := n/2, n/5
+			if genNX(k) {
+				add(genName(k), dns.RcodeNameError, n, a, aaaa, 0)
+			} else {
+				add(genName(k), dns.RcodeSuccess, n, a, aaaa, a+aaaa)
+			}
+			l := poisson(lookups * g.pmf[k])
+			if l == 0 {
+				continue
+			}
+			asked := strings.TrimSuffix(genName(k), ".")
+			for _, suffix := range []string{ns + ".svc.cluster.local.", "svc.cluster.local.", "cluster.local."} {
+				add(asked+"."+suffix, dns.RcodeNameError, 2*l, l, l, 0)
+			}
+			if genNX(k) {
+				add(genName(k), dns.RcodeNameError, 2*l, l, l, 0)
+			} else {
+				add(genName(k), dns.RcodeSuccess, 2*l, l, l, 2*l)
+			}
+		}
+		byName := map[string]int64{}
+		for k, c := range names {
+			byName[k.name] += c.n
+		}
+		order := slices.SortedFunc(maps.Keys(byName), func(x, y string) int { return cmp.Or(cmp.Compare(byName[y], byName[x]), strings.Compare(x, y)) })
+		kept := map[string]bool{}
+		for _, name := range order[:min(len(order), defaultRollupLimit)] {
+			kept[name] = true
+		}
+		var counted int64
+		other := map[int64]*counts{}
+		for _, k := range slices.SortedFunc(maps.Keys(names), func(x, y key) int { return cmp.Or(strings.Compare(x.name, y.name), cmp.Compare(x.rcode, y.rcode)) }) {
+			c := names[k]
+			counted += c.n
+			if kept[k.name] {
+				nameRows = append(nameRows, start, ns, k.name, k.rcode, c.n, c.a, c.aaaa, c.answered)
+				continue
+			}
+			o := other[k.rcode]
+			if o == nil {
+				o = &counts{}
+				other[k.rcode] = o
+			}
+			o.n, o.a, o.aaaa, o.answered = o.n+c.n, o.a+c.a, o.aaaa+c.aaaa, o.answered+c.answered
+		}
+		if rest := int64(total) - counted; rest > 0 { // the rare names: asked as is
+			add := other[dns.RcodeSuccess]
+			if add == nil {
+				add = &counts{}
+				other[dns.RcodeSuccess] = add
+			}
+			add.n, add.a, add.aaaa, add.answered = add.n+rest, add.a+rest/2, add.aaaa+rest/5, add.answered+rest/2+rest/5
+		}
+		for _, rcode := range slices.Sorted(maps.Keys(other)) {
+			o := other[rcode]
+			nameRows = append(nameRows, start, ns, otherKey, rcode, o.n, o.a, o.aaaa, o.answered)
+		}
+		for _, c := range pods[ns] {
+			clientRows = append(clientRows, start, ns, c, int64(total)/int64(len(pods[ns])))
+		}
+	}
+	if err := insertRollupRows(ctx, dc, "rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)", span, 8, nameRows); err != nil {
+		return err
+	}
+	return insertRollupRows(ctx, dc, "rollup_namespace_clients (span, start, namespace, client, n)", span, 4, clientRows)
 }
 
 // insertRollupRows inserts rows of cols values each (after span) into into, 100 rows a statement.
