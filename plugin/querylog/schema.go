@@ -98,7 +98,10 @@ var migrations = []string{
 	// both. retries lists the rows that retransmit an earlier query (retransmit.go), most rows
 	// none. rollup_namespaces counts per namespace; hits and misses count the cache's replies.
 	// rollup_names_name finds the periods that counted a name (querylog new): a few hundred
-	// rows a minute to index, against the log's thousands of rows a second.
+	// rows a minute to index, against the log's thousands of rows a second. rollup_upstreams
+	// counts per upstream (rollup_upstreams.go); in a file upgraded from schema 2, the rollups
+	// counted no upstream up to rollup_id, which rollup_upstreams_after keeps (querylog top
+	// upstreams reads the rows of the periods before it).
 	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
 	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
 	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
@@ -107,7 +110,15 @@ var migrations = []string{
 		PRIMARY KEY (span, start, namespace)) WITHOUT ROWID;
 	ALTER TABLE rollup_outcomes ADD COLUMN hits INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE rollup_outcomes ADD COLUMN misses INTEGER NOT NULL DEFAULT 0;
-	CREATE INDEX rollup_names_name ON rollup_names (name, start);`,
+	CREATE INDEX rollup_names_name ON rollup_names (name, start);
+	CREATE TABLE rollup_upstreams (span INTEGER NOT NULL, start INTEGER NOT NULL, upstream TEXT NOT NULL,
+		n INTEGER NOT NULL, servfail INTEGER NOT NULL, duration_us INTEGER NOT NULL,
+		d0 INTEGER NOT NULL DEFAULT 0, d1 INTEGER NOT NULL DEFAULT 0, d2 INTEGER NOT NULL DEFAULT 0, d3 INTEGER NOT NULL DEFAULT 0,
+		d4 INTEGER NOT NULL DEFAULT 0, d5 INTEGER NOT NULL DEFAULT 0, d6 INTEGER NOT NULL DEFAULT 0, d7 INTEGER NOT NULL DEFAULT 0,
+		d8 INTEGER NOT NULL DEFAULT 0, d9 INTEGER NOT NULL DEFAULT 0, d10 INTEGER NOT NULL DEFAULT 0, d11 INTEGER NOT NULL DEFAULT 0,
+		d12 INTEGER NOT NULL DEFAULT 0, d13 INTEGER NOT NULL DEFAULT 0, d14 INTEGER NOT NULL DEFAULT 0, d15 INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (span, start, upstream)) WITHOUT ROWID;
+	INSERT INTO state (key, value) SELECT 'rollup_upstreams_after', value FROM state WHERE key = 'rollup_id';`,
 }
 
 // layoutColumns are what a database's tables are like now, as four booleans: rows of schema

@@ -71,6 +71,7 @@ func checkSchema(t *testing.T, s *store) {
 		"table rollup_names",
 		"table rollup_namespaces",
 		"table rollup_outcomes",
+		"table rollup_upstreams",
 		"table state",
 		"view queries",
 		"view queries_readable",
