@@ -54,6 +54,8 @@ measure "top clients --since 30d" /dev/null top clients --since 30d
 measure "search --name example.org --since 1h" /dev/null search --name example.org --since 1h
 measure "search --name rare.example.net --since 1h" /dev/null search --name rare.example.net --since 1h --timeout 60s
 measure "stats" /dev/null stats
+measure "top upstreams --since 30d" /dev/null top upstreams --since 30d
+measure "top upstreams --since 1h" /dev/null top upstreams --since 1h
 # Export to a file on disk; a tenth of the rows for comparison of the peak RSS.
 measure "export (csv) > file" "$tmp/export" export
 measure "export --format jsonl > file" "$tmp/export" export --format jsonl

@@ -48,6 +48,9 @@ type database struct {
 	extra   bool   // the log table has the metadata and answer_data columns
 	cluster bool   // the log table has the pod and cache columns (schema 3)
 	pods    bool   // the pods, retries and rollup_namespaces tables of schema 3
+	// upstreamRollups: the rollup_upstreams table of schema 3 (a file of schema 3 made before
+	// it was added has none, and is read as one of schema 2)
+	upstreamRollups bool
 
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
@@ -236,7 +239,9 @@ func (d *database) identify(ctx context.Context) error {
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_outcomes'),
 		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
 		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'pod'),
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'pods')`, nil, &hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods)
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'pods'),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_upstreams')`, nil,
+		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups)
 	if err != nil {
 		return d.queryError(err)
 	}

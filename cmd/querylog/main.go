@@ -35,7 +35,8 @@ Commands:
                                        ratio, from the rows (rollups keep no pod)
   top upstreams [--since 24h] [--until T] [-n 20]
                                        per upstream: queries, SERVFAIL share, reply time p50
-                                       and p99, from the rows (rollups keep no upstream)
+                                       and p99, from the rollups where they cover the window
+                                       (p50, p99: their bucket's bound), from the rows otherwise
   new [--since 1h] [--namespace NS] [--exact] [-n 20]
                                        names and registered domains first seen in the
                                        window: in no dictionary entry or rollup before it

@@ -80,9 +80,13 @@ What top counts, and from where:
   namespaces                       the same: the Kubernetes namespaces of the clients that
                                    are pods (rows with a namespace only)
   pods                             from the rows only: the rollups do not count pods
-  upstreams                        from the rows only: the rollups do not count upstreams
+  upstreams                        from the rollups where they cover the window, from the
+                                   rows otherwise; p50 and p99 as the upper bound of their
+                                   reply-time bucket if any count is from the rollups, exact
+                                   if all are from rows
 With --namespace, domains, clients and namespaces from the rollups too (they count names and
-clients within each namespace); the rest, and anything with --pod, from the rows only.
+clients within each namespace); the rest, and anything with --pod, from the rows only (top
+upstreams takes neither).
 Every top but upstreams gives the cache hit ratio (hits of the replies with a cache status);
 top namespaces and pods give each one's too.
 `
@@ -541,7 +545,26 @@ func timeCond(from, to, lo, hi int64) (string, []any) {
 
 // sources says in words where the counts came from.
 func (r *topResult) sources(d *database) []string {
-	p, now := r.plan, r.w.now
+	if r.kind.rowsOnly != "" {
+		return r.rowSources(d)
+	}
+	out := planSources(d, r.plan, r.w.now, r.bySrc, r.rawFrom)
+	switch {
+	case d.v1 != "" && (r.kind.pods || r.pods != nil):
+		out = append(out, "rows of schema 1 have no namespace and are not counted")
+	case d.v1 != "":
+		out = append(out, "rows of schema 1: "+count(r.bySrc[srcV1]))
+	}
+	if r.pods != nil && d.log && !d.cluster {
+		out = append(out, "no row of this file has a namespace or pod yet")
+	}
+	return out
+}
+
+// planSources says in words what each part of a plan counted: the rollup periods, and the rows
+// read (bySrc, by source) after rollup_id, from rawFrom (Unix ms), and in minutes the rollups no
+// longer keep; or what the window lost.
+func planSources(d *database, p *plan, now int64, bySrc [6]int64, rawFrom int64) []string {
 	periods := func(spans []span, size, end int64) int64 {
 		var n int64
 		for _, s := range spans {
@@ -550,9 +573,6 @@ func (r *topResult) sources(d *database) []string {
 			}
 		}
 		return n
-	}
-	if r.kind.rowsOnly != "" {
-		return r.rowSources(d)
 	}
 	var used, out []string
 	for _, l := range []struct {
@@ -568,15 +588,15 @@ func (r *topResult) sources(d *database) []string {
 	}
 	switch {
 	case d.log && !d.rollups:
-		out = append(out, "from raw rows: "+count(r.bySrc[srcAfter])+" (this file has no rollups)")
+		out = append(out, "from raw rows: "+count(bySrc[srcAfter])+" (this file has no rollups)")
 	case d.log:
-		what := "raw rows: " + count(r.bySrc[srcAfter]) + " written after the rollups last counted"
+		what := "raw rows: " + count(bySrc[srcAfter]) + " written after the rollups last counted"
 		if p.rollupID > 0 {
-			what += " (the last " + ago(now*1000-r.rawFrom) + ")"
+			what += " (the last " + ago(now*1000-rawFrom) + ")"
 		}
 		out = append(out, what)
 	}
-	if n := r.bySrc[srcOld]; n > 0 {
+	if n := bySrc[srcOld]; n > 0 {
 		out = append(out, "raw rows: "+count(n)+" in minutes the rollups no longer keep")
 	} else {
 		// Minutes the window covers but the file keeps only hours or days of: the window takes
@@ -591,15 +611,6 @@ func (r *topResult) sources(d *database) []string {
 			out = append(out, fmt.Sprintf("not counted: %s from %s to %s (the file keeps only hours and days that old)",
 				plural(mins, "minute"), rfc3339(lost[0].from), rfc3339(lost[len(lost)-1].to)))
 		}
-	}
-	switch {
-	case d.v1 != "" && (r.kind.pods || r.pods != nil):
-		out = append(out, "rows of schema 1 have no namespace and are not counted")
-	case d.v1 != "":
-		out = append(out, "rows of schema 1: "+count(r.bySrc[srcV1]))
-	}
-	if r.pods != nil && d.log && !d.cluster {
-		out = append(out, "no row of this file has a namespace or pod yet")
 	}
 	return out
 }

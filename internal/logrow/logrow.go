@@ -54,6 +54,11 @@ const (
 	LabelUpstream = 2 // the upstream forward used
 )
 
+// DurationBounds are the upper bounds, in µs, of the reply-time buckets d0..d14 of the rollups
+// (rollup_outcomes, rollup_upstreams): a bucket counts the durations above the bound before it,
+// up to its own. d15 counts the rest.
+var DurationBounds = []int64{100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000}
+
 // Protos are the transports by the number a row stores (three bits).
 var Protos = [...]string{"udp", "tcp", "dot", "doh", "doh3", "doq", "grpc", "unix"}
 

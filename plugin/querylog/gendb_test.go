@@ -40,9 +40,9 @@ import (
 // The rollups before the rows are synthetic: counting 26 billion rows is out of reach, so each
 // minute's rollup rows are drawn from the same distribution (see genMix) the way the writer
 // would count them (the first rollup_limit names of the minute kept, the rest under (other);
-// every client; outcomes with duration buckets), then the hours and days are summed from them
-// with sumPeriod. Minutes older than 7 days (the default retention) are deleted once their hour
-// is summed, as retention would have.
+// every client; outcomes with duration buckets; forward's upstream), then the hours and days
+// are summed from them with sumPeriod. Minutes older than 7 days (the default retention) are
+// deleted once their hour is summed, as retention would have.
 func TestGenerateBenchDB(t *testing.T) {
 	path := os.Getenv("QUERYLOG_GENDB")
 	if path == "" {
@@ -107,8 +107,8 @@ func envInt(t *testing.T, name string, def int) int {
 // fourth most asked) and a tenth NXDOMAIN names under example.net.; 1% SERVFAIL; 500 IPv4 and
 // 20 IPv6 clients asking equally; A 50%, AAAA 20%, HTTPS, PTR and TXT 10% each; udp 90%, tcp 4%,
 // dot and doh 3% each; 80% answered by cache in 30-500 µs (cache hits), 20% by forward in 2-80
-// ms (misses). One name, rare.example.net., is asked 5 times in the rows and never in the
-// rollups.
+// ms (misses), through one upstream (genUpstream). One name, rare.example.net., is asked 5
+// times in the rows and never in the rollups.
 //
 // The IPv4 clients are pods (kubePods: 39 namespaces of skewed sizes, names such as
 // web-7d9f8c6b5-x2k4q), and their rows name their namespace and pod, as with the metadata
@@ -135,6 +135,7 @@ const (
 	genZipfS     = 1.1
 	genRareName  = "rare.example.net."
 	genRareCount = 5
+	genUpstream  = "192.0.2.53:53" // forward's, for every query it answers
 )
 
 // genSearchShare is the share of the pods' lookups in the rows that go through the search
@@ -174,7 +175,7 @@ func newGenMix(l *labels) *genMix {
 		g.metadata = append(g.metadata, []string{p.namespace, p.pod})
 	}
 	g.plugins = [3]uint8{uint8(l.id(labelPlugin, "cache")), uint8(l.id(labelPlugin, "forward")), uint8(l.id(labelPlugin, "kubernetes"))}
-	g.upstream = l.id(labelUpstream, "192.0.2.53:53")
+	g.upstream = l.id(labelUpstream, genUpstream)
 	return g
 }
 
@@ -454,8 +455,10 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 	}
 	clientRows = append(clientRows, start, g.clients[0].String(), rest)
 	// Outcomes: each rcode's queries split by type, transport and plugin (the largest cell
-	// takes the rounding), with durations in buckets shaped by a sample.
+	// takes the rounding), with durations in buckets shaped by a sample; forward's are the
+	// upstream's.
 	var outcomeRows []any
+	var up upstreamCounts
 	for rcode, n := range byRcode {
 		type cell struct{ t, p, f int }
 		var cells []cell
@@ -498,6 +501,9 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 				hits, misses = count, 0 // the cache's answers
 			}
 			row := []any{start, rcode, int64(genTypes[c.t]), genProtos[c.p].String(), []string{"cache", "forward"}[c.f], count, us * count / sample, hits, misses}
+			if c.f == 1 {
+				up.add(&upstreamCounts{n: count, servfail: b2i(rcode == dns.RcodeServerFailure) * count, durationUS: us * count / sample, buckets: buckets})
+			}
 			for _, b := range buckets {
 				row = append(row, b)
 			}
@@ -524,11 +530,15 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 	if err := insertRollupRows(ctx, dc, "rollup_namespaces (span, start, namespace, n, nxdomain, hits, misses, retries)", 60, 7, namespaceRows); err != nil {
 		return err
 	}
-	cols := "span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses"
-	for i := range 16 {
-		cols += fmt.Sprintf(", d%d", i)
+	buckets := bucketColumns(func(i int) string { return fmt.Sprintf("d%d", i) })
+	upstreamRow := []any{start, genUpstream, up.n, up.servfail, up.durationUS}
+	for _, b := range up.buckets {
+		upstreamRow = append(upstreamRow, b)
 	}
-	return insertRollupRows(ctx, dc, "rollup_outcomes ("+cols+")", 60, 25, outcomeRows)
+	if err := insertRollupRows(ctx, dc, "rollup_upstreams (span, start, upstream, n, servfail, duration_us"+buckets+")", 60, 21, upstreamRow); err != nil {
+		return err
+	}
+	return insertRollupRows(ctx, dc, "rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses"+buckets+")", 60, 25, outcomeRows)
 }
 
 // namespaceDetail writes the rows of rollup_namespace_names and rollup_namespace_clients of one

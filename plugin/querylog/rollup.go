@@ -13,9 +13,10 @@ import (
 
 // Rollups are counts per period that outlive the rows: per minute, hour and day (span 60, 3600
 // and 86400 seconds), of query names by rcode, of clients, of outcomes (rcode, type,
-// transport, answering plugin) with their durations in buckets and cache hits, and of the
-// clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions), and of
-// names and clients within each namespace (rollup_namespace.go).
+// transport, answering plugin) with their durations in buckets and cache hits, of the
+// clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions), of names
+// and clients within each namespace (rollup_namespace.go), and of the upstreams forward used
+// (queries, SERVFAILs, durations in buckets; rollup_upstreams.go).
 //
 // The writer counts each row in memory as it writes it, and every rollupEvery adds the counts
 // to the minute rows in the transaction of a batch, with the id of the last row counted (state
@@ -40,8 +41,8 @@ const (
 var (
 	rollupSpans = []int64{60, 3600, 86400}
 	// durationBounds are the upper bounds, in microseconds, of the duration buckets d0..d14 of
-	// rollup_outcomes; d15 counts the rest.
-	durationBounds = []int64{100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000}
+	// rollup_outcomes and rollup_upstreams; d15 counts the rest. The querylog command reads them.
+	durationBounds = logrow.DurationBounds
 )
 
 type outcomeKey struct {
@@ -137,6 +138,7 @@ type minuteCounts struct {
 	clients    map[string]*int64
 	outcomes   map[outcomeKey]*outcomeCounts
 	namespaces map[string]*namespaceCounts // at most limit, and otherKey; only rows with a namespace
+	upstreams  map[uint16]*upstreamCounts  // by label number; only rows with an upstream (rollup_upstreams.go)
 	checked    bool                        // the keys include the minute's rows written before these counts
 	folds      int                         // how many times checkLimits folded keys into otherKey (tallies taken before are stale)
 	serial     uint64                      // tells these counts from any others of the process, for tallies
@@ -378,6 +380,9 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 			}
 		}
 		clear(m.outcomes)
+		if err := flushUpstreams(ctx, dc, start, m, r.limit, l); err != nil {
+			return err
+		}
 		r.dirty[[2]int64{3600, floorDiv(start, 3600) * 3600}] = true
 		if over(start, 60, newest) {
 			r.dropMinute(start) // late rows of it check its rows again (checkLimits)
@@ -528,6 +533,7 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 		`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses` + buckets + `)
 		SELECT ?1, ?2, rcode, qtype, proto, plugin, sum(n), sum(duration_us), sum(hits), sum(misses)` + sumBuckets + `
 		FROM rollup_outcomes WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY rcode, qtype, proto, plugin`,
+		deleteUpstreamsPeriod, sumUpstreamsPeriod,
 	}, namespaceSums[span]...) {
 		if err := rawsql.Exec(ctx, dc, q, span, start, sub, limit); err != nil {
 			return fmt.Errorf("summing the rollups of %d s from %d: %w", span, start, err)
@@ -555,4 +561,5 @@ func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any
 const v2FirstID = 1 << 40
 
 // rollupTables are the rollup tables, for retention and the size cap.
-var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces", "rollup_namespace_names", "rollup_namespace_clients"}
+var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces", "rollup_upstreams",
+	"rollup_namespace_names", "rollup_namespace_clients"}

@@ -99,7 +99,10 @@ var migrations = []string{
 	// none. rollup_namespaces counts per namespace; hits and misses count the cache's replies;
 	// rollup_namespace_names and _clients count within each namespace (rollup_namespace.go).
 	// rollup_names_name finds the periods that counted a name (querylog new): a few hundred
-	// rows a minute to index, against the log's thousands of rows a second.
+	// rows a minute to index, against the log's thousands of rows a second. rollup_upstreams
+	// counts per upstream (rollup_upstreams.go); in a file upgraded from schema 2, the rollups
+	// counted no upstream up to rollup_id, which rollup_upstreams_after keeps (querylog top
+	// upstreams reads the rows of the periods before it).
 	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
 	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
 	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
@@ -113,7 +116,15 @@ var migrations = []string{
 		rcode INTEGER NOT NULL, n INTEGER NOT NULL, a INTEGER NOT NULL, aaaa INTEGER NOT NULL, answered INTEGER NOT NULL,
 		PRIMARY KEY (span, start, namespace, name, rcode)) WITHOUT ROWID;
 	CREATE TABLE rollup_namespace_clients (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL, client TEXT NOT NULL,
-		n INTEGER NOT NULL, PRIMARY KEY (span, start, namespace, client)) WITHOUT ROWID;`,
+		n INTEGER NOT NULL, PRIMARY KEY (span, start, namespace, client)) WITHOUT ROWID;
+	CREATE TABLE rollup_upstreams (span INTEGER NOT NULL, start INTEGER NOT NULL, upstream TEXT NOT NULL,
+		n INTEGER NOT NULL, servfail INTEGER NOT NULL, duration_us INTEGER NOT NULL,
+		d0 INTEGER NOT NULL DEFAULT 0, d1 INTEGER NOT NULL DEFAULT 0, d2 INTEGER NOT NULL DEFAULT 0, d3 INTEGER NOT NULL DEFAULT 0,
+		d4 INTEGER NOT NULL DEFAULT 0, d5 INTEGER NOT NULL DEFAULT 0, d6 INTEGER NOT NULL DEFAULT 0, d7 INTEGER NOT NULL DEFAULT 0,
+		d8 INTEGER NOT NULL DEFAULT 0, d9 INTEGER NOT NULL DEFAULT 0, d10 INTEGER NOT NULL DEFAULT 0, d11 INTEGER NOT NULL DEFAULT 0,
+		d12 INTEGER NOT NULL DEFAULT 0, d13 INTEGER NOT NULL DEFAULT 0, d14 INTEGER NOT NULL DEFAULT 0, d15 INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (span, start, upstream)) WITHOUT ROWID;
+	INSERT INTO state (key, value) SELECT 'rollup_upstreams_after', value FROM state WHERE key = 'rollup_id';`,
 }
 
 // layoutColumns are what a database's tables are like now, as four booleans: rows of schema

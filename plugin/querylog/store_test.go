@@ -73,6 +73,7 @@ func checkSchema(t *testing.T, s *store) {
 		"table rollup_namespace_names",
 		"table rollup_namespaces",
 		"table rollup_outcomes",
+		"table rollup_upstreams",
 		"table state",
 		"view queries",
 		"view queries_readable",

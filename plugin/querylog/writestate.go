@@ -236,6 +236,7 @@ func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	if ws.rollups.live() {
 		ws.rollups.count(ts, keyed{e.qname, nameEntry.tallyOf()}, keyed{clientText, clientEntry.tallyOf()},
 			int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration), clusterFacts{namespace, e.cache, retry, e.answers > 0})
+		ws.rollups.countUpstream(ts, e.upstream, int64(e.rcode&0xfff), int64(e.duration))
 	}
 	ws.vals = append(ws.vals, name, client, (id>>8)-ts, ws.boxA.box(packA(e)),
 		ws.boxB.box(packB(e, ws.dbNumber(labelPlugin, uint16(e.plugin)), ws.dbNumber(labelServer, uint16(e.server)), ws.dbNumber(labelUpstream, e.upstream))),
