@@ -264,7 +264,7 @@ func (r *recorder) WriteMsg(m *dns.Msg) error {
 	r.written = true
 	r.rcode = uint16(m.Rcode)
 	r.answers = uint16(min(len(m.Answer), 0xffff))
-	r.size += uint32(m.Len()) // a sum: AXFR writes several messages
+	r.size += uint32(wireLen(m)) // a sum: AXFR writes several messages
 	r.flags = headerFlags(m.Authoritative, m.Truncated, m.RecursionDesired, m.RecursionAvailable, m.AuthenticatedData, m.CheckingDisabled)
 	r.ede = extendedError(m)
 	if r.keepData {
