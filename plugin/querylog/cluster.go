@@ -8,7 +8,6 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/cache"
-	"github.com/coredns/coredns/plugin/metadata"
 
 	"github.com/miekg/dns"
 )
@@ -34,11 +33,11 @@ const (
 
 // podOf returns the client's namespace and pod name from the request's metadata; "" when the
 // kubernetes plugin did not give them.
-func podOf(ctx context.Context) (namespace, pod string) {
-	if f := metadata.ValueFunc(ctx, namespaceLabel); f != nil {
+func (q *QueryLog) podOf(ctx context.Context) (namespace, pod string) {
+	if f := q.valueFunc(ctx, namespaceLabel); f != nil {
 		namespace, _ = cutValue(f(), metadataValueMax)
 	}
-	if f := metadata.ValueFunc(ctx, podLabel); f != nil {
+	if f := q.valueFunc(ctx, podLabel); f != nil {
 		pod, _ = cutValue(f(), metadataValueMax)
 	}
 	return namespace, pod
@@ -83,7 +82,7 @@ type probeContext struct {
 }
 
 func (pc *probeContext) Value(key any) any {
-	if key == (probeKey{}) {
+	if _, ok := key.(probeKey); ok { // a type comparison; == on an interface calls efaceeq
 		return pc
 	}
 	return pc.Context.Value(key)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -140,5 +141,31 @@ func TestClusterColumns(t *testing.T) {
 				t.Errorf("rollup_outcomes counts %d hits and %d misses (%v), want %d and %d", outcomeHits, outcomeMisses, err, hits, misses)
 			}
 		})
+	}
+}
+
+// TestNoMetadataPlugin: a server block without the metadata plugin does not look metadata up
+// (its queries carry none); one with it does, for the pod and the metadata option.
+func TestNoMetadataPlugin(t *testing.T) {
+	dir := t.TempDir()
+	inst := startCoreDNS(t, fmt.Sprintf(`example.org:0 {
+    bind 127.0.0.1
+    metadata
+    querylog %s
+}
+example.net:0 {
+    bind 127.0.0.1
+    querylog %s
+}`, filepath.Join(dir, "with.db"), filepath.Join(dir, "without.db")))
+	defer testutil.StopCoreDNS(t, inst)
+	inst.StorageMu.RLock()
+	g := inst.Storage[generationKey{}].(*generation)
+	inst.StorageMu.RUnlock()
+	var got []bool
+	for _, q := range g.handlers { // in the order of the blocks
+		got = append(got, q.noMetadata)
+	}
+	if want := []bool{false, true}; !slices.Equal(got, want) {
+		t.Errorf("noMetadata of the blocks with and without the metadata plugin: %v, want %v", got, want)
 	}
 }
