@@ -40,6 +40,7 @@ type QueryLog struct {
 	writer *writer // the writer behind sink, which the generation releases (lifecycle.go)
 
 	servers, plugins labelMemo       // the label numbers this handler uses
+	pods             podExtras       // the entries' extras of client pods (cluster.go)
 	cacheNames       map[string]bool // with a cache probe, who answers from cache (cluster.go); set in OnStartup
 	noMetadata       bool            // the server block has no metadata plugin (see valueFunc); set in OnStartup
 }
@@ -137,7 +138,10 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 	}
 	e.plugin = uint8(q.plugins.id(l, labelPlugin, answered))
 	namespace, pod := q.podOf(ctx)
-	if len(q.filter.metadata) == 0 && !q.filter.answers && namespace == "" && pod == "" {
+	if len(q.filter.metadata) == 0 && !q.filter.answers {
+		if namespace != "" || pod != "" {
+			e.extra = q.pods.get(namespace, pod)
+		}
 		return
 	}
 	x := &extra{answers: rec.answerData, namespace: namespace, pod: pod}
