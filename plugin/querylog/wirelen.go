@@ -25,8 +25,8 @@ func wireLen(m *dns.Msg) int {
 		}
 		l += n + 4 // type and class
 	}
-	for _, section := range [...][]dns.RR{m.Answer, m.Ns, m.Extra} {
-		for _, rr := range section {
+	for _, section := range [...]*[]dns.RR{&m.Answer, &m.Ns, &m.Extra} {
+		for _, rr := range *section {
 			if rr == nil {
 				continue
 			}
@@ -75,7 +75,9 @@ func (c *compressionNames) nameLen(s string, off int, compress bool) (n int, ok 
 		return 0, false
 	}
 	if compress || off < maxCompressionOffset {
-		for i, end := 0, false; !end; i, end = dns.NextLabel(s, i) {
+		// The suffixes start at each label: after each dot but the last character, as
+		// dns.NextLabel finds them in a name without escapes.
+		for i := 0; ; {
 			if c.has(s[i:]) {
 				if compress {
 					return i + 2, true
@@ -89,6 +91,11 @@ func (c *compressionNames) nameLen(s string, off int, compress bool) (n int, ok 
 				c.names[c.n] = s[i:]
 				c.n++
 			}
+			dot := strings.IndexByte(s[i:len(s)-1], '.')
+			if dot < 0 {
+				break
+			}
+			i += dot + 1
 		}
 	}
 	return len(s) + 1, true
