@@ -501,7 +501,7 @@ func BenchmarkServeDNS(b *testing.B) {
 	b.Run("querylog-cluster", func(b *testing.B) {
 		// With a cache probed in the block (a context of its own per query) and a client that is
 		// a pod (its namespace and pod read from the metadata and held in the entry's extra).
-		q := &QueryLog{Next: next, sink: &discardSink{}, cacheNames: map[string]bool{"cache": true}}
+		q := &QueryLog{Next: next, sink: &discardSink{}, cacheNames: []string{"cache"}}
 		mctx := metadata.ContextWithMetadata(ctx)
 		metadata.SetValueFunc(mctx, namespaceLabel, func() string { return "team-a" })
 		metadata.SetValueFunc(mctx, podLabel, func() string { return "web-7d9f8c6b5-x2k4q" })

@@ -166,10 +166,11 @@ func (pc *probeContext) passing() (bool, string) {
 // installCacheProbe puts the probe behind the server block's cache, if it has one, and returns
 // the names a reply the cache wrote can carry (see cacheStatus): "cache", and the plugins
 // between querylog and the cache in the directive order, in this block (loadbalance's writer,
-// for one, hides the name of every plugin below it). nil: no cache, nothing probed. It runs at
-// startup, after the plugin chain is built and before any query is served; the cache of a
-// server block is its own, so no other instance sees it.
-func installCacheProbe(cfg *dnsserver.Config) map[string]bool {
+// for one, hides the name of every plugin below it): a few names, which a comparison each
+// finds sooner than a map. nil: no cache, nothing probed. It runs at startup, after the plugin
+// chain is built and before any query is served; the cache of a server block is its own, so no
+// other instance sees it.
+func installCacheProbe(cfg *dnsserver.Config) []string {
 	c, ok := cfg.Handler("cache").(*cache.Cache)
 	if !ok {
 		return nil
@@ -178,10 +179,10 @@ func installCacheProbe(cfg *dnsserver.Config) map[string]bool {
 		c.Next = &cacheProbe{Next: c.Next}
 	}
 	from, to := slices.Index(dnsserver.Directives, "querylog"), slices.Index(dnsserver.Directives, "cache")
-	names := map[string]bool{"cache": true}
+	names := []string{"cache"}
 	for _, h := range cfg.Handlers() {
-		if i := slices.Index(dnsserver.Directives, h.Name()); i > from && i < to {
-			names[h.Name()] = true
+		if i := slices.Index(dnsserver.Directives, h.Name()); i > from && i < to && !slices.Contains(names, h.Name()) {
+			names = append(names, h.Name())
 		}
 	}
 	return names
@@ -193,13 +194,13 @@ func installCacheProbe(cfg *dnsserver.Config) map[string]bool {
 // below the cache runs on its own goroutine while the hit is written, which is why a miss is
 // told by the reply passing the probe, not by the query having gone below. A reply a plugin in
 // front of the cache wrote reads as a hit only if a wrapper above it hid its name (dnstap).
-func (r *recorder) cacheStatus(answered string, cacheNames map[string]bool) cacheStatus {
+func (r *recorder) cacheStatus(answered string, cacheNames []string) cacheStatus {
 	switch {
 	case r.probe == nil:
 		return cacheNone
 	case r.cacheMiss || (!r.written && r.probe.reached.Load()):
 		return cacheMiss
-	case r.written && cacheNames[answered]:
+	case r.written && slices.Contains(cacheNames, answered):
 		return cacheHit
 	}
 	return cacheNone

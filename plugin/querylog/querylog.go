@@ -39,10 +39,10 @@ type QueryLog struct {
 	sink   sink    // set in OnStartup, before any query is served
 	writer *writer // the writer behind sink, which the generation releases (lifecycle.go)
 
-	servers, plugins labelMemo       // the label numbers this handler uses
-	pods             podExtras       // the entries' extras of client pods (cluster.go)
-	cacheNames       map[string]bool // with a cache probe, who answers from cache (cluster.go); set in OnStartup
-	noMetadata       bool            // the server block has no metadata plugin (see valueFunc); set in OnStartup
+	servers, plugins labelMemo // the label numbers this handler uses
+	pods             podExtras // the entries' extras of client pods (cluster.go)
+	cacheNames       []string  // with a cache probe, who answers from cache (cluster.go); set in OnStartup
+	noMetadata       bool      // the server block has no metadata plugin (see valueFunc); set in OnStartup
 }
 
 // Name implements plugin.Handler.
