@@ -57,7 +57,10 @@ type podExtras struct {
 // podSlots bounds podExtras: 32 KiB of slots, and what they hold, at most podSlots extras of
 // at most 2 x metadataValueMax bytes of text each (about 160 bytes with names as Kubernetes
 // makes them). With 500 pods asking at random, about 6% of queries find their slot taken.
-const podSlots = 4096
+const (
+	podSlotBits = 12
+	podSlots    = 1 << podSlotBits
+)
 
 var podSeed = maphash.MakeSeed()
 
