@@ -345,12 +345,18 @@ func (ws *writeState) execResult(ctx context.Context, dc driver.Conn, k stmtKey,
 		}
 		ws.stmts[k] = st
 	}
-	ws.args = ws.args[:0]
-	for i, v := range vals {
-		ws.args = append(ws.args, driver.NamedValue{Ordinal: i + 1, Value: v})
+	// The arguments keep their ordinals from statement to statement: only the values change.
+	for i := len(ws.args); i < len(vals); i++ {
+		ws.args = append(ws.args, driver.NamedValue{Ordinal: i + 1})
 	}
-	res, err := st.(driver.StmtExecContext).ExecContext(ctx, ws.args)
-	clear(ws.args)
+	args := ws.args[:len(vals)]
+	for i, v := range vals {
+		args[i].Value = v
+	}
+	res, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
+	for i := range args {
+		args[i].Value = nil // no reference to the batch's texts until the next
+	}
 	return res, err
 }
 
