@@ -160,6 +160,9 @@ func (p proto) String() string { return logrow.Protos[p] }
 // address without a known scheme, the caller decides from the connection. CoreDNS v1.15.0
 // names unix:// but has no unix listener yet; should one appear, it is not logged as udp.
 func transport(server string) (p proto, plain bool) {
+	if strings.HasPrefix(server, "dns://") {
+		return protoUDP, true // the common case, without looking for the scheme's end
+	}
 	scheme, _, _ := strings.Cut(server, "://")
 	switch scheme {
 	case coretransport.TLS:

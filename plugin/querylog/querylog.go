@@ -103,7 +103,7 @@ func (q *QueryLog) record(ctx context.Context, w dns.ResponseWriter, r *dns.Msg,
 	}
 	server := metrics.WithServer(ctx)
 	e := newEntry(server, w, r, rec, start)
-	if q.filter.ignored(e.qname, e.addr()) {
+	if q.filter.ignored(&e) {
 		ignoredTotal.WithLabelValues(server).Inc()
 		return
 	}
