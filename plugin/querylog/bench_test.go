@@ -88,13 +88,18 @@ func kubeMix(out []entry) []entry {
 	pods := kubePods(r, 500)
 	cache, kubernetes, forward := uint8(testLabels.id(labelPlugin, "cache")), uint8(testLabels.id(labelPlugin, "kubernetes")), uint8(testLabels.id(labelPlugin, "forward"))
 	upstream := testLabels.id(labelUpstream, "10.0.0.2:53")
+	// As the handler makes them with `metadata kubernetes/client-namespace
+	// kubernetes/client-pod-name` (labels the option ignores: they have columns of their own):
+	// one per pod, which its entries share (podExtras).
+	extras := make([]*extra, len(pods))
+	for c, p := range pods {
+		extras[c] = &extra{namespace: p.namespace, pod: p.pod}
+	}
 	for i := range out {
 		e := &out[i]
 		a := e.addr().As4()
 		c := int(a[2])<<8 | int(a[3]) // the client's number, from benchMix's address
-		// As the handler makes it with `metadata kubernetes/client-namespace
-		// kubernetes/client-pod-name` (labels the option ignores: they have columns of their own).
-		e.extra = &extra{namespace: pods[c].namespace, pod: pods[c].pod}
+		e.extra = extras[c]
 		e.port, e.id = uint16(32768+r.IntN(28232)), uint16(r.Uint32())
 		switch k := r.IntN(100); {
 		case k < 80:
@@ -298,6 +303,54 @@ func driverWriter(b *testing.B, s *store, entries []entry) func(off, n int) erro
 	}
 }
 
+// BenchmarkAppendRow measures the writer's own work per row of the kube mix, what writeRows
+// does before SQLite sees a batch: the dictionaries, the retransmission check, the rollup
+// counts, packing and boxing (appendRow), in batches of 1000 rows numbered as writeRows numbers
+// them. No file and no other goroutine, so that under callgrind the instructions per row repeat
+// exactly (BenchmarkStoreWrite's also count SQLite, the checkpointer and the rollups' flushes,
+// whose number depends on where the minutes fall); the mix starts on a whole minute for the
+// same reason.
+//
+//	go test -run '^$' -bench AppendRow -benchmem ./plugin/querylog/
+func BenchmarkAppendRow(b *testing.B) {
+	entries := benchMix("kube", 200_000)
+	shift := -(entries[0].start % int64(time.Minute))
+	for i := range entries {
+		entries[i].start += shift
+	}
+	ws := newWriteState(&testLabels, &keyring{}, 0, 0, 1, 1, 1)
+	ws.rollups.catchingUp = false  // as in a store whose rows are all counted: rollups live
+	for kind := range ws.dbLabel { // as resolveLabels leaves them: every label has its number
+		ws.dbLabel[kind] = make([]int64, 256)
+		for i := range ws.dbLabel[kind] {
+			ws.dbLabel[kind][i] = int64(i)
+		}
+	}
+	k := stmtKey{table: "log", cluster: true}
+	const batch = 1000
+	b.ReportAllocs()
+	i, id := 0, int64(0)
+	for b.Loop() {
+		e := &entries[i%len(entries)]
+		if i%batch == 0 { // a batch written: what writeRows does after its transaction
+			ws.names.pending, ws.clients.pending, ws.pods.pending = ws.names.pending[:0], ws.clients.pending[:0], ws.pods.pending[:0]
+			ws.retries.pending = ws.retries.pending[:0]
+			clear(ws.vals)
+			ws.vals = ws.vals[:0]
+			last := &entries[min(i%len(entries)+batch, len(entries))-1]
+			id = max(id+1, last.start/1e6<<8) // entries come in time order: the batch's newest
+		}
+		ws.appendRow(e, id, k)
+		id++
+		i++
+		if i%len(entries) == 0 { // the next pass later in time than everything before
+			for j := range entries {
+				entries[j].start += int64(len(entries)) * 100_000
+			}
+		}
+	}
+}
+
 // BenchmarkRollupCatchUp measures counting rows for the rollups after the fact (at open, after
 // a failed batch, or once rollups are turned back on), per row: what a catch-up chunk of
 // rollupCatchUpRows delays a batch by.
@@ -479,7 +532,7 @@ func BenchmarkServeDNS(b *testing.B) {
 		}
 	})
 	b.Run("querylog", func(b *testing.B) {
-		q := &QueryLog{Next: next, sink: &discardSink{}}
+		q := &QueryLog{Next: next, sink: &discardSink{}, noMetadata: true} // as in a block without the metadata plugin
 		w := newBenchWriter()
 		b.ReportAllocs()
 		for b.Loop() {
@@ -501,7 +554,7 @@ func BenchmarkServeDNS(b *testing.B) {
 	b.Run("querylog-cluster", func(b *testing.B) {
 		// With a cache probed in the block (a context of its own per query) and a client that is
 		// a pod (its namespace and pod read from the metadata and held in the entry's extra).
-		q := &QueryLog{Next: next, sink: &discardSink{}, cacheNames: map[string]bool{"cache": true}}
+		q := &QueryLog{Next: next, sink: &discardSink{}, cacheNames: []string{"cache"}}
 		mctx := metadata.ContextWithMetadata(ctx)
 		metadata.SetValueFunc(mctx, namespaceLabel, func() string { return "team-a" })
 		metadata.SetValueFunc(mctx, podLabel, func() string { return "web-7d9f8c6b5-x2k4q" })

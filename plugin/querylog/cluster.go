@@ -2,13 +2,13 @@ package querylog
 
 import (
 	"context"
+	"hash/maphash"
 	"slices"
 	"sync/atomic"
 
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/cache"
-	"github.com/coredns/coredns/plugin/metadata"
 
 	"github.com/miekg/dns"
 )
@@ -34,14 +34,45 @@ const (
 
 // podOf returns the client's namespace and pod name from the request's metadata; "" when the
 // kubernetes plugin did not give them.
-func podOf(ctx context.Context) (namespace, pod string) {
-	if f := metadata.ValueFunc(ctx, namespaceLabel); f != nil {
+func (q *QueryLog) podOf(ctx context.Context) (namespace, pod string) {
+	if f := q.valueFunc(ctx, namespaceLabel); f != nil {
 		namespace, _ = cutValue(f(), metadataValueMax)
 	}
-	if f := metadata.ValueFunc(ctx, podLabel); f != nil {
+	if f := q.valueFunc(ctx, podLabel); f != nil {
 		pod, _ = cutValue(f(), metadataValueMax)
 	}
 	return namespace, pod
+}
+
+// podExtras hands out the extra of an entry that has a pod and nothing else of its own (no
+// metadata or answers option): one per pod, shared by the entries of its queries, instead of
+// an allocation per query. It keeps the extras of the pods seen last, one slot per hash of the
+// pod's name; an extra is never changed once made, so queries read them without a lock, and a
+// pod whose slot another took gets a new one. The slots are fixed in number, so no number of
+// clients, nor forged metadata, can grow it.
+type podExtras struct {
+	slots [podSlots]atomic.Pointer[extra]
+}
+
+// podSlots bounds podExtras: 32 KiB of slots, and what they hold, at most podSlots extras of
+// at most 2 x metadataValueMax bytes of text each (about 160 bytes with names as Kubernetes
+// makes them). With 500 pods asking at random, about 6% of queries find their slot taken.
+const (
+	podSlotBits = 12
+	podSlots    = 1 << podSlotBits
+)
+
+var podSeed = maphash.MakeSeed()
+
+// get returns the extra of namespace and pod.
+func (p *podExtras) get(namespace, pod string) *extra {
+	slot := &p.slots[maphash.String(podSeed, pod)%podSlots]
+	if x := slot.Load(); x != nil && x.pod == pod && x.namespace == namespace {
+		return x
+	}
+	x := &extra{namespace: namespace, pod: pod}
+	slot.Store(x)
+	return x
 }
 
 // cacheStatus says how the cache took part in a reply.
@@ -83,7 +114,7 @@ type probeContext struct {
 }
 
 func (pc *probeContext) Value(key any) any {
-	if key == (probeKey{}) {
+	if _, ok := key.(probeKey); ok { // a type comparison; == on an interface calls efaceeq
 		return pc
 	}
 	return pc.Context.Value(key)
@@ -138,10 +169,11 @@ func (pc *probeContext) passing() (bool, string) {
 // installCacheProbe puts the probe behind the server block's cache, if it has one, and returns
 // the names a reply the cache wrote can carry (see cacheStatus): "cache", and the plugins
 // between querylog and the cache in the directive order, in this block (loadbalance's writer,
-// for one, hides the name of every plugin below it). nil: no cache, nothing probed. It runs at
-// startup, after the plugin chain is built and before any query is served; the cache of a
-// server block is its own, so no other instance sees it.
-func installCacheProbe(cfg *dnsserver.Config) map[string]bool {
+// for one, hides the name of every plugin below it): a few names, which a comparison each
+// finds sooner than a map. nil: no cache, nothing probed. It runs at startup, after the plugin
+// chain is built and before any query is served; the cache of a server block is its own, so no
+// other instance sees it.
+func installCacheProbe(cfg *dnsserver.Config) []string {
 	c, ok := cfg.Handler("cache").(*cache.Cache)
 	if !ok {
 		return nil
@@ -150,10 +182,10 @@ func installCacheProbe(cfg *dnsserver.Config) map[string]bool {
 		c.Next = &cacheProbe{Next: c.Next}
 	}
 	from, to := slices.Index(dnsserver.Directives, "querylog"), slices.Index(dnsserver.Directives, "cache")
-	names := map[string]bool{"cache": true}
+	names := []string{"cache"}
 	for _, h := range cfg.Handlers() {
-		if i := slices.Index(dnsserver.Directives, h.Name()); i > from && i < to {
-			names[h.Name()] = true
+		if i := slices.Index(dnsserver.Directives, h.Name()); i > from && i < to && !slices.Contains(names, h.Name()) {
+			names = append(names, h.Name())
 		}
 	}
 	return names
@@ -165,13 +197,13 @@ func installCacheProbe(cfg *dnsserver.Config) map[string]bool {
 // below the cache runs on its own goroutine while the hit is written, which is why a miss is
 // told by the reply passing the probe, not by the query having gone below. A reply a plugin in
 // front of the cache wrote reads as a hit only if a wrapper above it hid its name (dnstap).
-func (r *recorder) cacheStatus(answered string, cacheNames map[string]bool) cacheStatus {
+func (r *recorder) cacheStatus(answered string, cacheNames []string) cacheStatus {
 	switch {
 	case r.probe == nil:
 		return cacheNone
 	case r.cacheMiss || (!r.written && r.probe.reached.Load()):
 		return cacheMiss
-	case r.written && cacheNames[answered]:
+	case r.written && slices.Contains(cacheNames, answered):
 		return cacheHit
 	}
 	return cacheNone

@@ -3,10 +3,15 @@ package querylog
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"weak"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -142,5 +147,90 @@ func TestClusterColumns(t *testing.T) {
 				t.Errorf("rollup_outcomes counts %d hits and %d misses (%v), want %d and %d", outcomeHits, outcomeMisses, err, hits, misses)
 			}
 		})
+	}
+}
+
+// TestNoMetadataPlugin: a server block without the metadata plugin does not look metadata up
+// (its queries carry none); one with it does, for the pod and the metadata option.
+func TestNoMetadataPlugin(t *testing.T) {
+	dir := t.TempDir()
+	inst := startCoreDNS(t, fmt.Sprintf(`example.org:0 {
+    bind 127.0.0.1
+    metadata
+    querylog %s
+}
+example.net:0 {
+    bind 127.0.0.1
+    querylog %s
+}`, filepath.Join(dir, "with.db"), filepath.Join(dir, "without.db")))
+	defer testutil.StopCoreDNS(t, inst)
+	inst.StorageMu.RLock()
+	g := inst.Storage[generationKey{}].(*generation)
+	inst.StorageMu.RUnlock()
+	var got []bool
+	for _, q := range g.handlers { // in the order of the blocks
+		got = append(got, q.noMetadata)
+	}
+	if want := []bool{false, true}; !slices.Equal(got, want) {
+		t.Errorf("noMetadata of the blocks with and without the metadata plugin: %v, want %v", got, want)
+	}
+}
+
+// TestPodExtras: a pod's queries share one extra, which always names the pod asked for, even
+// with goroutines asking for pods in colliding slots at once (run with -race); however many
+// pods ask, at most podSlots extras stay reachable; and with the kube mix's 500 pods asking at
+// random, few queries find their pod's slot taken by another (about 7%).
+func TestPodExtras(t *testing.T) {
+	var p podExtras
+	a := p.get("team-a", "web-1")
+	if b := p.get("team-a", "web-1"); b != a || b.namespace != "team-a" || b.pod != "web-1" {
+		t.Errorf("second query of web-1: %+v (%p), want the first's %+v (%p)", b, b, a, a)
+	}
+	if b := p.get("team-b", "web-1"); b == a || b.namespace != "team-b" || b.pod != "web-1" {
+		t.Errorf("web-1 of team-b: %+v, want its own extra", b)
+	}
+
+	// Hostile: every query a new pod, from goroutines at once.
+	const goroutines, each = 4, 25_000
+	made := make([][]weak.Pointer[extra], goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				ns, pod := fmt.Sprintf("ns-%d", i%7), fmt.Sprintf("pod-%d-%d", g, i)
+				x := p.get(ns, pod)
+				if x.namespace != ns || x.pod != pod {
+					t.Errorf("asked for %s/%s, got %s/%s", ns, pod, x.namespace, x.pod)
+					return
+				}
+				made[g] = append(made[g], weak.Make(x))
+			}
+		})
+	}
+	wg.Wait()
+	runtime.GC()
+	live := 0
+	for _, ws := range made {
+		for _, w := range ws {
+			if w.Value() != nil {
+				live++
+			}
+		}
+	}
+	if live > podSlots {
+		t.Errorf("%d of %d pods' extras still reachable, want at most %d", live, goroutines*each, podSlots)
+	}
+
+	r := rand.New(rand.NewPCG(3, 4))
+	pods := kubePods(r, 500)
+	var q podExtras
+	distinct := map[*extra]bool{}
+	const queries = 200_000
+	for range queries {
+		k := pods[r.IntN(len(pods))]
+		distinct[q.get(k.namespace, k.pod)] = true
+	}
+	if share := float64(len(distinct)) / queries; share > 0.12 {
+		t.Errorf("%.1f%% of queries made an extra, want few", 100*share)
 	}
 }

@@ -48,6 +48,7 @@ type dict[K comparable] struct {
 	next                int64            // the next number to give
 	pending             []any            // rows to add with this batch: number, text, number, text...
 	hits, added, inline uint64           // lookups by outcome, for coredns_querylog_dictionary_lookups_total
+	turn                uint64           // counts resets and generation changes: an entry looked up since the last is in ids
 }
 
 // dictEntry is a text in the dictionary: its number, as a row stores it (boxed once, not at
@@ -66,6 +67,7 @@ func newDict[K comparable](next int64) *dict[K] {
 
 // reset starts an epoch: every text is new again.
 func (d *dict[K]) reset() {
+	d.turn++
 	d.ids, d.older = make(map[K]*dictEntry), make(map[K]*dictEntry)
 	d.seen.reset()
 }
@@ -121,6 +123,7 @@ func (d *dict[K]) lookup(k K) *dictEntry {
 
 func (d *dict[K]) remember(k K, e *dictEntry) {
 	if len(d.ids) >= dictLimit/2 {
+		d.turn++
 		d.older, d.ids = d.ids, make(map[K]*dictEntry, dictLimit/2)
 	}
 	d.ids[k] = e

@@ -202,3 +202,49 @@ func TestLabelMemo(t *testing.T) {
 		t.Errorf("a remembered text costs %v allocations", n)
 	}
 }
+
+// TestPodNumber: a pod's number found by the extra that names it (podNumber) is the one the
+// pods dictionary's lookup gives, and is counted as that lookup would be, with extras shared
+// and not, across a generation change and a new epoch.
+func TestPodNumber(t *testing.T) {
+	t.Parallel()
+	ws := newWriteState(&labels{}, &keyring{}, 0, 0, 1, 1, 1)
+	plain := newDict[podKey](1) // looked up by the texts, as before podNumber
+	shared := make([]*extra, 100)
+	for i := range shared {
+		shared[i] = &extra{namespace: fmt.Sprintf("ns-%d", i%7), pod: fmt.Sprintf("web-%d", i)}
+	}
+	step := 0
+	check := func(x *extra) {
+		t.Helper()
+		step++
+		got := ws.podNumber(x)
+		want, _, _ := plain.number(podKey{x.namespace, x.pod}, func() string { return x.namespace }, func(id any, _ string) []any { return []any{id} })
+		if got != want || ws.pods.hits != plain.hits || ws.pods.added != plain.added {
+			t.Fatalf("step %d, %s/%s: number %v, hits %d, added %d; the lookup: %v, %d, %d",
+				step, x.namespace, x.pod, got, ws.pods.hits, ws.pods.added, want, plain.hits, plain.added)
+		}
+	}
+	round := func() {
+		for i := range 3 * len(shared) {
+			x := shared[(i*7)%len(shared)]
+			check(x)
+			if i%10 == 0 {
+				check(&extra{namespace: x.namespace, pod: x.pod}) // a pod's own extra, not shared
+			}
+		}
+	}
+	round()
+	// Enough new pods for the first ones to leave the dictionary, in slots of their own: as if
+	// their extras took none of the refs of the first ones.
+	for i := range dictLimit + 10 {
+		k := podKey{"flood", fmt.Sprint(i)}
+		for _, d := range []*dict[podKey]{ws.pods, plain} {
+			d.number(k, func() string { return k.namespace }, func(id any, _ string) []any { return []any{id} })
+		}
+	}
+	round()
+	ws.startEpoch()
+	plain.reset()
+	round()
+}

@@ -38,7 +38,8 @@ type entry struct {
 }
 
 // extra holds the fields of an entry that most entries do not have: the metadata and answers
-// options', and the client's namespace and pod (cluster.go).
+// options', and the client's namespace and pod (cluster.go). It is not changed once made: the
+// entries of a pod's queries share one (podExtras).
 type extra struct {
 	metadataLabels []string // the configured metadata labels (shared by a handler's entries)
 	metadata       []string // their values, in that order; "" where unset
@@ -60,8 +61,10 @@ func (x *extra) wantsColumns() bool { return x.metadataLabels != nil || x.answer
 
 // cost is what e holds in memory, for the buffer's byte budget: its slot and the texts only it
 // refers to (the query name, answer data, metadata values). The metadata labels are shared by
-// a handler's entries and not counted. Allocator rounding is not counted either; the RSS bound of
-// docs/options.md (buffer_bytes) covers it.
+// a handler's entries and not counted. A pod's extra, which its entries share too (podExtras),
+// is counted in each, as when each had its own: the bound is the same, only less of it is used.
+// Allocator rounding is not counted either; the RSS bound of docs/options.md (buffer_bytes)
+// covers it.
 func (e *entry) cost() int64 {
 	n := entrySize + int64(len(e.qname))
 	if x := e.extra; x != nil {
@@ -157,6 +160,9 @@ func (p proto) String() string { return logrow.Protos[p] }
 // address without a known scheme, the caller decides from the connection. CoreDNS v1.15.0
 // names unix:// but has no unix listener yet; should one appear, it is not logged as udp.
 func transport(server string) (p proto, plain bool) {
+	if strings.HasPrefix(server, "dns://") {
+		return protoUDP, true // the common case, without looking for the scheme's end
+	}
 	scheme, _, _ := strings.Cut(server, "://")
 	switch scheme {
 	case coretransport.TLS:

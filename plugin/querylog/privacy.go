@@ -33,11 +33,15 @@ type filter struct {
 	answers       bool           // store answer data (answers option)
 }
 
-// ignored reports whether a query must not be logged.
-func (f *filter) ignored(qname string, client netip.Addr) bool {
-	if len(f.ignoreNames) > 0 && f.ignoreNames.Matches(qname) != "" {
+// ignored reports whether e's query must not be logged.
+func (f *filter) ignored(e *entry) bool {
+	if len(f.ignoreNames) > 0 && f.ignoreNames.Matches(e.qname) != "" {
 		return true
 	}
+	if len(f.ignoreClients) == 0 {
+		return false
+	}
+	client := e.addr()
 	for _, p := range f.ignoreClients {
 		if p.Contains(client) {
 			return true
@@ -49,6 +53,10 @@ func (f *filter) ignored(qname string, client netip.Addr) bool {
 // anonymize truncates the client address to the configured prefix. Hashing happens later, in
 // the flusher, where its cost is off the DNS path: the entry only says which key.
 func (f *filter) anonymize(e *entry) {
+	e.setKeyIndex(f.keyIndex)
+	if f.anonV4 == 0 && f.anonV6 == 0 {
+		return
+	}
 	a := e.addr()
 	bits := f.anonV6
 	if a.Is4() {
@@ -59,7 +67,6 @@ func (f *filter) anonymize(e *entry) {
 			e.setAddr(p.Addr())
 		}
 	}
-	e.setKeyIndex(f.keyIndex)
 }
 
 // loadKey reads the hash key, creating a random one if the file is missing or empty. An empty

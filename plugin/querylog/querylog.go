@@ -39,8 +39,10 @@ type QueryLog struct {
 	sink   sink    // set in OnStartup, before any query is served
 	writer *writer // the writer behind sink, which the generation releases (lifecycle.go)
 
-	servers, plugins labelMemo       // the label numbers this handler uses
-	cacheNames       map[string]bool // with a cache probe, who answers from cache (cluster.go); set in OnStartup
+	servers, plugins labelMemo // the label numbers this handler uses
+	pods             podExtras // the entries' extras of client pods (cluster.go)
+	cacheNames       []string  // with a cache probe, who answers from cache (cluster.go); set in OnStartup
+	noMetadata       bool      // the server block has no metadata plugin (see valueFunc); set in OnStartup
 }
 
 // Name implements plugin.Handler.
@@ -54,9 +56,12 @@ func (q *QueryLog) Ready() bool { return q.sink != nil && q.sink.ready() }
 func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, keepData: q.filter.answers, dataMax: q.opts.answersMax}
+	below := ctx // the context the chain below gets
 	if q.cacheNames != nil {
-		rec.pc.Context = ctx // in the recorder: no allocation of its own
-		ctx, rec.probe = &rec.pc, &rec.pc
+		// In the recorder: no allocation of its own. Only the chain below needs it: querylog's
+		// own lookups (metadata, server) find the same values one layer sooner in ctx.
+		rec.pc.Context = ctx
+		below, rec.probe = &rec.pc, &rec.pc
 	}
 	if q.sink != nil {
 		// A panic below: CoreDNS's server recovers it and answers SERVFAIL (unless the debug
@@ -73,13 +78,13 @@ func (q *QueryLog) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	var rc int
 	var err error
 	if q.Next == nil || ot.SpanFromContext(ctx) != nil {
-		rc, err = plugin.NextOrFailure(q.Name(), q.Next, ctx, rec, r)
+		rc, err = plugin.NextOrFailure(q.Name(), q.Next, below, rec, r)
 	} else {
 		// What NextOrFailure does without tracing, minus its writer wrapper: the recorder tells
 		// a PluginTracker below who answered, keeping a name reported from further down, which
 		// the wrapper would overwrite. BenchmarkNextCall -count 6: 1 alloc (32 B), ~37 ns less.
 		rec.next = q.Next.Name()
-		rc, err = q.Next.ServeDNS(ctx, rec, r)
+		rc, err = q.Next.ServeDNS(below, rec, r)
 	}
 	if q.sink != nil {
 		q.record(ctx, w, r, rec, start, rc)
@@ -98,7 +103,7 @@ func (q *QueryLog) record(ctx context.Context, w dns.ResponseWriter, r *dns.Msg,
 	}
 	server := metrics.WithServer(ctx)
 	e := newEntry(server, w, r, rec, start)
-	if q.filter.ignored(e.qname, e.addr()) {
+	if q.filter.ignored(&e) {
 		ignoredTotal.WithLabelValues(server).Inc()
 		return
 	}
@@ -117,7 +122,7 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 	l := q.sink.labelTable()
 	e.server = uint8(q.servers.id(l, labelServer, server))
 	answered := cmp.Or(rec.plugin, rec.next)
-	if f := metadata.ValueFunc(ctx, upstreamLabel); f != nil {
+	if f := q.valueFunc(ctx, upstreamLabel); f != nil {
 		if up := f(); up != "" {
 			// Only forward sets it, and only when it was asked, so it answered (under a cache,
 			// the recorder would say cache for a miss too: only PluginTrackers pass names up).
@@ -132,8 +137,11 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 		answered = rec.below
 	}
 	e.plugin = uint8(q.plugins.id(l, labelPlugin, answered))
-	namespace, pod := podOf(ctx)
-	if len(q.filter.metadata) == 0 && !q.filter.answers && namespace == "" && pod == "" {
+	namespace, pod := q.podOf(ctx)
+	if len(q.filter.metadata) == 0 && !q.filter.answers {
+		if namespace != "" || pod != "" {
+			e.extra = q.pods.get(namespace, pod)
+		}
 		return
 	}
 	x := &extra{answers: rec.answerData, namespace: namespace, pod: pod}
@@ -144,7 +152,7 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 		x.metadataLabels = q.filter.metadata
 		x.metadata = make([]string, len(q.filter.metadata))
 		for i, label := range q.filter.metadata {
-			if f := metadata.ValueFunc(ctx, label); f != nil {
+			if f := q.valueFunc(ctx, label); f != nil {
 				v, cut := cutValue(f(), metadataValueMax)
 				if cut {
 					truncatedTotal.WithLabelValues(server, "metadata").Inc()
@@ -154,6 +162,15 @@ func (q *QueryLog) label(ctx context.Context, e *entry, server string, rec *reco
 		}
 	}
 	e.extra = x
+}
+
+// valueFunc is metadata.ValueFunc(ctx, label), skipped in a block without the metadata plugin:
+// its queries carry no metadata, and finding that out walks the whole context.
+func (q *QueryLog) valueFunc(ctx context.Context, label string) metadata.Func {
+	if q.noMetadata {
+		return nil
+	}
+	return metadata.ValueFunc(ctx, label)
 }
 
 func newEntry(server string, w dns.ResponseWriter, r *dns.Msg, rec *recorder, start time.Time) entry {
@@ -264,7 +281,7 @@ func (r *recorder) WriteMsg(m *dns.Msg) error {
 	r.written = true
 	r.rcode = uint16(m.Rcode)
 	r.answers = uint16(min(len(m.Answer), 0xffff))
-	r.size += uint32(m.Len()) // a sum: AXFR writes several messages
+	r.size += uint32(wireLen(m)) // a sum: AXFR writes several messages
 	r.flags = headerFlags(m.Authoritative, m.Truncated, m.RecursionDesired, m.RecursionAvailable, m.AuthenticatedData, m.CheckingDisabled)
 	r.ede = extendedError(m)
 	if r.keepData {

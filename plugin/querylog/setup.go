@@ -25,6 +25,7 @@ func setup(c *caddy.Controller) error {
 	c.OnStartup(func() error {
 		declareSeries(q.writer.path, listeners(c))
 		q.cacheNames = installCacheProbe(cfg)
+		q.noMetadata = cfg.Handler("metadata") == nil
 		return nil
 	})
 	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/querylog/querylog/internal/logrow"
 )
@@ -32,6 +33,7 @@ type writeState struct {
 	names   *dict[string]
 	clients *dict[clientKey]
 	pods    *dict[podKey]
+	podRefs *[podSlots]podRef // the pods dictionary's entries by the extra that names them
 	retries *retransmits
 	labels  *labels                // the writer's: numbers entries carry
 	keys    *keyring               // the writer's anonymize hash keys
@@ -110,7 +112,7 @@ func (k stmtKey) columns() []string {
 }
 
 func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClient, nextPod int64) writeState {
-	return writeState{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod),
+	return writeState{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod), podRefs: new([podSlots]podRef),
 		retries: newRetransmits(), labels: l, keys: keys,
 		rollups: newRollups(defaultRollupLimit), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
 }
@@ -228,9 +230,7 @@ func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	var pod any
 	namespace := ""
 	if x := e.extra; x != nil && (x.namespace != "" || x.pod != "") {
-		pod, _, _ = ws.pods.number(podKey{x.namespace, x.pod}, func() string { return x.namespace },
-			func(id any, _ string) []any { return []any{id, x.namespace, x.pod} })
-		namespace = x.namespace
+		pod, namespace = ws.podNumber(x), x.namespace
 	}
 	retry := ws.retries.check(e, id)
 	if ws.rollups.live() {
@@ -256,6 +256,30 @@ func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	if k.cluster {
 		ws.vals = append(ws.vals, pod, cacheValue[e.cache])
 	}
+}
+
+// podRef remembers the pods dictionary's entry of the pod an extra names. The entries of a
+// pod's queries share one extra (podExtras), so a comparison of pointers finds the pod's number
+// instead of a map lookup of its two texts. An extra is never changed, and a ref is used only
+// while its entry is still where the lookup left it (in the dictionary's newer generation, the
+// same turn), so the number is the one the lookup would give.
+type podRef struct {
+	x    *extra
+	e    *dictEntry
+	turn uint64
+}
+
+// podNumber is the number of x's pod in the pods dictionary, which it adds if it is new.
+func (ws *writeState) podNumber(x *extra) any {
+	r := &ws.podRefs[uint64(uintptr(unsafe.Pointer(x)))*0x9E3779B97F4A7C15>>(64-podSlotBits)]
+	if r.x == x && r.turn == ws.pods.turn {
+		ws.pods.hits++ // as the lookup would have counted it
+		return r.e.id
+	}
+	id, _, e := ws.pods.number(podKey{x.namespace, x.pod}, func() string { return x.namespace },
+		func(id any, _ string) []any { return []any{id, x.namespace, x.pod} })
+	*r = podRef{x: x, e: e, turn: ws.pods.turn}
+	return id
 }
 
 // cacheValue is the cache column of each cacheStatus, boxed once.
@@ -322,12 +346,18 @@ func (ws *writeState) execResult(ctx context.Context, dc driver.Conn, k stmtKey,
 		}
 		ws.stmts[k] = st
 	}
-	ws.args = ws.args[:0]
-	for i, v := range vals {
-		ws.args = append(ws.args, driver.NamedValue{Ordinal: i + 1, Value: v})
+	// The arguments keep their ordinals from statement to statement: only the values change.
+	for i := len(ws.args); i < len(vals); i++ {
+		ws.args = append(ws.args, driver.NamedValue{Ordinal: i + 1})
 	}
-	res, err := st.(driver.StmtExecContext).ExecContext(ctx, ws.args)
-	clear(ws.args)
+	args := ws.args[:len(vals)]
+	for i, v := range vals {
+		args[i].Value = v
+	}
+	res, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
+	for i := range args {
+		args[i].Value = nil // no reference to the batch's texts until the next
+	}
 	return res, err
 }
 
