@@ -615,17 +615,22 @@ func planSources(d *database, p *plan, now int64, bySrc [6]int64, rawFrom int64)
 	return out
 }
 
-// rowSources says where the counts came from when only rows count them.
-func (r *topResult) rowSources(d *database) []string {
-	from := "from raw rows only (" + plural(r.bySrc[srcRows], "row") + "): " + r.kind.rowsOnly
+// rowsKept says what the window lost to the rows the file no longer keeps: oldest is the
+// oldest row's arrival (Unix ms), from the window's start (Unix s).
+func rowsKept(oldest sql.NullInt64, from int64) string {
 	switch {
-	case !r.oldest.Valid:
-		from += "; the file has no rows of schema 2 or 3"
-	case r.oldest.Int64 > r.w.from*1000:
-		from += "; the file keeps rows from " + time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339) +
+	case !oldest.Valid:
+		return "; the file has no rows of schema 2 or 3"
+	case oldest.Int64 > from*1000:
+		return "; the file keeps rows from " + time.UnixMilli(oldest.Int64).UTC().Format(time.RFC3339) +
 			" on, so the window's queries before then are not counted"
 	}
-	out := []string{from}
+	return ""
+}
+
+// rowSources says where the counts came from when only rows count them.
+func (r *topResult) rowSources(d *database) []string {
+	out := []string{"from raw rows only (" + plural(r.bySrc[srcRows], "row") + "): " + r.kind.rowsOnly + rowsKept(r.oldest, r.w.from)}
 	if d.v1 != "" {
 		out = append(out, "rows of schema 1 have no namespace or pod and are not counted")
 	}

@@ -164,14 +164,7 @@ func (r *upstreamsResult) sources(d *database) []string {
 		if r.rowsTo < r.w.to {
 			what = "before " + rfc3339(r.rowsTo) + ", from raw rows"
 		}
-		what += " (" + plural(r.bySrc[srcRows], "row") + "): " + r.rowsWhy
-		switch {
-		case !r.oldest.Valid:
-			what += "; the file has no rows of schema 2 or 3"
-		case r.oldest.Int64 > r.w.from*1000:
-			what += "; the file keeps rows from " + time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339) +
-				" on, so the window's queries before then are not counted"
-		}
+		what += " (" + plural(r.bySrc[srcRows], "row") + "): " + r.rowsWhy + rowsKept(r.oldest, r.w.from)
 		out = append(out, what)
 	}
 	if r.rowsTo < r.w.to {

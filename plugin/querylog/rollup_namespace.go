@@ -25,11 +25,14 @@ func (c *nsNameCounts) add(o *nsNameCounts) {
 	c.n, c.a, c.aaaa, c.answered = c.n+o.n, c.a+o.a, c.aaaa+o.aaaa, c.answered+o.answered
 }
 
+// nsRcodes are a name's counts by rcode.
+type nsRcodes map[int64]*nsNameCounts
+
 // nsDetail is what a namespace's counts hold of its names and clients in a minute. A key
 // stays once it has a row or counts in the minute (its counts zeroed when written), so that
 // it counts towards the limit.
 type nsDetail struct {
-	names   map[string]map[int64]*nsNameCounts // by name, then rcode
+	names   map[string]*nsRcodes // by name
 	clients map[string]*int64
 }
 
@@ -46,26 +49,10 @@ func (d *nsDetail) countIn(name, client string, rcode int64, qtype uint16, answe
 	*counter(d.clients, client, limit, func() *int64 { return new(int64) }) += 1
 }
 
-// counterMap is counter for a key whose counts are a map.
-func counterMap[K comparable, V any](counts map[string]map[K]V, key string, limit int) map[K]V {
-	c := counts[key]
-	if c == nil {
-		if len(counts) >= limit {
-			key = otherKey
-			c = counts[key]
-		}
-		if c == nil {
-			c = map[K]V{}
-			counts[key] = c
-		}
-	}
-	return c
-}
-
 // merge adds o's counts, past limit under otherKey: a namespace folded into otherKey.
 func (d *nsDetail) merge(o *nsDetail, limit int) {
 	for name, byRcode := range o.names {
-		for rcode, c := range byRcode {
+		for rcode, c := range *byRcode {
 			d.countsOf(name, rcode, limit).add(c)
 		}
 	}
@@ -77,7 +64,7 @@ func (d *nsDetail) merge(o *nsDetail, limit int) {
 // countsOf returns the counts of name and rcode, under otherKey past limit names.
 func (d *nsDetail) countsOf(name string, rcode int64, limit int) *nsNameCounts {
 	d.init()
-	byRcode := counterMap(d.names, name, limit)
+	byRcode := *counter(d.names, name, limit, func() *nsRcodes { return &nsRcodes{} })
 	c := byRcode[rcode]
 	if c == nil {
 		c = &nsNameCounts{}
@@ -88,14 +75,14 @@ func (d *nsDetail) countsOf(name string, rcode int64, limit int) *nsNameCounts {
 
 func (d *nsDetail) init() {
 	if d.names == nil {
-		d.names, d.clients = map[string]map[int64]*nsNameCounts{}, map[string]*int64{}
+		d.names, d.clients = map[string]*nsRcodes{}, map[string]*int64{}
 	}
 }
 
 // flush writes a namespace's counts of the minute from start, and zeroes them.
 func (d *nsDetail) flush(ctx context.Context, dc driver.Conn, start int64, namespace string) error {
 	for name, byRcode := range d.names {
-		for rcode, c := range byRcode {
+		for rcode, c := range *byRcode {
 			if c.n == 0 {
 				continue
 			}
@@ -132,16 +119,12 @@ func checkNamespaceLimits(ctx context.Context, dc driver.Conn, start int64, m *m
 		{`SELECT DISTINCT namespace, name FROM rollup_namespace_names WHERE span = 60 AND start = ? AND name <> '(other)'`,
 			func(d *nsDetail, stored []string) {
 				for name, byRcode := range fold(d.names, stored, limit) {
-					for rcode, c := range byRcode {
+					for rcode, c := range *byRcode {
 						d.countsOf(otherKey, rcode, limit).add(c)
 					}
 					delete(d.names, name)
 				}
-				for _, k := range stored {
-					if d.names[k] == nil {
-						d.names[k] = map[int64]*nsNameCounts{}
-					}
-				}
+				addKeys(d.names, stored, func() *nsRcodes { return &nsRcodes{} })
 			}},
 		{`SELECT namespace, client FROM rollup_namespace_clients WHERE span = 60 AND start = ? AND client <> '(other)'`,
 			func(d *nsDetail, stored []string) {
