@@ -87,9 +87,13 @@ type spRollups struct {
 
 // sources says in words where the counts came from, as top says it.
 func (sp *spRollups) sources(d *database) []string {
-	r := &topResult{w: sp.w, plan: sp.plan, kind: topKind{pods: true}, rawFrom: sp.plan.rollupID >> 8}
-	r.bySrc[srcAfter], r.bySrc[srcOld] = sp.rowsRead[0], sp.rowsRead[1]
-	return r.sources(d)
+	var bySrc [6]int64
+	bySrc[srcAfter], bySrc[srcOld] = sp.rowsRead[0], sp.rowsRead[1]
+	out := planSources(d, sp.plan, sp.w.now, bySrc, sp.plan.rollupID>>8)
+	if d.v1 != "" {
+		out = append(out, "rows of schema 1 have no namespace and are not counted")
+	}
+	return out
 }
 
 // searchpathRollups folds the window w of the rollups and the rows after them.
