@@ -61,7 +61,7 @@ type newName struct {
 	domain   string
 	firstRow int64 // the id of the first row of the window holding it, of any namespace
 	numbered bool  // that row holds a number of an epoch begun before the window
-	old      bool  // seen before the window
+	old      bool  // seen before the window (with --namespace: from other clients)
 }
 
 type newDomain struct {
@@ -91,6 +91,8 @@ type newResult struct {
 	indexed     bool            // the open names were looked for in every rollup period by the names index (schema 3)
 	folded      map[int64]int64 // by span: queries of the rollup periods read counted under (other)
 	v1          bool
+	nsPast      *nsPast // with --namespace: what was read of its past
+	newToFile   [2]int  // with --namespace: names and domains of the new ones the file never saw
 }
 
 func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
@@ -360,6 +362,13 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 		dom.first = min(dom.first, nm.first)
 	}
 	res.winNames, res.winDoms = len(s.names), len(s.domains)
+	// 1b. With --namespace, what it asked before is not new (new_namespace.go); the steps below
+	// then tell which of the rest the file saw before.
+	if ns != "" {
+		if err := d.namespacePast(ctx, s, res, from, last, ns, exact); err != nil {
+			return nil, err
+		}
+	}
 	// 2. A name whose first row in the window holds a number was seen before the window.
 	for t, nm := range s.names {
 		if nm.numbered {
@@ -514,21 +523,28 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			}
 		}
 	}
+	// With --namespace every name left is new to it; those the file never saw come first.
 	for _, nm := range s.names {
-		if !nm.old {
+		if !nm.old || ns != "" {
 			res.names = append(res.names, nm)
+		}
+		if !nm.old {
+			res.newToFile[0]++
 		}
 	}
 	for _, dom := range s.domains {
-		if !dom.old {
+		if !dom.old || ns != "" {
 			res.domains = append(res.domains, dom)
+		}
+		if !dom.old {
+			res.newToFile[1]++
 		}
 	}
 	slices.SortFunc(res.names, func(a, b *newName) int {
-		return cmp.Or(cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.text, b.text))
+		return cmp.Or(cmp.Compare(b2i(a.old), b2i(b.old)), cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.text, b.text))
 	})
 	slices.SortFunc(res.domains, func(a, b *newDomain) int {
-		return cmp.Or(cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.domain, b.domain))
+		return cmp.Or(cmp.Compare(b2i(a.old), b2i(b.old)), cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.domain, b.domain))
 	})
 	res.newNames, res.newDoms = len(res.names), len(res.domains)
 	res.names, res.domains = res.names[:min(n, len(res.names))], res.domains[:min(n, len(res.domains))]
@@ -551,6 +567,11 @@ func (r *newResult) sources() []string {
 	out := []string{fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, %s, %s",
 		rfc3339(r.from), what, plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain")),
 		fmt.Sprintf("new: %s, %s", plural(int64(r.newNames), "name"), plural(int64(r.newDoms), "registered domain"))}
+	if p := r.nsPast; p != nil {
+		out[1] = fmt.Sprintf("new to namespace %s: %s (%d new to the file), %s (%d new to the file)", printable(r.namespace),
+			plural(int64(r.newNames), "name"), r.newToFile[0], plural(int64(r.newDoms), "registered domain"), r.newToFile[1])
+		out = append(out, r.namespacePastSource()...)
+	}
 	switch {
 	case !r.oldest.Valid:
 		out = append(out, "before the window: the file has no rows of schema 2")
@@ -595,12 +616,71 @@ func (r *newResult) sources() []string {
 	return out
 }
 
+// namespacePastSource says what was read of the namespace's past.
+func (r *newResult) namespacePastSource() []string {
+	p := r.nsPast
+	var read []string
+	switch {
+	case p.scanned:
+		read = append(read, fmt.Sprintf("its rows before the window, every one read (%s)", count(p.rowsRead)))
+	case p.rowsRead > 0 || r.exact:
+		read = append(read, fmt.Sprintf("its rows before the window, newest first, until every name was known (%s)", count(p.rowsRead)))
+	}
+	switch {
+	case p.rollups && p.rollupsTo < r.from:
+		read = append(read, "its rollups of the periods before "+rfc3339(p.rollupsTo)+" (where there are no rows)")
+	case p.rollups:
+		read = append(read, "its rollups of every period that ended by the window")
+	}
+	if len(read) == 0 {
+		read = append(read, "nothing (the file has no rollups per namespace, which schema 3 adds; --exact reads its rows)")
+	}
+	out := []string{fmt.Sprintf("namespace %s before the window: %s; %s of the window it had asked before, not listed", printable(r.namespace),
+		strings.Join(read, ", "), plural(int64(p.known), "name"))}
+	var folded []string
+	for _, l := range []struct {
+		span int64
+		what string
+	}{{86400, "days"}, {3600, "hours"}, {60, "minutes"}} {
+		if n := p.folded[l.span]; n > 0 {
+			folded = append(folded, "the "+l.what+" "+count(n))
+		}
+	}
+	if len(folded) > 0 {
+		out = append(out, fmt.Sprintf("%s: of its rollups, %s queries are of names past rollup_limit per namespace: a name it asked only among them is shown as new to it",
+			otherKey, strings.Join(folded, ", ")))
+	}
+	return out
+}
+
+// yesNo is a table's word for b.
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
 func msText(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z") }
 
 func (r *newResult) writeTable(out io.Writer) error {
-	lines := [][]string{{"NEW NAME", "QUERIES", "FIRST SEEN"}}
+	// With --namespace, new to it; the last column says whether the file had seen it at all.
+	byNS := r.nsPast != nil
+	head := func(cols ...string) [][]string {
+		if byNS {
+			cols = append(cols, "NEW TO FILE")
+		}
+		return [][]string{cols}
+	}
+	row := func(old bool, cols ...string) []string {
+		if byNS {
+			cols = append(cols, yesNo(!old))
+		}
+		return cols
+	}
+	lines := head("NEW NAME", "QUERIES", "FIRST SEEN")
 	for _, nm := range r.names {
-		lines = append(lines, []string{printable(nm.text), count(nm.queries), msText(nm.first)})
+		lines = append(lines, row(nm.old, printable(nm.text), count(nm.queries), msText(nm.first)))
 	}
 	if err := writeAligned(out, lines); err != nil {
 		return err
@@ -611,9 +691,9 @@ func (r *newResult) writeTable(out io.Writer) error {
 	if r.newNames > len(r.names) {
 		fmt.Fprintf(out, "(%d of %s; -n shows more)\n", len(r.names), plural(int64(r.newNames), "new name"))
 	}
-	lines = [][]string{{"NEW DOMAIN", "QUERIES", "NAMES", "FIRST SEEN"}}
+	lines = head("NEW DOMAIN", "QUERIES", "NAMES", "FIRST SEEN")
 	for _, dom := range r.domains {
-		lines = append(lines, []string{printable(dom.domain), count(dom.queries), count(int64(dom.names)), msText(dom.first)})
+		lines = append(lines, row(dom.old, printable(dom.domain), count(dom.queries), count(int64(dom.names)), msText(dom.first)))
 	}
 	io.WriteString(out, "\n")
 	if err := writeAligned(out, lines); err != nil {
@@ -635,39 +715,48 @@ func (r *newResult) writeJSON(out io.Writer) error {
 		Domain    string `json:"domain"`
 		Queries   int64  `json:"queries"`
 		FirstSeen string `json:"first_seen"`
+		NewToFile bool   `json:"new_to_file"`
 	}
 	type jsonDomain struct {
 		Domain    string `json:"domain"`
 		Queries   int64  `json:"queries"`
 		Names     int    `json:"names"`
 		FirstSeen string `json:"first_seen"`
+		NewToFile bool   `json:"new_to_file"`
 	}
 	var ns *string
 	if r.namespace != "" {
 		ns = &r.namespace
 	}
 	v := struct {
-		Since         string           `json:"since"`
-		Namespace     *string          `json:"namespace"`
-		Names         []jsonName       `json:"names"`
-		Domains       []jsonDomain     `json:"domains"`
-		NewNames      int              `json:"new_names"`
-		NewDomains    int              `json:"new_domains"`
-		WindowQueries int64            `json:"window_queries"`
-		WindowNames   int              `json:"window_names"`
-		WindowDomains int              `json:"window_domains"`
-		Folded        map[string]int64 `json:"rollup_other_queries"`
-		Sources       []string         `json:"sources"`
+		Since            string           `json:"since"`
+		Namespace        *string          `json:"namespace"`
+		Names            []jsonName       `json:"names"`
+		Domains          []jsonDomain     `json:"domains"`
+		NewNames         int              `json:"new_names"`
+		NewDomains       int              `json:"new_domains"`
+		NamesNewToFile   int              `json:"names_new_to_file"`
+		DomainsNewToFile int              `json:"domains_new_to_file"`
+		KnownToNamespace *int             `json:"known_to_namespace"`
+		WindowQueries    int64            `json:"window_queries"`
+		WindowNames      int              `json:"window_names"`
+		WindowDomains    int              `json:"window_domains"`
+		Folded           map[string]int64 `json:"rollup_other_queries"`
+		Sources          []string         `json:"sources"`
 	}{Since: rfc3339(r.from), Namespace: ns, Names: []jsonName{}, Domains: []jsonDomain{}, NewNames: r.newNames, NewDomains: r.newDoms,
+		NamesNewToFile: r.newToFile[0], DomainsNewToFile: r.newToFile[1],
 		WindowQueries: r.queries, WindowNames: r.winNames, WindowDomains: r.winDoms, Folded: map[string]int64{}, Sources: r.sources()}
 	for span, n := range r.folded {
 		v.Folded[map[int64]string{86400: "days", 3600: "hours", 60: "minutes"}[span]] = n
 	}
+	if r.nsPast != nil {
+		v.KnownToNamespace = &r.nsPast.known
+	}
 	for _, nm := range r.names {
-		v.Names = append(v.Names, jsonName{nm.text, nm.domain, nm.queries, msText(nm.first)})
+		v.Names = append(v.Names, jsonName{nm.text, nm.domain, nm.queries, msText(nm.first), !nm.old})
 	}
 	for _, dom := range r.domains {
-		v.Domains = append(v.Domains, jsonDomain{dom.domain, dom.queries, dom.names, msText(dom.first)})
+		v.Domains = append(v.Domains, jsonDomain{dom.domain, dom.queries, dom.names, msText(dom.first), !dom.old})
 	}
 	return writeJSON(out, v)
 }

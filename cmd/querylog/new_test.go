@@ -30,30 +30,40 @@ func moveBack(t *testing.T, db string, d time.Duration, upTo int64) {
 // newJSON is the JSON output of new.
 type newJSON struct {
 	Names []struct {
-		Name    string `json:"name"`
-		Domain  string `json:"domain"`
-		Queries int64  `json:"queries"`
+		Name      string `json:"name"`
+		Domain    string `json:"domain"`
+		Queries   int64  `json:"queries"`
+		NewToFile bool   `json:"new_to_file"`
 	} `json:"names"`
 	Domains []struct {
-		Domain  string `json:"domain"`
-		Queries int64  `json:"queries"`
-		Names   int    `json:"names"`
+		Domain    string `json:"domain"`
+		Queries   int64  `json:"queries"`
+		Names     int    `json:"names"`
+		NewToFile bool   `json:"new_to_file"`
 	} `json:"domains"`
-	NewNames      int      `json:"new_names"`
-	NewDomains    int      `json:"new_domains"`
-	WindowQueries int64    `json:"window_queries"`
-	WindowNames   int      `json:"window_names"`
-	Sources       []string `json:"sources"`
+	KnownToNamespace *int     `json:"known_to_namespace"`
+	NewNames         int      `json:"new_names"`
+	NewDomains       int      `json:"new_domains"`
+	WindowQueries    int64    `json:"window_queries"`
+	WindowNames      int      `json:"window_names"`
+	Sources          []string `json:"sources"`
 }
 
-// summary is the names and domains as name:queries, in order.
+// summary is the names and domains as name:queries, in order; "(known)" marks those the file
+// saw before from other clients (new --namespace lists them: they are new to the namespace).
 func (v newJSON) summary() string {
+	known := func(newToFile bool) string {
+		if newToFile {
+			return ""
+		}
+		return "(known)"
+	}
 	var names, domains []string
 	for _, n := range v.Names {
-		names = append(names, fmt.Sprintf("%s:%d", n.Name, n.Queries))
+		names = append(names, fmt.Sprintf("%s:%d%s", n.Name, n.Queries, known(n.NewToFile)))
 	}
 	for _, d := range v.Domains {
-		domains = append(domains, fmt.Sprintf("%s:%d/%d", d.Domain, d.Queries, d.Names))
+		domains = append(domains, fmt.Sprintf("%s:%d/%d%s", d.Domain, d.Queries, d.Names, known(d.NewToFile)))
 	}
 	return strings.Join(names, " ") + " | " + strings.Join(domains, " ")
 }
@@ -119,6 +129,8 @@ func TestNew(t *testing.T) {
 		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-a"}' WHERE id IN (SELECT id FROM queries WHERE qname LIKE '%.example.net.');
 		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-b"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'fresh.example.org.');
 		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-c"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'pruned.example.org.');
+		UPDATE log SET metadata = '{"`+namespaceLabel+`":"team-b"}' WHERE id IN (SELECT id FROM queries WHERE qname = 'twice.example.org.')
+			AND (typeof(name) = 'integer' OR id = (SELECT max(id) FROM queries WHERE qname = 'twice.example.org.'));
 		UPDATE log SET metadata = '{bad' WHERE id = (SELECT max(id) FROM queries WHERE qname = 'fresh.example.org.')`)
 
 	got := runNewJSON(t, "--db", db, "--since", "1h", "--exact")
@@ -155,19 +167,38 @@ func TestNew(t *testing.T) {
 	if want := "earlier.example.org.:3 a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | example.net.:4/2"; got.summary() != want {
 		t.Errorf("new --since 3h:\n got %s\nwant %s", got.summary(), want)
 	}
-	// By namespace: the names a namespace asked that no one asked before.
+	// By namespace: the names a namespace never asked before, whoever else did (marked known).
 	if got := runNewJSON(t, "--db", db, "--namespace", "team-a", "--exact"); got.summary() != "a.fresh.example.net.:3 b.example.net.:1 | example.net.:4/2" {
 		t.Errorf("new --namespace team-a: %s", got.summary())
 	}
-	if got := runNewJSON(t, "--db", db, "--namespace", "team-b", "--exact"); got.summary() != "fresh.example.org.:1 | " || got.WindowQueries != 1 {
-		t.Errorf("new --namespace team-b: %s, %d queries", got.summary(), got.WindowQueries)
+	// team-b asked twice.example.org. last week, in a row that holds its number: --exact reads
+	// that row; by default only the namespace's rollups are read, and the file has none of team-b.
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-b", "--exact"); got.summary() != "fresh.example.org.:1 | " || got.WindowQueries != 2 ||
+		got.KnownToNamespace == nil || *got.KnownToNamespace != 1 || !strings.Contains(strings.Join(got.Sources, "\n"), "namespace team-b before the window: its rows before the window, every one read (1), its rollups of the periods before") {
+		t.Errorf("new --namespace team-b --exact: %s, %d queries, sources %q", got.summary(), got.WindowQueries, got.Sources)
 	}
-	// Only a name left, no domain: it is looked for in each rollup period by the primary key.
-	if got := runNewJSON(t, "--db", db, "--namespace", "team-c", "--exact"); got.summary() != " | " || got.WindowQueries != 1 {
-		t.Errorf("new --namespace team-c: %s, %d queries; want nothing new of 1", got.summary(), got.WindowQueries)
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-b"); got.summary() != "fresh.example.org.:1 twice.example.org.:1(known) | example.org.:2/2(known)" ||
+		!strings.Contains(strings.Join(got.Sources, "\n"), "namespace team-b before the window: its rollups of every period that ended by the window; 0 names") {
+		t.Errorf("new --namespace team-b: %s, sources %q", got.summary(), got.Sources)
+	}
+	// pruned.example.org. is new to team-c, not to the file (a day's rollup of 20 days ago).
+	if got := runNewJSON(t, "--db", db, "--namespace", "team-c", "--exact"); got.summary() != "pruned.example.org.:1(known) | example.org.:1/1(known)" || got.WindowQueries != 1 {
+		t.Errorf("new --namespace team-c: %s, %d queries", got.summary(), got.WindowQueries)
 	}
 	if got := runNewJSON(t, "--db", db, "--namespace", "nobody"); got.summary() != " | " || got.WindowQueries != 0 {
 		t.Errorf("new --namespace nobody: %s", got.summary())
+	}
+	// The namespace's rollups: a day of team-a's that counted b.example.net. (and folded a name
+	// past rollup_limit) makes it, and its domain, old to team-a (on a copy).
+	nsRollup := filepath.Join(t.TempDir(), "ns.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, nsRollup))
+	testutil.Exec(t, nsRollup, fmt.Sprintf(`INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
+		VALUES (86400, %[1]d, 'team-a', 'b.example.net.', 0, 2, 2, 0, 2), (86400, %[1]d, 'team-a', '(other)', 0, 5, 5, 0, 5),
+		(86400, %[1]d, 'team-b', 'a.fresh.example.net.', 0, 1, 1, 0, 1)`, day))
+	got = runNewJSON(t, "--db", nsRollup, "--namespace", "team-a")
+	if src := strings.Join(got.Sources, "\n"); got.summary() != "a.fresh.example.net.:3 | " || *got.KnownToNamespace != 1 ||
+		!strings.Contains(src, "(other): of its rollups, the days 5 queries are of names past rollup_limit per namespace") {
+		t.Errorf("new --namespace team-a with its day's rollup: %s, sources %q", got.summary(), got.Sources)
 	}
 	// -n cuts each list; the table says how many there are.
 	out := mustRun(t, "new", "--db", db, "-n", "1", "--exact")
