@@ -40,7 +40,8 @@ Commands:
   new [--since 1h] [--namespace NS] [--exact] [-n 20]
                                        names and registered domains first seen in the
                                        window: in no dictionary entry or rollup before it
-                                       (--exact: nor in any row before it; slower)
+                                       (--exact: nor in any row before it; slower);
+                                       --namespace: those NS never asked before
   retries [--since 1h] [--until T] [--namespace NS] [-n 20]
                                        the queries clients sent again (same port, id, name
                                        and type within 5.5 s): the clients, namespaces, names
