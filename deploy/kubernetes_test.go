@@ -180,7 +180,7 @@ func checkPod(t *testing.T, spec corev1.PodSpec, corefile, nodeField string) {
 		t.Errorf("env %s: %+v, want it from %s", node[1], e, nodeField)
 	}
 
-	for _, line := range []string{`metadata`, `pods verified`, `metadata kubernetes/client-namespace kubernetes/client-pod-name`} {
+	for _, line := range []string{`metadata`, `pods verified`} {
 		if !regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(line) + `$`).MatchString(corefile) {
 			t.Errorf("the Corefile has no line %q", line)
 		}

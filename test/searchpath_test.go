@@ -252,7 +252,7 @@ func TestSearchpathRealResolvers(t *testing.T) {
 	s := newServer(t)
 	s.port, s.dns = 53, net.gateway+":53" // resolv.conf has no port
 	ports := testutil.Ports(t, 2)
-	ql := fmt.Sprintf("querylog %s {\n        flush_interval 100ms\n        metadata kubernetes/client-namespace kubernetes/client-pod-name\n    }", s.db)
+	ql := fmt.Sprintf("querylog %s {\n        flush_interval 100ms\n    }", s.db)
 	corefile := stockCorefile(s, ports[0], ports[1], "endpoint "+api.URL, "verified", up.Target, "metadata", ql)
 	s.write(strings.Replace(corefile, "bind 127.0.0.1\n", "bind "+net.gateway+"\n", 1))
 	s.start()

@@ -125,7 +125,7 @@ func upstreamHandler(records int) dns.HandlerFunc {
 
 // manifestQuerylogOptions are the querylog block's lines in deploy/kubernetes's Corefile but
 // its ship lines, which need a ClickHouse (TestKubernetesCorefileMatchesManifest).
-const manifestQuerylogOptions = "max_size 384MiB; shutdown_timeout 5s; buffer_bytes 16MiB; metadata kubernetes/client-namespace kubernetes/client-pod-name"
+const manifestQuerylogOptions = "max_size 384MiB; shutdown_timeout 5s; buffer_bytes 16MiB"
 
 // kubernetesCorefile is the Corefile of deploy/kubernetes/components/querylog (the stock
 // kube-system Corefile with metadata, pods verified and querylog) with what a loopback run must

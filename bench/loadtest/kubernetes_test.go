@@ -44,7 +44,7 @@ func TestKubernetesCorefileDiffersByQuerylogOnly(t *testing.T) {
 	none := cf(variant{Name: "none"})
 	ql := cf(variant{Name: "querylog", Querylog: true, Options: "answers"})
 	block := "    querylog /tmp/q.db {\n        max_size 384MiB\n        shutdown_timeout 5s\n        buffer_bytes 16MiB\n" +
-		"        metadata kubernetes/client-namespace kubernetes/client-pod-name\n        answers\n    }\n"
+		"        answers\n    }\n"
 	if !strings.Contains(ql, block) {
 		t.Fatalf("querylog Corefile lacks the block %q:\n%s", block, ql)
 	}
