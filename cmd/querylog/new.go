@@ -568,8 +568,8 @@ func (r *newResult) sources() []string {
 		rfc3339(r.from), what, plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain")),
 		fmt.Sprintf("new: %s, %s", plural(int64(r.newNames), "name"), plural(int64(r.newDoms), "registered domain"))}
 	if p := r.nsPast; p != nil {
-		out[1] = fmt.Sprintf("new to namespace %s: %s (%d new to the file), %s (%d new to the file)", printable(r.namespace),
-			plural(int64(r.newNames), "name"), r.newToFile[0], plural(int64(r.newDoms), "registered domain"), r.newToFile[1])
+		out[1] = fmt.Sprintf("new to namespace %s: %s (%s new to the file), %s (%s new to the file)", printable(r.namespace),
+			plural(int64(r.newNames), "name"), count(int64(r.newToFile[0])), plural(int64(r.newDoms), "registered domain"), count(int64(r.newToFile[1])))
 		out = append(out, r.namespacePastSource()...)
 	}
 	switch {
@@ -632,7 +632,10 @@ func (r *newResult) namespacePastSource() []string {
 	case p.rollups:
 		read = append(read, "its rollups of every period that ended by the window")
 	}
-	if len(read) == 0 {
+	switch {
+	case p.none:
+		read = []string{"nothing to look for (it asked no name in the window)"}
+	case len(read) == 0:
 		read = append(read, "nothing (the file has no rollups per namespace, which schema 3 adds; --exact reads its rows)")
 	}
 	out := []string{fmt.Sprintf("namespace %s before the window: %s; %s of the window it had asked before, not listed", printable(r.namespace),

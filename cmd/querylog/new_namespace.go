@@ -31,6 +31,7 @@ import (
 // nsPast is what new read of a namespace's past.
 type nsPast struct {
 	known     int             // names of the window the namespace asked before it
+	none      bool            // it asked no name in the window: nothing to look for
 	rowsRead  int64           // its rows before the window read (--exact)
 	scanned   bool            // every one of those rows was read
 	rollups   bool            // its rollups were read
@@ -45,6 +46,7 @@ func (d *database) namespacePast(ctx context.Context, s *newState, res *newResul
 	res.nsPast = past
 	// A state of its own over the same names: seen marks them old, and they are dropped below.
 	ss := &newState{names: s.names, domains: s.domains, openNames: maps.Clone(s.openNames), openDoms: maps.Clone(s.openDoms)}
+	past.none = ss.done()
 	if exact && last.Valid && !ss.done() {
 		if err := d.namespaceRows(ctx, ss, past, from, last.Int64, ns); err != nil {
 			return err

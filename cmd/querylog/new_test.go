@@ -185,8 +185,9 @@ func TestNew(t *testing.T) {
 	if got := runNewJSON(t, "--db", db, "--namespace", "team-c", "--exact"); got.summary() != "pruned.example.org.:1(known) | example.org.:1/1(known)" || got.WindowQueries != 1 {
 		t.Errorf("new --namespace team-c: %s, %d queries", got.summary(), got.WindowQueries)
 	}
-	if got := runNewJSON(t, "--db", db, "--namespace", "nobody"); got.summary() != " | " || got.WindowQueries != 0 {
-		t.Errorf("new --namespace nobody: %s", got.summary())
+	if got := runNewJSON(t, "--db", db, "--namespace", "nobody"); got.summary() != " | " || got.WindowQueries != 0 ||
+		!strings.Contains(strings.Join(got.Sources, "\n"), "namespace nobody before the window: nothing to look for (it asked no name in the window)") {
+		t.Errorf("new --namespace nobody: %s, sources %q", got.summary(), got.Sources)
 	}
 	// The namespace's rollups: a day of team-a's that counted b.example.net. (and folded a name
 	// past rollup_limit) makes it, and its domain, old to team-a (on a copy).
