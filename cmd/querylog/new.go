@@ -384,22 +384,10 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 		if err != nil {
 			return nil, err
 		}
-		cond, args := s.textConds("name")
-		err = d.each(ctx, `SELECT id, name FROM names WHERE `+cond, args, func(v []driver.Value) error {
-			num := logrow.Int(v[0])
-			e, i := epochOf(num)
-			if i < 0 || e.logID >= w0 {
-				return nil
+		if lo, hi, ok := oldNumbers(epochs, w0, recent); ok {
+			if err := s.seenInDictionary(ctx, d, lo, hi); err != nil {
+				return nil, err
 			}
-			ended := i+1 < len(epochs) && epochs[i+1].logID <= w0
-			if ended || (recent.Valid && num <= recent.Int64 && num >= e.nameID) {
-				t, _ := logrow.Text(v[1])
-				s.seen(t)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
 		}
 	}
 	// 4. The rows before the window that hold a text (SQLite orders every number before every
@@ -549,6 +537,63 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	res.newNames, res.newDoms = len(res.names), len(res.domains)
 	res.names, res.domains = res.names[:min(n, len(res.names))], res.domains[:min(n, len(res.domains))]
 	return res, nil
+}
+
+// oldNumbers is the range of name numbers given before the window (its first id w0): those of
+// the epochs that ended by then, and those of the epoch the window begins in no higher than
+// recent, the highest a row of the minute before the window holds. Numbers are given in order,
+// so the range is one; ok is false where it is empty.
+func oldNumbers(epochs []epoch, w0 int64, recent sql.NullInt64) (lo, hi int64, ok bool) {
+	c := -1 // the epoch the window begins in: the last begun before it
+	for i, e := range epochs {
+		if e.logID < w0 {
+			c = i
+		}
+	}
+	if c < 0 {
+		return 0, 0, false
+	}
+	lo, hi = epochs[0].nameID, epochs[c].nameID-1
+	switch {
+	case c+1 < len(epochs) && epochs[c+1].logID <= w0: // it ended as the window began
+		hi = epochs[c+1].nameID - 1
+	case recent.Valid && recent.Int64 >= epochs[c].nameID:
+		hi = recent.Int64
+		if c+1 < len(epochs) {
+			hi = min(hi, epochs[c+1].nameID-1)
+		}
+	}
+	return lo, hi, lo <= hi
+}
+
+// seenInDictionary marks old the open names that the names dictionary numbered from lo to hi,
+// each found by the index of the dictionary's names (names_name), and the open domains with a
+// name at or under them there, each by the first such name.
+func (s *newState) seenInDictionary(ctx context.Context, d *database, lo, hi int64) error {
+	if len(s.openNames) > 0 {
+		list, _ := json.Marshal(slices.Collect(maps.Keys(s.openNames)))
+		err := d.each(ctx, `SELECT name FROM names WHERE name IN (SELECT value FROM json_each(?)) AND id BETWEEN ? AND ?`,
+			[]any{string(list), lo, hi}, func(v []driver.Value) error {
+				t, _ := logrow.Text(v[0])
+				s.seen(t)
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+	}
+	for _, dom := range slices.Sorted(maps.Keys(s.openDoms)) {
+		cond, args := nameCond("name", dom)
+		var found bool
+		if err := d.row(ctx, `SELECT EXISTS (SELECT 1 FROM names WHERE id BETWEEN ? AND ? AND `+cond+`)`, append([]any{lo, hi}, args...), &found); err != nil {
+			return err
+		}
+		if found {
+			s.domains[dom].old = true
+			delete(s.openDoms, dom)
+		}
+	}
+	return nil
 }
 
 // epochIndex returns the index of the epoch num belongs to (the last that begins at or below it), or

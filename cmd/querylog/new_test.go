@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -228,5 +229,31 @@ func TestNewSchema1(t *testing.T) {
 	}
 	if out := mustRun(t, "top", "upstreams", "--db", db, "--since", "2h"); !strings.Contains(out, "no queries with an upstream") || !strings.Contains(out, "rows of schema 1 have no upstream") {
 		t.Errorf("top upstreams on schema 1:\n%s", out)
+	}
+}
+
+// TestOldNumbers: the range oldNumbers gives holds exactly the numbers the dictionary's epochs
+// date before the window: those of an epoch that ended by then, and those of the epoch the
+// window begins in no higher than the last a row before the window holds.
+func TestOldNumbers(t *testing.T) {
+	t.Parallel()
+	epochs := []epoch{{logID: 1000, nameID: 10}, {logID: 2000, nameID: 50}, {logID: 3000, nameID: 90}}
+	rule := func(num, w0 int64, recent sql.NullInt64) bool {
+		i := epochIndex(epochs, num)
+		if i < 0 || epochs[i].logID >= w0 {
+			return false
+		}
+		ended := i+1 < len(epochs) && epochs[i+1].logID <= w0
+		return ended || (recent.Valid && num <= recent.Int64 && num >= epochs[i].nameID)
+	}
+	for _, w0 := range []int64{500, 1000, 1500, 2000, 2500, 3000, 3500} {
+		for _, recent := range []sql.NullInt64{{}, {Int64: 5, Valid: true}, {Int64: 30, Valid: true}, {Int64: 60, Valid: true}, {Int64: 95, Valid: true}} {
+			lo, hi, ok := oldNumbers(epochs, w0, recent)
+			for num := int64(0); num < 120; num++ {
+				if got, want := ok && lo <= num && num <= hi, rule(num, w0, recent); got != want {
+					t.Errorf("w0 %d, recent %v: number %d old %v, want %v (range %d-%d, %v)", w0, recent, num, got, want, lo, hi, ok)
+				}
+			}
+		}
 	}
 }

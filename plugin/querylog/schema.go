@@ -99,13 +99,16 @@ var migrations = []string{
 	// none. rollup_namespaces counts per namespace; hits and misses count the cache's replies;
 	// rollup_namespace_names and _clients count within each namespace (rollup_namespace.go).
 	// rollup_names_name finds the periods that counted a name (querylog new): a few hundred
-	// rows a minute to index, against the log's thousands of rows a second. rollup_upstreams
+	// rows a minute to index, against the log's thousands of rows a second. names_name finds a
+	// name's numbers in the dictionary (querylog new) without reading it all: one index entry
+	// per name numbered, a name numbered once per epoch. rollup_upstreams
 	// counts per upstream (rollup_upstreams.go); in a file upgraded from schema 2, the rollups
 	// counted no upstream up to rollup_id, which rollup_upstreams_after keeps (querylog top
 	// upstreams reads the rows of the periods before it).
 	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
 	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
 	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
+	CREATE INDEX names_name ON names (name);
 	CREATE TABLE rollup_namespaces (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL,
 		n INTEGER NOT NULL, nxdomain INTEGER NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL, retries INTEGER NOT NULL,
 		PRIMARY KEY (span, start, namespace)) WITHOUT ROWID;
