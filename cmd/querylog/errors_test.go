@@ -56,6 +56,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"top", "domains", "--since", "1h", "--until", "2h", "--db", v1}, exitUsage, "--until must be at least a minute after --since"},
 		{[]string{"tail", "-f", "--interval", "1ms", "--db", v1}, exitUsage, "--interval 1ms: must be from 50ms to 10s"},
 		{[]string{"top", "upstreams", "--since", "1h", "--until", "2h", "--db", v1}, exitUsage, "--until 2h must be after --since 1h"},
+		{[]string{"retries", "--since", "1h", "--until", "2h", "--db", v1}, exitUsage, "--until 2h must be at least a minute after --since 1h"},
 		{[]string{"new", "--namespace", "team-a", "--db", v1}, exitUsage, `--namespace "team-a": no row of ` + v1 + ` says its namespace`},
 		{[]string{"new", "--since", "yesterday", "--db", v1}, exitUsage, `"yesterday" is neither a duration ago`},
 		{[]string{"new", "-n", "0", "--db", v1}, exitUsage, "-n 0: must be from 1 to 10000"},

@@ -38,12 +38,13 @@ type retriesResult struct {
 	namespaces []*retryCount
 	names      []*retryCount
 	upstreams  []*retryCount
-	total      int64 // retransmissions in the window
-	queries    int64 // queries in the window (of --namespace)
-	after      int64 // first queries answered only after the retransmission arrived
-	before     int64 // first queries answered before it (the reply was lost, or came too late for the client)
-	unlogged   int64 // first queries with no row in the file (deleted since)
-	forwarded  int64 // first queries with an upstream
+	total      int64    // retransmissions in the window
+	queries    int64    // queries in the window (of --namespace)
+	counted    []string // where queries was counted from, as top says it (empty: the rows)
+	after      int64    // first queries answered only after the retransmission arrived
+	before     int64    // first queries answered before it (the reply was lost, or came too late for the client)
+	unlogged   int64    // first queries with no row in the file (deleted since)
+	forwarded  int64    // first queries with an upstream
 	oldest     sql.NullInt64
 	schema     int
 	table      bool // the file has the retries table
@@ -66,12 +67,13 @@ func runRetries(ctx context.Context, args []string, out, _ io.Writer) error {
 	if !since.set() {
 		since.Set("1h")
 	}
-	from, to := since.t.Unix(), int64(openEnd)
+	// Whole minutes, as the rollups that count the window's queries count them.
+	from, to := since.t.Unix()/60*60, int64(openEnd)
 	if until.set() {
-		to = until.t.Unix()
+		to = until.t.Unix() / 60 * 60
 	}
 	if to <= from {
-		return usageError("--until %s must be after --since %s", until.text, since.text)
+		return usageError("--until %s must be at least a minute after --since %s", until.text, since.text)
 	}
 	return answer(ctx, c, out, func(ctx context.Context, d *database) (*retriesResult, error) {
 		if err := d.namespaceKnown("--namespace", *ns); err != nil {
@@ -98,34 +100,44 @@ func (d *database) retries(ctx context.Context, from, to int64, ns string, n int
 	if to != openEnd {
 		hi, end = min(hi, (to*1000+lateMargin.Milliseconds())<<8), to*1000
 	}
-	cond, args := `(l.id >> 8) - l.late >= ?3 AND (l.id >> 8) - l.late < ?4`, []any{lo, hi, from * 1000, end}
+	cond, args := d.retriesCond(ns), []any{lo, hi, from * 1000, end}
 	if ns != "" {
-		cond += ` AND ` + d.namespaceCond("?5")
 		args = append(args, ns)
 	}
-	// The window's queries, a chunk of ids at a time so that the budget is checked between.
-	err = chunks(ctx, lo, hi, chunkIDs, false, func(a, b int64) error {
-		args[0], args[1] = a, b
-		return d.each(ctx, `SELECT count(*) FROM log l WHERE l.id >= ?1 AND l.id < ?2 AND `+cond, args, func(v []driver.Value) error {
-			res.queries += logrow.Int(v[0])
-			return nil
+	// The window's queries: as top counts them, from the rollups where they cover the window
+	// (a month is read in a fraction of a second); from the rows, a chunk of ids at a time so
+	// that the budget is checked between, where no rollup counts them.
+	if d.rollups && (ns == "" || d.pods) {
+		kind, match := topKinds["rcodes"], (*podMatch)(nil)
+		if ns != "" {
+			kind, match = topKinds["namespaces"], &podMatch{namespace: ns}
+			kind.namespaceRollup(ns)
+		}
+		// Retransmissions are known where rows are kept: the queries are counted from there.
+		w := window{from: from, to: to, now: time.Now().Unix()}
+		if b.oldest.Valid {
+			w.from = max(from, b.oldest.Int64/60_000*60)
+		}
+		t, err := d.top(ctx, kind, w, 1, match)
+		if err != nil {
+			return nil, err
+		}
+		res.queries, res.counted = t.total, planSources(d, t.plan, w.now, t.bySrc, t.rawFrom)
+	} else {
+		err = chunks(ctx, lo, hi, chunkIDs, false, func(a, b int64) error {
+			args[0], args[1] = a, b
+			return d.each(ctx, `SELECT count(*) FROM log l WHERE l.id >= ?1 AND l.id < ?2 AND `+cond, args, func(v []driver.Value) error {
+				res.queries += logrow.Int(v[0])
+				return nil
+			})
 		})
-	})
+	}
 	if err != nil || !d.pods {
 		return res, err
 	}
 
-	optional := func(has bool, col string) string {
-		if has {
-			return col
-		}
-		return "NULL"
-	}
 	args[0], args[1] = lo, hi
-	query := `SELECT l.client, l.name, ` + optional(d.cluster, "l.pod") + `, ` + optional(d.extra, "l.metadata") + `,
-			(l.id >> 8) - l.late, f.id, (f.id >> 8) - f.late, (f.b >> 19) & 255, f.c >> 24
-		FROM retries r JOIN log l ON l.id = r.id LEFT JOIN log f ON f.id = r.first_id
-		WHERE r.id >= ?1 AND r.id < ?2 AND ` + cond
+	query := d.retriesQuery(cond)
 	type clientKey struct{ client, ns, pod string }
 	clients, namespaces, names, upstreams := map[clientKey]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}
 	nss := newNamespaces(d)
@@ -201,18 +213,49 @@ func (r *retriesResult) sources() []string {
 	if r.namespace != "" {
 		what += " of namespace " + printable(r.namespace)
 	}
-	out := []string{fmt.Sprintf("window: %s to %s; %s", rfc3339(r.from), to, what)}
+	out := []string{fmt.Sprintf("window: %s to %s (whole minutes, as rollups count them); %s", rfc3339(r.from), to, what)}
+	for _, s := range r.counted {
+		out = append(out, "queries: "+s)
+	}
 	if !r.table {
 		return append(out, fmt.Sprintf("the file has schema %d and no retries table: the writer marks retransmissions from schema 3 on", r.schema))
 	}
 	out = append(out, "from the retries table (a query sent again from the same address and port with the same id, name and type within 5.5 s) and the rows of each pair")
 	if r.oldest.Valid && r.oldest.Int64 > r.from*1000 {
-		out = append(out, "the file keeps rows from "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+" on: the window's before then are not counted")
+		out = append(out, "the file keeps rows from "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+" on: the window's retransmissions and queries before then are not counted")
 	}
 	if n := r.total - r.unlogged - r.forwarded; n > 0 {
 		out = append(out, fmt.Sprintf("upstreams: %s not forwarded, or without the metadata plugin", plural(n, "first query")))
 	}
 	return out
+}
+
+// retriesCond is the condition on a log row l of the window: arrived from ?3 to ?4 (Unix ms),
+// and of namespace ?5 if ns is not "".
+func (d *database) retriesCond(ns string) string {
+	cond := `(l.id >> 8) - l.late >= ?3 AND (l.id >> 8) - l.late < ?4`
+	if ns != "" {
+		cond += ` AND ` + d.namespaceCond("?5")
+	}
+	return cond
+}
+
+// retriesQuery selects the retransmissions with ids from ?1 to ?2 whose rows meet cond: the
+// retransmission's client, name, pod, metadata and arrival, and the first query's id, arrival,
+// answering plugin and duration. The retries table is read first (CROSS JOIN keeps SQLite
+// from reading the log's rows of the window instead, seconds for a month of rows), each row
+// joined by its ids.
+func (d *database) retriesQuery(cond string) string {
+	optional := func(has bool, col string) string {
+		if has {
+			return col
+		}
+		return "NULL"
+	}
+	return `SELECT l.client, l.name, ` + optional(d.cluster, "l.pod") + `, ` + optional(d.extra, "l.metadata") + `,
+			(l.id >> 8) - l.late, f.id, (f.id >> 8) - f.late, (f.b >> 19) & 255, f.c >> 24
+		FROM retries r CROSS JOIN log l ON l.id = r.id LEFT JOIN log f ON f.id = r.first_id
+		WHERE r.id >= ?1 AND r.id < ?2 AND ` + cond
 }
 
 // totals is the summary line of the counts.
