@@ -66,7 +66,9 @@ var topKinds = map[string]topKind{
 	"types":  {heading: "TYPE", rollup: "rollup_outcomes", key: "qtype", logKey: "l.a & 65535", v1Key: "q.qtype", code: (*database).typeName, hits: true},
 	// The rollups count namespaces of rows with a pod only (plugin/querylog/rollup.go).
 	"namespaces": {heading: "NAMESPACE", rollup: "rollup_namespaces", key: "namespace", logKey: "l.pod", dict: "pods namespace", folded: true, hits: true, pods: true},
-	"pods":       {heading: "POD", logKey: "l.pod", dict: "pods namespace || '/' || name", pods: true, rowsOnly: "the rollups do not count pods"},
+	// Pods within each namespace (plugin/querylog/rollup_namespace.go), as kubectl names them.
+	"pods": {heading: "POD", rollup: "rollup_namespace_pods", key: `CASE WHEN pod = '(other)' THEN pod ELSE namespace || '/' || pod END`,
+		logKey: "l.pod", dict: "pods namespace || '/' || name", folded: true, hits: true, pods: true, byNamespace: "rollup_namespace_pods"},
 }
 
 // topWhat lists what top counts, for messages.
@@ -153,7 +155,11 @@ func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 		if pods.pod != "" || !kind.namespaceRollup(pods.namespace) {
 			kind.rowsOnly = "the rollups do not count " + pos[0] + " by namespace or pod"
 		}
-	} else if kind.pods && !d.pods {
+	}
+	if pos[0] == "pods" && !d.podRollups {
+		kind.rowsOnly = "this file's rollups do not count pods (a file of schema 3 written before rollup_namespace_pods)"
+	}
+	if !pods.set() && kind.pods && !d.pods {
 		return usageError("top %s: %s is of schema %d, whose rows do not say their client's namespace and pod (schema 3 does: a server of this version upgrades the file)",
 			pos[0], d.path, d.schema)
 	}

@@ -60,6 +60,7 @@ type outcomeCounts struct {
 // clusterFacts are what a row tells of who asked and how (cluster.go, retransmit.go).
 type clusterFacts struct {
 	namespace string
+	pod       string // the client pod's name, in namespace
 	cache     cacheStatus
 	retry     bool // the row is one of a retransmitted pair
 	answered  bool // the reply had answers (a search list goes on after one without)
@@ -287,7 +288,7 @@ func (r *rollups) count(ts int64, name, client keyed, rcode int64, qtype uint16,
 		nc.hits += hit
 		nc.misses += miss
 		nc.retries += b2i(cf.retry)
-		nc.detail.countIn(name.text, client.text, rcode, qtype, cf.answered, r.limit)
+		nc.detail.countIn(name.text, client.text, rcode, qtype, cf, r.limit)
 	}
 }
 
@@ -562,4 +563,4 @@ const v2FirstID = 1 << 40
 
 // rollupTables are the rollup tables, for retention and the size cap.
 var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces", "rollup_upstreams",
-	"rollup_namespace_names", "rollup_namespace_clients"}
+	"rollup_namespace_names", "rollup_namespace_clients", "rollup_namespace_pods"}

@@ -9,10 +9,11 @@ import (
 	"github.com/querylog/querylog/internal/rawsql"
 )
 
-// Within each namespace, the rollups count names (rollup_namespace_names) and clients
-// (rollup_namespace_clients), each namespace keeping at most rollup_limit of each per period,
-// the rest under otherKey: what `querylog top domains|clients --namespace` and `querylog
-// searchpath` read for windows longer than the rows. A name's counts say, besides its queries
+// Within each namespace, the rollups count names (rollup_namespace_names), clients
+// (rollup_namespace_clients) and pods with their cache hits (rollup_namespace_pods), each
+// namespace keeping at most rollup_limit of each per period, the rest under otherKey: what
+// `querylog top domains|clients --namespace`, `querylog top pods` and `querylog searchpath`
+// read for windows longer than the rows. A name's counts say, besides its queries
 // by rcode, how many were A and AAAA and how many of those were answered: what a stub
 // resolver's search list does with a name (it goes on to the next name until one answers).
 
@@ -34,19 +35,37 @@ type nsRcodes map[int64]*nsNameCounts
 type nsDetail struct {
 	names   map[string]*nsRcodes // by name
 	clients map[string]*int64
+	pods    map[string]*podCounts // by pod name
 }
 
-// countIn adds one row of name, client, rcode and qtype to the namespace's counts.
-func (d *nsDetail) countIn(name, client string, rcode int64, qtype uint16, answered bool, limit int) {
+// podCounts are a pod's queries in a minute, and of them the cache's hits and misses.
+type podCounts struct{ n, hits, misses int64 }
+
+func (c *podCounts) add(o *podCounts) {
+	c.n, c.hits, c.misses = c.n+o.n, c.hits+o.hits, c.misses+o.misses
+}
+
+// countIn adds one row of name, client, rcode and qtype, and of the pod and cache status in cf,
+// to the namespace's counts.
+func (d *nsDetail) countIn(name, client string, rcode int64, qtype uint16, cf clusterFacts, limit int) {
 	c := d.countsOf(name, rcode, limit)
 	c.n++
 	aaaa := qtype == dns.TypeAAAA
 	if a := qtype == dns.TypeA; a || aaaa {
 		c.a += b2i(a)
 		c.aaaa += b2i(aaaa)
-		c.answered += b2i(answered)
+		c.answered += b2i(cf.answered)
 	}
 	*counter(d.clients, client, limit, func() *int64 { return new(int64) }) += 1
+	if cf.pod != "" {
+		p := d.podOf(cf.pod, limit)
+		p.n, p.hits, p.misses = p.n+1, p.hits+b2i(cf.cache == cacheHit), p.misses+b2i(cf.cache == cacheMiss)
+	}
+}
+
+func (d *nsDetail) podOf(pod string, limit int) *podCounts {
+	d.init()
+	return counter(d.pods, pod, limit, func() *podCounts { return &podCounts{} })
 }
 
 // merge adds o's counts, past limit under otherKey: a namespace folded into otherKey.
@@ -58,6 +77,9 @@ func (d *nsDetail) merge(o *nsDetail, limit int) {
 	}
 	for client, n := range o.clients {
 		*counter(d.clients, client, limit, func() *int64 { return new(int64) }) += *n
+	}
+	for pod, c := range o.pods {
+		d.podOf(pod, limit).add(c)
 	}
 }
 
@@ -75,7 +97,7 @@ func (d *nsDetail) countsOf(name string, rcode int64, limit int) *nsNameCounts {
 
 func (d *nsDetail) init() {
 	if d.names == nil {
-		d.names, d.clients = map[string]*nsRcodes{}, map[string]*int64{}
+		d.names, d.clients, d.pods = map[string]*nsRcodes{}, map[string]*int64{}, map[string]*podCounts{}
 	}
 }
 
@@ -104,6 +126,17 @@ func (d *nsDetail) flush(ctx context.Context, dc driver.Conn, start int64, names
 			return err
 		}
 		*n = 0
+	}
+	for pod, c := range d.pods {
+		if c.n == 0 {
+			continue
+		}
+		if err := rawsql.Exec(ctx, dc, `INSERT INTO rollup_namespace_pods (span, start, namespace, pod, n, hits, misses) VALUES (60, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO UPDATE SET n = n + excluded.n, hits = hits + excluded.hits, misses = misses + excluded.misses`,
+			start, namespace, pod, c.n, c.hits, c.misses); err != nil {
+			return err
+		}
+		*c = podCounts{}
 	}
 	return nil
 }
@@ -136,6 +169,14 @@ func checkNamespaceLimits(ctx context.Context, dc driver.Conn, start int64, m *m
 					delete(d.clients, client)
 				}
 				addKeys(d.clients, stored, func() *int64 { return new(int64) })
+			}},
+		{`SELECT namespace, pod FROM rollup_namespace_pods WHERE span = 60 AND start = ? AND pod <> '(other)'`,
+			func(d *nsDetail, stored []string) {
+				for pod, c := range fold(d.pods, stored, limit) {
+					d.podOf(otherKey, limit).add(c)
+					delete(d.pods, pod)
+				}
+				addKeys(d.pods, stored, func() *podCounts { return &podCounts{} })
 			}},
 	} {
 		stored := map[string][]string{}
@@ -195,6 +236,16 @@ var sumNamespaceHour = []string{
 	WHERE span = ?1 AND start = ?2 AND (namespace, client) IN (` + pastLimit("client", "rollup_namespace_clients") + `) GROUP BY namespace
 	ON CONFLICT DO UPDATE SET n = n + excluded.n`,
 	`DELETE FROM rollup_namespace_clients WHERE span = ?1 AND start = ?2 AND (namespace, client) IN (` + pastLimit("client", "rollup_namespace_clients") + `)`,
+	`INSERT INTO rollup_namespace_pods (span, start, namespace, pod, n, hits, misses)
+	SELECT ?1, ?2, namespace, pod, sum(n), sum(hits), sum(misses) FROM rollup_namespace_pods
+	WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, pod
+	ON CONFLICT DO UPDATE SET n = n + excluded.n, hits = hits + excluded.hits, misses = misses + excluded.misses`,
+	`DELETE FROM rollup_namespace_pods WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1`,
+	`INSERT INTO rollup_namespace_pods (span, start, namespace, pod, n, hits, misses)
+	SELECT ?1, ?2, namespace, '(other)', sum(n), sum(hits), sum(misses) FROM rollup_namespace_pods
+	WHERE span = ?1 AND start = ?2 AND (namespace, pod) IN (` + pastLimit("pod", "rollup_namespace_pods") + `) GROUP BY namespace
+	ON CONFLICT DO UPDATE SET n = n + excluded.n, hits = hits + excluded.hits, misses = misses + excluded.misses`,
+	`DELETE FROM rollup_namespace_pods WHERE span = ?1 AND start = ?2 AND (namespace, pod) IN (` + pastLimit("pod", "rollup_namespace_pods") + `)`,
 }
 
 // pastLimit selects the namespace and key of the rows of the period (?1, ?2) of table that
@@ -226,4 +277,13 @@ var sumNamespaceDay = []string{
 	INSERT INTO rollup_namespace_clients (span, start, namespace, client, n)
 	SELECT ?1, ?2, p.namespace, iif(k.client IS NULL, '(other)', p.client) AS folded, sum(p.n)
 	FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.client = p.client GROUP BY p.namespace, folded`,
+	`DELETE FROM rollup_namespace_pods WHERE span = ?1 AND start = ?2`,
+	`WITH parts AS (SELECT namespace, pod, sum(n) AS n, sum(hits) AS hits, sum(misses) AS misses FROM rollup_namespace_pods
+	                WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, pod),
+	      ranked AS (SELECT namespace, pod, row_number() OVER (PARTITION BY namespace ORDER BY n DESC, pod) AS r
+	                 FROM parts WHERE pod <> '(other)'),
+	      keep AS (SELECT namespace, pod FROM ranked WHERE r <= ?4)
+	INSERT INTO rollup_namespace_pods (span, start, namespace, pod, n, hits, misses)
+	SELECT ?1, ?2, p.namespace, iif(k.pod IS NULL, '(other)', p.pod) AS folded, sum(p.n), sum(p.hits), sum(p.misses)
+	FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.pod = p.pod GROUP BY p.namespace, folded`,
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/querylog/querylog/internal/testutil"
 )
 
-// TestRollupsNamespaceDetail: within each namespace, a period keeps limit names and clients and
-// folds the rest into (other); a name's counts say how many were A and AAAA and answered; an
+// TestRollupsNamespaceDetail: within each namespace, a period keeps limit names, clients and
+// pods (with their cache hits and misses) and folds the rest into (other); a name's counts say how many were A and AAAA and answered; an
 // hour keeps the limit names of each namespace with the most queries, and once summed its
 // minutes go, a late row adding to the hour; and every namespace's names and clients add up to
 // its queries in rollup_namespaces.
@@ -23,7 +23,11 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	row := func(ms int64, client, namespace, name string, qtype uint16, rcode, answers int64) entry {
 		e := entryOf(&testLabels, queryRow{ts: ms, server: "dns://:53", client: client, proto: "udp", qname: name,
 			qtype: int64(qtype), qclass: 1, rcode: rcode, answers: answers, us: 700})
-		e.extra = &extra{namespace: namespace, pod: client}
+		e.extra = &extra{namespace: namespace, pod: "p-" + client}
+		return e
+	}
+	hit := func(e entry) entry {
+		e.cache = cacheHit
 		return e
 	}
 	write := func(es ...entry) {
@@ -38,7 +42,7 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	write(
 		row(hour, "10.0.0.1", "a", "api.a.svc.cluster.local.", dns.TypeA, dns.RcodeNameError, 0),
 		row(hour, "10.0.0.1", "a", "api.a.svc.cluster.local.", dns.TypeAAAA, dns.RcodeNameError, 0),
-		row(hour+1, "10.0.0.1", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1),
+		hit(row(hour+1, "10.0.0.1", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1)),
 		row(hour+1, "10.0.0.1", "a", "api.", dns.TypeAAAA, dns.RcodeSuccess, 0),
 		row(hour+2, "10.0.0.2", "a", "api.", dns.TypeMX, dns.RcodeSuccess, 1),
 		row(hour+3, "10.0.0.3", "a", "third.", dns.TypeA, dns.RcodeSuccess, 1),
@@ -61,12 +65,20 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 		return testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || client || '=' || n AS x
 			FROM rollup_namespace_clients WHERE span = `+fmt.Sprint(span)+` AND start = `+fmt.Sprint(hour/1000)+` ORDER BY 1)`)
 	}
+	// pod=n:hits:misses
+	pods := func(span int64) string {
+		return testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || pod || '=' || n || ':' || hits || ':' || misses AS x
+			FROM rollup_namespace_pods WHERE span = `+fmt.Sprint(span)+` AND start = `+fmt.Sprint(hour/1000)+` ORDER BY 1)`)
+	}
 	// name:rcode=n:a:aaaa:answered
 	if got, want := names(60), "a/(other):0=1:1:0:1 a/api.:0=3:1:1:1 a/api.a.svc.cluster.local.:3=2:1:1:0 a/third.:0=3:3:0:3 b/third.:0=1:1:0:1"; got != want {
 		t.Errorf("the minutes' names:\n got %s\nwant %s", got, want)
 	}
 	if got, want := clients(60), "a/(other)=1 a/10.0.0.1=4 a/10.0.0.2=1 b/10.0.0.4=1"; got != want {
 		t.Errorf("the first minute's clients:\n got %s\nwant %s", got, want)
+	}
+	if got, want := pods(60), "a/(other)=1:0:0 a/p-10.0.0.1=4:1:0 a/p-10.0.0.2=1:0:0 b/p-10.0.0.4=1:0:0"; got != want {
+		t.Errorf("the first minute's pods:\n got %s\nwant %s", got, want)
 	}
 
 	// Once the hour is over it is summed, and its minutes go.
@@ -81,7 +93,10 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	if got, want := clients(3600), "a/(other)=2 a/10.0.0.1=4 a/10.0.0.3=3 b/10.0.0.4=1"; got != want {
 		t.Errorf("the hour's clients:\n got %s\nwant %s", got, want)
 	}
-	if got := names(60) + clients(60); got != "" {
+	if got, want := pods(3600), "a/(other)=2:0:0 a/p-10.0.0.1=4:1:0 a/p-10.0.0.3=3:0:0 b/p-10.0.0.4=1:0:0"; got != want {
+		t.Errorf("the hour's pods:\n got %s\nwant %s", got, want)
+	}
+	if got := names(60) + clients(60) + pods(60); got != "" {
 		t.Errorf("minutes of the summed hour: %q, want none", got)
 	}
 	// A late row of the hour adds to it.
@@ -95,7 +110,10 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	if got := names(60) + clients(60); got != "" {
 		t.Errorf("minutes of the summed hour after a late row: %q, want none", got)
 	}
-	for _, table := range []string{"rollup_namespace_names", "rollup_namespace_clients"} {
+	if got, want := pods(3600), "a/(other)=2:0:0 a/p-10.0.0.1=5:1:0 a/p-10.0.0.3=3:0:0 b/p-10.0.0.4=1:0:0"; got != want {
+		t.Errorf("the hour's pods after a late row:\n got %s\nwant %s", got, want)
+	}
+	for _, table := range []string{"rollup_namespace_names", "rollup_namespace_clients", "rollup_namespace_pods"} {
 		got := testutil.SQLite3(t, path, `SELECT count(*) FROM (SELECT span, start, namespace, sum(n) AS n FROM `+table+` GROUP BY 1, 2, 3) d
 			JOIN rollup_namespaces r USING (span, start, namespace) WHERE d.n <> r.n`)
 		if got != "0" {

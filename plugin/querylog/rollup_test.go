@@ -243,7 +243,9 @@ func TestRollupsCatchUpCountsAsLive(t *testing.T) {
 			       (SELECT group_concat(x, ' ') FROM (SELECT start || ':' || namespace || ':' || name || ':' || rcode || '=' || n || ':' || a || ':' ||
 				aaaa || ':' || answered AS x FROM rollup_namespace_names WHERE span = 60 ORDER BY 1)),
 			       (SELECT group_concat(x, ' ') FROM (SELECT start || ':' || namespace || ':' || client || '=' || n AS x
-				FROM rollup_namespace_clients WHERE span = 60 ORDER BY 1))`)
+				FROM rollup_namespace_clients WHERE span = 60 ORDER BY 1)),
+			       (SELECT group_concat(x, ' ') FROM (SELECT start || ':' || namespace || ':' || pod || '=' || n || ':' || hits || ':' || misses AS x
+				FROM rollup_namespace_pods WHERE span = 60 ORDER BY 1))`)
 	}
 	write := func(s *store) {
 		for off := 0; off < len(entries); off += 500 {
@@ -275,8 +277,9 @@ func TestRollupsCatchUpCountsAsLive(t *testing.T) {
 	if got := testutil.SQLite3(t, laterPath, `SELECT sum(retries) FROM rollup_namespaces WHERE span = 60`); got != "30" {
 		t.Errorf("the rollups counted after the fact count %s retransmissions, want the 30 sent", got)
 	}
-	if got := testutil.SQLite3(t, livePath, `SELECT (SELECT count(*) > 0 FROM rollup_namespace_names), (SELECT count(*) > 0 FROM rollup_namespace_clients)`); got != "1|1" {
-		t.Errorf("rollup_namespace_names|clients have rows: %s, want 1|1 (the mix's pods have namespaces)", got)
+	if got := testutil.SQLite3(t, livePath, `SELECT (SELECT count(*) > 0 FROM rollup_namespace_names), (SELECT count(*) > 0 FROM rollup_namespace_clients),
+		(SELECT count(*) > 0 FROM rollup_namespace_pods)`); got != "1|1|1" {
+		t.Errorf("rollup_namespace_names|clients|pods have rows: %s, want 1|1|1 (the mix's pods have namespaces)", got)
 	}
 	if got != want || !strings.Contains(want, ":forward=") || !strings.Contains(want, ":tcp:") {
 		t.Errorf("minutes counted after the fact differ from those counted live:\n got ...%s\nwant ...%s", got[max(0, len(got)-700):], want[max(0, len(want)-700):])

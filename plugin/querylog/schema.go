@@ -97,7 +97,7 @@ var migrations = []string{
 	// the kubernetes plugin's client metadata: a pod is in one namespace, so one number names
 	// both. retries lists the rows that retransmit an earlier query (retransmit.go), most rows
 	// none. rollup_namespaces counts per namespace; hits and misses count the cache's replies;
-	// rollup_namespace_names and _clients count within each namespace (rollup_namespace.go).
+	// rollup_namespace_names, _clients and _pods count within each namespace (rollup_namespace.go).
 	// rollup_names_name finds the periods that counted a name (querylog new): a few hundred
 	// rows a minute to index, against the log's thousands of rows a second. names_name finds a
 	// name's numbers in the dictionary (querylog new) without reading it all: one index entry
@@ -109,6 +109,8 @@ var migrations = []string{
 	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
 	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
 	CREATE INDEX names_name ON names (name);
+	CREATE TABLE rollup_namespace_pods (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL, pod TEXT NOT NULL,
+		n INTEGER NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL, PRIMARY KEY (span, start, namespace, pod)) WITHOUT ROWID;
 	CREATE TABLE rollup_namespaces (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL,
 		n INTEGER NOT NULL, nxdomain INTEGER NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL, retries INTEGER NOT NULL,
 		PRIMARY KEY (span, start, namespace)) WITHOUT ROWID;

@@ -746,7 +746,7 @@ func (s *store) catchUpRollups() error {
 		l := &rows[i]
 		r.count(l.TS, keyed{text: l.QName}, keyed{text: l.ClientIP}, l.Rcode, uint16(l.Qtype), proto(l.Proto),
 			uint8(s.state.labels.id(labelPlugin, l.PluginLabel)), l.DurationUS,
-			clusterFacts{namespace: l.Namespace, cache: cacheStatusOf(l.Cache), retry: retries[l.ID], answered: l.Answers > 0})
+			clusterFacts{namespace: l.Namespace, pod: l.Pod, cache: cacheStatusOf(l.Cache), retry: retries[l.ID], answered: l.Answers > 0})
 		r.countUpstream(l.TS, s.state.labels.id(labelUpstream, l.UpstreamLabel), l.Rcode, l.DurationUS)
 		r.counted = l.ID
 	}

@@ -56,6 +56,7 @@ func pragma(t *testing.T, db *sql.DB, name string) int64 {
 func checkSchema(t *testing.T, s *store) {
 	t.Helper()
 	want := []string{
+		"index names_name",
 		"index rollup_names_name",
 		"table batches",
 		"table clients",
@@ -71,6 +72,7 @@ func checkSchema(t *testing.T, s *store) {
 		"table rollup_names",
 		"table rollup_namespace_clients",
 		"table rollup_namespace_names",
+		"table rollup_namespace_pods",
 		"table rollup_namespaces",
 		"table rollup_outcomes",
 		"table rollup_upstreams",

@@ -228,14 +228,14 @@ func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname })
 	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) })
 	var pod any
-	namespace := ""
+	namespace, podName := "", ""
 	if x := e.extra; x != nil && (x.namespace != "" || x.pod != "") {
-		pod, namespace = ws.podNumber(x), x.namespace
+		pod, namespace, podName = ws.podNumber(x), x.namespace, x.pod
 	}
 	retry := ws.retries.check(e, id)
 	if ws.rollups.live() {
 		ws.rollups.count(ts, keyed{e.qname, nameEntry.tallyOf()}, keyed{clientText, clientEntry.tallyOf()},
-			int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration), clusterFacts{namespace, e.cache, retry, e.answers > 0})
+			int64(e.rcode&0xfff), e.qtype, e.proto(), e.plugin, int64(e.duration), clusterFacts{namespace, podName, e.cache, retry, e.answers > 0})
 		ws.rollups.countUpstream(ts, e.upstream, int64(e.rcode&0xfff), int64(e.duration))
 	}
 	ws.vals = append(ws.vals, name, client, (id>>8)-ts, ws.boxA.box(packA(e)),
