@@ -51,6 +51,9 @@ type database struct {
 	// upstreamRollups: the rollup_upstreams table of schema 3 (a file of schema 3 made before
 	// it was added has none, and is read as one of schema 2)
 	upstreamRollups bool
+	// foldRollups: the rollup_searchpath tables of schema 3 (a file of schema 3 made
+	// before they were added folds its namespaces' names, as before)
+	foldRollups bool
 
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
@@ -240,8 +243,9 @@ func (d *database) identify(ctx context.Context) error {
 		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'metadata'),
 		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'pod'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'pods'),
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_upstreams')`, nil,
-		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups)
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_upstreams'),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_searchpath')`, nil,
+		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.foldRollups)
 	if err != nil {
 		return d.queryError(err)
 	}

@@ -31,34 +31,6 @@ func TestSearchpathErrors(t *testing.T) {
 	}
 }
 
-// TestSearchpathWhatIf: res_nsearch's order, for a name of so many dots, with three suffixes:
-// at least ndots dots, the name as is first; the first answer ends the lookup, as does a reply
-// such as REFUSED to a suffixed name (but not to the name tried as is first).
-func TestSearchpathWhatIf(t *testing.T) {
-	const x, nx, stop, ok = outUnknown, outNext, outStop, outAnswer
-	for _, c := range []struct {
-		outcome []uint8 // three suffixes, then the name as is
-		dots    int
-		want    [maxNdots]int64
-	}{
-		{[]uint8{nx, nx, nx, ok}, 2, [maxNdots]int64{2, 2, 8, 8, 8}}, // api.example.com in a cluster
-		{[]uint8{ok, x, x, x}, 0, [maxNdots]int64{2, 2, 2, 2, 2}},    // a service of the namespace
-		{[]uint8{nx, ok, x, x}, 1, [maxNdots]int64{6, 4, 4, 4, 4}},   // service.other-namespace
-		{[]uint8{nx, nx, nx, nx}, 2, [maxNdots]int64{8, 8, 8, 8, 8}}, // nowhere
-		{[]uint8{stop, x, x, nx}, 1, [maxNdots]int64{4, 2, 2, 2, 2}}, // REFUSED ends a search
-		{[]uint8{x, x, x, stop}, 5, [maxNdots]int64{8, 8, 8, 8, 8}},  // but not the name tried as is
-		{[]uint8{x, x, x, ok}, 4, [maxNdots]int64{2, 2, 2, 2, 8}},    // ndots:5 searches it first
-	} {
-		var got [maxNdots]int64
-		for nd := 1; nd <= maxNdots; nd++ {
-			got[nd-1] = whatIf(c.outcome, c.dots, nd)
-		}
-		if got != c.want {
-			t.Errorf("whatIf(%v, %d dots) = %v, want %v", c.outcome, c.dots, got, c.want)
-		}
-	}
-}
-
 // TestSearchpathLabels: a suffix begins after a dot that is not escaped.
 func TestSearchpathLabels(t *testing.T) {
 	for _, c := range []struct {
