@@ -539,11 +539,16 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 			return fmt.Errorf("summing the rollups of %d s from %d: %w", span, start, err)
 		}
 	}
+	if span == 3600 { // days sum their hours' folds (namespaceSums)
+		if err := foldSearchpath(ctx, dc, span, start); err != nil {
+			return fmt.Errorf("folding the search paths of the hour from %d: %w", start, err)
+		}
+	}
 	return nil
 }
 
 // namespaceSums are the statements that sum a period's namespace names and clients, by span.
-var namespaceSums = map[int64][]string{3600: sumNamespaceHour, 86400: sumNamespaceDay}
+var namespaceSums = map[int64][]string{3600: sumNamespaceHour, 86400: append(slices.Clip(sumNamespaceDay), sumSearchpathDay...)}
 
 // queryStrings returns the first column of query's rows on the driver connection.
 func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any) ([]string, error) {
@@ -562,4 +567,4 @@ const v2FirstID = 1 << 40
 
 // rollupTables are the rollup tables, for retention and the size cap.
 var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces", "rollup_upstreams",
-	"rollup_namespace_names", "rollup_namespace_clients"}
+	"rollup_namespace_names", "rollup_namespace_clients", "rollup_searchpath", "rollup_searchpath_suffixes"}
