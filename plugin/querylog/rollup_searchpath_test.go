@@ -1,0 +1,108 @@
+package querylog
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/testutil"
+)
+
+// TestRollupsSearchpath: once an hour is summed, rollup_searchpath holds the fold of its
+// namespace names (a name's search-list expansions folded into it, with the lookups, queries,
+// NXDOMAINs and what-if queries worked out by hand below) and rollup_searchpath_suffixes the
+// weights its search list was learned from; a namespace keeps searchpathLimit names and sums
+// the rest under (other); the day holds the sums of its hours; and a late row of the hour makes
+// the hour be folded again whole, replaced, not added to.
+func TestRollupsSearchpath(t *testing.T) {
+	t.Parallel()
+	path := tempDB(t)
+	s := rollupStore(t, path, 1000)
+	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
+	const day = hour / 86_400_000 * 86400           // s
+	search := []string{"a.svc.cluster.local.", "svc.cluster.local."}
+	// lookup is a lookup of name in namespace a by a resolver with ndots:5: the search list
+	// first (NXDOMAIN), then the name as is, A answered and AAAA answered if aaaaAnswers.
+	lookup := func(ms int64, name string, aaaaAnswers int64) []entry {
+		var es []entry
+		for _, suffix := range search {
+			es = append(es, namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeA, dns.RcodeNameError, 0),
+				namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeAAAA, dns.RcodeNameError, 0))
+		}
+		return append(es, namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeA, dns.RcodeSuccess, 1),
+			namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeAAAA, dns.RcodeSuccess, aaaaAnswers))
+	}
+	var es []entry
+	es = append(es, lookup(hour, "api.", 0)...)
+	es = append(es, lookup(hour+1000, "api.", 0)...)
+	es = append(es, lookup(hour+2000, "www.example.org.", 1)...)
+	// Namespace b asks searchpathLimit + 2 names once each (A, answered): the last two by name
+	// go to (other).
+	for i := range searchpathLimit + 2 {
+		es = append(es, namespaceRow(hour+60_000, "10.0.0.2", "b", fmt.Sprintf("n%03d.example.", i), dns.TypeA, dns.RcodeSuccess, 1))
+	}
+	writeDue(t, s, es...)
+	// A row of no namespace the next day, past its first hour, ends the hour and the day.
+	writeDue(t, s, namespaceRow((day+86400+2*3600)*1000, "10.0.0.9", "", "late.", dns.TypeA, dns.RcodeSuccess, 1))
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	// namespace/name=lookups:queries:nxdomain:ndots1..5, a's names and b's (other)
+	folds := func(span, start int64) string {
+		return testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || name || '=' || lookups || ':' ||
+			queries || ':' || nxdomain || ':' || ndots1 || ',' || ndots2 || ',' || ndots3 || ',' || ndots4 || ',' || ndots5 AS x
+			FROM rollup_searchpath WHERE span = %d AND start = %d AND (namespace = 'a' OR name = '(other)') ORDER BY 1)`, span, start))
+	}
+	namesOfB := func(span, start int64) string {
+		return testutil.SQLite3(t, path, fmt.Sprintf(`SELECT count(*), sum(queries), sum(lookups) FROM rollup_searchpath
+			WHERE span = %d AND start = %d AND namespace = 'b'`, span, start))
+	}
+	suffixes := func(span, start int64) string {
+		return testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || suffix || '=' || weight AS x
+			FROM rollup_searchpath_suffixes WHERE span = %d AND start = %d ORDER BY 1)`, span, start))
+	}
+	// api.: 2 lookups, 4 queries to each of its 3 names, NXDOMAIN to the 2 expansions; the
+	// name as is answered (A), so with any ndots (0 dots: the search list first) 6 queries a
+	// lookup. www.example.org.: 1 lookup of 6 queries; with ndots 1 and 2 (2 dots) asked as
+	// is first and answered: 2 queries. b's (other): n100. and n101., 2 queries with any ndots.
+	// Each suffix weighs the queries of the expansions by it (4 of api., 2 of www), taught by
+	// 4 names.
+	wantFolds := "a/api.=2:12:8:12,12,12,12,12 a/www.example.org.=1:6:4:2,2,6,6,6 b/(other)=2:2:0:4,4,4,4,4"
+	wantSuffixes := "a/.=4 a/a.svc.cluster.local.=6 a/svc.cluster.local.=6"
+	wantB := fmt.Sprintf("%d|%d|%d", searchpathLimit+1, searchpathLimit+2, searchpathLimit+2)
+	for _, p := range []struct {
+		what        string
+		span, start int64
+	}{{"the hour", 3600, hour / 1000}, {"the day", 86400, day}} {
+		if got := folds(p.span, p.start); got != wantFolds {
+			t.Errorf("%s's folds:\n got %s\nwant %s", p.what, got, wantFolds)
+		}
+		if got := namesOfB(p.span, p.start); got != wantB {
+			t.Errorf("%s's names of b (rows, queries, lookups): %s, want %s", p.what, got, wantB)
+		}
+		if got := suffixes(p.span, p.start); got != wantSuffixes {
+			t.Errorf("%s's suffix weights:\n got %s\nwant %s", p.what, got, wantSuffixes)
+		}
+	}
+
+	// A late A query of api. answered: the hour is folded again from its names, now 3 tries
+	// of api. (3 lookups, 13 queries, 18 with any ndots), and the day summed again.
+	writeDue(t, s, namespaceRow(hour+5000, "10.0.0.1", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1))
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	wantFolds = strings.Replace(wantFolds, "a/api.=2:12:8:12,12,12,12,12", "a/api.=3:13:8:18,18,18,18,18", 1)
+	for _, p := range []struct {
+		what        string
+		span, start int64
+	}{{"the hour", 3600, hour / 1000}, {"the day", 86400, day}} {
+		if got := folds(p.span, p.start); got != wantFolds {
+			t.Errorf("%s's folds after a late row:\n got %s\nwant %s", p.what, got, wantFolds)
+		}
+		if got := suffixes(p.span, p.start); got != wantSuffixes {
+			t.Errorf("%s's suffix weights after a late row:\n got %s\nwant %s", p.what, got, wantSuffixes)
+		}
+	}
+}
