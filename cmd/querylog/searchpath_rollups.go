@@ -122,10 +122,7 @@ func (d *database) searchpathRollups(ctx context.Context, w window, opt spOption
 						ns, _ := logrow.Text(v[0])
 						name, _ := logrow.Text(v[1])
 						c := countOf(ns, strings.ToLower(name))
-						rcode, a, aaaa, answered := logrow.Int(v[2]), logrow.Int(v[3]), logrow.Int(v[4]), logrow.Int(v[5])
-						// answered counts A and AAAA together: only NOERROR rows have any
-						c.Add(false, rcode, a, answered)
-						c.Add(true, rcode, aaaa, 0)
+						c.AddRollup(logrow.Int(v[2]), logrow.Int(v[3]), logrow.Int(v[4]), logrow.Int(v[5]))
 						return nil
 					})
 				if err != nil {
@@ -232,6 +229,9 @@ func addNamespace(a *spAnalysis, ns string, n *spNamespace, given []string) {
 	for _, c := range n.counts {
 		a.rows += c.Queries()
 	}
+	for _, st := range n.stats {
+		a.rows += st.Queries
+	}
 	for _, stats := range []map[string]*spStat{n.stats, searchfold.Fold(n.counts, g.suffixes)} {
 		for name, st := range stats {
 			key := spKey{group, a.intern(name)}
@@ -241,8 +241,5 @@ func addNamespace(a *spAnalysis, ns string, n *spNamespace, given []string) {
 			}
 			a.stats[key] = st
 		}
-	}
-	for _, st := range n.stats {
-		a.rows += st.Queries
 	}
 }

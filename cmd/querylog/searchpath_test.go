@@ -2,11 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/searchfold"
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 // TestSearchpathErrors: a bad flag is named with its value (exit 2), before any file is opened.
@@ -122,4 +128,91 @@ func TestSearchpathFromRollups(t *testing.T) {
 			t.Errorf("%s: search lists from the rollups %s, want (from the rows) %s", what, got, want)
 		}
 	}
+
+	// An hour three hours ago with the same names, summed and folded as the writer leaves it:
+	// a window over it adds the hour's folds (rollup_searchpath) to the fold of the minutes,
+	// every count twice the rows', in the same order; with --search, the hour's names are
+	// folded instead (the writer folded it with the list it learned).
+	hour := time.Now().Unix()/3600*3600 - 3*3600
+	foldedHour(t, db, hour)
+	for _, args := range [][]string{{}, {"--namespace", "team-b"}, {"--namespace", "team-b", "--search", "team-b.svc.cluster.local,svc.cluster.local,cluster.local"}} {
+		rows := runSearchpathJSON(t, append([]string{"--db", db, "--since", "1h"}, args...)...)
+		rollups := runSearchpathJSON(t, append([]string{"--db", db, "--since", "4h"}, args...)...)
+		what := "searchpath --since 4h " + strings.Join(args, " ")
+		tables := "tables read: rollup_searchpath and rollup_searchpath_suffixes (days and hours), rollup_namespace_names (minutes)"
+		if slices.Contains(args, "--search") {
+			tables = "tables read: rollup_namespace_names (with --search: the folds of rollup_searchpath used the learned search lists)"
+		}
+		if !slices.Contains(rollups.Sources, tables) || !strings.HasPrefix(rollups.Sources[0], "from rollups: 1 hour, ") {
+			t.Errorf("%s: sources %q, want the hour and %q", what, rollups.Sources, tables)
+		}
+		if rollups.Rows != 2*rows.Rows {
+			t.Errorf("%s: %d A and AAAA queries, want twice the rows' %d", what, rollups.Rows, rows.Rows)
+		}
+		for i := range rows.Names {
+			n := &rows.Names[i]
+			n.Lookups, n.Queries, n.NXDomain = 2*n.Lookups, 2*n.Queries, 2*n.NXDomain
+			for k := range n.Ndots {
+				n.Ndots[k] *= 2
+			}
+		}
+		got, _ := json.Marshal(rollups.Names)
+		want, _ := json.Marshal(rows.Names)
+		if string(got) != string(want) {
+			t.Errorf("%s: names\n%s\nwant (twice the rows')\n%s", what, got, want)
+		}
+		got, _ = json.Marshal(rollups.Lists)
+		want, _ = json.Marshal(rows.Lists)
+		if string(got) != string(want) {
+			t.Errorf("%s: search lists %s, want (from the rows) %s", what, got, want)
+		}
+	}
+}
+
+// foldedHour makes the hour from start of db hold the names of its minutes (rollup_namespace_names
+// and rollup_outcomes) and their folds (rollup_searchpath and _suffixes), as the writer leaves
+// a summed hour (plugin/querylog/rollup_searchpath.go).
+func foldedHour(t *testing.T, db string, start int64) {
+	t.Helper()
+	byNS := map[string]map[string]*searchfold.Counts{}
+	rows, err := testutil.OpenRO(t, db).Query(`SELECT namespace, name, rcode, sum(a), sum(aaaa), sum(answered) FROM rollup_namespace_names
+		WHERE span = 60 AND name <> '(other)' GROUP BY 1, 2, 3`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var ns, name string
+		var rcode, a, aaaa, answered int64
+		if err := rows.Scan(&ns, &name, &rcode, &a, &aaaa, &answered); err != nil {
+			t.Fatal(err)
+		}
+		if byNS[ns] == nil {
+			byNS[ns] = map[string]*searchfold.Counts{}
+		}
+		c := byNS[ns][name]
+		if c == nil {
+			c = &searchfold.Counts{}
+			byNS[ns][name] = c
+		}
+		c.AddRollup(rcode, a, aaaa, answered)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	stmts := fmt.Sprintf(`INSERT INTO rollup_namespace_names SELECT 3600, %[1]d, namespace, name, rcode, sum(n), sum(a), sum(aaaa), sum(answered)
+			FROM rollup_namespace_names WHERE span = 60 GROUP BY namespace, name, rcode;
+		INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us)
+			SELECT 3600, %[1]d, rcode, qtype, proto, plugin, sum(n), sum(duration_us) FROM rollup_outcomes WHERE span = 60 GROUP BY 3, 4, 5, 6;`, start)
+	for ns, names := range byNS {
+		asked, weights := searchfold.Period(names, 100, "(other)")
+		for _, a := range asked {
+			stmts += fmt.Sprintf("INSERT INTO rollup_searchpath VALUES (3600, %d, '%s', '%s', %d, %d, %d, %d, %d, %d, %d, %d);\n",
+				start, ns, a.Name, a.Lookups, a.Queries, a.NXDomain, a.WhatIf[0], a.WhatIf[1], a.WhatIf[2], a.WhatIf[3], a.WhatIf[4])
+		}
+		for suffix, w := range weights {
+			stmts += fmt.Sprintf("INSERT INTO rollup_searchpath_suffixes VALUES (3600, %d, '%s', '%s', %d);\n", start, ns, suffix, w)
+		}
+	}
+	testutil.Exec(t, db, stmts)
 }

@@ -65,6 +65,13 @@ func (c *Counts) Add(aaaa bool, rcode, n, answered int64) {
 	c.Answered += answered
 }
 
+// AddRollup adds the counts of a rollup_namespace_names row: its A and AAAA queries of rcode,
+// and how many of them were answered (only NOERROR rows have any).
+func (c *Counts) AddRollup(rcode, a, aaaa, answered int64) {
+	c.Add(false, rcode, a, answered)
+	c.Add(true, rcode, aaaa, 0)
+}
+
 // Outcome is how the name answered most of the lookups that tried it.
 func (c *Counts) Outcome() uint8 {
 	switch {
@@ -253,3 +260,36 @@ func Fold(names map[string]*Counts, suffixes []string) map[string]*Stat {
 // TaughtKey is the suffix under which rollup_searchpath_suffixes keeps how many names taught a
 // period's weights (Weights): no suffix learned is the root.
 const TaughtKey = "."
+
+// Asked is a name asked and its fold's stats.
+type Asked struct {
+	Name string
+	Stat
+}
+
+// Period is one namespace's fold of a period as the rollups keep it (rollup_searchpath and
+// rollup_searchpath_suffixes): its names asked, the most queries first, limit of them with their
+// own stats and the rest summed under other; and the weights its search list was learned from
+// (the list the period is folded with), with the names that taught them under TaughtKey.
+func Period(names map[string]*Counts, limit int, other string) ([]Asked, map[string]int64) {
+	weights, taught := Weights(names)
+	stats := Fold(names, Order(weights))
+	var out []Asked
+	for name, st := range stats {
+		out = append(out, Asked{name, *st})
+	}
+	slices.SortFunc(out, func(x, y Asked) int {
+		return cmp.Or(cmp.Compare(y.Queries, x.Queries), strings.Compare(x.Name, y.Name))
+	})
+	if len(out) > limit {
+		rest := Asked{Name: other}
+		for _, a := range out[limit:] {
+			rest.Add(&a.Stat)
+		}
+		out = append(out[:limit], rest)
+	}
+	if taught > 0 {
+		weights[TaughtKey] = int64(taught)
+	}
+	return out, weights
+}

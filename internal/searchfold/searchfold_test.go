@@ -141,3 +141,27 @@ func TestBaseOf(t *testing.T) {
 		}
 	}
 }
+
+// TestPeriod: a period keeps limit names asked, the most queries first, and sums the rest under
+// other; its weights say how many names taught them under TaughtKey.
+func TestPeriod(t *testing.T) {
+	search := []string{"team-a.svc.cluster.local.", "svc.cluster.local.", "cluster.local."}
+	names := map[string]*Counts{}
+	lookups(names, "www.example.org.", search, 2, dns.RcodeSuccess) // 16 queries
+	lookups(names, "x.example.net.", search, 1, dns.RcodeNameError) // 8
+	lookups(names, "api.", search[:1], 3, dns.RcodeSuccess)         // 12
+	names["db.team-a.svc.cluster.local."] = &Counts{A: 5, AAAA: 5, Answered: 10}
+	asked, weights := Period(names, 2, "(other)")
+	want := []Asked{
+		{"www.example.org.", Stat{Lookups: 2, Queries: 16, NXDomain: 12, WhatIf: [MaxNdots]int64{4, 4, 16, 16, 16}}},
+		{"api.", Stat{Lookups: 3, Queries: 12, NXDomain: 6, WhatIf: [MaxNdots]int64{24, 24, 24, 24, 24}}},
+		// db. (10 queries) and x.example.net. (8)
+		{"(other)", Stat{Lookups: 6, Queries: 18, NXDomain: 6, WhatIf: [MaxNdots]int64{18, 18, 18, 18, 18}}},
+	}
+	if !slices.Equal(asked, want) {
+		t.Errorf("Period(limit 2) = %+v\nwant %+v", asked, want)
+	}
+	if want := map[string]int64{search[0]: 12, search[1]: 6, search[2]: 6, TaughtKey: 7}; !maps.Equal(weights, want) {
+		t.Errorf("Period's weights = %v, want %v", weights, want)
+	}
+}

@@ -1,7 +1,6 @@
 package querylog
 
 import (
-	"cmp"
 	"context"
 	"database/sql/driver"
 	"maps"
@@ -48,10 +47,7 @@ func foldSearchpath(ctx context.Context, dc driver.Conn, span, start int64) erro
 			c = &searchfold.Counts{}
 			names[name] = c
 		}
-		rcode, a, aaaa, answered := logrow.Int(v[2]), logrow.Int(v[3]), logrow.Int(v[4]), logrow.Int(v[5])
-		// answered counts A and AAAA together: only NOERROR rows have any
-		c.Add(false, rcode, a, answered)
-		c.Add(true, rcode, aaaa, 0)
+		c.AddRollup(logrow.Int(v[2]), logrow.Int(v[3]), logrow.Int(v[4]), logrow.Int(v[5]))
 		return nil
 	})
 	if err != nil {
@@ -64,27 +60,15 @@ func foldSearchpath(ctx context.Context, dc driver.Conn, span, start int64) erro
 	}
 	var statRows, suffixRows []any
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
-		weights, taught := searchfold.Weights(byNS[ns])
-		stats := searchfold.Fold(byNS[ns], searchfold.Order(weights))
-		asked := slices.SortedFunc(maps.Keys(stats), func(x, y string) int {
-			return cmp.Or(cmp.Compare(stats[y].Queries, stats[x].Queries), strings.Compare(x, y))
-		})
-		var other searchfold.Stat
-		for i, name := range asked {
-			if i >= searchpathLimit {
-				other.Add(stats[name])
-				continue
+		asked, weights := searchfold.Period(byNS[ns], searchpathLimit, otherKey)
+		for _, a := range asked {
+			statRows = append(statRows, start, ns, a.Name, a.Lookups, a.Queries, a.NXDomain)
+			for _, w := range a.WhatIf {
+				statRows = append(statRows, w)
 			}
-			statRows = appendStat(statRows, start, ns, name, stats[name])
-		}
-		if len(asked) > searchpathLimit {
-			statRows = appendStat(statRows, start, ns, otherKey, &other)
 		}
 		for _, s := range slices.Sorted(maps.Keys(weights)) {
 			suffixRows = append(suffixRows, start, ns, s, weights[s])
-		}
-		if taught > 0 {
-			suffixRows = append(suffixRows, start, ns, searchfold.TaughtKey, int64(taught))
 		}
 	}
 	if err := insertRows(ctx, dc, "rollup_searchpath (span, start, namespace, name, lookups, queries, nxdomain, ndots1, ndots2, ndots3, ndots4, ndots5)",
@@ -92,14 +76,6 @@ func foldSearchpath(ctx context.Context, dc driver.Conn, span, start int64) erro
 		return err
 	}
 	return insertRows(ctx, dc, "rollup_searchpath_suffixes (span, start, namespace, suffix, weight)", span, 4, suffixRows)
-}
-
-func appendStat(rows []any, start int64, ns, name string, st *searchfold.Stat) []any {
-	rows = append(rows, start, ns, name, st.Lookups, st.Queries, st.NXDomain)
-	for _, w := range st.WhatIf {
-		rows = append(rows, w)
-	}
-	return rows
 }
 
 // insertRows inserts rows of cols values each (after span) into into, 100 rows a statement:
