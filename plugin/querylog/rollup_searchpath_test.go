@@ -72,20 +72,24 @@ func TestRollupsSearchpath(t *testing.T) {
 	wantFolds := "a/api.=2:12:8:12,12,12,12,12 a/www.example.org.=1:6:4:2,2,6,6,6 b/(other)=2:2:0:4,4,4,4,4"
 	wantSuffixes := "a/.=4 a/a.svc.cluster.local.=6 a/svc.cluster.local.=6"
 	wantB := fmt.Sprintf("%d|%d|%d", searchpathLimit+1, searchpathLimit+2, searchpathLimit+2)
-	for _, p := range []struct {
-		what        string
-		span, start int64
-	}{{"the hour", 3600, hour / 1000}, {"the day", 86400, day}} {
-		if got := folds(p.span, p.start); got != wantFolds {
-			t.Errorf("%s's folds:\n got %s\nwant %s", p.what, got, wantFolds)
-		}
-		if got := namesOfB(p.span, p.start); got != wantB {
-			t.Errorf("%s's names of b (rows, queries, lookups): %s, want %s", p.what, got, wantB)
-		}
-		if got := suffixes(p.span, p.start); got != wantSuffixes {
-			t.Errorf("%s's suffix weights:\n got %s\nwant %s", p.what, got, wantSuffixes)
+	check := func(when, wantFolds string) {
+		t.Helper()
+		for _, p := range []struct {
+			what        string
+			span, start int64
+		}{{"the hour", 3600, hour / 1000}, {"the day", 86400, day}} {
+			if got := folds(p.span, p.start); got != wantFolds {
+				t.Errorf("%s's folds%s:\n got %s\nwant %s", p.what, when, got, wantFolds)
+			}
+			if got := namesOfB(p.span, p.start); got != wantB {
+				t.Errorf("%s's names of b%s (rows, queries, lookups): %s, want %s", p.what, when, got, wantB)
+			}
+			if got := suffixes(p.span, p.start); got != wantSuffixes {
+				t.Errorf("%s's suffix weights%s:\n got %s\nwant %s", p.what, when, got, wantSuffixes)
+			}
 		}
 	}
+	check("", wantFolds)
 
 	// A late A query of api. answered: the hour is folded again from its names, now 3 tries
 	// of api. (3 lookups, 13 queries, 18 with any ndots), and the day summed again.
@@ -93,16 +97,5 @@ func TestRollupsSearchpath(t *testing.T) {
 	if err := s.flushRollups(); err != nil {
 		t.Fatal(err)
 	}
-	wantFolds = strings.Replace(wantFolds, "a/api.=2:12:8:12,12,12,12,12", "a/api.=3:13:8:18,18,18,18,18", 1)
-	for _, p := range []struct {
-		what        string
-		span, start int64
-	}{{"the hour", 3600, hour / 1000}, {"the day", 86400, day}} {
-		if got := folds(p.span, p.start); got != wantFolds {
-			t.Errorf("%s's folds after a late row:\n got %s\nwant %s", p.what, got, wantFolds)
-		}
-		if got := suffixes(p.span, p.start); got != wantSuffixes {
-			t.Errorf("%s's suffix weights after a late row:\n got %s\nwant %s", p.what, got, wantSuffixes)
-		}
-	}
+	check(" after a late row", strings.Replace(wantFolds, "a/api.=2:12:8:12,12,12,12,12", "a/api.=3:13:8:18,18,18,18,18", 1))
 }
