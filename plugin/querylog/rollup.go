@@ -15,7 +15,8 @@ import (
 // and 86400 seconds), of query names by rcode, of clients, of outcomes (rcode, type,
 // transport, answering plugin) with their durations in buckets and cache hits, of the
 // clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions), of names
-// and clients within each namespace (rollup_namespace.go), and of the upstreams forward used
+// and clients within each namespace (rollup_namespace.go) and, per hour and day, their fold into
+// the names asked through search lists (rollup_searchpath.go), and of the upstreams forward used
 // (queries, SERVFAILs, durations in buckets; rollup_upstreams.go).
 //
 // The writer counts each row in memory as it writes it, and every rollupEvery adds the counts
