@@ -134,7 +134,9 @@ func TestSearchpathFromRollups(t *testing.T) {
 	// every count twice the rows', in the same order; with --search, the hour's names are
 	// folded instead (the writer folded it with the list it learned).
 	hour := time.Now().Unix()/3600*3600 - 3*3600
-	foldedHour(t, db, hour)
+	onlyHour := filepath.Join(t.TempDir(), "hour.db")
+	testutil.Exec(t, db, "VACUUM INTO '"+onlyHour+"'")
+	foldedHour(t, db, hour, "")
 	for _, args := range [][]string{{}, {"--namespace", "team-b"}, {"--namespace", "team-b", "--search", "team-b.svc.cluster.local,svc.cluster.local,cluster.local"}} {
 		rows := runSearchpathJSON(t, append([]string{"--db", db, "--since", "1h"}, args...)...)
 		rollups := runSearchpathJSON(t, append([]string{"--db", db, "--since", "4h"}, args...)...)
@@ -167,12 +169,32 @@ func TestSearchpathFromRollups(t *testing.T) {
 			t.Errorf("%s: search lists %s, want (from the rows) %s", what, got, want)
 		}
 	}
+
+	// A namespace that only that hour has (team-b's names under another name): its names and
+	// search list come from the hour's folds and weights alone.
+	foldedHour(t, onlyHour, hour, "hour-")
+	rows := runSearchpathJSON(t, "--db", db, "--since", "1h", "--namespace", "team-b")
+	rollups := runSearchpathJSON(t, "--db", onlyHour, "--since", "4h", "--namespace", "hour-team-b")
+	ns := "hour-team-b"
+	for i := range rows.Names {
+		rows.Names[i].Namespace = &ns
+	}
+	for i := range rows.Lists {
+		rows.Lists[i].Namespace = &ns
+	}
+	for _, c := range []struct{ what, got, want any }{{"names", rollups.Names, rows.Names}, {"search lists", rollups.Lists, rows.Lists}} {
+		got, _ := json.Marshal(c.got)
+		want, _ := json.Marshal(c.want)
+		if string(got) != string(want) {
+			t.Errorf("searchpath --since 4h --namespace hour-team-b (of one folded hour): %s\n%s\nwant (team-b's from the rows)\n%s", c.what, got, want)
+		}
+	}
 }
 
 // foldedHour makes the hour from start of db hold the names of its minutes (rollup_namespace_names
 // and rollup_outcomes) and their folds (rollup_searchpath and _suffixes), as the writer leaves
-// a summed hour (plugin/querylog/rollup_searchpath.go).
-func foldedHour(t *testing.T, db string, start int64) {
+// a summed hour (plugin/querylog/rollup_searchpath.go), each namespace named with prefix.
+func foldedHour(t *testing.T, db string, start int64, prefix string) {
 	t.Helper()
 	byNS := map[string]map[string]*searchfold.Counts{}
 	rows, err := testutil.OpenRO(t, db).Query(`SELECT namespace, name, rcode, sum(a), sum(aaaa), sum(answered) FROM rollup_namespace_names
@@ -200,18 +222,18 @@ func foldedHour(t *testing.T, db string, start int64) {
 		t.Fatal(err)
 	}
 	rows.Close()
-	stmts := fmt.Sprintf(`INSERT INTO rollup_namespace_names SELECT 3600, %[1]d, namespace, name, rcode, sum(n), sum(a), sum(aaaa), sum(answered)
+	stmts := fmt.Sprintf(`INSERT INTO rollup_namespace_names SELECT 3600, %[1]d, '%[2]s' || namespace, name, rcode, sum(n), sum(a), sum(aaaa), sum(answered)
 			FROM rollup_namespace_names WHERE span = 60 GROUP BY namespace, name, rcode;
 		INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us)
-			SELECT 3600, %[1]d, rcode, qtype, proto, plugin, sum(n), sum(duration_us) FROM rollup_outcomes WHERE span = 60 GROUP BY 3, 4, 5, 6;`, start)
+			SELECT 3600, %[1]d, rcode, qtype, proto, plugin, sum(n), sum(duration_us) FROM rollup_outcomes WHERE span = 60 GROUP BY 3, 4, 5, 6;`, start, prefix)
 	for ns, names := range byNS {
 		asked, weights := searchfold.Period(names, 100, "(other)")
 		for _, a := range asked {
 			stmts += fmt.Sprintf("INSERT INTO rollup_searchpath VALUES (3600, %d, '%s', '%s', %d, %d, %d, %d, %d, %d, %d, %d);\n",
-				start, ns, a.Name, a.Lookups, a.Queries, a.NXDomain, a.WhatIf[0], a.WhatIf[1], a.WhatIf[2], a.WhatIf[3], a.WhatIf[4])
+				start, prefix+ns, a.Name, a.Lookups, a.Queries, a.NXDomain, a.WhatIf[0], a.WhatIf[1], a.WhatIf[2], a.WhatIf[3], a.WhatIf[4])
 		}
 		for suffix, w := range weights {
-			stmts += fmt.Sprintf("INSERT INTO rollup_searchpath_suffixes VALUES (3600, %d, '%s', '%s', %d);\n", start, ns, suffix, w)
+			stmts += fmt.Sprintf("INSERT INTO rollup_searchpath_suffixes VALUES (3600, %d, '%s', '%s', %d);\n", start, prefix+ns, suffix, w)
 		}
 	}
 	testutil.Exec(t, db, stmts)
