@@ -98,12 +98,25 @@ func (d *database) searchpathRollups(ctx context.Context, w window, opt spOption
 	sp := &spRollups{plan: p, w: w}
 	folded := d.foldRollups && opt.search == nil
 	if d.pods {
-		sp.tables = "rollup_namespace_names"
-		if folded {
-			sp.tables = "rollup_searchpath and rollup_searchpath_suffixes (days and hours), rollup_namespace_names (minutes)"
-		} else if d.foldRollups {
-			sp.tables += " (with --search: the folds of rollup_searchpath used the learned search lists)"
+		// The tables of the periods the plan reads, in words.
+		var tables []string
+		switch {
+		case !folded:
+			if len(p.days)+len(p.hours)+len(p.minutes) > 0 {
+				tables = append(tables, "rollup_namespace_names")
+			}
+			if d.foldRollups {
+				tables = append(tables, "not rollup_searchpath (--search: its folds used the learned search lists)")
+			}
+		default:
+			if len(p.days)+len(p.hours) > 0 {
+				tables = append(tables, "rollup_searchpath and rollup_searchpath_suffixes (days and hours)")
+			}
+			if len(p.minutes) > 0 {
+				tables = append(tables, "rollup_namespace_names (minutes)")
+			}
 		}
+		sp.tables = strings.Join(tables, ", ")
 		for _, l := range []struct {
 			span  int64
 			spans []span
