@@ -186,8 +186,12 @@ type rollups struct {
 	lastStart  int64
 	serials    uint64            // the last minuteCounts.serial given
 	dirty      map[[2]int64]bool // hours and days ([span, start]) to sum again once over
-	flushed    time.Time
-	flushNow   bool // a catch-up chunk was counted: write it with the next batch
+	// unfolded are the minutes whose namespace names were written since their fold
+	// (foldMinutes); folded, those the last flush folded, marked again if its transaction fails.
+	unfolded map[int64]bool
+	folded   []int64
+	flushed  time.Time
+	flushNow bool // a catch-up chunk was counted: write it with the next batch
 
 	catchUpRows int // rows counted before a batch while catching up: rollupCatchUpRows
 }
@@ -198,7 +202,7 @@ type rollups struct {
 const rollupCatchUpRows = 10_000
 
 func newRollups(limit int) *rollups {
-	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, flushed: time.Now(),
+	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, unfolded: map[int64]bool{}, flushed: time.Now(),
 		catchingUp: true, counted: -1, catchUpRows: rollupCatchUpRows}
 }
 
@@ -326,6 +330,10 @@ func (r *rollups) due(now time.Time) bool {
 func (r *rollups) reset() {
 	r.dropAllMinutes()
 	r.catchingUp, r.counted, r.flushNow = true, -1, false
+	for _, start := range r.folded { // their folds were rolled back with the batch
+		r.unfolded[start] = true
+	}
+	r.folded = nil
 }
 
 // flush adds the counts to the minute rows, sums the hours and days that are over and changed,
@@ -370,6 +378,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 				return err
 			}
 			*c = namespaceCounts{detail: c.detail}
+			r.unfolded[start] = true
 		}
 		for k, o := range m.outcomes {
 			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS, o.hits, o.misses}
@@ -388,6 +397,9 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 		if over(start, 60, newest) {
 			r.dropMinute(start) // late rows of it check its rows again (checkLimits)
 		}
+	}
+	if err := r.foldMinutes(ctx, dc, newest); err != nil {
+		return err
 	}
 	// Hours, then the days of the hours summed.
 	for _, span := range rollupSpans[1:] {
@@ -543,6 +555,10 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 	if span == 3600 { // days sum their hours' folds (namespaceSums)
 		if err := foldSearchpath(ctx, dc, span, start); err != nil {
 			return fmt.Errorf("folding the search paths of the hour from %d: %w", start, err)
+		}
+		// The hour's fold replaces its minutes' (foldMinutes).
+		if err := deleteSearchpathFolds(ctx, dc, 60, start, start+span); err != nil {
+			return fmt.Errorf("deleting the search path folds of the minutes of the hour from %d: %w", start, err)
 		}
 	}
 	return nil

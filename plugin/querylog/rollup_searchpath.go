@@ -3,6 +3,7 @@ package querylog
 import (
 	"context"
 	"database/sql/driver"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -21,6 +22,15 @@ import (
 // searchfold.TaughtKey), so that the command orders a window's summed weights as the fold does.
 // A late row makes its hour be summed again, and the hour is folded again whole. A day's rows
 // are the sums of its hours' rows: folds add up, as the command adds up a window's periods.
+//
+// The minutes of the hour not summed yet are folded too (span 60), so that the command folds
+// one minute of names at most: each time the writer writes its counts, the minutes whose
+// namespace names it wrote that are before the minute of the newest row are finished, late
+// rows aside, and are folded (foldMinutes), in the same transaction. A late row of an older
+// minute makes it be folded again: replaced, never added to. A minute's fold, when it has one,
+// is always the fold of its names as they stand; a minute without one (the current minute, or
+// one whose fold a crash lost) the command folds from its names. When the hour is summed its
+// fold is made from its names, as before, and its minutes' folds are deleted.
 
 // searchpathLimit is how many names asked a namespace keeps rows of per period; the others are
 // summed under otherKey, so totals stay whole. The command shows the 20 names with the most
@@ -53,10 +63,8 @@ func foldSearchpath(ctx context.Context, dc driver.Conn, span, start int64) erro
 	if err != nil {
 		return err
 	}
-	for _, table := range []string{"rollup_searchpath", "rollup_searchpath_suffixes"} {
-		if err := rawsql.Exec(ctx, dc, `DELETE FROM `+table+` WHERE span = ? AND start = ?`, span, start); err != nil {
-			return err
-		}
+	if err := deleteSearchpathFolds(ctx, dc, span, start, start+1); err != nil {
+		return err
 	}
 	var statRows, suffixRows []any
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
@@ -76,6 +84,38 @@ func foldSearchpath(ctx context.Context, dc driver.Conn, span, start int64) erro
 		return err
 	}
 	return insertRows(ctx, dc, "rollup_searchpath_suffixes (span, start, namespace, suffix, weight)", span, 4, suffixRows)
+}
+
+// foldMinutes folds the minutes whose namespace names were written since their fold and that
+// are before the minute of newest (Unix ms); a minute not finished yet loses the fold it may
+// have, which its names no longer match.
+func (r *rollups) foldMinutes(ctx context.Context, dc driver.Conn, newest int64) error {
+	current := floorDiv(newest, 60_000) * 60
+	r.folded = r.folded[:0]
+	for _, start := range slices.Sorted(maps.Keys(r.unfolded)) {
+		if start >= current {
+			if err := deleteSearchpathFolds(ctx, dc, 60, start, start+60); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := foldSearchpath(ctx, dc, 60, start); err != nil {
+			return fmt.Errorf("folding the search paths of the minute from %d: %w", start, err)
+		}
+		delete(r.unfolded, start)
+		r.folded = append(r.folded, start)
+	}
+	return nil
+}
+
+// deleteSearchpathFolds deletes the folds of span from from to to.
+func deleteSearchpathFolds(ctx context.Context, dc driver.Conn, span, from, to int64) error {
+	for _, table := range []string{"rollup_searchpath", "rollup_searchpath_suffixes"} {
+		if err := rawsql.Exec(ctx, dc, `DELETE FROM `+table+` WHERE span = ? AND start >= ? AND start < ?`, span, from, to); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // insertRows inserts rows of cols values each (after span) into into, 100 rows a statement:

@@ -99,3 +99,76 @@ func TestRollupsSearchpath(t *testing.T) {
 	}
 	check(" after a late row", strings.Replace(wantFolds, "a/api.=2:12:8:12,12,12,12,12", "a/api.=3:13:8:18,18,18,18,18", 1))
 }
+
+// TestRollupsSearchpathMinutes: a minute is folded once a batch's newest row is in a later
+// minute (by hand, as in TestRollupsSearchpath), the current minute is not; a late row of a
+// folded minute makes it be folded again, replaced, not added to; and summing the hour deletes
+// its minutes' folds.
+func TestRollupsSearchpathMinutes(t *testing.T) {
+	t.Parallel()
+	path := tempDB(t)
+	s := rollupStore(t, path, 1000)
+	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
+	const m0, m1 = hour / 1000, hour/1000 + 60      // its first two minutes (s)
+	search := []string{"a.svc.cluster.local.", "svc.cluster.local."}
+	lookup := func(ms int64, name string, aaaaAnswers int64) []entry {
+		var es []entry
+		for _, suffix := range search {
+			es = append(es, namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeA, dns.RcodeNameError, 0),
+				namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeAAAA, dns.RcodeNameError, 0))
+		}
+		return append(es, namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeA, dns.RcodeSuccess, 1),
+			namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeAAAA, dns.RcodeSuccess, aaaaAnswers))
+	}
+	// span 60's folds from start: namespace/name=lookups:queries:nxdomain:ndots1..5, then the
+	// suffix weights but the taught key's.
+	folds := func(start int64) string {
+		return testutil.SQLite3(t, path, fmt.Sprintf(`SELECT (SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || name || '=' || lookups || ':' ||
+			queries || ':' || nxdomain || ':' || ndots1 || ',' || ndots2 || ',' || ndots3 || ',' || ndots4 || ',' || ndots5 AS x
+			FROM rollup_searchpath WHERE span = 60 AND start = %[1]d ORDER BY 1)) || ' | ' ||
+			(SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || suffix || '=' || weight AS x
+			FROM rollup_searchpath_suffixes WHERE span = 60 AND start = %[1]d AND suffix <> '.' ORDER BY 1))`, start))
+	}
+	minuteFolds := func() string {
+		return testutil.SQLite3(t, path, fmt.Sprintf(`SELECT (SELECT count(*) FROM rollup_searchpath WHERE span = 60 AND start >= %[1]d AND start < %[1]d + 3600)
+			|| '|' || (SELECT count(*) FROM rollup_searchpath_suffixes WHERE span = 60 AND start >= %[1]d AND start < %[1]d + 3600)`, m0))
+	}
+
+	writeDue(t, s, lookup(hour, "api.", 0)...)
+	if got := folds(m0); got != "" {
+		t.Errorf("the current minute's fold: %q, want none", got)
+	}
+	// A batch in the next minute finishes the first: one lookup of api., 6 queries, 4 NXDOMAIN.
+	writeDue(t, s, lookup(hour+61_000, "www.example.org.", 1)...)
+	want0 := "a/api.=1:6:4:6,6,6,6,6 | a/a.svc.cluster.local.=2 a/svc.cluster.local.=2"
+	if got := folds(m0); got != want0 {
+		t.Errorf("the finished minute's fold:\n got %s\nwant %s", got, want0)
+	}
+	if got := folds(m1); got != "" {
+		t.Errorf("the current minute's fold: %q, want none", got)
+	}
+	// A late A query of api. answered: the first minute is folded again, 2 lookups of api.
+	writeDue(t, s, namespaceRow(hour+5000, "10.0.0.1", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1))
+	want0 = strings.Replace(want0, "a/api.=1:6:4:6,6,6,6,6", "a/api.=2:7:4:12,12,12,12,12", 1)
+	if got := folds(m0); got != want0 {
+		t.Errorf("the finished minute's fold after a late row:\n got %s\nwant %s", got, want0)
+	}
+	if got := folds(m1); got != "" {
+		t.Errorf("the current minute's fold after a late row: %q, want none", got)
+	}
+	// A row of no namespace past the hour and its grace: the hour is summed, folded from its
+	// names, and its minutes' folds go.
+	writeDue(t, s, namespaceRow(hour+3600_000+120_000, "10.0.0.9", "", "late.", dns.TypeA, dns.RcodeSuccess, 1))
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	if got := minuteFolds(); got != "0|0" {
+		t.Errorf("the summed hour's minute folds (rows of the two tables): %s, want 0|0", got)
+	}
+	wantHour := "a/api.=2:7:4:12,12,12,12,12 a/www.example.org.=1:6:4:2,2,6,6,6"
+	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || name || '=' || lookups || ':' ||
+			queries || ':' || nxdomain || ':' || ndots1 || ',' || ndots2 || ',' || ndots3 || ',' || ndots4 || ',' || ndots5 AS x
+			FROM rollup_searchpath WHERE span = 3600 AND start = %d ORDER BY 1)`, m0)); got != wantHour {
+		t.Errorf("the hour's fold:\n got %s\nwant %s", got, wantHour)
+	}
+}
