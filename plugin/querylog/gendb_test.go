@@ -81,6 +81,10 @@ func TestGenerateBenchDB(t *testing.T) {
 		t.Logf("the writer's fold of an hour's namespace names (foldSearchpath): %s on average over %d hours",
 			(g.hourFoldTime / time.Duration(g.hourFolds)).Round(time.Millisecond), g.hourFolds)
 	}
+	if g.minuteFolds > 0 {
+		t.Logf("the writer's fold of a finished minute's namespace names (foldMinutes): %s on average over %d minutes of %d names rows on average",
+			(g.minuteFoldTime / time.Duration(g.minuteFolds)).Round(time.Millisecond), g.minuteFolds, g.minuteFoldNames/g.minuteFolds)
+	}
 
 	start = time.Now()
 	if err := g.writeRows(s, first*1000, rows, qps); err != nil {
@@ -135,6 +139,11 @@ type genMix struct {
 	// The writer's fold of the hours' namespace names (foldSearchpath): how many, how long.
 	hourFolds    int
 	hourFoldTime time.Duration
+	// The writer's folds of the minutes of the hour not summed (foldMinutes), and the
+	// namespace names they folded.
+	minuteFolds     int
+	minuteFoldTime  time.Duration
+	minuteFoldNames int
 }
 
 const (
@@ -370,6 +379,13 @@ func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand
 			if err := g.namespaceDetail(ctx, dc, r, 60, m); err != nil {
 				return err
 			}
+			// The writer folds each finished minute (foldMinutes); the last one is left as
+			// names, as the current minute is (a whole one: the worst case of the command).
+			if m+60 < g.rollupsEnd {
+				if err := g.foldMinute(ctx, dc, m); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if hour+3600 <= end {
@@ -414,6 +430,25 @@ func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand
 			}
 		}
 	}
+	return nil
+}
+
+// foldMinute folds the minute from m's namespace names as the writer does once the minute is
+// over, and times it.
+func (g *genMix) foldMinute(ctx context.Context, dc driver.Conn, m int64) error {
+	names, err := queryStrings(ctx, dc, `SELECT count(*) FROM rollup_namespace_names WHERE span = 60 AND start = ?`, m)
+	if err != nil {
+		return err
+	}
+	n, _ := strconv.Atoi(names[0])
+	began := time.Now()
+	r := &rollups{unfolded: map[int64]bool{m: true}}
+	if err := r.foldMinutes(ctx, dc, (m+60)*1000); err != nil {
+		return err
+	}
+	g.minuteFolds++
+	g.minuteFoldTime += time.Since(began)
+	g.minuteFoldNames += n
 	return nil
 }
 
