@@ -19,10 +19,12 @@ import (
 // The writer folds each hour's names (rollup_namespace_names) once it is summed, and keeps per
 // namespace the names asked with their counts (rollup_searchpath, days summed from their hours)
 // and the weights it learned the search list from (rollup_searchpath_suffixes). A window's
-// days and hours are read from those and added up; its search list per namespace is ordered
-// from the summed weights. The rest of the window (its minutes, and the rows after the rollups
-// and in minutes they no longer keep) is counted by name and folded here with that list, its
-// own weights added. With --search, the hours were folded with the lists learned, not the one
+// days and hours are read from those and added up, and so are the minutes of the hour not
+// summed yet, which the writer folds once each is over (span 60); its search list per
+// namespace is ordered from the summed weights. The rest of the window (the minutes not folded:
+// the current one, or those of a file written before minutes were folded; the rows after the
+// rollups and in minutes they no longer keep) is counted by name and folded here with that
+// list, its own weights added. With --search, the hours were folded with the lists learned, not the one
 // given: the window is folded from the namespaces' names instead, as before those tables.
 //
 // Clients that are no pod have no namespace: the rollups do not count their names, so a long
@@ -98,51 +100,87 @@ func (d *database) searchpathRollups(ctx context.Context, w window, opt spOption
 	sp := &spRollups{plan: p, w: w}
 	folded := d.foldRollups && opt.search == nil
 	if d.pods {
-		// The tables of the periods the plan reads, in words.
-		var tables []string
-		switch {
-		case !folded:
-			if len(p.days)+len(p.hours)+len(p.minutes) > 0 {
-				tables = append(tables, "rollup_namespace_names")
-			}
-			if d.foldRollups {
-				tables = append(tables, "not rollup_searchpath (--search: its folds used the learned search lists)")
-			}
-		default:
-			if len(p.days)+len(p.hours) > 0 {
-				tables = append(tables, "rollup_searchpath and rollup_searchpath_suffixes (days and hours)")
-			}
-			if len(p.minutes) > 0 {
-				tables = append(tables, "rollup_namespace_names (minutes)")
-			}
+		// names adds the counts of the namespaces' names from start to end; minutes counts
+		// the minutes that had some.
+		var minutes int64
+		names := func(span, from, to int64) error {
+			last := int64(-1)
+			return d.each(ctx, `SELECT namespace, name, rcode, a, aaaa, answered, start FROM rollup_namespace_names
+				WHERE span = ? AND start >= ? AND start < ? AND a + aaaa > 0 AND name <> '(other)'`+nsCond,
+				append([]any{span, from, to}, nsArgs...), func(v []driver.Value) error {
+					ns, _ := logrow.Text(v[0])
+					name, _ := logrow.Text(v[1])
+					c := countOf(ns, strings.ToLower(name))
+					c.AddRollup(logrow.Int(v[2]), logrow.Int(v[3]), logrow.Int(v[4]), logrow.Int(v[5]))
+					if start := logrow.Int(v[6]); start != last {
+						last = start
+						minutes++
+					}
+					return nil
+				})
 		}
-		sp.tables = strings.Join(tables, ", ")
+		var foldedMinutes int64
 		for _, l := range []struct {
 			span  int64
 			spans []span
 		}{{86400, p.days}, {3600, p.hours}, {60, p.minutes}} {
 			for _, s := range l.spans {
 				args := append([]any{l.span, s.from, s.to}, nsArgs...)
-				if folded && l.span > 60 {
+				switch {
+				case !folded:
+					if err := names(l.span, s.from, s.to); err != nil {
+						return nil, err
+					}
+				case l.span > 60:
 					if err := d.searchpathFolds(ctx, args, nsCond, at); err != nil {
 						return nil, err
 					}
-					continue
-				}
-				err := d.each(ctx, `SELECT namespace, name, rcode, a, aaaa, answered FROM rollup_namespace_names
-					WHERE span = ? AND start >= ? AND start < ? AND a + aaaa > 0 AND name <> '(other)'`+nsCond,
-					args, func(v []driver.Value) error {
-						ns, _ := logrow.Text(v[0])
-						name, _ := logrow.Text(v[1])
-						c := countOf(ns, strings.ToLower(name))
-						c.AddRollup(logrow.Int(v[2]), logrow.Int(v[3]), logrow.Int(v[4]), logrow.Int(v[5]))
-						return nil
-					})
-				if err != nil {
-					return nil, err
+				default:
+					// The minutes the writer folded (foldMinutes), and the names of the
+					// others: the current minute's, or those of a file written before.
+					var starts []int64
+					if err := d.each(ctx, `SELECT DISTINCT start FROM rollup_searchpath WHERE span = 60 AND start >= ? AND start < ?`,
+						[]any{s.from, s.to}, func(v []driver.Value) error {
+							starts = append(starts, logrow.Int(v[0]))
+							return nil
+						}); err != nil {
+						return nil, err
+					}
+					if len(starts) > 0 {
+						if err := d.searchpathFolds(ctx, args, nsCond, at); err != nil {
+							return nil, err
+						}
+						foldedMinutes += int64(len(starts))
+					}
+					for _, g := range gaps(s, merge(starts, 60)) {
+						if err := names(60, g.from, g.to); err != nil {
+							return nil, err
+						}
+					}
 				}
 			}
 		}
+		// The tables read, in words.
+		var tables, ofFolds []string
+		if len(p.days)+len(p.hours) > 0 && folded {
+			ofFolds = append(ofFolds, "days and hours")
+		}
+		if foldedMinutes > 0 {
+			ofFolds = append(ofFolds, plural(foldedMinutes, "minute")+" folded by the writer")
+		}
+		if len(ofFolds) > 0 {
+			tables = append(tables, "rollup_searchpath and rollup_searchpath_suffixes ("+strings.Join(ofFolds, ", ")+")")
+		}
+		switch {
+		case !folded && len(p.days)+len(p.hours)+len(p.minutes) > 0:
+			tables = append(tables, "rollup_namespace_names")
+		case minutes > 0:
+			tables = append(tables, "rollup_namespace_names ("+plural(minutes, "minute")+" folded here)")
+		}
+		if !folded && d.foldRollups {
+			tables = append(tables, "not rollup_searchpath (--search: its folds used the learned search lists)")
+		}
+		sp.tables = strings.Join(tables, ", ")
 	}
 	// The rows after the rollups, and in minutes they no longer keep, are counted as the
 	// rollups would count them.
