@@ -104,7 +104,8 @@ var migrations = []string{
 	// counted no upstream up to rollup_id, which rollup_upstreams_after keeps (querylog top
 	// upstreams reads the rows of the periods before it).
 	// rollup_searchpath and rollup_searchpath_suffixes hold each hour's and day's fold of its
-	// namespace names (rollup_searchpath.go), for querylog searchpath over long windows.
+	// namespace names, and each finished minute's until its hour is summed (rollup_searchpath.go),
+	// for querylog searchpath over long windows.
 	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
 	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
 	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
