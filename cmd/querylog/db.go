@@ -54,6 +54,9 @@ type database struct {
 	// podRollups: the rollup_namespace_pods table of schema 3 (as upstreamRollups: without it,
 	// top pods reads rows only)
 	podRollups bool
+	// foldRollups: the rollup_searchpath tables of schema 3 (a file of schema 3 made
+	// before they were added folds its namespaces' names, as before)
+	foldRollups bool
 
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
@@ -244,8 +247,9 @@ func (d *database) identify(ctx context.Context) error {
 		EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'pod'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'pods'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_upstreams'),
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_namespace_pods')`, nil,
-		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups)
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_namespace_pods'),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_searchpath')`, nil,
+		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups, &d.foldRollups)
 	if err != nil {
 		return d.queryError(err)
 	}

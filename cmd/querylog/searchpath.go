@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/querylog/querylog/internal/logrow"
+	"github.com/querylog/querylog/internal/searchfold"
 )
 
 // searchpath folds the queries of one lookup by a stub resolver with a search list (glibc's
@@ -25,7 +26,7 @@ import (
 // the search list cost and what other ndots values would have cost. See docs/command.md.
 
 // maxNdots is the largest ndots searchpath gives a what-if count for.
-const maxNdots = 5
+const maxNdots = searchfold.MaxNdots
 
 // lookupGapMS is the longest time between two queries of one lookup, in ms: glibc asks the next
 // name once the reply to the last one came, and gives up on a reply after 5 s (timeout:5).
@@ -308,7 +309,7 @@ func (r *spResult) lines(n int) []spLine {
 	// queries as the nth most.
 	counts := make([]int64, 0, len(a.stats))
 	for _, st := range a.stats {
-		counts = append(counts, st.queries)
+		counts = append(counts, st.Queries)
 	}
 	least := int64(0)
 	if len(counts) > n {
@@ -317,13 +318,13 @@ func (r *spResult) lines(n int) []spLine {
 	}
 	var lines []spLine
 	for k, st := range a.stats {
-		if st.queries >= least {
+		if st.Queries >= least {
 			lines = append(lines, spLine{k, st})
 		}
 	}
 	slices.SortFunc(lines, func(x, y spLine) int {
 		gx, gy := a.groups[x.key.group], a.groups[y.key.group]
-		return cmp.Or(cmp.Compare(y.queries, x.queries), cmp.Compare(y.lookups, x.lookups),
+		return cmp.Or(cmp.Compare(y.Queries, x.Queries), cmp.Compare(y.Lookups, x.Lookups),
 			strings.Compare(a.names[x.key.name], a.names[y.key.name]),
 			strings.Compare(gx.namespace, gy.namespace), strings.Compare(gx.client, gy.client))
 	})
@@ -340,21 +341,16 @@ func asked(name string) string {
 
 func (r *spResult) totals() (st spStat) {
 	for _, s := range r.a.stats {
-		st.lookups += s.lookups
-		st.queries += s.queries
-		st.nxdomain += s.nxdomain
-		for i := range st.whatIf {
-			st.whatIf[i] += s.whatIf[i]
-		}
+		st.Add(s)
 	}
 	return st
 }
 
 func perLookup(st *spStat) string {
-	if st.lookups == 0 {
+	if st.Lookups == 0 {
 		return "-"
 	}
-	return strconv.FormatFloat(float64(st.queries)/float64(st.lookups), 'f', 1, 64)
+	return strconv.FormatFloat(float64(st.Queries)/float64(st.Lookups), 'f', 1, 64)
 }
 
 func (r *spResult) writeTable(out io.Writer, n int) error {
@@ -368,11 +364,11 @@ func (r *spResult) writeTable(out io.Writer, n int) error {
 	for _, l := range lines {
 		g := a.groups[l.key.group]
 		c := []string{printable(asked(a.names[l.key.name])), cmp.Or(printable(g.namespace), "-"), "-",
-			count(l.lookups), count(l.queries), perLookup(l.spStat), count(l.nxdomain)}
+			count(l.Lookups), count(l.Queries), perLookup(l.spStat), count(l.NXDomain)}
 		if g.namespace == "" {
 			c[2] = cmp.Or(printable(g.client), "-")
 		}
-		for _, w := range l.whatIf {
+		for _, w := range l.WhatIf {
 			c = append(c, count(w))
 		}
 		cells = append(cells, c)
@@ -409,9 +405,9 @@ func (r *spResult) writeTable(out io.Writer, n int) error {
 		rounded, of, learnedFrom = " ("+r.rollups.w.rounded()+")", " of pods", "name"
 	}
 	fmt.Fprintf(&b, "window: %s to now%s; %s A and AAAA queries%s in %s lookups of %s names (%s per lookup), %s NXDOMAIN to expanded names\n",
-		time.UnixMilli(r.since).UTC().Format(time.RFC3339), rounded, count(a.rows), of, count(t.lookups), count(int64(len(a.stats))), perLookup(&t), count(t.nxdomain))
+		time.UnixMilli(r.since).UTC().Format(time.RFC3339), rounded, count(a.rows), of, count(t.Lookups), count(int64(len(a.stats))), perLookup(&t), count(t.NXDomain))
 	var whatIf []string
-	for _, w := range t.whatIf {
+	for _, w := range t.WhatIf {
 		whatIf = append(whatIf, count(w))
 	}
 	fmt.Fprintf(&b, "the same lookups with ndots 1 to %d: %s queries (A and AAAA each; a name not tried taken as not answering)\n", maxNdots, strings.Join(whatIf, ", "))
@@ -493,14 +489,14 @@ func (r *spResult) writeJSON(out io.Writer, n int) error {
 		Lists    []jsonList      `json:"search_lists"`
 		From     string          `json:"from"`    // rows, or rollups (counts by name)
 		Sources  []string        `json:"sources"` // from the rollups: where the counts came from
-	}{Since: time.UnixMilli(r.since).UTC().Format("2006-01-02T15:04:05.000Z"), Rows: a.rows, Lookups: t.lookups, Queries: t.queries,
-		NXDomain: t.nxdomain, Ndots: t.whatIf, Names: []jsonLine{}, Lists: []jsonList{}, From: "rows", Sources: []string{}}
+	}{Since: time.UnixMilli(r.since).UTC().Format("2006-01-02T15:04:05.000Z"), Rows: a.rows, Lookups: t.Lookups, Queries: t.Queries,
+		NXDomain: t.NXDomain, Ndots: t.WhatIf, Names: []jsonLine{}, Lists: []jsonList{}, From: "rows", Sources: []string{}}
 	if r.rollups != nil {
 		v.From, v.Sources = "rollups", r.sources
 	}
 	for _, l := range r.lines(n) {
 		ns, client := who(a.groups[l.key.group])
-		v.Names = append(v.Names, jsonLine{asked(a.names[l.key.name]), ns, client, l.lookups, l.queries, l.nxdomain, l.whatIf})
+		v.Names = append(v.Names, jsonLine{asked(a.names[l.key.name]), ns, client, l.Lookups, l.Queries, l.NXDomain, l.WhatIf})
 	}
 	for _, g := range a.groups {
 		ns, client := who(g)

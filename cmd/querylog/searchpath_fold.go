@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/searchfold"
 )
 
 // spQuery is one A or AAAA query as searchpath needs it.
@@ -44,10 +46,7 @@ type spKey struct {
 }
 
 // spStat is what searchpath reports for an intended name in a group.
-type spStat struct {
-	lookups, queries, nxdomain int64
-	whatIf                     [maxNdots]int64 // queries with ndots 1..maxNdots, A and AAAA each
-}
+type spStat = searchfold.Stat
 
 // spAnalysis holds the rows read and what is made of them.
 type spAnalysis struct {
@@ -74,56 +73,33 @@ func (a *spAnalysis) intern(name string) int32 {
 	return i
 }
 
-// dotsOf is how many dots name i has (res_nsearch compares it with ndots): its labels less one.
+// dotsOf is how many dots name i has, once worked out.
 func (a *spAnalysis) dotsOf(i int32) int {
 	for len(a.dots) < len(a.names) {
 		a.dots = append(a.dots, -1)
 	}
 	if a.dots[i] < 0 {
-		a.dots[i] = int16(max(dns.CountLabel(a.names[i])-1, 0))
+		a.dots[i] = int16(searchfold.Dots(a.names[i]))
 	}
 	return int(a.dots[i])
 }
 
-// Outcomes of a name a lookup tried, as res_nsearch reacts to them: it tries the next name
-// after NXDOMAIN, NOERROR without an answer and SERVFAIL, and stops at an answer and at any
-// other rcode (REFUSED, ...), except after the name as is tried first.
-const (
-	outUnknown = iota // not tried: taken as not answering
-	outNext
-	outStop
-	outAnswer
-)
-
+// outcome is how a lookup's query of a name answered (searchfold's outcomes).
 func outcome(q *spQuery) uint8 {
 	switch {
 	case q.ok:
-		return outAnswer
+		return searchfold.OutAnswer
 	case q.rcode == dns.RcodeSuccess || q.rcode == dns.RcodeNameError || q.rcode == dns.RcodeServerFailure:
-		return outNext
+		return searchfold.OutNext
 	}
-	return outStop
-}
-
-// endsInLabel reports whether name ends with a label boundary before its last n bytes: the
-// byte before them is a dot that is not escaped (presentation format: example\.org).
-func endsInLabel(name string, n int) bool {
-	i := len(name) - n - 1
-	if i < 0 || name[i] != '.' {
-		return false
-	}
-	back := 0
-	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
-		back++
-	}
-	return back%2 == 0
+	return searchfold.OutStop
 }
 
 // extends reports whether long is short (fully qualified) with more labels after it, and
 // returns them: api.example.com.svc.cluster.local. extends api.example.com. by
 // svc.cluster.local.
 func extends(long, short string) (string, bool) {
-	if len(long) <= len(short) || !strings.HasPrefix(long, short) || !endsInLabel(short, 0) {
+	if len(long) <= len(short) || !strings.HasPrefix(long, short) || !searchfold.EndsInLabel(short, 0) {
 		return "", false
 	}
 	return long[len(short):], true
@@ -251,12 +227,12 @@ func (a *spAnalysis) fold(s *spStream) {
 			st = &spStat{}
 			a.stats[key] = st
 		}
-		st.lookups++
-		st.queries += l.queries
-		st.nxdomain += l.nxdomain
+		st.Lookups++
+		st.Queries += l.queries
+		st.NXDomain += l.nxdomain
 		dots := a.dotsOf(l.base)
 		for nd := 1; nd <= maxNdots; nd++ {
-			st.whatIf[nd-1] += whatIf(l.outcome, dots, nd)
+			st.WhatIf[nd-1] += searchfold.WhatIf(l.outcome, dots, nd)
 		}
 		free = append(free, l)
 	}
@@ -303,7 +279,7 @@ func (a *spAnalysis) fold(s *spStream) {
 			}
 			into.base, into.asIsFirst = q.name, true
 			k = n
-			if n > 0 && len(name) > len(suffixes[0]) && strings.HasSuffix(name, suffixes[0]) && endsInLabel(name, len(suffixes[0])) {
+			if n > 0 && searchfold.HasSuffix(name, suffixes[0]) {
 				// A search begins with the first suffix.
 				into.base, into.asIsFirst, k = a.intern(name[:len(name)-len(suffixes[0])]), false, 0
 			}
@@ -328,35 +304,6 @@ func (a *spAnalysis) fold(s *spStream) {
 	for _, l := range open {
 		end(l)
 	}
-}
-
-// whatIf is how many queries res_nsearch would send for a name of dots dots with ndots, A and
-// AAAA for each name it tries, given how each name answered (outcome: per suffix, then the name
-// as is); a name the lookup did not try is taken as not answering. At least ndots dots: the
-// name as is first, then the search list; fewer: the search list, then the name as is.
-func whatIf(outcome []uint8, dots, ndots int) int64 {
-	n := len(outcome) - 1
-	var sent int64
-	if dots >= ndots {
-		sent += 2
-		if outcome[n] == outAnswer {
-			return sent
-		}
-		for k := range n {
-			sent += 2
-			if outcome[k] >= outStop {
-				return sent
-			}
-		}
-		return sent
-	}
-	for k := range n {
-		sent += 2
-		if outcome[k] >= outStop {
-			return sent
-		}
-	}
-	return sent + 2
 }
 
 // analyse learns each group's search list (unless given) and folds every stream.

@@ -2,11 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/searchfold"
+	"github.com/querylog/querylog/internal/testutil"
 )
 
 // TestSearchpathErrors: a bad flag is named with its value (exit 2), before any file is opened.
@@ -27,34 +35,6 @@ func TestSearchpathErrors(t *testing.T) {
 		_, errOut, code := querylogCmd(t, args...)
 		if code != exitUsage || !strings.Contains(errOut, c.want) {
 			t.Errorf("querylog %s: exit %d, stderr %q; want %d and %q", strings.Join(args, " "), code, errOut, exitUsage, c.want)
-		}
-	}
-}
-
-// TestSearchpathWhatIf: res_nsearch's order, for a name of so many dots, with three suffixes:
-// at least ndots dots, the name as is first; the first answer ends the lookup, as does a reply
-// such as REFUSED to a suffixed name (but not to the name tried as is first).
-func TestSearchpathWhatIf(t *testing.T) {
-	const x, nx, stop, ok = outUnknown, outNext, outStop, outAnswer
-	for _, c := range []struct {
-		outcome []uint8 // three suffixes, then the name as is
-		dots    int
-		want    [maxNdots]int64
-	}{
-		{[]uint8{nx, nx, nx, ok}, 2, [maxNdots]int64{2, 2, 8, 8, 8}}, // api.example.com in a cluster
-		{[]uint8{ok, x, x, x}, 0, [maxNdots]int64{2, 2, 2, 2, 2}},    // a service of the namespace
-		{[]uint8{nx, ok, x, x}, 1, [maxNdots]int64{6, 4, 4, 4, 4}},   // service.other-namespace
-		{[]uint8{nx, nx, nx, nx}, 2, [maxNdots]int64{8, 8, 8, 8, 8}}, // nowhere
-		{[]uint8{stop, x, x, nx}, 1, [maxNdots]int64{4, 2, 2, 2, 2}}, // REFUSED ends a search
-		{[]uint8{x, x, x, stop}, 5, [maxNdots]int64{8, 8, 8, 8, 8}},  // but not the name tried as is
-		{[]uint8{x, x, x, ok}, 4, [maxNdots]int64{2, 2, 2, 2, 8}},    // ndots:5 searches it first
-	} {
-		var got [maxNdots]int64
-		for nd := 1; nd <= maxNdots; nd++ {
-			got[nd-1] = whatIf(c.outcome, c.dots, nd)
-		}
-		if got != c.want {
-			t.Errorf("whatIf(%v, %d dots) = %v, want %v", c.outcome, c.dots, got, c.want)
 		}
 	}
 }
@@ -133,8 +113,10 @@ func TestSearchpathFromRollups(t *testing.T) {
 		rows := runSearchpathJSON(t, append([]string{"--db", db, "--since", "1h"}, args...)...)
 		rollups := runSearchpathJSON(t, append([]string{"--db", db, "--since", "2h"}, args...)...)
 		what := "searchpath " + strings.Join(args, " ")
-		if rows.From != "rows" || rollups.From != "rollups" || len(rollups.Sources) == 0 || !strings.HasPrefix(rollups.Sources[0], "from rollups: ") {
-			t.Errorf("%s: from %q and %q (%q), want rows for 1h and rollups for 2h", what, rows.From, rollups.From, rollups.Sources)
+		// The writer folded the minutes before the last one, if the lookups spanned two.
+		if folded, names := minuteTables(rollups.Sources); rows.From != "rows" || rollups.From != "rollups" || len(rollups.Sources) == 0 ||
+			!strings.HasPrefix(rollups.Sources[0], "from rollups: ") || folded > 1 || names != 1 {
+			t.Errorf("%s: from %q and %q (%q), want rows for 1h and rollups (1 minute of names) for 2h", what, rows.From, rollups.From, rollups.Sources)
 		}
 		if rows.Rows == 0 || rollups.Rows != rows.Rows {
 			t.Errorf("%s: %d A and AAAA queries from the rollups, %d from the rows", what, rollups.Rows, rows.Rows)
@@ -150,4 +132,186 @@ func TestSearchpathFromRollups(t *testing.T) {
 			t.Errorf("%s: search lists from the rollups %s, want (from the rows) %s", what, got, want)
 		}
 	}
+
+	// An hour three hours ago with the same names, summed and folded as the writer leaves it:
+	// a window over it adds the hour's folds (rollup_searchpath) to the fold of the minutes,
+	// every count twice the rows', in the same order; with --search, the hour's names are
+	// folded instead (the writer folded it with the list it learned).
+	hour := time.Now().Unix()/3600*3600 - 3*3600
+	onlyHour := filepath.Join(t.TempDir(), "hour.db")
+	testutil.Exec(t, db, "VACUUM INTO '"+onlyHour+"'")
+	minutes := filepath.Join(t.TempDir(), "minutes.db")
+	testutil.Exec(t, db, "VACUUM INTO '"+minutes+"'")
+	foldedHour(t, db, hour, "")
+	for _, args := range [][]string{{}, {"--namespace", "team-b"}, {"--namespace", "team-b", "--search", "team-b.svc.cluster.local,svc.cluster.local,cluster.local"}} {
+		rows := runSearchpathJSON(t, append([]string{"--db", db, "--since", "1h"}, args...)...)
+		rollups := runSearchpathJSON(t, append([]string{"--db", db, "--since", "4h"}, args...)...)
+		what := "searchpath --since 4h " + strings.Join(args, " ")
+		tables := "tables read: rollup_searchpath and rollup_searchpath_suffixes (days and hours), rollup_namespace_names (1 minute folded here)"
+		if folded, _ := minuteTables(rollups.Sources); folded == 1 { // the lookups spanned two minutes
+			tables = "tables read: rollup_searchpath and rollup_searchpath_suffixes (days and hours, 1 minute folded by the writer), rollup_namespace_names (1 minute folded here)"
+		}
+		if slices.Contains(args, "--search") {
+			tables = "tables read: rollup_namespace_names, not rollup_searchpath (--search: its folds used the learned search lists)"
+		}
+		if !slices.Contains(rollups.Sources, tables) || !strings.HasPrefix(rollups.Sources[0], "from rollups: 1 hour, ") {
+			t.Errorf("%s: sources %q, want the hour and %q", what, rollups.Sources, tables)
+		}
+		if rollups.Rows != 2*rows.Rows {
+			t.Errorf("%s: %d A and AAAA queries, want twice the rows' %d", what, rollups.Rows, rows.Rows)
+		}
+		for i := range rows.Names {
+			n := &rows.Names[i]
+			n.Lookups, n.Queries, n.NXDomain = 2*n.Lookups, 2*n.Queries, 2*n.NXDomain
+			for k := range n.Ndots {
+				n.Ndots[k] *= 2
+			}
+		}
+		got, _ := json.Marshal(rollups.Names)
+		want, _ := json.Marshal(rows.Names)
+		if string(got) != string(want) {
+			t.Errorf("%s: names\n%s\nwant (twice the rows')\n%s", what, got, want)
+		}
+		got, _ = json.Marshal(rollups.Lists)
+		want, _ = json.Marshal(rows.Lists)
+		if string(got) != string(want) {
+			t.Errorf("%s: search lists %s, want (from the rows) %s", what, got, want)
+		}
+	}
+
+	// A minute ten minutes before the rows' with their fold, as the writer leaves a finished
+	// minute: a window over it reads the fold, not the minute's names (named otherwise here,
+	// to tell), and folds the names of the minutes the writer did not fold; every count twice
+	// the rows'.
+	minute := foldedPeriod(t, minutes, 60, -600, "", "names-")
+	for _, args := range [][]string{{}, {"--namespace", "team-b"}} {
+		rows := runSearchpathJSON(t, append([]string{"--db", db, "--since", "1h"}, args...)...)
+		rollups := runSearchpathJSON(t, append([]string{"--db", minutes, "--since", "2h"}, args...)...)
+		what := fmt.Sprintf("searchpath --since 2h %s (a folded minute from %d)", strings.Join(args, " "), minute)
+		if folded, names := minuteTables(rollups.Sources); folded < 1 || folded > 2 || names != 1 {
+			t.Errorf("%s: sources %q, want 1 or 2 minutes folded by the writer and 1 of names", what, rollups.Sources)
+		}
+		if rollups.Rows != 2*rows.Rows {
+			t.Errorf("%s: %d A and AAAA queries, want twice the rows' %d", what, rollups.Rows, rows.Rows)
+		}
+		for i := range rows.Names {
+			n := &rows.Names[i]
+			n.Lookups, n.Queries, n.NXDomain = 2*n.Lookups, 2*n.Queries, 2*n.NXDomain
+			for k := range n.Ndots {
+				n.Ndots[k] *= 2
+			}
+		}
+		for _, c := range []struct{ what, got, want any }{{"names", rollups.Names, rows.Names}, {"search lists", rollups.Lists, rows.Lists}} {
+			got, _ := json.Marshal(c.got)
+			want, _ := json.Marshal(c.want)
+			if string(got) != string(want) {
+				t.Errorf("%s: %s\n%s\nwant (twice the rows')\n%s", what, c.what, got, want)
+			}
+		}
+	}
+
+	// A namespace that only that hour has (team-b's names under another name): its names and
+	// search list come from the hour's folds and weights alone.
+	foldedHour(t, onlyHour, hour, "hour-")
+	rows := runSearchpathJSON(t, "--db", db, "--since", "1h", "--namespace", "team-b")
+	rollups := runSearchpathJSON(t, "--db", onlyHour, "--since", "4h", "--namespace", "hour-team-b")
+	ns := "hour-team-b"
+	for i := range rows.Names {
+		rows.Names[i].Namespace = &ns
+	}
+	for i := range rows.Lists {
+		rows.Lists[i].Namespace = &ns
+	}
+	for _, c := range []struct{ what, got, want any }{{"names", rollups.Names, rows.Names}, {"search lists", rollups.Lists, rows.Lists}} {
+		got, _ := json.Marshal(c.got)
+		want, _ := json.Marshal(c.want)
+		if string(got) != string(want) {
+			t.Errorf("searchpath --since 4h --namespace hour-team-b (of one folded hour): %s\n%s\nwant (team-b's from the rows)\n%s", c.what, got, want)
+		}
+	}
+}
+
+// minuteTables returns how many minutes the sources say were folded by the writer and how
+// many were folded from their names; -1 if they do not say.
+func minuteTables(sources []string) (folded, names int) {
+	folded, names = -1, -1
+	for _, s := range sources {
+		if m := regexp.MustCompile(`(\d+) minutes? folded by the writer`).FindStringSubmatch(s); m != nil {
+			folded, _ = strconv.Atoi(m[1])
+		}
+		if m := regexp.MustCompile(`rollup_namespace_names \((\d+) minutes? folded here\)`).FindStringSubmatch(s); m != nil {
+			names, _ = strconv.Atoi(m[1])
+		}
+	}
+	return folded, names
+}
+
+// foldedPeriod makes the period of span from the rows' first minute plus offset seconds hold
+// the names of db's minutes (rollup_namespace_names and rollup_outcomes), each namespace named
+// with namesPrefix, and their folds (rollup_searchpath and _suffixes), each namespace named
+// with prefix; it returns the period's start.
+func foldedPeriod(t *testing.T, db string, span, offset int64, prefix, namesPrefix string) int64 {
+	t.Helper()
+	var first int64
+	if err := testutil.OpenRO(t, db).QueryRow(`SELECT min(start) FROM rollup_outcomes WHERE span = 60`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	start := first + offset
+	folds(t, db, span, start, prefix, namesPrefix)
+	return start
+}
+
+// foldedHour makes the hour from start of db hold the names of its minutes (rollup_namespace_names
+// and rollup_outcomes) and their folds (rollup_searchpath and _suffixes), as the writer leaves
+// a summed hour (plugin/querylog/rollup_searchpath.go), each namespace named with prefix.
+func foldedHour(t *testing.T, db string, start int64, prefix string) {
+	t.Helper()
+	folds(t, db, 3600, start, prefix, prefix)
+}
+
+// folds makes the period of span from start of db hold the names of its minutes with
+// namesPrefix and their folds with prefix (foldedPeriod).
+func folds(t *testing.T, db string, span, start int64, prefix, namesPrefix string) {
+	t.Helper()
+	byNS := map[string]map[string]*searchfold.Counts{}
+	rows, err := testutil.OpenRO(t, db).Query(`SELECT namespace, name, rcode, sum(a), sum(aaaa), sum(answered) FROM rollup_namespace_names
+		WHERE span = 60 AND name <> '(other)' GROUP BY 1, 2, 3`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var ns, name string
+		var rcode, a, aaaa, answered int64
+		if err := rows.Scan(&ns, &name, &rcode, &a, &aaaa, &answered); err != nil {
+			t.Fatal(err)
+		}
+		if byNS[ns] == nil {
+			byNS[ns] = map[string]*searchfold.Counts{}
+		}
+		c := byNS[ns][name]
+		if c == nil {
+			c = &searchfold.Counts{}
+			byNS[ns][name] = c
+		}
+		c.AddRollup(rcode, a, aaaa, answered)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	stmts := fmt.Sprintf(`INSERT INTO rollup_namespace_names SELECT %[3]d, %[1]d, '%[2]s' || namespace, name, rcode, sum(n), sum(a), sum(aaaa), sum(answered)
+			FROM rollup_namespace_names WHERE span = 60 GROUP BY namespace, name, rcode;
+		INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us)
+			SELECT %[3]d, %[1]d, rcode, qtype, proto, plugin, sum(n), sum(duration_us) FROM rollup_outcomes WHERE span = 60 GROUP BY 3, 4, 5, 6;`, start, namesPrefix, span)
+	for ns, names := range byNS {
+		asked, weights := searchfold.Period(names, 100, "(other)")
+		for _, a := range asked {
+			stmts += fmt.Sprintf("INSERT INTO rollup_searchpath VALUES (%d, %d, '%s', '%s', %d, %d, %d, %d, %d, %d, %d, %d);\n",
+				span, start, prefix+ns, a.Name, a.Lookups, a.Queries, a.NXDomain, a.WhatIf[0], a.WhatIf[1], a.WhatIf[2], a.WhatIf[3], a.WhatIf[4])
+		}
+		for suffix, w := range weights {
+			stmts += fmt.Sprintf("INSERT INTO rollup_searchpath_suffixes VALUES (%d, %d, '%s', '%s', %d);\n", span, start, prefix+ns, suffix, w)
+		}
+	}
+	testutil.Exec(t, db, stmts)
 }

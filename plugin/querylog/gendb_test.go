@@ -77,6 +77,14 @@ func TestGenerateBenchDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("synthesized %d days of rollups in %s", days, time.Since(start).Round(time.Second))
+	if g.hourFolds > 0 {
+		t.Logf("the writer's fold of an hour's namespace names (foldSearchpath): %s on average over %d hours",
+			(g.hourFoldTime / time.Duration(g.hourFolds)).Round(time.Millisecond), g.hourFolds)
+	}
+	if g.minuteFolds > 0 {
+		t.Logf("the writer's fold of a finished minute's namespace names (foldMinutes): %s on average over %d minutes of %d names rows on average",
+			(g.minuteFoldTime / time.Duration(g.minuteFolds)).Round(time.Millisecond), g.minuteFolds, g.minuteFoldNames/g.minuteFolds)
+	}
 
 	start = time.Now()
 	if err := g.writeRows(s, first*1000, rows, qps); err != nil {
@@ -128,6 +136,14 @@ type genMix struct {
 	// The synthetic rollups' time (Unix seconds), which namespaceDetail draws by the day, hour
 	// or minute.
 	rollupsStart, rollupsEnd int64
+	// The writer's fold of the hours' namespace names (foldSearchpath): how many, how long.
+	hourFolds    int
+	hourFoldTime time.Duration
+	// The writer's folds of the minutes of the hour not summed (foldMinutes), and the
+	// namespace names they folded.
+	minuteFolds     int
+	minuteFoldTime  time.Duration
+	minuteFoldNames int
 }
 
 const (
@@ -363,6 +379,13 @@ func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand
 			if err := g.namespaceDetail(ctx, dc, r, 60, m); err != nil {
 				return err
 			}
+			// The writer folds each finished minute (foldMinutes); the last one is left as
+			// names, as the current minute is (a whole one: the worst case of the command).
+			if m+60 < g.rollupsEnd {
+				if err := g.foldMinute(ctx, dc, m); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if hour+3600 <= end {
@@ -377,6 +400,13 @@ func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand
 			if err := g.namespaceDetail(ctx, dc, r, 3600, hour); err != nil {
 				return err
 			}
+			// sumPeriod folded the hour before its names were drawn: fold it as it would.
+			began := time.Now()
+			if err := foldSearchpath(ctx, dc, 3600, hour); err != nil {
+				return err
+			}
+			g.hourFolds++
+			g.hourFoldTime += time.Since(began)
 		}
 	}
 	if day := (hour + 3600) - 86400; (hour+3600)%86400 == 0 && hour+3600 <= end && day >= start/86400*86400 {
@@ -385,6 +415,10 @@ func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand
 		}
 		if day >= g.rollupsStart+86400 && day+86400 < g.rollupsEnd-2*86400 {
 			if err := g.namespaceDetail(ctx, dc, r, 86400, day); err != nil {
+				return err
+			}
+			// No hours to sum: the day's names are folded at once.
+			if err := foldSearchpath(ctx, dc, 86400, day); err != nil {
 				return err
 			}
 		}
@@ -396,6 +430,25 @@ func (g *genMix) hourOfRollups(ctx context.Context, dc driver.Conn, r *rand.Rand
 			}
 		}
 	}
+	return nil
+}
+
+// foldMinute folds the minute from m's namespace names as the writer does once the minute is
+// over, and times it.
+func (g *genMix) foldMinute(ctx context.Context, dc driver.Conn, m int64) error {
+	names, err := queryStrings(ctx, dc, `SELECT count(*) FROM rollup_namespace_names WHERE span = 60 AND start = ?`, m)
+	if err != nil {
+		return err
+	}
+	n, _ := strconv.Atoi(names[0])
+	began := time.Now()
+	r := &rollups{unfolded: map[int64]bool{m: true}}
+	if err := r.foldMinutes(ctx, dc, (m+60)*1000); err != nil {
+		return err
+	}
+	g.minuteFolds++
+	g.minuteFoldTime += time.Since(began)
+	g.minuteFoldNames += n
 	return nil
 }
 
@@ -510,10 +563,10 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 			outcomeRows = append(outcomeRows, row...)
 		}
 	}
-	if err := insertRollupRows(ctx, dc, "rollup_names (span, start, name, rcode, n)", 60, 4, nameRows); err != nil {
+	if err := insertRows(ctx, dc, "rollup_names (span, start, name, rcode, n)", 60, 4, nameRows); err != nil {
 		return err
 	}
-	if err := insertRollupRows(ctx, dc, "rollup_clients (span, start, client, n)", 60, 3, clientRows); err != nil {
+	if err := insertRows(ctx, dc, "rollup_clients (span, start, client, n)", 60, 3, clientRows); err != nil {
 		return err
 	}
 	// Namespaces: the pods' share of the clients, each client asking equally.
@@ -527,7 +580,7 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 		hits := int64(math.Round(float64(n) * 0.8))
 		namespaceRows = append(namespaceRows, start, ns, n, int64(math.Round(float64(n)*g.nxMass)), hits, n-hits, int64(0))
 	}
-	if err := insertRollupRows(ctx, dc, "rollup_namespaces (span, start, namespace, n, nxdomain, hits, misses, retries)", 60, 7, namespaceRows); err != nil {
+	if err := insertRows(ctx, dc, "rollup_namespaces (span, start, namespace, n, nxdomain, hits, misses, retries)", 60, 7, namespaceRows); err != nil {
 		return err
 	}
 	buckets := bucketColumns(func(i int) string { return fmt.Sprintf("d%d", i) })
@@ -535,10 +588,10 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 	for _, b := range up.buckets {
 		upstreamRow = append(upstreamRow, b)
 	}
-	if err := insertRollupRows(ctx, dc, "rollup_upstreams (span, start, upstream, n, servfail, duration_us"+buckets+")", 60, 21, upstreamRow); err != nil {
+	if err := insertRows(ctx, dc, "rollup_upstreams (span, start, upstream, n, servfail, duration_us"+buckets+")", 60, 21, upstreamRow); err != nil {
 		return err
 	}
-	return insertRollupRows(ctx, dc, "rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses"+buckets+")", 60, 25, outcomeRows)
+	return insertRows(ctx, dc, "rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses"+buckets+")", 60, 25, outcomeRows)
 }
 
 // namespaceDetail writes the rows of rollup_namespace_names and rollup_namespace_clients of one
@@ -640,22 +693,8 @@ func (g *genMix) namespaceDetail(ctx context.Context, dc driver.Conn, r *rand.Ra
 			clientRows = append(clientRows, start, ns, c, int64(total)/int64(len(pods[ns])))
 		}
 	}
-	if err := insertRollupRows(ctx, dc, "rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)", span, 8, nameRows); err != nil {
+	if err := insertRows(ctx, dc, "rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)", span, 8, nameRows); err != nil {
 		return err
 	}
-	return insertRollupRows(ctx, dc, "rollup_namespace_clients (span, start, namespace, client, n)", span, 4, clientRows)
-}
-
-// insertRollupRows inserts rows of cols values each (after span) into into, 100 rows a statement.
-func insertRollupRows(ctx context.Context, dc driver.Conn, into string, span int64, cols int, vals []any) error {
-	row := "(" + strconv.FormatInt(span, 10) + strings.Repeat(", ?", cols) + ")"
-	for len(vals) > 0 {
-		n := min(len(vals)/cols, 100)
-		q := "INSERT INTO " + into + " VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
-		if err := rawsql.Exec(ctx, dc, q, vals[:n*cols]...); err != nil {
-			return err
-		}
-		vals = vals[n*cols:]
-	}
-	return nil
+	return insertRows(ctx, dc, "rollup_namespace_clients (span, start, namespace, client, n)", span, 4, clientRows)
 }

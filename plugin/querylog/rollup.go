@@ -15,7 +15,8 @@ import (
 // and 86400 seconds), of query names by rcode, of clients, of outcomes (rcode, type,
 // transport, answering plugin) with their durations in buckets and cache hits, of the
 // clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions), of names
-// and clients within each namespace (rollup_namespace.go), and of the upstreams forward used
+// and clients within each namespace (rollup_namespace.go) and, per hour and day, their fold into
+// the names asked through search lists (rollup_searchpath.go), and of the upstreams forward used
 // (queries, SERVFAILs, durations in buckets; rollup_upstreams.go).
 //
 // The writer counts each row in memory as it writes it, and every rollupEvery adds the counts
@@ -186,8 +187,12 @@ type rollups struct {
 	lastStart  int64
 	serials    uint64            // the last minuteCounts.serial given
 	dirty      map[[2]int64]bool // hours and days ([span, start]) to sum again once over
-	flushed    time.Time
-	flushNow   bool // a catch-up chunk was counted: write it with the next batch
+	// unfolded are the minutes whose namespace names were written since their fold
+	// (foldMinutes); folded, those the last flush folded, marked again if its transaction fails.
+	unfolded map[int64]bool
+	folded   []int64
+	flushed  time.Time
+	flushNow bool // a catch-up chunk was counted: write it with the next batch
 
 	catchUpRows int // rows counted before a batch while catching up: rollupCatchUpRows
 }
@@ -198,7 +203,7 @@ type rollups struct {
 const rollupCatchUpRows = 10_000
 
 func newRollups(limit int) *rollups {
-	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, flushed: time.Now(),
+	return &rollups{limit: limit, minutes: map[int64]*minuteCounts{}, dirty: map[[2]int64]bool{}, unfolded: map[int64]bool{}, flushed: time.Now(),
 		catchingUp: true, counted: -1, catchUpRows: rollupCatchUpRows}
 }
 
@@ -326,6 +331,10 @@ func (r *rollups) due(now time.Time) bool {
 func (r *rollups) reset() {
 	r.dropAllMinutes()
 	r.catchingUp, r.counted, r.flushNow = true, -1, false
+	for _, start := range r.folded { // their folds were rolled back with the batch
+		r.unfolded[start] = true
+	}
+	r.folded = nil
 }
 
 // flush adds the counts to the minute rows, sums the hours and days that are over and changed,
@@ -370,6 +379,7 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 				return err
 			}
 			*c = namespaceCounts{detail: c.detail}
+			r.unfolded[start] = true
 		}
 		for k, o := range m.outcomes {
 			args := []any{start, k.rcode, int64(k.qtype), k.proto.String(), l.text(labelPlugin, uint16(k.plugin)), o.n, o.durationUS, o.hits, o.misses}
@@ -388,6 +398,9 @@ func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *la
 		if over(start, 60, newest) {
 			r.dropMinute(start) // late rows of it check its rows again (checkLimits)
 		}
+	}
+	if err := r.foldMinutes(ctx, dc, newest); err != nil {
+		return err
 	}
 	// Hours, then the days of the hours summed.
 	for _, span := range rollupSpans[1:] {
@@ -540,11 +553,20 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 			return fmt.Errorf("summing the rollups of %d s from %d: %w", span, start, err)
 		}
 	}
+	if span == 3600 { // days sum their hours' folds (namespaceSums)
+		if err := foldSearchpath(ctx, dc, span, start); err != nil {
+			return fmt.Errorf("folding the search paths of the hour from %d: %w", start, err)
+		}
+		// The hour's fold replaces its minutes' (foldMinutes).
+		if err := deleteSearchpathFolds(ctx, dc, 60, start, start+span); err != nil {
+			return fmt.Errorf("deleting the search path folds of the minutes of the hour from %d: %w", start, err)
+		}
+	}
 	return nil
 }
 
 // namespaceSums are the statements that sum a period's namespace names and clients, by span.
-var namespaceSums = map[int64][]string{3600: sumNamespaceHour, 86400: sumNamespaceDay}
+var namespaceSums = map[int64][]string{3600: sumNamespaceHour, 86400: append(slices.Clip(sumNamespaceDay), sumSearchpathDay...)}
 
 // queryStrings returns the first column of query's rows on the driver connection.
 func queryStrings(ctx context.Context, dc driver.Conn, query string, args ...any) ([]string, error) {
@@ -563,4 +585,4 @@ const v2FirstID = 1 << 40
 
 // rollupTables are the rollup tables, for retention and the size cap.
 var rollupTables = []string{"rollup_names", "rollup_clients", "rollup_outcomes", "rollup_namespaces", "rollup_upstreams",
-	"rollup_namespace_names", "rollup_namespace_clients", "rollup_namespace_pods"}
+	"rollup_namespace_names", "rollup_namespace_clients", "rollup_namespace_pods", "rollup_searchpath", "rollup_searchpath_suffixes"}

@@ -10,8 +10,26 @@ import (
 	"github.com/querylog/querylog/internal/testutil"
 )
 
+// namespaceRow is a row of a query of name from client, pod p-CLIENT of namespace ("": none).
+func namespaceRow(ms int64, client, namespace, name string, qtype uint16, rcode, answers int64) entry {
+	e := entryOf(&testLabels, queryRow{ts: ms, server: "dns://:53", client: client, proto: "udp", qname: name,
+		qtype: int64(qtype), qclass: 1, rcode: rcode, answers: answers, us: 700})
+	e.extra = &extra{namespace: namespace, pod: "p-" + client}
+	return e
+}
+
+// writeDue writes es as one batch, with the rollups' counts.
+func writeDue(t *testing.T, s *store, es ...entry) {
+	t.Helper()
+	s.state.rollups.flushed = s.state.rollups.flushed.Add(-rollupEvery) // due with this batch
+	if err := s.write(es); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRollupsNamespaceDetail: within each namespace, a period keeps limit names, clients and
-// pods (with their cache hits and misses) and folds the rest into (other); a name's counts say how many were A and AAAA and answered; an
+// pods (with their cache hits and misses) and folds the rest into (other); a name's counts say
+// how many were A and AAAA and answered; an
 // hour keeps the limit names of each namespace with the most queries, and once summed its
 // minutes go, a late row adding to the hour; and every namespace's names and clients add up to
 // its queries in rollup_namespaces.
@@ -20,22 +38,11 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	path := tempDB(t)
 	s := rollupStore(t, path, 2)
 	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
-	row := func(ms int64, client, namespace, name string, qtype uint16, rcode, answers int64) entry {
-		e := entryOf(&testLabels, queryRow{ts: ms, server: "dns://:53", client: client, proto: "udp", qname: name,
-			qtype: int64(qtype), qclass: 1, rcode: rcode, answers: answers, us: 700})
-		e.extra = &extra{namespace: namespace, pod: "p-" + client}
-		return e
-	}
+	row := namespaceRow
+	write := func(es ...entry) { t.Helper(); writeDue(t, s, es...) }
 	hit := func(e entry) entry {
 		e.cache = cacheHit
 		return e
-	}
-	write := func(es ...entry) {
-		t.Helper()
-		s.state.rollups.flushed = s.state.rollups.flushed.Add(-rollupEvery) // due with this batch
-		if err := s.write(es); err != nil {
-			t.Fatal(err)
-		}
 	}
 	// Namespace a: api. asked through its search list (an NXDOMAIN expansion, then the name as is,
 	// A and AAAA, AAAA without answers), then a third name and client past the limit.

@@ -43,6 +43,9 @@ func checkRollupsAddUp(t *testing.T, path string) {
 	t.Helper()
 	for _, span := range rollupSpans {
 		for _, table := range rollupTables {
+			if strings.HasPrefix(table, "rollup_searchpath") {
+				continue // folds of lookups, not counts of rows (TestRollupsSearchpath)
+			}
 			got := testutil.SQLite3(t, path, fmt.Sprintf(`
 				WITH raw AS (SELECT ts / 1000 / %[1]d * %[1]d AS start, count(*) AS n FROM queries GROUP BY 1),
 				     rolled AS (SELECT start, sum(n) AS n FROM %[2]s WHERE span = %[1]d GROUP BY start)

@@ -105,6 +105,9 @@ var migrations = []string{
 	// counts per upstream (rollup_upstreams.go); in a file upgraded from schema 2, the rollups
 	// counted no upstream up to rollup_id, which rollup_upstreams_after keeps (querylog top
 	// upstreams reads the rows of the periods before it).
+	// rollup_searchpath and rollup_searchpath_suffixes hold each hour's and day's fold of its
+	// namespace names, and each finished minute's until its hour is summed (rollup_searchpath.go),
+	// for querylog searchpath over long windows.
 	`CREATE TABLE pods (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL);
 	ALTER TABLE dict_epochs ADD COLUMN pod_id INTEGER NOT NULL DEFAULT 1;
 	CREATE TABLE retries (id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL);
@@ -122,6 +125,12 @@ var migrations = []string{
 		PRIMARY KEY (span, start, namespace, name, rcode)) WITHOUT ROWID;
 	CREATE TABLE rollup_namespace_clients (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL, client TEXT NOT NULL,
 		n INTEGER NOT NULL, PRIMARY KEY (span, start, namespace, client)) WITHOUT ROWID;
+	CREATE TABLE rollup_searchpath (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+		lookups INTEGER NOT NULL, queries INTEGER NOT NULL, nxdomain INTEGER NOT NULL,
+		ndots1 INTEGER NOT NULL, ndots2 INTEGER NOT NULL, ndots3 INTEGER NOT NULL, ndots4 INTEGER NOT NULL, ndots5 INTEGER NOT NULL,
+		PRIMARY KEY (span, start, namespace, name)) WITHOUT ROWID;
+	CREATE TABLE rollup_searchpath_suffixes (span INTEGER NOT NULL, start INTEGER NOT NULL, namespace TEXT NOT NULL, suffix TEXT NOT NULL,
+		weight INTEGER NOT NULL, PRIMARY KEY (span, start, namespace, suffix)) WITHOUT ROWID;
 	CREATE TABLE rollup_upstreams (span INTEGER NOT NULL, start INTEGER NOT NULL, upstream TEXT NOT NULL,
 		n INTEGER NOT NULL, servfail INTEGER NOT NULL, duration_us INTEGER NOT NULL,
 		d0 INTEGER NOT NULL DEFAULT 0, d1 INTEGER NOT NULL DEFAULT 0, d2 INTEGER NOT NULL DEFAULT 0, d3 INTEGER NOT NULL DEFAULT 0,

@@ -75,6 +75,8 @@ func checkSchema(t *testing.T, s *store) {
 		"table rollup_namespace_pods",
 		"table rollup_namespaces",
 		"table rollup_outcomes",
+		"table rollup_searchpath",
+		"table rollup_searchpath_suffixes",
 		"table rollup_upstreams",
 		"table state",
 		"view queries",
