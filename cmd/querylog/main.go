@@ -32,7 +32,7 @@ Commands:
                                        hit ratio (namespaces: each one's too)
   top pods [--since 24h] [--until T] [-n 20]
                                        the client pods (namespace/pod) and their cache hit
-                                       ratio, from the rows (rollups keep no pod)
+                                       ratio, from the rollups where they cover the window
   top upstreams [--since 24h] [--until T] [-n 20]
                                        per upstream: queries, SERVFAIL share, reply time p50
                                        and p99, from the rollups where they cover the window

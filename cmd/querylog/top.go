@@ -81,14 +81,15 @@ What top counts, and from where:
                                    rows otherwise
   namespaces                       the same: the Kubernetes namespaces of the clients that
                                    are pods (rows with a namespace only)
-  pods                             from the rows only: the rollups do not count pods
+  pods                             the same: the client pods within each namespace (a
+                                   namespace keeps rollup_limit a period, the rest (other))
   upstreams                        from the rollups where they cover the window, from the
                                    rows otherwise; p50 and p99 as the upper bound of their
                                    reply-time bucket if any count is from the rollups, exact
                                    if all are from rows
-With --namespace, domains, clients and namespaces from the rollups too (they count names and
-clients within each namespace); the rest, and anything with --pod, from the rows only (top
-upstreams takes neither).
+With --namespace, domains, clients, namespaces and pods from the rollups too (they count
+names, clients and pods within each namespace); the rest, and anything with --pod, from the
+rows only (top upstreams takes neither).
 Every top but upstreams gives the cache hit ratio (hits of the replies with a cache status);
 top namespaces and pods give each one's too.
 `

@@ -594,7 +594,7 @@ func (g *genMix) minute(ctx context.Context, dc driver.Conn, r *rand.Rand, start
 	return insertRows(ctx, dc, "rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us, hits, misses"+buckets+")", 60, 25, outcomeRows)
 }
 
-// namespaceDetail writes the rows of rollup_namespace_names and rollup_namespace_clients of one
+// namespaceDetail writes the rows of rollup_namespace_names, _clients and _pods of one
 // period (span seconds from start) at 10,000 queries a second, as the writer would leave them:
 // each namespace has its pods' share of the queries; genSearchShare of their lookups go through
 // the search list (genMix.search: A and AAAA of three NXDOMAIN expansions, then of the name),
@@ -604,16 +604,17 @@ func (g *genMix) namespaceDetail(ctx context.Context, dc driver.Conn, r *rand.Ra
 	poisson := func(mean float64) int64 {
 		return max(0, int64(math.Round(mean+math.Sqrt(mean)*r.NormFloat64())))
 	}
-	pods := map[string][]string{}
+	pods, podNames := map[string][]string{}, map[string][]string{}
 	for c, p := range g.pods {
 		pods[p.namespace] = append(pods[p.namespace], g.clients[c].String())
+		podNames[p.namespace] = append(podNames[p.namespace], p.pod)
 	}
 	type counts struct{ n, a, aaaa, answered int64 }
 	type key struct {
 		name  string
 		rcode int64
 	}
-	var nameRows, clientRows []any
+	var nameRows, clientRows, podRows []any
 	for _, ns := range slices.Sorted(maps.Keys(pods)) {
 		total := float64(10_000*span) * float64(len(pods[ns])) / float64(len(g.clients))
 		lookups := total * genSearchShare / (1 - genSearchShare + 8*genSearchShare) // 8 queries each
@@ -692,6 +693,14 @@ func (g *genMix) namespaceDetail(ctx context.Context, dc driver.Conn, r *rand.Ra
 		for _, c := range pods[ns] {
 			clientRows = append(clientRows, start, ns, c, int64(total)/int64(len(pods[ns])))
 		}
+		for _, p := range podNames[ns] { // a pod's queries, 80% of them cache hits
+			n := int64(total) / int64(len(podNames[ns]))
+			hits := n * 8 / 10
+			podRows = append(podRows, start, ns, p, n, hits, n-hits)
+		}
+	}
+	if err := insertRows(ctx, dc, "rollup_namespace_pods (span, start, namespace, pod, n, hits, misses)", span, 6, podRows); err != nil {
+		return err
 	}
 	if err := insertRows(ctx, dc, "rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)", span, 8, nameRows); err != nil {
 		return err
