@@ -39,6 +39,12 @@ import (
 // fast to read.
 const searchpathLimit = 100
 
+// searchpathMinuteLimit is searchpathLimit for a finished minute of the hour not summed yet:
+// the command reads up to 59 of them with every long window, and they live only until their
+// hour is summed (its fold, made from its names, keeps searchpathLimit). 20 names a namespace,
+// the command's default -n, make a minute a fifth of an hour's rows.
+const searchpathMinuteLimit = 20
+
 // foldSearchpath replaces the rows of rollup_searchpath and rollup_searchpath_suffixes of the
 // period of span seconds from start with the fold of its rollup_namespace_names rows.
 func foldSearchpath(ctx context.Context, dc driver.Conn, span, start int64) error {
@@ -68,7 +74,11 @@ func foldSearchpath(ctx context.Context, dc driver.Conn, span, start int64) erro
 	}
 	var statRows, suffixRows []any
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
-		asked, weights := searchfold.Period(byNS[ns], searchpathLimit, otherKey)
+		limit := searchpathLimit
+		if span == 60 {
+			limit = searchpathMinuteLimit
+		}
+		asked, weights := searchfold.Period(byNS[ns], limit, otherKey)
 		for _, a := range asked {
 			statRows = append(statRows, start, ns, a.Name, a.Lookups, a.Queries, a.NXDomain)
 			for _, w := range a.WhatIf {

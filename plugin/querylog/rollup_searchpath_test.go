@@ -134,15 +134,35 @@ func TestRollupsSearchpathMinutes(t *testing.T) {
 			|| '|' || (SELECT count(*) FROM rollup_searchpath_suffixes WHERE span = 60 AND start >= %[1]d AND start < %[1]d + 3600)`, m0))
 	}
 
-	writeDue(t, s, lookup(hour, "api.", 0)...)
+	// Namespace b asks searchpathMinuteLimit + 2 names once each in the first minute.
+	var es []entry
+	for i := range searchpathMinuteLimit + 2 {
+		es = append(es, namespaceRow(hour+500, "10.0.0.2", "b", fmt.Sprintf("n%03d.example.", i), dns.TypeA, dns.RcodeSuccess, 1))
+	}
+	writeDue(t, s, append(lookup(hour, "api.", 0), es...)...)
 	if got := folds(m0); got != "" {
 		t.Errorf("the current minute's fold: %q, want none", got)
 	}
 	// A batch in the next minute finishes the first: one lookup of api., 6 queries, 4 NXDOMAIN.
 	writeDue(t, s, lookup(hour+61_000, "www.example.org.", 1)...)
 	want0 := "a/api.=1:6:4:6,6,6,6,6 | a/a.svc.cluster.local.=2 a/svc.cluster.local.=2"
-	if got := folds(m0); got != want0 {
+	ofA := func(folds string) string { // a's part: b's names are counted below
+		names, suffixes, _ := strings.Cut(folds, " | ")
+		var kept []string
+		for _, f := range strings.Fields(names) {
+			if strings.HasPrefix(f, "a/") {
+				kept = append(kept, f)
+			}
+		}
+		return strings.Join(kept, " ") + " | " + suffixes
+	}
+	if got := ofA(folds(m0)); got != want0 {
 		t.Errorf("the finished minute's fold:\n got %s\nwant %s", got, want0)
+	}
+	// A finished minute keeps searchpathMinuteLimit names of b, the last two by name in (other).
+	if got, want := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT count(*), sum(queries), sum(name = '(other)') FROM rollup_searchpath
+		WHERE span = 60 AND start = %d AND namespace = 'b'`, m0)), fmt.Sprintf("%d|%d|1", searchpathMinuteLimit+1, searchpathMinuteLimit+2); got != want {
+		t.Errorf("b's names in the finished minute (rows|queries|(other)): %s, want %s", got, want)
 	}
 	if got := folds(m1); got != "" {
 		t.Errorf("the current minute's fold: %q, want none", got)
@@ -150,7 +170,7 @@ func TestRollupsSearchpathMinutes(t *testing.T) {
 	// A late A query of api. answered: the first minute is folded again, 2 lookups of api.
 	writeDue(t, s, namespaceRow(hour+5000, "10.0.0.1", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1))
 	want0 = strings.Replace(want0, "a/api.=1:6:4:6,6,6,6,6", "a/api.=2:7:4:12,12,12,12,12", 1)
-	if got := folds(m0); got != want0 {
+	if got := ofA(folds(m0)); got != want0 {
 		t.Errorf("the finished minute's fold after a late row:\n got %s\nwant %s", got, want0)
 	}
 	if got := folds(m1); got != "" {
@@ -166,9 +186,14 @@ func TestRollupsSearchpathMinutes(t *testing.T) {
 		t.Errorf("the summed hour's minute folds (rows of the two tables): %s, want 0|0", got)
 	}
 	wantHour := "a/api.=2:7:4:12,12,12,12,12 a/www.example.org.=1:6:4:2,2,6,6,6"
+	// The hour, folded from its names, keeps every one of b's (searchpathLimit).
+	if got, want := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT count(*) FROM rollup_searchpath WHERE span = 3600 AND start = %d AND namespace = 'b'`, m0)),
+		fmt.Sprint(searchpathMinuteLimit+2); got != want {
+		t.Errorf("b's names in the hour: %s rows, want %s", got, want)
+	}
 	if got := testutil.SQLite3(t, path, fmt.Sprintf(`SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || name || '=' || lookups || ':' ||
 			queries || ':' || nxdomain || ':' || ndots1 || ',' || ndots2 || ',' || ndots3 || ',' || ndots4 || ',' || ndots5 AS x
-			FROM rollup_searchpath WHERE span = 3600 AND start = %d ORDER BY 1)`, m0)); got != wantHour {
+			FROM rollup_searchpath WHERE span = 3600 AND start = %d AND namespace = 'a' ORDER BY 1)`, m0)); got != wantHour {
 		t.Errorf("the hour's fold:\n got %s\nwant %s", got, wantHour)
 	}
 }
