@@ -642,18 +642,9 @@ func (r *newResult) sources() []string {
 	case r.rollupsTo > 0:
 		out = append(out, "rollups: the days, hours and minutes before "+rfc3339(r.rollupsTo)+" (where there are no rows)")
 	}
-	var folded []string
-	for _, l := range []struct {
-		span int64
-		what string
-	}{{86400, "days"}, {3600, "hours"}, {60, "minutes"}} {
-		if n := r.folded[l.span]; n > 0 {
-			folded = append(folded, "the "+l.what+" "+count(n))
-		}
-	}
-	if len(folded) > 0 {
+	if folded := foldedText(r.folded); folded != "" {
 		out = append(out, fmt.Sprintf("%s: of those rollups, %s queries are of names past the rollups' limit per period: a name asked only among them is shown as new",
-			otherKey, strings.Join(folded, ", ")))
+			otherKey, folded))
 	}
 	if r.v1 {
 		out = append(out, "rows of schema 1: read too (they have no namespace)")
@@ -685,20 +676,25 @@ func (r *newResult) namespacePastSource() []string {
 	}
 	out := []string{fmt.Sprintf("namespace %s before the window: %s; %s of the window it had asked before, not listed", printable(r.namespace),
 		strings.Join(read, ", "), plural(int64(p.known), "name"))}
-	var folded []string
+	if folded := foldedText(p.folded); folded != "" {
+		out = append(out, fmt.Sprintf("%s: of its rollups, %s queries are of names past rollup_limit per namespace: a name it asked only among them is shown as new to it",
+			otherKey, folded))
+	}
+	return out
+}
+
+// foldedText says the queries of folded (by span) in words: "the days 40, the minutes 3", or "".
+func foldedText(folded map[int64]int64) string {
+	var out []string
 	for _, l := range []struct {
 		span int64
 		what string
 	}{{86400, "days"}, {3600, "hours"}, {60, "minutes"}} {
-		if n := p.folded[l.span]; n > 0 {
-			folded = append(folded, "the "+l.what+" "+count(n))
+		if n := folded[l.span]; n > 0 {
+			out = append(out, "the "+l.what+" "+count(n))
 		}
 	}
-	if len(folded) > 0 {
-		out = append(out, fmt.Sprintf("%s: of its rollups, %s queries are of names past rollup_limit per namespace: a name it asked only among them is shown as new to it",
-			otherKey, strings.Join(folded, ", ")))
-	}
-	return out
+	return strings.Join(out, ", ")
 }
 
 // yesNo is a table's word for b.

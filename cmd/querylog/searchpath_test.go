@@ -76,6 +76,29 @@ type spJSON struct {
 	Sources []string `json:"sources"`
 }
 
+// checkTwiceTheRows checks that a window from the rollups counted every name twice as the
+// rows alone did (rows, changed), with the rows' search lists.
+func checkTwiceTheRows(t *testing.T, what string, rollups, rows spJSON) {
+	t.Helper()
+	if rollups.Rows != 2*rows.Rows {
+		t.Errorf("%s: %d A and AAAA queries, want twice the rows' %d", what, rollups.Rows, rows.Rows)
+	}
+	for i := range rows.Names {
+		n := &rows.Names[i]
+		n.Lookups, n.Queries, n.NXDomain = 2*n.Lookups, 2*n.Queries, 2*n.NXDomain
+		for k := range n.Ndots {
+			n.Ndots[k] *= 2
+		}
+	}
+	for _, c := range []struct{ what, got, want any }{{"names", rollups.Names, rows.Names}, {"search lists", rollups.Lists, rows.Lists}} {
+		got, _ := json.Marshal(c.got)
+		want, _ := json.Marshal(c.want)
+		if string(got) != string(want) {
+			t.Errorf("%s: %s\n%s\nwant (twice the rows')\n%s", what, c.what, got, want)
+		}
+	}
+}
+
 func runSearchpathJSON(t *testing.T, args ...string) spJSON {
 	t.Helper()
 	var v spJSON
@@ -157,26 +180,7 @@ func TestSearchpathFromRollups(t *testing.T) {
 		if !slices.Contains(rollups.Sources, tables) || !strings.HasPrefix(rollups.Sources[0], "from rollups: 1 hour, ") {
 			t.Errorf("%s: sources %q, want the hour and %q", what, rollups.Sources, tables)
 		}
-		if rollups.Rows != 2*rows.Rows {
-			t.Errorf("%s: %d A and AAAA queries, want twice the rows' %d", what, rollups.Rows, rows.Rows)
-		}
-		for i := range rows.Names {
-			n := &rows.Names[i]
-			n.Lookups, n.Queries, n.NXDomain = 2*n.Lookups, 2*n.Queries, 2*n.NXDomain
-			for k := range n.Ndots {
-				n.Ndots[k] *= 2
-			}
-		}
-		got, _ := json.Marshal(rollups.Names)
-		want, _ := json.Marshal(rows.Names)
-		if string(got) != string(want) {
-			t.Errorf("%s: names\n%s\nwant (twice the rows')\n%s", what, got, want)
-		}
-		got, _ = json.Marshal(rollups.Lists)
-		want, _ = json.Marshal(rows.Lists)
-		if string(got) != string(want) {
-			t.Errorf("%s: search lists %s, want (from the rows) %s", what, got, want)
-		}
+		checkTwiceTheRows(t, what, rollups, rows)
 	}
 
 	// A minute ten minutes before the rows' with their fold, as the writer leaves a finished
@@ -191,23 +195,7 @@ func TestSearchpathFromRollups(t *testing.T) {
 		if folded, names := minuteTables(rollups.Sources); folded < 1 || folded > 2 || names != 1 {
 			t.Errorf("%s: sources %q, want 1 or 2 minutes folded by the writer and 1 of names", what, rollups.Sources)
 		}
-		if rollups.Rows != 2*rows.Rows {
-			t.Errorf("%s: %d A and AAAA queries, want twice the rows' %d", what, rollups.Rows, rows.Rows)
-		}
-		for i := range rows.Names {
-			n := &rows.Names[i]
-			n.Lookups, n.Queries, n.NXDomain = 2*n.Lookups, 2*n.Queries, 2*n.NXDomain
-			for k := range n.Ndots {
-				n.Ndots[k] *= 2
-			}
-		}
-		for _, c := range []struct{ what, got, want any }{{"names", rollups.Names, rows.Names}, {"search lists", rollups.Lists, rows.Lists}} {
-			got, _ := json.Marshal(c.got)
-			want, _ := json.Marshal(c.want)
-			if string(got) != string(want) {
-				t.Errorf("%s: %s\n%s\nwant (twice the rows')\n%s", what, c.what, got, want)
-			}
-		}
+		checkTwiceTheRows(t, what, rollups, rows)
 	}
 
 	// A namespace that only that hour has (team-b's names under another name): its names and

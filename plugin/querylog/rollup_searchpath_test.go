@@ -10,6 +10,19 @@ import (
 	"github.com/querylog/querylog/internal/testutil"
 )
 
+// searchLookup is a lookup of name in namespace a from 10.0.0.1 by a resolver with ndots:5 and
+// the search list a.svc.cluster.local. svc.cluster.local.: the list first (NXDOMAIN), then the
+// name as is, A answered and AAAA answered if aaaaAnswers.
+func searchLookup(ms int64, name string, aaaaAnswers int64) []entry {
+	var es []entry
+	for _, suffix := range []string{"a.svc.cluster.local.", "svc.cluster.local."} {
+		es = append(es, namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeA, dns.RcodeNameError, 0),
+			namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeAAAA, dns.RcodeNameError, 0))
+	}
+	return append(es, namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeA, dns.RcodeSuccess, 1),
+		namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeAAAA, dns.RcodeSuccess, aaaaAnswers))
+}
+
 // TestRollupsSearchpath: once an hour is summed, rollup_searchpath holds the fold of its
 // namespace names (a name's search-list expansions folded into it, with the lookups, queries,
 // NXDOMAINs and what-if queries worked out by hand below) and rollup_searchpath_suffixes the
@@ -22,18 +35,7 @@ func TestRollupsSearchpath(t *testing.T) {
 	s := rollupStore(t, path, 1000)
 	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
 	const day = hour / 86_400_000 * 86400           // s
-	search := []string{"a.svc.cluster.local.", "svc.cluster.local."}
-	// lookup is a lookup of name in namespace a by a resolver with ndots:5: the search list
-	// first (NXDOMAIN), then the name as is, A answered and AAAA answered if aaaaAnswers.
-	lookup := func(ms int64, name string, aaaaAnswers int64) []entry {
-		var es []entry
-		for _, suffix := range search {
-			es = append(es, namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeA, dns.RcodeNameError, 0),
-				namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeAAAA, dns.RcodeNameError, 0))
-		}
-		return append(es, namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeA, dns.RcodeSuccess, 1),
-			namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeAAAA, dns.RcodeSuccess, aaaaAnswers))
-	}
+	lookup := searchLookup
 	var es []entry
 	es = append(es, lookup(hour, "api.", 0)...)
 	es = append(es, lookup(hour+1000, "api.", 0)...)
@@ -110,16 +112,7 @@ func TestRollupsSearchpathMinutes(t *testing.T) {
 	s := rollupStore(t, path, 1000)
 	const hour = 1_700_000_000 / 3600 * 3600 * 1000 // ms, an hour's start
 	const m0, m1 = hour / 1000, hour/1000 + 60      // its first two minutes (s)
-	search := []string{"a.svc.cluster.local.", "svc.cluster.local."}
-	lookup := func(ms int64, name string, aaaaAnswers int64) []entry {
-		var es []entry
-		for _, suffix := range search {
-			es = append(es, namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeA, dns.RcodeNameError, 0),
-				namespaceRow(ms, "10.0.0.1", "a", name+suffix, dns.TypeAAAA, dns.RcodeNameError, 0))
-		}
-		return append(es, namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeA, dns.RcodeSuccess, 1),
-			namespaceRow(ms, "10.0.0.1", "a", name, dns.TypeAAAA, dns.RcodeSuccess, aaaaAnswers))
-	}
+	lookup := searchLookup
 	// span 60's folds from start: namespace/name=lookups:queries:nxdomain:ndots1..5, then the
 	// suffix weights but the taught key's.
 	folds := func(start int64) string {
