@@ -15,8 +15,8 @@ import (
 // and 86400 seconds), of query names by rcode, of clients, of outcomes (rcode, type,
 // transport, answering plugin) with their durations in buckets and cache hits, of the
 // clients' Kubernetes namespaces (queries, NXDOMAINs, cache hits, retransmissions), of names
-// and clients within each namespace (rollup_namespace.go) and, per hour and day, their fold into
-// the names asked through search lists (rollup_searchpath.go), and of the upstreams forward used
+// clients and pods within each namespace (rollup_namespace.go) and their fold into the names
+// asked through search lists (rollup_searchpath.go), and of the upstreams forward used
 // (queries, SERVFAILs, durations in buckets; rollup_upstreams.go).
 //
 // The writer counts each row in memory as it writes it, and every rollupEvery adds the counts
@@ -565,7 +565,8 @@ func sumPeriod(ctx context.Context, dc driver.Conn, span, start int64, limit int
 	return nil
 }
 
-// namespaceSums are the statements that sum a period's namespace names and clients, by span.
+// namespaceSums are the statements that sum a period's namespace names, clients and pods, and a
+// day's search-path folds, by span.
 var namespaceSums = map[int64][]string{3600: sumNamespaceHour, 86400: append(slices.Clip(sumNamespaceDay), sumSearchpathDay...)}
 
 // queryStrings returns the first column of query's rows on the driver connection.

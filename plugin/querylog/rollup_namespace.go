@@ -206,15 +206,15 @@ func asText(v driver.Value) string {
 	return ""
 }
 
-// A namespace's names and clients take the most room of the rollups: up to limit rows per
+// A namespace's names, clients and pods take the most room of the rollups: up to limit rows per
 // namespace and minute. Minutes serve only the hours not summed yet, so an hour's sum adds its
 // minutes to the hour's rows and deletes them (a late row's minute adds to the hour again), and
 // a day is summed from its hours. The querylog command reads them by whole hours.
 
-// sumNamespaceHour are sumPeriod's statements for the names and clients of each namespace in
-// the hour from ?2: the minutes are added to the hour's rows (those of an earlier sum, if late
-// rows came), deleted, and within each namespace the limit (?4) names or clients with the most
-// queries keep their own rows, the others are added to (other).
+// sumNamespaceHour are sumPeriod's statements for the names, clients and pods of each namespace
+// in the hour from ?2: the minutes are added to the hour's rows (those of an earlier sum, if
+// late rows came), deleted, and within each namespace the limit (?4) names, clients or pods with
+// the most queries keep their own rows, the others are added to (other).
 var sumNamespaceHour = []string{
 	`INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
 	SELECT ?1, ?2, namespace, name, rcode, sum(n), sum(a), sum(aaaa), sum(answered) FROM rollup_namespace_names
@@ -255,8 +255,8 @@ func pastLimit(key, table string) string {
 		FROM ` + table + ` WHERE span = ?1 AND start = ?2 AND ` + key + ` <> '(other)' GROUP BY namespace, ` + key + `) WHERE r > ?4`
 }
 
-// sumNamespaceDay are sumPeriod's statements for the names and clients of each namespace in the
-// day from ?2, from its hours: within each namespace, the limit (?4) with the most queries keep
+// sumNamespaceDay are sumPeriod's statements for the names, clients and pods of each namespace
+// in the day from ?2, from its hours: within each namespace, the limit (?4) with the most queries keep
 // their own rows.
 var sumNamespaceDay = []string{
 	`DELETE FROM rollup_namespace_names WHERE span = ?1 AND start = ?2`,

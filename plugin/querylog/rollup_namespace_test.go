@@ -120,6 +120,25 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	if got, want := pods(3600), "a/(other)=2:0:0 a/p-10.0.0.1=5:1:0 a/p-10.0.0.3=3:0:0 b/p-10.0.0.4=1:0:0"; got != want {
 		t.Errorf("the hour's pods after a late row:\n got %s\nwant %s", got, want)
 	}
+	// A row of no namespace the next day, past its first hour, ends the day: it is summed from
+	// its hours, each namespace keeping the limit clients and pods with the most queries (the
+	// hour is the day's last: the row two hours later is of the next day).
+	const day = hour / 86_400_000 * 86400 // s
+	write(row((day+86400+2*3600)*1000, "10.0.0.8", "", "next.", dns.TypeA, dns.RcodeSuccess, 1))
+	if err := s.flushRollups(); err != nil {
+		t.Fatal(err)
+	}
+	ofDay := func(key, table, counts string) string {
+		return testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || `+key+` || '=' || `+counts+` AS x
+			FROM `+table+` WHERE span = 86400 AND start = `+fmt.Sprint(day)+` ORDER BY 1)`)
+	}
+	if got, want := ofDay("client", "rollup_namespace_clients", "n"), "a/(other)=2 a/10.0.0.1=5 a/10.0.0.3=3 b/10.0.0.4=1"; got != want {
+		t.Errorf("the day's clients:\n got %s\nwant %s", got, want)
+	}
+	if got, want := ofDay("pod", "rollup_namespace_pods", "n || ':' || hits || ':' || misses"),
+		"a/(other)=2:0:0 a/p-10.0.0.1=5:1:0 a/p-10.0.0.3=3:0:0 b/p-10.0.0.4=1:0:0"; got != want {
+		t.Errorf("the day's pods:\n got %s\nwant %s", got, want)
+	}
 	for _, table := range []string{"rollup_namespace_names", "rollup_namespace_clients", "rollup_namespace_pods"} {
 		got := testutil.SQLite3(t, path, `SELECT count(*) FROM (SELECT span, start, namespace, sum(n) AS n FROM `+table+` GROUP BY 1, 2, 3) d
 			JOIN rollup_namespaces r USING (span, start, namespace) WHERE d.n <> r.n`)
