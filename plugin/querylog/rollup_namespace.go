@@ -3,6 +3,7 @@ package querylog
 import (
 	"context"
 	"database/sql/driver"
+	"strings"
 
 	"github.com/miekg/dns"
 
@@ -215,7 +216,7 @@ func asText(v driver.Value) string {
 // in the hour from ?2: the minutes are added to the hour's rows (those of an earlier sum, if
 // late rows came), deleted, and within each namespace the limit (?4) names, clients or pods with
 // the most queries keep their own rows, the others are added to (other).
-var sumNamespaceHour = []string{
+var sumNamespaceHour = append([]string{
 	`INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
 	SELECT ?1, ?2, namespace, name, rcode, sum(n), sum(a), sum(aaaa), sum(answered) FROM rollup_namespace_names
 	WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, name, rcode
@@ -226,26 +227,71 @@ var sumNamespaceHour = []string{
 	WHERE span = ?1 AND start = ?2 AND (namespace, name) IN (` + pastLimit("name", "rollup_namespace_names") + `) GROUP BY namespace, rcode
 	ON CONFLICT DO UPDATE SET n = n + excluded.n, a = a + excluded.a, aaaa = aaaa + excluded.aaaa, answered = answered + excluded.answered`,
 	`DELETE FROM rollup_namespace_names WHERE span = ?1 AND start = ?2 AND (namespace, name) IN (` + pastLimit("name", "rollup_namespace_names") + `)`,
-	`INSERT INTO rollup_namespace_clients (span, start, namespace, client, n)
-	SELECT ?1, ?2, namespace, client, sum(n) FROM rollup_namespace_clients
-	WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, client
-	ON CONFLICT DO UPDATE SET n = n + excluded.n`,
-	`DELETE FROM rollup_namespace_clients WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1`,
-	`INSERT INTO rollup_namespace_clients (span, start, namespace, client, n)
-	SELECT ?1, ?2, namespace, '(other)', sum(n) FROM rollup_namespace_clients
-	WHERE span = ?1 AND start = ?2 AND (namespace, client) IN (` + pastLimit("client", "rollup_namespace_clients") + `) GROUP BY namespace
-	ON CONFLICT DO UPDATE SET n = n + excluded.n`,
-	`DELETE FROM rollup_namespace_clients WHERE span = ?1 AND start = ?2 AND (namespace, client) IN (` + pastLimit("client", "rollup_namespace_clients") + `)`,
-	`INSERT INTO rollup_namespace_pods (span, start, namespace, pod, n, hits, misses)
-	SELECT ?1, ?2, namespace, pod, sum(n), sum(hits), sum(misses) FROM rollup_namespace_pods
-	WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, pod
-	ON CONFLICT DO UPDATE SET n = n + excluded.n, hits = hits + excluded.hits, misses = misses + excluded.misses`,
-	`DELETE FROM rollup_namespace_pods WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1`,
-	`INSERT INTO rollup_namespace_pods (span, start, namespace, pod, n, hits, misses)
-	SELECT ?1, ?2, namespace, '(other)', sum(n), sum(hits), sum(misses) FROM rollup_namespace_pods
-	WHERE span = ?1 AND start = ?2 AND (namespace, pod) IN (` + pastLimit("pod", "rollup_namespace_pods") + `) GROUP BY namespace
-	ON CONFLICT DO UPDATE SET n = n + excluded.n, hits = hits + excluded.hits, misses = misses + excluded.misses`,
-	`DELETE FROM rollup_namespace_pods WHERE span = ?1 AND start = ?2 AND (namespace, pod) IN (` + pastLimit("pod", "rollup_namespace_pods") + `)`,
+}, keyedSums(keyedHourSums)...)
+
+// keyedTables are the namespace tables that count one key (the names also key by rcode), with
+// their counts, n first (a period keeps the keys with the most): keyedHourSums and keyedDaySums
+// make their sums.
+var keyedTables = []struct {
+	table, key string
+	counts     []string
+}{{"rollup_namespace_clients", "client", []string{"n"}}, {"rollup_namespace_pods", "pod", []string{"n", "hits", "misses"}}}
+
+// keyedSums are the statements sum makes for each of keyedTables.
+func keyedSums(sum func(table, key string, counts []string) []string) []string {
+	var out []string
+	for _, t := range keyedTables {
+		out = append(out, sum(t.table, t.key, t.counts)...)
+	}
+	return out
+}
+
+// keyedHourSums are sumNamespaceHour's statements for table, which counts key (its counts
+// added up) within each namespace.
+func keyedHourSums(table, key string, counts []string) []string {
+	cols, sums, upd := keyedColumns(counts, "")
+	return []string{
+		`INSERT INTO ` + table + ` (span, start, namespace, ` + key + cols + `) SELECT ?1, ?2, namespace, ` + key + sums + ` FROM ` + table + `
+		WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, ` + key + ` ON CONFLICT DO UPDATE SET ` + upd,
+		`DELETE FROM ` + table + ` WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1`,
+		`INSERT INTO ` + table + ` (span, start, namespace, ` + key + cols + `) SELECT ?1, ?2, namespace, '(other)'` + sums + ` FROM ` + table + `
+		WHERE span = ?1 AND start = ?2 AND (namespace, ` + key + `) IN (` + pastLimit(key, table) + `) GROUP BY namespace ON CONFLICT DO UPDATE SET ` + upd,
+		`DELETE FROM ` + table + ` WHERE span = ?1 AND start = ?2 AND (namespace, ` + key + `) IN (` + pastLimit(key, table) + `)`,
+	}
+}
+
+// keyedDaySums are sumNamespaceDay's statements for table: the sums of the day's hours, each
+// namespace keeping the limit (?4) keys with the most queries.
+func keyedDaySums(table, key string, counts []string) []string {
+	cols, _, _ := keyedColumns(counts, "")
+	_, psums, _ := keyedColumns(counts, "p.")
+	var parts []string
+	for _, c := range counts {
+		parts = append(parts, "sum("+c+") AS "+c)
+	}
+	return []string{
+		`DELETE FROM ` + table + ` WHERE span = ?1 AND start = ?2`,
+		`WITH parts AS (SELECT namespace, ` + key + `, ` + strings.Join(parts, ", ") + ` FROM ` + table + `
+		                WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, ` + key + `),
+		      ranked AS (SELECT namespace, ` + key + `, row_number() OVER (PARTITION BY namespace ORDER BY n DESC, ` + key + `) AS r
+		                 FROM parts WHERE ` + key + ` <> '(other)'),
+		      keep AS (SELECT namespace, ` + key + ` FROM ranked WHERE r <= ?4)
+		INSERT INTO ` + table + ` (span, start, namespace, ` + key + cols + `)
+		SELECT ?1, ?2, p.namespace, iif(k.` + key + ` IS NULL, '(other)', p.` + key + `) AS folded` + psums + `
+		FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.` + key + ` = p.` + key + ` GROUP BY p.namespace, folded`,
+	}
+}
+
+// keyedColumns are counts as a column list, as sums of the columns of prefix, and as the
+// updates that add a conflicting row's counts, each list but the last beginning with ", ".
+func keyedColumns(counts []string, prefix string) (cols, sums, updates string) {
+	var upd []string
+	for _, c := range counts {
+		cols += ", " + c
+		sums += ", sum(" + prefix + c + ")"
+		upd = append(upd, c+" = "+c+" + excluded."+c)
+	}
+	return cols, sums, strings.Join(upd, ", ")
 }
 
 // pastLimit selects the namespace and key of the rows of the period (?1, ?2) of table that
@@ -258,7 +304,7 @@ func pastLimit(key, table string) string {
 // sumNamespaceDay are sumPeriod's statements for the names, clients and pods of each namespace
 // in the day from ?2, from its hours: within each namespace, the limit (?4) with the most queries keep
 // their own rows.
-var sumNamespaceDay = []string{
+var sumNamespaceDay = append([]string{
 	`DELETE FROM rollup_namespace_names WHERE span = ?1 AND start = ?2`,
 	`WITH parts AS (SELECT namespace, name, rcode, sum(n) AS n, sum(a) AS a, sum(aaaa) AS aaaa, sum(answered) AS answered
 	                FROM rollup_namespace_names WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, name, rcode),
@@ -268,22 +314,4 @@ var sumNamespaceDay = []string{
 	INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered)
 	SELECT ?1, ?2, p.namespace, iif(k.name IS NULL, '(other)', p.name) AS folded, p.rcode, sum(p.n), sum(p.a), sum(p.aaaa), sum(p.answered)
 	FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.name = p.name GROUP BY p.namespace, folded, p.rcode`,
-	`DELETE FROM rollup_namespace_clients WHERE span = ?1 AND start = ?2`,
-	`WITH parts AS (SELECT namespace, client, sum(n) AS n FROM rollup_namespace_clients
-	                WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, client),
-	      ranked AS (SELECT namespace, client, row_number() OVER (PARTITION BY namespace ORDER BY n DESC, client) AS r
-	                 FROM parts WHERE client <> '(other)'),
-	      keep AS (SELECT namespace, client FROM ranked WHERE r <= ?4)
-	INSERT INTO rollup_namespace_clients (span, start, namespace, client, n)
-	SELECT ?1, ?2, p.namespace, iif(k.client IS NULL, '(other)', p.client) AS folded, sum(p.n)
-	FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.client = p.client GROUP BY p.namespace, folded`,
-	`DELETE FROM rollup_namespace_pods WHERE span = ?1 AND start = ?2`,
-	`WITH parts AS (SELECT namespace, pod, sum(n) AS n, sum(hits) AS hits, sum(misses) AS misses FROM rollup_namespace_pods
-	                WHERE span = ?3 AND start >= ?2 AND start < ?2 + ?1 GROUP BY namespace, pod),
-	      ranked AS (SELECT namespace, pod, row_number() OVER (PARTITION BY namespace ORDER BY n DESC, pod) AS r
-	                 FROM parts WHERE pod <> '(other)'),
-	      keep AS (SELECT namespace, pod FROM ranked WHERE r <= ?4)
-	INSERT INTO rollup_namespace_pods (span, start, namespace, pod, n, hits, misses)
-	SELECT ?1, ?2, p.namespace, iif(k.pod IS NULL, '(other)', p.pod) AS folded, sum(p.n), sum(p.hits), sum(p.misses)
-	FROM parts p LEFT JOIN keep k ON k.namespace = p.namespace AND k.pod = p.pod GROUP BY p.namespace, folded`,
-}
+}, keyedSums(keyedDaySums)...)
