@@ -112,3 +112,45 @@ func ReaderDSN(path string, busyTimeoutMS int) string {
 	u := url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}
 	return u.String()
 }
+
+// Stmts is a connection whose Exec prepares each statement once and runs it again with new
+// arguments, for a writer that runs the same few upserts thousands of times in a transaction
+// (SQLite's parser cost more than the upserts themselves). Queries pass through. Close
+// finalizes the statements, not the connection.
+type Stmts struct {
+	driver.Conn
+	stmts map[string]driver.Stmt
+}
+
+// NewStmts returns dc with its statements kept.
+func NewStmts(dc driver.Conn) *Stmts { return &Stmts{Conn: dc, stmts: map[string]driver.Stmt{}} }
+
+// ExecContext runs query, prepared the first time.
+func (c *Stmts) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	st, ok := c.stmts[query]
+	if !ok {
+		var err error
+		if st, err = c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query); err != nil {
+			return nil, err
+		}
+		c.stmts[query] = st
+	}
+	return st.(driver.StmtExecContext).ExecContext(ctx, args)
+}
+
+// QueryContext runs query on the connection.
+func (c *Stmts) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+}
+
+// Close finalizes the statements and returns the first error.
+func (c *Stmts) Close() error {
+	var first error
+	for q, st := range c.stmts {
+		if err := st.Close(); err != nil && first == nil {
+			first = err
+		}
+		delete(c.stmts, q)
+	}
+	return first
+}

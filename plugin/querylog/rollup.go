@@ -340,7 +340,14 @@ func (r *rollups) reset() {
 // flush adds the counts to the minute rows, sums the hours and days that are over and changed,
 // and records counted as rollup_id, all in the transaction on dc. newest is the newest arrival
 // written (Unix ms): periods end by the time of the rows, not by the clock.
-func (r *rollups) flush(ctx context.Context, dc driver.Conn, newest int64, l *labels) error {
+func (r *rollups) flush(ctx context.Context, conn driver.Conn, newest int64, l *labels) (err error) {
+	// The same upserts run once per name, client, namespace... of each minute: prepared once.
+	dc := rawsql.NewStmts(conn)
+	defer func() {
+		if e := dc.Close(); err == nil {
+			err = e
+		}
+	}()
 	for start, m := range r.minutes {
 		if !m.checked {
 			if err := r.checkLimits(ctx, dc, start, m); err != nil {
