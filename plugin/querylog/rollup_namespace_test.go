@@ -120,9 +120,14 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 	if got, want := pods(3600), "a/(other)=2:0:0 a/p-10.0.0.1=5:1:0 a/p-10.0.0.3=3:0:0 b/p-10.0.0.4=1:0:0"; got != want {
 		t.Errorf("the hour's pods after a late row:\n got %s\nwant %s", got, want)
 	}
+	// The day's last hour (the row two hours after the first is of the next day): a client of a
+	// asks more than any of the first hour's.
+	for i := range int64(6) {
+		write(row(hour+3600_000+i, "10.0.0.5", "a", "api.", dns.TypeA, dns.RcodeSuccess, 1))
+	}
 	// A row of no namespace the next day, past its first hour, ends the day: it is summed from
-	// its hours, each namespace keeping the limit clients and pods with the most queries (the
-	// hour is the day's last: the row two hours later is of the next day).
+	// its two hours, each namespace keeping the limit clients and pods with the most queries of
+	// the day and folding the others, with the hours' (other), into its (other).
 	const day = hour / 86_400_000 * 86400 // s
 	write(row((day+86400+2*3600)*1000, "10.0.0.8", "", "next.", dns.TypeA, dns.RcodeSuccess, 1))
 	if err := s.flushRollups(); err != nil {
@@ -132,11 +137,11 @@ func TestRollupsNamespaceDetail(t *testing.T) {
 		return testutil.SQLite3(t, path, `SELECT group_concat(x, ' ') FROM (SELECT namespace || '/' || `+key+` || '=' || `+counts+` AS x
 			FROM `+table+` WHERE span = 86400 AND start = `+fmt.Sprint(day)+` ORDER BY 1)`)
 	}
-	if got, want := ofDay("client", "rollup_namespace_clients", "n"), "a/(other)=2 a/10.0.0.1=5 a/10.0.0.3=3 b/10.0.0.4=1"; got != want {
+	if got, want := ofDay("client", "rollup_namespace_clients", "n"), "a/(other)=5 a/10.0.0.1=5 a/10.0.0.5=6 b/10.0.0.4=1"; got != want {
 		t.Errorf("the day's clients:\n got %s\nwant %s", got, want)
 	}
 	if got, want := ofDay("pod", "rollup_namespace_pods", "n || ':' || hits || ':' || misses"),
-		"a/(other)=2:0:0 a/p-10.0.0.1=5:1:0 a/p-10.0.0.3=3:0:0 b/p-10.0.0.4=1:0:0"; got != want {
+		"a/(other)=5:0:0 a/p-10.0.0.1=5:1:0 a/p-10.0.0.5=6:0:0 b/p-10.0.0.4=1:0:0"; got != want {
 		t.Errorf("the day's pods:\n got %s\nwant %s", got, want)
 	}
 	for _, table := range []string{"rollup_namespace_names", "rollup_namespace_clients", "rollup_namespace_pods"} {
