@@ -60,7 +60,8 @@ Commands:
                                        the A and AAAA queries of each lookup folded into the
                                        name asked, per namespace or client: what the search
                                        list cost, and would cost with ndots 1 to 5 (windows
-                                       over 1h: the namespaces' names, from the rollups)
+                                       over 1h or 300,000 queries: the namespaces' names,
+                                       from the rollups)
   version                              querylog's version, Go's, and the commit it was
                                        built from (also --version)
 

@@ -90,15 +90,31 @@ func runSearchpath(ctx context.Context, args []string, out, _ io.Writer) error {
 	qctx, cancel := d.withBudget(ctx)
 	defer cancel()
 	var res *spResult
+	// Rollups count whole minutes: their window is rounded down to them.
+	now := time.Now()
+	rw := window{from: since.t.Unix() / 60 * 60, to: openEnd, now: now.Unix()}
 	// --since 1h (the flag's "now" a moment ago) is an hour of rows: a minute's slack.
-	if now := time.Now(); now.Sub(since.t) > spRowsWindow*time.Second+time.Minute {
-		// Rollups count whole minutes: the window is rounded down to them.
-		res, err = d.searchpathRollups(qctx, window{from: since.t.Unix() / 60 * 60, to: openEnd, now: now.Unix()}, opt)
+	long := now.Sub(since.t) > spRowsWindow*time.Second+time.Minute
+	busy := int64(0) // the window's queries, when too many to fold from the rows
+	if !long && d.rollups && d.pods {
+		t, err := d.top(qctx, topKinds["rcodes"], rw, 1, nil)
+		if err != nil {
+			return d.queryError(err)
+		}
+		if t.total > spRowsMax {
+			busy = t.total
+		}
+	}
+	if long || busy > 0 {
+		res, err = d.searchpathRollups(qctx, rw, opt)
 	} else {
 		res, err = d.searchpath(qctx, w, opt)
 	}
 	if err != nil {
 		return d.queryError(err)
+	}
+	if busy > 0 {
+		res.rollups.busy = busy
 	}
 	res.since = since.t.UnixMilli()
 	if res.rollups != nil {
@@ -436,7 +452,7 @@ func (r *spResult) writeTable(out io.Writer, n int) error {
 		fmt.Fprintf(&b, "no search list learned for %s queries are counted as asked (give --search)\n", what)
 	}
 	if r.rollups != nil {
-		b.WriteString("folded from counts by name (the window is longer than 1h): lookups are the most A or AAAA queries of any name of a lookup\n")
+		fmt.Fprintf(&b, "folded from counts by name (the window is longer than 1h or busier than %s queries): lookups are the most A or AAAA queries of any name of a lookup\n", count(spRowsMax))
 		for _, line := range r.sources {
 			b.WriteString(line + "\n")
 		}

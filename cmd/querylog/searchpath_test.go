@@ -162,6 +162,20 @@ func TestSearchpathFromRollups(t *testing.T) {
 		}
 	}
 
+	// An hour whose rollups count more queries than the rows fold reads (a minute of 400,000
+	// queries ten minutes ago, on a copy) is folded from the rollups too, and says why.
+	busy := filepath.Join(t.TempDir(), "busy.db")
+	testutil.Exec(t, db, "VACUUM INTO '"+busy+"'")
+	testutil.Exec(t, busy, fmt.Sprintf(`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us)
+		VALUES (60, %d, 0, 1, 'udp', '', 400000, 0)`, time.Now().Unix()/60*60-600))
+	fromRows, fromRollups := runSearchpathJSON(t, "--db", db, "--since", "1h"), runSearchpathJSON(t, "--db", busy, "--since", "1h")
+	got, _ := json.Marshal(fromRollups.Names)
+	want, _ := json.Marshal(fromRows.Names)
+	if src := strings.Join(fromRollups.Sources, "\n"); fromRows.From != "rows" || fromRollups.From != "rollups" || string(got) != string(want) ||
+		!strings.Contains(src, "from the rollups although an hour or less: its 400,") || !strings.Contains(src, " queries are more than the 300,000 searchpath folds from the rows") {
+		t.Errorf("searchpath --since 1h of a busy hour: from %q, sources %q\nnames %s\nwant (from the rows) %s", fromRollups.From, fromRollups.Sources, got, want)
+	}
+
 	// An hour three hours ago with the same names, summed and folded as the writer leaves it:
 	// a window over it adds the hour's folds (rollup_searchpath) to the fold of the minutes,
 	// every count twice the rows', in the same order; with --search, the hour's names are
