@@ -52,7 +52,7 @@ func TestPoolPairsRoundsAcrossReports(t *testing.T) {
 	if err := writeJSON(a, &rep); err != nil {
 		t.Fatal(err)
 	}
-	c := write("c.json", "unique", 10000, [2]float64{1000, 500})                     // another rate
+	c := write("c.json", "unique", 10000, [2]float64{1000, 500}) // another rate
 	var out strings.Builder
 	if err := pool(&out, []string{a, b, c}); err != nil {
 		t.Fatal(err)
