@@ -51,7 +51,7 @@ type runResult struct {
 	LoadSeconds     float64          `json:"load_seconds"`
 	DNSPerf         *dnsperfResult   `json:"dnsperf"`
 	Rows            *int64           `json:"rows,omitempty"`            // without LoopProbes
-	LoopProbes      int64            `json:"loop_probe_rows,omitempty"` // rows of the loop plugin's HINFO probe (-corefile kubernetes)
+	LoopProbes      int64            `json:"loop_probe_rows,omitempty"` // HINFO probe rows: the loop plugin's (-corefile kubernetes) and the harness's (waitAnswers)
 	RowsMinusCompl  *int64           `json:"rows_minus_completed,omitempty"`
 	RowsMinusEnq    *int64           `json:"rows_minus_enqueued,omitempty"`
 	DBClientAddrs   *int64           `json:"db_client_addresses,omitempty"`  // distinct client_ip in the rows
@@ -158,7 +158,8 @@ func (r *runResult) countRows(path string, countNames bool) error {
 	if err != nil {
 		return err
 	}
-	// The loop plugin's startup probe (HINFO, which no mix sends) is CoreDNS's own query.
+	// The loop plugin's startup probe and the harness's (waitAnswers), HINFO, which no mix
+	// sends, are not dnsperf's queries.
 	var n, probes, clients, names int64
 	if countNames {
 		err = db.QueryRow(`SELECT count(*), coalesce(sum(qtype = 13), 0), count(DISTINCT client_ip), count(DISTINCT qname) FROM queries`).Scan(&n, &probes, &clients, &names)

@@ -197,6 +197,9 @@ func runOnce(ctx context.Context, c *config, bin string, qfiles []string, linesP
 	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", readyPort), metricsURL, exited); err != nil {
 		return r, fmt.Errorf("%w\n%s", err, tail(outPath, 20))
 	}
+	if err := waitAnswers(ctx, fmt.Sprintf("127.0.0.1:%d", dnsPort), exited); err != nil {
+		return r, fmt.Errorf("%w\n%s", err, tail(outPath, 20))
+	}
 	if c.lockDB && v.Querylog {
 		release, err := dblock.Hold(db)
 		if err != nil {

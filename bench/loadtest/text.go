@@ -169,7 +169,7 @@ func (r *runResult) text(w io.Writer, compact bool) {
 			re = fmt.Sprintf("; rows − enqueued_total = %d", *r.RowsMinusEnq)
 		}
 		if r.LoopProbes > 0 {
-			re += fmt.Sprintf(" (with the loop plugin's %d probe row(s), not counted as written)", r.LoopProbes)
+			re += fmt.Sprintf(" (with %d HINFO probe row(s), the loop plugin's and the harness's, not counted as written)", r.LoopProbes)
 		}
 		p("  rows:      %d written; rows − completed = %s%s", *r.Rows, rc, re)
 	}
