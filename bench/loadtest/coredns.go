@@ -102,61 +102,53 @@ func querylogBlock(b *strings.Builder, db, options string) {
 // /proc/net/snmp's Udp NoPorts) and waits 5 s for each: a round of either variant lost up to
 // all 100 outstanding so, which says nothing of the variant.
 func waitAnswers(ctx context.Context, addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
 	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
 	m := new(dns.Msg)
 	m.SetQuestion("ready-probe.bench.test.", dns.TypeHINFO)
-	for {
-		if _, _, err := c.ExchangeContext(ctx, m, addr); err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return errors.New("CoreDNS exited during startup")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond): // a closed port refuses at once
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("CoreDNS did not answer on %s within %s", addr, startTimeout)
-		}
-	}
+	// A closed port refuses at once: 10 ms between tries.
+	return pollStartup(ctx, exited, 10*time.Millisecond, "did not answer on "+addr, func() bool {
+		_, _, err := c.ExchangeContext(ctx, m, addr)
+		return err == nil
+	})
 }
 
 // waitReady polls the ready plugin (which waits for querylog's database) and the metrics
 // endpoint (waitAnswers then tries the DNS port itself).
 func waitReady(ctx context.Context, readyURL, metricsURL string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
 	client := &http.Client{Timeout: time.Second}
-	for {
-		ok := true
+	return pollStartup(ctx, exited, 100*time.Millisecond, "not ready", func() bool {
 		for _, u := range []string{readyURL, metricsURL} {
 			resp, err := client.Get(u)
 			if err != nil {
-				ok = false
-				break
+				return false
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
-				ok = false
-				break
+				return false
 			}
 		}
-		if ok {
-			return nil
-		}
+		return true
+	})
+}
+
+// pollStartup calls ok every interval until it returns true, CoreDNS exits, ctx ends or
+// startTimeout passes ("CoreDNS <what> within ...").
+func pollStartup(ctx context.Context, exited <-chan struct{}, interval time.Duration, what string, ok func() bool) error {
+	deadline := time.Now().Add(startTimeout)
+	for !ok() {
 		select {
 		case <-exited:
 			return errors.New("CoreDNS exited during startup")
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(interval):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("CoreDNS not ready within %s", startTimeout)
+			return fmt.Errorf("CoreDNS %s within %s", what, startTimeout)
 		}
 	}
+	return nil
 }
 
 func fetch(ctx context.Context, url, path string, timeout time.Duration) error {
