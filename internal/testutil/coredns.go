@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"regexp"
 	"sync"
 	"testing"
 
@@ -41,40 +40,16 @@ func StopCoreDNS(t testing.TB, inst *caddy.Instance) {
 	inst.Stop()
 }
 
-// kubeMu lets one instance with the kubernetes plugin run at a time: the plugin's setup sets
-// klog's global logger (klog.SetLogger), which the informers of another running instance read
-// without a lock, a data race in CoreDNS's plugin that the race detector reports (CI saw it
-// with two cluster tests in parallel). A real CoreDNS runs one instance.
-var kubeMu sync.Mutex
-
-// kubernetesDirective finds the kubernetes plugin's directive in a Corefile.
-var kubernetesDirective = regexp.MustCompile(`(?m)^\s*kubernetes(\s|$)`)
-
 // StartCoreDNS starts CoreDNS serving the Corefile text (CaddyStart) and returns a stop
-// (StopCoreDNS) that runs at the end of the test if the test did not call it. An instance with
-// the kubernetes plugin waits for any other to stop first (kubeMu).
+// (StopCoreDNS) that runs at the end of the test if the test did not call it.
 func StartCoreDNS(t testing.TB, text string) (inst *caddy.Instance, stop func()) {
 	t.Helper()
-	kube := kubernetesDirective.MatchString(text)
-	if kube {
-		kubeMu.Lock()
-	}
 	inst, err := CaddyStart(text)
 	if err != nil {
-		if kube {
-			kubeMu.Unlock()
-		}
 		t.Fatalf("starting CoreDNS: %v", err)
 	}
 	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			StopCoreDNS(t, inst)
-			if kube {
-				kubeMu.Unlock()
-			}
-		})
-	}
+	stop = func() { once.Do(func() { StopCoreDNS(t, inst) }) }
 	t.Cleanup(stop)
 	return inst, stop
 }
