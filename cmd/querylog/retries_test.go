@@ -27,6 +27,7 @@ import (
 // same queries as controls from another socket or with another id. The server is stopped.
 func clusterFile(t *testing.T) string {
 	t.Helper()
+	skipKubernetesUnderRace(t)
 	api := fakek8s.Start(t, fakek8s.Namespace("team-a"), fakek8s.Namespace("team-b"),
 		fakek8s.Pod("team-a", "client-a", "127.0.0.2"), fakek8s.Pod("team-b", "client-b", "127.0.0.3"))
 	db := filepath.Join(t.TempDir(), "q.db")
