@@ -392,12 +392,11 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	res.winNames, res.winDoms = len(s.names), len(s.domains)
 	if res.skipOld && ns == "" {
 		// The old numbers' rows were not read: the window's queries are the rollups'.
-		w := window{from: from, to: openEnd, now: time.Now().Unix()}
-		t, err := d.top(ctx, topKinds["rcodes"], w, 1, nil)
+		q, err := d.windowQueries(ctx, window{from: from, to: openEnd, now: time.Now().Unix()})
 		if err != nil {
 			return nil, err
 		}
-		res.queries = t.total
+		res.queries = q
 	}
 	// 1b. With --namespace, what it asked before is not new (new_namespace.go); the steps below
 	// then tell which of the rest the file saw before.

@@ -97,12 +97,12 @@ func runSearchpath(ctx context.Context, args []string, out, _ io.Writer) error {
 	long := now.Sub(since.t) > spRowsWindow*time.Second+time.Minute
 	busy := int64(0) // the window's queries, when too many to fold from the rows
 	if !long && d.rollups && d.pods {
-		t, err := d.top(qctx, topKinds["rcodes"], rw, 1, nil)
+		q, err := d.windowQueries(qctx, rw)
 		if err != nil {
 			return d.queryError(err)
 		}
-		if t.total > spRowsMax {
-			busy = t.total
+		if q > spRowsMax {
+			busy = q
 		}
 	}
 	if long || busy > 0 {

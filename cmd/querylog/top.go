@@ -342,6 +342,16 @@ type topPart struct {
 	refs  bool // integer keys are numbers in a dictionary (names, clients and pods of log rows)
 }
 
+// windowQueries is the queries of w, counted as top counts them: from the rollups where they
+// cover it (a fraction of a second for a month), from the rows after them.
+func (d *database) windowQueries(ctx context.Context, w window) (int64, error) {
+	t, err := d.top(ctx, topKinds["rcodes"], w, 1, nil)
+	if err != nil {
+		return 0, err
+	}
+	return t.total, nil
+}
+
 // top counts the n most frequent keys of kind in window w, from one snapshot; with pods, of
 // their rows only. Each part is read row by row and summed in a map: SQLite's sorted GROUP BY
 // costs three times as much here.
