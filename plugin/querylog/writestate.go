@@ -86,7 +86,7 @@ type stmtKey struct {
 func (k stmtKey) columns() []string {
 	switch k.table {
 	case "names":
-		return []string{"id", "name"}
+		return []string{"id", "name", "first"}
 	case "clients":
 		return []string{"id", "addr"}
 	case "pods":
@@ -112,7 +112,9 @@ func (k stmtKey) columns() []string {
 }
 
 func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClient, nextPod int64) writeState {
-	return writeState{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod), podRefs: new([podSlots]podRef),
+	names := newDict[string](nextName)
+	names.firsts = true
+	return writeState{names: names, clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod), podRefs: new([podSlots]podRef),
 		retries: newRetransmits(), labels: l, keys: keys,
 		rollups: newRollups(defaultRollupLimit), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
 }
@@ -225,8 +227,8 @@ func (ws *writeState) use(dc driver.Conn) {
 // appendRow adds the values of one log row, in the order of k's columns.
 func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	ts := e.start / 1e6
-	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname })
-	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) })
+	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname }, id)
+	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) }, id)
 	var pod any
 	namespace, podName := "", ""
 	if x := e.extra; x != nil && (x.namespace != "" || x.pod != "") {
