@@ -53,11 +53,14 @@ type dict[K comparable] struct {
 }
 
 // dictEntry is a text in the dictionary: its number, as a row stores it (boxed once, not at
-// every row), the text, and where the rollups count it this minute.
+// every row), the text, where the rollups count it this minute, and (names) the rows that hold
+// the number not yet added to names.n (namecounts.go).
 type dictEntry struct {
-	id    any // int64
-	text  string
-	tally minuteTally
+	id           any // int64
+	text         string
+	tally        minuteTally
+	rows, before int64  // rows counted; of them, before the batch counted last
+	batch        uint64 // the batch counted last (nameCounts.batch)
 }
 
 func newDict[K comparable](next int64) *dict[K] {

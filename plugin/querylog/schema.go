@@ -146,7 +146,9 @@ var migrations = []string{
 	// window's candidates. names.first is the id of the first row that holds the number (NULL
 	// for numbers given before schema 4). names.n counts the rows that hold the number up to
 	// its epoch's names_counted (NULL: none counted); the rows after it are counted from the
-	// log.
+	// log. The writer adds its counts to n at most once a minute and at close, and sets
+	// names_counted of the epochs it recorded (namecounts.go); an epoch of a process that
+	// died keeps the names_counted of its last flush.
 	`ALTER TABLE names ADD COLUMN first INTEGER;
 	ALTER TABLE names ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE dict_epochs ADD COLUMN names_counted INTEGER;
