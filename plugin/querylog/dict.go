@@ -46,17 +46,21 @@ type dict[K comparable] struct {
 	ids, older          map[K]*dictEntry // texts in the dictionary, newer generation first
 	seen                seenSet          // texts seen once, not yet in the dictionary
 	next                int64            // the next number to give
-	pending             []any            // rows to add with this batch: number, text, number, text...
+	firsts              bool             // its rows say the first log row that holds their number (names)
+	pending             []any            // rows to add with this batch: number, text[, first], number, text...
 	hits, added, inline uint64           // lookups by outcome, for coredns_querylog_dictionary_lookups_total
 	turn                uint64           // counts resets and generation changes: an entry looked up since the last is in ids
 }
 
 // dictEntry is a text in the dictionary: its number, as a row stores it (boxed once, not at
-// every row), the text, and where the rollups count it this minute.
+// every row), the text, where the rollups count it this minute, and (names) the rows that hold
+// the number not yet added to names.n (namecounts.go).
 type dictEntry struct {
-	id    any // int64
-	text  string
-	tally minuteTally
+	id           any // int64
+	text         string
+	tally        minuteTally
+	rows, before int64  // rows counted; of them, before the batch counted last
+	batch        uint64 // the batch counted last (nameCounts.batch)
 }
 
 func newDict[K comparable](next int64) *dict[K] {
@@ -72,9 +76,10 @@ func (d *dict[K]) reset() {
 	d.seen.reset()
 }
 
-// ref returns what a row stores for k: its number, or (the first time it is seen) its text,
-// which text makes only then; the text; and its entry, nil while it is not in the dictionary.
-func (d *dict[K]) ref(k K, text func() string) (any, string, *dictEntry) {
+// ref returns what the log row of id row stores for k: its number, or (the first time it is
+// seen) its text, which text makes only then; the text; and its entry, nil while it is not in
+// the dictionary.
+func (d *dict[K]) ref(k K, text func() string, row int64) (any, string, *dictEntry) {
 	if e := d.lookup(k); e != nil {
 		return e.id, e.text, e
 	}
@@ -88,6 +93,9 @@ func (d *dict[K]) ref(k K, text func() string) (any, string, *dictEntry) {
 	d.next++
 	d.remember(k, e)
 	d.pending = append(d.pending, e.id, t)
+	if d.firsts {
+		d.pending = append(d.pending, row)
+	}
 	return e.id, t, e
 }
 

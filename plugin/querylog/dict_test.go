@@ -6,26 +6,30 @@ import (
 	"time"
 
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/querylog/querylog/internal/testutil"
 )
 
-// A text is stored in its row the first time, added to the dictionary the second, and found
-// there afterwards; the cache never holds more than dictLimit texts.
+// A text is stored in its row the first time, added to the dictionary the second (with that
+// row's id, in the names dictionary), and found there afterwards; the cache never holds more
+// than dictLimit texts.
 func TestDictRefs(t *testing.T) {
 	t.Parallel()
 	d := newDict[string](1)
+	d.firsts = true
 	text := func(s string) func() string { return func() string { return s } }
 	for i, want := range []any{"a.", int64(1), int64(1)} {
-		if got, txt, _ := d.ref("a.", text("a.")); got != want || txt != "a." {
+		if got, txt, _ := d.ref("a.", text("a."), int64(100+i)); got != want || txt != "a." {
 			t.Errorf("sighting %d stored as %v (text %q), want %v (a.)", i+1, got, txt, want)
 		}
 	}
-	if fmt.Sprint(d.pending) != "[1 a.]" || d.hits != 1 || d.added != 1 || d.inline != 1 {
-		t.Errorf("pending %v, hits %d, added %d, inline %d; want [1 a.], 1, 1, 1", d.pending, d.hits, d.added, d.inline)
+	if fmt.Sprint(d.pending) != "[1 a. 101]" || d.hits != 1 || d.added != 1 || d.inline != 1 {
+		t.Errorf("pending %v, hits %d, added %d, inline %d; want [1 a. 101], 1, 1, 1", d.pending, d.hits, d.added, d.inline)
 	}
 	for i := range 3 * dictLimit {
 		name := fmt.Sprintf("n%d.", i)
-		d.ref(name, text(name))
-		d.ref(name, text(name))
+		d.ref(name, text(name), 0)
+		d.ref(name, text(name), 0)
 		if n := len(d.ids) + len(d.older); n > dictLimit {
 			t.Fatalf("the cache holds %d numbers, more than %d", n, dictLimit)
 		}
@@ -247,4 +251,60 @@ func TestPodNumber(t *testing.T) {
 	ws.startEpoch()
 	plain.reset()
 	round()
+}
+
+// checkNameRows checks what the names and dict_epochs tables say of the log at path: each
+// number's first is the first row that holds it (NULL up to old, the numbers given before
+// schema 4), and its n counts the rows that hold it up to its epoch's names_counted (the
+// epoch with the highest log_id among those that began at or before the number). It returns
+// the number of names rows, and the sum of their n.
+func checkNameRows(t *testing.T, path string, old int64) (names, counted int64) {
+	t.Helper()
+	var wrongFirst, wrongN int64
+	err := testutil.OpenRO(t, path).QueryRow(`SELECT count(*), coalesce(sum(n), 0),
+		count(*) FILTER (WHERE first IS NOT iif(id <= ?, NULL, (SELECT min(id) FROM log WHERE name = names.id))),
+		count(*) FILTER (WHERE n <> (SELECT count(*) FROM log WHERE name = names.id AND id <= (SELECT names_counted FROM dict_epochs
+			WHERE name_id <= names.id ORDER BY log_id DESC LIMIT 1)))
+		FROM names`, old).Scan(&names, &counted, &wrongFirst, &wrongN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrongFirst != 0 || wrongN != 0 {
+		t.Errorf("of %d names rows, %d have a first that is not their first log row, %d an n that is not their rows up to names_counted\n%s",
+			names, wrongFirst, wrongN, testutil.SQLite3(t, path, `SELECT id, name, first, n, (SELECT min(id) FROM log WHERE name = names.id),
+				(SELECT count(*) FROM log WHERE name = names.id) FROM names LIMIT 20; SELECT * FROM dict_epochs`))
+	}
+	return names, counted
+}
+
+// TestDictFirstRows: a names row says the first log row that holds its number, across
+// batches, a failed batch (whose numbers are given again), and a new epoch.
+func TestDictFirstRows(t *testing.T) {
+	t.Parallel()
+	path := tempDB(t)
+	s := testStore(t, path)
+	failRowsNamed(t, s, "bad.")
+	ms := time.Now().UnixMilli()
+	for round := range 4 {
+		var batch []entry
+		for i := range 200 {
+			batch = append(batch, entryOf(&testLabels, queryRow{ts: ms, qname: fmt.Sprintf("n%d.example.", (i*7+round)%60), client: "192.0.2.1"}))
+		}
+		switch round {
+		case 1:
+			batch = append(batch, entryOf(&testLabels, queryRow{ts: ms, qname: "bad.", client: "192.0.2.1"}))
+			if err := s.write(batch); err == nil {
+				t.Fatal("a batch with a failing row was written")
+			}
+			batch = batch[:len(batch)-1]
+		case 3:
+			s.state.startEpoch()
+		}
+		if err := s.write(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names, _ := checkNameRows(t, path, 0); names != 3*60 {
+		t.Errorf("%d names rows, want 180 (60 names, numbered again after the failed batch and in the new epoch)", names)
+	}
 }

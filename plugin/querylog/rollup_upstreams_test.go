@@ -6,7 +6,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/testutil"
 )
 
@@ -145,9 +144,7 @@ func TestMigrateKeepsUpstreamsAfter(t *testing.T) {
 			t.Parallel()
 			path := tempDB(t)
 			if c.name != "new file" {
-				testutil.SQLite3(t, path, fmt.Sprintf(`PRAGMA journal_mode = WAL;
-					BEGIN; %s; %s; DROP TABLE queries_v1; %s;
-					PRAGMA application_id = %d; PRAGMA user_version = 2; COMMIT;`, migrations[0], migrations[1], c.state, logrow.ApplicationID))
+				schemaFile(t, path, 2, c.state)
 			}
 			testStore(t, path)
 			if got := testutil.SQLite3(t, path, `SELECT value FROM state WHERE key = 'rollup_upstreams_after'`); got != c.want {

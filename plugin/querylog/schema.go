@@ -139,6 +139,20 @@ var migrations = []string{
 		d12 INTEGER NOT NULL DEFAULT 0, d13 INTEGER NOT NULL DEFAULT 0, d14 INTEGER NOT NULL DEFAULT 0, d15 INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (span, start, upstream)) WITHOUT ROWID;
 	INSERT INTO state (key, value) SELECT 'rollup_upstreams_after', value FROM state WHERE key = 'rollup_id';`,
+
+	// 4: what querylog new needs to find the names first seen in a window without reading
+	// every row of it. A name's text is in the row the first time the writer sees it in an
+	// epoch (dict.go), so log_texts, which indexes only the rows that hold a text, finds the
+	// window's candidates. names.first is the id of the first row that holds the number (NULL
+	// for numbers given before schema 4). names.n counts the rows that hold the number up to
+	// its epoch's names_counted (NULL: none counted); the rows after it are counted from the
+	// log. The writer adds its counts to n at most once a minute and at close, and sets
+	// names_counted of the epochs it recorded (namecounts.go); an epoch of a process that
+	// died keeps the names_counted of its last flush.
+	`ALTER TABLE names ADD COLUMN first INTEGER;
+	ALTER TABLE names ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE dict_epochs ADD COLUMN names_counted INTEGER;
+	CREATE INDEX log_texts ON log (id) WHERE typeof(name) = 'text';`,
 }
 
 // layoutColumns are what a database's tables are like now, as four booleans: rows of schema

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,15 @@ func v1File(t *testing.T, path string, rows int, ms int64) {
 			iif(i %% 10 = 0, 0, 1), 100 + i %% 900, i %% 2 FROM n;
 		PRAGMA application_id = %d; PRAGMA user_version = 1;
 		COMMIT;`, migrations[0], rows, ms, logrow.ApplicationID))
+}
+
+// schemaFile writes a database as a build of schema version (2 or more) made it new: the
+// migrations up to version, without schema 1's table; then stmts.
+func schemaFile(t *testing.T, path string, version int, stmts string) {
+	t.Helper()
+	testutil.SQLite3(t, path, fmt.Sprintf(`PRAGMA journal_mode = WAL;
+		BEGIN; %s; DROP TABLE queries_v1; %s;
+		PRAGMA application_id = %d; PRAGMA user_version = %d; COMMIT;`, strings.Join(migrations[:version], ";\n"), stmts, logrow.ApplicationID, version))
 }
 
 // v1Digest sums what every row of schema 1's columns holds, through the queries view.
@@ -116,5 +126,68 @@ func checkSchemaV1Kept(t *testing.T, path, rootBefore, pagesBefore string) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMigrateFromV3: the upgrade to schema 4 adds the names' first row and count, the epochs'
+// names_counted, and log_texts, which indexes the rows of schema 3 that hold a name as text;
+// what schema 3 wrote says nothing counted (first NULL, n 0, names_counted NULL).
+func TestMigrateFromV3(t *testing.T) {
+	t.Parallel()
+	path := tempDB(t)
+	// Two rows per name and client: the first holds the text, the second the number.
+	schemaFile(t, path, 3, `INSERT INTO dict_epochs (log_id, name_id, client_id, pod_id) VALUES (256, 1, 1, 1);
+		INSERT INTO names (id, name) VALUES (1, 'a.example.'), (2, 'b.example.');
+		INSERT INTO clients (id, addr) VALUES (1, '192.0.2.1');
+		INSERT INTO log (id, name, client, late, a, b, c) VALUES (256, 'a.example.', '192.0.2.1', 0, 0, 0, 0),
+			(257, 1, 1, 0, 0, 0, 0), (258, 'b.example.', 1, 0, 0, 0, 0), (259, 2, 1, 0, 0, 0, 0)`)
+	s := testStore(t, path)
+	checkSchema(t, s)
+	if got := testutil.SQLite3(t, path, `SELECT group_concat(id || ' ' || quote(first) || ' ' || n, ', ') FROM names;
+		SELECT group_concat(quote(names_counted)) FROM dict_epochs;
+		SELECT group_concat(id) FROM log INDEXED BY log_texts WHERE typeof(name) = 'text'`); got != "1 NULL 0, 2 NULL 0\nNULL\n256,258" {
+		t.Errorf("after the upgrade: names (id, first, n), names_counted, rows of log_texts:\n%s\nwant\n1 NULL 0, 2 NULL 0\nNULL\n256,258", got)
+	}
+	// The writer goes on from there, numbering names afresh in an epoch of its own.
+	e := entryOf(&testLabels, queryRow{ts: time.Now().UnixMilli(), qname: "a.example.", client: "192.0.2.1"})
+	if err := s.write([]entry{e, e}); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := checkNameRows(t, path, 2); names != 3 {
+		t.Errorf("%d names rows after a write, want 3", names)
+	}
+}
+
+// TestLogTexts: log_texts finds a window's rows that hold a name as text, which querylog new
+// reads instead of every row of the window.
+func TestLogTexts(t *testing.T) {
+	t.Parallel()
+	path := tempDB(t)
+	s := testStore(t, path)
+	var batch []entry
+	for i := range 300 {
+		batch = append(batch, entryOf(&testLabels, queryRow{ts: time.Now().UnixMilli(), qname: fmt.Sprintf("n%d.example.", i%100+i/200*1000), client: "192.0.2.1"}))
+	}
+	if err := s.write(batch); err != nil {
+		t.Fatal(err)
+	}
+	first := s.state.lastID - 299   // a batch's ids are consecutive
+	from, to := first+50, first+250 // rows 50 to 249
+	const query = `SELECT id, name FROM log INDEXED BY log_texts WHERE id >= ? AND id < ? AND typeof(name) = 'text'`
+	if plan, want := queryPlan(t, s.db, query, from, to), "SEARCH log USING INDEX log_texts (id>? AND id<?);"; plan != want {
+		t.Errorf("%s\nis planned as %s\nwant         %s", query, plan, want)
+	}
+	list := func(q string) (n int, rows string) {
+		t.Helper()
+		if err := s.db.QueryRow(`SELECT count(*), coalesce(group_concat(id || ' ' || name, ', '), '') FROM (`+q+`)`, from, to).Scan(&n, &rows); err != nil {
+			t.Fatal(err)
+		}
+		return n, rows
+	}
+	n, got := list(query)
+	_, want := list(`SELECT id, name FROM log NOT INDEXED WHERE id >= ? AND id < ? AND typeof(name) = 'text'`)
+	// Rows 50-99 hold names seen for the first time, 100-199 numbers, 200-249 new names again.
+	if got != want || n != 100 {
+		t.Errorf("log_texts gives %d rows, %q; the table %q; want the same, 100 rows", n, got, want)
 	}
 }

@@ -282,7 +282,18 @@ func (s *store) write(segments ...[]entry) error {
 	}
 	ctx := context.Background()
 	before := s.state.lookups()
-	err := s.withConn(ctx, func(dc driver.Conn) error { return s.writeRows(ctx, dc, segments) })
+	err := s.withConn(ctx, func(dc driver.Conn) error {
+		if err := s.writeRows(ctx, dc, segments); err != nil {
+			return err
+		}
+		if c := &s.state.counts; c.due(time.Now()) {
+			if err := c.flush(ctx, dc, s.state.lastID); err != nil {
+				// The batch is written: its rows stay counted in memory for the next flush.
+				log.Warningf("Adding the rows of each name to the names table of %s failed, will retry in %s: %v", s.path, c.every, err)
+			}
+		}
+		return nil
+	})
 	if err == nil {
 		after := s.state.lookups()
 		for i, name := range dictionaryNames {
@@ -450,6 +461,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		ws.rollups.flushed, ws.rollups.flushNow = time.Now(), false
 	}
 	ws.lastID, ws.newest, ws.written = first+int64(n)-1, newest, ws.written+int64(n)
+	ws.counts.committed(first, ws.newEpoch)
 	ws.newEpoch = false
 	ws.names.pending, ws.clients.pending, ws.pods.pending = ws.names.pending[:0], ws.clients.pending[:0], ws.pods.pending[:0]
 	ws.retries.pending = ws.retries.pending[:0]
@@ -683,7 +695,7 @@ func (s *store) size() int64 {
 }
 
 func (s *store) close() error {
-	err := s.flushRollups()
+	err := errors.Join(s.flushRollups(), s.flushNameCounts())
 	s.withConn(context.Background(), func(driver.Conn) error { s.state.closeStmts(); return nil })
 	return errors.Join(err, s.db.Close())
 }
@@ -692,6 +704,13 @@ func (s *store) close() error {
 // prepared on it).
 func (s *store) withConn(ctx context.Context, f func(dc driver.Conn) error) error {
 	return rawsql.WithConn(ctx, s.db, f)
+}
+
+// flushNameCounts adds the rows counted for each name to names.n now, in a transaction of
+// their own.
+func (s *store) flushNameCounts() error {
+	ctx := context.Background()
+	return s.withConn(ctx, func(dc driver.Conn) error { return s.state.counts.flush(ctx, dc, s.state.lastID) })
 }
 
 // flushRollups writes the rollups' counts now, in a transaction of their own.

@@ -39,6 +39,8 @@ type writeState struct {
 	keys    *keyring               // the writer's anonymize hash keys
 	dbLabel [numLabelKinds][]int64 // the database's number of each label, by the process's
 
+	counts nameCounts // the rows that hold each number of the names dictionary (namecounts.go)
+
 	rollups     *rollups  // counts for the rollup tables
 	lastID      int64     // the largest id in the log table
 	written     int64     // rows written to the file, ever (batches)
@@ -86,7 +88,7 @@ type stmtKey struct {
 func (k stmtKey) columns() []string {
 	switch k.table {
 	case "names":
-		return []string{"id", "name"}
+		return []string{"id", "name", "first"}
 	case "clients":
 		return []string{"id", "addr"}
 	case "pods":
@@ -112,9 +114,11 @@ func (k stmtKey) columns() []string {
 }
 
 func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClient, nextPod int64) writeState {
-	return writeState{names: newDict[string](nextName), clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod), podRefs: new([podSlots]podRef),
+	names := newDict[string](nextName)
+	names.firsts = true
+	return writeState{names: names, clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod), podRefs: new([podSlots]podRef),
 		retries: newRetransmits(), labels: l, keys: keys,
-		rollups: newRollups(defaultRollupLimit), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
+		rollups: newRollups(defaultRollupLimit), counts: newNameCounts(), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
 }
 
 // startEpoch makes every text new to the dictionaries; the next batch records it.
@@ -126,9 +130,11 @@ func (ws *writeState) startEpoch() {
 }
 
 // forget undoes what a failed transaction took for granted: dictionary rows it would have
-// added are not there, so the numbers given to them must not be used. Numbers are not reused,
-// so rows written later still only use numbers at or after their epoch's start.
+// added are not there, so the numbers given to them must not be used, and its rows are not
+// there to count. Numbers are not reused, so rows written later still only use numbers at or
+// after their epoch's start.
 func (ws *writeState) forget() {
+	ws.counts.undo()
 	for _, d := range []interface{ reset() }{ws.names, ws.clients, ws.pods} {
 		d.reset()
 	}
@@ -225,8 +231,11 @@ func (ws *writeState) use(dc driver.Conn) {
 // appendRow adds the values of one log row, in the order of k's columns.
 func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	ts := e.start / 1e6
-	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname })
-	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) })
+	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname }, id)
+	if nameEntry != nil { // the row holds the number
+		ws.counts.count(nameEntry)
+	}
+	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) }, id)
 	var pod any
 	namespace, podName := "", ""
 	if x := e.extra; x != nil && (x.namespace != "" || x.pod != "") {
