@@ -40,7 +40,7 @@ type database struct {
 	file    fileID // the file the connection opened (checked just before)
 	dc      driver.Conn
 	timeout time.Duration
-	schema  int // PRAGMA user_version: 1, 2 or 3
+	schema  int // PRAGMA user_version: 1 to 4
 
 	log     bool   // the log table of schema 2
 	v1      string // the table of the rows of schema 1: queries (schema 1), queries_v1 (left by the upgrade to 2), or ""
@@ -57,6 +57,9 @@ type database struct {
 	// foldRollups: the rollup_searchpath tables of schema 3 (a file of schema 3 made
 	// before they were added folds its namespaces' names, as before)
 	foldRollups bool
+	// textIndex: schema 4's index of the rows holding a name as text, and the names
+	// dictionary's first use and count of each number (querylog new, new_texts.go)
+	textIndex bool
 
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
@@ -248,8 +251,10 @@ func (d *database) identify(ctx context.Context) error {
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'pods'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_upstreams'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_namespace_pods'),
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_searchpath')`, nil,
-		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups, &d.foldRollups)
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_searchpath'),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'log_texts')
+			AND EXISTS (SELECT 1 FROM pragma_table_info('dict_epochs') WHERE name = 'names_counted')`, nil,
+		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups, &d.foldRollups, &d.textIndex)
 	if err != nil {
 		return d.queryError(err)
 	}

@@ -92,6 +92,8 @@ type newResult struct {
 	folded      map[int64]int64 // by span: queries of the rollup periods read counted under (other)
 	v1          bool
 	skipOld     bool    // the window's rows holding a number given before it were not read (their names are old)
+	textIndex   bool    // only the window's rows holding a text were read, by the writer's index (schema 4)
+	uncounted   int64   // with textIndex: rows read for the numbers' counts, after the dictionary's
 	nsPast      *nsPast // with --namespace: what was read of its past
 	newToFile   [2]int  // with --namespace: names and domains of the new ones the file never saw
 }
@@ -209,8 +211,9 @@ type textCond struct {
 // at most; with more, reading every name row of the periods (about rollup_limit each) costs less.
 const rollupSeekNames = 100
 
-// epoch is a dictionary epoch: where it began in the log and its first name number.
-type epoch struct{ logID, nameID int64 }
+// epoch is a dictionary epoch: where it began in the log, its first name number and, in a file
+// of schema 4, the last row whose numbers of it names.n counts (0: none).
+type epoch struct{ logID, nameID, counted int64 }
 
 func (d *database) newNames(ctx context.Context, from int64, ns string, exact bool, n int) (*newResult, error) {
 	res := &newResult{from: from, namespace: ns, v1: d.v1 != "", folded: map[int64]int64{}, exact: exact}
@@ -224,8 +227,12 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			return nil, err
 		}
 		last, res.oldest = b.last, b.oldest
-		err = d.each(ctx, `SELECT log_id, name_id FROM dict_epochs ORDER BY log_id`, nil, func(v []driver.Value) error {
-			epochs = append(epochs, epoch{logrow.Int(v[0]), logrow.Int(v[1])})
+		counted := `0`
+		if d.textIndex {
+			counted = `coalesce(names_counted, 0)`
+		}
+		err = d.each(ctx, `SELECT log_id, name_id, `+counted+` FROM dict_epochs ORDER BY log_id`, nil, func(v []driver.Value) error {
+			epochs = append(epochs, epoch{logrow.Int(v[0]), logrow.Int(v[1]), logrow.Int(v[2])})
 			return nil
 		})
 		if err != nil {
@@ -259,13 +266,16 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	// are counted as top counts them, from the rollups (skipping the old numbers' rows in
 	// SQL, and not reading them one by one, is what lets new read a busy hour in seconds).
 	res.skipOld = haveOld && (ns != "" || (d.rollups && d.v1 == ""))
+	// A file of schema 4 indexes the rows holding a text, which are all a name new to the
+	// window can have as its first row there (new_texts.go): without a namespace to count,
+	// only they are read.
+	res.textIndex = d.textIndex && ns == "" && d.log
+	if res.textIndex {
+		res.skipOld = false
+	}
 
 	// 1. The window's rows, oldest first: every name's first row (of any namespace), and the
 	// counts of the namespace's.
-	type valueInfo struct {
-		firstRow       int64
-		queries, first int64
-	}
 	nums, texts := map[int64]*valueInfo{}, map[string]*valueInfo{}
 	note := func(info *valueInfo, ts int64, match bool) {
 		if match {
@@ -291,7 +301,13 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			return nil, err
 		}
 	}
-	if d.log && last.Valid {
+	switch {
+	case res.textIndex && last.Valid:
+		var err error
+		if texts, err = d.windowTexts(ctx, from, w0, last.Int64, texts); err != nil {
+			return nil, err
+		}
+	case d.log && last.Valid:
 		// The window has no end: ids from its start on, then arrivals (see timeCond).
 		match, args, skip := "", []any{nil, nil, from * 1000}, ""
 		if ns != "" {
@@ -367,6 +383,13 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			return nil, err
 		}
 	}
+	var numberedBefore []string // with the text index: names of the window seen before it
+	if res.textIndex {
+		var err error
+		if numberedBefore, res.uncounted, err = d.textNumbers(ctx, s, epochs, w0, last.Int64, lo, hi, haveOld); err != nil {
+			return nil, err
+		}
+	}
 	// The names of the namespace, and their domains.
 	s.openNames, s.openDoms = map[string]*newName{}, map[string]*newDomain{}
 	for t, nm := range s.names {
@@ -390,8 +413,8 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 		dom.first = min(dom.first, nm.first)
 	}
 	res.winNames, res.winDoms = len(s.names), len(s.domains)
-	if res.skipOld && ns == "" {
-		// The old numbers' rows were not read: the window's queries are the rollups'.
+	if (res.skipOld || res.textIndex) && ns == "" {
+		// Not every row was read: the window's queries are counted as top counts them.
 		q, err := d.windowQueries(ctx, window{from: from, to: openEnd, now: time.Now().Unix()})
 		if err != nil {
 			return nil, err
@@ -405,6 +428,16 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			return nil, err
 		}
 	}
+	// With the text index, steps 2 and 3 in one: a name or domain with a number first used
+	// before its first text row in the window was seen before it.
+	if res.textIndex {
+		for _, t := range numberedBefore {
+			s.seen(t)
+		}
+		if err := s.domainsNumberedBefore(ctx, d, w0, lo, hi, haveOld); err != nil {
+			return nil, err
+		}
+	}
 	// 2. A name whose first row in the window holds a number was seen before the window.
 	for t, nm := range s.names {
 		if nm.numbered {
@@ -413,7 +446,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	}
 	// 3. The dictionary: numbers of epochs that ended before the window, or no higher than one
 	// a row of the minute before the window uses.
-	if haveOld && !s.done() {
+	if haveOld && !res.textIndex && !s.done() {
 		if err := s.seenInDictionary(ctx, d, lo, hi); err != nil {
 			return nil, err
 		}
@@ -643,6 +676,10 @@ func (r *newResult) sources() []string {
 	if r.skipOld && r.namespace == "" {
 		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those of its rows not holding a number the dictionary gave before it (the others' names are old)",
 			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"))
+	}
+	if r.textIndex {
+		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those its rows hold as text, by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary, and %s after its counts read",
+			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"), plural(r.uncounted, "row"))
 	}
 	if p := r.nsPast; p != nil {
 		out[1] = fmt.Sprintf("new to namespace %s: %s (%s new to the file), %s (%s new to the file)", printable(r.namespace),

@@ -17,15 +17,27 @@ import (
 
 // moveBack moves the rows the plugin wrote with ids up to upTo back in time by d, as if they
 // had arrived then: their ids, and the marks that refer to ids (the dictionary epochs, the
-// batches, rollup_id). The server must be stopped.
+// batches, rollup_id, where the names dictionary's numbers were first used and up to where
+// they are counted). The server must be stopped.
 func moveBack(t *testing.T, db string, d time.Duration, upTo int64) {
 	t.Helper()
 	shift := d.Milliseconds() << 8
 	stmts := fmt.Sprintf(`UPDATE log SET id = id - %[1]d WHERE id <= %[2]d;
 		UPDATE dict_epochs SET log_id = log_id - %[1]d WHERE log_id <= %[2]d;
 		UPDATE batches SET first_id = first_id - %[1]d WHERE first_id <= %[2]d;
-		UPDATE state SET value = value - %[1]d WHERE key = 'rollup_id' AND value <= %[2]d;`, shift, upTo)
+		UPDATE state SET value = value - %[1]d WHERE key = 'rollup_id' AND value <= %[2]d;
+		UPDATE names SET first = first - %[1]d WHERE first <= %[2]d;
+		UPDATE dict_epochs SET names_counted = names_counted - %[1]d WHERE names_counted <= %[2]d;`, shift, upTo)
 	testutil.Exec(t, db, stmts)
+}
+
+// asks is n A queries for name from 127.0.0.2.
+func asks(name string, n int) []query {
+	var qs []query
+	for range n {
+		qs = append(qs, query{name, dns.TypeA, "127.0.0.2", false})
+	}
+	return qs
 }
 
 // newJSON is the JSON output of new.
@@ -91,13 +103,7 @@ func TestNew(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "q.db")
 	opts := "retention 30d"
-	a := func(name string, n int) []query {
-		var qs []query
-		for range n {
-			qs = append(qs, query{name, dns.TypeA, "127.0.0.2", false})
-		}
-		return qs
-	}
+	a := asks
 	// Last week.
 	s := startServerWith(t, db, opts)
 	s.send(t, append(a("once.example.org.", 1), a("twice.example.org.", 2)...))
@@ -160,9 +166,10 @@ func TestNew(t *testing.T) {
 		t.Errorf("new with a minute's rollup of once.example.org. 20 days ago: got %s, want %s", runNewJSON(t, "--db", minute, "--since", "1h").summary(), want)
 	}
 	// The window's queries are top's (here one more than its rows: the earlier row was moved
-	// back in time, not its minute's rollups).
-	if total := runTopJSON(t, "rcodes", "--db", db, "--since", "1h").Total; got.NewNames != 3 || got.NewDomains != 1 || got.WindowQueries != total || got.WindowNames != 7 {
-		t.Errorf("new: %d new names, %d new domains, window %d queries of %d names; want 3, 1, %d (top's), 7", got.NewNames, got.NewDomains,
+	// back in time, not its minute's rollups). Its names read are the 6 its rows hold as text
+	// (earlier.example.org.'s rows there hold its number: TestNewTextIndex).
+	if total := runTopJSON(t, "rcodes", "--db", db, "--since", "1h").Total; got.NewNames != 3 || got.NewDomains != 1 || got.WindowQueries != total || got.WindowNames != 6 {
+		t.Errorf("new: %d new names, %d new domains, window %d queries of %d names; want 3, 1, %d (top's), 6", got.NewNames, got.NewDomains,
 			got.WindowQueries, got.WindowNames, total)
 	}
 	// The same with the window reaching back before the earlier row: it is new then.
@@ -222,13 +229,7 @@ func TestNewSkipsOldNumbers(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "q.db")
 	s := startServerWith(t, db, "")
-	q := func(name string, n int) []query {
-		var qs []query
-		for range n {
-			qs = append(qs, query{name, dns.TypeA, "127.0.0.2", false})
-		}
-		return qs
-	}
+	q := asks
 	s.send(t, q("old.example.org.", 2)) // the second row holds its number
 	upTo := atoi(t, strs(t, db, `SELECT max(id) FROM log`)[0][0])
 	s.send(t, append(q("old.example.org.", 3), q("fresh.example.org.", 2)...))
@@ -241,7 +242,12 @@ func TestNewSkipsOldNumbers(t *testing.T) {
 	}
 	since := time.Unix(from, 0).UTC().Format(time.RFC3339)
 
-	got := runNewJSON(t, "--db", db, "--since", since)
+	// Read as a file of schema 3 is, without the index of the rows holding a text (with it,
+	// those rows alone are read: TestNewTextIndex).
+	noIndex := filepath.Join(t.TempDir(), "noindex.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, noIndex))
+	testutil.Exec(t, noIndex, `DROP INDEX log_texts`)
+	got := runNewJSON(t, "--db", noIndex, "--since", since)
 	if got.summary() != "fresh.example.org.:2 | " || got.WindowNames != 1 || got.WindowQueries != runTopJSON(t, "rcodes", "--db", db, "--since", since).Total ||
 		!strings.Contains(strings.Join(got.Sources, "\n"), "read by name: 1 name and 1 registered domain, those of its rows not holding a number the dictionary gave before it") {
 		t.Errorf("new: %s, %d names read, %d queries; sources %q", got.summary(), got.WindowNames, got.WindowQueries, got.Sources)
@@ -257,6 +263,69 @@ func TestNewSkipsOldNumbers(t *testing.T) {
 	}
 	if got := runNewJSON(t, "--db", db, "--since", since, "--namespace", "team-x", "--exact"); got.summary() != "fresh.example.org.:2 | " || *got.KnownToNamespace != 1 {
 		t.Errorf("new --namespace team-x --exact: %s", got.summary())
+	}
+}
+
+// TestNewTextIndex: over a file of schema 4, new reads only the window's rows that hold a name
+// as text, by their index, and counts those names' numbered rows from the names dictionary.
+// Its answer is that of reading every row of the window (a copy without the index, read as a
+// file of schema 3 is), also where the dictionary's counts stop short of the rows, as a server
+// that crashed leaves them. forgot.example.org., asked once before the window and numbered in
+// it before a row that holds its text again (as when the writer forgets a name), is not new:
+// its number was first used before that row.
+func TestNewTextIndex(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "q.db")
+	s := startServerWith(t, db, "")
+	s.send(t, append(asks("forgot.example.org.", 1), asks("old.example.org.", 2)...))
+	upTo := atoi(t, strs(t, db, `SELECT max(id) FROM log`)[0][0])
+	var window []query
+	for i := range 30 {
+		window = append(window, asks(fmt.Sprintf("n%d.fresh.example.net.", i%7), 1)...)
+		window = append(window, asks("old.example.org.", 1)...)
+		if i < 29 { // fewer than example.net.'s, so that the domains' order is by queries
+			window = append(window, asks(fmt.Sprintf("once%d.example.com.", i), 1)...)
+		}
+	}
+	window = append(window, asks("forgot.example.org.", 3)...)
+	s.send(t, window)
+	s.stop()
+	moveBack(t, db, 2*time.Hour, upTo)
+	// The window's last row of forgot.example.org. holds its text, no longer its number.
+	testutil.Exec(t, db, `UPDATE names SET n = n - 1 WHERE id = (SELECT name FROM log WHERE id = (SELECT max(id) FROM queries WHERE qname = 'forgot.example.org.'));
+		UPDATE log SET name = 'forgot.example.org.' WHERE id = (SELECT max(id) FROM queries WHERE qname = 'forgot.example.org.')`)
+	if got := strs(t, db, `SELECT typeof(name) FROM log WHERE id > ? AND id IN (SELECT id FROM queries WHERE qname = 'forgot.example.org.') ORDER BY id`, upTo); fmt.Sprint(got) != "[[integer] [integer] [text]]" {
+		t.Fatalf("forgot.example.org.'s rows in the window hold %v", got)
+	}
+	// A crash: the dictionary counted the rows up to the middle of the window only.
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, crashed))
+	testutil.Exec(t, crashed, `UPDATE dict_epochs SET names_counted = (SELECT id FROM log ORDER BY id LIMIT 1 OFFSET 50) WHERE names_counted IS NOT NULL;
+		UPDATE names SET n = (SELECT count(*) FROM log WHERE log.name = names.id AND log.id <= (SELECT max(names_counted) FROM dict_epochs))`)
+	// Every row read: the same file without the index.
+	rows := filepath.Join(t.TempDir(), "rows.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, rows))
+	testutil.Exec(t, rows, `DROP INDEX log_texts`)
+
+	want := "n0.fresh.example.net.:5 n1.fresh.example.net.:5 n2.fresh.example.net.:4 n3.fresh.example.net.:4 n4.fresh.example.net.:4 n5.fresh.example.net.:4 " +
+		"n6.fresh.example.net.:4 once0.example.com.:1 once1.example.com.:1 once2.example.com.:1 | example.net.:30/7 example.com.:29/29"
+	for _, c := range []struct {
+		db, source string
+	}{
+		{db, "those its rows hold as text, by their index"},
+		{crashed, "after its counts read"},
+		{rows, "queries, 38 names, 3 registered domains"}, // every row of the window read
+	} {
+		got := runNewJSON(t, "--db", c.db, "-n", "10")
+		if src := strings.Join(got.Sources, "\n"); got.summary() != want || got.NewNames != 36 || got.NewDomains != 2 || !strings.Contains(src, c.source) {
+			t.Errorf("new on %s:\n got %s (%d names, %d domains)\nwant %s (36, 2)\nsources %q", filepath.Base(c.db), got.summary(), got.NewNames, got.NewDomains, want, got.Sources)
+		}
+	}
+	// The crashed file's rows after the counts were read: those holding a number of a new name.
+	after := strs(t, crashed, `SELECT count(*) FROM log WHERE id > (SELECT max(names_counted) FROM dict_epochs) AND typeof(name) = 'integer'
+		AND name IN (SELECT id FROM names WHERE name NOT IN ('old.example.org.', 'forgot.example.org.'))`)[0][0]
+	if got := runNewJSON(t, "--db", crashed); after == "0" || !strings.Contains(got.Sources[0], "and "+after+" rows after its counts read") {
+		t.Errorf("new on the crashed file (%s rows of new names after the counts): sources %q", after, got.Sources)
 	}
 }
 
