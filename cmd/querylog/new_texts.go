@@ -78,22 +78,25 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 	}
 	var numbers []number
 	before := map[string]bool{}
-	list, _ := json.Marshal(slices.Collect(maps.Keys(s.names)))
-	err = d.each(ctx, `SELECT name, id, first, n FROM names WHERE name IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
-		t, _ := logrow.Text(v[0])
-		nm := s.names[t]
-		if nm == nil {
+	// A few thousand names a query: a flood's window can hold millions.
+	for names := range slices.Chunk(slices.Collect(maps.Keys(s.names)), 5000) {
+		list, _ := json.Marshal(names)
+		err = d.each(ctx, `SELECT name, id, first, n FROM names WHERE name IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
+			t, _ := logrow.Text(v[0])
+			nm := s.names[t]
+			if nm == nil {
+				return nil
+			}
+			id := logrow.Int(v[1])
+			if firstUse(id, v[2], w0, lo, hi, haveOld) < nm.firstRow {
+				before[t] = true
+			}
+			numbers = append(numbers, number{id, logrow.Int(v[3]), nm})
 			return nil
+		})
+		if err != nil {
+			return nil, 0, err
 		}
-		id := logrow.Int(v[1])
-		if firstUse(id, v[2], w0, lo, hi, haveOld) < nm.firstRow {
-			before[t] = true
-		}
-		numbers = append(numbers, number{id, logrow.Int(v[3]), nm})
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
 	}
 	// The new names' numbered rows: counted, and after the counts, by epoch, read.
 	after := map[int][]int64{} // epoch index: numbers
