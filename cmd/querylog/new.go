@@ -94,6 +94,7 @@ type newResult struct {
 	skipOld     bool    // the window's rows holding a number given before it were not read (their names are old)
 	textIndex   bool    // only the window's rows holding a text were read, by the writer's index (schema 4)
 	uncounted   int64   // with textIndex: rows read for the numbers' counts, after the dictionary's
+	dictWhole   bool    // with textIndex: the names dictionary was read whole, not name by name
 	nsPast      *nsPast // with --namespace: what was read of its past
 	newToFile   [2]int  // with --namespace: names and domains of the new ones the file never saw
 }
@@ -135,7 +136,7 @@ func registeredDomain(name string) string {
 }
 
 // underAny returns the domain of domains that name is or is under, on label boundaries, or "".
-func underAny(name string, domains map[string]*newDomain) string {
+func underAny[V any](name string, domains map[string]V) string {
 	for s := name; s != ""; {
 		if _, ok := domains[s]; ok {
 			return s
@@ -192,14 +193,24 @@ func (s *newState) textConds(col string) (string, []any) {
 		return c.cond, c.args
 	}
 	list, _ := json.Marshal(slices.Collect(maps.Keys(s.openNames)))
-	conds, args := []string{col + ` IN (SELECT value FROM json_each(?))`}, []any{string(list)}
+	dc, da := s.domainConds(col)
+	c := textCond{"(" + col + ` IN (SELECT value FROM json_each(?)) OR ` + dc + ")", append([]any{string(list)}, da...)}
+	s.conds[col] = c
+	return c.cond, c.args
+}
+
+// domainConds is an SQL condition that col holds a name at or under one of the open domains,
+// when they are few (at most 16); otherwise any text, matched in Go.
+func (s *newState) domainConds(col string) (string, []any) {
+	if len(s.openDoms) > 16 {
+		return "1", nil
+	}
+	conds, args := []string{"0"}, []any{}
 	for dom := range s.openDoms {
 		c, a := nameCond(col, dom)
 		conds, args = append(conds, c), append(args, a...)
 	}
-	c := textCond{"(" + strings.Join(conds, " OR ") + ")", args}
-	s.conds[col] = c
-	return c.cond, c.args
+	return "(" + strings.Join(conds, " OR ") + ")", args
 }
 
 type textCond struct {
@@ -358,7 +369,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	add := func(text string, info *valueInfo, numbered bool) {
 		nm := s.names[text]
 		if nm == nil {
-			nm = &newName{text: text, first: math.MaxInt64, firstRow: math.MaxInt64}
+			nm = &newName{text: text, domain: registeredDomain(text), first: math.MaxInt64, firstRow: math.MaxInt64}
 			s.names[text] = nm
 		}
 		nm.queries += info.queries
@@ -383,12 +394,13 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			return nil, err
 		}
 	}
-	var numberedBefore []string // with the text index: names of the window seen before it
+	var facts textFacts // with the text index: what the names dictionary says of the window's names
 	if res.textIndex {
 		var err error
-		if numberedBefore, res.uncounted, err = d.textNumbers(ctx, s, epochs, w0, last.Int64, lo, hi, haveOld); err != nil {
+		if facts, err = d.textNumbers(ctx, s, epochs, w0, last.Int64, lo, hi, haveOld); err != nil {
 			return nil, err
 		}
+		res.uncounted, res.dictWhole = facts.read, facts.whole
 	}
 	// The names of the namespace, and their domains.
 	s.openNames, s.openDoms = map[string]*newName{}, map[string]*newDomain{}
@@ -398,7 +410,6 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 			continue
 		}
 		s.openNames[t] = nm
-		nm.domain = registeredDomain(t)
 		if nm.domain == "" {
 			continue
 		}
@@ -431,10 +442,12 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	// With the text index, steps 2 and 3 in one: a name or domain with a number first used
 	// before its first text row in the window was seen before it.
 	if res.textIndex {
-		for _, t := range numberedBefore {
+		for _, t := range facts.before {
 			s.seen(t)
 		}
-		if err := s.domainsNumberedBefore(ctx, d, w0, lo, hi, haveOld); err != nil {
+		if facts.whole {
+			s.domainsUsedBefore(facts.domFirst)
+		} else if err := s.domainsNumberedBefore(ctx, d, w0, lo, hi, haveOld); err != nil {
 			return nil, err
 		}
 	}
@@ -499,7 +512,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 		}
 	}
 	if indexed {
-		list, _ := json.Marshal(slices.Collect(maps.Keys(s.openNames)))
+		list, _ := json.Marshal(slices.Sorted(maps.Keys(s.openNames))) // in order: each seek near the last
 		err := d.each(ctx, `SELECT j.value FROM json_each(?1) j WHERE EXISTS (SELECT 1 FROM rollup_names r
 			WHERE r.name = j.value AND r.start < ?2 AND r.start + r.span <= ?2)`, []any{string(list), from}, func(v []driver.Value) error {
 			t, _ := logrow.Text(v[0])
@@ -543,19 +556,26 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 				break
 			}
 			query, args := `SELECT name, n FROM rollup_names WHERE span = ?1 AND start >= ?5 AND start < ?2 AND start + ?1 <= ?3 AND (name = ?4 OR `, []any{span, before, from, otherKey, after[span]}
-			if len(s.openDoms) == 0 && len(s.openNames) < rollupSeekNames {
+			open := slices.Collect(maps.Keys(s.openNames))
+			if indexed { // 6a looked for them in every period: only domains, and (other), are left
+				open = nil
+			}
+			if len(s.openDoms) == 0 && len(open) < rollupSeekNames {
 				starts, err := d.periods(ctx, span, after[span], from)
 				if err != nil {
 					return nil, err
 				}
 				starts = slices.DeleteFunc(starts, func(start int64) bool { return start >= before })
 				list, _ := json.Marshal(starts)
-				names, _ := json.Marshal(append(slices.Collect(maps.Keys(s.openNames)), otherKey))
+				names, _ := json.Marshal(append(open, otherKey))
 				query, args = `SELECT name, n FROM rollup_names WHERE span = ? AND start IN (SELECT value FROM json_each(?))
 					AND name IN (SELECT value FROM json_each(?))`, []any{span, string(list), string(names)}
 			} else {
 				// The numbered parameters come first; the condition's take the numbers after them.
 				cond, condArgs := s.textConds("name")
+				if indexed {
+					cond, condArgs = s.domainConds("name")
+				}
 				query, args = query+cond+`)`, append(args, condArgs...)
 			}
 			err := d.each(ctx, query, args, func(v []driver.Value) error {
@@ -664,6 +684,9 @@ func epochIndex(epochs []epoch, num int64) int {
 	return i - 1
 }
 
+// dictRead says how new read the names dictionary: whole or name by name (textNumbers).
+var dictRead = map[bool]string{true: "read whole", false: "looked up by name"}
+
 // sources says in words what the window held and what was read of the time before it.
 func (r *newResult) sources() []string {
 	what := plural(r.queries, "query")
@@ -678,8 +701,8 @@ func (r *newResult) sources() []string {
 			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"))
 	}
 	if r.textIndex {
-		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those its rows hold as text, by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary, and %s after its counts read",
-			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"), plural(r.uncounted, "row"))
+		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those its rows hold as text, by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (%s), and %s after its counts read",
+			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"), dictRead[r.dictWhole], plural(r.uncounted, "row"))
 	}
 	if p := r.nsPast; p != nil {
 		out[1] = fmt.Sprintf("new to namespace %s: %s (%s new to the file), %s (%s new to the file)", printable(r.namespace),

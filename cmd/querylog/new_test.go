@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,12 +160,20 @@ func TestNew(t *testing.T) {
 		t.Errorf("new: sources %q", def.Sources)
 	}
 	// A minute's rollup of long ago that counted it is found by the index of the rollups' names
-	// (a copy: the file's other checks go on without it).
+	// (a copy: the file's other checks go on without it); a day's, of a name under example.net.
+	// not asked since, makes the domain old, its new names still new.
 	minute := filepath.Join(t.TempDir(), "minute.db")
 	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, minute))
-	testutil.Exec(t, minute, fmt.Sprintf(`INSERT INTO rollup_names VALUES (60, %d, 'once.example.org.', 0, 1)`, day+600))
-	if want := "a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | example.net.:4/2"; runNewJSON(t, "--db", minute, "--since", "1h").summary() != want {
-		t.Errorf("new with a minute's rollup of once.example.org. 20 days ago: got %s, want %s", runNewJSON(t, "--db", minute, "--since", "1h").summary(), want)
+	testutil.Exec(t, minute, fmt.Sprintf(`INSERT INTO rollup_names VALUES (60, %d, 'once.example.org.', 0, 1), (86400, %d, 'gone.example.net.', 0, 1)`, day+600, day))
+	if want := "a.fresh.example.net.:3 fresh.example.org.:2 b.example.net.:1 | "; runNewJSON(t, "--db", minute, "--since", "1h").summary() != want {
+		t.Errorf("new with rollups of once.example.org. (a minute) and gone.example.net. (a day) 20 days ago: got %s, want %s", runNewJSON(t, "--db", minute, "--since", "1h").summary(), want)
+	}
+	// Without that index (before schema 3), every name row of the days and hours is read: the
+	// days still make pruned.example.org. and example.net. old; the minute is not read.
+	testutil.Exec(t, minute, `DROP INDEX rollup_names_name`)
+	if got, want := runNewJSON(t, "--db", minute, "--since", "1h"), "a.fresh.example.net.:3 fresh.example.org.:2 once.example.org.:1 b.example.net.:1 | "; got.summary() != want ||
+		!strings.Contains(strings.Join(got.Sources, "\n"), "rollups: the days and hours that end by the window") {
+		t.Errorf("new without the index of the rollups' names: got %s, want %s; sources %q", got.summary(), want, got.Sources)
 	}
 	// The window's queries are top's (here one more than its rows: the earlier row was moved
 	// back in time, not its minute's rollups). Its names read are the 6 its rows hold as text
@@ -277,7 +287,8 @@ func TestNewTextIndex(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "q.db")
 	s := startServerWith(t, db, "")
-	s.send(t, append(asks("forgot.example.org.", 1), asks("old.example.org.", 2)...))
+	// Before the window: a.example.edu. numbered, c.example.info. asked once (its text).
+	s.send(t, slices.Concat(asks("forgot.example.org.", 1), asks("old.example.org.", 2), asks("a.example.edu.", 2), asks("c.example.info.", 1)))
 	upTo := atoi(t, strs(t, db, `SELECT max(id) FROM log`)[0][0])
 	var window []query
 	for i := range 30 {
@@ -288,6 +299,10 @@ func TestNewTextIndex(t *testing.T) {
 		}
 	}
 	window = append(window, asks("forgot.example.org.", 3)...)
+	// New names of old domains: example.edu. by a name numbered before the window, example.info.
+	// by one numbered in it, at its second sighting, after d.example.info.'s text row (no text
+	// row of the window holds c.example.info.: its first sighting came before).
+	window = slices.Concat(window, asks("d.example.info.", 1), asks("b.example.edu.", 1), asks("c.example.info.", 1))
 	s.send(t, window)
 	s.stop()
 	moveBack(t, db, 2*time.Hour, upTo)
@@ -306,24 +321,34 @@ func TestNewTextIndex(t *testing.T) {
 	rows := filepath.Join(t.TempDir(), "rows.db")
 	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, rows))
 	testutil.Exec(t, rows, `DROP INDEX log_texts`)
+	// A dictionary too big to read whole for the window's 38 names: they are looked up by name.
+	// Its other names, under example.invalid., were used before the window.
+	big := filepath.Join(t.TempDir(), "big.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, big))
+	testutil.Exec(t, big, `WITH RECURSIVE i(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM i WHERE k < 400)
+		INSERT INTO names (name, first, n) SELECT 'f' || k || '.example.invalid.', 1, 1 FROM i`)
 
 	want := "n0.fresh.example.net.:5 n1.fresh.example.net.:5 n2.fresh.example.net.:4 n3.fresh.example.net.:4 n4.fresh.example.net.:4 n5.fresh.example.net.:4 " +
 		"n6.fresh.example.net.:4 once0.example.com.:1 once1.example.com.:1 once2.example.com.:1 | example.net.:30/7 example.com.:29/29"
 	for _, c := range []struct {
 		db, source string
+		exact      bool
 	}{
-		{db, "those its rows hold as text, by their index"},
-		{crashed, "after its counts read"},
-		{rows, "queries, 38 names, 3 registered domains"}, // every row of the window read
+		{db, "by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (read whole)", false},
+		{big, "by the names dictionary (looked up by name)", false},
+		{crashed, "after its counts read", false},
+		// Every row of the window read, and those before it (there, no row of the minute before
+		// the window tells the dictionary's numbers of a.example.edu. from the window's).
+		{rows, "queries, 41 names, 5 registered domains", true},
 	} {
-		got := runNewJSON(t, "--db", c.db, "-n", "10")
-		if src := strings.Join(got.Sources, "\n"); got.summary() != want || got.NewNames != 36 || got.NewDomains != 2 || !strings.Contains(src, c.source) {
-			t.Errorf("new on %s:\n got %s (%d names, %d domains)\nwant %s (36, 2)\nsources %q", filepath.Base(c.db), got.summary(), got.NewNames, got.NewDomains, want, got.Sources)
+		got := runNewJSON(t, "--db", c.db, "-n", "10", "--exact="+strconv.FormatBool(c.exact))
+		if src := strings.Join(got.Sources, "\n"); got.summary() != want || got.NewNames != 38 || got.NewDomains != 2 || !strings.Contains(src, c.source) {
+			t.Errorf("new on %s:\n got %s (%d names, %d domains)\nwant %s (38, 2)\nsources %q", filepath.Base(c.db), got.summary(), got.NewNames, got.NewDomains, want, got.Sources)
 		}
 	}
 	// The crashed file's rows after the counts were read: those holding a number of a new name.
 	after := strs(t, crashed, `SELECT count(*) FROM log WHERE id > (SELECT max(names_counted) FROM dict_epochs) AND typeof(name) = 'integer'
-		AND name IN (SELECT id FROM names WHERE name NOT IN ('old.example.org.', 'forgot.example.org.'))`)[0][0]
+		AND name IN (SELECT id FROM names WHERE name NOT IN ('old.example.org.', 'forgot.example.org.', 'c.example.info.'))`)[0][0]
 	if got := runNewJSON(t, "--db", crashed); after == "0" || !strings.Contains(got.Sources[0], "and "+after+" rows after its counts read") {
 		t.Errorf("new on the crashed file (%s rows of new names after the counts): sources %q", after, got.Sources)
 	}

@@ -19,7 +19,7 @@ import (
 // (log_texts), says in the names dictionary where each number was first used (names.first)
 // and counts the rows holding it (names.n, up to its epoch's dict_epochs.names_counted): new
 // reads the texts by the index and takes their numbers' rows from those counts, instead of
-// reading every row of the window (an hour of 10 million rows took 16-18 s).
+// reading every row of the window (an hour of 10 million rows took 16-18 s; now 5.5-7.3 s).
 
 // valueInfo is what the window's rows say of one value of the name column (a text or a
 // number): the id of its first row, and the rows that count and the arrival of the first.
@@ -63,14 +63,31 @@ func firstUse(id int64, first any, w0, lo, hi int64, haveOld bool) int64 {
 	return w0
 }
 
+// dictScanRatio decides how textNumbers reads the names dictionary: whole, in order, when it
+// holds fewer than this many entries per name of the window; else name by name, by its index.
+// A seek by name costs about as much as reading this many entries in order (modernc.org/sqlite,
+// bench/results/2026-12-06-commands-bench30-schema4-2cpu.txt).
+const dictScanRatio = 7
+
+// textFacts is what the names dictionary says of the window's text names (textNumbers).
+type textFacts struct {
+	before []string // names with a number first used before their first text row: seen before the window
+	whole  bool     // the dictionary was read whole, and domFirst filled
+	// By registered domain of the window: the earliest first use of a number of a name at or
+	// under it; 0 for a name no text row of the window holds (its first sighting in the epoch
+	// of its number, a text row, came before the window).
+	domFirst map[string]int64
+	read     int64 // rows after the counts read
+}
+
 // textNumbers looks up the numbers the dictionary gave each name of s (all from the window's
-// text rows), by the index of its names (names_name). A name with a number first used before
-// its first text row in the window was seen before the window: such names are returned. The
-// others' numbered rows are added to their queries: names.n, and the rows after their epoch's
-// names_counted, read.
-func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch, w0, last, lo, hi int64, haveOld bool) (old []string, read int64, err error) {
+// text rows). A name with a number first used before its first text row in the window was seen
+// before the window. The others' numbered rows are added to their queries: names.n, and the
+// rows after their epoch's names_counted, read.
+func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch, w0, last, lo, hi int64, haveOld bool) (textFacts, error) {
+	var f textFacts
 	if len(s.names) == 0 {
-		return nil, 0, nil
+		return f, nil
 	}
 	type number struct {
 		id, n int64
@@ -78,28 +95,60 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 	}
 	var numbers []number
 	before := map[string]bool{}
-	// A few thousand names a query: a flood's window can hold millions.
-	for names := range slices.Chunk(slices.Collect(maps.Keys(s.names)), 5000) {
-		list, _ := json.Marshal(names)
-		err = d.each(ctx, `SELECT name, id, first, n FROM names WHERE name IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
-			t, _ := logrow.Text(v[0])
-			nm := s.names[t]
-			if nm == nil {
-				return nil
+	entry := func(v []driver.Value) {
+		t, _ := logrow.Text(v[0])
+		id, first := logrow.Int(v[1]), firstUse(logrow.Int(v[1]), v[2], w0, lo, hi, haveOld)
+		nm := s.names[t]
+		if f.whole {
+			if dom := underAny(t, f.domFirst); dom != "" {
+				use := first
+				if nm == nil { // no text row of the window holds it: seen before the window
+					use = 0
+				}
+				f.domFirst[dom] = min(f.domFirst[dom], use)
 			}
-			id := logrow.Int(v[1])
-			if firstUse(id, v[2], w0, lo, hi, haveOld) < nm.firstRow {
-				before[t] = true
+		}
+		if nm == nil {
+			return
+		}
+		if first < nm.firstRow {
+			before[t] = true
+		}
+		numbers = append(numbers, number{id, logrow.Int(v[3]), nm})
+	}
+	var entries int64
+	if err := d.row(ctx, `SELECT coalesce(max(id) - min(id) + 1, 0) FROM names`, nil, &entries); err != nil {
+		return f, err
+	}
+	if f.whole = entries < int64(len(s.names))*dictScanRatio; f.whole {
+		f.domFirst = map[string]int64{}
+		for _, nm := range s.names {
+			if nm.domain != "" {
+				f.domFirst[nm.domain] = math.MaxInt64
 			}
-			numbers = append(numbers, number{id, logrow.Int(v[3]), nm})
+		}
+		err := d.each(ctx, `SELECT name, id, first, n FROM names`, nil, func(v []driver.Value) error {
+			entry(v)
 			return nil
 		})
 		if err != nil {
-			return nil, 0, err
+			return f, err
+		}
+	} else {
+		// A few thousand names a query: a flood's window can hold millions.
+		for names := range slices.Chunk(slices.Sorted(maps.Keys(s.names)), 5000) {
+			list, _ := json.Marshal(names)
+			err := d.each(ctx, `SELECT name, id, first, n FROM names WHERE name IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
+				entry(v)
+				return nil
+			})
+			if err != nil {
+				return f, err
+			}
 		}
 	}
 	// The new names' numbered rows: counted, and after the counts, by epoch, read.
-	after := map[int][]int64{} // epoch index: numbers
+	after := map[int]bool{} // epoch indexes
 	byID := map[int64]*newName{}
 	for _, num := range numbers {
 		if before[num.name.text] {
@@ -108,31 +157,50 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 		num.name.queries += num.n
 		byID[num.id] = num.name
 		if i := epochIndex(epochs, num.id); i >= 0 {
-			after[i] = append(after[i], num.id)
+			after[i] = true
 		}
 	}
-	for i, ids := range after {
+	// Every numbered row after the counts, matched here: the numbers to look for can be a
+	// hundred thousand.
+	query := `SELECT name FROM log WHERE id >= ? AND id < ? AND typeof(name) = 'integer'`
+	for i := range after {
 		from := max(w0, epochs[i].logID, epochs[i].counted+1)
 		to := last + 1
 		if i+1 < len(epochs) {
 			to = min(to, epochs[i+1].logID)
 		}
-		list, _ := json.Marshal(ids)
-		query := `SELECT name FROM log WHERE id >= ? AND id < ? AND name IN (SELECT value FROM json_each(?))`
 		err := chunks(ctx, from, to, chunkIDs, false, func(a, b int64) error {
-			return d.each(ctx, query, []any{a, b, string(list)}, func(v []driver.Value) error {
+			return d.each(ctx, query, []any{a, b}, func(v []driver.Value) error {
 				if nm := byID[logrow.Int(v[0])]; nm != nil {
 					nm.queries++
-					read++
+					f.read++
 				}
 				return nil
 			})
 		})
 		if err != nil {
-			return nil, 0, err
+			return f, err
 		}
 	}
-	return slices.Sorted(maps.Keys(before)), read, nil
+	f.before = slices.Sorted(maps.Keys(before))
+	return f, nil
+}
+
+// domainsUsedBefore marks old each open domain that the whole dictionary (f.domFirst) shows
+// with a name at or under it numbered before the domain's first text row in the window.
+func (s *newState) domainsUsedBefore(domFirst map[string]int64) {
+	firstRow := map[string]int64{}
+	for _, nm := range s.names {
+		if f, ok := firstRow[nm.domain]; !ok || nm.firstRow < f {
+			firstRow[nm.domain] = nm.firstRow
+		}
+	}
+	for dom := range s.openDoms {
+		if f, ok := domFirst[dom]; ok && f < firstRow[dom] {
+			s.domains[dom].old = true
+			delete(s.openDoms, dom)
+		}
+	}
 }
 
 // domainsNumberedBefore marks old each open domain with a name at or under it that the
