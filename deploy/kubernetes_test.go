@@ -153,6 +153,9 @@ func checkPod(t *testing.T, spec corev1.PodSpec, corefile, nodeField string) {
 	if gml := envValue(ctr.Env, "GOMEMLIMIT"); gml != "150MiB" {
 		t.Errorf("GOMEMLIMIT %q, want 150MiB: below the 170Mi limit by the binary's pages and SQLite's memory (bench/README.md, Memory budget)", gml)
 	}
+	if qm := envValue(ctr.Env, "QUERYLOG_MAX_MEMORY"); qm != "48MiB" {
+		t.Errorf("QUERYLOG_MAX_MEMORY %q, want 48MiB: what the 170Mi limit leaves a querylog command run by kubectl exec beside CoreDNS's worst case (docs/kubernetes.md, Memory)", qm)
+	}
 
 	lameduck := duration(t, corefileSetting(corefile, "lameduck", "0s"))
 	shutdown := duration(t, corefileSetting(corefile, "shutdown_timeout", "5s"))

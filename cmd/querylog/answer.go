@@ -17,7 +17,7 @@ type result interface {
 // refuse the file with a usage or database error (an option it cannot answer), which is
 // passed on as it is.
 func answer[R result](ctx context.Context, c common, out io.Writer, query func(ctx context.Context, d *database) (R, error)) error {
-	d, err := openDatabase(ctx, c.db, c.timeout)
+	d, err := c.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,7 @@ type database struct {
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
 	inTx           bool
+	mem            *memoryGuard // the command's memory budget (nil: none)
 }
 
 // sqliteDriver opens this command's connections, with its own SQL functions (filter.go).
@@ -74,7 +75,7 @@ var sqliteHeader = []byte("SQLite format 3\x00")
 
 // openDatabase opens path read-only, checks that it is a querylog database this build reads,
 // and begins the read transaction whose snapshot the command reads.
-func openDatabase(ctx context.Context, path string, timeout time.Duration) (*database, error) {
+func openDatabase(ctx context.Context, path string, timeout time.Duration, mem *memoryGuard) (*database, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, databaseError("%s: %v", path, err)
@@ -87,7 +88,7 @@ func openDatabase(ctx context.Context, path string, timeout time.Duration) (*dat
 	if err != nil {
 		return nil, databaseError("%s: %v", path, err)
 	}
-	d := &database{path: path, abs: abs, file: file, dc: dc, timeout: timeout}
+	d := &database{path: path, abs: abs, file: file, dc: dc, timeout: timeout, mem: mem}
 	if err := d.begin(ctx); err != nil {
 		dc.Close()
 		return nil, err
@@ -174,7 +175,15 @@ func (d *database) exec(ctx context.Context, query string) error {
 // each runs query with args and calls f with the values of each row as the driver gives them
 // (int64, float64, string, []byte or nil); f must not keep the slice.
 func (d *database) each(ctx context.Context, query string, args []any, f func(vals []driver.Value) error) error {
-	return rawsql.Each(ctx, d.dc, query, args, f)
+	if d.mem == nil || d.mem.limit <= 0 {
+		return rawsql.Each(ctx, d.dc, query, args, f)
+	}
+	return rawsql.Each(ctx, d.dc, query, args, func(vals []driver.Value) error {
+		if err := d.mem.row(); err != nil {
+			return err
+		}
+		return f(vals)
+	})
 }
 
 // errNoRows is row's error for a query without rows.
@@ -267,7 +276,7 @@ func (d *database) identify(ctx context.Context) error {
 			d.v1 = "queries_v1"
 		}
 		if d.reader == nil {
-			d.reader = logrow.NewReader(dictTexts)
+			d.reader = logrow.NewReader(d.mem.dictTexts())
 		}
 	default:
 		return databaseError("%s has schema version 2 but no log table", d.path)

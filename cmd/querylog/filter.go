@@ -100,7 +100,7 @@ func conj(conds []string) string {
 // openFiltered opens the database c names and turns f into its where clause, which depends on
 // the database (its schema and dictionaries). The caller closes the database.
 func openFiltered(ctx context.Context, c common, f *filter) (*database, *where, error) {
-	d, err := openDatabase(ctx, c.db, c.timeout)
+	d, err := c.open(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,9 +19,23 @@ const defaultTimeout = 10 * time.Second
 
 // common are the flags of every command.
 type common struct {
-	db      string
-	timeout time.Duration
-	json    bool
+	db        string
+	timeout   time.Duration
+	json      bool
+	maxMemory string // a size, or "" (memory.go)
+}
+
+// open opens the database, the command kept to its memory budget from then on.
+func (c common) open(ctx context.Context) (*database, error) {
+	limit, source, err := memoryBudget(c.maxMemory, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := newMemoryGuard(limit, source)
+	if err != nil {
+		return nil, err
+	}
+	return openDatabase(ctx, c.db, c.timeout, mem)
 }
 
 // flagSet is a command's flags and its -h.
@@ -47,6 +63,7 @@ func newFlags(name, synopsis string, out io.Writer, c *common, timeout time.Dura
 	fs.StringVar(&c.db, "db", "./querylog.db", "the database `PATH`")
 	fs.DurationVar(&c.timeout, "timeout", timeout, "time budget of the query (0: none)")
 	fs.BoolVar(&c.json, "json", false, "print JSON")
+	fs.StringVar(&c.maxMemory, "max-memory", "", "stop once the command's resident memory passes `SIZE` (48MiB; 0: none; default $"+memoryEnv+", unset: none)")
 	return flagSet{fs, help}
 }
 

@@ -69,6 +69,8 @@ Flags of every command:
   --db PATH        the database (default ./querylog.db)
   --timeout D      time budget of the command's query (default 10s; export: none); 0: none
   --json           JSON instead of a table (export: JSON lines)
+  --max-memory S   stop once the command's resident memory passes S (48MiB; 0: none;
+                   default $QUERYLOG_MAX_MEMORY, which the Kubernetes manifests set; unset: none)
 
 Filters (search and export; tail takes all but --since and --until; top takes --namespace
 and --pod):
@@ -88,9 +90,9 @@ and --pod):
 Tables show a text holding a control character, a character that does not print or bytes
 that are not UTF-8 (or beginning with ") in double quotes, escaped as Go does: "a\x1b[2Jb".
 
-Exit status: 0 done; 1 the query failed or took longer than --timeout; 2 bad usage;
-3 the database cannot be read (no such file, not a querylog database, a schema newer than
-this build).
+Exit status: 0 done; 1 the query failed, took longer than --timeout or passed --max-memory;
+2 bad usage; 3 the database cannot be read (no such file, not a querylog database, a schema
+newer than this build).
 
 'querylog COMMAND -h' lists a command's flags.
 `

@@ -177,7 +177,7 @@ func TestRetries(t *testing.T) {
 	}
 	// The retries table is read first, each pair's rows joined by id: the window's other rows
 	// are never read (SQLite's own choice was to scan them, seconds for a month of rows).
-	d, err := openDatabase(context.Background(), db, time.Minute)
+	d, err := openDatabase(context.Background(), db, time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func runTop(ctx context.Context, args []string, out, _ io.Writer) error {
 	if w.to <= w.from {
 		return usageError("--until must be at least a minute after --since")
 	}
-	d, err := openDatabase(ctx, c.db, c.timeout)
+	d, err := c.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/dustin/go-humanize"
+
+	"github.com/querylog/querylog/internal/bytesize"
 )
 
 // options is one querylog directive, validated.
@@ -486,16 +488,9 @@ func suggest(name string, args []string) string {
 	return fmt.Sprintf(" (did you mean %d%s?)", n*u.n, u.unit)
 }
 
-// parseSize accepts byte counts with units, in either case: K, M, G, T, P with or without B
-// are powers of 1000 (500MB and 500mb are 500*10^6, 2G is 2*10^9), Ki, Mi, ... with or without
-// B powers of 1024 (2GiB is 2^31); a decimal fraction is allowed (1.5GB is 1,500,000,000) and
-// the result rounded down to a byte; no unit is bytes. A comma is refused: humanize would drop
-// it, reading 1,5GB as 15GB.
+// parseSize reads a byte count with its units (bytesize.Parse) from lo to hi.
 func parseSize(c *caddy.Controller, name, v string, lo, hi uint64) (int64, error) {
-	n, err := humanize.ParseBytes(v)
-	if strings.Contains(v, ",") {
-		err = errors.New("comma")
-	}
+	n, err := bytesize.Parse(v)
 	if err != nil || n < lo || n > hi {
 		return 0, c.Errf("%s: invalid size %q: must be from %s to %s, e.g. 500MB or 2GiB (no comma)", name, v, sizeText(lo), sizeText(hi))
 	}
