@@ -63,7 +63,7 @@ func newFlags(name, synopsis string, out io.Writer, c *common, timeout time.Dura
 	fs.StringVar(&c.db, "db", "./querylog.db", "the database `PATH`")
 	fs.DurationVar(&c.timeout, "timeout", timeout, "time budget of the query (0: none)")
 	fs.BoolVar(&c.json, "json", false, "print JSON")
-	fs.StringVar(&c.maxMemory, "max-memory", "", "stop once the command's resident memory passes `SIZE` (48MiB; 0: none; default $"+memoryEnv+", unset: none)")
+	fs.StringVar(&c.maxMemory, "max-memory", "", "stop once the command's resident memory passes `SIZE` (e.g. 48MiB; 0: none; default $"+memoryEnv+", unset: none)")
 	return flagSet{fs, help}
 }
 

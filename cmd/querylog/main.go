@@ -69,7 +69,7 @@ Flags of every command:
   --db PATH        the database (default ./querylog.db)
   --timeout D      time budget of the command's query (default 10s; export: none); 0: none
   --json           JSON instead of a table (export: JSON lines)
-  --max-memory S   stop once the command's resident memory passes S (48MiB; 0: none;
+  --max-memory S   stop once the command's resident memory passes S (e.g. 48MiB; 0: none;
                    default $QUERYLOG_MAX_MEMORY, which the Kubernetes manifests set; unset: none)
 
 Filters (search and export; tail takes all but --since and --until; top takes --namespace
