@@ -526,7 +526,8 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	}
 	// 6. The rollups, last: by then few names are open, and each is looked for in each period,
 	// by the primary key; while a domain is open (a name under it can be any), or many names
-	// are, every name row of the periods is read. By default, the periods of every span that
+	// are, every name row of the periods is read (after 6a, only for the open domains and for
+	// (other): 6a looked for every name in every period). By default, the periods of every span that
 	// end by the window: days and hours, and the minutes after the last hour (the rows before
 	// the window are not read). With --exact, the periods before the oldest row, where the
 	// rows read say nothing.
