@@ -77,27 +77,45 @@ type textFacts struct {
 	// under it; 0 for a name no text row of the window holds (its first sighting in the epoch
 	// of its number, a text row, came before the window).
 	domFirst map[string]int64
-	read     int64 // rows after the counts read
+	read     int64 // numbered rows of the window after the dictionary's counts, read
 }
 
 // textNumbers looks up the numbers the dictionary gave each name of s (all from the window's
 // text rows). A name with a number first used before its first text row in the window was seen
 // before the window. The others' numbered rows are added to their queries: names.n, and the
-// rows after their epoch's names_counted, read.
+// rows after their epoch's names_counted, read first and counted by number.
 func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch, w0, last, lo, hi int64, haveOld bool) (textFacts, error) {
 	var f textFacts
 	if len(s.names) == 0 {
 		return f, nil
 	}
-	type number struct {
-		id, n int64
-		name  *newName
+	// The numbered rows after the counts, of each epoch the window reaches (a number is used in
+	// its epoch's rows only).
+	after := map[int64]int64{}
+	query := `SELECT name FROM log WHERE id >= ? AND id < ? AND typeof(name) = 'integer'`
+	for i, e := range epochs {
+		from, to := max(w0, e.logID, e.counted+1), last+1
+		if i+1 < len(epochs) {
+			to = min(to, epochs[i+1].logID)
+		}
+		err := chunks(ctx, from, to, chunkIDs, false, func(a, b int64) error {
+			return d.each(ctx, query, []any{a, b}, func(v []driver.Value) error {
+				after[logrow.Int(v[0])]++
+				f.read++
+				return nil
+			})
+		})
+		if err != nil {
+			return f, err
+		}
 	}
-	var numbers []number
+	// Each entry of the window's names: its first use, and its rows (names.n and those after).
+	numbered := map[*newName]int64{}
 	before := map[string]bool{}
-	entry := func(v []driver.Value) {
+	entry := func(v []driver.Value) error {
 		t, _ := logrow.Text(v[0])
-		id, first := logrow.Int(v[1]), firstUse(logrow.Int(v[1]), v[2], w0, lo, hi, haveOld)
+		id := logrow.Int(v[1])
+		first := firstUse(id, v[2], w0, lo, hi, haveOld)
 		nm := s.names[t]
 		if f.whole {
 			if dom := underAny(t, f.domFirst); dom != "" {
@@ -109,12 +127,13 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 			}
 		}
 		if nm == nil {
-			return
+			return nil
 		}
 		if first < nm.firstRow {
 			before[t] = true
 		}
-		numbers = append(numbers, number{id, logrow.Int(v[3]), nm})
+		numbered[nm] += logrow.Int(v[3]) + after[id]
+		return nil
 	}
 	var entries int64
 	if err := d.row(ctx, `SELECT coalesce(max(id) - min(id) + 1, 0) FROM names`, nil, &entries); err != nil {
@@ -127,59 +146,23 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 				f.domFirst[nm.domain] = math.MaxInt64
 			}
 		}
-		err := d.each(ctx, `SELECT name, id, first, n FROM names`, nil, func(v []driver.Value) error {
-			entry(v)
-			return nil
-		})
-		if err != nil {
+		if err := d.each(ctx, `SELECT name, id, first, n FROM names`, nil, entry); err != nil {
 			return f, err
 		}
 	} else {
 		// A few thousand names a query: a flood's window can hold millions.
 		for names := range slices.Chunk(slices.Sorted(maps.Keys(s.names)), 5000) {
 			list, _ := json.Marshal(names)
-			err := d.each(ctx, `SELECT name, id, first, n FROM names WHERE name IN (SELECT value FROM json_each(?))`, []any{string(list)}, func(v []driver.Value) error {
-				entry(v)
-				return nil
-			})
-			if err != nil {
+			if err := d.each(ctx, `SELECT name, id, first, n FROM names WHERE name IN (SELECT value FROM json_each(?))`, []any{string(list)}, entry); err != nil {
 				return f, err
 			}
 		}
 	}
-	// The new names' numbered rows: counted, and after the counts, by epoch, read.
-	after := map[int]bool{} // epoch indexes
-	byID := map[int64]*newName{}
-	for _, num := range numbers {
-		if before[num.name.text] {
-			continue
-		}
-		num.name.queries += num.n
-		byID[num.id] = num.name
-		if i := epochIndex(epochs, num.id); i >= 0 {
-			after[i] = true
-		}
-	}
-	// Every numbered row after the counts, matched here: the numbers to look for can be a
-	// hundred thousand.
-	query := `SELECT name FROM log WHERE id >= ? AND id < ? AND typeof(name) = 'integer'`
-	for i := range after {
-		from := max(w0, epochs[i].logID, epochs[i].counted+1)
-		to := last + 1
-		if i+1 < len(epochs) {
-			to = min(to, epochs[i+1].logID)
-		}
-		err := chunks(ctx, from, to, chunkIDs, false, func(a, b int64) error {
-			return d.each(ctx, query, []any{a, b}, func(v []driver.Value) error {
-				if nm := byID[logrow.Int(v[0])]; nm != nil {
-					nm.queries++
-					f.read++
-				}
-				return nil
-			})
-		})
-		if err != nil {
-			return f, err
+	// A name seen before the window may have rows before it among names.n: it keeps its text
+	// rows' count (it is old, and not shown).
+	for nm, n := range numbered {
+		if !before[nm.text] {
+			nm.queries += n
 		}
 	}
 	f.before = slices.Sorted(maps.Keys(before))
