@@ -175,7 +175,7 @@ func (d *database) exec(ctx context.Context, query string) error {
 // each runs query with args and calls f with the values of each row as the driver gives them
 // (int64, float64, string, []byte or nil); f must not keep the slice.
 func (d *database) each(ctx context.Context, query string, args []any, f func(vals []driver.Value) error) error {
-	if d.mem == nil || d.mem.limit <= 0 {
+	if d.mem == nil {
 		return rawsql.Each(ctx, d.dc, query, args, f)
 	}
 	return rawsql.Each(ctx, d.dc, query, args, func(vals []driver.Value) error {

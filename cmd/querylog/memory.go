@@ -68,19 +68,19 @@ const memoryCheckRows = 1024
 // memoryGuard keeps a command to its budget: it refuses to start past it, and a query stops
 // at the first look past it (database.each).
 type memoryGuard struct {
-	limit  int64 // bytes; 0: no budget
+	limit  int64 // bytes
 	source string
 	rows   int // rows read since the last look
 	rss    func() (int64, error)
 	live   func() int64 // the heap the last collection kept
 }
 
-// newMemoryGuard starts keeping the command to limit bytes (0: none).
+// newMemoryGuard starts keeping the command to limit bytes; nil for no budget (0).
 func newMemoryGuard(limit int64, source string) (*memoryGuard, error) {
-	g := &memoryGuard{limit: limit, source: source, rss: residentBytes, live: liveHeap}
 	if limit <= 0 {
-		return g, nil
+		return nil, nil
 	}
+	g := &memoryGuard{limit: limit, source: source, rss: residentBytes, live: liveHeap}
 	if err := g.check(); err != nil {
 		return nil, &exitError{exitQuery, err}
 	}
@@ -91,7 +91,7 @@ func newMemoryGuard(limit int64, source string) (*memoryGuard, error) {
 // dictTexts is how many texts each dictionary cache holds: dictTexts, or within a budget as
 // many as a quarter of it holds (some 80 bytes a text).
 func (g *memoryGuard) dictTexts() int {
-	if g == nil || g.limit <= 0 {
+	if g == nil {
 		return dictTexts
 	}
 	return int(max(1024, min(dictTexts, g.limit/4/80)))
@@ -99,9 +99,6 @@ func (g *memoryGuard) dictTexts() int {
 
 // row counts a row read, and every memoryCheckRows checks the budget.
 func (g *memoryGuard) row() error {
-	if g.limit <= 0 {
-		return nil
-	}
 	if g.rows++; g.rows < memoryCheckRows {
 		return nil
 	}
