@@ -1,4 +1,4 @@
-// Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 to 3)
+// Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 to 4)
 // and answers the usual questions about it: the newest rows, the most asked names, clients,
 // rcodes and types, the upstreams, the names first seen, the retransmissions, what the search list costs, a
 // search, an export, and what the file holds. It never slows the writer: it opens the file
@@ -21,7 +21,7 @@ import (
 
 const usage = `Usage: querylog COMMAND [flags]
 
-Reads a querylog database (schema 1 to 3) without slowing the server writing it: a read-only
+Reads a querylog database (schema 1 to 4) without slowing the server writing it: a read-only
 connection, one snapshot per command, and a time budget per query.
 
 Commands:
@@ -41,7 +41,9 @@ Commands:
                                        names and registered domains first seen in the
                                        window: in no dictionary entry or rollup before it
                                        (--exact: nor in any row before it; slower);
-                                       --namespace: those NS never asked before
+                                       --namespace: those NS never asked before; windows
+                                       over 1h: the names the rollups counted, and the
+                                       rows where they do not cover it (--exact: the rows)
   retries [--since 1h] [--until T] [--namespace NS] [-n 20]
                                        the queries clients sent again (same port, id, name
                                        and type within 5.5 s): the clients, namespaces, names

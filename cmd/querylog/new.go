@@ -50,7 +50,8 @@ import (
 // was seen before the window. Proving a name new takes reading every row before the window
 // that holds a text (there is no index of names): the command reads the window and the
 // dictionary first, then those rows, then the rollups, and stops as soon as every name and
-// domain of the window is known to be old.
+// domain of the window is known to be old. A window longer than an hour has its names counted
+// from the rollups instead of its rows (new_rollups.go).
 
 // newName is a name of the window: its counts among the rows --namespace selects, and what is
 // known of it before the window.
@@ -91,12 +92,13 @@ type newResult struct {
 	indexed     bool            // the open names were looked for in every rollup period by the names index (schema 3)
 	folded      map[int64]int64 // by span: queries of the rollup periods read counted under (other)
 	v1          bool
-	skipOld     bool    // the window's rows holding a number given before it were not read (their names are old)
-	textIndex   bool    // only the window's rows holding a text were read, by the writer's index (schema 4)
-	uncounted   int64   // with textIndex: rows read for the numbers' counts, after the dictionary's
-	dictWhole   bool    // with textIndex: the names dictionary was read whole, not name by name
-	nsPast      *nsPast // with --namespace: what was read of its past
-	newToFile   [2]int  // with --namespace: names and domains of the new ones the file never saw
+	skipOld     bool          // the window's rows holding a number given before it were not read (their names are old)
+	textIndex   bool          // only the window's rows holding a text were read, by the writer's index (schema 4)
+	uncounted   int64         // with textIndex: rows read for the numbers' counts, after the dictionary's
+	dictWhole   bool          // with textIndex: the names dictionary was read whole, not name by name
+	nsPast      *nsPast       // with --namespace: what was read of its past
+	rollupWin   *rollupWindow // the window's names were counted from the rollups (new_rollups.go)
+	newToFile   [2]int        // with --namespace: names and domains of the new ones the file never saw
 }
 
 func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
@@ -120,8 +122,10 @@ func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
 		if err := d.namespaceKnown("--namespace", *ns); err != nil {
 			return nil, err
 		}
-		// Rollups count whole minutes: the window is rounded down to them, as top does.
-		return d.newNames(ctx, since.t.Unix()/60*60, *ns, *exact, *n)
+		// Rollups count whole minutes: the window is rounded down to them, as top does. --since
+		// 1h (the flag's "now" a moment ago) is an hour of rows: a minute's slack.
+		long := time.Since(since.t) > newRowsWindow*time.Second+time.Minute
+		return d.newNames(ctx, since.t.Unix()/60*60, *ns, *exact, long, *n)
 	})
 }
 
@@ -226,14 +230,38 @@ const rollupSeekNames = 100
 // of schema 4, the last row whose numbers of it names.n counts (0: none).
 type epoch struct{ logID, nameID, counted int64 }
 
-func (d *database) newNames(ctx context.Context, from int64, ns string, exact bool, n int) (*newResult, error) {
+// newNames finds the new names of the window that begins at from (Unix seconds, a whole
+// minute); long: a window longer than an hour, counted from the rollups unless exact.
+func (d *database) newNames(ctx context.Context, from int64, ns string, exact, long bool, n int) (*newResult, error) {
 	res := &newResult{from: from, namespace: ns, v1: d.v1 != "", folded: map[int64]int64{}, exact: exact}
 	s := &newState{names: map[string]*newName{}, domains: map[string]*newDomain{}}
+	fromRollups := long && !exact && d.rollups && (ns == "" || d.pods)
+	rw := window{from: from, to: openEnd, now: time.Now().Unix()}
+	var p *plan
+	if fromRollups && ns != "" {
+		// A namespace's minutes are gone once summed into their hour: whole hours, as top.
+		var err error
+		if rw, err = d.byHours(ctx, rw); err != nil {
+			return nil, err
+		}
+	}
+	if fromRollups {
+		var err error
+		if p, err = d.plan(ctx, rw); err != nil {
+			return nil, err
+		}
+		// Rollups never counted (rollup_limit 0): the rows, by the ways below.
+		if fromRollups = p.rollupID > 0; fromRollups {
+			from, res.from = rw.from, rw.from
+		}
+	}
 	w0 := from * 1000 << 8 // the first id a row of the window can have
 	var epochs []epoch
 	var last sql.NullInt64
 	if d.log {
-		b, err := d.logBounds(ctx, true)
+		// The oldest row's arrival (a scan of its first minute) says what the rows before the
+		// window can tell; a window counted from the rollups reads no row before it.
+		b, err := d.logBounds(ctx, !fromRollups)
 		if err != nil {
 			return nil, err
 		}
@@ -280,8 +308,8 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 	// A file of schema 4 indexes the rows holding a text, which are all a name new to the
 	// window can have as its first row there (new_texts.go): without a namespace to count,
 	// only they are read.
-	res.textIndex = d.textIndex && ns == "" && d.log
-	if res.textIndex {
+	res.textIndex = d.textIndex && ns == "" && d.log && !fromRollups
+	if res.textIndex || fromRollups {
 		res.skipOld = false
 	}
 
@@ -296,7 +324,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 		}
 	}
 	newInfo := func(id int64) *valueInfo { return &valueInfo{firstRow: id, first: math.MaxInt64} }
-	if d.v1 != "" {
+	if d.v1 != "" && !fromRollups {
 		// Rows of schema 1 came before every log row; they have no namespace.
 		err := d.each(ctx, `SELECT qname, ts FROM `+d.v1+` WHERE ts >= ? ORDER BY ts`, []any{from * 1000}, func(v []driver.Value) error {
 			t, _ := logrow.Text(v[0])
@@ -313,6 +341,11 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact bo
 		}
 	}
 	switch {
+	case fromRollups:
+		var err error
+		if res.rollupWin, res.queries, err = d.rollupWindowNames(ctx, rw, p, ns, texts); err != nil {
+			return nil, err
+		}
 	case res.textIndex && last.Valid:
 		var err error
 		if texts, err = d.windowTexts(ctx, from, w0, last.Int64, texts); err != nil {
@@ -705,12 +738,18 @@ func (r *newResult) sources() []string {
 		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those its rows hold as text, by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (%s), and %s after its counts read",
 			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"), dictRead[r.dictWhole], plural(r.uncounted, "row"))
 	}
+	if rw := r.rollupWin; rw != nil {
+		lines := rw.sources(r.queries, r.winNames, r.winDoms)
+		out = slices.Concat(lines[:1], out[1:], lines[1:])
+	}
 	if p := r.nsPast; p != nil {
 		out[1] = fmt.Sprintf("new to namespace %s: %s (%s new to the file), %s (%s new to the file)", printable(r.namespace),
 			plural(int64(r.newNames), "name"), count(int64(r.newToFile[0])), plural(int64(r.newDoms), "registered domain"), count(int64(r.newToFile[1])))
 		out = append(out, r.namespacePastSource()...)
 	}
 	switch {
+	case r.rollupWin != nil:
+		out = append(out, "before the window: the names dictionary and the rollups, not the rows")
 	case !r.oldest.Valid:
 		out = append(out, "before the window: the file has no rows of schema 2")
 	case r.oldest.Int64 >= r.from*1000:

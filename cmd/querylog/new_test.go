@@ -48,6 +48,7 @@ type newJSON struct {
 		Name      string `json:"name"`
 		Domain    string `json:"domain"`
 		Queries   int64  `json:"queries"`
+		FirstSeen string `json:"first_seen"`
 		NewToFile bool   `json:"new_to_file"`
 	} `json:"names"`
 	Domains []struct {
