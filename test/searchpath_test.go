@@ -241,8 +241,11 @@ func TestSearchpathRealResolvers(t *testing.T) {
 	net := newPodNet(t)
 	searchA := []string{"team-a.svc.cluster.local", "svc.cluster.local", "cluster.local"}
 	searchB := []string{"team-b.svc.cluster.local", "svc.cluster.local"}
-	podA := net.pod("search "+strings.Join(searchA, " "), "options ndots:5")
-	podB := net.pod("search "+strings.Join(searchB, " "), "options ndots:2")
+	// glibc sends a query again after timeout seconds (5 by default): on a machine busy enough
+	// to stall CoreDNS that long, the rows would hold more than the lookups sent once. 30 is
+	// glibc's longest; one attempt, so that a stall past it fails as a failed lookup.
+	podA := net.pod("search "+strings.Join(searchA, " "), "options ndots:5 timeout:30 attempts:1")
+	podB := net.pod("search "+strings.Join(searchB, " "), "options ndots:2 timeout:30 attempts:1")
 
 	api := fakek8s.Start(t, fakek8s.Namespace("team-a"), fakek8s.Namespace("team-b"),
 		service("team-a", "web", "10.96.0.10"), endpointSlice("team-a", "web", "10.244.1.5"),
