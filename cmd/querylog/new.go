@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/querylog/querylog/internal/dnsname"
 	"github.com/querylog/querylog/internal/logrow"
 )
 
@@ -130,26 +131,45 @@ func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
 }
 
 // registeredDomain is the registered domain of a name, fully qualified (example.org. for
-// www.example.org.), or "" if it has none (a public suffix itself, the root, not a name).
+// www.example.org.), or "" if it has none (a public suffix itself, the root, not a name). A
+// label with an escape (evil\.example, a label with a dot in it) is in no public suffix: the
+// domain is found right of it, or is that label and the suffix right of it.
 func registeredDomain(name string) string {
-	d, err := publicsuffix.EffectiveTLDPlusOne(strings.TrimSuffix(name, "."))
-	if err != nil || d == "" {
+	if strings.Contains(name, `\`) {
+		from, tail := "", "" // the last label with an escape, on, and what is right of it
+		for s := name; s != ""; {
+			parent := dnsname.Parent(s)
+			if strings.Contains(s[:len(s)-len(parent)], `\`) {
+				from, tail = s, parent
+			}
+			s = parent
+		}
+		if tail == "" {
+			return "" // a top-level label of its own
+		}
+		if d := registeredDomain(tail); d != "" {
+			return d
+		}
+		return from
+	}
+	trimmed := strings.TrimSuffix(name, ".")
+	d, err := publicsuffix.EffectiveTLDPlusOne(trimmed)
+	switch {
+	case err != nil || d == "":
 		return ""
+	case len(trimmed) < len(name): // d is a suffix of trimmed: the name's own bytes, no copy
+		return name[len(name)-len(d)-1:]
 	}
 	return d + "."
 }
 
-// underAny returns the domain of domains that name is or is under, on label boundaries, or "".
+// underAny returns the domain of domains that name is or is under, on label boundaries (an
+// escaped dot is none), or "".
 func underAny[V any](name string, domains map[string]V) string {
-	for s := name; s != ""; {
+	for s := name; s != "" && s != "."; s = dnsname.Parent(s) {
 		if _, ok := domains[s]; ok {
 			return s
 		}
-		i := strings.IndexByte(s, '.')
-		if i < 0 || i == len(s)-1 {
-			return ""
-		}
-		s = s[i+1:]
 	}
 	return ""
 }

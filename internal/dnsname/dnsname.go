@@ -30,3 +30,18 @@ func InZone(name, zone string) bool {
 	}
 	return slashes%2 == 0
 }
+
+// Parent returns name without its first label (example.org. for www.example.org.), or "" for a
+// name of one label. A dot escaped by a backslash is part of a label: the parent of
+// evil\.example.org. is org.
+func Parent(name string) string {
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case '\\':
+			i++ // the escaped character: a dot there ends no label (\DDD holds no dot)
+		case '.':
+			return name[i+1:]
+		}
+	}
+	return ""
+}

@@ -29,9 +29,8 @@ func TestInZone(t *testing.T) {
 	}
 }
 
-// TestInZoneLikeIsSubDomain: InZone decides as dns.IsSubDomain (plugin.Zones.Matches, the
-// plugin's ignore) on every pair of names made of labels with escapes.
-func TestInZoneLikeIsSubDomain(t *testing.T) {
+// escapedNames are the names of up to three labels made of labels with escapes.
+func escapedNames() []string {
 	labels := []string{"a", "org", `a\.b`, `a\\`, `\\`, `\.`, `\\\.`, `\046`, "b", `x\ y`}
 	var names []string
 	var build func(prefix []string, depth int)
@@ -47,6 +46,13 @@ func TestInZoneLikeIsSubDomain(t *testing.T) {
 	for _, l := range labels {
 		build([]string{l}, 2)
 	}
+	return names
+}
+
+// TestInZoneLikeIsSubDomain: InZone decides as dns.IsSubDomain (plugin.Zones.Matches, the
+// plugin's ignore) on every pair of names made of labels with escapes.
+func TestInZoneLikeIsSubDomain(t *testing.T) {
+	names := escapedNames()
 	for _, name := range names {
 		for _, zone := range names {
 			if got, want := InZone(name, zone), dns.IsSubDomain(zone, name); got != want {
@@ -55,4 +61,21 @@ func TestInZoneLikeIsSubDomain(t *testing.T) {
 		}
 	}
 	t.Logf("%d names, every pair", len(names))
+}
+
+// TestParentLikeSplit: Parent drops the first label as dns.Split counts labels, escapes and
+// all, on every name of escapedNames; a name of one label has none.
+func TestParentLikeSplit(t *testing.T) {
+	for _, name := range escapedNames() {
+		want := ""
+		if starts := dns.Split(name); len(starts) > 1 {
+			want = name[starts[1]:]
+		}
+		if got := Parent(name); got != want {
+			t.Fatalf("Parent(%q) = %q, want %q", name, got, want)
+		}
+	}
+	if got := Parent("org"); got != "" {
+		t.Errorf("Parent(%q) = %q, want none", "org", got)
+	}
 }
