@@ -42,8 +42,9 @@ Commands:
                                        window: in no dictionary entry or rollup before it
                                        (--exact: nor in any row before it; slower);
                                        --namespace: those NS never asked before; windows
-                                       over 1h: the names the rollups counted, and the
-                                       rows where they do not cover it (--exact: the rows)
+                                       over 1h (with --namespace, or 300,000 queries): the
+                                       names the rollups counted, and the rows where they
+                                       do not cover it (--exact: the rows)
   retries [--since 1h] [--until T] [--namespace NS] [-n 20]
                                        the queries clients sent again (same port, id, name
                                        and type within 5.5 s): the clients, namespaces, names

@@ -125,8 +125,25 @@ func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
 		}
 		// Rollups count whole minutes: the window is rounded down to them, as top does. --since
 		// 1h (the flag's "now" a moment ago) is an hour of rows: a minute's slack.
+		from := since.t.Unix() / 60 * 60
 		long := time.Since(since.t) > newRowsWindow*time.Second+time.Minute
-		return d.newNames(ctx, since.t.Unix()/60*60, *ns, *exact, long, *n)
+		// A namespace's rows are found by reading every row of the window: a busy hour comes
+		// from its rollups too.
+		var busy int64
+		if *ns != "" && !long && !*exact && d.rollups && d.pods {
+			q, err := d.windowQueries(ctx, window{from: from, to: openEnd, now: time.Now().Unix()})
+			if err != nil {
+				return nil, err
+			}
+			if q > newNamespaceRowsMax {
+				busy = q
+			}
+		}
+		res, err := d.newNames(ctx, from, *ns, *exact, long || busy > 0, *n)
+		if err == nil && res.rollupWin != nil {
+			res.rollupWin.busy = busy
+		}
+		return res, err
 	})
 }
 

@@ -20,8 +20,14 @@ import (
 // it is not listed, and a name's first sighting is the start of the first period that counted
 // it. The time before the window is then read as for any window (newNames' steps 2 to 6).
 
-// newRowsWindow is the longest window new reads the rows of by default (seconds), as searchpath.
-const newRowsWindow = spRowsWindow
+// newRowsWindow is the longest window new reads the rows of by default (seconds), as
+// searchpath; newNamespaceRowsMax the most queries of a window whose rows new --namespace
+// reads, every one of them to find the namespace's (an hour of 10 million rows took 15 s,
+// past the default --timeout).
+const (
+	newRowsWindow       = spRowsWindow
+	newNamespaceRowsMax = spRowsMax
+)
 
 // rollupWindow is what new read of a window from the rollups.
 type rollupWindow struct {
@@ -29,6 +35,7 @@ type rollupWindow struct {
 	folded int64    // queries of the window's periods counted under (other)
 	bySrc  [6]int64 // rows read, by source (srcAfter, srcOld, srcV1)
 	plan   []string // what each part of the plan counted, as top says it
+	busy   int64    // with --namespace, a window of an hour or less read from the rollups for its queries
 }
 
 // rollupWindowNames adds to texts the names of window w (planned as p), of namespace ns if not
@@ -156,7 +163,7 @@ func (d *database) rollupWindowNames(ctx context.Context, w window, p *plan, ns 
 func (rw *rollupWindow) sources(queries int64, names, domains int) []string {
 	out := []string{"window: " + rfc3339(rw.w.from) + " to now (" + rw.w.rounded() + "); " + plural(queries, "query") + ", " +
 		plural(int64(names), "name") + " and " + plural(int64(domains), "registered domain") +
-		", counted as top counts them (the window is longer than 1h: --exact reads its rows instead, slower)"}
+		", counted as top counts them (" + rw.why() + ": --exact reads its rows instead, slower)"}
 	out = append(out, rw.plan...)
 	if n := rw.bySrc[srcV1]; n > 0 {
 		out = append(out, "rows of schema 1: "+count(n))
@@ -166,4 +173,12 @@ func (rw *rollupWindow) sources(queries int64, names, domains int) []string {
 		out = append(out, otherKey+": of the window's periods, "+count(rw.folded)+" queries are of names past the rollups' limit per period: a name asked only among them is not listed")
 	}
 	return out
+}
+
+// why says why the window was read from the rollups.
+func (rw *rollupWindow) why() string {
+	if rw.busy > 0 {
+		return "an hour or less, but " + plural(rw.busy, "query") + ", more than the " + count(newNamespaceRowsMax) + " whose rows new --namespace reads"
+	}
+	return "the window is longer than 1h"
 }

@@ -16,7 +16,8 @@ import (
 // by a day of the window, and hour.example.com., by an hour, are new with their first period's
 // start as first seen; old.example.org., counted by a day before the window, is not. --exact
 // reads the window's rows instead (the rollups' names of the window are not among them). Over
-// an hour of rows alone, both ways give the same answer.
+// an hour of rows alone, both ways give the same answer. new --namespace reads an hour busier
+// than 300,000 queries from the rollups too.
 func TestNewRollups(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "q.db")
@@ -71,5 +72,19 @@ func TestNewRollups(t *testing.T) {
 		!strings.Contains(rollups.Sources[0], "counted as top counts them") {
 		t.Errorf("new --since 61m: from the rollups %s (%d queries), from the rows %s (%d); sources %q", rollups.summary(), rollups.WindowQueries,
 			rows.summary(), rows.WindowQueries, rollups.Sources)
+	}
+	// An hour busier than new --namespace reads the rows of (a minute of this hour that counted
+	// 400,000 queries): from the namespace's rollups too.
+	thisHour := time.Now().Unix() / 3600 * 3600
+	testutil.Exec(t, db, fmt.Sprintf(`INSERT INTO rollup_outcomes (span, start, rcode, qtype, proto, plugin, n, duration_us) VALUES
+			(60, %[1]d, 3, 16, 'tcp', 'busy', 400000, 1);
+		INSERT INTO rollup_namespace_names (span, start, namespace, name, rcode, n, a, aaaa, answered) VALUES
+			(60, %[1]d, 'team-a', 'busy.example.com.', 0, 4, 4, 0, 4)`, thisHour))
+	got = runNewJSON(t, "--db", db, "--since", "1h", "--namespace", "team-a")
+	if got.summary() != "busy.example.com.:4 | " || !strings.Contains(got.Sources[0], "more than the 300,000 whose rows new --namespace reads") {
+		t.Errorf("new --since 1h --namespace team-a, a busy hour: %s, sources %q", got.summary(), got.Sources)
+	}
+	if got := runNewJSON(t, "--db", db, "--since", "1h", "--namespace", "team-a", "--exact"); got.summary() != " | " {
+		t.Errorf("new --since 1h --namespace team-a --exact (its rows: none): %s", got.summary())
 	}
 }
