@@ -12,13 +12,14 @@ import (
 	"github.com/querylog/querylog/internal/logrow"
 )
 
-// new over a window longer than an hour, without --exact, counts the window's names as top
-// does: from the rollups where they cover it (whole days, hours and minutes), from the rows
-// only where they do not (after rollup_id, and minutes the rollups no longer keep). A month of
-// rows would take minutes to read; its rollups take a fraction of a second. What this gives up,
-// the sources line says: a name counted under (other) in every period of the window that asked
-// it is not listed, and a name's first sighting is the start of the first period that counted
-// it. The time before the window is then read as for any window (newNames' steps 2 to 6).
+// new over a window longer than an hour (with --namespace, also over one busier than
+// newNamespaceRowsMax queries), without --exact, counts the window's names as top does: from
+// the rollups where they cover it (whole days, hours and minutes), from the rows only where
+// they do not (after rollup_id, and minutes the rollups no longer keep). A month of rows would
+// take minutes to read; its rollups take a fraction of a second. What this gives up, the
+// sources line says: a name counted under (other) in every period of the window that asked it
+// is not listed, and a name's first sighting is the start of the first period that counted it.
+// The time before the window is then read as for any window (newNames' steps 2 to 6).
 
 // newRowsWindow is the longest window new reads the rows of by default (seconds), as
 // searchpath; newNamespaceRowsMax the most queries of a window whose rows new --namespace
