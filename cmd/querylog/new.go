@@ -955,6 +955,7 @@ func (r *newResult) writeJSON(out io.Writer) error {
 		WindowNames      int              `json:"window_names"`
 		WindowDomains    int              `json:"window_domains"`
 		Folded           map[string]int64 `json:"rollup_other_queries"`
+		WindowFolded     *int64           `json:"window_other_queries"` // counted from the rollups: the window's (other)
 		Sources          []string         `json:"sources"`
 	}{Since: rfc3339(r.from), Namespace: ns, Names: []jsonName{}, Domains: []jsonDomain{}, NewNames: r.newNames, NewDomains: r.newDoms,
 		NamesNewToFile: r.newToFile[0], DomainsNewToFile: r.newToFile[1],
@@ -964,6 +965,9 @@ func (r *newResult) writeJSON(out io.Writer) error {
 	}
 	if r.nsPast != nil {
 		v.KnownToNamespace = &r.nsPast.known
+	}
+	if r.rollupWin != nil {
+		v.WindowFolded = &r.rollupWin.folded
 	}
 	for _, nm := range r.names {
 		v.Names = append(v.Names, jsonName{nm.text, nm.domain, nm.queries, msText(nm.first), !nm.old})

@@ -58,6 +58,7 @@ type newJSON struct {
 		NewToFile bool   `json:"new_to_file"`
 	} `json:"domains"`
 	KnownToNamespace *int     `json:"known_to_namespace"`
+	WindowFolded     *int64   `json:"window_other_queries"`
 	NewNames         int      `json:"new_names"`
 	NewDomains       int      `json:"new_domains"`
 	WindowQueries    int64    `json:"window_queries"`
