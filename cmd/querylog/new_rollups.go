@@ -67,13 +67,21 @@ func (d *database) rollupWindowNames(ctx context.Context, w window, p *plan, ns 
 	}{{86400, p.days}, {3600, p.hours}, {60, p.minutes}} {
 		// Period by period, by the primary key (span, start, namespace, ...): a namespace's rows
 		// of a period are together, not those of a range of periods.
+		// The plan's days and hours are periods it found, merged; its minutes are what they
+		// leave, the last with no end: their periods are looked up.
 		var starts []int64
 		for _, s := range l.spans {
-			in, err := d.periods(ctx, l.span, s.from, s.to) // the minutes' last span has no end
-			if err != nil {
-				return nil, 0, err
+			if l.span == 60 {
+				in, err := d.periods(ctx, l.span, s.from, s.to)
+				if err != nil {
+					return nil, 0, err
+				}
+				starts = append(starts, in...)
+				continue
 			}
-			starts = append(starts, in...)
+			for start := s.from; start < s.to; start += l.span {
+				starts = append(starts, start)
+			}
 		}
 		if len(starts) == 0 {
 			continue
