@@ -35,7 +35,8 @@ import (
 // The rows are real: entries go through store.write in batches of 1000 in the order a server
 // answers them (by arrival plus duration, so slow replies are written late), and the writer
 // counts them into the minute rollups and sums the hours and days they end, as it does in
-// CoreDNS. The last 10 s of rows are left after rollup_id, as a running writer leaves them.
+// CoreDNS. The last 10 s of rows are left after rollup_id, and the rows after the last whole
+// minute after names_counted, as a running writer leaves them.
 //
 // The rollups before the rows are synthetic: counting 26 billion rows is out of reach, so each
 // minute's rollup rows are drawn from the same distribution (see genMix) the way the writer
@@ -241,6 +242,7 @@ func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
 	}
 	entries := make([]entry, 0, chunk)
 	counted := first                 // the rows' time of the last rollups write
+	namesCounted := first            // and of the last names' counts write
 	searchFree := func(i int) bool { // the lookup's 8 rows fit, and none is one of the rare name's
 		for j := i; j < i+8; j++ {
 			if rare[j] {
@@ -311,6 +313,14 @@ func (g *genMix) writeRows(s *store, first int64, n, qps int) error {
 				s.state.rollups.flushed, counted = time.Now().Add(-rollupEvery), last
 			} else {
 				s.state.rollups.flushed = time.Now().Add(time.Hour)
+			}
+			// The names' counts are added once a minute of the rows' time (nameCountsEvery),
+			// as a writer at 10,000 queries a second adds them: the rows of the last minute's
+			// part stay after names_counted.
+			if last-namesCounted >= nameCountsEvery.Milliseconds() {
+				s.state.counts.flushed, namesCounted = time.Now().Add(-nameCountsEvery), last
+			} else {
+				s.state.counts.flushed = time.Now().Add(time.Hour)
 			}
 			if err := s.write(entries[:m]); err != nil {
 				return err
