@@ -17,15 +17,18 @@ func InZone(name, zone string) bool {
 	if len(name) == len(zone) {
 		return true
 	}
-	dot := len(name) - len(zone) - 1
-	if name[dot] != '.' {
+	return EndsLabel(name, len(name)-len(zone)-1)
+}
+
+// EndsLabel reports whether name[i] is a dot that ends a label. In presentation format a
+// backslash always begins an escape, so a dot ends a label unless an odd number of
+// backslashes runs up to it (\. escaped; \\. a backslash, then the boundary).
+func EndsLabel(name string, i int) bool {
+	if i < 0 || i >= len(name) || name[i] != '.' {
 		return false
 	}
-	// In presentation format a backslash always begins an escape, so the dot ends a label
-	// unless an odd number of backslashes runs up to it (\. escaped; \\. a backslash, then the
-	// boundary).
 	slashes := 0
-	for i := dot - 1; i >= 0 && name[i] == '\\'; i-- {
+	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
 		slashes++
 	}
 	return slashes%2 == 0

@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/querylog/querylog/internal/dnsname"
 )
 
 // MaxNdots is the largest ndots a what-if count is given for.
@@ -137,17 +139,7 @@ func Dots(name string) int { return max(dns.CountLabel(name)-1, 0) }
 
 // EndsInLabel reports whether name ends with a label boundary before its last n bytes: the
 // byte before them is a dot that is not escaped (presentation format: example\.org).
-func EndsInLabel(name string, n int) bool {
-	i := len(name) - n - 1
-	if i < 0 || name[i] != '.' {
-		return false
-	}
-	back := 0
-	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
-		back++
-	}
-	return back%2 == 0
-}
+func EndsInLabel(name string, n int) bool { return dnsname.EndsLabel(name, len(name)-n-1) }
 
 // HasSuffix reports whether name is longer than suffix s and ends with it on a label boundary
 // (api.example.com.svc.cluster.local. with svc.cluster.local.).
