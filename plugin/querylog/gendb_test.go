@@ -35,8 +35,8 @@ import (
 // The rows are real: entries go through store.write in batches of 1000 in the order a server
 // answers them (by arrival plus duration, so slow replies are written late), and the writer
 // counts them into the minute rollups and sums the hours and days they end, as it does in
-// CoreDNS. The last 10 s of rows are left after rollup_id, and the rows after the last whole
-// minute after names_counted, as a running writer leaves them.
+// CoreDNS. As a running writer leaves them, the last 10 s of rows are after rollup_id, and
+// the last minute or less of rows after names_counted.
 //
 // The rollups before the rows are synthetic: counting 26 billion rows is out of reach, so each
 // minute's rollup rows are drawn from the same distribution (see genMix) the way the writer
