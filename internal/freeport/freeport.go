@@ -4,7 +4,8 @@
 // A test may stop a server and start it again on the same port, as an outage would, and the
 // port must stay its own in between. Two kinds of neighbours could take it meanwhile:
 //   - the kernel, which gives the ports of its ephemeral range (ip_local_port_range) to
-//     outgoing connections and to listeners on port 0: so the ports come from below that range;
+//     outgoing connections and to listeners on port 0: so the ports come from beside that
+//     range (portRange);
 //   - other processes taking ports here (go test runs packages in parallel): so each port is
 //     held by a lock file for as long as the process lives.
 package freeport
@@ -31,11 +32,15 @@ var (
 	given   = map[int]*os.File{}
 )
 
-// rangeSpan is how many ports below the ephemeral range are handed out.
-const rangeSpan = 12000
+// rangeSpan is how many ports outside the ephemeral range are handed out, at most; minSpan the
+// fewest worth keeping to (else the ports come from the ephemeral range itself).
+const (
+	rangeSpan = 12000
+	minSpan   = 1000
+)
 
 // Take returns n distinct loopback ports, each free for both TCP and UDP at the time of the
-// call, outside the kernel's ephemeral range, and never returned before by any live process.
+// call, beside the kernel's ephemeral range, and never returned before by any live process.
 func Take(n int) ([]int, error) {
 	givenMu.Lock()
 	defer givenMu.Unlock()
@@ -71,8 +76,10 @@ func Take(n int) ([]int, error) {
 	return ports, nil
 }
 
-// portRange is [lo, hi): the rangeSpan ports just below the kernel's ephemeral range, or just
-// above it when there is no room below.
+// portRange is [lo, hi): up to rangeSpan ports just below the kernel's ephemeral range, or just
+// above it when there is no room below. A machine whose ephemeral range leaves neither gets
+// ports of the range itself, as before: a server stopped and started again may then, rarely,
+// find its port taken by an outgoing connection.
 func portRange() (lo, hi int, err error) {
 	const file = "/proc/sys/net/ipv4/ip_local_port_range"
 	ephLo, ephHi := 32768, 60999 // Linux's default
@@ -88,22 +95,20 @@ func portRange() (lo, hi int, err error) {
 			return 0, 0, fmt.Errorf("%s: %v", file, err)
 		}
 	}
-	lo, hi, ok := outside(ephLo, ephHi)
-	if !ok {
-		return 0, 0, fmt.Errorf("%s is %d-%d: no room for %d ports outside it", file, ephLo, ephHi, rangeSpan)
-	}
+	lo, hi = outside(ephLo, ephHi)
 	return lo, hi, nil
 }
 
-// outside is [lo, hi): rangeSpan unprivileged ports just below [ephLo, ephHi], or just above it.
-func outside(ephLo, ephHi int) (lo, hi int, ok bool) {
-	switch {
-	case ephLo-rangeSpan >= 1024:
-		return ephLo - rangeSpan, ephLo, true
-	case ephHi+rangeSpan <= 65535:
-		return ephHi + 1, ephHi + 1 + rangeSpan, true
+// outside is [lo, hi): up to rangeSpan unprivileged ports just below [ephLo, ephHi], or just
+// above it, or (no minSpan ports on either side) the range itself.
+func outside(ephLo, ephHi int) (lo, hi int) {
+	if lo, hi = max(1024, ephLo-rangeSpan), ephLo; hi-lo >= minSpan {
+		return lo, hi
 	}
-	return 0, 0, false
+	if lo, hi = ephHi+1, min(65536, ephHi+1+rangeSpan); hi-lo >= minSpan {
+		return lo, hi
+	}
+	return max(1024, ephLo), min(65536, ephHi+1)
 }
 
 // lockDir is the folder of the port locks, this user's own.

@@ -4,8 +4,8 @@ import (
 	"testing"
 )
 
-// TestTakeOutsideEphemeralRange: the ports are distinct, below (or above) the kernel's
-// ephemeral range, and locked against other processes for as long as this one lives.
+// TestTakeOutsideEphemeralRange: the ports are distinct, in portRange (beside the kernel's
+// ephemeral range), and locked against other processes for as long as this one lives.
 func TestTakeOutsideEphemeralRange(t *testing.T) {
 	lo, hi, err := portRange()
 	if err != nil {
@@ -38,19 +38,19 @@ func TestTakeOutsideEphemeralRange(t *testing.T) {
 	}
 }
 
+// The ports handed out lie beside the kernel's ephemeral range: below it where there is room,
+// else above it, else (no room on either side) within it.
 func TestOutsideEphemeralRange(t *testing.T) {
-	for _, c := range []struct {
-		ephLo, ephHi, lo, hi int
-		ok                   bool
-	}{
-		{32768, 60999, 32768 - rangeSpan, 32768, true}, // Linux's default
-		{1024, 50000, 50001, 50001 + rangeSpan, true},
-		{10000, 60000, 0, 0, false},
-		{1024, 65535, 0, 0, false},
+	for _, c := range []struct{ ephLo, ephHi, lo, hi int }{
+		{32768, 60999, 32768 - rangeSpan, 32768}, // Linux's default
+		{10000, 60999, 1024, 10000},              // fewer than rangeSpan below
+		{1024, 50000, 50001, 50001 + rangeSpan},  // none below
+		{1500, 60000, 60001, 65536},              // fewer than rangeSpan above
+		{1024, 65535, 1024, 65536},               // no room: the range itself
+		{1500, 65000, 1500, 65001},
 	} {
-		lo, hi, ok := outside(c.ephLo, c.ephHi)
-		if lo != c.lo || hi != c.hi || ok != c.ok {
-			t.Errorf("outside(%d, %d) = %d, %d, %v; want %d, %d, %v", c.ephLo, c.ephHi, lo, hi, ok, c.lo, c.hi, c.ok)
+		if lo, hi := outside(c.ephLo, c.ephHi); lo != c.lo || hi != c.hi {
+			t.Errorf("outside(%d, %d) = [%d, %d); want [%d, %d)", c.ephLo, c.ephHi, lo, hi, c.lo, c.hi)
 		}
 	}
 }
