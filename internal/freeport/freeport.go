@@ -13,7 +13,6 @@ package freeport
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -144,22 +143,16 @@ func lockPort(dir string, port int) (*os.File, bool) {
 
 // free reports whether port can be bound on 127.0.0.1 for both TCP and UDP now.
 func free(port int) bool {
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return false
 	}
-	held = append(held, l)
+	defer l.Close()
 	u, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return false
 	}
-	held = append(held, u)
+	u.Close()
 	return true
 }
