@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/testutil"
 )
 
@@ -22,7 +23,7 @@ func TestErrors(t *testing.T) {
 	testutil.SQLite3(t, path("foreign.db"), `CREATE TABLE t (x)`)
 	schema1File(t, path("v1.db"), 100, time.Now().Add(-time.Hour).UnixMilli())
 	schema1File(t, path("newer.db"), 10, time.Now().UnixMilli())
-	testutil.SQLite3(t, path("newer.db"), `PRAGMA user_version = 5`)
+	testutil.SQLite3(t, path("newer.db"), fmt.Sprintf(`PRAGMA user_version = %d`, logrow.SchemaVersion+1))
 	v1 := path("v1.db")
 	for _, c := range []struct {
 		args []string
@@ -35,7 +36,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"search", "--db", path("text.db")}, exitDatabase, path("text.db") + " is not a SQLite database"},
 		{[]string{"export", "--db", path("empty.db")}, exitDatabase, path("empty.db") + " is empty, not a querylog database"},
 		{[]string{"top", "domains", "--db", path("foreign.db")}, exitDatabase, path("foreign.db") + " is not a querylog database (application_id 0, 1 schema objects)"},
-		{[]string{"tail", "-f", "--db", path("newer.db")}, exitDatabase, path("newer.db") + " has schema version 5, newer than this build of querylog reads (4): use a newer querylog"},
+		{[]string{"tail", "-f", "--db", path("newer.db")}, exitDatabase, path("newer.db") + fmt.Sprintf(" has schema version %d, newer than this build of querylog reads (%d): use a newer querylog", logrow.SchemaVersion+1, logrow.SchemaVersion)},
 		{nil, exitUsage, "Usage: querylog COMMAND"},
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{[]string{"search", "--bogus", "--db", v1}, exitUsage, "flag provided but not defined: --bogus (querylog search -h lists the flags)"},

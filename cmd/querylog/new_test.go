@@ -281,7 +281,7 @@ func TestNewSkipsOldNumbers(t *testing.T) {
 	}
 }
 
-// TestNewTextIndex: over a file of schema 4, new reads only the window's rows that hold a name
+// TestNewTextIndex: over a file of schema 4 or 5, new reads only the window's rows that hold a name
 // as text, by their index, and counts those names' numbered rows from the names dictionary.
 // Its answer is that of reading every row of the window (a copy without the index, read as a
 // file of schema 3 is), also where the dictionary's counts stop short of the rows, as a server
@@ -333,6 +333,17 @@ func TestNewTextIndex(t *testing.T) {
 	testutil.Exec(t, big, `WITH RECURSIVE i(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM i WHERE k < 400)
 		INSERT INTO names (name, first, n) SELECT 'f' || k || '.example.invalid.', 1, 1 FROM i`)
 
+	// A file of schema 4: log_texts on (id).
+	v4 := filepath.Join(t.TempDir(), "v4.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, v4))
+	testutil.Exec(t, v4, `DROP INDEX log_texts; CREATE INDEX log_texts ON log (id) WHERE typeof(name) = 'text'; PRAGMA user_version = 4`)
+	// Either index is read from the window's first row on, not scanned from the file's.
+	for path, want := range map[string]string{db: "(<expr>=? AND rowid>? AND rowid<?)", v4: "(id>? AND id<?)"} {
+		if plan := testutil.QueryPlan(t, testutil.OpenRO(t, path), windowTextsQuery, 0, 1, 0); plan != "SEARCH l USING INDEX log_texts "+want+";" {
+			t.Errorf("new's query of the text rows, on %s: %s", filepath.Base(path), plan)
+		}
+	}
+
 	want := "n0.fresh.example.net.:5 n1.fresh.example.net.:5 n2.fresh.example.net.:4 n3.fresh.example.net.:4 n4.fresh.example.net.:4 n5.fresh.example.net.:4 " +
 		"n6.fresh.example.net.:4 once0.example.com.:1 once1.example.com.:1 once2.example.com.:1 | example.net.:30/7 example.com.:29/29"
 	for _, c := range []struct {
@@ -340,6 +351,7 @@ func TestNewTextIndex(t *testing.T) {
 		exact      bool
 	}{
 		{db, "by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (read whole)", false},
+		{v4, "by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (read whole)", false},
 		{big, "by the names dictionary (looked up by name)", false},
 		{crashed, "after its counts read", false},
 		// Every row of the window read, and those before it (there, no row of the minute before

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -17,7 +16,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/querylog/querylog/internal/fakek8s"
-	"github.com/querylog/querylog/internal/logrow"
 	"github.com/querylog/querylog/internal/testutil"
 )
 
@@ -182,15 +180,9 @@ func TestRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.close()
-	var plan []string
-	err = d.each(context.Background(), `EXPLAIN QUERY PLAN `+d.retriesQuery(d.retriesCond("team-b")), []any{0, math.MaxInt64, 0, math.MaxInt64, "team-b"},
-		func(v []driver.Value) error {
-			detail, _ := logrow.Text(v[3])
-			plan = append(plan, detail)
-			return nil
-		})
-	if err != nil || len(plan) < 3 || !strings.HasPrefix(plan[0], "SEARCH r USING INTEGER PRIMARY KEY") || !strings.HasPrefix(plan[1], "SEARCH l USING INTEGER PRIMARY KEY (rowid=?)") {
-		t.Errorf("retries' query plan: %v\n%s", err, strings.Join(plan, "\n"))
+	plan := strings.Split(testutil.QueryPlan(t, testutil.OpenRO(t, db), d.retriesQuery(d.retriesCond("team-b")), 0, math.MaxInt64, 0, math.MaxInt64, "team-b"), ";")
+	if len(plan) < 3 || !strings.HasPrefix(plan[0], "SEARCH r USING INTEGER PRIMARY KEY") || !strings.HasPrefix(plan[1], "SEARCH l USING INTEGER PRIMARY KEY (rowid=?)") {
+		t.Errorf("retries' query plan:\n%s", strings.Join(plan, "\n"))
 	}
 	out := mustRun(t, "retries", "--db", db)
 	for _, s := range []string{"CLIENT (NAMESPACE/POD)       RETRIES  SHARE\n127.0.0.2 (team-a/client-a)        2  50.0%\n127.0.0.3 (team-b/client-b)        1  25.0%\n127.0.0.4                          1  25.0%\n",

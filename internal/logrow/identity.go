@@ -7,7 +7,7 @@ const (
 	// non-empty SQLite file is someone else's.
 	ApplicationID = 0x514C4F47
 	// SchemaVersion is PRAGMA user_version of the newest schema (plugin/querylog/schema.go).
-	SchemaVersion = 4
+	SchemaVersion = 5
 )
 
 // IdentityQuery reads what Identity holds, in that order.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -281,4 +282,23 @@ func CheckpointTruncate(t testing.TB, path string) bool {
 		return false
 	}
 	return busy == 0
+}
+
+// QueryPlan is what EXPLAIN QUERY PLAN says of query with args, one step after another (a
+// subquery's number left out).
+func QueryPlan(t testing.TB, db *sql.DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		rows.Scan(&id, &parent, &notused, &detail)
+		plan += detail + ";"
+	}
+	return regexp.MustCompile(`SUBQUERY \d+`).ReplaceAllString(plan, "SUBQUERY")
 }

@@ -158,6 +158,26 @@ func TestMigrateFromV3(t *testing.T) {
 	}
 }
 
+// TestMigrateFromV4: the upgrade to schema 5 builds log_texts again, keyed by the constant its
+// rows share: it lists the same rows, read by the key and the id's range.
+func TestMigrateFromV4(t *testing.T) {
+	t.Parallel()
+	path := tempDB(t)
+	schemaFile(t, path, 4, `INSERT INTO dict_epochs (log_id, name_id, client_id, pod_id) VALUES (256, 1, 1, 1);
+		INSERT INTO names (id, name, first, n) VALUES (1, 'a.example.', 257, 1);
+		INSERT INTO log (id, name, client, late, a, b, c) VALUES (256, 'a.example.', '192.0.2.1', 0, 0, 0, 0),
+			(257, 1, '192.0.2.1', 0, 0, 0, 0), (258, 'b.example.', '192.0.2.1', 0, 0, 0, 0)`)
+	const texts = `SELECT group_concat(id) FROM log INDEXED BY log_texts WHERE (typeof(name) = 'text') = 1 AND id >= 0 AND typeof(name) = 'text'`
+	if got := testutil.SQLite3(t, path, `SELECT sql FROM sqlite_schema WHERE name = 'log_texts'; `+texts); !strings.Contains(got, "ON log (id)") || !strings.HasSuffix(got, "256,258") {
+		t.Fatalf("the file of schema 4 has log_texts and its rows:\n%s", got)
+	}
+	s := testStore(t, path)
+	checkSchema(t, s)
+	if got := testutil.SQLite3(t, path, `SELECT sql FROM sqlite_schema WHERE name = 'log_texts'; `+texts); !strings.Contains(got, "ON log ((typeof(name) = 'text'))") || !strings.HasSuffix(got, "256,258") {
+		t.Errorf("after the upgrade, log_texts and its rows:\n%s", got)
+	}
+}
+
 // TestLogTexts: log_texts finds a window's rows that hold a name as text, which querylog new
 // reads instead of every row of the window.
 func TestLogTexts(t *testing.T) {
@@ -173,8 +193,8 @@ func TestLogTexts(t *testing.T) {
 	}
 	first := s.state.lastID - 299   // a batch's ids are consecutive
 	from, to := first+50, first+250 // rows 50 to 249
-	const query = `SELECT id, name FROM log INDEXED BY log_texts WHERE id >= ? AND id < ? AND typeof(name) = 'text'`
-	if plan, want := queryPlan(t, s.db, query, from, to), "SEARCH log USING INDEX log_texts (id>? AND id<?);"; plan != want {
+	const query = `SELECT id, name FROM log INDEXED BY log_texts WHERE (typeof(name) = 'text') = 1 AND id >= ? AND id < ? AND typeof(name) = 'text'`
+	if plan, want := testutil.QueryPlan(t, s.db, query, from, to), "SEARCH log USING INDEX log_texts (<expr>=? AND rowid>? AND rowid<?);"; plan != want {
 		t.Errorf("%s\nis planned as %s\nwant         %s", query, plan, want)
 	}
 	list := func(q string) (n int, rows string) {

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -110,28 +109,10 @@ func checkSchema(t *testing.T, s *store) {
 		"SELECT qname, count(*) FROM queries WHERE id >= 5 << 8 GROUP BY qname": "SEARCH l USING INTEGER PRIMARY KEY (rowid>?);" +
 			"USE TEMP B-TREE FOR GROUP BY;CORRELATED SCALAR SUBQUERY;SEARCH names USING INTEGER PRIMARY KEY (rowid=?);",
 	} {
-		if plan := queryPlan(t, s.db, query); plan != want {
+		if plan := testutil.QueryPlan(t, s.db, query); plan != want {
 			t.Errorf("%s\nis planned as %s\nwant         %s", query, plan, want)
 		}
 	}
-}
-
-// queryPlan is what EXPLAIN QUERY PLAN says of query with args, one step after another.
-func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
-	t.Helper()
-	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		rows.Scan(&id, &parent, &notused, &detail)
-		plan += detail + ";"
-	}
-	return regexp.MustCompile(`SUBQUERY \d+`).ReplaceAllString(plan, "SUBQUERY")
 }
 
 func TestStoreFreshFile(t *testing.T) {
