@@ -157,7 +157,7 @@ var migrations = []string{
 	// 5: log_texts keyed by what its rows share, typeof(name) = 'text', which is 1 for each and
 	// so takes no byte (SQLite stores 0 and 1 in the type alone): an entry holds only the row's
 	// id, which SQLite keeps after an index's columns and seeks on after an equality, where the
-	// index on (id) held the id twice. 16 B an entry instead of 25: 9 B a row under a
+	// index on (id) held the id twice. 14-16 B an entry instead of 25: 9 B a row under a
 	// random-subdomain flood, where every row holds a text (bench/README.md). Readers ask
 	// (typeof(name) = 'text') = 1 with the id's range (cmd/querylog/new_texts.go).
 	`DROP INDEX log_texts;
