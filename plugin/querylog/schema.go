@@ -159,8 +159,9 @@ var migrations = []string{
 	// id, which SQLite keeps after an index's columns and seeks on after an equality, where the
 	// index on (id) held the id twice. 14-16 B an entry instead of 25: 9 B a row under a
 	// random-subdomain flood, where every row holds a text (bench/README.md). Readers ask
-	// (typeof(name) = 'text') = 1 with the id's range (cmd/querylog/new_texts.go).
-	`DROP INDEX log_texts;
+	// (typeof(name) = 'text') = 1 with the id's range (cmd/querylog/new_texts.go). A file
+	// whose log_texts was dropped by hand gets it back.
+	`DROP INDEX IF EXISTS log_texts;
 	CREATE INDEX log_texts ON log ((typeof(name) = 'text')) WHERE typeof(name) = 'text';`,
 }
 

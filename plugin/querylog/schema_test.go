@@ -159,22 +159,30 @@ func TestMigrateFromV3(t *testing.T) {
 }
 
 // TestMigrateFromV4: the upgrade to schema 5 builds log_texts again, keyed by the constant its
-// rows share: it lists the same rows, read by the key and the id's range.
+// rows share: it lists the same rows, read by the key and the id's range. A file whose
+// log_texts was dropped by hand is upgraded too, and gets it back.
 func TestMigrateFromV4(t *testing.T) {
 	t.Parallel()
-	path := tempDB(t)
-	schemaFile(t, path, 4, `INSERT INTO dict_epochs (log_id, name_id, client_id, pod_id) VALUES (256, 1, 1, 1);
+	const rows = `INSERT INTO dict_epochs (log_id, name_id, client_id, pod_id) VALUES (256, 1, 1, 1);
 		INSERT INTO names (id, name, first, n) VALUES (1, 'a.example.', 257, 1);
 		INSERT INTO log (id, name, client, late, a, b, c) VALUES (256, 'a.example.', '192.0.2.1', 0, 0, 0, 0),
-			(257, 1, '192.0.2.1', 0, 0, 0, 0), (258, 'b.example.', '192.0.2.1', 0, 0, 0, 0)`)
+			(257, 1, '192.0.2.1', 0, 0, 0, 0), (258, 'b.example.', '192.0.2.1', 0, 0, 0, 0)`
+	const index = `SELECT coalesce((SELECT sql FROM sqlite_schema WHERE name = 'log_texts'), 'none')`
 	const texts = `SELECT group_concat(id) FROM log INDEXED BY log_texts WHERE (typeof(name) = 'text') = 1 AND id >= 0 AND typeof(name) = 'text'`
-	if got := testutil.SQLite3(t, path, `SELECT sql FROM sqlite_schema WHERE name = 'log_texts'; `+texts); !strings.Contains(got, "ON log (id)") || !strings.HasSuffix(got, "256,258") {
-		t.Fatalf("the file of schema 4 has log_texts and its rows:\n%s", got)
-	}
-	s := testStore(t, path)
-	checkSchema(t, s)
-	if got := testutil.SQLite3(t, path, `SELECT sql FROM sqlite_schema WHERE name = 'log_texts'; `+texts); !strings.Contains(got, "ON log ((typeof(name) = 'text'))") || !strings.HasSuffix(got, "256,258") {
-		t.Errorf("after the upgrade, log_texts and its rows:\n%s", got)
+	for _, c := range []struct{ name, stmts, before string }{
+		{"schema 4", rows, "CREATE INDEX log_texts ON log (id) WHERE typeof(name) = 'text'"},
+		{"log_texts dropped", rows + `; DROP INDEX log_texts`, "none"},
+	} {
+		path := tempDB(t)
+		schemaFile(t, path, 4, c.stmts)
+		if got := testutil.SQLite3(t, path, index); got != c.before {
+			t.Fatalf("%s: log_texts before the upgrade: %s", c.name, got)
+		}
+		s := testStore(t, path)
+		checkSchema(t, s)
+		if got := testutil.SQLite3(t, path, index+`; `+texts); got != "CREATE INDEX log_texts ON log ((typeof(name) = 'text')) WHERE typeof(name) = 'text'\n256,258" {
+			t.Errorf("%s: after the upgrade, log_texts and its rows:\n%s", c.name, got)
+		}
 	}
 }
 
