@@ -57,9 +57,10 @@ type database struct {
 	// foldRollups: the rollup_searchpath tables of schema 3 (a file of schema 3 made
 	// before they were added folds its namespaces' names, as before)
 	foldRollups bool
-	// textIndex: schema 4's index of the rows holding a name as text, and the names
-	// dictionary's first use and count of each number (querylog new, new_texts.go)
-	textIndex bool
+	// textIndex: the rows holding a name as text are listed (log_texts: schema 4's index,
+	// schema 5's table, textTable), and the names dictionary has the first use and count of
+	// each number (querylog new, new_texts.go)
+	textIndex, textTable bool
 
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
@@ -261,9 +262,10 @@ func (d *database) identify(ctx context.Context) error {
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_upstreams'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_namespace_pods'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_searchpath'),
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'log_texts')
-			AND EXISTS (SELECT 1 FROM pragma_table_info('dict_epochs') WHERE name = 'names_counted')`, nil,
-		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups, &d.foldRollups, &d.textIndex)
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type IN ('index', 'table') AND name = 'log_texts')
+			AND EXISTS (SELECT 1 FROM pragma_table_info('dict_epochs') WHERE name = 'names_counted'),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log_texts')`, nil,
+		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups, &d.foldRollups, &d.textIndex, &d.textTable)
 	if err != nil {
 		return d.queryError(err)
 	}

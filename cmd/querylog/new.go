@@ -94,7 +94,7 @@ type newResult struct {
 	folded      map[int64]int64 // by span: queries of the rollup periods read counted under (other)
 	v1          bool
 	skipOld     bool          // the window's rows holding a number given before it were not read (their names are old)
-	textIndex   bool          // only the window's rows holding a text were read, by the writer's index (schema 4)
+	textIndex   bool          // only the window's rows holding a text were read, by the writer's list of them (log_texts)
 	uncounted   int64         // with textIndex: rows read for the numbers' counts, after the dictionary's
 	dictWhole   bool          // with textIndex: the names dictionary was read whole, not name by name
 	nsPast      *nsPast       // with --namespace: what was read of its past
@@ -342,7 +342,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 	// are counted as top counts them, from the rollups (skipping the old numbers' rows in
 	// SQL, and not reading them one by one, is what lets new read a busy hour in seconds).
 	res.skipOld = haveOld && (ns != "" || (d.rollups && d.v1 == ""))
-	// A file of schema 4 indexes the rows holding a text, which are all a name new to the
+	// A file of schema 4 or 5 lists the rows holding a text, which are all a name new to the
 	// window can have as its first row there (new_texts.go): without a namespace to count,
 	// only they are read.
 	res.textIndex = d.textIndex && ns == "" && d.log && !fromRollups

@@ -15,12 +15,12 @@ import (
 // only what can be new. The writer stores a name's text in a row the first time it sees the
 // name in a dictionary epoch, and gives it a number at a later sighting; so a name whose first
 // row in the window holds a number had its first sighting before the window, and the names
-// that can be new are those of the window's rows holding a text. Schema 4 indexes those rows
-// (log_texts; schema 5 in fewer bytes), says in the names dictionary where each number was
-// first used (names.first) and counts the rows holding it (names.n, up to its epoch's
-// dict_epochs.names_counted): new reads the texts by the index and takes their numbers' rows
-// from those counts, instead of reading every row of the window (an hour of 10 million rows
-// took 16-18 s; now 5.5-7.3 s).
+// that can be new are those of the window's rows holding a text. The file lists those rows
+// (log_texts: an index in schema 4, a table of their ids since 5), says in the names
+// dictionary where each number was first used (names.first) and counts the rows holding it
+// (names.n, up to its epoch's dict_epochs.names_counted): new reads the texts by that list and
+// takes their numbers' rows from those counts, instead of reading every row of the window (an
+// hour of 10 million rows took 16-18 s; now 5.5-7.3 s).
 
 // valueInfo is what the window's rows say of one value of the name column (a text or a
 // number): the id of its first row, and the rows that count and the arrival of the first.
@@ -30,16 +30,25 @@ type valueInfo struct {
 }
 
 // windowTextsQuery reads the rows holding a name as text from id ?1 to ?2 that arrived from
-// Unix ms ?3 on, by their index: schema 5's, keyed by (typeof(name) = 'text'), seeks on that
-// key's value and the id's range; schema 4's, on (id), on the range alone.
-const windowTextsQuery = `SELECT l.id, l.name, l.late FROM log l INDEXED BY log_texts
-	WHERE (typeof(l.name) = 'text') = 1 AND l.id >= ?1 AND l.id < ?2 AND typeof(l.name) = 'text' AND (l.id >> 8) - l.late >= ?3`
+// Unix ms ?3 on, by the list of them: schema 5's table log_texts, each id looked up in the
+// log; schema 4's index (windowTextsIndexQuery). An id whose row retention deleted, before
+// the writer's tidy deleted it, finds no row.
+const (
+	windowTextsQuery = `SELECT l.id, l.name, l.late FROM log_texts t CROSS JOIN log l ON l.id = t.id
+	WHERE t.id >= ?1 AND t.id < ?2 AND typeof(l.name) = 'text' AND (l.id >> 8) - l.late >= ?3`
+	windowTextsIndexQuery = `SELECT l.id, l.name, l.late FROM log l INDEXED BY log_texts
+	WHERE l.id >= ?1 AND l.id < ?2 AND typeof(l.name) = 'text' AND (l.id >> 8) - l.late >= ?3`
+)
 
 // windowTexts adds to texts the window's rows holding a name as text (from its first id w0 to
-// the last, those that arrived from Unix second from on), by the index of those rows.
+// the last, those that arrived from Unix second from on), by the list of those rows.
 func (d *database) windowTexts(ctx context.Context, from, w0, last int64, texts map[string]*valueInfo) (map[string]*valueInfo, error) {
+	query := windowTextsIndexQuery
+	if d.textTable {
+		query = windowTextsQuery
+	}
 	err := chunks(ctx, w0, last+1, chunkIDs, false, func(a, b int64) error {
-		return d.each(ctx, windowTextsQuery, []any{a, b, from * 1000}, func(v []driver.Value) error {
+		return d.each(ctx, query, []any{a, b, from * 1000}, func(v []driver.Value) error {
 			id := logrow.Int(v[0])
 			t, _ := logrow.Text(v[1])
 			info := texts[t]

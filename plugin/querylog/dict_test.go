@@ -277,8 +277,34 @@ func checkNameRows(t *testing.T, path string, old int64) (names, counted int64) 
 	return names, counted
 }
 
+// checkTextRows fails t unless log_texts lists exactly the log rows that hold a name as text.
+func checkTextRows(t *testing.T, path string) {
+	t.Helper()
+	if msg := textRowsMismatch(t, path); msg != "" {
+		t.Error(msg)
+	}
+}
+
+// textRowsMismatch says how log_texts differs from the log rows that hold a name as text,
+// or "" if it lists exactly those.
+func textRowsMismatch(t *testing.T, path string) string {
+	t.Helper()
+	var texts, listed, missing, extra int64
+	err := testutil.OpenRO(t, path).QueryRow(`SELECT (SELECT count(*) FROM log WHERE typeof(name) = 'text'), (SELECT count(*) FROM log_texts),
+		(SELECT count(*) FROM log WHERE typeof(name) = 'text' AND id NOT IN (SELECT id FROM log_texts)),
+		(SELECT count(*) FROM log_texts WHERE id NOT IN (SELECT id FROM log WHERE typeof(name) = 'text'))`).Scan(&texts, &listed, &missing, &extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing != 0 || extra != 0 {
+		return fmt.Sprintf("log_texts lists %d ids for %d rows holding a text: %d rows missing, %d ids of no such row", listed, texts, missing, extra)
+	}
+	return ""
+}
+
 // TestDictFirstRows: a names row says the first log row that holds its number, across
-// batches, a failed batch (whose numbers are given again), and a new epoch.
+// batches, a failed batch (whose numbers are given again), and a new epoch; log_texts lists
+// the rows that hold a text, none of the failed batch's.
 func TestDictFirstRows(t *testing.T) {
 	t.Parallel()
 	path := tempDB(t)
@@ -307,4 +333,5 @@ func TestDictFirstRows(t *testing.T) {
 	if names, _ := checkNameRows(t, path, 0); names != 3*60 {
 		t.Errorf("%d names rows, want 180 (60 names, numbered again after the failed batch and in the new epoch)", names)
 	}
+	checkTextRows(t, path)
 }

@@ -142,27 +142,32 @@ var migrations = []string{
 
 	// 4: what querylog new needs to find the names first seen in a window without reading
 	// every row of it. A name's text is in the row the first time the writer sees it in an
-	// epoch (dict.go), so log_texts, which indexes only the rows that hold a text, finds the
-	// window's candidates. names.first is the id of the first row that holds the number (NULL
-	// for numbers given before schema 4). names.n counts the rows that hold the number up to
-	// its epoch's names_counted (NULL: none counted); the rows after it are counted from the
+	// epoch (dict.go), so the rows that hold a text are the window's candidates: files written
+	// at schema 4 indexed them (CREATE INDEX log_texts ON log (id) WHERE typeof(name) = 'text'),
+	// which schema 5 replaces with a table; an upgrade from an older schema goes to the table
+	// without building the index. names.first is the id of the first row that holds the number
+	// (NULL for numbers given before schema 4). names.n counts the rows that hold the number up
+	// to its epoch's names_counted (NULL: none counted); the rows after it are counted from the
 	// log. The writer adds its counts to n at most once a minute and at close, and sets
-	// names_counted of the epochs it recorded (namecounts.go); an epoch of a process that
-	// died keeps the names_counted of its last flush.
+	// names_counted of the epochs it recorded (namecounts.go); an epoch of a process that died
+	// keeps the names_counted of its last flush.
 	`ALTER TABLE names ADD COLUMN first INTEGER;
 	ALTER TABLE names ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
-	ALTER TABLE dict_epochs ADD COLUMN names_counted INTEGER;
-	CREATE INDEX log_texts ON log (id) WHERE typeof(name) = 'text';`,
+	ALTER TABLE dict_epochs ADD COLUMN names_counted INTEGER;`,
 
-	// 5: log_texts keyed by what its rows share, typeof(name) = 'text', which is 1 for each and
-	// so takes no byte (SQLite stores 0 and 1 in the type alone): an entry holds only the row's
-	// id, which SQLite keeps after an index's columns and seeks on after an equality, where the
-	// index on (id) held the id twice. 14-16 B an entry instead of 25: 9 B a row under a
-	// random-subdomain flood, where every row holds a text (bench/README.md). Readers ask
-	// (typeof(name) = 'text') = 1 with the id's range (cmd/querylog/new_texts.go). A file
-	// whose log_texts was dropped by hand gets it back.
-	`DROP INDEX IF EXISTS log_texts;
-	CREATE INDEX log_texts ON log ((typeof(name) = 'text')) WHERE typeof(name) = 'text';`,
+	// 5: log_texts, the ids of the rows that hold a name as text, is a table the writer fills
+	// with the rows (writestate.go) and tidy empties with them (store.go). Schema 4's index of
+	// them was built by a sort, which SQLite keeps in memory under temp_store MEMORY: 55 B a
+	// row that holds a text, 550 MB for a file of 10 million rows of a random-subdomain flood,
+	// in a pod of 170 MiB. The table is filled in id order, appended to the file before the
+	// index is dropped (filled into the index's freed pages, each would be copied into the
+	// statement's journal, in memory too): the page cache's memory, whatever the rows. An entry
+	// takes 12 B, where the index's held the id twice (25 B). A file whose index was dropped by
+	// hand upgrades all the same.
+	`CREATE TABLE log_texts_5 (id INTEGER PRIMARY KEY);
+	INSERT INTO log_texts_5 (id) SELECT id FROM log WHERE typeof(name) = 'text' ORDER BY id;
+	DROP INDEX IF EXISTS log_texts;
+	ALTER TABLE log_texts_5 RENAME TO log_texts;`,
 }
 
 // layoutColumns are what a database's tables are like now, as four booleans: rows of schema

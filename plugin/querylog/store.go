@@ -426,7 +426,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	first := max(ws.lastID+1, newest<<8)
 	// Where the epoch begins, before this batch numbers anything new.
 	epoch := []any{first, ws.names.next, ws.clients.next, ws.pods.next}
-	ws.vals = ws.vals[:0]
+	ws.vals, ws.texts = ws.vals[:0], ws.texts[:0]
 	id := first
 	for _, seg := range segments {
 		for i := range seg {
@@ -606,6 +606,7 @@ func (s *store) tidy(limit int) (more bool, err error) {
 		{`DELETE FROM clients WHERE id IN (SELECT id FROM clients WHERE id < ? ORDER BY id LIMIT ?)`, clientID},
 		{`DELETE FROM pods WHERE id IN (SELECT id FROM pods WHERE id < ? ORDER BY id LIMIT ?)`, podID},
 		{`DELETE FROM retries WHERE id IN (SELECT id FROM retries WHERE id < ? ORDER BY id LIMIT ?)`, oldest},
+		{`DELETE FROM log_texts WHERE id IN (SELECT id FROM log_texts WHERE id < ? ORDER BY id LIMIT ?)`, oldest},
 		{`DELETE FROM dict_epochs WHERE log_id IN (SELECT log_id FROM dict_epochs WHERE log_id < ? ORDER BY log_id LIMIT ?)`, logID},
 		// Batches wholly before the oldest row (the one it is in stays, for its ordinal).
 		{`DELETE FROM batches WHERE first_id IN (SELECT first_id FROM batches WHERE first_id < coalesce(

@@ -55,7 +55,6 @@ func pragma(t *testing.T, db *sql.DB, name string) int64 {
 func checkSchema(t *testing.T, s *store) {
 	t.Helper()
 	want := []string{
-		"index log_texts",
 		"index names_name",
 		"index rollup_names_name",
 		"table batches",
@@ -63,6 +62,7 @@ func checkSchema(t *testing.T, s *store) {
 		"table dict_epochs",
 		"table labels",
 		"table log",
+		"table log_texts",
 		"table names",
 		"table pods",
 		"table qtype_names",

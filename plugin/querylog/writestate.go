@@ -53,6 +53,7 @@ type writeState struct {
 	stmtConn driver.Conn             // the connection the statements belong to
 	stmts    map[stmtKey]driver.Stmt // prepared INSERTs
 	vals     []any                   // the current batch's row values
+	texts    []any                   // the ids of its rows that hold a name as text (log_texts)
 	args     []driver.NamedValue
 	boxA     boxCache // columns a and b, boxed once per value
 	boxB     boxCache
@@ -97,6 +98,8 @@ func (k stmtKey) columns() []string {
 		return []string{"log_id", "name_id", "client_id", "pod_id"}
 	case "retries":
 		return []string{"id", "first_id"}
+	case "log_texts":
+		return []string{"id"}
 	case "batches":
 		return []string{"first_id", "n", "rows"}
 	}
@@ -201,6 +204,9 @@ func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int6
 	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "retries"}, ws.retries.pending); err != nil {
 		return err
 	}
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "log_texts"}, ws.texts); err != nil {
+		return err
+	}
 	// The first row with its id, the others numbered by SQLite after it.
 	k.table = "log"
 	cols := len(k.columns())
@@ -234,6 +240,8 @@ func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 	name, _, nameEntry := ws.names.ref(e.qname, func() string { return e.qname }, id)
 	if nameEntry != nil { // the row holds the number
 		ws.counts.count(nameEntry)
+	} else {
+		ws.texts = append(ws.texts, id)
 	}
 	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) }, id)
 	var pod any
