@@ -772,7 +772,7 @@ func (r *newResult) sources() []string {
 			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"))
 	}
 	if r.textIndex {
-		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those its rows hold as text, by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (%s), and %s after its counts read",
+		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those its rows hold as text, by the file's list of those rows (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (%s), and %s after its counts read",
 			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"), dictRead[r.dictWhole], plural(r.uncounted, "row"))
 	}
 	if rw := r.rollupWin; rw != nil {

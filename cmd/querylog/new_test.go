@@ -355,8 +355,8 @@ func TestNewTextIndex(t *testing.T) {
 		db, source string
 		exact      bool
 	}{
-		{db, "by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (read whole)", false},
-		{v4, "by their index (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (read whole)", false},
+		{db, "by the file's list of those rows (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (read whole)", false},
+		{v4, "by the file's list of those rows (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (read whole)", false},
 		{big, "by the names dictionary (looked up by name)", false},
 		{crashed, "after its counts read", false},
 		// Every row of the window read, and those before it (there, no row of the minute before
