@@ -11,8 +11,11 @@ package querylog
 //   - Dictionary rows are only ever appended, with numbers the writer chooses, so there is no
 //     unique index to maintain. The writer finds numbers in memory, in a cache of at most
 //     dictLimit texts per dictionary (two generations: when the newer is full it becomes the
-//     older and the oldest is dropped, so what is used stays). A text that fell out of the
-//     cache and comes back is added again under a new number; rows do not care which.
+//     older and the oldest is dropped, so what is used stays). A query name that fell out of
+//     the cache and comes back is looked up in the names table, by its index of names, among
+//     the numbers of the epoch (find): it keeps its number, so that a name has one entry per
+//     epoch however often it leaves the cache (querylog new reads a name's entries). A client
+//     address that comes back is added again under a new number; rows do not care which.
 //   - Texts seen once are remembered by a 64-bit hash in a table of fixed size (seenSet), not
 //     in a map of the texts: under a flood every row misses the cache, and one cache line read
 //     there costs less than the lookups and inserts of maps of strings. Forgetting a text only
@@ -49,7 +52,11 @@ type dict[K comparable] struct {
 	firsts              bool             // its rows say the first log row that holds their number (names)
 	pending             []any            // rows to add with this batch: number, text[, first], number, text...
 	hits, added, inline uint64           // lookups by outcome, for coredns_querylog_dictionary_lookups_total
+	found               uint64           // and texts seen again whose number find gave
 	turn                uint64           // counts resets and generation changes: an entry looked up since the last is in ids
+	// find returns the number the file already holds for a text seen twice that the cache
+	// does not have, if any (names: writeState.findName); nil looks for none.
+	find func(text string) (int64, bool)
 }
 
 // dictEntry is a text in the dictionary: its number, as a row stores it (boxed once, not at
@@ -87,6 +94,14 @@ func (d *dict[K]) ref(k K, text func() string, row int64) (any, string, *dictEnt
 	if !d.seen.sighted(maphash.Comparable(d.seen.seed, k)) {
 		d.inline++
 		return t, t, nil
+	}
+	if d.find != nil { // seen before: it may have left the cache, its number in the table
+		if id, ok := d.find(t); ok {
+			d.found++
+			e := &dictEntry{id: id, text: t}
+			d.remember(k, e)
+			return e.id, t, e
+		}
 	}
 	d.added++
 	e := &dictEntry{id: d.next, text: t}

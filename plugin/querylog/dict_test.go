@@ -2,6 +2,8 @@ package querylog
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,9 +105,105 @@ func TestDictAcrossBatches(t *testing.T) {
 	if i != len(want) {
 		t.Errorf("%d rows, want %d", i, len(want))
 	}
-	// Each round after an empty cache stores 100 names inline and adds 100; others are hits.
-	if in, add, hit := lookups("inline"), lookups("added"), lookups("hit"); in != 300 || add != 300 || hit != 600 {
-		t.Errorf("lookups: inline %v, added %v, hit %v; want 300, 300, 600", in, add, hit)
+	// Each round after an empty cache stores 100 names inline, then numbers them: rounds 0 and
+	// 3 (a new epoch) add them, round 2 finds the numbers round 0 gave in the names table. The
+	// others are hits.
+	if in, add, found, hit := lookups("inline"), lookups("added"), lookups("found"), lookups("hit"); in != 300 || add != 200 || found != 100 || hit != 600 {
+		t.Errorf("lookups: inline %v, added %v, found %v, hit %v; want 300, 200, 100, 600", in, add, found, hit)
+	}
+}
+
+// A name that left the writer's cache keeps its number when it comes back, within the epoch:
+// the names table has one entry per name and epoch, however often the cache forgets it. A file
+// whose index of names was dropped is not searched (each lookup would read the whole table):
+// the name is numbered again, as before the writer looked, and the writer says why at open.
+func TestNameKeepsItsNumber(t *testing.T) {
+	for _, indexed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("names_name=%v", indexed), func(t *testing.T) {
+			path := tempDB(t)
+			s := testStore(t, path)
+			var logs *testutil.LogBuffer
+			if !indexed {
+				if _, err := s.db.Exec(`DROP INDEX names_name`); err != nil {
+					t.Fatal(err)
+				}
+				s.close()
+				logs = testutil.CaptureLog(t)
+				s = testStore(t, path)
+			}
+			ms := time.Now().UnixMilli()
+			write := func(names ...string) {
+				var batch []entry
+				for _, n := range names {
+					batch = append(batch, entryOf(&testLabels, queryRow{ts: ms, qname: n, client: "192.0.2.1"}))
+				}
+				if err := s.write(batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			forgetCache := func() { // as when enough other names pass through it: the set of names seen once remembers
+				d := s.state.names
+				d.ids, d.older = map[string]*dictEntry{}, map[string]*dictEntry{}
+				d.turn++
+			}
+			numbers := func() (n []int64) {
+				rows, err := s.db.Query(`SELECT name FROM log WHERE typeof(name) = 'integer' ORDER BY id`)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rows.Close()
+				for rows.Next() {
+					var v int64
+					rows.Scan(&v)
+					n = append(n, v)
+				}
+				return n
+			}
+			write("x.example.", "x.example.", "y.example.") // x: its text, then a number; y: its text
+			forgetCache()
+			write("x.example.", "y.example.") // x: its number from the table; y: numbered now
+			forgetCache()
+			write("x.example.", "y.example.")
+			got := numbers()
+			kept := len(got) == 5 && got[1] == got[0] && got[3] == got[0] && got[4] == got[2] && got[2] != got[0]
+			distinct := len(got) == 5 && len(slices.Compact(slices.Sorted(slices.Values(got)))) == 5
+			switch {
+			case indexed && !kept:
+				t.Errorf("numbers of the rows x, x, y, x, y: %v; want x's three the same, y's two the same and another", got)
+			case !indexed && !distinct:
+				t.Errorf("numbers of the rows x, x, y, x, y without names_name: %v; want five numbers, one per numbering", got)
+			}
+			s.state.startEpoch()
+			write("x.example.", "x.example.")
+			if got := numbers(); len(got) != 6 || slices.Max(got[:5]) >= got[5] {
+				t.Errorf("numbers %v: x in the new epoch should have a new number, above every one before", got)
+			}
+			wantNames := map[bool]int64{true: 3, false: 6}[indexed] // x and y, x again in the new epoch; or each numbering
+			if names, _ := checkNameRows(t, path, 0); names != wantNames {
+				t.Errorf("%d names rows, want %d", names, wantNames)
+			}
+			var qnames []string
+			rows, err := s.db.Query(`SELECT qname FROM queries ORDER BY id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var q string
+				rows.Scan(&q)
+				qnames = append(qnames, q)
+			}
+			if want := "x.example. x.example. y.example. x.example. y.example. x.example. y.example. x.example. x.example."; strings.Join(qnames, " ") != want {
+				t.Errorf("rows read back %q, want %q", strings.Join(qnames, " "), want)
+			}
+			if indexed {
+				if plan, want := testutil.QueryPlan(t, s.db, findNameQuery, "x.example.", 1), "SEARCH names USING COVERING INDEX names_name (name=? AND rowid>?);"; plan != want {
+					t.Errorf("the writer looks a name up by %q, want %q: a seek", plan, want)
+				}
+			} else if !strings.Contains(logs.String(), "has no index of the names table by name") {
+				t.Errorf("no warning at open of a file without names_name; the log:\n%s", logs.String())
+			}
+		})
 	}
 }
 
@@ -303,8 +401,9 @@ func textRowsMismatch(t *testing.T, path string) string {
 }
 
 // TestDictFirstRows: a names row says the first log row that holds its number, across
-// batches, a failed batch (whose numbers are given again), and a new epoch; log_texts lists
-// the rows that hold a text, none of the failed batch's.
+// batches, a failed batch (whose new numbers are given again; the others are found in the
+// table), and a new epoch; log_texts lists the rows that hold a text, none of the failed
+// batch's.
 func TestDictFirstRows(t *testing.T) {
 	t.Parallel()
 	path := tempDB(t)
@@ -318,6 +417,9 @@ func TestDictFirstRows(t *testing.T) {
 		}
 		switch round {
 		case 1:
+			// A name numbered only in the failed batch is numbered again: the table never had it.
+			fresh := entryOf(&testLabels, queryRow{ts: ms, qname: "fresh.example.", client: "192.0.2.1"})
+			batch = append(batch, fresh, fresh)
 			batch = append(batch, entryOf(&testLabels, queryRow{ts: ms, qname: "bad.", client: "192.0.2.1"}))
 			if err := s.write(batch); err == nil {
 				t.Fatal("a batch with a failing row was written")
@@ -330,8 +432,8 @@ func TestDictFirstRows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if names, _ := checkNameRows(t, path, 0); names != 3*60 {
-		t.Errorf("%d names rows, want 180 (60 names, numbered again after the failed batch and in the new epoch)", names)
+	if names, _ := checkNameRows(t, path, 0); names != 2*60+1 {
+		t.Errorf("%d names rows, want 121 (60 names, found again after the failed batch and numbered again in the new epoch; fresh.example. once)", names)
 	}
 	checkTextRows(t, path)
 }

@@ -94,7 +94,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: subsystem,
 		Name:      "dictionary_lookups_total",
-		Help:      "Counter of dictionary lookups by the writer (names, clients, pods), by result: hit (a number from the cache), added (a text seen twice, added), inline (a text seen once, stored in the row).",
+		Help:      "Counter of dictionary lookups by the writer (names, clients, pods), by result: hit (a number from the cache), added (a text seen twice, added), inline (a text seen once, stored in the row), found (a name seen again after it left the cache, its number found in the names table).",
 	}, []string{"db", "dictionary", "result"})
 )
 

@@ -178,6 +178,11 @@ const layoutColumns = `EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' 
 	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'answer_data'),
 	EXISTS (SELECT 1 FROM pragma_table_info('log') WHERE name = 'pod')`
 
+// namesIndexedColumn says whether an index of the whole names table begins with the name
+// (names_name), which the writer's findName seeks by.
+const namesIndexedColumn = `EXISTS (SELECT 1 FROM pragma_index_list('names') l JOIN pragma_index_info(l.name) i
+	WHERE l.partial = 0 AND i.seqno = 0 AND i.name = 'name')`
+
 // layout is what layoutColumns tells.
 type layout struct {
 	v1 bool

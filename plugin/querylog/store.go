@@ -195,14 +195,19 @@ func (s *store) replaced() bool {
 func (s *store) load() error {
 	var lastID, written, nextName, nextClient int64
 	var nextPod int64
+	var namesIndexed bool
 	var lay layout // addExtraColumns adds both metadata and answer_data: metadata tells for the two
 	err := s.db.QueryRow(`SELECT coalesce((SELECT max(id) FROM log), 0),
 		coalesce((SELECT n + rows FROM batches ORDER BY first_id DESC LIMIT 1), -1),
 		coalesce((SELECT max(id) FROM names), 0) + 1, coalesce((SELECT max(id) FROM clients), 0) + 1,
-		coalesce((SELECT max(id) FROM pods), 0) + 1,
-		` + layoutColumns).Scan(append([]any{&lastID, &written, &nextName, &nextClient, &nextPod}, lay.dest()...)...)
+		coalesce((SELECT max(id) FROM pods), 0) + 1, ` + namesIndexedColumn + `,
+		` + layoutColumns).Scan(append([]any{&lastID, &written, &nextName, &nextClient, &nextPod, &namesIndexed}, lay.dest()...)...)
 	if err != nil {
 		return err
+	}
+	if !namesIndexed {
+		// Without it each lookup of findName would read the whole names table.
+		log.Warningf("Database %s has no index of the names table by name (names_name, dropped?): a name that leaves the writer's cache is numbered again, and querylog new reads more; CREATE INDEX names_name ON names (name) brings it back", s.path)
 	}
 	s.v1 = lay.v1
 	if written < 0 && s.v1 {
@@ -210,7 +215,7 @@ func (s *store) load() error {
 		err = s.db.QueryRow(`SELECT coalesce(max(rowid), 0) FROM queries_v1`).Scan(&written)
 	}
 	s.state = newWriteState(nil, nil, lastID, max(written, 0), nextName, nextClient, nextPod)
-	s.state.extraCols, s.state.clusterCols = lay.Meta, lay.Cluster
+	s.state.extraCols, s.state.clusterCols, s.state.findNames = lay.Meta, lay.Cluster, namesIndexed
 	return err
 }
 
@@ -297,7 +302,10 @@ func (s *store) write(segments ...[]entry) error {
 	if err == nil {
 		after := s.state.lookups()
 		for i, name := range dictionaryNames {
-			for j, result := range [3]string{"hit", "added", "inline"} {
+			for j, result := range [4]string{"hit", "added", "inline", "found"} {
+				if result == "found" && name != "names" {
+					continue // only names are looked up in their table
+				}
 				dictionaryLookups.WithLabelValues(s.path, name, result).Add(float64(after[i][j] - before[i][j]))
 			}
 		}
@@ -426,13 +434,8 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	first := max(ws.lastID+1, newest<<8)
 	// Where the epoch begins, before this batch numbers anything new.
 	epoch := []any{first, ws.names.next, ws.clients.next, ws.pods.next}
-	ws.vals, ws.texts = ws.vals[:0], ws.texts[:0]
-	id := first
-	for _, seg := range segments {
-		for i := range seg {
-			ws.appendRow(&seg[i], id, k)
-			id++
-		}
+	if ws.newEpoch {
+		ws.epochName = ws.names.next
 	}
 
 	defer func() {
@@ -443,6 +446,19 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 	}()
 	flushed := false
 	if err := rawsql.InTx(ctx, dc, "BEGIN IMMEDIATE", func() error {
+		// The rows are made in the transaction, where the names dictionary can look up a name
+		// that left its cache (findName).
+		ws.vals, ws.texts, ws.findErr = ws.vals[:0], ws.texts[:0], nil
+		id := first
+		for _, seg := range segments {
+			for i := range seg {
+				ws.appendRow(&seg[i], id, k)
+				id++
+			}
+		}
+		if ws.findErr != nil {
+			return fmt.Errorf("looking up a name in the names table: %w", ws.findErr)
+		}
 		if err := ws.insertRows(ctx, dc, first, n, epoch, k); err != nil {
 			return err
 		}

@@ -47,11 +47,16 @@ type writeState struct {
 	newest      int64     // the newest arrival written (Unix ms)
 	epochStart  time.Time // when the dictionaries' current epoch began
 	newEpoch    bool      // the next batch records where the epoch began
+	epochName   int64     // the epoch's first number of the names dictionary
+	findNames   bool      // names_name is there: a name that left the cache is looked up (findName)
 	extraCols   bool      // the log table has the metadata and answer_data columns
 	clusterCols bool      // the log table has the pod and cache columns (cluster.go)
 
 	stmtConn driver.Conn             // the connection the statements belong to
 	stmts    map[stmtKey]driver.Stmt // prepared INSERTs
+	findStmt driver.Stmt             // findName's query, prepared on first use
+	findErr  error                   // the first error of findName in the batch, which fails it
+	findRow  []driver.Value          // findName's result
 	vals     []any                   // the current batch's row values
 	texts    []any                   // the ids of its rows that hold a name as text (log_texts)
 	args     []driver.NamedValue
@@ -134,8 +139,8 @@ func (ws *writeState) startEpoch() {
 
 // forget undoes what a failed transaction took for granted: dictionary rows it would have
 // added are not there, so the numbers given to them must not be used, and its rows are not
-// there to count. Numbers are not reused, so rows written later still only use numbers at or
-// after their epoch's start.
+// there to count. Numbers are given again only to texts the file holds them for in the epoch
+// (findName), so rows written later still only use numbers at or after their epoch's start.
 func (ws *writeState) forget() {
 	ws.counts.undo()
 	for _, d := range []interface{ reset() }{ws.names, ws.clients, ws.pods} {
@@ -230,8 +235,52 @@ func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int6
 // use prepares statements on dc from now on, forgetting those of an earlier connection.
 func (ws *writeState) use(dc driver.Conn) {
 	if ws.stmtConn != dc {
-		ws.stmtConn, ws.stmts = dc, map[stmtKey]driver.Stmt{}
+		ws.stmtConn, ws.stmts, ws.findStmt = dc, map[stmtKey]driver.Stmt{}, nil
+		if ws.findNames {
+			ws.names.find = ws.findName
+		}
 	}
+}
+
+// findNameQuery is the number the names table holds for a name (?1) in the epoch whose first
+// number is ?2, if any: by names_name, a seek.
+const findNameQuery = `SELECT max(id) FROM names WHERE name = ?1 AND id >= ?2`
+
+// findName returns the number the names table holds for name in the current epoch, if any.
+// The names dictionary asks it for a name seen twice that its cache does not have (dict.ref):
+// one that left the cache keeps its number when it comes back, instead of a new entry at every
+// return (a long tail of names, which the cache cannot hold, had 2.7 entries per name an
+// epoch). It runs in the batch's transaction (writeRows), where the names of the batches
+// before are committed; a name numbered earlier in this batch is not there yet, and gets a
+// second number, as before. An error is kept in findErr, and fails the batch.
+func (ws *writeState) findName(name string) (int64, bool) {
+	if ws.findErr != nil {
+		return 0, false
+	}
+	ctx := context.Background()
+	if ws.findStmt == nil {
+		st, err := ws.stmtConn.(driver.ConnPrepareContext).PrepareContext(ctx, findNameQuery)
+		if err != nil {
+			ws.findErr = err
+			return 0, false
+		}
+		ws.findStmt = st
+	}
+	rows, err := ws.findStmt.(driver.StmtQueryContext).QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: name}, {Ordinal: 2, Value: ws.epochName}})
+	if err != nil {
+		ws.findErr = err
+		return 0, false
+	}
+	defer rows.Close()
+	if ws.findRow == nil {
+		ws.findRow = make([]driver.Value, 1)
+	}
+	if err := rows.Next(ws.findRow); err != nil {
+		ws.findErr = err // max() always returns a row
+		return 0, false
+	}
+	id, ok := ws.findRow[0].(int64)
+	return id, ok
 }
 
 // appendRow adds the values of one log row, in the order of k's columns.
@@ -382,10 +431,11 @@ func (ws *writeState) execResult(ctx context.Context, dc driver.Conn, k stmtKey,
 // coredns_querylog_dictionary_lookups_total.
 var dictionaryNames = [...]string{"names", "clients", "pods"}
 
-// lookups returns the dictionaries' lookup counts: names, clients, pods; hit, added, inline.
-func (ws *writeState) lookups() [3][3]uint64 {
-	return [3][3]uint64{{ws.names.hits, ws.names.added, ws.names.inline}, {ws.clients.hits, ws.clients.added, ws.clients.inline},
-		{ws.pods.hits, ws.pods.added, ws.pods.inline}}
+// lookups returns the dictionaries' lookup counts: names, clients, pods; hit, added, inline,
+// found.
+func (ws *writeState) lookups() [3][4]uint64 {
+	return [3][4]uint64{{ws.names.hits, ws.names.added, ws.names.inline, ws.names.found}, {ws.clients.hits, ws.clients.added, ws.clients.inline, ws.clients.found},
+		{ws.pods.hits, ws.pods.added, ws.pods.inline, ws.pods.found}}
 }
 
 // closeStmts closes the prepared statements.
@@ -393,5 +443,8 @@ func (ws *writeState) closeStmts() {
 	for _, st := range ws.stmts {
 		st.Close()
 	}
-	ws.stmts = nil
+	if ws.findStmt != nil {
+		ws.findStmt.Close()
+	}
+	ws.stmts, ws.findStmt = nil, nil
 }
