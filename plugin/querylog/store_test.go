@@ -43,6 +43,36 @@ func schema(t *testing.T, db *sql.DB) []string {
 	return strings.Split(list, ",")
 }
 
+// The runbook tells an operator which indexes querylog made, so that any other can be dropped
+// (QueryBufferHighUtilization): it names every index of a new file.
+func TestRunbookListsIndexes(t *testing.T) {
+	t.Parallel()
+	s := testStore(t, tempDB(t))
+	doc, err := os.ReadFile("../../docs/runbook.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	i := strings.Index(text, ".indexes` should list only")
+	if i < 0 {
+		t.Fatal("docs/runbook.md no longer says which indexes .indexes should list")
+	}
+	list := text[i:]
+	list = list[:strings.Index(list, "**Do:**")]
+	rows, err := s.db.Query(`SELECT name FROM sqlite_schema WHERE type = 'index' ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		rows.Scan(&name)
+		if !strings.Contains(list, "`"+name+"`") {
+			t.Errorf("the runbook's list of querylog's indexes leaves out %s: %q", name, list)
+		}
+	}
+}
+
 func pragma(t *testing.T, db *sql.DB, name string) int64 {
 	t.Helper()
 	var v int64
