@@ -284,6 +284,28 @@ func CheckpointTruncate(t testing.TB, path string) bool {
 	return busy == 0
 }
 
+// Column returns the first column of every row query returns, in order.
+func Column[T any](t testing.TB, db *sql.DB, query string, args ...any) []T {
+	t.Helper()
+	rows, err := db.Query(query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // QueryPlan is what EXPLAIN QUERY PLAN says of query with args, one step after another (a
 // subquery's number left out).
 func QueryPlan(t testing.TB, db *sql.DB, query string, args ...any) string {

@@ -146,18 +146,8 @@ func TestNameKeepsItsNumber(t *testing.T) {
 				d.ids, d.older = map[string]*dictEntry{}, map[string]*dictEntry{}
 				d.turn++
 			}
-			numbers := func() (n []int64) {
-				rows, err := s.db.Query(`SELECT name FROM log WHERE typeof(name) = 'integer' ORDER BY id`)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer rows.Close()
-				for rows.Next() {
-					var v int64
-					rows.Scan(&v)
-					n = append(n, v)
-				}
-				return n
+			numbers := func() []int64 {
+				return testutil.Column[int64](t, s.db, `SELECT name FROM log WHERE typeof(name) = 'integer' ORDER BY id`)
 			}
 			write("x.example.", "x.example.", "y.example.") // x: its text, then a number; y: its text
 			forgetCache()
@@ -182,17 +172,7 @@ func TestNameKeepsItsNumber(t *testing.T) {
 			if names, _ := checkNameRows(t, path, 0); names != wantNames {
 				t.Errorf("%d names rows, want %d", names, wantNames)
 			}
-			var qnames []string
-			rows, err := s.db.Query(`SELECT qname FROM queries ORDER BY id`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var q string
-				rows.Scan(&q)
-				qnames = append(qnames, q)
-			}
+			qnames := testutil.Column[string](t, s.db, `SELECT qname FROM queries ORDER BY id`)
 			if want := "x.example. x.example. y.example. x.example. y.example. x.example. y.example. x.example. x.example."; strings.Join(qnames, " ") != want {
 				t.Errorf("rows read back %q, want %q", strings.Join(qnames, " "), want)
 			}

@@ -59,14 +59,7 @@ func TestRunbookListsIndexes(t *testing.T) {
 	}
 	list := text[i:]
 	list = list[:strings.Index(list, "**Do:**")]
-	rows, err := s.db.Query(`SELECT name FROM sqlite_schema WHERE type = 'index' ORDER BY name`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		rows.Scan(&name)
+	for _, name := range testutil.Column[string](t, s.db, `SELECT name FROM sqlite_schema WHERE type = 'index' ORDER BY name`) {
 		if !strings.Contains(list, "`"+name+"`") {
 			t.Errorf("the runbook's list of querylog's indexes leaves out %s: %q", name, list)
 		}
