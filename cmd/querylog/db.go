@@ -61,6 +61,9 @@ type database struct {
 	// schema 5's table, textTable), and the names dictionary has the first use and count of
 	// each number (querylog new, new_texts.go)
 	textIndex, textTable bool
+	// firsts: the writer lists the first sightings of names and records the registered
+	// domains it saw (schema 6: name_firsts, domains_seen; querylog new, new_firsts.go)
+	firsts bool
 
 	qtypes, rcodes map[int64]string // qtype_names, rcode_names: what queries_readable shows
 	reader         *logrow.Reader   // the labels and dictionary texts of schema 2, as rows need them
@@ -264,8 +267,9 @@ func (d *database) identify(ctx context.Context) error {
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rollup_searchpath'),
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type IN ('index', 'table') AND name = 'log_texts')
 			AND EXISTS (SELECT 1 FROM pragma_table_info('dict_epochs') WHERE name = 'names_counted'),
-		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log_texts')`, nil,
-		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups, &d.foldRollups, &d.textIndex, &d.textTable)
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log_texts'),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'name_firsts')`, nil,
+		&hasLog, &hasV1, &hasRollups, &d.extra, &d.cluster, &d.pods, &d.upstreamRollups, &d.podRollups, &d.foldRollups, &d.textIndex, &d.textTable, &d.firsts)
 	if err != nil {
 		return d.queryError(err)
 	}

@@ -31,6 +31,8 @@ func TestHostileTexts(t *testing.T) {
 	s.stop()
 	testutil.Exec(t, db, `UPDATE names SET name = `+hostileSQL+` || name;
 		UPDATE log SET name = `+hostileSQL+` || name WHERE typeof(name) = 'text';
+		UPDATE name_firsts SET name = `+hostileSQL+` || name;
+		UPDATE domains_seen SET domain = `+hostileSQL+` || domain;
 		UPDATE clients SET addr = '"' || addr || `+hostileSQL+`;
 		UPDATE log SET client = '"' || client || `+hostileSQL+` WHERE typeof(client) = 'text';
 		UPDATE labels SET text = text || `+hostileSQL+`;

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/publicsuffix"
-
 	"github.com/querylog/querylog/internal/dnsname"
 	"github.com/querylog/querylog/internal/logrow"
 )
@@ -95,6 +93,7 @@ type newResult struct {
 	v1          bool
 	skipOld     bool          // the window's rows holding a number given before it were not read (their names are old)
 	textIndex   bool          // only the window's rows holding a text were read, by the writer's list of them (log_texts)
+	firsts      bool          // only the window's first sightings were read, by the writer's list of them (name_firsts)
 	uncounted   int64         // with textIndex: rows read for the numbers' counts, after the dictionary's
 	dictWhole   bool          // with textIndex: the names dictionary was read whole, not name by name
 	nsPast      *nsPast       // with --namespace: what was read of its past
@@ -145,39 +144,6 @@ func runNew(ctx context.Context, args []string, out, _ io.Writer) error {
 		}
 		return res, err
 	})
-}
-
-// registeredDomain is the registered domain of a name, fully qualified (example.org. for
-// www.example.org.), or "" if it has none (a public suffix itself, the root, not a name). A
-// label with an escape (evil\.example, a label with a dot in it) is in no public suffix: the
-// domain is found right of it, or is that label and the suffix right of it.
-func registeredDomain(name string) string {
-	if strings.Contains(name, `\`) {
-		from, tail := "", "" // the last label with an escape, on, and what is right of it
-		for s := name; s != ""; {
-			parent := dnsname.Parent(s)
-			if strings.Contains(s[:len(s)-len(parent)], `\`) {
-				from, tail = s, parent
-			}
-			s = parent
-		}
-		if tail == "" {
-			return "" // a top-level label of its own
-		}
-		if d := registeredDomain(tail); d != "" {
-			return d
-		}
-		return from
-	}
-	trimmed := strings.TrimSuffix(name, ".")
-	d, err := publicsuffix.EffectiveTLDPlusOne(trimmed)
-	switch {
-	case err != nil || d == "":
-		return ""
-	case len(trimmed) < len(name): // d is a suffix of trimmed: the name's own bytes, no copy
-		return name[len(name)-len(d)-1:]
-	}
-	return d + "."
 }
 
 // underAny returns the domain of domains that name is or is under, on label boundaries (an
@@ -304,7 +270,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 		}
 		last, res.oldest = b.last, b.oldest
 		counted := `0`
-		if d.textIndex {
+		if d.textIndex || d.firsts { // schema 4 on: names.n counts up to names_counted
 			counted = `coalesce(names_counted, 0)`
 		}
 		err = d.each(ctx, `SELECT log_id, name_id, `+counted+` FROM dict_epochs ORDER BY log_id`, nil, func(v []driver.Value) error {
@@ -348,6 +314,21 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 	res.textIndex = d.textIndex && ns == "" && d.log && !fromRollups
 	if res.textIndex || fromRollups {
 		res.skipOld = false
+	}
+	// A file of schema 6 lists the first sightings of names (new_firsts.go): a window without a
+	// namespace that the list covers is read from it.
+	if d.firsts && ns == "" && !exact && d.log && !fromRollups && d.v1 == "" && last.Valid && useFirsts {
+		covered, err := d.firstsCover(ctx, from, w0, last.Int64)
+		if err != nil {
+			return nil, err
+		}
+		if covered {
+			if err := d.newFromFirsts(ctx, s, res, epochs, from, w0, last.Int64, hi, haveOld); err != nil {
+				return nil, err
+			}
+			res.finish(s, n)
+			return res, nil
+		}
 	}
 
 	// 1. The window's rows, oldest first: every name's first row (of any namespace), and the
@@ -439,7 +420,7 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 	add := func(text string, info *valueInfo, numbered bool) {
 		nm := s.names[text]
 		if nm == nil {
-			nm = &newName{text: text, domain: registeredDomain(text), first: math.MaxInt64, firstRow: math.MaxInt64}
+			nm = &newName{text: text, domain: dnsname.RegisteredDomain(text), first: math.MaxInt64, firstRow: math.MaxInt64}
 			s.names[text] = nm
 		}
 		nm.queries += info.queries
@@ -663,7 +644,14 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 			}
 		}
 	}
-	// With --namespace every name left is new to it; those the file never saw come first.
+	res.finish(s, n)
+	return res, nil
+}
+
+// finish lists the new names and domains of s, most asked first, up to n of each. With
+// --namespace every name left is new to it; those the file never saw come first.
+func (res *newResult) finish(s *newState, n int) {
+	ns := res.namespace
 	for _, nm := range s.names {
 		if !nm.old || ns != "" {
 			res.names = append(res.names, nm)
@@ -688,7 +676,6 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 	})
 	res.newNames, res.newDoms = len(res.names), len(res.domains)
 	res.names, res.domains = res.names[:min(n, len(res.names))], res.domains[:min(n, len(res.domains))]
-	return res, nil
 }
 
 // oldNumbers is the range of name numbers given before the window (its first id w0): those of
@@ -775,6 +762,10 @@ func (r *newResult) sources() []string {
 		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those its rows hold as text, by the file's list of those rows (a name whose first row in the window holds a number was seen before it); their numbered rows counted by the names dictionary (%s), and %s after its counts read",
 			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"), dictRead[r.dictWhole], plural(r.uncounted, "row"))
 	}
+	if r.firsts {
+		out[0] = fmt.Sprintf("window: %s to now (rounded to whole minutes, as rollups count them); %s, as top counts them; read by name: %s and %s, those the writer listed as first sightings (rows holding a name the file did not know %d minutes before them); their numbered rows counted by the names dictionary, and %s after its counts read",
+			rfc3339(r.from), plural(r.queries, "query"), plural(int64(r.winNames), "name"), plural(int64(r.winDoms), "registered domain"), int(logrow.FirstsHorizon.Minutes()), plural(r.uncounted, "row"))
+	}
 	if rw := r.rollupWin; rw != nil {
 		lines := rw.sources(r.queries, r.winNames, r.winDoms)
 		out = slices.Concat(lines[:1], out[1:], lines[1:])
@@ -792,6 +783,8 @@ func (r *newResult) sources() []string {
 	case r.oldest.Int64 >= r.from*1000:
 		out = append(out, "before the window: no rows; the window begins before the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+
 			": its names from before then, which only rollups keep, are not listed")
+	case r.firsts:
+		out = append(out, fmt.Sprintf("before the window: the names dictionary and the rollups, as the writer found them at each listed row, and the rollups of the %d minutes before the window; not the rows", int(logrow.FirstsHorizon.Minutes()))+" (--exact reads them, slower: it also finds the names asked only in periods whose rollups counted them under "+otherKey+")")
 	case !r.exact:
 		out = append(out, "before the window: the names dictionary and the rollups, not the rows (--exact reads them too, slower: it also finds the names asked only in periods whose rollups counted them under "+otherKey+")")
 	case r.scanned:

@@ -105,24 +105,11 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 	}
 	// The numbered rows after the counts, of each epoch the window reaches (a number is used in
 	// its epoch's rows only).
-	after := map[int64]int64{}
-	query := `SELECT name FROM log WHERE id >= ? AND id < ? AND typeof(name) = 'integer'`
-	for i, e := range epochs {
-		from, to := max(w0, e.logID, e.counted+1), last+1
-		if i+1 < len(epochs) {
-			to = min(to, epochs[i+1].logID)
-		}
-		err := chunks(ctx, from, to, chunkIDs, false, func(a, b int64) error {
-			return d.each(ctx, query, []any{a, b}, func(v []driver.Value) error {
-				after[logrow.Int(v[0])]++
-				f.read++
-				return nil
-			})
-		})
-		if err != nil {
-			return f, err
-		}
+	after, read, err := d.uncountedRows(ctx, epochs, w0, last)
+	if err != nil {
+		return f, err
 	}
+	f.read = read
 	// Each entry of the window's names: its first use, and its rows (names.n and those after).
 	numbered := map[*newName]int64{}
 	before := map[string]bool{}

@@ -1,5 +1,7 @@
 package logrow
 
+import "time"
+
 // The marks plugin/querylog puts on its files, and the newest schema: the one the plugin
 // writes and the querylog command reads.
 const (
@@ -7,7 +9,7 @@ const (
 	// non-empty SQLite file is someone else's.
 	ApplicationID = 0x514C4F47
 	// SchemaVersion is PRAGMA user_version of the newest schema (plugin/querylog/schema.go).
-	SchemaVersion = 5
+	SchemaVersion = 6
 )
 
 // IdentityQuery reads what Identity holds, in that order.
@@ -45,3 +47,9 @@ func (id Identity) Check() Status {
 	}
 	return Current
 }
+
+// FirstsHorizon is schema 6's horizon of first sightings (plugin/querylog/firsts.go): the writer
+// lists a row holding a name as text unless the file knew the name this long before the row,
+// so a window up to this long has every text row of its new names listed. querylog new reads
+// windows of an hour and a minute's slack from the list.
+const FirstsHorizon = 75 * time.Minute

@@ -168,6 +168,19 @@ var migrations = []string{
 	INSERT INTO log_texts_5 (id) SELECT id FROM log WHERE typeof(name) = 'text' ORDER BY id;
 	DROP INDEX IF EXISTS log_texts;
 	ALTER TABLE log_texts_5 RENAME TO log_texts;`,
+
+	// 6: the first sightings of names (firsts.go). name_firsts lists the rows holding a name as
+	// text whose name the file did not know logrow.FirstsHorizon before the row, with the name,
+	// the row's lateness, and whether the names table held the name (named); name_firsts_gaps
+	// the minutes whose text rows were not all judged (domains: for their domains). The list
+	// begins with the first row written at schema 6 (state name_firsts_from): querylog new reads
+	// it for windows from there. domains_seen holds each registered domain of the names the
+	// writer saw as text, with the ids of the first and last such rows; an upgrade fills it
+	// from the names table and the rollups' names (backfillSeenDomains).
+	`CREATE TABLE name_firsts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, late INTEGER NOT NULL, named INTEGER NOT NULL);
+	CREATE TABLE name_firsts_gaps (minute INTEGER PRIMARY KEY, domains INTEGER NOT NULL);
+	CREATE TABLE domains_seen (domain TEXT PRIMARY KEY, first INTEGER NOT NULL, last INTEGER NOT NULL) WITHOUT ROWID;
+	INSERT INTO state (key, value) SELECT 'name_firsts_from', coalesce(max(id), 0) + 1 FROM log;`,
 }
 
 // layoutColumns are what a database's tables are like now, as four booleans: rows of schema

@@ -186,6 +186,32 @@ func TestMigrateFromV4(t *testing.T) {
 	}
 }
 
+// TestMigrateFromV5: the upgrade to schema 6 records the registered domains the file knew, from
+// the names table and the rollups' names, with the first and last time known (as log ids); the
+// list of first sightings begins after the last row. A name at a time: the chunks continue
+// where the last ended.
+func TestMigrateFromV5(t *testing.T) {
+	chunk := backfillChunk
+	backfillChunk = 1
+	t.Cleanup(func() { backfillChunk = chunk })
+	path := tempDB(t)
+	schemaFile(t, path, 5, `INSERT INTO dict_epochs (log_id, name_id, client_id, pod_id) VALUES (256, 1, 1, 1);
+		INSERT INTO names (id, name, first, n) VALUES (1, 'www.example.org.', 512, 1), (2, 'x.example.com.', NULL, 0), (3, 'mail.example.org.', 768, 1),
+			(4, 'org.', 1024, 1);
+		INSERT INTO log (id, name, client, late, a, b, c) VALUES (1280, 'a.example.', '192.0.2.1', 0, 0, 0, 0);
+		INSERT INTO rollup_names (span, start, name, rcode, n) VALUES (60, 60, 'ftp.example.org.', 0, 1), (60, 120, 'ftp.example.org.', 0, 1),
+			(3600, 0, 'y.example.net.', 0, 3), (60, 60, '(other)', 0, 9)`)
+	s := testStore(t, path)
+	checkSchema(t, s)
+	got := strings.Join(testutil.Column[string](t, s.db, `SELECT domain || ' ' || first || ' ' || last FROM domains_seen ORDER BY domain`), ", ")
+	if want := "example.com. 0 0, example.net. 0 0, example.org. 512 " + fmt.Sprint(120*1000<<8); got != want {
+		t.Errorf("domains_seen after the upgrade: %q, want %q", got, want)
+	}
+	if from := testutil.Column[int64](t, s.db, `SELECT value FROM state WHERE key = 'name_firsts_from'`); len(from) != 1 || from[0] != 1281 {
+		t.Errorf("name_firsts_from %v, want the id after the last row, 1281", from)
+	}
+}
+
 // TestLogTexts: the writer lists in log_texts the rows that hold a name as text, which querylog
 // new reads by id instead of every row of the window.
 func TestLogTexts(t *testing.T) {

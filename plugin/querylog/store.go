@@ -243,6 +243,11 @@ func (s *store) migrate() error {
 		if err := fillNames(tx); err != nil {
 			return err
 		}
+		if version > 0 && version < 6 {
+			if err := backfillSeenDomains(tx); err != nil {
+				return fmt.Errorf("recording the registered domains the file knew, for schema 6: %w", err)
+			}
+		}
 		if version == 0 {
 			// A new database has no rows of schema 1 to keep.
 			if _, err := tx.Exec(`DROP TABLE queries_v1`); err != nil {
@@ -449,6 +454,7 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		// The rows are made in the transaction, where the names dictionary can look up a name
 		// that left its cache (findName).
 		ws.vals, ws.texts, ws.findErr = ws.vals[:0], ws.texts[:0], nil
+		ws.firsts.start()
 		id := first
 		for _, seg := range segments {
 			for i := range seg {
@@ -458,6 +464,9 @@ func (s *store) writeRows(ctx context.Context, dc driver.Conn, segments [][]entr
 		}
 		if ws.findErr != nil {
 			return fmt.Errorf("looking up a name in the names table: %w", ws.findErr)
+		}
+		if ws.firsts.err != nil {
+			return fmt.Errorf("judging a name's first sighting: %w", ws.firsts.err)
 		}
 		if err := ws.insertRows(ctx, dc, first, n, epoch, k); err != nil {
 			return err
@@ -613,6 +622,17 @@ func (s *store) tidy(limit int) (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// The oldest row or rollup period: a domain last seen before both is known to nothing else.
+	known := oldest
+	var rollupStart sql.NullInt64
+	err = s.db.QueryRow(`SELECT min(s) FROM (SELECT min(start) AS s FROM rollup_names WHERE span = 60
+		UNION ALL SELECT min(start) FROM rollup_names WHERE span = 3600 UNION ALL SELECT min(start) FROM rollup_names WHERE span = 86400)`).Scan(&rollupStart)
+	if err != nil {
+		return false, err
+	}
+	if rollupStart.Valid {
+		known = min(known, rollupStart.Int64*1000<<8)
+	}
 	var removed int64
 	for _, q := range []struct {
 		query string
@@ -623,6 +643,12 @@ func (s *store) tidy(limit int) (more bool, err error) {
 		{`DELETE FROM pods WHERE id IN (SELECT id FROM pods WHERE id < ? ORDER BY id LIMIT ?)`, podID},
 		{`DELETE FROM retries WHERE id IN (SELECT id FROM retries WHERE id < ? ORDER BY id LIMIT ?)`, oldest},
 		{`DELETE FROM log_texts WHERE id IN (SELECT id FROM log_texts WHERE id < ? ORDER BY id LIMIT ?)`, oldest},
+		{`DELETE FROM name_firsts WHERE id IN (SELECT id FROM name_firsts WHERE id < ? ORDER BY id LIMIT ?)`, oldest},
+		// Gaps of names matter to windows of rows; what domains_seen says, as long as rollups say
+		// anything (a scan: one row per domain).
+		{`DELETE FROM name_firsts_gaps WHERE minute IN (SELECT minute FROM name_firsts_gaps WHERE minute < ? AND domains = 0 ORDER BY minute LIMIT ?)`, (oldest >> 8) / 60_000},
+		{`DELETE FROM name_firsts_gaps WHERE minute IN (SELECT minute FROM name_firsts_gaps WHERE minute < ? AND domains = 1 ORDER BY minute LIMIT ?)`, (known >> 8) / 60_000},
+		{`DELETE FROM domains_seen WHERE domain IN (SELECT domain FROM domains_seen WHERE last < ? LIMIT ?)`, known},
 		{`DELETE FROM dict_epochs WHERE log_id IN (SELECT log_id FROM dict_epochs WHERE log_id < ? ORDER BY log_id LIMIT ?)`, logID},
 		// Batches wholly before the oldest row (the one it is in stays, for its ordinal).
 		{`DELETE FROM batches WHERE first_id IN (SELECT first_id FROM batches WHERE first_id < coalesce(

@@ -7,7 +7,9 @@ import (
 	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 	"unsafe"
@@ -39,7 +41,8 @@ type writeState struct {
 	keys    *keyring               // the writer's anonymize hash keys
 	dbLabel [numLabelKinds][]int64 // the database's number of each label, by the process's
 
-	counts nameCounts // the rows that hold each number of the names dictionary (namecounts.go)
+	counts nameCounts     // the rows that hold each number of the names dictionary (namecounts.go)
+	firsts firstSightings // the rows holding a name the file did not know (firsts.go)
 
 	rollups     *rollups  // counts for the rollup tables
 	lastID      int64     // the largest id in the log table
@@ -56,7 +59,6 @@ type writeState struct {
 	stmts    map[stmtKey]driver.Stmt // prepared INSERTs
 	findStmt driver.Stmt             // findName's query, prepared on first use
 	findErr  error                   // the first error of findName in the batch, which fails it
-	findRow  []driver.Value          // findName's result
 	vals     []any                   // the current batch's row values
 	texts    []any                   // the ids of its rows that hold a name as text (log_texts)
 	args     []driver.NamedValue
@@ -105,6 +107,12 @@ func (k stmtKey) columns() []string {
 		return []string{"id", "first_id"}
 	case "log_texts":
 		return []string{"id"}
+	case "name_firsts":
+		return []string{"id", "name", "late", "named"}
+	case "name_firsts_gaps":
+		return []string{"minute", "domains"}
+	case "domains_seen":
+		return []string{"domain", "first", "last"}
 	case "batches":
 		return []string{"first_id", "n", "rows"}
 	}
@@ -121,12 +129,24 @@ func (k stmtKey) columns() []string {
 	return cols
 }
 
+// conflict is what k's INSERT does with a row whose key the table holds: a gap a process
+// before this one listed too; a domain seen before.
+func (k stmtKey) conflict() string {
+	switch k.table {
+	case "name_firsts_gaps":
+		return ` ON CONFLICT (minute) DO UPDATE SET domains = max(domains, excluded.domains)`
+	case "domains_seen":
+		return ` ON CONFLICT (domain) DO UPDATE SET first = min(first, excluded.first), last = max(last, excluded.last)`
+	}
+	return ""
+}
+
 func newWriteState(l *labels, keys *keyring, lastID, written, nextName, nextClient, nextPod int64) writeState {
 	names := newDict[string](nextName)
 	names.firsts = true
 	return writeState{names: names, clients: newDict[clientKey](nextClient), pods: newDict[podKey](nextPod), podRefs: new([podSlots]podRef),
 		retries: newRetransmits(), labels: l, keys: keys,
-		rollups: newRollups(defaultRollupLimit), counts: newNameCounts(), lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
+		rollups: newRollups(defaultRollupLimit), counts: newNameCounts(), firsts: firstSightings{perMinute: firstsPerMinute, listedPerMinute: firstsListedPerMinute, domainsPerMinute: domainsPerMinute}, lastID: lastID, written: written, epochStart: time.Now(), newEpoch: true}
 }
 
 // startEpoch makes every text new to the dictionaries; the next batch records it.
@@ -148,6 +168,7 @@ func (ws *writeState) forget() {
 	}
 	ws.names.pending, ws.clients.pending, ws.pods.pending = ws.names.pending[:0], ws.clients.pending[:0], ws.pods.pending[:0]
 	ws.retries.forget()
+	ws.firsts.forget()
 }
 
 // podKey is how the pods dictionary looks a client's pod up.
@@ -212,6 +233,15 @@ func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int6
 	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "log_texts"}, ws.texts); err != nil {
 		return err
 	}
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "name_firsts"}, ws.firsts.pending); err != nil {
+		return err
+	}
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "name_firsts_gaps"}, ws.firsts.gaps); err != nil {
+		return err
+	}
+	if _, err := ws.insertAll(ctx, dc, stmtKey{table: "domains_seen"}, ws.firsts.seen); err != nil {
+		return err
+	}
 	// The first row with its id, the others numbered by SQLite after it.
 	k.table = "log"
 	cols := len(k.columns())
@@ -236,6 +266,7 @@ func (ws *writeState) insertRows(ctx context.Context, dc driver.Conn, first int6
 func (ws *writeState) use(dc driver.Conn) {
 	if ws.stmtConn != dc {
 		ws.stmtConn, ws.stmts, ws.findStmt = dc, map[stmtKey]driver.Stmt{}, nil
+		ws.firsts.use()
 		if ws.findNames {
 			ws.names.find = ws.findName
 		}
@@ -257,30 +288,43 @@ func (ws *writeState) findName(name string) (int64, bool) {
 	if ws.findErr != nil {
 		return 0, false
 	}
-	ctx := context.Background()
-	if ws.findStmt == nil {
-		st, err := ws.stmtConn.(driver.ConnPrepareContext).PrepareContext(ctx, findNameQuery)
-		if err != nil {
-			ws.findErr = err
-			return 0, false
-		}
-		ws.findStmt = st
+	v, found, err := queryValue(ws.stmtConn, &ws.findStmt, findNameQuery, name, ws.epochName)
+	if err == nil && !found {
+		err = errors.New("no row") // max() always returns a row
 	}
-	rows, err := ws.findStmt.(driver.StmtQueryContext).QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: name}, {Ordinal: 2, Value: ws.epochName}})
+	ws.findErr = err
+	id, ok := v.(int64)
+	return id, ok
+}
+
+// queryValue runs *st (query, prepared on dc at first use; closed by closeStmts) with args,
+// and returns the first column of its row, if it gives one.
+func queryValue(dc driver.Conn, st *driver.Stmt, query string, args ...any) (driver.Value, bool, error) {
+	ctx := context.Background()
+	if *st == nil {
+		prepared, err := dc.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+		if err != nil {
+			return nil, false, err
+		}
+		*st = prepared
+	}
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	rows, err := (*st).(driver.StmtQueryContext).QueryContext(ctx, named)
 	if err != nil {
-		ws.findErr = err
-		return 0, false
+		return nil, false, err
 	}
 	defer rows.Close()
-	if ws.findRow == nil {
-		ws.findRow = make([]driver.Value, 1)
+	row := make([]driver.Value, len(rows.Columns()))
+	if err := rows.Next(row); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, false, nil
+		}
+		return nil, false, err
 	}
-	if err := rows.Next(ws.findRow); err != nil {
-		ws.findErr = err // max() always returns a row
-		return 0, false
-	}
-	id, ok := ws.findRow[0].(int64)
-	return id, ok
+	return row[0], true, nil
 }
 
 // appendRow adds the values of one log row, in the order of k's columns.
@@ -291,6 +335,7 @@ func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 		ws.counts.count(nameEntry)
 	} else {
 		ws.texts = append(ws.texts, id)
+		ws.firsts.judge(ws.stmtConn, e.qname, id, (id>>8)-ts, ws.rollups.catchingUp)
 	}
 	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) }, id)
 	var pod any
@@ -404,8 +449,8 @@ func (ws *writeState) execResult(ctx context.Context, dc driver.Conn, k stmtKey,
 	if !ok {
 		cols := k.columns()
 		row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
-		query := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", k.table, strings.Join(cols, ", "),
-			strings.TrimSuffix(strings.Repeat(row+",", k.rows), ","))
+		query := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s%s", k.table, strings.Join(cols, ", "),
+			strings.TrimSuffix(strings.Repeat(row+",", k.rows), ","), k.conflict())
 		var err error
 		if st, err = dc.(driver.ConnPrepareContext).PrepareContext(ctx, query); err != nil {
 			return nil, err
@@ -446,5 +491,6 @@ func (ws *writeState) closeStmts() {
 	if ws.findStmt != nil {
 		ws.findStmt.Close()
 	}
+	ws.firsts.close()
 	ws.stmts, ws.findStmt = nil, nil
 }
