@@ -780,11 +780,11 @@ func (r *newResult) sources() []string {
 		out = append(out, "before the window: the names dictionary and the rollups, not the rows")
 	case !r.oldest.Valid:
 		out = append(out, "before the window: the file has no rows of schema 2")
+	case r.firsts:
+		out = append(out, fmt.Sprintf("before the window: the names dictionary and the rollups, as the writer found them at each listed row, and the rollups of the %d minutes before the window; not the rows", int(logrow.FirstsHorizon.Minutes()))+" (--exact reads them, slower: it also finds the names asked only in periods whose rollups counted them under "+otherKey+")")
 	case r.oldest.Int64 >= r.from*1000:
 		out = append(out, "before the window: no rows; the window begins before the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+
 			": its names from before then, which only rollups keep, are not listed")
-	case r.firsts:
-		out = append(out, fmt.Sprintf("before the window: the names dictionary and the rollups, as the writer found them at each listed row, and the rollups of the %d minutes before the window; not the rows", int(logrow.FirstsHorizon.Minutes()))+" (--exact reads them, slower: it also finds the names asked only in periods whose rollups counted them under "+otherKey+")")
 	case !r.exact:
 		out = append(out, "before the window: the names dictionary and the rollups, not the rows (--exact reads them too, slower: it also finds the names asked only in periods whose rollups counted them under "+otherKey+")")
 	case r.scanned:
