@@ -128,6 +128,18 @@ func TestFirstSightingsCap(t *testing.T) {
 		t.Errorf("the minute past its cap of listed rows is not a gap")
 	}
 	s.state.firsts.listedPerMinute = firstsListedPerMinute
+	// With the rollups off (rollup_limit 0) from the start, they never catch up, and need not:
+	// rows are judged.
+	s.state.rollups.configure(0)
+	s.state.rollups.catchingUp = true // as a writer started with rollup_limit 0 has it
+	off := ms + 300_000
+	if err := s.write([]entry{entryOf(&testLabels, queryRow{ts: off, qname: "off.example.", client: "192.0.2.1"})}); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.Column[int64](t, s.db, `SELECT count(*) FROM name_firsts WHERE id >= ?`, off<<8); got[0] != 1 ||
+		testutil.Column[int64](t, s.db, `SELECT count(*) FROM name_firsts_gaps WHERE minute = ?`, off/60_000)[0] != 0 {
+		t.Errorf("with the rollups off, a row was not judged (listed %d)", got[0])
+	}
 	// While the rollups catch up, the periods before a row may not be counted yet.
 	f := firstSightings{perMinute: firstsPerMinute}
 	f.judge(nil, "f.", (ms+60_000)<<8, 0, true)

@@ -335,7 +335,7 @@ func (ws *writeState) appendRow(e *entry, id int64, k stmtKey) {
 		ws.counts.count(nameEntry)
 	} else {
 		ws.texts = append(ws.texts, id)
-		ws.firsts.judge(ws.stmtConn, e.qname, id, (id>>8)-ts, ws.rollups.catchingUp)
+		ws.firsts.judge(ws.stmtConn, e.qname, id, (id>>8)-ts, ws.rollups.catchingUp && !ws.rollups.off)
 	}
 	client, clientText, clientEntry := ws.clients.ref(keyOf(e), func() string { return clientText(e, ws.keys) }, id)
 	var pod any
