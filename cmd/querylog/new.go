@@ -259,16 +259,21 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 		}
 	}
 	w0 := from * 1000 << 8 // the first id a row of the window can have
+	// A file of schema 6 may have the window in its list of first sightings (new_firsts.go).
+	mayList := d.firsts && ns == "" && !exact && d.log && !fromRollups && d.v1 == "" && useFirsts
+	var bounds logBounds
 	var epochs []epoch
 	var last sql.NullInt64
 	if d.log {
 		// The oldest row's arrival (a scan of its first minute) says what the rows before the
 		// window can tell; a window counted from the rollups reads no row before it.
-		b, err := d.logBounds(ctx, !fromRollups)
+		// (Read from the list of first sightings, the window needs no oldest row: found below,
+		// where the list does not cover it.)
+		b, err := d.logBounds(ctx, !fromRollups && !mayList)
 		if err != nil {
 			return nil, err
 		}
-		last, res.oldest = b.last, b.oldest
+		bounds, last, res.oldest = b, b.last, b.oldest
 		counted := `0`
 		if d.textIndex || d.firsts { // schema 4 on: names.n counts up to names_counted
 			counted = `coalesce(names_counted, 0)`
@@ -317,8 +322,12 @@ func (d *database) newNames(ctx context.Context, from int64, ns string, exact, l
 	}
 	// A file of schema 6 lists the first sightings of names (new_firsts.go): a window without a
 	// namespace that the list covers is read from it.
-	if d.firsts && ns == "" && !exact && d.log && !fromRollups && d.v1 == "" && last.Valid && useFirsts {
+	if mayList && last.Valid {
 		covered, err := d.firstsCover(ctx, from, w0, last.Int64)
+		if err == nil && !covered {
+			err = d.oldestArrival(ctx, &bounds)
+			res.oldest = bounds.oldest
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -778,10 +787,10 @@ func (r *newResult) sources() []string {
 	switch {
 	case r.rollupWin != nil:
 		out = append(out, "before the window: the names dictionary and the rollups, not the rows")
-	case !r.oldest.Valid:
-		out = append(out, "before the window: the file has no rows of schema 2")
 	case r.firsts:
 		out = append(out, fmt.Sprintf("before the window: the names dictionary and the rollups, as the writer found them at each listed row, and the rollups of the %d minutes before the window; not the rows", int(logrow.FirstsHorizon.Minutes()))+" (--exact reads them, slower: it also finds the names asked only in periods whose rollups counted them under "+otherKey+")")
+	case !r.oldest.Valid:
+		out = append(out, "before the window: the file has no rows of schema 2")
 	case r.oldest.Int64 >= r.from*1000:
 		out = append(out, "before the window: no rows; the window begins before the oldest row, "+time.UnixMilli(r.oldest.Int64).UTC().Format(time.RFC3339)+
 			": its names from before then, which only rollups keep, are not listed")

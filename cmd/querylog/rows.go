@@ -136,10 +136,18 @@ type logBounds struct{ first, last, oldest sql.NullInt64 }
 func (d *database) logBounds(ctx context.Context, oldest bool) (logBounds, error) {
 	var b logBounds
 	err := d.row(ctx, `SELECT (SELECT min(id) FROM log), (SELECT max(id) FROM log)`, nil, &b.first, &b.last)
-	if err == nil && oldest && b.first.Valid {
-		err = d.row(ctx, `SELECT min((id >> 8) - late) FROM log WHERE id < ? + (60000 << 8)`, []any{b.first.Int64}, &b.oldest)
+	if err == nil && oldest {
+		err = d.oldestArrival(ctx, &b)
 	}
 	return b, err
+}
+
+// oldestArrival sets b.oldest: a scan of the first minute of ids (at 10,000 QPS, 600,000 rows).
+func (d *database) oldestArrival(ctx context.Context, b *logBounds) error {
+	if !b.first.Valid {
+		return nil
+	}
+	return d.row(ctx, `SELECT min((id >> 8) - late) FROM log WHERE id < ? + (60000 << 8)`, []any{b.first.Int64}, &b.oldest)
 }
 
 // errScanned stops reading rows once a query has read as many as it meant to.
