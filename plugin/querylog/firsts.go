@@ -100,8 +100,8 @@ func (f *firstSightings) judge(conn driver.Conn, name string, id, late int64, ca
 		f.err = err
 		return
 	}
-	if found && first.(int64) < before<<8 {
-		return // numbered before the horizon
+	if at, ok := first.(int64); found && (!ok || at < before<<8) {
+		return // numbered before the horizon (or a tampered first use: not a time to go by)
 	}
 	seen, _, err := queryValue(conn, &f.rollup, firstsRollupQuery, name, before/1000)
 	if err != nil {
