@@ -147,3 +147,27 @@ func TestFirstSightingsCap(t *testing.T) {
 		t.Errorf("a row judged while the rollups catch up: listed %v, gaps %v; want none listed and its minute a gap", f.pending, f.gaps)
 	}
 }
+
+// A names entry whose first use is not an integer (a tampered file) counts as known: the
+// writer does not panic, and does not list the name.
+func TestFirstSightingsTamperedFirst(t *testing.T) {
+	t.Parallel()
+	s := testStore(t, tempDB(t))
+	ms := time.Now().UnixMilli()
+	row := func(name string) []entry { return []entry{entryOf(&testLabels, queryRow{ts: ms, qname: name, client: "192.0.2.1"})} }
+	for _, batch := range [][]entry{row("t.example."), row("t.example.")} { // its text, then its number
+		if err := s.write(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.db.Exec(`UPDATE names SET first = 'not a time' WHERE name = 't.example.'`); err != nil {
+		t.Fatal(err)
+	}
+	s.state.startEpoch() // the next sighting holds the text again, and is judged
+	if err := s.write(row("t.example.")); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.Column[string](t, s.db, `SELECT name FROM name_firsts`); len(got) != 1 {
+		t.Errorf("listed %q, want only the first sighting", got)
+	}
+}
