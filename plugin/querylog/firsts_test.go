@@ -154,7 +154,9 @@ func TestFirstSightingsTamperedFirst(t *testing.T) {
 	t.Parallel()
 	s := testStore(t, tempDB(t))
 	ms := time.Now().UnixMilli()
-	row := func(name string) []entry { return []entry{entryOf(&testLabels, queryRow{ts: ms, qname: name, client: "192.0.2.1"})} }
+	row := func(name string) []entry {
+		return []entry{entryOf(&testLabels, queryRow{ts: ms, qname: name, client: "192.0.2.1"})}
+	}
 	for _, batch := range [][]entry{row("t.example."), row("t.example.")} { // its text, then its number
 		if err := s.write(batch); err != nil {
 			t.Fatal(err)
