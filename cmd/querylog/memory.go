@@ -88,6 +88,15 @@ func newMemoryGuard(limit int64, source string) (*memoryGuard, error) {
 	return g, nil
 }
 
+// fork is a guard of the same budget for a second connection read at the same time (beside):
+// its own count of rows, the same looks at the process's memory.
+func (g *memoryGuard) fork() *memoryGuard {
+	if g == nil {
+		return nil
+	}
+	return &memoryGuard{limit: g.limit, source: g.source, rss: g.rss, live: g.live}
+}
+
 // dictTexts is how many texts each dictionary cache holds: dictTexts, or within a budget as
 // many as a quarter of it holds (some 80 bytes a text).
 func (g *memoryGuard) dictTexts() int {

@@ -677,14 +677,13 @@ func (res *newResult) finish(s *newState, n int) {
 			res.newToFile[1]++
 		}
 	}
-	slices.SortFunc(res.names, func(a, b *newName) int {
+	res.newNames, res.newDoms = len(res.names), len(res.domains)
+	res.names = smallest(res.names, n, func(a, b *newName) int {
 		return cmp.Or(cmp.Compare(b2i(a.old), b2i(b.old)), cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.text, b.text))
 	})
-	slices.SortFunc(res.domains, func(a, b *newDomain) int {
+	res.domains = smallest(res.domains, n, func(a, b *newDomain) int {
 		return cmp.Or(cmp.Compare(b2i(a.old), b2i(b.old)), cmp.Compare(b.queries, a.queries), cmp.Compare(a.first, b.first), strings.Compare(a.domain, b.domain))
 	})
-	res.newNames, res.newDoms = len(res.names), len(res.domains)
-	res.names, res.domains = res.names[:min(n, len(res.names))], res.domains[:min(n, len(res.domains))]
 }
 
 // oldNumbers is the range of name numbers given before the window (its first id w0): those of

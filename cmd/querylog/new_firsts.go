@@ -58,48 +58,47 @@ func (d *database) firstsCover(ctx context.Context, from, w0, last int64) (bool,
 // ones. hi: the highest name number given before the window (haveOld).
 func (d *database) newFromFirsts(ctx context.Context, s *newState, res *newResult, epochs []epoch, from, w0, last, hi int64, haveOld bool) error {
 	res.firsts, res.textIndex = true, false
+	// The rows after the counts, read on a second connection while this one reads the list.
+	uncounted := beside(ctx, d, func(other *database) (uncountedCounts, error) {
+		return other.uncountedRows(ctx, epochs, w0, last)
+	})
+	defer uncounted()
 	// The list, in id order: each name's rows, its first arrival, and whether the names table
-	// held it at its first row.
-	named := map[*newName]bool{}
+	// held it at its first row (then it is old).
 	err := chunks(ctx, w0, last+1, chunkIDs, false, func(a, b int64) error {
-		return d.each(ctx, `SELECT id, name, late, named FROM name_firsts WHERE id >= ? AND id < ? AND (id >> 8) - late >= ?`,
+		return d.each(ctx, `SELECT name, (id >> 8) - late, named FROM name_firsts WHERE id >= ? AND id < ? AND (id >> 8) - late >= ?`,
 			[]any{a, b, from * 1000}, func(v []driver.Value) error {
-				id := logrow.Int(v[0])
-				t, _ := logrow.Text(v[1])
+				t, _ := logrow.Text(v[0])
 				nm := s.names[t]
 				if nm == nil {
-					nm = &newName{text: t, first: math.MaxInt64, firstRow: id}
+					nm = &newName{text: t, first: math.MaxInt64, old: logrow.Int(v[2]) == 1}
 					s.names[t] = nm
-					named[nm] = logrow.Int(v[3]) == 1
 				}
 				nm.queries++
-				nm.first = min(nm.first, id>>8-logrow.Int(v[2]))
+				nm.first = min(nm.first, logrow.Int(v[1]))
 				return nil
 			})
 	})
 	if err != nil {
 		return err
 	}
-	for nm, n := range named {
-		nm.old = n
-	}
 	if err := d.recentRollupNames(ctx, s, from); err != nil {
 		return err
 	}
 	// The new names' numbers, all given after their first row: from the numbers given before the
 	// window on, names.n and the rows after the counts.
-	after, read, err := d.uncountedRows(ctx, epochs, w0, last)
+	counts, err := uncounted()
 	if err != nil {
 		return err
 	}
-	res.uncounted = read
+	res.uncounted = counts.read
 	if !haveOld {
 		hi = 0
 	}
 	err = d.each(ctx, `SELECT name, id, n FROM names WHERE id > ?`, []any{hi}, func(v []driver.Value) error {
 		t, _ := logrow.Text(v[0])
 		if nm := s.names[t]; nm != nil && !nm.old {
-			nm.queries += logrow.Int(v[2]) + after[logrow.Int(v[1])]
+			nm.queries += logrow.Int(v[2]) + counts.after[logrow.Int(v[1])]
 		}
 		return nil
 	})
@@ -169,11 +168,19 @@ func (d *database) recentRollupNames(ctx context.Context, s *newState, from int6
 	return nil
 }
 
-// uncountedRows counts by number the rows holding a name number from the window's first id w0
-// to last that the names dictionary's counts (names.n) leave out: those after their epoch's
-// names_counted. It returns the counts and the rows read.
-func (d *database) uncountedRows(ctx context.Context, epochs []epoch, w0, last int64) (map[int64]int64, int64, error) {
-	after, read := map[int64]int64{}, int64(0)
+// uncountedCounts are the rows holding a name number that the names dictionary's counts
+// (names.n) leave out, those after their epoch's names_counted: how many hold each number, and
+// how many were read.
+type uncountedCounts struct {
+	after map[int64]int64
+	read  int64
+}
+
+// uncountedRows counts the rows from the window's first id w0 to last that the dictionary's
+// counts leave out. They are log rows up to an id of the caller's snapshot: it may read them
+// on a second connection (beside).
+func (d *database) uncountedRows(ctx context.Context, epochs []epoch, w0, last int64) (uncountedCounts, error) {
+	c := uncountedCounts{after: map[int64]int64{}}
 	query := `SELECT name FROM log WHERE id >= ? AND id < ? AND typeof(name) = 'integer'`
 	for i, e := range epochs {
 		from, to := max(w0, e.logID, e.counted+1), last+1
@@ -182,14 +189,14 @@ func (d *database) uncountedRows(ctx context.Context, epochs []epoch, w0, last i
 		}
 		err := chunks(ctx, from, to, chunkIDs, false, func(a, b int64) error {
 			return d.each(ctx, query, []any{a, b}, func(v []driver.Value) error {
-				after[logrow.Int(v[0])]++
-				read++
+				c.after[logrow.Int(v[0])]++
+				c.read++
 				return nil
 			})
 		})
 		if err != nil {
-			return nil, 0, err
+			return uncountedCounts{}, err
 		}
 	}
-	return after, read, nil
+	return c, nil
 }

@@ -75,4 +75,16 @@ func TestNewFirsts(t *testing.T) {
 	if fromList.WindowQueries != fromRows.WindowQueries {
 		t.Errorf("window queries %d from the list, %d from the rows", fromList.WindowQueries, fromRows.WindowQueries)
 	}
+	// A crash: the dictionary counted no row of the window. The list's names are counted from
+	// the rows after the counts (read beside the list, on a second connection), the same.
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	testutil.Exec(t, db, fmt.Sprintf(`VACUUM INTO '%s'`, crashed))
+	testutil.Exec(t, crashed, fmt.Sprintf(`UPDATE dict_epochs SET names_counted = (SELECT max(id) FROM log WHERE (id >> 8) < %d) WHERE names_counted IS NOT NULL;
+		UPDATE names SET n = (SELECT count(*) FROM log WHERE log.name = names.id AND log.id <= (SELECT max(names_counted) FROM dict_epochs))`,
+		time.Now().Add(-time.Hour).UnixMilli()))
+	after := strs(t, crashed, `SELECT count(*) FROM log WHERE id > (SELECT max(names_counted) FROM dict_epochs) AND typeof(name) = 'integer'`)[0][0]
+	got := runNewJSON(t, "--db", crashed, "--since", "1h")
+	if src := got.Sources[0]; after == "0" || got.summary() != want || !strings.Contains(src, "those the writer listed as first sightings") || !strings.Contains(src, "and "+after+" rows after its counts read") {
+		t.Errorf("new from the list, no row of the window counted (%s numbered rows):\n got %s\nwant %s\nsources %q", after, got.summary(), want, got.Sources)
+	}
 }

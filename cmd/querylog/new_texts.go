@@ -105,11 +105,11 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 	}
 	// The numbered rows after the counts, of each epoch the window reaches (a number is used in
 	// its epoch's rows only).
-	after, read, err := d.uncountedRows(ctx, epochs, w0, last)
+	counts, err := d.uncountedRows(ctx, epochs, w0, last)
 	if err != nil {
 		return f, err
 	}
-	f.read = read
+	f.read = counts.read
 	// Each entry of the window's names: its first use, and its rows (names.n and those after).
 	numbered := map[*newName]int64{}
 	before := map[string]bool{}
@@ -133,7 +133,7 @@ func (d *database) textNumbers(ctx context.Context, s *newState, epochs []epoch,
 		if first < nm.firstRow {
 			before[t] = true
 		}
-		numbered[nm] += logrow.Int(v[3]) + after[id]
+		numbered[nm] += logrow.Int(v[3]) + counts.after[id]
 		return nil
 	}
 	var entries int64
