@@ -40,7 +40,7 @@ type database struct {
 	file    fileID // the file the connection opened (checked just before)
 	dc      driver.Conn
 	timeout time.Duration
-	schema  int // PRAGMA user_version: 1 to 4
+	schema  int // PRAGMA user_version: 1 to 6
 
 	log     bool   // the log table of schema 2
 	v1      string // the table of the rows of schema 1: queries (schema 1), queries_v1 (left by the upgrade to 2), or ""

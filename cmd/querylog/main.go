@@ -1,4 +1,4 @@
-// Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 to 4)
+// Command querylog reads a database written by the querylog CoreDNS plugin (schema 1 to 6)
 // and answers the usual questions about it: the newest rows, the most asked names, clients,
 // rcodes and types, the upstreams, the names first seen, the retransmissions, what the search list costs, a
 // search, an export, and what the file holds. It never slows the writer: it opens the file
@@ -21,7 +21,7 @@ import (
 
 const usage = `Usage: querylog COMMAND [flags]
 
-Reads a querylog database (schema 1 to 4) without slowing the server writing it: a read-only
+Reads a querylog database (schema 1 to 6) without slowing the server writing it: a read-only
 connection, one snapshot per command, and a time budget per query.
 
 Commands:
