@@ -103,6 +103,7 @@ func TestRetransmissionsRealResolvers(t *testing.T) {
 		t.Errorf("querylog retries: %d retransmissions, want %d", report.Retransmissions, types)
 	}
 	t.Logf("querylog retries --since 1h (README shows this output):\n%s", querylogRun(t, "retries", "--db", s.db, "--since", "1h"))
+	t.Logf("querylog top upstreams --since 1h (README shows this output):\n%s", querylogRun(t, "top", "upstreams", "--db", s.db, "--since", "1h"))
 	s.stop()
 	if got := testutil.SQLite3(t, s.db, `SELECT sum(retries) FROM rollup_namespaces WHERE span = 60 AND namespace = 'team-c'`); got != fmt.Sprint(types) {
 		t.Errorf("rollup_namespaces counts %s retransmissions in team-c, want %d", got, types)
